@@ -1,0 +1,142 @@
+/* log: the append-only, segmented, checksummed event log, eventfold's source of truth.
+ *
+ * Layout: DIR/log/ holds segment files named by the position of their first record
+ * (%020llu.seg) and a small shared control file (control) that every process maps.
+ * Records are self-describing (see record.h): position, stream, stream version, type,
+ * schema version, timestamp, metadata and JSON data, protected by CRC32C.
+ *
+ * Guarantees
+ *  - Positions are dense (1, 2, 3, ...) and strictly increasing in file order, across
+ *    every process that appends: appends are serialized by a robust, process-shared mutex
+ *    in the control file (log_append_begin/log_append_end).
+ *  - A record is published (visible to log_head() and readers) only after it was written
+ *    whole. A process that dies while holding the append lock leaves at most an
+ *    unpublished tail, which the next lock holder truncates (and logs).
+ *  - log_sync(pos) returns once a completed fdatasync covers pos. Concurrent callers share
+ *    one fdatasync (group commit): one leader syncs everything published so far while the
+ *    others wait for it. log_durable() is the highest durable position; it is read from
+ *    shared memory without a syscall, and log_wait_durable() sleeps on a futex until it moves.
+ *  - Segments roll at segment_bytes; a segment is fdatasync'ed before the next one is
+ *    created, and never modified after that (sealed).
+ *  - Recovery on open (first opener after all processes exited, e.g. after a crash or a
+ *    reboot): every segment is checked; an unverifiable tail of the newest segment is
+ *    truncated to the last whole record and logged (segment, offset, bytes); damage in a
+ *    sealed segment, or before the tail, fails the open with LOG_ECORRUPT naming segment
+ *    and offset (log_last_error()).
+ *
+ * Caveats
+ *  - Open the log in each process after fork(), never before: the fd and the mapping are
+ *    per process.
+ *  - A struct log may be shared by threads of one process for appends and syncs (they
+ *    serialize on the same shared mutex); a struct log_reader belongs to one thread.
+ *  - Failure-prone I/O goes through log_io (io.h) so tests can inject ENOSPC, EIO and
+ *    short writes.
+ */
+#ifndef EF_LOG_H
+#define EF_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/record.h"
+
+/* Error codes: 0 is success; negative errno values for system errors (-ENOSPC, -EIO, ...);
+ * these for the log's own conditions. */
+enum {
+    LOG_ECORRUPT = -10001,  /* a record failed its checksum or framing before the tail */
+    LOG_EVERSION = -10002,  /* a segment or control file of a newer/unknown format */
+    LOG_ETOOBIG = -10003,   /* a record larger than LOG_RECORD_MAX */
+    LOG_ESEQUENCE = -10004, /* positions not dense/increasing, or a missing segment */
+    LOG_EREADONLY = -10005, /* append on a log opened read-only */
+    LOG_EBADARG = -10006,   /* invalid argument (empty stream or type, ...) */
+    LOG_ELOCKED = -10007,   /* append lock not held / already held by this handle */
+};
+
+/* Returns a static description of a code (errno strings for negative errno values). */
+const char *log_strerror(int err);
+
+struct log;
+
+struct log_options {
+    uint64_t segment_bytes; /* roll limit; 0 = default 64 MiB */
+    int read_only;          /* no appends, no truncation, no recovery that writes */
+};
+
+/* Opens (creating if needed, unless read_only) the log in dir (the log/ directory itself).
+ * *out is owned by the caller and freed by log_close(). On failure returns a negative code;
+ * log_last_error(NULL)... see log_open_error(). */
+int log_open(const char *dir, const struct log_options *opt, struct log **out);
+void log_close(struct log *lg); /* accepts NULL */
+
+/* A one-line description of the last error on this handle (or of the last failed log_open
+ * in this thread when lg is NULL), naming segment and offset where there is one.
+ * Valid until the next call on the handle. */
+const char *log_last_error(const struct log *lg);
+
+/* Highest published position (0 when empty). No syscall. */
+uint64_t log_head(const struct log *lg);
+/* Highest position covered by a completed fdatasync. No syscall. */
+uint64_t log_durable(const struct log *lg);
+
+/* --- appending ------------------------------------------------------------------- */
+
+/* Takes the cross-process append lock. If the previous holder died, first cuts the
+ * unpublished tail it left (logging segment, offset and byte count). */
+int log_append_begin(struct log *lg);
+/* While holding the lock: writes one record at the end of the log and publishes it.
+ * ev->position is ignored; the assigned position is stored in *position. The record is
+ * not durable until log_sync(). On failure (ENOSPC, EIO, ...) nothing is published and the
+ * file is cut back to where it was: the log is as if the call never happened. */
+int log_append_record(struct log *lg, const struct log_event *ev, uint64_t *position);
+/* Releases the append lock. */
+void log_append_end(struct log *lg);
+
+/* Returns once position is durable (group commit: shares fdatasyncs with concurrent
+ * callers). An fdatasync failure returns its error; the records stay published but are
+ * not reported durable. */
+int log_sync(struct log *lg, uint64_t position);
+
+/* begin + record + end + sync. */
+int log_append(struct log *lg, const struct log_event *ev, uint64_t *position);
+
+/* Sleeps until log_durable() > after or timeout_ms passes (futex on the control file;
+ * no polling). Returns 1 if it moved, 0 on timeout. Spurious early returns are allowed. */
+int log_wait_durable(const struct log *lg, uint64_t after, int timeout_ms);
+
+/* --- reading --------------------------------------------------------------------- */
+
+struct log_reader;
+
+/* A reader positioned before `from` (the first next() returns the record at `from`, or the
+ * first after it). Finding the segment is a binary search over segment names; inside the
+ * segment it scans (or uses a hint, see log_reader_seek). Owned by the caller. */
+int log_reader_open(struct log *lg, uint64_t from, struct log_reader **out);
+void log_reader_close(struct log_reader *rd); /* accepts NULL */
+
+/* Reads the next record with position <= limit (pass log_durable(lg) to see only durable
+ * records, log_head(lg) for all published ones). Returns 1 with *rec filled (pointers
+ * valid until the next call on rd), 0 if there is nothing more up to limit yet (call again
+ * later: the reader follows the tail and crosses into new segments), or a negative code
+ * (LOG_ECORRUPT with log_last_error naming segment and offset). Every record is verified. */
+int log_reader_next(struct log_reader *rd, uint64_t limit, struct log_record *rec);
+
+/* Positions rd directly at a known record (segment = its first position, offset in file),
+ * e.g. from an index; the next next() returns that record. */
+int log_reader_seek(struct log_reader *rd, uint64_t segment, uint64_t offset);
+
+/* --- inspection (eventfoldctl) ------------------------------------------------------ */
+
+struct log_stats {
+    uint64_t head_position;
+    uint64_t durable_position;
+    uint64_t segments;
+    uint64_t bytes;
+};
+int log_stats(struct log *lg, struct log_stats *st);
+
+/* Checks every record of every segment (checksums, framing, dense positions). Returns 0 if
+ * clean, LOG_ECORRUPT/LOG_ESEQUENCE with log_last_error() naming segment and offset, or
+ * another negative code. Counts records into *records if non-NULL. Read-only. */
+int log_verify(struct log *lg, uint64_t *records);
+
+#endif
