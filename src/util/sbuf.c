@@ -6,6 +6,7 @@
 #include "util/xalloc.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
