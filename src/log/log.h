@@ -68,6 +68,12 @@ struct log_options {
 int log_open(const char *dir, const struct log_options *opt, struct log **out);
 void log_close(struct log *lg); /* accepts NULL */
 
+/* 1 if this log_open() found nobody else using the log and so ran recovery from the files
+ * and initialized the shared control block (the first opener after all processes exited,
+ * a crash or a reboot); 0 otherwise and for read-only handles. The write model uses it to
+ * know when its own state may be behind the log. */
+int log_recovered(const struct log *lg);
+
 /* A one-line description of the last error on this handle (or of the last failed log_open
  * in this thread when lg is NULL), naming segment and offset where there is one.
  * Valid until the next call on the handle. */

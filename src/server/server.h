@@ -1,20 +1,34 @@
 /* server: the FastCGI process model shared by eventfold-command and eventfold-query.
  *
- * A master process takes the listening socket (fd 0 from spawn-fcgi or systemd
- * StandardInput=socket, LISTEN_FDS from systemd socket activation, or --listen unix:PATH /
- * HOST:PORT), pre-forks `workers` worker processes and restarts one that dies (with a
- * back-off if they die at once). Each worker runs `threads` threads that each accept
- * requests with FCGX_Accept_r, so a request that waits (Min-Position, long-poll) does not
- * block the others. SIGTERM/SIGINT: the master forwards SIGTERM; workers stop accepting,
- * finish in-flight requests, and exit; the master exits 0 when all have.
+ * A master process takes the listening socket: --listen unix:PATH (created with mode 0666
+ * so the distribution's nginx user can connect; a stale socket file left by a crash is
+ * replaced, a live one is an error; the file is removed at exit) or HOST:PORT
+ * (SO_REUSEADDR); without --listen, LISTEN_FDS/LISTEN_PID from systemd socket activation
+ * (fd 3), else fd 0 (spawn-fcgi, systemd StandardInput=socket). It pre-forks `workers`
+ * worker processes and restarts one that dies (logged with pid and exit status or signal;
+ * a worker that dies within a second of its start delays the next start, doubling from
+ * 100 ms up to 5 s). Each worker runs `threads` threads that each accept requests with
+ * FCGX_Accept_r, so a request that waits (Min-Position, long-poll) does not block the
+ * others.
+ *
+ * Stopping: SIGTERM/SIGINT to the master are forwarded to the workers as SIGTERM. A worker
+ * stops accepting at once (threads wait for the listen socket and a wake-up eventfd, never
+ * in a blocking accept), lets in-flight requests finish and be answered, then exits 0;
+ * handlers that wait should poll server_stopping(). A worker whose requests have not
+ * finished `grace_seconds` after SIGTERM exits 1 anyway, and the master SIGKILLs a worker
+ * still alive a few seconds after that. The master exits 0 when all are gone. SIGHUP is
+ * ignored. A worker gets SIGTERM if the master dies.
  *
  * Per-request work happens in a handler that receives a struct server_request: the
  * parsed CGI parameters, the body (read in full, limited to max_body bytes, else 413
- * answered by the server itself), and helpers to answer. Request memory is freed when the
- * handler returns.
+ * payload_too_large answered by the server without calling the handler), and helpers to
+ * answer. Request memory is freed when the handler returns. Every answer is counted in
+ * shared-memory metrics (by route label and status, plus a latency histogram per route).
  *
- * Caveat: open LMDB environments and the log in worker_init (after fork), never in the
- * master.
+ * Caveats: open LMDB environments and the log in worker_init (after fork), never in the
+ * master. The listening socket is made non-blocking (O_NONBLOCK is shared by every
+ * process holding the socket, e.g. systemd; none of them blocks in accept on it). With
+ * nginx `fastcgi_keep_conn on`, a kept connection pins one request thread.
  */
 #ifndef EF_SERVER_H
 #define EF_SERVER_H
@@ -69,13 +83,34 @@ struct server_options {
     int (*worker_init)(void **worker_ctx, const struct ef_config *cfg);
     void (*worker_fini)(void *worker_ctx);
     server_handler_fn handler;
-    /* Extra metrics text appended to GET /metrics output by the handler (optional). */
+    /* Seconds a stopping worker waits for in-flight requests (0: 30). */
+    int grace_seconds;
 };
 
-/* Runs the master until SIGTERM/SIGINT. Returns the process exit status (0 clean). */
+/* Errors of server_run (negative; server_strerror() names them). */
+enum server_err {
+    SERVER_ERR_USAGE = -1,    /* bad options (threads < 1, no handler, ...) */
+    SERVER_ERR_LISTEN = -2,   /* no listening socket: cannot create it, or fd 0 is none */
+    SERVER_ERR_IN_USE = -3,   /* unix socket path is served by a live process */
+    SERVER_ERR_SYSTEM = -4,   /* fork, mmap, signal setup failed (logged with errno) */
+};
+const char *server_strerror(int err);
+
+/* Runs the master until SIGTERM/SIGINT. Returns the process exit status: 0 after a clean
+ * stop, 1 when it could not start (the cause is logged). */
 int server_run(const struct server_options *opt);
 
-/* Shared-memory metrics (created by server_run before fork; counters are atomic). */
+/* In a worker: 1 once the worker has been asked to stop, else 0. A handler that waits
+ * (long-poll) checks it and answers early. Thread-safe. */
+int server_stopping(void);
+
+/* Shared-memory metrics (created by server_run before fork; counters are atomic).
+ * Appends eventfold_http_requests_total and eventfold_http_request_duration_seconds in
+ * Prometheus text format 0.0.4 to out. Programs append their own gauges after it with
+ * server_metrics_gauge(). */
 void server_metrics_render(struct sbuf *out);
+/* Appends "# HELP name help", "# TYPE name gauge" and "name value" to out. `name` and
+ * `help` must be valid Prometheus text (no newline). */
+void server_metrics_gauge(struct sbuf *out, const char *name, const char *help, double value);
 
 #endif

@@ -45,9 +45,14 @@ void ef_format_time(int64_t ms, char *out)
     struct tm tm;
     int millis;
     split_ms(ms, &tm, &millis);
-    snprintf(out, EF_TIME_RFC3339_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+    /* Formatted into a buffer sized for any int values (so -Wformat-truncation can prove
+     * no truncation), then copied: with fields in range the text is always 24 characters. */
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
              tm.tm_sec, millis);
+    memcpy(out, tmp, EF_TIME_RFC3339_LEN - 1);
+    out[EF_TIME_RFC3339_LEN - 1] = '\0';
 }
 
 void ef_format_day(int64_t ms, char *out)
@@ -55,7 +60,11 @@ void ef_format_day(int64_t ms, char *out)
     struct tm tm;
     int millis;
     split_ms(ms, &tm, &millis);
-    snprintf(out, 11, "%04d-%02d-%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday);
+    char tmp[48]; /* as in ef_format_time: always 10 characters */
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1,
+             tm.tm_mday);
+    memcpy(out, tmp, 10);
+    out[10] = '\0';
 }
 
 int ef_parse_day(const char *s, int64_t *ms_out)

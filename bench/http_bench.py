@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""http_bench: eventfold's HTTP throughput and read-your-writes delay through a real nginx.
+
+Starts a private deployment with the integration harness (tests/integration/harness.py),
+then runs wrk (bench/http_*.lua) at 1, 16 and 64 connections against:
+  - POST /api/orders (CreateOrder)         vs  the trivial libfcgi responder (bench/fcgi_trivial)
+  - GET /api/users/{id}, GET /api/orders/{id} vs nginx serving a static JSON file of the same
+    size, and the trivial responder
+and prints req/s, p50, p99 and the ratios to the ceilings. Then, under a steady command load,
+measures the read-your-writes delay: from a command's answer to the answer of a query sent
+with Min-Position = its Log-Position (p50, p99).
+
+Environment: EF_BUILDDIR, EF_SRCDIR, EF_NGINX (as for the tests), EF_BENCH_SECONDS (5),
+EF_BENCH_WORKERS (4 per program), WRK (wrk)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("EF_SRCDIR") or os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
+import harness  # noqa: E402
+from harness import Cluster, check, expect  # noqa: E402
+
+SECONDS = int(os.environ.get("EF_BENCH_SECONDS", "5"))
+WORKERS = int(os.environ.get("EF_BENCH_WORKERS", "4"))
+WRK = os.environ.get("WRK") or shutil.which("wrk") or "/usr/bin/wrk"
+CONNS = (1, 16, 64)
+
+
+def wrk(port, path, conns, script=None, env=None):
+    """Runs wrk; returns (req/s, p50 ms, p99 ms, non-2xx+errors)."""
+    argv = [WRK, "-t", str(min(2, conns)), "-c", str(conns), "-d", "%ds" % SECONDS, "--latency"]
+    if script:
+        argv += ["-s", os.path.join(HERE, script)]
+    argv.append("http://127.0.0.1:%d%s" % (port, path))
+    e = dict(os.environ)
+    e.update(env or {})
+    out = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=SECONDS + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)\b" % p, out)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    bad = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        bad += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        bad += sum(int(x) for x in m.groups())
+    return rps, pct(50), pct(99), bad
+
+
+def row(label, conns, r, ceil=None):
+    ratio = "" if not ceil else "  %5.1f%% of %s" % (100 * r[0] / ceil[1][0], ceil[0])
+    print("%-34s c=%-3d %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms%s%s"
+          % (label, conns, r[0], r[1], r[2], "  (%d errors)" % r[3] if r[3] else "", ratio), flush=True)
+
+
+def start_trivial(c):
+    """Starts bench/fcgi_trivial on TMP/trivial.sock if it was built; returns True if up."""
+    exe = os.path.join(harness.BUILDDIR, "bench", "fcgi_trivial")
+    if not os.access(exe, os.X_OK):
+        print("(bench/fcgi_trivial not built: no FastCGI ceiling)", flush=True)
+        return False
+    sock = os.path.join(c.tmp, "trivial.sock")
+    c._spawn("trivial", [exe, "--listen", "unix:" + sock, "--workers", str(WORKERS)])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        if not c.running("trivial") or time.monotonic() > deadline:
+            print("(bench/fcgi_trivial did not start: %s)" % c.log_text("trivial")[-300:], flush=True)
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def seed(c, n_users=200, n_orders=400):
+    cl = c.client()
+    item = "bench-item"
+    expect(cl.post("/api/items", {"item_id": item, "name": "Bench", "category": "bench", "price_cents": 100}), 201)
+    for _ in range(5):
+        expect(cl.post("/api/items/%s/restock" % item, {"quantity": 1000000}), 200)
+    users = ["bench-u%d" % i for i in range(n_users)]
+    orders = []
+    for u in users:
+        expect(cl.post("/api/users", {"user_id": u, "name": "Bench user " + u, "email": u + "@example.com"}), 201)
+    for i in range(n_orders):
+        r = expect(cl.post("/api/orders", {"user_id": users[i % n_users], "items": [{"item_id": item, "quantity": 1}]}), 201)
+        orders.append(r.json["order_id"])
+    c.wait_caught_up(timeout=60)
+    return item, users, orders
+
+
+def ryw_delay(c, item, users, samples=300):
+    """p50/p99 of command answered -> query with Min-Position answered, under a steady load
+    of CreateOrder from 4 other connections."""
+    stop = threading.Event()
+
+    def load(t):
+        k = c.client()
+        i = 0
+        while not stop.is_set():
+            k.post("/api/orders", {"user_id": users[(t * 7 + i) % len(users)], "items": [{"item_id": item, "quantity": 1}]})
+            i += 1
+    ths = [threading.Thread(target=load, args=(t,), daemon=True) for t in range(4)]
+    for t in ths:
+        t.start()
+    k = c.client()
+    d = []
+    try:
+        for i in range(samples):
+            w = expect(k.post("/api/users/%s/deposits" % users[i % len(users)], {"amount_cents": 1}), 200)
+            t0 = time.monotonic()
+            expect(k.get("/api/users/%s" % users[i % len(users)], headers={"Min-Position": str(w.position)}), 200)
+            d.append((time.monotonic() - t0) * 1000)
+    finally:
+        stop.set()
+        for t in ths:
+            t.join(timeout=30)
+    d.sort()
+    return d[len(d) // 2], d[int(len(d) * 0.99)]
+
+
+def main():
+    check(os.access(WRK, os.X_OK), "wrk not found (Debian: apt-get install wrk)")
+    extra = """
+        location = /static/user.json { default_type application/json; }
+        location = /trivial { include @TMP@/fastcgi_params; fastcgi_pass unix:@TMP@/trivial.sock; }
+"""
+    with Cluster("bench", workers=WORKERS, extra_server_conf=extra) as c:
+        item, users, orders = seed(c)
+        os.makedirs(os.path.join(c.tmp, "www", "static"), exist_ok=True)
+        ufile, ofile = os.path.join(c.tmp, "users.txt"), os.path.join(c.tmp, "orders.txt")
+        with open(ufile, "w") as f:
+            f.write("\n".join(users) + "\n")
+        with open(ofile, "w") as f:
+            f.write("\n".join(orders) + "\n")
+        sample = c.client().get("/api/users/" + users[0]).body
+        with open(os.path.join(c.tmp, "www", "static", "user.json"), "wb") as f:
+            f.write(sample)
+        have_trivial = start_trivial(c)
+        print("eventfold HTTP benchmark: %d s per run, %d workers per program, nginx 2 workers, %d cores"
+              % (SECONDS, WORKERS, os.cpu_count()), flush=True)
+        res = {}
+        for n in CONNS:
+            res["static", n] = wrk(c.port, "/static/user.json", n)
+            row("static JSON (%d bytes)" % len(sample), n, res["static", n])
+            if have_trivial:
+                res["trivial", n] = wrk(c.port, "/trivial", n)
+                row("trivial libfcgi responder", n, res["trivial", n])
+            tri = ("trivial", res["trivial", n]) if have_trivial else None
+            res["users", n] = wrk(c.port, "/", n, "http_get_ids.lua",
+                                  {"EF_BENCH_IDS": ufile, "EF_BENCH_PREFIX": "/api/users"})
+            row("GET /api/users/{id}", n, res["users", n], ("static", res["static", n]))
+            if tri:
+                row("  (same, vs trivial)", n, res["users", n], tri)
+            res["orders", n] = wrk(c.port, "/", n, "http_get_ids.lua",
+                                   {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
+            row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n]))
+            res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
+                                   {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
+            row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
+        p50, p99 = ryw_delay(c, item, users)
+        print("read-your-writes delay under CreateOrder load (answer -> Min-Position read answered): "
+              "p50 %.2f ms, p99 %.2f ms" % (p50, p99), flush=True)
+        c.verify()
+
+
+if __name__ == "__main__":
+    harness.run(main, budget=900)

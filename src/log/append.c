@@ -1,0 +1,274 @@
+#include "config.h"
+
+#include "log/io.h"
+#include "log/log_int.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Appending. Everything here runs under the append mutex of the control block, which
+ * makes the holder the only writer of the head fields and of the files' tails. */
+
+static int is_holder(const struct log *lg)
+{
+    return lg->holding && pthread_equal(lg->holder, pthread_self());
+}
+
+/* Segment holding position pos (the newest segment named <= pos; the oldest when pos is 0). */
+static uint64_t segment_of(const uint64_t *segs, size_t n, uint64_t pos)
+{
+    uint64_t s = segs[0];
+    for (size_t i = 0; i < n && segs[i] <= pos; i++)
+        s = segs[i];
+    return s;
+}
+
+/* Unlinks segments after `keep` (they hold nothing published). Returns how many, or -errno. */
+static int unlink_after(struct log *lg, const uint64_t *segs, size_t n, uint64_t keep)
+{
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i] <= keep)
+            continue;
+        char *path = log_seg_path(lg->dir, segs[i]);
+        int r = log_io.unlink(path);
+        int e = errno;
+        free(path);
+        if (r < 0 && e != ENOENT)
+            return -e;
+        count++;
+    }
+    if (count > 0) {
+        int err = log_sync_dir(lg->dir);
+        if (err)
+            return err;
+    }
+    return count;
+}
+
+/* Cuts the head segment to the end of the published head record and removes segments
+ * after it. The published head position is the only thing trusted: a dead holder may have
+ * stored head_seg/head_off without head_pos, so both are recomputed from the files. */
+int log_repair_tail(struct log *lg)
+{
+    struct log_control *c = lg->ctl;
+    uint64_t pos = atomic_load(&c->head_pos), *segs = NULL;
+    size_t n = 0;
+    int fd = -1, err = log_seg_list(lg->dir, &segs, &n);
+    char *path = NULL;
+    if (err == 0 && n == 0)
+        err = LOG_ESEQUENCE;
+    if (err) {
+        log_set_error(lg, "cannot list segments of %s: %s", lg->dir, log_strerror(err));
+        goto fail;
+    }
+    uint64_t seg = segment_of(segs, n, pos);
+    path = log_seg_path(lg->dir, seg);
+    struct log_seg_scan sc;
+    if ((fd = log_io.open(path, O_RDWR, 0)) < 0 || (err = log_seg_scan(fd, seg, pos, &sc)) != 0) {
+        err = err ? err : -errno;
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
+        goto fail;
+    }
+    if (sc.last_pos != pos) {
+        err = LOG_ECORRUPT;
+        log_set_error(lg, "segment %s offset %" PRIu64 ": published position %" PRIu64 " not found", path, sc.end, pos);
+        goto fail;
+    }
+    if (sc.size > sc.end && log_io.ftruncate(fd, (off_t)sc.end) < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    int removed = unlink_after(lg, segs, n, seg);
+    if (removed < 0) {
+        err = removed;
+        log_set_error(lg, "cannot remove unpublished segments of %s: %s", lg->dir, strerror(-err));
+        goto fail;
+    }
+    atomic_store_explicit(&c->head_off, sc.end, memory_order_release);
+    atomic_store_explicit(&c->head_seg, seg, memory_order_release);
+    atomic_fetch_add_explicit(&c->repair_gen, 1, memory_order_acq_rel);
+    atomic_store(&c->tail_dirty, 0);
+    if (sc.size > sc.end || removed > 0)
+        LOG_WARN("log: cut unpublished tail segment=%s offset=%" PRIu64 " bytes=%" PRIu64 " segments_removed=%d",
+                 path, sc.end, sc.size - sc.end, removed);
+fail:
+    if (fd >= 0)
+        log_io.close(fd);
+    free(path);
+    free(segs);
+    return err;
+}
+
+int log_append_begin(struct log *lg)
+{
+    if (!lg->ctl)
+        return LOG_EREADONLY;
+    struct log_control *c = lg->ctl;
+    int r = pthread_mutex_lock(&c->append_mu);
+    if (r == EOWNERDEAD) {
+        /* The holder died somewhere between writing and publishing: its bytes after the
+         * head are garbage. Mark them before making the mutex usable again, so that even if
+         * the cut fails below, the next holder retries it. */
+        atomic_store(&c->tail_dirty, 1);
+        LOG_WARN("log: previous append lock holder died, repairing tail dir=%s", lg->dir);
+        r = pthread_mutex_consistent(&c->append_mu);
+    }
+    if (r == EDEADLK)
+        return LOG_ELOCKED;
+    if (r != 0) {
+        log_set_error(lg, "append lock: %s", strerror(r));
+        return -r;
+    }
+    lg->holder = pthread_self();
+    lg->holding = 1;
+    if (atomic_load(&c->tail_dirty)) {
+        int err = log_repair_tail(lg);
+        if (err) {
+            log_append_end(lg);
+            return err;
+        }
+    }
+    return 0;
+}
+
+void log_append_end(struct log *lg)
+{
+    if (!lg->ctl || !is_holder(lg))
+        return;
+    lg->holding = 0;
+    pthread_mutex_unlock(&lg->ctl->append_mu);
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t r = log_io.pwrite(fd, p, n, (off_t)off);
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -EIO;
+        p += r, n -= (size_t)r, off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Seals the current segment (fdatasync) and creates the one starting at pos. On success
+ * lg->app is the new segment's descriptor. */
+static int roll(struct log *lg, uint64_t pos)
+{
+    if (log_io.fdatasync(lg->app.fd) < 0) {
+        int err = -errno;
+        log_set_error(lg, "cannot sync segment %" PRIu64 " before rolling: %s", lg->app.seg, strerror(errno));
+        return err;
+    }
+    char *path = log_seg_path(lg->dir, pos);
+    int fd = log_io.open(path, O_RDWR | O_CREAT | O_EXCL, 0644), err = 0;
+    if (fd < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot create segment %s: %s", path, strerror(errno));
+    } else if ((err = log_sync_dir(lg->dir)) != 0) {
+        log_set_error(lg, "cannot sync directory %s: %s", lg->dir, strerror(-err));
+        log_io.close(fd);
+        if (log_io.unlink(path) < 0)
+            atomic_store(&lg->ctl->tail_dirty, 1);
+    } else {
+        log_segfd_close(&lg->app);
+        lg->app.fd = fd;
+        lg->app.seg = pos;
+        lg->app.gen = atomic_load(&lg->ctl->repair_gen);
+    }
+    free(path);
+    return err;
+}
+
+/* Undoes a failed write: cuts the segment back to off, and removes it if this append had
+ * just created it. A failure here leaves tail_dirty set for the next holder. */
+static void cut_back(struct log *lg, uint64_t off, int rolled)
+{
+    if (rolled) {
+        char *path = log_seg_path(lg->dir, lg->app.seg);
+        log_segfd_close(&lg->app);
+        if (log_io.unlink(path) < 0 || log_sync_dir(lg->dir) != 0)
+            atomic_store(&lg->ctl->tail_dirty, 1);
+        free(path);
+        return;
+    }
+    if (log_io.ftruncate(lg->app.fd, (off_t)off) < 0) {
+        LOG_ERROR("log: cannot cut back failed append segment=%" PRIu64 " offset=%" PRIu64 " err=%s",
+                  lg->app.seg, off, strerror(errno));
+        atomic_store(&lg->ctl->tail_dirty, 1);
+    }
+}
+
+static int check_event(const struct log_event *ev, size_t *size)
+{
+    if (ev->stream_len == 0 || ev->stream_len > LOG_STREAM_MAX || ev->type_len == 0 ||
+        ev->type_len > LOG_TYPE_MAX || !ev->stream || !ev->type || (ev->meta_len && !ev->meta) ||
+        (ev->data_len && !ev->data))
+        return LOG_EBADARG;
+    *size = record_encoded_size(ev);
+    return *size ? 0 : LOG_ETOOBIG;
+}
+
+int log_append_record(struct log *lg, const struct log_event *ev, uint64_t *position)
+{
+    if (!lg->ctl)
+        return LOG_EREADONLY;
+    if (!is_holder(lg))
+        return LOG_ELOCKED;
+    size_t size;
+    int err = check_event(ev, &size);
+    if (err)
+        return err;
+    struct log_control *c = lg->ctl;
+    uint64_t pos = atomic_load(&c->head_pos) + 1, seg = atomic_load(&c->head_seg);
+    uint64_t off = atomic_load(&c->head_off);
+    if ((err = log_segfd_get(lg, &lg->app, seg, O_RDWR)) != 0)
+        return err;
+    int rolled = 0;
+    if (off > 0 && off + size > lg->segment_bytes) {
+        if ((err = roll(lg, pos)) != 0)
+            return err;
+        seg = pos, off = 0, rolled = 1;
+    }
+    if (lg->enc_cap < size) {
+        free(lg->enc);
+        lg->enc = xmalloc(size);
+        lg->enc_cap = size;
+    }
+    record_encode(ev, pos, lg->enc);
+    if ((err = write_all(lg->app.fd, lg->enc, size, off)) != 0) {
+        log_set_error(lg, "cannot append to segment %" PRIu64 " at offset %" PRIu64 ": %s", seg, off, strerror(-err));
+        cut_back(lg, off, rolled);
+        return err;
+    }
+    /* Publish: off and seg first, the position last (the commit point, see log_int.h). */
+    atomic_store_explicit(&c->head_off, off + size, memory_order_release);
+    atomic_store_explicit(&c->head_seg, seg, memory_order_release);
+    atomic_store_explicit(&c->head_pos, pos, memory_order_release);
+    if (position)
+        *position = pos;
+    return 0;
+}
+
+int log_append(struct log *lg, const struct log_event *ev, uint64_t *position)
+{
+    uint64_t pos;
+    int err = log_append_begin(lg);
+    if (err)
+        return err;
+    err = log_append_record(lg, ev, &pos);
+    log_append_end(lg);
+    if (err == 0)
+        err = log_sync(lg, pos);
+    if (err == 0 && position)
+        *position = pos;
+    return err;
+}

@@ -1,0 +1,138 @@
+#include "config.h"
+
+#include "log/io.h"
+#include "log/log_int.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The description of the last failed log_open() of this thread. */
+static _Thread_local char open_error[LOG_ERR_LEN];
+
+void log_set_error(struct log *lg, const char *fmt, ...)
+{
+    char *buf = lg ? lg->err : open_error;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, LOG_ERR_LEN, fmt, ap);
+    va_end(ap);
+}
+
+const char *log_last_error(const struct log *lg) { return lg ? lg->err : open_error; }
+
+const char *log_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case LOG_ECORRUPT: return "log record failed its checksum or framing";
+    case LOG_EVERSION: return "log file of an unknown or newer format";
+    case LOG_ETOOBIG: return "log record too large";
+    case LOG_ESEQUENCE: return "log positions not dense or a segment is missing";
+    case LOG_EREADONLY: return "log opened read-only";
+    case LOG_EBADARG: return "invalid argument";
+    case LOG_ELOCKED: return "log append lock not held, or already held";
+    default: return err < 0 && err > -4096 ? strerror(-err) : "unknown log error";
+    }
+}
+
+static int ensure_dir(struct log *lg)
+{
+    struct stat st;
+    if (stat(lg->dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (errno != ENOENT || lg->read_only)
+        return -errno;
+    return mkdir(lg->dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+int log_open(const char *dir, const struct log_options *opt, struct log **out)
+{
+    struct log *lg = xcalloc(1, sizeof *lg);
+    lg->dir = xstrdup(dir);
+    lg->read_only = opt && opt->read_only;
+    lg->segment_bytes = opt && opt->segment_bytes ? opt->segment_bytes : LOG_DEFAULT_SEGMENT_BYTES;
+    lg->users_fd = -1;
+    lg->app.fd = -1;
+    lg->syn.fd = -1;
+    int err = ensure_dir(lg);
+    if (err) {
+        log_set_error(lg, "cannot open log directory %s: %s", dir, strerror(-err));
+        goto fail;
+    }
+    if (lg->read_only) {
+        uint64_t seg, off;
+        err = log_scan_head(lg, &lg->ro_head, &seg, &off);
+    } else {
+        err = log_control_open(lg);
+    }
+    if (err)
+        goto fail;
+    *out = lg;
+    return 0;
+fail:
+    log_set_error(NULL, "%s", lg->err);
+    log_close(lg);
+    return err;
+}
+
+void log_close(struct log *lg)
+{
+    if (!lg)
+        return;
+    if (lg->holding && pthread_equal(lg->holder, pthread_self()))
+        log_append_end(lg);
+    log_segfd_close(&lg->app);
+    log_segfd_close(&lg->syn);
+    log_control_close(lg);
+    free(lg->enc);
+    free(lg->dir);
+    free(lg);
+}
+
+int log_recovered(const struct log *lg) { return lg->recovered; }
+
+uint64_t log_head(const struct log *lg)
+{
+    if (!lg->ctl)
+        return lg->ro_head;
+    return atomic_load_explicit(&lg->ctl->head_pos, memory_order_acquire);
+}
+
+uint64_t log_durable(const struct log *lg)
+{
+    if (!lg->ctl)
+        return lg->ro_head;
+    return atomic_load_explicit(&lg->ctl->durable, memory_order_acquire);
+}
+
+int log_stats(struct log *lg, struct log_stats *st)
+{
+    uint64_t *segs = NULL;
+    size_t n = 0;
+    int err = log_seg_list(lg->dir, &segs, &n);
+    if (err) {
+        log_set_error(lg, "cannot list %s: %s", lg->dir, strerror(-err));
+        return err;
+    }
+    memset(st, 0, sizeof *st);
+    st->head_position = log_head(lg);
+    st->durable_position = log_durable(lg);
+    st->segments = n;
+    for (size_t i = 0; i < n; i++) {
+        char *path = log_seg_path(lg->dir, segs[i]);
+        struct stat sst;
+        if (stat(path, &sst) == 0)
+            st->bytes += (uint64_t)sst.st_size;
+        else if (errno != ENOENT) /* a segment cut by a concurrent repair is fine */
+            err = -errno;
+        free(path);
+    }
+    free(segs);
+    return err;
+}

@@ -1,0 +1,131 @@
+/* log_int: what the log's .c files share and nobody else may use.
+ *
+ * The shared control block (struct log_control) lives in DIR/log/control and is mapped
+ * MAP_SHARED by every process that has the log open read-write. Its fields and the rules
+ * for them:
+ *  - head_pos/head_seg/head_off: the published head (last record's position, the segment
+ *    it is in, the end offset of that segment's data). Written only by the append-lock
+ *    holder, in the order off, seg, pos, with release stores; head_pos is the commit point.
+ *    Lock-free readers load head_pos first (acquire), so any head_seg they load afterwards
+ *    is the segment of head_pos or a newer one, never an older one.
+ *  - durable: highest position covered by a completed fdatasync; written only by the
+ *    sync-lock holder, never decreases while the block is live.
+ *  - durable_seq: futex word, incremented after every advance of durable.
+ *  - repair_gen: incremented whenever a lock holder cuts a dead holder's tail (which may
+ *    unlink an unpublished segment); per-process fds cached for a segment are reopened when
+ *    it changes, so nobody keeps writing or syncing an unlinked inode of the same name.
+ *  - tail_dirty: set when cutting back a failed append could not be done (ftruncate
+ *    failed); the next lock holder retries the cut before writing.
+ */
+#ifndef EF_LOG_INT_H
+#define EF_LOG_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "log/log.h"
+
+#define LOG_CONTROL_MAGIC 0x4c43464555ULL /* "UEFCL" */
+#define LOG_CONTROL_VERSION 1
+#define LOG_DEFAULT_SEGMENT_BYTES (64ULL << 20)
+#define LOG_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
+#define LOG_ERR_LEN 512
+
+struct log_control {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t size; /* sizeof(struct log_control) of the writer */
+    pthread_mutex_t append_mu;
+    pthread_mutex_t sync_mu;
+    _Atomic uint64_t head_pos;
+    _Atomic uint64_t head_seg;
+    _Atomic uint64_t head_off;
+    _Atomic uint64_t durable;
+    _Atomic uint32_t durable_seq;
+    _Atomic uint32_t repair_gen;
+    _Atomic uint32_t tail_dirty;
+};
+
+/* A per-process descriptor cached for one segment, valid while gen matches repair_gen. */
+struct log_segfd {
+    int fd; /* -1 when none */
+    uint64_t seg;
+    uint32_t gen;
+};
+
+struct log {
+    char *dir;
+    int read_only;
+    int recovered; /* this open ran recovery and initialized the control block */
+    uint64_t segment_bytes;
+    struct log_control *ctl; /* NULL when read-only */
+    int users_fd;            /* LOCK_SH on users.lock for the life of the handle */
+    /* Used only by the append-lock holder (the mutex serializes threads too). */
+    struct log_segfd app;
+    int holding;      /* some thread of this process holds the append lock via lg */
+    pthread_t holder; /* that thread (valid while holding) */
+    unsigned char *enc;
+    size_t enc_cap;
+    /* Used only by the sync-lock holder. */
+    struct log_segfd syn;
+    /* Read-only handles: head found by scanning at open. */
+    uint64_t ro_head;
+    char err[LOG_ERR_LEN];
+};
+
+/* Records the last error (on lg, or thread-locally for a failed open when lg is NULL). */
+void log_set_error(struct log *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Segment file path DIR/%020llu.seg; the caller owns the string (free()). */
+char *log_seg_path(const char *dir, uint64_t first);
+/* Lists segment first positions, sorted ascending. *out owned by the caller (free()). */
+int log_seg_list(const char *dir, uint64_t **out, size_t *n);
+
+/* Buffered reading of one segment file (1 MiB, grows for bigger records). */
+struct log_segbuf {
+    unsigned char *buf;
+    size_t cap;
+    uint64_t off; /* file offset of buf[0] */
+    size_t len;   /* valid bytes in buf */
+};
+void log_segbuf_init(struct log_segbuf *sb);
+void log_segbuf_free(struct log_segbuf *sb);
+void log_segbuf_drop(struct log_segbuf *sb);
+/* Decodes the record at file offset off. fresh forces re-reading the file (to see bytes
+ * appended since the last read). Returns a record_status, or a negative errno. */
+int log_segbuf_decode(struct log_segbuf *sb, int fd, uint64_t off, int fresh, struct log_record *rec);
+
+/* Result of scanning one segment from its start. */
+struct log_seg_scan {
+    uint64_t records;   /* whole valid records in position order */
+    uint64_t last_pos;  /* position of the last one (first-1 when none) */
+    uint64_t end;       /* offset just after the last one */
+    uint64_t size;      /* file size */
+    int stop;           /* record_status at end (RECORD_SHORT with end == size: clean) */
+    int sequence_error; /* stopped because a valid record had the wrong position */
+};
+/* Scans fd (segment named first) from offset 0 while records are valid and dense, stopping
+ * after stop_pos (UINT64_MAX: to the end). Returns 0 or a negative errno. */
+int log_seg_scan(int fd, uint64_t first, uint64_t stop_pos, struct log_seg_scan *out);
+/* Looks for any checksum-valid record at an 8-byte aligned offset in [from, size):
+ * returns 1 and its offset, 0 if none, or a negative errno. */
+int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at);
+
+/* Opens or reuses the cached descriptor for segment seg. */
+int log_segfd_get(struct log *lg, struct log_segfd *sf, uint64_t seg, int flags);
+void log_segfd_close(struct log_segfd *sf);
+
+/* fsync of the log directory (after creating or unlinking a segment). */
+int log_sync_dir(const char *dir);
+
+/* Open-time work (control.c / recover.c). */
+int log_recover(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off);
+int log_scan_head(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off);
+int log_control_open(struct log *lg);
+void log_control_close(struct log *lg);
+/* Cuts what a dead append-lock holder left after the published head (append.c). */
+int log_repair_tail(struct log *lg);
+
+#endif

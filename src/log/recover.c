@@ -1,0 +1,166 @@
+#include "config.h"
+
+#include "log/io.h"
+#include "log/log_int.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A sealed segment must start with a valid record whose position is its name; checking
+ * that much is cheap (one read per segment) and catches a renamed, emptied or swapped
+ * file. Everything else in sealed segments is checked by log_verify(). */
+static int check_sealed(struct log *lg, uint64_t first)
+{
+    char *path = log_seg_path(lg->dir, first);
+    int fd = log_io.open(path, O_RDONLY, 0);
+    int err = 0;
+    if (fd < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot open segment %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct log_segbuf sb;
+    log_segbuf_init(&sb);
+    struct log_record rec;
+    int st = log_segbuf_decode(&sb, fd, 0, 0, &rec);
+    log_segbuf_free(&sb);
+    if (st < 0) {
+        err = st;
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-st));
+    } else if (st == RECORD_VERSION) {
+        err = LOG_EVERSION;
+        log_set_error(lg, "segment %s offset 0: record format newer than this build", path);
+    } else if (st != RECORD_OK || rec.position != first) {
+        err = LOG_ECORRUPT;
+        log_set_error(lg, "segment %s offset 0: %s", path,
+                      st == RECORD_OK ? "first record does not match the segment name" : "sealed segment does not start with a valid record");
+    }
+fail:
+    if (fd >= 0)
+        log_io.close(fd);
+    free(path);
+    return err;
+}
+
+/* Decides what the bytes after the last whole record of the newest segment are: a torn
+ * tail (nothing valid after them: cut when `cut`) or damage (LOG_ECORRUPT). */
+static int settle_tail(struct log *lg, int fd, const char *path, const struct log_seg_scan *sc, int cut)
+{
+    if (sc->stop == RECORD_VERSION) {
+        log_set_error(lg, "segment %s offset %" PRIu64 ": record format newer than this build", path, sc->end);
+        return LOG_EVERSION;
+    }
+    if (sc->sequence_error) {
+        log_set_error(lg, "segment %s offset %" PRIu64 ": record out of sequence (expected position %" PRIu64 ")",
+                      path, sc->end, sc->last_pos + 1);
+        return LOG_ECORRUPT;
+    }
+    if (sc->end == sc->size)
+        return 0;
+    uint64_t at;
+    int r = log_seg_find_valid(fd, sc->end, sc->size, &at);
+    if (r < 0) {
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
+        return r;
+    }
+    if (r > 0) {
+        log_set_error(lg, "segment %s offset %" PRIu64 ": unverifiable record followed by a valid one at offset %" PRIu64,
+                      path, sc->end, at);
+        return LOG_ECORRUPT;
+    }
+    if (!cut)
+        return 0;
+    if (log_io.ftruncate(fd, (off_t)sc->end) < 0) {
+        int err = -errno;
+        log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
+        return err;
+    }
+    LOG_WARN("log: torn tail truncated segment=%s offset=%" PRIu64 " bytes=%" PRIu64, path, sc->end,
+             sc->size - sc->end);
+    return 0;
+}
+
+/* Creates the first segment of an empty log. */
+static int create_first(struct log *lg)
+{
+    char *path = log_seg_path(lg->dir, 1);
+    int fd = log_io.open(path, O_RDWR | O_CREAT, 0644);
+    int err = 0;
+    if (fd < 0 || log_io.fsync(fd) < 0)
+        err = -errno;
+    if (fd >= 0)
+        log_io.close(fd);
+    if (!err)
+        err = log_sync_dir(lg->dir);
+    if (err)
+        log_set_error(lg, "cannot create segment %s: %s", path, strerror(-err));
+    free(path);
+    return err;
+}
+
+/* Shared by the read-write recovery and the read-only head scan: finds the head from the
+ * files; with `repair`, creates the first segment of an empty log and cuts a torn tail. */
+static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, uint64_t *off)
+{
+    uint64_t *segs = NULL;
+    size_t n = 0;
+    int err = log_seg_list(lg->dir, &segs, &n);
+    if (err) {
+        log_set_error(lg, "cannot list %s: %s", lg->dir, strerror(-err));
+        return err;
+    }
+    int fd = -1;
+    char *path = NULL;
+    if (n == 0) {
+        *pos = 0, *seg = 1, *off = 0;
+        err = repair ? create_first(lg) : 0;
+        goto fail;
+    }
+    for (size_t i = 0; i + 1 < n && repair; i++)
+        if ((err = check_sealed(lg, segs[i])) != 0)
+            goto fail;
+    uint64_t newest = segs[n - 1];
+    path = log_seg_path(lg->dir, newest);
+    fd = log_io.open(path, repair ? O_RDWR : O_RDONLY, 0);
+    if (fd < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot open segment %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct log_seg_scan sc;
+    if ((err = log_seg_scan(fd, newest, UINT64_MAX, &sc)) != 0) {
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
+        goto fail;
+    }
+    if (repair && (err = settle_tail(lg, fd, path, &sc, 1)) != 0)
+        goto fail;
+    /* The previous run may have died with published but unsynced records in the page
+     * cache: make them durable before the control block says they are. */
+    if (repair && log_io.fdatasync(fd) < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot sync segment %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    *pos = sc.last_pos, *seg = newest, *off = sc.end;
+fail:
+    if (fd >= 0)
+        log_io.close(fd);
+    free(path);
+    free(segs);
+    return err;
+}
+
+int log_recover(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off)
+{
+    return find_head(lg, 1, head_pos, head_seg, head_off);
+}
+
+int log_scan_head(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off)
+{
+    return find_head(lg, 0, head_pos, head_seg, head_off);
+}

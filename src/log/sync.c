@@ -1,0 +1,117 @@
+#include "config.h"
+
+#include "log/io.h"
+#include "log/log_int.h"
+#include "util/clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Group commit. One process at a time leads: it holds the sync mutex and fdatasyncs the
+ * segment of everything published so far. The others do not queue on the mutex (a convoy
+ * of lock hand-offs, one context switch each); they sleep on the durable_seq futex, which
+ * the leader bumps after every attempt, and on waking either find their position covered
+ * or try to lead the next round, which then covers every record appended meanwhile. */
+
+/* How long a waiter sleeps before looking again by itself: only matters when a leader
+ * died mid-sync (the robust mutex then hands the next trylock EOWNERDEAD). */
+#define SYNC_RECHECK_NS (50u * 1000000u)
+
+static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
+
+static void wake_all(struct log_control *c)
+{
+    atomic_fetch_add_explicit(&c->durable_seq, 1, memory_order_release);
+    /* Non-private futex: waiters live in other processes mapping the same file page. */
+    syscall(SYS_futex, &c->durable_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The leader's work: make everything published so far durable. */
+static int lead_sync(struct log *lg)
+{
+    struct log_control *c = lg->ctl;
+    /* Position first: the segment loaded after it is that position's segment or a newer
+     * one, and segments older than head_seg were synced when they were sealed. */
+    uint64_t pos = atomic_load_explicit(&c->head_pos, memory_order_acquire);
+    uint64_t seg = atomic_load_explicit(&c->head_seg, memory_order_acquire);
+    int err = log_segfd_get(lg, &lg->syn, seg, O_RDONLY);
+    if (err)
+        return err;
+    if (log_io.fdatasync(lg->syn.fd) < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot sync segment %" PRIu64 ": %s", seg, strerror(errno));
+        return err;
+    }
+    if (pos > atomic_load_explicit(&c->durable, memory_order_relaxed))
+        atomic_store_explicit(&c->durable, pos, memory_order_release);
+    return 0;
+}
+
+int log_sync(struct log *lg, uint64_t position)
+{
+    if (!lg->ctl)
+        return LOG_EREADONLY;
+    struct log_control *c = lg->ctl;
+    if (position > atomic_load_explicit(&c->head_pos, memory_order_acquire))
+        return LOG_EBADARG;
+    for (;;) {
+        /* The futex word is loaded before the trylock: a leader that finishes after a
+         * failed trylock bumps it, so the wait below returns at once instead of sleeping
+         * with nobody left to wake it. */
+        uint32_t seq = atomic_load_explicit(&c->durable_seq, memory_order_acquire);
+        if (atomic_load_explicit(&c->durable, memory_order_acquire) >= position)
+            return 0;
+        int r = pthread_mutex_trylock(&c->sync_mu);
+        /* A leader that died mid-fdatasync left nothing to repair: durable only moves
+         * after a completed sync. */
+        if (r == EOWNERDEAD)
+            r = pthread_mutex_consistent(&c->sync_mu);
+        if (r == 0) {
+            int err = 0;
+            if (atomic_load_explicit(&c->durable, memory_order_acquire) < position)
+                err = lead_sync(lg);
+            pthread_mutex_unlock(&c->sync_mu);
+            wake_all(c); /* after the unlock, so that woken waiters can lead at once */
+            return err;
+        }
+        if (r != EBUSY) {
+            log_set_error(lg, "sync lock: %s", strerror(r));
+            return -r;
+        }
+        futex_wait(&c->durable_seq, seq, SYNC_RECHECK_NS);
+    }
+}
+
+static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
+{
+    struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+int log_wait_durable(const struct log *lg, uint64_t after, int timeout_ms)
+{
+    if (log_durable(lg) > after)
+        return 1;
+    if (!lg->ctl || timeout_ms <= 0)
+        return 0;
+    struct log_control *c = lg->ctl;
+    uint64_t deadline = ef_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        /* Load the word before checking durable: a bump in between makes FUTEX_WAIT
+         * return at once instead of missing the wake-up. */
+        uint32_t seq = atomic_load_explicit(&c->durable_seq, memory_order_acquire);
+        if (log_durable(lg) > after)
+            return 1;
+        uint64_t now = ef_mono_ns();
+        if (now >= deadline)
+            return 0;
+        futex_wait(&c->durable_seq, seq, deadline - now);
+    }
+}

@@ -1,0 +1,45 @@
+/* eventfold-command: the FastCGI command workers (API.md sections 2-4).
+ *
+ * Thin: flags and config (util/cli.h), then the server's process model with the write
+ * side's handler. One request thread per worker: every command runs its decision inside
+ * the log's cross-process append lock, so extra threads in one worker would only queue
+ * on that lock; concurrency comes from --workers processes, whose fdatasyncs are shared
+ * by the log's group commit.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "domain/command.h"
+#include "server/server.h"
+#include "util/cli.h"
+#include "util/config.h"
+#include "util/eflog.h"
+#include "write/handler.h"
+
+int main(int argc, char **argv)
+{
+    static const struct cli_spec spec = {
+        .prog = "eventfold-command",
+        .synopsis = "--data DIR [--listen unix:PATH | HOST:PORT] [--workers N] [--config FILE]",
+        .common = CLI_FASTCGI,
+    };
+    struct ef_config cfg;
+    int first, status;
+    eflog_init("eventfold-command", EF_INFO);
+    ef_config_defaults(&cfg);
+    if (cli_parse(&spec, argc, argv, &cfg, &first, &status) == CLI_EXIT)
+        return status;
+    if (first < argc)
+        return cli_usage_error(spec.prog, "unexpected argument '%s'", argv[first]);
+    struct server_options opt = {
+        .prog = spec.prog,
+        .cfg = &cfg,
+        .threads = 1,
+        .max_body = CMD_BODY_MAX,
+        .worker_init = write_worker_init,
+        .worker_fini = write_worker_fini,
+        .handler = write_handler,
+    };
+    return server_run(&opt);
+}

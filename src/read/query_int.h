@@ -1,0 +1,70 @@
+/* query_int: shared state of the query handlers (internal to src/read/query*.c). */
+#ifndef EF_QUERY_INT_H
+#define EF_QUERY_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "read/rm.h"
+#include "server/server.h"
+#include "util/config.h"
+#include "util/sbuf.h"
+
+struct log;
+struct rpos;
+
+struct query_worker {
+    char data_dir[EF_PATH_MAX];
+    int max_wait;          /* seconds, upper bound of Prefer: wait */
+    uint64_t map_bytes;
+    struct log *lg;        /* read-only */
+    struct rpos *rp;
+    pthread_rwlock_t env_lock; /* readers: requests; writer: a model reopen */
+    struct rm_env *env;
+    uint32_t generation;   /* of the env that is open */
+    pthread_mutex_t check_lock;
+    uint64_t next_reader_check_ns;
+};
+
+/* One request in flight. */
+struct qreq {
+    struct server_request *req;
+    struct query_worker *w;
+    struct rm_txn *txn;     /* the request's read txn (NULL for handlers without one) */
+    uint64_t position;      /* R: the applied position in txn */
+    const char *id;         /* the {id} path segment, NUL-terminated copy */
+    size_t id_len;
+    char id_buf[128];
+    struct sbuf body;
+    char headers[256];
+};
+
+/* --- parameters (query_params.c) ------------------------------------------------ */
+
+/* ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ */
+int query_valid_id(const char *s, size_t n);
+/* Strict decimal u64 (no sign, no spaces, no overflow). 0 ok, -1 bad. */
+int query_parse_u64(const char *s, uint64_t *out);
+/* Prefer: wait=S -> milliseconds (default 2 s, capped at max_wait s). -1 on a bad value. */
+int query_wait_ms(struct server_request *req, int max_wait);
+/* Min-Position header or ?min_position= : 0 none/ok (*pos = 0 when absent), -1 bad. */
+int query_min_position(struct server_request *req, uint64_t *pos);
+
+/* Answers 400 validation_failed naming field and message. */
+void query_bad_param(struct qreq *q, const char *field, const char *message);
+/* Answers a problem for an rm_* error code (404 for RM_ENOTFOUND, else 500, logged). */
+void query_fail(struct qreq *q, int rc, const char *what);
+/* Answers 200 with q->body and the Log-Position header (plus extra, may be NULL). */
+void query_ok(struct qreq *q, const char *extra_headers);
+
+/* --- handlers reading the log (query_log.c) -------------------------------------- */
+void query_events(struct qreq *q);
+void query_order_events(struct qreq *q);
+void query_order_as_of(struct qreq *q, uint64_t as_of);
+
+/* Begins q->txn on the current model and reads q->position (reopens the model first if
+ * a rebuild switched it). Holds the env lock until query_end(). */
+int query_begin(struct qreq *q);
+void query_end(struct qreq *q);
+
+#endif

@@ -1,0 +1,136 @@
+#include "config.h"
+
+#include "read/rdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int rdir_path(const char *data_dir, const char *name, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s/read%s%s", data_dir, *name ? "/" : "", name);
+    return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+int rdir_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+    int n = snprintf(out, outlen, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+static int mkdir_p1(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    return -errno;
+}
+
+static int fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+int rdir_prepare(const char *data_dir)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, "", path, sizeof path);
+    if (rc == 0)
+        rc = mkdir_p1(path);
+    if (rc)
+        return rc;
+    rc = rdir_path(data_dir, "current", path, sizeof path);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (stat(path, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (errno != ENOENT)
+        return -errno;
+    char name[64], old[RDIR_PATH_MAX];
+    rc = rdir_new_model(data_dir, name, sizeof name);
+    return rc ? rc : rdir_switch(data_dir, name, old, sizeof old);
+}
+
+/* The highest N of the model-N directories present (0 if none). */
+static int highest_model(const char *dir, unsigned long *max)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    *max = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long n;
+        char tail;
+        if (sscanf(e->d_name, "model-%lu%c", &n, &tail) == 1 && n > *max)
+            *max = n;
+    }
+    closedir(d);
+    return 0;
+}
+
+int rdir_new_model(const char *data_dir, char *name, size_t namelen)
+{
+    char dir[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
+    unsigned long max;
+    int rc = rdir_path(data_dir, "", dir, sizeof dir);
+    if (rc == 0)
+        rc = highest_model(dir, &max);
+    if (rc)
+        return rc;
+    int n = snprintf(name, namelen, "model-%010lu", max + 1);
+    if (n < 0 || (size_t)n >= namelen)
+        return -ENAMETOOLONG;
+    rc = rdir_path(data_dir, name, path, sizeof path);
+    if (rc)
+        return rc;
+    return mkdir(path, 0755) == 0 ? 0 : -errno;
+}
+
+int rdir_switch(const char *data_dir, const char *name, char *old, size_t oldlen)
+{
+    char dir[RDIR_PATH_MAX], cur[RDIR_PATH_MAX], tmp[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, "", dir, sizeof dir);
+    if (rc == 0)
+        rc = rdir_path(data_dir, "current", cur, sizeof cur);
+    if (rc == 0)
+        rc = rdir_path(data_dir, "current.tmp", tmp, sizeof tmp);
+    if (rc)
+        return rc;
+    ssize_t n = readlink(cur, old, oldlen - 1);
+    old[n > 0 ? n : 0] = '\0';
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        return -errno;
+    if (symlink(name, tmp) < 0)
+        return -errno;
+    rc = fsync_dir(dir);
+    if (rc)
+        return rc;
+    if (rename(tmp, cur) < 0)
+        return -errno;
+    return fsync_dir(dir);
+}
+
+int rdir_remove_model(const char *data_dir, const char *name)
+{
+    static const char *const files[] = { "data.mdb", "lock.mdb" };
+    char path[RDIR_PATH_MAX], file[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, name, path, sizeof path);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < 2; i++) {
+        if (rdir_join(file, sizeof file, path, files[i]) == 0 && unlink(file) < 0 && errno != ENOENT)
+            return -errno;
+    }
+    return rmdir(path) == 0 || errno == ENOENT ? 0 : -errno;
+}

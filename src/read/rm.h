@@ -1,0 +1,153 @@
+/* rm: the read model, an LMDB environment holding every projection of API.md section 5.
+ *
+ * The read model is derived from the log only: rm_fold() applies one decoded, verified
+ * record (struct log_record) to a write transaction, whatever the record's origin (a local
+ * segment today, another transport tomorrow). The applied position is stored in the same
+ * transaction as the projections, so a committed model is always exactly "the log folded up
+ * to rm_position()": never between two positions.
+ *
+ * Databases (named dbis of one environment; value layouts in rm_layout.h):
+ *   meta        "position" -> applied position, "format" -> layout version
+ *   orders      order id -> order view (user, status, lines, amount, times, version)
+ *   users       user id -> user summary (name, wallet, counters, last order time)
+ *   user_cat    user id NUL category -> quantity over the user's placed orders
+ *   user_orders user id NUL created position (u64 big-endian) -> order id
+ *   items       item id -> item (name, category, price, restocked, reserved, sold)
+ *   daily       "YYYY-MM-DD" -> created, paid, cancelled, revenue of that UTC day
+ *   streams     stream NUL version (u64 big-endian) -> position, segment, offset
+ *   positions   position (u64 big-endian) -> segment, offset
+ *   dlq         dead-letter id (u64 big-endian) -> position, time, projection, reason
+ *
+ * Guarantees
+ *  - rm_fold either applies the whole event, or (when the event cannot be applied: unknown
+ *    type, schema it cannot upcast, data it cannot fold) applies nothing to the projections
+ *    and records a dead letter instead. Every check that can dead-letter an event runs before
+ *    its first write, so no event is ever half-applied.
+ *  - Every event is indexed (streams, positions) even when dead-lettered: it is in the log.
+ *
+ * Caveats
+ *  - Open the environment in the process (after fork()) that uses it. An rm_env may be shared
+ *    by threads (it is opened with MDB_NOTLS); an rm_txn belongs to one thread.
+ *  - Keep read transactions short (one per request): a long one pins old pages and grows
+ *    the map.
+ *  - Pointers returned into a transaction (rm_* views) are valid until it ends.
+ */
+#ifndef EF_RM_H
+#define EF_RM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/record.h"
+#include "util/sbuf.h"
+
+/* Error codes: 0 is success; negative errno values; LMDB's own codes (MDB_MAP_FULL, ...,
+ * all negative) are passed through; and these. */
+enum {
+    RM_ENOTFOUND = -11001, /* no such user, item, order, stream, dead letter */
+    RM_EFORMAT = -11002,   /* a stored value of an unknown layout version, or truncated */
+    RM_EBADARG = -11003,   /* invalid argument */
+    RM_EORDER = -11004,    /* a record at an unexpected position (not applied + 1) */
+};
+
+/* Returns a static description of any code returned by this module. */
+const char *rm_strerror(int err);
+
+#define RM_FORMAT 1 /* layout version stored in meta "format" */
+
+struct rm_env;
+struct rm_txn;
+
+struct rm_options {
+    uint64_t map_bytes; /* LMDB map size; 0 = 4 GiB */
+    int read_only;      /* MDB_RDONLY: query workers, status */
+};
+
+/* Opens (creating when not read_only) the environment in directory dir, which must exist.
+ * Checks the stored layout version (RM_EFORMAT if it is not RM_FORMAT). Clears stale reader
+ * slots (mdb_reader_check). *out is owned by the caller, freed by rm_env_close(). */
+int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out);
+void rm_env_close(struct rm_env *env); /* accepts NULL */
+/* Clears reader slots of dead processes; returns how many, or a negative code. */
+int rm_env_reader_check(struct rm_env *env);
+/* Copies the environment, compacted, into directory dst (which must exist and be empty). */
+int rm_env_copy(struct rm_env *env, const char *dst);
+
+/* Begins a transaction (read-only when rdonly). *out is owned by the caller until
+ * rm_txn_commit()/rm_txn_abort(), which free it. */
+int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out);
+int rm_txn_commit(struct rm_txn *txn); /* frees txn even on failure */
+void rm_txn_abort(struct rm_txn *txn); /* accepts NULL */
+
+/* The applied position (0 for an empty model). */
+int rm_position(struct rm_txn *txn, uint64_t *pos);
+/* Stores the applied position; the tailer calls it once per batch, before commit. */
+int rm_set_position(struct rm_txn *txn, uint64_t pos);
+
+/* Applies rec (a verified record) to the model. Returns 0 when applied, 1 when it was
+ * recorded as a dead letter (LOG_WARN names position and reason), or a negative code for
+ * a failure of the store itself (MDB_MAP_FULL, I/O): then the transaction must be aborted.
+ * rec->position must be the next position (rm_position() + 1 as seen by this txn's batch);
+ * the caller enforces that. */
+int rm_fold(struct rm_txn *txn, const struct log_record *rec);
+
+/* Applies rec again for dead letter id (dlq retry): on success the dead letter is removed
+ * and 0 returned; if it still cannot be applied, 1 and the dead letter's reason is
+ * updated. The record must be the one the dead letter names. */
+int rm_dlq_retry(struct rm_txn *txn, uint64_t id, const struct log_record *rec);
+/* Removes dead letter id (dlq drop). RM_ENOTFOUND if there is none. */
+int rm_dlq_drop(struct rm_txn *txn, uint64_t id);
+/* Looks up dead letter id's log position, segment and offset (for retry). */
+int rm_dlq_get(struct rm_txn *txn, uint64_t id, uint64_t *position, uint64_t *segment,
+               uint64_t *offset);
+/* Number of dead letters. */
+int rm_dlq_count(struct rm_txn *txn, uint64_t *count);
+/* Appends {"dead_letters": [{"id","position","projection","reason","at"}...]} to out. */
+int rm_dlq_render(struct rm_txn *txn, struct sbuf *out);
+
+/* --- queries (API.md section 5); each appends one JSON document to out ----------- */
+
+/* GET /api/orders/{id}; *version is the order's stream version (for ETag). */
+int rm_render_order(struct rm_txn *txn, const char *id, size_t id_len, struct sbuf *out,
+                    uint64_t *version);
+/* GET /api/users/{id} */
+int rm_render_user(struct rm_txn *txn, const char *id, size_t id_len, struct sbuf *out);
+/* GET /api/users/{id}/orders: newest first, at most limit; cursor 0 = from the newest, else
+ * the value of a previous next_cursor (orders created strictly before it). RM_ENOTFOUND
+ * when the user does not exist. */
+int rm_render_user_orders(struct rm_txn *txn, const char *id, size_t id_len, unsigned limit,
+                          uint64_t cursor, struct sbuf *out);
+/* GET /api/items/{id} */
+int rm_render_item(struct rm_txn *txn, const char *id, size_t id_len, struct sbuf *out);
+/* GET /api/stats/daily: days from..to inclusive ("YYYY-MM-DD", validated by the caller). */
+int rm_render_daily(struct rm_txn *txn, const char *from, const char *to, struct sbuf *out);
+
+/* Location of a record in the local log. */
+struct rm_loc {
+    uint64_t position;
+    uint64_t segment;
+    uint64_t offset;
+};
+/* The locations of stream's events, oldest first, at most max into locs; *n how many were
+ * stored and *more 1 if there were more. RM_ENOTFOUND for an empty stream. */
+int rm_stream_locs(struct rm_txn *txn, const char *stream, size_t stream_len, uint64_t from_version,
+                   struct rm_loc *locs, size_t max, size_t *n, int *more);
+/* The location of position pos (RM_ENOTFOUND if it was never folded). */
+int rm_position_loc(struct rm_txn *txn, uint64_t pos, struct rm_loc *loc);
+
+/* Order time travel: folds an order's own records (each a verified record of the order's
+ * stream, oldest first) into a standalone view, then renders it like rm_render_order.
+ * OrderCreated v1 lines are upcast from the items in txn. */
+struct rm_asof;
+struct rm_asof *rm_asof_new(void);
+void rm_asof_free(struct rm_asof *a); /* accepts NULL */
+/* Returns 0, or 1 when the record cannot be applied (the view is left unchanged). */
+int rm_asof_apply(struct rm_txn *txn, struct rm_asof *a, const struct log_record *rec);
+/* RM_ENOTFOUND if no OrderCreated was applied. */
+int rm_asof_render(struct rm_asof *a, struct sbuf *out, uint64_t *version);
+
+/* Appends the JSON EVENT of API.md ({"position","stream","version","type","schema_version",
+ * "at","data"}) for rec; data is copied verbatim (it was validated JSON when written). */
+void rm_render_event(const struct log_record *rec, struct sbuf *out);
+
+#endif

@@ -1,0 +1,238 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "read/rm.h"
+#include "read/rm_internal.h"
+#include "util/xalloc.h"
+
+const char *const rm_dbi_names[RM_DB_COUNT] = {
+    "meta", "orders", "users", "user_cat", "user_orders",
+    "items", "daily", "streams", "positions", "dlq",
+};
+
+#define RM_DEFAULT_MAP (4ull << 30)
+
+const char *rm_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case RM_ENOTFOUND: return "not found";
+    case RM_EFORMAT: return "read model value of an unknown format, or truncated";
+    case RM_EBADARG: return "invalid argument";
+    case RM_EORDER: return "record out of order";
+    default: break;
+    }
+    if (err < 0 && err > -4096)
+        return strerror(-err);
+    return mdb_strerror(err); /* LMDB's codes (MDB_KEYEXIST .. MDB_LAST_ERRCODE) */
+}
+
+/* LMDB returns positive errno values for system errors and negative codes of its own:
+ * normalize to this module's convention (negative errno). */
+static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
+
+static int check_format(struct rm_env *e, MDB_txn *txn)
+{
+    MDB_val k = { 6, (void *)"format" }, v;
+    int rc = mdb_get(txn, e->dbi[RM_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        if (e->read_only)
+            return 0; /* a model that was never written: empty, position 0 */
+        unsigned char f = RM_FORMAT;
+        MDB_val fv = { 1, &f };
+        return mdb_rc(mdb_put(txn, e->dbi[RM_DB_META], &k, &fv, 0));
+    }
+    if (rc)
+        return mdb_rc(rc);
+    return v.mv_size == 1 && *(unsigned char *)v.mv_data == RM_FORMAT ? 0 : RM_EFORMAT;
+}
+
+/* Opens every dbi in one txn (committed so the handles stay valid for the env's life). */
+static int open_dbis(struct rm_env *e)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(e->env, NULL, e->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc)
+        goto fail;
+    for (int i = 0; i < RM_DB_COUNT; i++) {
+        rc = mdb_dbi_open(txn, rm_dbi_names[i], e->read_only ? 0 : MDB_CREATE, &e->dbi[i]);
+        if (rc)
+            goto fail;
+    }
+    rc = check_format(e, txn);
+    if (rc)
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return mdb_rc(rc);
+}
+
+int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out)
+{
+    struct rm_env *e = xcalloc(1, sizeof *e);
+    e->read_only = opt && opt->read_only;
+    uint64_t map = opt && opt->map_bytes ? opt->map_bytes : RM_DEFAULT_MAP;
+    int rc = mdb_env_create(&e->env);
+    if (rc)
+        goto fail;
+    rc = mdb_env_set_maxdbs(e->env, RM_DB_COUNT);
+    if (!rc)
+        rc = mdb_env_set_mapsize(e->env, (size_t)map);
+    if (!rc)
+        rc = mdb_env_set_maxreaders(e->env, 512);
+    if (rc)
+        goto fail;
+    /* MDB_NOTLS: query workers use one env from several threads, and a read txn is not
+     * tied to a thread. MDB_NOMETASYNC: a commit fsyncs the data pages but not the meta
+     * page; after a power loss the model may come back at the previous commit (never a
+     * torn one: LMDB keeps two meta pages), which is safe because the position commits with
+     * the data, and the tailer refolds from whatever position survived. */
+    unsigned flags = MDB_NOTLS;
+    flags |= e->read_only ? MDB_RDONLY : MDB_NOMETASYNC;
+    rc = mdb_env_open(e->env, dir, flags, 0644);
+    if (rc)
+        goto fail;
+    int dead = 0;
+    mdb_reader_check(e->env, &dead);
+    rc = open_dbis(e);
+    if (rc)
+        goto fail;
+    *out = e;
+    return 0;
+fail:
+    rm_env_close(e);
+    return mdb_rc(rc);
+}
+
+void rm_env_close(struct rm_env *env)
+{
+    if (!env)
+        return;
+    if (env->env)
+        mdb_env_close(env->env);
+    free(env);
+}
+
+int rm_env_reader_check(struct rm_env *env)
+{
+    int dead = 0;
+    int rc = mdb_reader_check(env->env, &dead);
+    return rc ? mdb_rc(rc) : dead;
+}
+
+int rm_env_copy(struct rm_env *env, const char *dst)
+{
+    return mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));
+}
+
+int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
+{
+    if (!rdonly && env->read_only)
+        return RM_EBADARG;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+    if (rc)
+        return mdb_rc(rc);
+    struct rm_txn *t = xcalloc(1, sizeof *t);
+    t->env = env;
+    t->txn = txn;
+    t->rdonly = rdonly;
+    *out = t;
+    return 0;
+}
+
+static void txn_free(struct rm_txn *t)
+{
+    sbuf_free(&t->key);
+    sbuf_free(&t->val);
+    sbuf_free(&t->json);
+    sbuf_free(&t->reason);
+    sbuf_free(&t->ubuf);
+    sbuf_free(&t->ibuf);
+    sbuf_free(&t->obuf);
+    sbuf_free(&t->upc);
+    rm_ev_free(&t->ev);
+    free(t);
+}
+
+int rm_txn_commit(struct rm_txn *txn)
+{
+    int rc = mdb_txn_commit(txn->txn);
+    txn_free(txn);
+    return mdb_rc(rc);
+}
+
+void rm_txn_abort(struct rm_txn *txn)
+{
+    if (!txn)
+        return;
+    mdb_txn_abort(txn->txn);
+    txn_free(txn);
+}
+
+int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
+{
+    MDB_val key = { kn, (void *)k }, v;
+    int rc = mdb_get(t->txn, t->env->dbi[db], &key, &v);
+    if (rc == MDB_NOTFOUND)
+        return RM_ENOTFOUND;
+    if (rc)
+        return mdb_rc(rc);
+    sbuf_reset(buf);
+    sbuf_append(buf, v.mv_data, v.mv_size);
+    return 0;
+}
+
+int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+{
+    MDB_val key = { kn, (void *)k }, val = { vn, (void *)v };
+    return mdb_rc(mdb_put(t->txn, t->env->dbi[db], &key, &val, 0));
+}
+
+int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    MDB_val key = { kn, (void *)k };
+    int rc = mdb_del(t->txn, t->env->dbi[db], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : mdb_rc(rc);
+}
+
+void rm_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_t bn)
+{
+    sbuf_reset(sb);
+    sbuf_append(sb, a, an);
+    sbuf_putc(sb, '\0');
+    sbuf_append(sb, b, bn);
+}
+
+int rm_position(struct rm_txn *txn, uint64_t *pos)
+{
+    MDB_val k = { 8, (void *)"position" }, v;
+    int rc = mdb_get(txn->txn, txn->env->dbi[RM_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *pos = 0;
+        return 0;
+    }
+    if (rc)
+        return mdb_rc(rc);
+    if (v.mv_size != 8)
+        return RM_EFORMAT;
+    struct rm_reader r = { v.mv_data, 8, 0 };
+    *pos = rm_read_u64(&r);
+    return 0;
+}
+
+int rm_set_position(struct rm_txn *txn, uint64_t pos)
+{
+    struct sbuf *b = &txn->val;
+    sbuf_reset(b);
+    rm_put_u64(b, pos);
+    return rm_put(txn, RM_DB_META, "position", 8, b->data, b->len);
+}

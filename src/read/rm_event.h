@@ -1,0 +1,56 @@
+/* rm_event: parses the data of an event (doc/events.md) into typed fields for the folds.
+ *
+ * One table describes every event type: its name, the schema versions it understands, the
+ * projection it belongs to (named in dead letters) and its required fields. Parsing checks
+ * the schema and the presence and JSON type of every required field, so a fold handler
+ * never meets a missing field: whatever fails here becomes a dead letter with the reason.
+ * OrderCreated schema 1 lines carry only item_id and quantity: name, category and price
+ * are left empty for the caller to upcast from the item (rm_order_apply).
+ */
+#ifndef EF_RM_EVENT_H
+#define EF_RM_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/record.h"
+#include "read/rm_layout.h"
+#include "util/sbuf.h"
+
+enum rm_ev_type {
+    RM_EV_USER_REGISTERED,
+    RM_EV_FUNDS_DEPOSITED,
+    RM_EV_ITEM_ADDED,
+    RM_EV_ITEM_RESTOCKED,
+    RM_EV_ORDER_CREATED,
+    RM_EV_PAYMENT_PROCESSED,
+    RM_EV_ORDER_SHIPPED,
+    RM_EV_ORDER_DELIVERED,
+    RM_EV_ORDER_CANCELLED,
+    RM_EV_COUNT
+};
+
+struct rm_ev {
+    enum rm_ev_type type;
+    int schema;
+    const char *projection;
+    struct rm_str order_id, user_id, item_id, name, category;
+    int64_t amount, balance, price, quantity, available, refunded;
+    size_t nlines;
+    struct rm_line *lines; /* capacity kept across parses */
+    size_t lines_cap;
+    int upcast; /* 1: lines lack name/category/price (OrderCreated v1) */
+    void *tree; /* the yajl tree the strings point into */
+};
+
+/* The current schema version of each type (what events written today carry). */
+int rm_ev_current_schema(enum rm_ev_type type);
+
+/* Parses rec into ev (releasing what ev held from a previous parse). Returns 0, or 1 with a
+ * one-line reason in reason (unknown type, unknown schema, bad JSON, missing or mistyped
+ * field). Strings in ev are valid until the next parse or rm_ev_free. */
+int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *scratch,
+                struct sbuf *reason);
+void rm_ev_free(struct rm_ev *ev);
+
+#endif

@@ -1,0 +1,77 @@
+/* rm_internal: the environment and transaction structures shared by the files of src/read
+ * that implement rm.h (environment, fold, queries, dead letters). Not for other modules. */
+#ifndef EF_RM_INTERNAL_H
+#define EF_RM_INTERNAL_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "read/rm_event.h"
+#include "read/rm_layout.h"
+#include "util/sbuf.h"
+
+enum rm_dbi {
+    RM_DB_META,
+    RM_DB_ORDERS,
+    RM_DB_USERS,
+    RM_DB_USER_CAT,
+    RM_DB_USER_ORDERS,
+    RM_DB_ITEMS,
+    RM_DB_DAILY,
+    RM_DB_STREAMS,
+    RM_DB_POSITIONS,
+    RM_DB_DLQ,
+    RM_DB_COUNT
+};
+
+/* The dbi names, in enum rm_dbi order (tests compare models dbi by dbi). */
+extern const char *const rm_dbi_names[RM_DB_COUNT];
+
+struct rm_env {
+    MDB_env *env;
+    MDB_dbi dbi[RM_DB_COUNT];
+    int read_only;
+};
+
+/* Scratch buffers live in the txn so the fold allocates nothing per event once warm. */
+struct rm_txn {
+    struct rm_env *env;
+    MDB_txn *txn;
+    int rdonly;
+    struct sbuf key, val, json, reason;
+    struct sbuf ubuf, ibuf, obuf, upc; /* copies of a user, an item, an order; upcast text */
+    struct rm_ev ev;                   /* the event being folded (parse state reused) */
+};
+
+/* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
+ * RM_ENOTFOUND, or an LMDB code. */
+int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
+int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
+/* Deletes a key; a missing key is not an error. */
+int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
+/* Builds "a NUL b" into sb (composite keys). */
+void rm_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_t bn);
+
+/* Order-stream logic shared by the fold and time travel: applies the parsed order event ev
+ * (of record rec) to o, which is all-zero before the order's OrderCreated. OrderCreated v1
+ * lines are upcast from the items of t (their text copied into t->upc, so o's strings point
+ * into ev's tree, t->upc or whatever o pointed to before). Writes nothing to the store.
+ * Returns 0, 1 with a reason in t->reason when the event cannot be applied (o unchanged),
+ * or a negative code. */
+int rm_order_apply(struct rm_txn *t, struct rm_order *o, const struct log_record *rec,
+                   const struct rm_ev *ev);
+
+/* Loads and decodes a user / item / order into the txn's copy buffer for it. */
+int rm_load_user(struct rm_txn *t, struct rm_str id, struct rm_user *u);
+int rm_load_item(struct rm_txn *t, struct rm_str id, struct rm_item *it);
+int rm_load_order(struct rm_txn *t, struct rm_str id, struct rm_order *o);
+
+/* Parses and applies rec to the projections only (no index, no dead letter): 0 applied,
+ * 1 inapplicable (reason in t->reason, nothing written), negative on a store failure. */
+int rm_fold_apply(struct rm_txn *t, const struct log_record *rec);
+/* Records a dead letter for rec with the next id. */
+int rm_dlq_add(struct rm_txn *t, const struct log_record *rec, const char *projection,
+               const char *reason);
+
+#endif

@@ -1,0 +1,116 @@
+/* rm_layout: the binary values of the read model's databases (internal to src/read).
+ *
+ * Every value starts with a layout version byte (RM_VAL_V1); integers are little-endian,
+ * strings are a u16 length and bytes (no NUL). A value of any other version, or one that is
+ * shorter than its fields say, decodes as RM_EFORMAT. Keys that must sort by number
+ * (positions, versions) are big-endian so LMDB's default byte order is numeric order.
+ *
+ *   order  v, u8 status, u64 version, i64 created_at, i64 updated_at, i64 amount,
+ *          u64 created_position, str user, u16 nlines, nlines x (str item, str name,
+ *          str category, i64 quantity, i64 price)
+ *   user   v, u8 registered, str name, i64 balance, u64 order_count (placed),
+ *          i64 total_spent, u64 spent_orders (paid/shipped/delivered), i64 last_order_at
+ *          (INT64_MIN: none)
+ *   item   v, u8 registered, str name, str category, i64 price, i64 restocked,
+ *          i64 reserved, i64 sold
+ *   daily  v, u64 created, u64 paid, u64 cancelled, i64 revenue
+ *   loc    v, u64 position, u64 segment, u64 offset       (streams dbi)
+ *   ploc   v, u64 segment, u64 offset                     (positions dbi)
+ *   dlq    v, u64 position, u64 segment, u64 offset, i64 at, str projection, str reason
+ *   user_cat: i64 quantity (no version byte: a bare counter); user_orders: the order id.
+ *
+ * Decoded views hold pointers into the buffer they were decoded from: callers decode from a
+ * private copy (rm_get copies) so that later writes to the same txn cannot move them.
+ */
+#ifndef EF_RM_LAYOUT_H
+#define EF_RM_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/sbuf.h"
+
+#define RM_VAL_V1 1
+#define RM_NO_TIME INT64_MIN
+#define RM_MAX_LINES 1000 /* more than the API allows (100); a sanity bound when decoding */
+
+struct rm_str {
+    const char *p;
+    size_t n;
+};
+
+enum rm_order_status {
+    RM_CREATED = 1,
+    RM_PAID = 2,
+    RM_SHIPPED = 3,
+    RM_DELIVERED = 4,
+    RM_CANCELLED = 5,
+};
+/* "created", ...; NULL for an out-of-range value. */
+const char *rm_status_name(int status);
+
+struct rm_line {
+    struct rm_str item, name, category;
+    int64_t quantity, price;
+};
+
+struct rm_order {
+    int status;
+    uint64_t version;
+    int64_t created_at, updated_at, amount;
+    uint64_t created_position;
+    struct rm_str user;
+    size_t nlines;
+    struct rm_line *lines; /* owned by the order: rm_order_clear() frees the array */
+};
+
+struct rm_user {
+    int registered;
+    struct rm_str name;
+    int64_t balance;
+    uint64_t order_count;
+    int64_t total_spent;
+    uint64_t spent_orders;
+    int64_t last_order_at;
+};
+
+struct rm_item {
+    int registered;
+    struct rm_str name, category;
+    int64_t price, restocked, reserved, sold;
+};
+
+struct rm_daily {
+    uint64_t created, paid, cancelled;
+    int64_t revenue;
+};
+
+void rm_order_clear(struct rm_order *o);
+
+void rm_order_encode(const struct rm_order *o, struct sbuf *out);
+int rm_order_decode(const void *p, size_t n, struct rm_order *o);
+void rm_user_encode(const struct rm_user *u, struct sbuf *out);
+int rm_user_decode(const void *p, size_t n, struct rm_user *u);
+void rm_item_encode(const struct rm_item *it, struct sbuf *out);
+int rm_item_decode(const void *p, size_t n, struct rm_item *it);
+void rm_daily_encode(const struct rm_daily *d, struct sbuf *out);
+int rm_daily_decode(const void *p, size_t n, struct rm_daily *d);
+
+/* Primitive writers and a bounds-checked reader. */
+void rm_put_u8(struct sbuf *sb, uint8_t v);
+void rm_put_u64(struct sbuf *sb, uint64_t v);
+void rm_put_str(struct sbuf *sb, struct rm_str s); /* s.n <= UINT16_MAX (asserted) */
+void rm_put_be64(unsigned char out[8], uint64_t v);
+uint64_t rm_get_be64(const unsigned char in[8]);
+
+struct rm_reader {
+    const unsigned char *p;
+    size_t n;
+    int bad; /* set on the first read past the end; later reads return zeros */
+};
+uint8_t rm_read_u8(struct rm_reader *r);
+uint16_t rm_read_u16(struct rm_reader *r);
+uint64_t rm_read_u64(struct rm_reader *r);
+struct rm_str rm_read_str(struct rm_reader *r);
+
+#endif

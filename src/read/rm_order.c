@@ -1,0 +1,124 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/record.h"
+#include "read/rm.h"
+#include "read/rm_internal.h"
+#include "util/xalloc.h"
+
+int rm_load_user(struct rm_txn *t, struct rm_str id, struct rm_user *u)
+{
+    int rc = rm_get_copy(t, RM_DB_USERS, id.p, id.n, &t->ubuf);
+    return rc ? rc : rm_user_decode(t->ubuf.data, t->ubuf.len, u);
+}
+
+int rm_load_item(struct rm_txn *t, struct rm_str id, struct rm_item *it)
+{
+    int rc = rm_get_copy(t, RM_DB_ITEMS, id.p, id.n, &t->ibuf);
+    return rc ? rc : rm_item_decode(t->ibuf.data, t->ibuf.len, it);
+}
+
+int rm_load_order(struct rm_txn *t, struct rm_str id, struct rm_order *o)
+{
+    int rc = rm_get_copy(t, RM_DB_ORDERS, id.p, id.n, &t->obuf);
+    return rc ? rc : rm_order_decode(t->obuf.data, t->obuf.len, o);
+}
+
+/* Upcasts OrderCreated v1 lines: name, category and price come from the item as the read
+ * model has it. The text is gathered in t->upc first and the pointers set afterwards,
+ * because appending may move the buffer. */
+static int upcast_lines(struct rm_txn *t, struct rm_line *lines, size_t n)
+{
+    size_t *off = xmalloc(n * 2 * sizeof *off);
+    sbuf_reset(&t->upc);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rm_item it;
+        rc = rm_load_item(t, lines[i].item, &it);
+        if (rc == RM_ENOTFOUND) {
+            sbuf_printf(&t->reason, "OrderCreated v1 upcast: unknown item %.*s",
+                        (int)lines[i].item.n, lines[i].item.p);
+            rc = 1;
+        }
+        if (rc)
+            goto out;
+        off[2 * i] = t->upc.len;
+        sbuf_append(&t->upc, it.name.p, it.name.n);
+        off[2 * i + 1] = t->upc.len;
+        sbuf_append(&t->upc, it.category.p, it.category.n);
+        lines[i].name.n = it.name.n;
+        lines[i].category.n = it.category.n;
+        lines[i].price = it.price;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lines[i].name.p = t->upc.data + off[2 * i];
+        lines[i].category.p = t->upc.data + off[2 * i + 1];
+    }
+out:
+    free(off);
+    return rc;
+}
+
+static int apply_created(struct rm_txn *t, struct rm_order *o, const struct log_record *rec,
+                         const struct rm_ev *ev)
+{
+    if (o->status != 0) {
+        sbuf_printf(&t->reason, "order %.*s already exists", (int)ev->order_id.n, ev->order_id.p);
+        return 1;
+    }
+    struct rm_line *lines = xmalloc(ev->nlines * sizeof *lines);
+    memcpy(lines, ev->lines, ev->nlines * sizeof *lines);
+    if (ev->upcast) {
+        int rc = upcast_lines(t, lines, ev->nlines);
+        if (rc) {
+            free(lines);
+            return rc;
+        }
+    }
+    o->status = RM_CREATED;
+    o->lines = lines;
+    o->nlines = ev->nlines;
+    o->user = ev->user_id;
+    o->amount = ev->amount;
+    o->created_at = rec->timestamp_ms;
+    o->created_position = rec->position;
+    return 0;
+}
+
+/* The order lifecycle of API.md section 4: which status each event requires (as a bit
+ * mask of statuses) and the status it leads to. */
+static const struct {
+    unsigned from;
+    int to;
+} transitions[RM_EV_COUNT] = {
+    [RM_EV_PAYMENT_PROCESSED] = { 1u << RM_CREATED, RM_PAID },
+    [RM_EV_ORDER_SHIPPED] = { 1u << RM_PAID, RM_SHIPPED },
+    [RM_EV_ORDER_DELIVERED] = { 1u << RM_SHIPPED, RM_DELIVERED },
+    [RM_EV_ORDER_CANCELLED] = { (1u << RM_CREATED) | (1u << RM_PAID), RM_CANCELLED },
+};
+
+int rm_order_apply(struct rm_txn *t, struct rm_order *o, const struct log_record *rec,
+                   const struct rm_ev *ev)
+{
+    if (ev->type == RM_EV_ORDER_CREATED) {
+        int rc = apply_created(t, o, rec, ev);
+        if (rc)
+            return rc;
+    } else if (transitions[ev->type].to != 0) {
+        if (o->status == 0 || !(transitions[ev->type].from & (1u << o->status))) {
+            sbuf_printf(&t->reason, "%.*s on order %.*s in status %s", (int)rec->type_len,
+                        rec->type, (int)ev->order_id.n, ev->order_id.p,
+                        o->status ? rm_status_name(o->status) : "(none)");
+            return 1;
+        }
+        o->status = transitions[ev->type].to;
+    } else {
+        sbuf_printf(&t->reason, "%.*s is not an order event", (int)rec->type_len, rec->type);
+        return 1;
+    }
+    o->version = rec->stream_version;
+    o->updated_at = rec->timestamp_ms;
+    return 0;
+}

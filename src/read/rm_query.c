@@ -1,0 +1,420 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/record.h"
+#include "read/rm.h"
+#include "read/rm_internal.h"
+#include "util/xalloc.h"
+
+static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
+
+static void json_time_or_null(struct sbuf *out, int64_t ms)
+{
+    if (ms == RM_NO_TIME)
+        sbuf_puts(out, "null");
+    else
+        sbuf_json_time(out, ms);
+}
+
+static void render_order_view(const struct rm_order *o, const char *id, size_t id_len,
+                              struct sbuf *out)
+{
+    sbuf_putc(out, '{');
+    sbuf_json_key(out, "order_id");
+    sbuf_json_str(out, id, id_len);
+    sbuf_json_key(out, "user_id");
+    sbuf_json_str(out, o->user.p, o->user.n);
+    sbuf_json_key(out, "status");
+    sbuf_json_cstr(out, rm_status_name(o->status));
+    sbuf_json_key(out, "items");
+    sbuf_putc(out, '[');
+    for (size_t i = 0; i < o->nlines; i++) {
+        const struct rm_line *l = &o->lines[i];
+        sbuf_putc(out, '{');
+        sbuf_json_key(out, "item_id");
+        sbuf_json_str(out, l->item.p, l->item.n);
+        sbuf_json_key(out, "name");
+        sbuf_json_str(out, l->name.p, l->name.n);
+        sbuf_json_key(out, "quantity");
+        sbuf_json_i64(out, l->quantity);
+        sbuf_json_key(out, "price_cents");
+        sbuf_json_i64(out, l->price);
+        sbuf_putc(out, '}');
+        if (i + 1 < o->nlines)
+            sbuf_putc(out, ',');
+    }
+    sbuf_putc(out, ']');
+    sbuf_json_key(out, "amount_cents");
+    sbuf_json_i64(out, o->amount);
+    sbuf_json_key(out, "created_at");
+    sbuf_json_time(out, o->created_at);
+    sbuf_json_key(out, "updated_at");
+    sbuf_json_time(out, o->updated_at);
+    sbuf_json_key(out, "version");
+    sbuf_json_u64(out, o->version);
+    sbuf_putc(out, '}');
+}
+
+int rm_render_order(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out,
+                    uint64_t *version)
+{
+    struct rm_order o;
+    int rc = rm_load_order(t, (struct rm_str){ id, id_len }, &o);
+    if (rc)
+        return rc;
+    render_order_view(&o, id, id_len, out);
+    *version = o.version;
+    rm_order_clear(&o);
+    return 0;
+}
+
+/* The category with the largest quantity over the user's placed orders; keys sort by
+ * name, so keeping the first strict maximum breaks ties to the smallest name. */
+static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_CAT], &c);
+    if (rc)
+        return mdb_rc(rc);
+    rm_key2(&t->key, id, id_len, "", 0);
+    MDB_val k = { t->key.len, t->key.data }, v;
+    int64_t best = 0;
+    const char *best_p = NULL;
+    size_t best_n = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < t->key.len || memcmp(k.mv_data, t->key.data, t->key.len) != 0)
+            break;
+        struct rm_reader r = { v.mv_data, v.mv_size, 0 };
+        int64_t q = (int64_t)rm_read_u64(&r);
+        if (!r.bad && q > best) {
+            best = q;
+            best_p = (const char *)k.mv_data + t->key.len;
+            best_n = k.mv_size - t->key.len;
+        }
+    }
+    if (best_p)
+        sbuf_json_str(out, best_p, best_n); /* page memory: valid while the txn lives */
+    else
+        sbuf_puts(out, "null");
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : mdb_rc(rc);
+}
+
+int rm_render_user(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+{
+    struct rm_user u;
+    int rc = rm_load_user(t, (struct rm_str){ id, id_len }, &u);
+    if (rc)
+        return rc;
+    sbuf_putc(out, '{');
+    sbuf_json_key(out, "user_id");
+    sbuf_json_str(out, id, id_len);
+    sbuf_json_key(out, "name");
+    sbuf_json_str(out, u.name.p, u.name.n);
+    sbuf_json_key(out, "wallet_balance_cents");
+    sbuf_json_i64(out, u.balance);
+    sbuf_json_key(out, "order_count");
+    sbuf_json_u64(out, u.order_count);
+    sbuf_json_key(out, "total_spent_cents");
+    sbuf_json_i64(out, u.total_spent);
+    sbuf_json_key(out, "avg_order_value_cents");
+    sbuf_json_i64(out, u.spent_orders ? u.total_spent / (int64_t)u.spent_orders : 0);
+    sbuf_json_key(out, "last_order_at");
+    json_time_or_null(out, u.last_order_at);
+    sbuf_json_key(out, "preferred_category");
+    rc = preferred_category(t, id, id_len, out);
+    if (rc)
+        return rc;
+    sbuf_json_key(out, "vip");
+    sbuf_puts(out, u.total_spent >= 100000 ? "true" : "false");
+    sbuf_putc(out, '}');
+    return 0;
+}
+
+static int render_order_summary(struct rm_txn *t, const MDB_val *order_id, struct sbuf *out)
+{
+    struct rm_order o;
+    int rc = rm_load_order(t, (struct rm_str){ order_id->mv_data, order_id->mv_size }, &o);
+    if (rc)
+        return rc == RM_ENOTFOUND ? RM_EFORMAT : rc; /* the list names a missing order */
+    sbuf_putc(out, '{');
+    sbuf_json_key(out, "order_id");
+    sbuf_json_str(out, order_id->mv_data, order_id->mv_size);
+    sbuf_json_key(out, "status");
+    sbuf_json_cstr(out, rm_status_name(o.status));
+    sbuf_json_key(out, "amount_cents");
+    sbuf_json_i64(out, o.amount);
+    sbuf_json_key(out, "item_count");
+    sbuf_json_u64(out, o.nlines);
+    sbuf_json_key(out, "created_at");
+    sbuf_json_time(out, o.created_at);
+    sbuf_putc(out, '}');
+    rm_order_clear(&o);
+    return 0;
+}
+
+/* Positions the cursor on the newest entry of the user strictly before `before`. */
+static int seek_before(MDB_cursor *c, const struct sbuf *prefix, uint64_t before, MDB_val *k,
+                       MDB_val *v)
+{
+    unsigned char key[LOG_STREAM_MAX + 9];
+    memcpy(key, prefix->data, prefix->len);
+    rm_put_be64(key + prefix->len, before);
+    *k = (MDB_val){ prefix->len + 8, key };
+    int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        return mdb_cursor_get(c, k, v, MDB_LAST);
+    if (rc)
+        return rc;
+    return mdb_cursor_get(c, k, v, MDB_PREV); /* SET_RANGE found a key >= before */
+}
+
+static int has_prefix(const MDB_val *k, const struct sbuf *prefix)
+{
+    return k->mv_size == prefix->len + 8 && memcmp(k->mv_data, prefix->data, prefix->len) == 0;
+}
+
+int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsigned limit,
+                          uint64_t cursor, struct sbuf *out)
+{
+    if (id_len > LOG_STREAM_MAX)
+        return RM_EBADARG;
+    struct rm_user u;
+    int rc = rm_load_user(t, (struct rm_str){ id, id_len }, &u);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_ORDERS], &c);
+    if (rc)
+        return mdb_rc(rc);
+    struct sbuf prefix = SBUF_INIT;
+    rm_key2(&prefix, id, id_len, "", 0);
+    MDB_val k, v;
+    unsigned n = 0;
+    uint64_t last = 0;
+    sbuf_puts(out, "{\"orders\":[");
+    for (rc = seek_before(c, &prefix, cursor ? cursor : UINT64_MAX, &k, &v);
+         rc == 0 && has_prefix(&k, &prefix) && n < limit;
+         rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+        if (n++)
+            sbuf_putc(out, ',');
+        rc = render_order_summary(t, &v, out);
+        if (rc)
+            goto out;
+        last = rm_get_be64((const unsigned char *)k.mv_data + prefix.len);
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        goto out;
+    /* More entries exist only if the loop stopped at the limit on an entry of this user. */
+    int more = rc == 0 && has_prefix(&k, &prefix) && n == limit;
+    sbuf_puts(out, "],\"next_cursor\":");
+    if (more)
+        sbuf_printf(out, "\"%llu\"", (unsigned long long)last);
+    else
+        sbuf_puts(out, "null");
+    sbuf_putc(out, '}');
+    rc = 0;
+out:
+    mdb_cursor_close(c);
+    sbuf_free(&prefix);
+    return mdb_rc(rc);
+}
+
+int rm_render_item(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+{
+    struct rm_item it;
+    int rc = rm_load_item(t, (struct rm_str){ id, id_len }, &it);
+    if (rc)
+        return rc;
+    sbuf_putc(out, '{');
+    sbuf_json_key(out, "item_id");
+    sbuf_json_str(out, id, id_len);
+    sbuf_json_key(out, "name");
+    sbuf_json_str(out, it.name.p, it.name.n);
+    sbuf_json_key(out, "category");
+    sbuf_json_str(out, it.category.p, it.category.n);
+    sbuf_json_key(out, "price_cents");
+    sbuf_json_i64(out, it.price);
+    sbuf_json_key(out, "available");
+    sbuf_json_i64(out, it.restocked - it.reserved - it.sold);
+    sbuf_json_key(out, "reserved");
+    sbuf_json_i64(out, it.reserved);
+    sbuf_json_key(out, "sold");
+    sbuf_json_i64(out, it.sold);
+    sbuf_putc(out, '}');
+    return 0;
+}
+
+int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct sbuf *out)
+{
+    if (strlen(from) != 10 || strlen(to) != 10)
+        return RM_EBADARG;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DAILY], &c);
+    if (rc)
+        return mdb_rc(rc);
+    sbuf_puts(out, "{\"days\":[");
+    MDB_val k = { 10, (void *)from }, v;
+    int first = 1;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 10 || memcmp(k.mv_data, to, 10) > 0)
+            break;
+        struct rm_daily d;
+        rc = rm_daily_decode(v.mv_data, v.mv_size, &d);
+        if (rc)
+            break;
+        sbuf_puts(out, first ? "{" : ",{");
+        first = 0;
+        sbuf_json_key(out, "date");
+        sbuf_json_str(out, k.mv_data, 10);
+        sbuf_json_key(out, "orders_created");
+        sbuf_json_u64(out, d.created);
+        sbuf_json_key(out, "orders_paid");
+        sbuf_json_u64(out, d.paid);
+        sbuf_json_key(out, "orders_cancelled");
+        sbuf_json_u64(out, d.cancelled);
+        sbuf_json_key(out, "revenue_cents");
+        sbuf_json_i64(out, d.revenue);
+        sbuf_putc(out, '}');
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return mdb_rc(rc);
+    sbuf_puts(out, "]}");
+    return 0;
+}
+
+int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
+                   struct rm_loc *locs, size_t max, size_t *n, int *more)
+{
+    if (stream_len > LOG_STREAM_MAX)
+        return RM_EBADARG;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_STREAMS], &c);
+    if (rc)
+        return mdb_rc(rc);
+    struct sbuf prefix = SBUF_INIT;
+    rm_key2(&prefix, stream, stream_len, "", 0);
+    unsigned char key[LOG_STREAM_MAX + 9];
+    memcpy(key, prefix.data, prefix.len);
+    rm_put_be64(key + prefix.len, from_version);
+    MDB_val k = { prefix.len + 8, key }, v;
+    *n = 0;
+    *more = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && has_prefix(&k, &prefix);
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (*n == max) {
+            *more = 1;
+            break;
+        }
+        struct rm_reader r = { v.mv_data, v.mv_size, 0 };
+        int ver = rm_read_u8(&r);
+        locs[*n].position = rm_read_u64(&r);
+        locs[*n].segment = rm_read_u64(&r);
+        locs[*n].offset = rm_read_u64(&r);
+        if (r.bad || ver != RM_VAL_V1) {
+            rc = RM_EFORMAT;
+            break;
+        }
+        (*n)++;
+    }
+    mdb_cursor_close(c);
+    sbuf_free(&prefix);
+    if (rc && rc != MDB_NOTFOUND)
+        return mdb_rc(rc);
+    return *n ? 0 : RM_ENOTFOUND;
+}
+
+int rm_position_loc(struct rm_txn *t, uint64_t pos, struct rm_loc *loc)
+{
+    unsigned char be[8];
+    rm_put_be64(be, pos);
+    MDB_val k = { 8, be }, v;
+    int rc = mdb_get(t->txn, t->env->dbi[RM_DB_POSITIONS], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return RM_ENOTFOUND;
+    if (rc)
+        return mdb_rc(rc);
+    struct rm_reader r = { v.mv_data, v.mv_size, 0 };
+    int ver = rm_read_u8(&r);
+    loc->position = pos;
+    loc->segment = rm_read_u64(&r);
+    loc->offset = rm_read_u64(&r);
+    return r.bad || ver != RM_VAL_V1 ? RM_EFORMAT : 0;
+}
+
+/* Time travel keeps its view self-contained: after each event the order is encoded into
+ * enc and decoded back, so its strings never point into a parse tree that is gone. */
+struct rm_asof {
+    struct rm_order o;
+    struct sbuf enc, tmp;
+    struct rm_str id;
+    char id_buf[LOG_STREAM_MAX];
+};
+
+struct rm_asof *rm_asof_new(void) { return xcalloc(1, sizeof(struct rm_asof)); }
+
+void rm_asof_free(struct rm_asof *a)
+{
+    if (!a)
+        return;
+    rm_order_clear(&a->o);
+    sbuf_free(&a->enc);
+    sbuf_free(&a->tmp);
+    free(a);
+}
+
+int rm_asof_apply(struct rm_txn *t, struct rm_asof *a, const struct log_record *rec)
+{
+    int rc = rm_ev_parse(&t->ev, rec, &t->json, &t->reason);
+    if (rc)
+        return rc;
+    rc = rm_order_apply(t, &a->o, rec, &t->ev);
+    if (rc)
+        return rc;
+    if (a->id.n == 0) {
+        size_t n = t->ev.order_id.n < sizeof a->id_buf ? t->ev.order_id.n : sizeof a->id_buf;
+        memcpy(a->id_buf, t->ev.order_id.p, n);
+        a->id = (struct rm_str){ a->id_buf, n };
+    }
+    sbuf_reset(&a->tmp);
+    rm_order_encode(&a->o, &a->tmp);
+    struct sbuf swap = a->enc;
+    a->enc = a->tmp;
+    a->tmp = swap;
+    rm_order_clear(&a->o);
+    return rm_order_decode(a->enc.data, a->enc.len, &a->o);
+}
+
+int rm_asof_render(struct rm_asof *a, struct sbuf *out, uint64_t *version)
+{
+    if (a->o.status == 0)
+        return RM_ENOTFOUND;
+    render_order_view(&a->o, a->id.p, a->id.n, out);
+    *version = a->o.version;
+    return 0;
+}
+
+void rm_render_event(const struct log_record *rec, struct sbuf *out)
+{
+    sbuf_putc(out, '{');
+    sbuf_json_key(out, "position");
+    sbuf_json_u64(out, rec->position);
+    sbuf_json_key(out, "stream");
+    sbuf_json_str(out, rec->stream, rec->stream_len);
+    sbuf_json_key(out, "version");
+    sbuf_json_u64(out, rec->stream_version);
+    sbuf_json_key(out, "type");
+    sbuf_json_str(out, rec->type, rec->type_len);
+    sbuf_json_key(out, "schema_version");
+    sbuf_json_u64(out, rec->schema_version);
+    sbuf_json_key(out, "at");
+    sbuf_json_time(out, rec->timestamp_ms);
+    sbuf_json_key(out, "data");
+    sbuf_append(out, rec->data, rec->data_len);
+    sbuf_putc(out, '}');
+}

@@ -1,0 +1,53 @@
+#include "config.h"
+
+#include "read/rstatus.h"
+
+#include "log/log.h"
+#include "read/rm.h"
+#include "read/snapshot.h"
+
+#define SNAP_LIST_MAX 64
+
+int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, struct rstatus *st)
+{
+    struct log_stats ls;
+    int rc = log_stats(lg, &ls);
+    if (rc)
+        return rc;
+    st->head = ls.head_position;
+    st->segments = ls.segments;
+    st->bytes = ls.bytes;
+    rc = rm_position(txn, &st->position);
+    if (rc == 0)
+        rc = rm_dlq_count(txn, &st->dead_letters);
+    if (rc)
+        return rc;
+    struct snapshot_info list[SNAP_LIST_MAX];
+    size_t n = 0;
+    rc = snapshot_list(data_dir, list, SNAP_LIST_MAX, &n);
+    st->snapshots = n;
+    return rc;
+}
+
+int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *out)
+{
+    sbuf_puts(out, "{\"log\":{");
+    sbuf_json_key(out, "head_position");
+    sbuf_json_u64(out, st->head);
+    sbuf_json_key(out, "segments");
+    sbuf_json_u64(out, st->segments);
+    sbuf_json_key(out, "bytes");
+    sbuf_json_u64(out, st->bytes);
+    sbuf_puts(out, "},\"read_model\":{");
+    sbuf_json_key(out, "position");
+    sbuf_json_u64(out, st->position);
+    sbuf_json_key(out, "lag_events");
+    sbuf_json_u64(out, st->head > st->position ? st->head - st->position : 0);
+    sbuf_putc(out, '}');
+    sbuf_json_key(out, "dead_letters");
+    sbuf_json_u64(out, st->dead_letters);
+    sbuf_json_key(out, "snapshots");
+    int rc = snapshot_render(data_dir, out);
+    sbuf_putc(out, '}');
+    return rc;
+}

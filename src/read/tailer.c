@@ -1,0 +1,244 @@
+#include "config.h"
+
+#include "read/tailer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "read/rdir.h"
+#include "read/rm.h"
+#include "read/rpos.h"
+#include "read/snapshot.h"
+#include "util/clock.h"
+#include "util/eflog.h"
+
+const char *tailer_strerror(int err)
+{
+    switch (err) {
+    case TAILER_EDAMAGE: return "damaged record in the log";
+    case TAILER_ESEQ: return "log positions out of sequence";
+    default: break;
+    }
+    if (err <= -10001 && err >= -10999)
+        return log_strerror(err);
+    return rm_strerror(err);
+}
+
+struct tailer {
+    const struct tailer_options *opt;
+    struct log *lg;
+    struct log_reader *rd;
+    struct rm_env *env;
+    struct rpos *rp;
+    int lock_fd;
+    uint64_t pos;           /* committed position */
+    uint64_t committed;     /* records committed by this run */
+    uint64_t last_snapshot; /* position of the newest snapshot */
+};
+
+static int stopping(const struct tailer *tl)
+{
+    return tl->opt->stop && *tl->opt->stop;
+}
+
+/* One tailer per data directory: an exclusive flock on DIR/read/tailer.lock (also taken by
+ * rebuild). Released by the kernel when the process dies. */
+static int take_lock(struct tailer *tl)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_path(tl->opt->data_dir, "tailer.lock", path, sizeof path);
+    if (rc)
+        return rc;
+    tl->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (tl->lock_fd < 0)
+        return -errno;
+    if (flock(tl->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = -errno;
+        LOG_ERROR("another tailer or rebuild holds %s", path);
+        return rc;
+    }
+    return 0;
+}
+
+static int open_all(struct tailer *tl)
+{
+    const struct tailer_options *o = tl->opt;
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_prepare(o->data_dir);
+    if (rc == 0)
+        rc = take_lock(tl);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/log", o->data_dir);
+    struct log_options lo = { o->segment_bytes, 0 };
+    rc = log_open(path, &lo, &tl->lg);
+    if (rc) {
+        LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
+        return rc;
+    }
+    rdir_path(o->data_dir, "current", path, sizeof path);
+    struct rm_options ro = { o->map_bytes, 0 };
+    rc = rm_env_open(path, &ro, &tl->env);
+    if (rc) {
+        LOG_ERROR("cannot open the read model dir=%s: %s", path, rm_strerror(rc));
+        return rc;
+    }
+    rdir_path(o->data_dir, "position", path, sizeof path);
+    rc = rpos_open(path, &tl->rp);
+    if (rc)
+        LOG_ERROR("cannot map %s: %s", path, strerror(-rc));
+    return rc;
+}
+
+static int read_position(struct tailer *tl)
+{
+    struct rm_txn *t;
+    int rc = rm_txn_begin(tl->env, 1, &t);
+    if (rc)
+        return rc;
+    rc = rm_position(t, &tl->pos);
+    rm_txn_abort(t);
+    return rc;
+}
+
+/* Reads the next durable record; 1 with rec filled, 0 when none is durable yet. */
+static int next_record(struct tailer *tl, uint64_t limit, struct log_record *rec)
+{
+    int rc = log_reader_next(tl->rd, limit, rec);
+    if (rc == LOG_ECORRUPT) {
+        LOG_ERROR("tailer stopped: %s (position after %" PRIu64 ")", log_last_error(tl->lg), tl->pos);
+        return TAILER_EDAMAGE;
+    }
+    if (rc < 0) {
+        LOG_ERROR("tailer stopped: cannot read the log: %s", log_last_error(tl->lg));
+        return rc;
+    }
+    if (rc == 1 && rec->position != tl->pos + 1) {
+        LOG_ERROR("tailer stopped: expected position %" PRIu64 ", the log gave %" PRIu64
+                  " segment=%" PRIu64 " offset=%" PRIu64,
+                  tl->pos + 1, rec->position, rec->segment, rec->offset);
+        return TAILER_ESEQ;
+    }
+    return rc;
+}
+
+/* Folds one batch up to limit and commits it with its position. Returns the number of
+ * records committed (0: nothing was durable yet) or a negative code. */
+static int fold_batch(struct tailer *tl, uint64_t limit)
+{
+    struct rm_txn *t;
+    int rc = rm_txn_begin(tl->env, 0, &t);
+    if (rc)
+        return rc;
+    uint64_t pos = tl->pos, start = ef_mono_ns();
+    int n = 0;
+    uint64_t max = tl->opt->max_records ? tl->opt->max_records - tl->committed : UINT64_MAX;
+    while (n < TAILER_BATCH_MAX && (uint64_t)n < max) {
+        struct log_record rec;
+        rc = next_record(tl, limit, &rec);
+        if (rc <= 0)
+            break;
+        rc = rm_fold(t, &rec);
+        if (rc < 0) {
+            LOG_ERROR("tailer stopped: fold failed position=%" PRIu64 ": %s", rec.position,
+                      rm_strerror(rc));
+            break;
+        }
+        tl->pos = rec.position;
+        n++;
+        if ((n & 255) == 0 && ef_mono_ns() - start > TAILER_BATCH_MS * 1000000ull)
+            break;
+        if (stopping(tl))
+            break;
+    }
+    if (rc < 0 || n == 0) {
+        rm_txn_abort(t);
+        tl->pos = pos; /* nothing was committed */
+        return rc < 0 ? rc : 0;
+    }
+    rc = rm_set_position(t, tl->pos);
+    if (rc == 0)
+        rc = rm_txn_commit(t);
+    else
+        rm_txn_abort(t);
+    if (rc) {
+        LOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", tl->pos, rm_strerror(rc));
+        tl->pos = pos;
+        return rc;
+    }
+    rpos_publish(tl->rp, tl->pos);
+    tl->committed += (uint64_t)n;
+    return n;
+}
+
+static void maybe_snapshot(struct tailer *tl)
+{
+    const struct tailer_options *o = tl->opt;
+    if (!o->snapshot_every || tl->pos < tl->last_snapshot + o->snapshot_every)
+        return;
+    /* A failed snapshot is logged by snapshot_take and retried after the next interval;
+     * folding goes on either way. */
+    snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+    tl->last_snapshot = tl->pos;
+}
+
+static int follow(struct tailer *tl)
+{
+    uint64_t target = log_durable(tl->lg); /* --once: the head at start */
+    int caught_up = 0;
+    for (;;) {
+        uint64_t limit = log_durable(tl->lg);
+        if (tl->opt->once && limit > target)
+            limit = target;
+        int n = fold_batch(tl, limit);
+        if (n < 0)
+            return n;
+        maybe_snapshot(tl);
+        if (stopping(tl) || (tl->opt->max_records && tl->committed >= tl->opt->max_records))
+            return 0;
+        if (n > 0 && tl->pos < limit) {
+            caught_up = 0;
+            continue; /* far behind: next batch at once */
+        }
+        if (!caught_up)
+            LOG_INFO("caught up position=%" PRIu64, tl->pos);
+        caught_up = 1;
+        if (tl->opt->once)
+            return 0;
+        /* The timeout only bounds how late a stop request is noticed. */
+        log_wait_durable(tl->lg, tl->pos, 500);
+    }
+}
+
+int tailer_run(const struct tailer_options *opt)
+{
+    struct tailer tl = { .opt = opt, .lock_fd = -1 };
+    int rc = open_all(&tl);
+    if (rc == 0)
+        rc = read_position(&tl);
+    if (rc == 0)
+        rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd);
+    if (rc == 0) {
+        snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
+        if (tl.last_snapshot > tl.pos)
+            tl.last_snapshot = tl.pos;
+        rpos_reset(tl.rp, tl.pos);
+        LOG_INFO("tailer started data=%s position=%" PRIu64 " durable=%" PRIu64, opt->data_dir,
+                 tl.pos, log_durable(tl.lg));
+        rc = follow(&tl);
+        LOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
+    }
+    log_reader_close(tl.rd);
+    rpos_close(tl.rp);
+    rm_env_close(tl.env);
+    log_close(tl.lg);
+    if (tl.lock_fd >= 0)
+        close(tl.lock_fd);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* tailer: follows the log and folds its durable records into the read model.
+ *
+ * Guarantees
+ *  - Only records <= log_durable() are folded (API.md section 7), so after a power loss the
+ *    read model is never ahead of the log.
+ *  - Each batch and the position it reached commit in one LMDB transaction; the position is
+ *    published (rpos) only after the commit. A crash at any point leaves the model at the
+ *    last committed position, and the next start resumes from there.
+ *  - Batches adapt: up to TAILER_BATCH_MAX records or TAILER_BATCH_MS while far behind
+ *    (throughput); when the durable head is reached the batch commits at once (low lag).
+ *    Caught up, it sleeps in log_wait_durable() (a futex): no polling.
+ *  - A checksum failure stops the tailer (TAILER_EDAMAGE, logged with segment and offset):
+ *    damage is never skipped. An event that cannot be applied is a dead letter, and
+ *    folding goes on.
+ *  - Memory is bounded by one batch's transaction, whatever the log's length.
+ */
+#ifndef EF_TAILER_H
+#define EF_TAILER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#define TAILER_BATCH_MAX 10000
+#define TAILER_BATCH_MS 50
+
+enum {
+    TAILER_EDAMAGE = -12001, /* a record failed verification (log_last_error says where) */
+    TAILER_ESEQ = -12002,    /* the log returned a position other than the next one */
+};
+
+struct tailer_options {
+    const char *data_dir;
+    uint64_t segment_bytes;  /* passed to log_open (0: default) */
+    uint64_t map_bytes;      /* read model map size (0: default) */
+    int once;                /* catch up to the durable head seen at start, then return */
+    uint64_t snapshot_every; /* events between snapshots (0: never) */
+    int snapshot_keep;
+    /* Set (by a signal handler) to stop: the current batch is committed first. */
+    volatile sig_atomic_t *stop;
+    /* Tests: stop after this many records were committed in total (0: no limit). */
+    uint64_t max_records;
+};
+
+/* Runs until *stop, until caught up with --once, or until an error. Returns 0, or a
+ * negative code (logged with its cause). */
+int tailer_run(const struct tailer_options *opt);
+
+const char *tailer_strerror(int err);
+
+#endif

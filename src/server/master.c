@@ -1,0 +1,259 @@
+#include "config.h"
+
+#include "server/metrics.h"
+#include "server/server_int.h"
+
+#include "util/clock.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NS_PER_MS 1000000ull
+#define QUICK_DEATH_NS (1000 * NS_PER_MS) /* a worker dying sooner than this backs off */
+#define BACKOFF_MIN_NS (100 * NS_PER_MS)
+#define BACKOFF_MAX_NS (5000 * NS_PER_MS)
+#define KILL_MARGIN_S 5 /* after the workers' grace period, before SIGKILL */
+
+/* The master's state. Invariant: pids[i] > 0 exactly when slot i has a live (not yet
+ * reaped) worker; started_ns[i] is when it was forked. */
+struct master {
+    const struct server_options *opt;
+    struct srv_listener listener;
+    int nworkers;
+    pid_t *pids;
+    uint64_t *started_ns;
+    int quick_deaths;       /* consecutive workers that died young */
+    uint64_t next_spawn_ns; /* no fork before this (back-off) */
+    int stopping;
+};
+
+const char *server_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case SERVER_ERR_USAGE: return "bad server options";
+    case SERVER_ERR_LISTEN: return "no listening socket";
+    case SERVER_ERR_IN_USE: return "socket in use by another server";
+    case SERVER_ERR_SYSTEM: return "system call failed";
+    default: return "unknown server error";
+    }
+}
+
+static int check_options(const struct server_options *opt)
+{
+    if (!opt->handler || !opt->cfg || opt->cfg->workers < 1 || opt->max_body == 0 ||
+        (opt->threads < 1 && opt->cfg->threads < 1)) {
+        LOG_ERROR("bad server options (handler, cfg, workers >= 1, threads >= 1, max_body > 0)");
+        return SERVER_ERR_USAGE;
+    }
+    return 0;
+}
+
+static int spawn_worker(struct master *m, int slot)
+{
+    fflush(NULL); /* or buffered output would be written twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_ERROR("fork failed err=%s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int st = srv_worker_main(m->opt, m->listener.fd);
+        exit(st);
+    }
+    m->pids[slot] = pid;
+    m->started_ns[slot] = ef_mono_ns();
+    LOG_DEBUG("worker started pid=%ld slot=%d", (long)pid, slot);
+    return 0;
+}
+
+static uint64_t backoff_ns(int quick_deaths)
+{
+    uint64_t d = BACKOFF_MIN_NS;
+    for (int i = 1; i < quick_deaths && d < BACKOFF_MAX_NS; i++)
+        d *= 2;
+    return d < BACKOFF_MAX_NS ? d : BACKOFF_MAX_NS;
+}
+
+static void spawn_missing(struct master *m)
+{
+    for (int i = 0; i < m->nworkers; i++) {
+        if (m->pids[i] > 0 || ef_mono_ns() < m->next_spawn_ns)
+            continue;
+        if (spawn_worker(m, i) < 0) {
+            m->quick_deaths++;
+            m->next_spawn_ns = ef_mono_ns() + backoff_ns(m->quick_deaths);
+        }
+    }
+}
+
+static void log_death(const struct master *m, pid_t pid, int status)
+{
+    enum ef_level level = m->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? EF_INFO : EF_WARN;
+    if (WIFSIGNALED(status))
+        EF_LOG(level, "worker died pid=%ld signal=%d (%s)", (long)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        EF_LOG(level, "worker exited pid=%ld status=%d", (long)pid, WEXITSTATUS(status));
+}
+
+/* Reaps every exited worker; while running, schedules its restart (at once, or after a
+ * back-off when workers keep dying young). */
+static void reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int slot = -1;
+        for (int i = 0; i < m->nworkers; i++)
+            if (m->pids[i] == pid)
+                slot = i;
+        if (slot < 0)
+            continue; /* not a worker of ours */
+        log_death(m, pid, status);
+        m->pids[slot] = 0;
+        if (m->stopping)
+            continue;
+        uint64_t now = ef_mono_ns();
+        if (now - m->started_ns[slot] < QUICK_DEATH_NS) {
+            m->quick_deaths++;
+            m->next_spawn_ns = now + backoff_ns(m->quick_deaths);
+            LOG_WARN("worker died young, restarting in ms=%llu",
+                     (unsigned long long)((m->next_spawn_ns - now) / NS_PER_MS));
+        } else {
+            m->quick_deaths = 0;
+        }
+    }
+}
+
+static int live_workers(const struct master *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nworkers; i++)
+        n += m->pids[i] > 0;
+    return n;
+}
+
+/* Waits for one of set until deadline_ns (monotonic, 0 = no deadline). Returns the
+ * signal, or 0 on timeout. */
+static int wait_signal(const sigset_t *set, uint64_t deadline_ns)
+{
+    for (;;) {
+        struct timespec ts = { 3600, 0 };
+        if (deadline_ns) {
+            uint64_t now = ef_mono_ns();
+            uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+            ts.tv_sec = (time_t)(left / 1000000000u);
+            ts.tv_nsec = (long)(left % 1000000000u);
+        }
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig > 0)
+            return sig;
+        if (errno == EAGAIN && deadline_ns)
+            return 0;
+        if (errno != EINTR && errno != EAGAIN)
+            return -1;
+    }
+}
+
+static void supervise(struct master *m, const sigset_t *set)
+{
+    while (!m->stopping) {
+        spawn_missing(m);
+        uint64_t deadline = live_workers(m) < m->nworkers ? m->next_spawn_ns : 0;
+        int sig = wait_signal(set, deadline);
+        if (sig == SIGCHLD)
+            reap(m);
+        else if (sig == SIGTERM || sig == SIGINT)
+            m->stopping = 1;
+        else if (sig == SIGHUP)
+            LOG_INFO("SIGHUP ignored");
+        else if (sig < 0)
+            LOG_ERROR("sigtimedwait failed err=%s", strerror(errno));
+    }
+}
+
+/* Forwards SIGTERM, waits for the workers (their grace period plus a margin), then
+ * SIGKILLs whatever is left. */
+static void stop_workers(struct master *m, const sigset_t *set)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->pids[i] > 0 && kill(m->pids[i], SIGTERM) < 0)
+            LOG_WARN("kill failed pid=%ld err=%s", (long)m->pids[i], strerror(errno));
+    int grace = m->opt->grace_seconds > 0 ? m->opt->grace_seconds : 30;
+    uint64_t deadline = ef_mono_ns() + (uint64_t)(grace + KILL_MARGIN_S) * 1000000000u;
+    reap(m);
+    while (live_workers(m) > 0 && ef_mono_ns() < deadline) {
+        if (wait_signal(set, deadline) == SIGCHLD)
+            reap(m);
+    }
+    for (int i = 0; i < m->nworkers; i++) {
+        if (m->pids[i] <= 0)
+            continue;
+        LOG_WARN("worker did not stop, killing pid=%ld", (long)m->pids[i]);
+        kill(m->pids[i], SIGKILL);
+        int status;
+        if (waitpid(m->pids[i], &status, 0) == m->pids[i])
+            log_death(m, m->pids[i], status);
+        m->pids[i] = 0;
+    }
+}
+
+static int master_signals(sigset_t *set, sigset_t *old)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGHUP);
+    /* SIGCHLD must not be SIG_IGN, or children are reaped by the kernel unseen. */
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    if (sigprocmask(SIG_BLOCK, set, old) < 0 || sigaction(SIGCHLD, &dfl, NULL) < 0) {
+        LOG_ERROR("signal setup failed err=%s", strerror(errno));
+        return SERVER_ERR_SYSTEM;
+    }
+    return 0;
+}
+
+int server_run(const struct server_options *opt)
+{
+    struct master m = { .opt = opt, .listener = { .fd = -1 } };
+    sigset_t set, old;
+    int rc = check_options(opt);
+    if (rc < 0)
+        return 1;
+    if (master_signals(&set, &old) < 0)
+        return 1;
+    rc = metrics_init();
+    if (rc < 0) {
+        LOG_ERROR("cannot map metrics region err=%s", strerror(-rc));
+        goto fail;
+    }
+    if (srv_listen_open(opt->cfg->listen, &m.listener) < 0)
+        goto fail;
+    m.nworkers = opt->cfg->workers;
+    m.pids = xcalloc((size_t)m.nworkers, sizeof *m.pids);
+    m.started_ns = xcalloc((size_t)m.nworkers, sizeof *m.started_ns);
+    LOG_INFO("started workers=%d threads=%d listen=%s", m.nworkers,
+             opt->threads > 0 ? opt->threads : opt->cfg->threads,
+             opt->cfg->listen[0] ? opt->cfg->listen : "inherited");
+    supervise(&m, &set);
+    stop_workers(&m, &set);
+    srv_listen_close(&m.listener);
+    free(m.pids);
+    free(m.started_ns);
+    LOG_INFO("stopped");
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return 0;
+fail:
+    srv_listen_close(&m.listener);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return 1;
+}

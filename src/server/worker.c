@@ -1,0 +1,300 @@
+#include "config.h"
+
+#include "server/server_int.h"
+
+#include "util/clock.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_GRACE_SECONDS 30
+
+/* How a worker stops (see server.h): the main thread waits for SIGTERM/SIGINT with
+ * sigwait (request threads block both), sets `stopping` and writes the wake-up eventfd.
+ * The eventfd is never read, so it stays readable and every request thread that waits
+ * for work sees it, now or later. Request threads never block in accept(): they wait in
+ * epoll for the (non-blocking) listen socket or the eventfd and only then call
+ * FCGX_Accept_r, so a stop is noticed at once when idle and right after the current
+ * request when busy. libfcgi's own accept path can still wait up to 2 s for a unix
+ * client that connected but sent nothing (is_af_unix_keeper); that bounds the delay. */
+struct srv_worker {
+    const struct server_options *opt;
+    void *ctx;
+    int listen_fd;
+    int wake_fd;
+    size_t max_body;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int live;            /* request threads still running; under mu */
+    _Atomic int fatal;   /* a thread failed in a way the worker cannot serve on */
+};
+
+static _Atomic int stopping;
+
+int server_stopping(void) { return atomic_load_explicit(&stopping, memory_order_relaxed); }
+
+/* Asks the worker to stop because of an internal failure: the main thread's sigwait
+ * returns as for SIGTERM, and the worker exits 1 so the master logs and restarts it. */
+static void worker_fail(struct srv_worker *w)
+{
+    atomic_store(&w->fatal, 1);
+    kill(getpid(), SIGTERM);
+}
+
+static int thread_epoll(struct srv_thread *t)
+{
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->epfd < 0)
+        return -1;
+    /* EPOLLEXCLUSIVE: one new connection wakes one waiting thread (of any worker), not
+     * all of them. The wake-up fd is not exclusive: a stop wakes everybody. */
+    struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0 };
+    struct epoll_event wev = { .events = EPOLLIN, .data.u32 = 1 };
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->w->listen_fd, &lev) < 0 ||
+        epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->w->wake_fd, &wev) < 0)
+        return -1;
+    return 0;
+}
+
+/* Waits until there is something to accept or read; 1 = go, 0 = stop, -1 = error. A
+ * connection kept open by the front end (FCGI_KEEP_CONN) is waited on directly. */
+static int wait_for_work(struct srv_thread *t)
+{
+    for (;;) {
+        if (server_stopping())
+            return 0;
+        int n;
+        int wake = 0;
+        if (t->fcgx.ipcFd >= 0) {
+            struct pollfd p[2] = { { t->fcgx.ipcFd, POLLIN, 0 }, { t->w->wake_fd, POLLIN, 0 } };
+            n = poll(p, 2, -1);
+            wake = n > 0 && p[1].revents;
+        } else {
+            struct epoll_event ev[2];
+            n = epoll_wait(t->epfd, ev, 2, -1);
+            for (int i = 0; i < n; i++)
+                wake |= ev[i].data.u32 == 1;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        return wake ? 0 : 1;
+    }
+}
+
+static void serve_one(struct srv_thread *t)
+{
+    struct srv_worker *w = t->w;
+    if (srv_request_begin(t, w->max_body) == 0) {
+        w->opt->handler(&t->req, w->ctx);
+        if (!t->responded) {
+            LOG_ERROR("handler returned without an answer method=%s path=%s", t->req.method, t->req.path);
+            server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
+        }
+    }
+    if (w->opt->cfg->log_requests)
+        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", t->req.method, t->req.path, t->status,
+                 (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
+    srv_request_end(t);
+    FCGX_Finish_r(&t->fcgx);
+    if (server_stopping() && t->fcgx.ipcFd >= 0)
+        FCGX_Free(&t->fcgx, 1); /* close a kept connection: no more requests on it */
+}
+
+/* FCGX_Accept_r failures that only mean "somebody else got it" or "the peer went away". */
+static int accept_error_is_transient(int rc)
+{
+    return rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || rc == -ECONNABORTED ||
+           rc == -ECONNRESET || rc == -EPROTO || rc < -9000 /* libfcgi: request not begun */;
+}
+
+static void *thread_main(void *arg)
+{
+    struct srv_thread *t = arg;
+    if (thread_epoll(t) < 0) {
+        LOG_ERROR("epoll setup failed err=%s", strerror(errno));
+        worker_fail(t->w);
+    } else {
+        for (;;) {
+            int rc = wait_for_work(t);
+            if (rc < 0) {
+                LOG_ERROR("waiting for requests failed err=%s", strerror(errno));
+                worker_fail(t->w);
+            }
+            if (rc <= 0)
+                break;
+            rc = FCGX_Accept_r(&t->fcgx);
+            if (rc >= 0) {
+                serve_one(t);
+            } else if (!accept_error_is_transient(rc)) {
+                /* e.g. EMFILE: the socket stays readable, so pause instead of spinning. */
+                LOG_WARN("accept failed err=%s", strerror(-rc));
+                nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+            }
+        }
+    }
+    FCGX_Free(&t->fcgx, 1);
+    pthread_mutex_lock(&t->w->mu);
+    t->w->live--;
+    pthread_cond_signal(&t->w->cv);
+    pthread_mutex_unlock(&t->w->mu);
+    return NULL;
+}
+
+/* Signals for a worker: TERM and INT stay blocked (the main thread takes them with
+ * sigwait, request threads inherit the mask); HUP and PIPE are ignored (a client that
+ * went away must not kill the process); the worker dies with its master. */
+static int worker_signals(sigset_t *stop_set)
+{
+    sigemptyset(stop_set);
+    sigaddset(stop_set, SIGTERM);
+    sigaddset(stop_set, SIGINT);
+    struct sigaction ign = { .sa_handler = SIG_IGN }, dfl = { .sa_handler = SIG_DFL };
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGCHLD);
+    sigaddset(&unblock, SIGHUP);
+    if (sigaction(SIGHUP, &ign, NULL) < 0 || sigaction(SIGPIPE, &ign, NULL) < 0 ||
+        sigaction(SIGCHLD, &dfl, NULL) < 0 || pthread_sigmask(SIG_BLOCK, stop_set, NULL) != 0 ||
+        pthread_sigmask(SIG_UNBLOCK, &unblock, NULL) != 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+        return -1;
+    return 0;
+}
+
+/* Waits until live == 0 or the grace period ends; returns 0 or -1 (timed out). */
+static int wait_threads(struct srv_worker *w, int grace_seconds)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_seconds;
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    while (w->live > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cv, &w->mu, &deadline);
+    int left = w->live;
+    pthread_mutex_unlock(&w->mu);
+    return left > 0 ? -1 : 0;
+}
+
+static void stop_threads(struct srv_worker *w)
+{
+    atomic_store(&stopping, 1);
+    FCGX_ShutdownPending();
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof one) != sizeof one)
+        LOG_ERROR("cannot wake request threads err=%s", strerror(errno));
+}
+
+/* Starts n request threads; returns how many started. */
+static int start_threads(struct srv_worker *w, struct srv_thread *ts, pthread_t *tids, int n)
+{
+    int started = 0;
+    for (; started < n; started++) {
+        struct srv_thread *t = &ts[started];
+        t->w = w;
+        t->epfd = -1;
+        FCGX_InitRequest(&t->fcgx, w->listen_fd, 0);
+        pthread_mutex_lock(&w->mu);
+        w->live++;
+        pthread_mutex_unlock(&w->mu);
+        int err = pthread_create(&tids[started], NULL, thread_main, t);
+        if (err) {
+            pthread_mutex_lock(&w->mu);
+            w->live--;
+            pthread_mutex_unlock(&w->mu);
+            LOG_ERROR("cannot start request thread err=%s", strerror(err));
+            break;
+        }
+    }
+    return started;
+}
+
+/* Serves until SIGTERM/SIGINT; returns 0 after a clean stop, 1 otherwise. */
+static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, int nthreads)
+{
+    struct srv_thread *ts = xcalloc((size_t)nthreads, sizeof *ts);
+    pthread_t *tids = xcalloc((size_t)nthreads, sizeof *tids);
+    int started = start_threads(w, ts, tids, nthreads);
+    if (started == nthreads) {
+        int sig = 0;
+        while (sigwait(stop_set, &sig) != 0)
+            ;
+        LOG_DEBUG("worker stopping signal=%d", sig);
+    } else {
+        atomic_store(&w->fatal, 1);
+    }
+    stop_threads(w);
+    int grace = w->opt->grace_seconds > 0 ? w->opt->grace_seconds : DEFAULT_GRACE_SECONDS;
+    if (wait_threads(w, grace) < 0) {
+        /* Threads still inside handlers use ctx and the listen socket: do not free
+         * anything under them, just leave. */
+        LOG_WARN("requests still running after the grace period, exiting grace=%d", grace);
+        _exit(1);
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(tids[i], NULL);
+        if (ts[i].epfd >= 0)
+            close(ts[i].epfd);
+        sbuf_free(&ts[i].body);
+        sbuf_free(&ts[i].out);
+        srv_arena_free(&ts[i].arena);
+    }
+    free(tids);
+    free(ts);
+    return atomic_load(&w->fatal) ? 1 : 0;
+}
+
+int srv_worker_main(const struct server_options *opt, int listen_fd)
+{
+    pid_t master = getppid();
+    sigset_t stop_set;
+    struct srv_worker w = { .opt = opt, .listen_fd = listen_fd, .wake_fd = -1,
+                            .max_body = opt->max_body };
+    int rc = 1;
+    if (worker_signals(&stop_set) < 0) {
+        LOG_ERROR("worker signal setup failed err=%s", strerror(errno));
+        return 1;
+    }
+    if (getppid() != master)
+        return 0; /* the master died before PR_SET_PDEATHSIG took effect */
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if (opt->worker_init && opt->worker_init(&w.ctx, opt->cfg) < 0) {
+        LOG_ERROR("worker init failed");
+        goto fail;
+    }
+    if (FCGX_Init() != 0) {
+        LOG_ERROR("FCGX_Init failed");
+        goto fini;
+    }
+    w.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w.wake_fd < 0) {
+        LOG_ERROR("eventfd failed err=%s", strerror(errno));
+        goto fini;
+    }
+    int nthreads = opt->threads > 0 ? opt->threads : opt->cfg->threads;
+    LOG_DEBUG("worker started threads=%d", nthreads);
+    rc = serve_until_stopped(&w, &stop_set, nthreads);
+    close(w.wake_fd);
+fini:
+    if (opt->worker_fini)
+        opt->worker_fini(w.ctx);
+fail:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
+}

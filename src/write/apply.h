@@ -1,0 +1,33 @@
+/* apply: the one way the write model changes.
+ *
+ * wm_apply_record() applies one log record to the write model inside the caller's write
+ * transaction. The command path (for the record it is about to append), the catch-up and
+ * the rebuild (replay.h) all call it, so the model is the same function of the log however
+ * it was built. It also fills the idempotency table from the record's meta, storing the
+ * answer event_response() derives from the event.
+ *
+ * Guarantees: records are applied densely (position must be the model's applied position
+ * plus one) and each event is checked against the model (its stream version is the next
+ * one; balances and stock after the event are what the model computes; no count goes
+ * negative). A record that fails a check returns WM_EAPPLY with the reason in err and the
+ * transaction must be aborted. An LMDB failure (MDB_MAP_FULL, ...) is returned as is; the
+ * transaction must be aborted then too.
+ */
+#ifndef EF_WRITE_APPLY_H
+#define EF_WRITE_APPLY_H
+
+#include <stddef.h>
+
+#include "domain/event.h"
+#include "log/record.h"
+#include "write/model.h"
+
+int wm_apply_record(struct wm *wm, MDB_txn *txn, const struct log_record *rec, char *err,
+                    size_t errlen);
+
+/* The same for an already decoded event (ev->position set); wm_apply_record decodes and
+ * calls it. */
+int wm_apply_event(struct wm *wm, MDB_txn *txn, const struct event *ev, char *err,
+                   size_t errlen);
+
+#endif

@@ -1,0 +1,445 @@
+#include "config.h"
+
+#include "write/command.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uuid/uuid.h>
+#include <xxhash.h>
+
+#include "domain/command.h"
+#include "domain/shop.h"
+#include "util/clock.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+#include "write/apply.h"
+#include "write/replay.h"
+
+#define PRUNE_PER_COMMAND 8
+
+/* Everything one execution needs; heap-allocated (the structs are large). */
+struct exec {
+    struct write_ctx *ctx;
+    const struct write_request *req;
+    struct write_response *resp;
+    struct problem p;
+    struct cmd_route route;
+    struct command cmd;
+    struct shop_view view;
+    struct event ev;
+    int has_idem;
+    unsigned char fingerprint[EV_FINGERPRINT_LEN];
+    int has_if_match;
+    int if_match_any; /* If-Match: * */
+    uint64_t if_match;
+};
+
+void write_response_free(struct write_response *resp)
+{
+    sbuf_free(&resp->body);
+}
+
+void write_fingerprint(const char *method, const char *path, const char *body, size_t len,
+                       unsigned char out[16])
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        abort(); /* out of memory, as xmalloc */
+    XXH3_128bits_reset(st);
+    XXH3_128bits_update(st, method, strlen(method));
+    XXH3_128bits_update(st, "\n", 1);
+    XXH3_128bits_update(st, path, strlen(path));
+    XXH3_128bits_update(st, "\n", 1);
+    XXH3_128bits_update(st, body, len);
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out, c.digest, 16);
+}
+
+/* --- answers ----------------------------------------------------------------------- */
+
+static void answer_problem(struct exec *x)
+{
+    struct write_response *r = x->resp;
+    assert(x->p.status >= 400);
+    r->status = x->p.status;
+    r->content_type = "application/problem+json";
+    sbuf_reset(&r->body);
+    problem_render(&x->p, &r->body);
+    if (x->p.status == 405)
+        snprintf(r->headers, sizeof r->headers, "Allow: POST\r\n");
+    else
+        snprintf(r->headers, sizeof r->headers, "Log-Position: %" PRIu64 "\r\n",
+                 log_durable(x->ctx->log));
+}
+
+static void answer_ok(struct exec *x, int status, const char *body, size_t len, uint64_t position,
+                      uint64_t version)
+{
+    struct write_response *r = x->resp;
+    r->status = status;
+    r->content_type = "application/json";
+    sbuf_reset(&r->body);
+    sbuf_append(&r->body, body, len);
+    snprintf(r->headers, sizeof r->headers, "Log-Position: %" PRIu64 "\r\nETag: \"%" PRIu64 "\"\r\n",
+             position, version);
+}
+
+static void log_unavailable(struct exec *x, const char *what, int rc)
+{
+    LOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"", what, write_strerror(rc),
+              log_last_error(x->ctx->log));
+    problem_set(&x->p, 503, "log_unavailable", "the log cannot be written (%s: %s); nothing was appended",
+                what, write_strerror(rc));
+}
+
+/* --- request checks (no lock) ------------------------------------------------------- */
+
+/* "application/json", any case, optionally followed by parameters. An absent type is
+ * accepted only with an empty body (an action such as pay sent without a body). */
+static int check_content_type(struct exec *x)
+{
+    const char *ct = x->req->content_type ? x->req->content_type : "";
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 0 && x->req->body_len == 0)
+        return 0;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return 0;
+    problem_set(&x->p, 415, "unsupported_media_type", "Content-Type must be application/json");
+    return -1;
+}
+
+static int check_idempotency_key(struct exec *x)
+{
+    const char *k = x->req->idempotency_key;
+    if (!k)
+        return 0;
+    size_t n = strlen(k);
+    int ok = n >= 1 && n <= EV_IDEM_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = k[i] >= 0x20 && k[i] <= 0x7e;
+    if (!ok) {
+        problem_set(&x->p, 400, "validation_failed", "invalid Idempotency-Key header");
+        problem_add_error(&x->p, "Idempotency-Key", "must be 1 to %d printable ASCII characters",
+                          EV_IDEM_KEY_MAX);
+        return -1;
+    }
+    x->has_idem = 1;
+    return 0;
+}
+
+/* If-Match: "V" (strong), V, or *. Weak tags never match a strong comparison: rejected. */
+static int check_if_match(struct exec *x)
+{
+    const char *v = x->req->if_match;
+    if (!v)
+        return 0;
+    while (*v == ' ')
+        v++;
+    x->has_if_match = 1;
+    if (strcmp(v, "*") == 0) {
+        x->if_match_any = 1;
+        return 0;
+    }
+    size_t n = strlen(v);
+    while (n > 0 && v[n - 1] == ' ')
+        n--;
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+        v++;
+        n -= 2;
+    }
+    uint64_t ver = 0;
+    int ok = n >= 1 && n <= 19;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = isdigit((unsigned char)v[i]);
+        ver = ver * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (!ok) {
+        problem_set(&x->p, 400, "validation_failed", "invalid If-Match header");
+        problem_add_error(&x->p, "If-Match", "must be a stream version such as \"3\"");
+        return -1;
+    }
+    x->if_match = ver;
+    return 0;
+}
+
+static int parse_request(struct exec *x)
+{
+    const struct write_request *q = x->req;
+    if (cmd_route_match(q->method, q->path, &x->route, &x->p) < 0)
+        return -1;
+    x->resp->route = x->route.label;
+    if (q->body_len > CMD_BODY_MAX) {
+        problem_set(&x->p, 413, "payload_too_large", "the body is larger than %d bytes",
+                    CMD_BODY_MAX);
+        return -1;
+    }
+    if (check_content_type(x) < 0 || check_idempotency_key(x) < 0 || check_if_match(x) < 0)
+        return -1;
+    if (cmd_parse_body(&x->route, q->body, q->body_len, &x->cmd, &x->p) < 0)
+        return -1;
+    if (x->cmd.kind == CMD_CREATE_ORDER && !x->cmd.id[0]) {
+        uuid_t u;
+        uuid_generate(u);
+        uuid_unparse_lower(u, x->cmd.id);
+    }
+    if (x->has_idem)
+        write_fingerprint(q->method, q->path, q->body, q->body_len, x->fingerprint);
+    return 0;
+}
+
+/* --- under the lock ------------------------------------------------------------------ */
+
+/* Catch-up, and a rebuild if the model cannot be caught up (ahead of the log, or a record
+ * it cannot apply). */
+static int catch_up(struct exec *x)
+{
+    char err[512] = "";
+    uint64_t n = 0;
+    int rc = wm_catch_up(x->ctx->wm, x->ctx->log, &n, err, sizeof err);
+    if (n)
+        LOG_INFO("write model caught up with the log records=%" PRIu64, n);
+    if (rc == WM_EAHEAD || rc == WM_EAPPLY) {
+        LOG_WARN("rebuilding the write model reason=\"%s\"", err);
+        rc = write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
+    }
+    if (rc)
+        LOG_ERROR("write model catch-up failed err=\"%s\"", err);
+    return rc;
+}
+
+/* Loads what the command's rules need. Returns 0 or a negative code. */
+static int load_view(struct exec *x, MDB_txn *txn)
+{
+    struct wm *wm = x->ctx->wm;
+    struct shop_view *v = &x->view;
+    const struct command *c = &x->cmd;
+    int rc = 0;
+    switch (c->kind) {
+    case CMD_REGISTER_USER:
+    case CMD_DEPOSIT:
+        rc = v->user_found = wm_get_user(wm, txn, c->id, &v->user);
+        break;
+    case CMD_ADD_ITEM:
+    case CMD_RESTOCK:
+        rc = v->item_found = wm_get_item(wm, txn, c->id, &v->item);
+        break;
+    case CMD_CREATE_ORDER:
+        if ((rc = v->order_found = wm_get_order(wm, txn, c->id, &v->order)) < 0)
+            break;
+        if ((rc = v->user_found = wm_get_user(wm, txn, c->user_id, &v->user)) < 0)
+            break;
+        for (size_t i = 0; i < c->nlines && rc >= 0; i++)
+            rc = v->line_found[i] = wm_get_item(wm, txn, c->lines[i].item_id, &v->line_items[i]);
+        break;
+    default:
+        if ((rc = v->order_found = wm_get_order(wm, txn, c->id, &v->order)) == 1)
+            rc = v->user_found = wm_get_user(wm, txn, v->order.user_id, &v->user);
+        break;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* A missing target of a non-create command is 404 (the rules say which); If-Match is
+ * compared only with an existing stream's version, or with 0 for a create ("create only
+ * if it does not exist yet"); "*" matches any existing stream. */
+static int check_version(struct exec *x)
+{
+    if (!x->has_if_match)
+        return 0;
+    uint64_t cur = shop_version(&x->cmd, &x->view);
+    if (cur == 0 && !cmd_is_create(x->cmd.kind))
+        return 0; /* shop_decide answers 404 */
+    if (x->if_match_any ? cur != 0 : cur == x->if_match)
+        return 0;
+    problem_set(&x->p, 412, "version_mismatch", "If-Match does not match: the stream is at version %" PRIu64, cur);
+    return -1;
+}
+
+/* The stored answer of an earlier request with the same key: replay it (after making sure
+ * it is durable) or refuse a different request. Returns 1 if answered, 0 if the key is
+ * new, a negative code on error. Called with the lock held; releases nothing. */
+static int lookup_idem(struct exec *x, MDB_txn *txn, struct wm_idem *e)
+{
+    int rc = wm_get_idem(x->ctx->wm, txn, x->req->idempotency_key, e);
+    if (rc != 1)
+        return rc;
+    if (memcmp(e->fingerprint, x->fingerprint, sizeof x->fingerprint) != 0) {
+        problem_set(&x->p, 422, "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request");
+        return 1;
+    }
+    return 1;
+}
+
+/* Builds the record of ev as it will be at position (the same bytes the log stores) and
+ * applies it. */
+static int apply_as_record(struct exec *x, MDB_txn *txn, const struct log_event *le,
+                           uint64_t position)
+{
+    struct log_record rec = {
+        .position = position,
+        .stream_version = le->stream_version,
+        .timestamp_ms = le->timestamp_ms,
+        .schema_version = le->schema_version,
+        .stream = le->stream, .stream_len = le->stream_len,
+        .type = le->type, .type_len = le->type_len,
+        .meta = le->meta, .meta_len = le->meta_len,
+        .data = le->data, .data_len = le->data_len,
+    };
+    char err[512];
+    int rc = wm_apply_record(x->ctx->wm, txn, &rec, err, sizeof err);
+    if (rc && rc != MDB_MAP_FULL)
+        LOG_ERROR("own event does not apply err=\"%s\"", err);
+    return rc;
+}
+
+/* Steps 5-8 of the flow; txn is consumed (committed or aborted). On success *position is
+ * the appended record's. Returns 0, -1 with x->p set. */
+static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
+{
+    struct log *lg = x->ctx->log;
+    struct sbuf data = SBUF_INIT, meta = SBUF_INIT;
+    char stream[EV_STREAM_MAX];
+    int rc;
+    if ((rc = load_view(x, txn)) != 0) {
+        log_unavailable(x, "reading the write model", rc);
+        goto fail;
+    }
+    if (check_version(x) < 0 || shop_decide(&x->cmd, &x->view, &x->ev, &x->p) < 0)
+        goto fail;
+    struct event *ev = &x->ev;
+    ev->position = log_head(lg) + 1;
+    ev->at_ms = ef_now_ms();
+    if (x->has_idem) {
+        ev->has_idem = 1;
+        snprintf(ev->idem_key, sizeof ev->idem_key, "%s", x->req->idempotency_key);
+        memcpy(ev->fingerprint, x->fingerprint, sizeof ev->fingerprint);
+    }
+    event_encode_data(ev, &data);
+    event_encode_meta(ev, &meta);
+    event_stream(ev, stream, sizeof stream);
+    const char *type = event_type_name(ev->type);
+    struct log_event le = {
+        .stream = stream, .stream_len = strlen(stream),
+        .type = type, .type_len = strlen(type),
+        .schema_version = ev->schema, .stream_version = ev->version,
+        .timestamp_ms = ev->at_ms,
+        .meta = meta.data, .meta_len = meta.len,
+        .data = data.data, .data_len = data.len,
+    };
+    if ((rc = apply_as_record(x, txn, &le, ev->position)) != 0) {
+        log_unavailable(x, "updating the write model", rc);
+        goto fail;
+    }
+    if ((rc = log_append_record(lg, &le, position)) != 0) {
+        log_unavailable(x, "appending", rc);
+        goto fail;
+    }
+    /* The lock is held and the model was caught up: the log assigns exactly head+1. */
+    assert(*position == ev->position);
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        LOG_ERROR("write model commit failed after append position=%" PRIu64
+                  " err=\"%s\": the event stands, the next command catches the model up",
+                  *position, mdb_strerror(rc));
+    sbuf_free(&data);
+    sbuf_free(&meta);
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    sbuf_free(&data);
+    sbuf_free(&meta);
+    *position = 0;
+    return -1;
+}
+
+/* Steps 2-9. */
+static void run_locked(struct exec *x)
+{
+    struct log *lg = x->ctx->log;
+    struct wm_idem *e = NULL;
+    MDB_txn *txn = NULL;
+    uint64_t position = 0;
+    int rc = log_append_begin(lg);
+    if (rc) {
+        log_unavailable(x, "taking the append lock", rc);
+        return;
+    }
+    if ((rc = catch_up(x)) != 0 || (rc = wm_begin(x->ctx->wm, 1, &txn)) != 0) {
+        log_unavailable(x, "catching the write model up", rc);
+        goto unlock;
+    }
+    if (x->has_idem) {
+        e = xmalloc(sizeof *e);
+        if ((rc = lookup_idem(x, txn, e)) != 0) {
+            mdb_txn_abort(txn);
+            if (rc < 0)
+                log_unavailable(x, "reading the idempotency table", rc);
+            goto unlock;
+        }
+        free(e);
+        e = NULL;
+    }
+    int64_t cutoff = ef_now_ms() - (int64_t)x->ctx->idempotency_ttl_hours * 3600 * 1000;
+    if ((rc = wm_prune_idem(x->ctx->wm, txn, cutoff, PRUNE_PER_COMMAND, NULL)) != 0) {
+        mdb_txn_abort(txn);
+        log_unavailable(x, "pruning the idempotency table", rc);
+        goto unlock;
+    }
+    if (decide_and_append(x, txn, &position) == 0)
+        x->ev.position = position;
+unlock:
+    log_append_end(lg);
+    if (e && !x->p.status) {
+        /* A repeat: the first answer, once it is durable. */
+        position = e->position;
+        x->ev.position = 0;
+    }
+    if (position && (rc = log_sync(lg, position)) != 0) {
+        /* The record is published and cannot be taken back (others may have read it); it
+         * may still become durable with a later fdatasync. Not acknowledging it is the
+         * only honest answer: a retry with the same Idempotency-Key gets the original
+         * answer once it is durable. */
+        LOG_ERROR("fdatasync failed position=%" PRIu64 " err=\"%s\"", position, log_strerror(rc));
+        problem_set(&x->p, 503, "log_unavailable",
+                    "the log could not be synced (%s); the command was not acknowledged",
+                    log_strerror(rc));
+    } else if (e && !x->p.status) {
+        answer_ok(x, e->status, e->body, e->body_len, e->position, e->version);
+    } else if (position && !x->p.status) {
+        struct sbuf body = SBUF_INIT;
+        int status;
+        event_response(&x->ev, &status, &body);
+        answer_ok(x, status, body.data, body.len, position, x->ev.version);
+        sbuf_free(&body);
+    }
+    free(e);
+}
+
+void write_execute(struct write_ctx *ctx, const struct write_request *req,
+                   struct write_response *resp)
+{
+    struct exec *x = xcalloc(1, sizeof *x);
+    x->ctx = ctx;
+    x->req = req;
+    x->resp = resp;
+    memset(resp, 0, sizeof *resp);
+    problem_init(&x->p);
+    if (parse_request(x) == 0)
+        run_locked(x);
+    if (x->p.status)
+        answer_problem(x);
+    assert(resp->status != 0);
+    free(x);
+}

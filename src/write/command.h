@@ -1,0 +1,77 @@
+/* command: executing one command request, from HTTP request to answer, without HTTP.
+ *
+ * Flow of write_execute() (the order matters; the comments say why):
+ *   1. Route (404/405), Content-Type (415), size (413), Idempotency-Key and If-Match syntax
+ *      (400), then the body is parsed strictly (400). No lock is held for any of this.
+ *   2. log_append_begin: the log's cross-process append lock. Everything from here to
+ *      log_append_end is one critical section across all workers: this is what makes
+ *      commands serializable (each is decided on a model that includes every earlier one).
+ *   3. Catch-up: apply the records after the model's position up to log_head(). They exist
+ *      when a worker died after appending but before committing its model transaction.
+ *      A model ahead of the log (or one that cannot apply a record) is rebuilt.
+ *   4. mdb_txn_begin(write); idempotency check (a repeat returns the stored answer, after
+ *      log_sync of its position: the first request may not be durable yet; a different
+ *      request under the same key is 422); a few expired keys are pruned.
+ *   5. The shop decides (If-Match first: 412); an error aborts the transaction: nothing
+ *      is appended.
+ *   6. The event is encoded and applied to the model by wm_apply_record(), the same
+ *      function catch-up and rebuild use, as the record it will be at position head+1. An
+ *      LMDB failure (MDB_MAP_FULL) aborts: 503 log_unavailable, nothing appended.
+ *   7. log_append_record; failure (ENOSPC, EIO): abort the transaction, 503, nothing
+ *      appended (the log cuts its file back itself).
+ *   8. mdb_txn_commit. If it fails now, the event stands anyway (it is in the log): this
+ *      is logged loudly and the next command's catch-up applies it.
+ *   9. log_append_end, then log_sync(position): group commit, concurrent workers share
+ *      fdatasyncs. Only when it returns is the 2xx sent (Log-Position: P, ETag: "V").
+ * Durability: nothing is acknowledged before an fdatasync covers it, and the write model
+ * (MDB_NOSYNC) is never trusted beyond the log: it is caught up from the log under the
+ * lock before every decision, and rebuilt when it is found ahead of it (replay.h).
+ *
+ * Error answers carry Log-Position: log_durable(), a position that cannot vanish.
+ */
+#ifndef EF_WRITE_COMMAND_H
+#define EF_WRITE_COMMAND_H
+
+#include <stddef.h>
+
+#include "log/log.h"
+#include "util/sbuf.h"
+#include "write/model.h"
+
+struct write_ctx {
+    struct log *log;
+    struct wm *wm;
+    int idempotency_ttl_hours; /* >= 24 */
+};
+
+/* A command request as the handler received it. Strings are NUL-terminated; absent
+ * headers are NULL. */
+struct write_request {
+    const char *method;
+    const char *path;         /* without the query string */
+    const char *content_type; /* NULL or "" when absent */
+    const char *body;
+    size_t body_len;
+    const char *if_match;
+    const char *idempotency_key;
+};
+
+struct write_response {
+    int status;
+    const char *content_type; /* static: application/json or application/problem+json */
+    const char *route;        /* static route label for metrics, or NULL */
+    struct sbuf body;
+    char headers[256];        /* extra header lines, each ending in "\r\n" */
+};
+
+/* Executes one request and fills *resp (which the caller frees with write_response_free).
+ * Never fails: every outcome is an answer. */
+void write_execute(struct write_ctx *ctx, const struct write_request *req,
+                   struct write_response *resp);
+void write_response_free(struct write_response *resp);
+
+/* The 128-bit XXH3 of method "\n" path "\n" body, canonical (big-endian) bytes. */
+void write_fingerprint(const char *method, const char *path, const char *body, size_t len,
+                       unsigned char out[16]);
+
+#endif

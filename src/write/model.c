@@ -1,0 +1,500 @@
+#include "config.h"
+
+#include "write/model.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/xalloc.h"
+
+enum { DBI_META, DBI_USERS, DBI_ITEMS, DBI_ORDERS, DBI_IDEM, DBI_IDEM_TIME };
+
+static const char *const dbi_names[WM_NDBI] = {
+    "meta", "users", "items", "orders", "idem", "idem_time",
+};
+
+struct wm {
+    MDB_env *env;
+    MDB_dbi dbi[WM_NDBI];
+};
+
+const char *wm_strerror(int err)
+{
+    switch (err) {
+    case WM_ECORRUPT:
+        return "write model value does not match its layout";
+    case WM_EAHEAD:
+        return "write model is ahead of the log";
+    case WM_EAPPLY:
+        return "log record cannot be applied to the write model";
+    default:
+        /* mdb_strerror knows both its own codes and errno values. */
+        return mdb_strerror(err < 0 && err > -10000 ? -err : err);
+    }
+}
+
+/* LMDB returns positive errno values and negative MDB_* codes; we return negatives only. */
+static int mdb_rc(int rc)
+{
+    return rc > 0 ? -rc : rc;
+}
+
+int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
+{
+    struct wm *wm = xcalloc(1, sizeof *wm);
+    MDB_txn *txn = NULL;
+    int rc;
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0)
+        goto fail;
+    if ((rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0 ||
+        (rc = mdb_rc(mdb_env_set_mapsize(wm->env, (size_t)map_bytes))) != 0)
+        goto fail;
+    /* MDB_NOSYNC: derived data, see the header. MDB_NOTLS: read txns are not tied to a
+     * thread (the server may run handlers on several threads). */
+    if ((rc = mdb_rc(mdb_env_open(wm->env, dir, MDB_NOSYNC | MDB_NOTLS, 0640))) != 0)
+        goto fail;
+    int dead = 0;
+    mdb_reader_check(wm->env, &dead); /* stale slots of killed processes */
+    if ((rc = mdb_rc(mdb_txn_begin(wm->env, NULL, 0, &txn))) != 0)
+        goto fail;
+    for (int i = 0; i < WM_NDBI; i++)
+        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], MDB_CREATE, &wm->dbi[i]))) != 0)
+            goto fail;
+    rc = mdb_rc(mdb_txn_commit(txn));
+    txn = NULL;
+    if (rc != 0)
+        goto fail;
+    *out = wm;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    wm_close(wm);
+    return rc;
+}
+
+void wm_close(struct wm *wm)
+{
+    if (!wm)
+        return;
+    if (wm->env)
+        mdb_env_close(wm->env);
+    free(wm);
+}
+
+int wm_destroy_files(const char *dir)
+{
+    static const char *const files[] = { "data.mdb", "lock.mdb" };
+    char path[4200];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (unlink(path) < 0 && errno != ENOENT)
+            return -errno;
+    }
+    return 0;
+}
+
+int wm_begin(struct wm *wm, int write, MDB_txn **txn)
+{
+    return mdb_rc(mdb_txn_begin(wm->env, NULL, write ? 0 : MDB_RDONLY, txn));
+}
+
+MDB_env *wm_env(struct wm *wm) { return wm->env; }
+
+const char *wm_dbi_name(int i) { return dbi_names[i]; }
+
+int wm_dbi(struct wm *wm, int i, MDB_dbi *out)
+{
+    if (i < 0 || i >= WM_NDBI)
+        return -EINVAL;
+    *out = wm->dbi[i];
+    return 0;
+}
+
+/* --- raw get/put ------------------------------------------------------------------ */
+
+static MDB_val key_of(const char *s)
+{
+    MDB_val k = { strlen(s), (void *)s };
+    return k;
+}
+
+/* 1 found, 0 absent, or a negative code. */
+static int get(struct wm *wm, MDB_txn *txn, int db, MDB_val k, MDB_val *v)
+{
+    int rc = mdb_get(txn, wm->dbi[db], &k, v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return rc ? mdb_rc(rc) : 1;
+}
+
+static int put(struct wm *wm, MDB_txn *txn, int db, MDB_val k, const struct sbuf *v)
+{
+    MDB_val val = { v->len, v->data };
+    return mdb_rc(mdb_put(txn, wm->dbi[db], &k, &val, 0));
+}
+
+/* A bounds-checked reader over one value. */
+struct rd {
+    const unsigned char *p;
+    size_t left;
+    int bad;
+};
+
+static void rd_copy(struct rd *r, void *dst, size_t n)
+{
+    if (r->bad || r->left < n) {
+        r->bad = 1;
+        memset(dst, 0, n);
+        return;
+    }
+    memcpy(dst, r->p, n);
+    r->p += n;
+    r->left -= n;
+}
+
+static void rd_str(struct rd *r, char *dst, size_t n, size_t cap)
+{
+    if (n >= cap) {
+        r->bad = 1;
+        dst[0] = '\0';
+        return;
+    }
+    rd_copy(r, dst, n);
+    dst[r->bad ? 0 : n] = '\0';
+}
+
+static struct rd rd_start(MDB_val v)
+{
+    struct rd r = { v.mv_data, v.mv_size, 0 };
+    uint8_t fmt = 0;
+    rd_copy(&r, &fmt, 1);
+    if (fmt != WM_FORMAT)
+        r.bad = 1;
+    return r;
+}
+
+#define PUT(sb, x) sbuf_append((sb), &(x), sizeof(x))
+
+static void put_pad(struct sbuf *sb, size_t n)
+{
+    static const unsigned char zeros[8];
+    assert(n <= sizeof zeros);
+    sbuf_append(sb, zeros, n);
+}
+
+/* --- meta --------------------------------------------------------------------------- */
+
+int wm_get_applied(struct wm *wm, MDB_txn *txn, uint64_t *pos)
+{
+    MDB_val v;
+    int rc = get(wm, txn, DBI_META, key_of("applied"), &v);
+    if (rc <= 0) {
+        *pos = 0;
+        return rc;
+    }
+    if (v.mv_size != sizeof *pos)
+        return WM_ECORRUPT;
+    memcpy(pos, v.mv_data, sizeof *pos);
+    return 0;
+}
+
+int wm_set_applied(struct wm *wm, MDB_txn *txn, uint64_t pos)
+{
+    MDB_val k = key_of("applied"), v = { sizeof pos, &pos };
+    return mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
+}
+
+int wm_get_boot_id(struct wm *wm, MDB_txn *txn, char *out, size_t cap)
+{
+    MDB_val v;
+    out[0] = '\0';
+    int rc = get(wm, txn, DBI_META, key_of("boot_id"), &v);
+    if (rc <= 0)
+        return rc;
+    if (v.mv_size >= cap)
+        return WM_ECORRUPT;
+    memcpy(out, v.mv_data, v.mv_size);
+    out[v.mv_size] = '\0';
+    return 0;
+}
+
+int wm_set_boot_id(struct wm *wm, MDB_txn *txn, const char *boot_id)
+{
+    MDB_val k = key_of("boot_id"), v = { strlen(boot_id), (void *)boot_id };
+    return mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
+}
+
+/* --- users ------------------------------------------------------------------------- */
+
+int wm_get_user(struct wm *wm, MDB_txn *txn, const char *id, struct user_state *out)
+{
+    MDB_val v;
+    int rc = get(wm, txn, DBI_USERS, key_of(id), &v);
+    if (rc <= 0)
+        return rc;
+    struct rd r = rd_start(v);
+    unsigned char pad[7];
+    rd_copy(&r, pad, sizeof pad);
+    rd_copy(&r, &out->balance, sizeof out->balance);
+    rd_copy(&r, &out->version, sizeof out->version);
+    return r.bad || r.left ? WM_ECORRUPT : 1;
+}
+
+int wm_put_user(struct wm *wm, MDB_txn *txn, const char *id, const struct user_state *u)
+{
+    struct sbuf sb = SBUF_INIT;
+    uint8_t fmt = WM_FORMAT;
+    PUT(&sb, fmt);
+    put_pad(&sb, 7);
+    PUT(&sb, u->balance);
+    PUT(&sb, u->version);
+    int rc = put(wm, txn, DBI_USERS, key_of(id), &sb);
+    sbuf_free(&sb);
+    return rc;
+}
+
+/* --- items ------------------------------------------------------------------------- */
+
+int wm_get_item(struct wm *wm, MDB_txn *txn, const char *id, struct item_state *out)
+{
+    MDB_val v;
+    int rc = get(wm, txn, DBI_ITEMS, key_of(id), &v);
+    if (rc <= 0)
+        return rc;
+    struct rd r = rd_start(v);
+    uint8_t pad1;
+    uint16_t name_len, cat_len, pad2;
+    rd_copy(&r, &pad1, 1);
+    rd_copy(&r, &name_len, 2);
+    rd_copy(&r, &cat_len, 2);
+    rd_copy(&r, &pad2, 2);
+    rd_copy(&r, &out->price, 8);
+    rd_copy(&r, &out->available, 8);
+    rd_copy(&r, &out->reserved, 8);
+    rd_copy(&r, &out->sold, 8);
+    rd_copy(&r, &out->version, 8);
+    rd_str(&r, out->name, name_len, sizeof out->name);
+    rd_str(&r, out->category, cat_len, sizeof out->category);
+    return r.bad || r.left ? WM_ECORRUPT : 1;
+}
+
+int wm_put_item(struct wm *wm, MDB_txn *txn, const char *id, const struct item_state *it)
+{
+    struct sbuf sb = SBUF_INIT;
+    uint8_t fmt = WM_FORMAT;
+    uint16_t name_len = (uint16_t)strlen(it->name), cat_len = (uint16_t)strlen(it->category);
+    PUT(&sb, fmt);
+    put_pad(&sb, 1);
+    PUT(&sb, name_len);
+    PUT(&sb, cat_len);
+    put_pad(&sb, 2);
+    PUT(&sb, it->price);
+    PUT(&sb, it->available);
+    PUT(&sb, it->reserved);
+    PUT(&sb, it->sold);
+    PUT(&sb, it->version);
+    sbuf_append(&sb, it->name, name_len);
+    sbuf_append(&sb, it->category, cat_len);
+    int rc = put(wm, txn, DBI_ITEMS, key_of(id), &sb);
+    sbuf_free(&sb);
+    return rc;
+}
+
+/* --- orders ------------------------------------------------------------------------ */
+
+int wm_get_order(struct wm *wm, MDB_txn *txn, const char *id, struct order_state *out)
+{
+    MDB_val v;
+    int rc = get(wm, txn, DBI_ORDERS, key_of(id), &v);
+    if (rc <= 0)
+        return rc;
+    struct rd r = rd_start(v);
+    uint8_t status;
+    uint16_t nlines, user_len, pad;
+    rd_copy(&r, &status, 1);
+    rd_copy(&r, &nlines, 2);
+    rd_copy(&r, &user_len, 2);
+    rd_copy(&r, &pad, 2);
+    rd_copy(&r, &out->amount, 8);
+    rd_copy(&r, &out->version, 8);
+    rd_str(&r, out->user_id, user_len, sizeof out->user_id);
+    if (nlines < 1 || nlines > STATE_LINES_MAX || status < ORDER_CREATED || status > ORDER_CANCELLED)
+        r.bad = 1;
+    out->status = (enum order_status)status;
+    out->nlines = r.bad ? 0 : nlines;
+    for (size_t i = 0; i < out->nlines; i++) {
+        struct order_line_state *l = &out->lines[i];
+        uint8_t item_len;
+        rd_copy(&r, &item_len, 1);
+        rd_copy(&r, &l->quantity, 8);
+        rd_copy(&r, &l->price, 8);
+        rd_str(&r, l->item_id, item_len, sizeof l->item_id);
+    }
+    return r.bad || r.left ? WM_ECORRUPT : 1;
+}
+
+int wm_put_order(struct wm *wm, MDB_txn *txn, const char *id, const struct order_state *o)
+{
+    assert(o->nlines >= 1 && o->nlines <= STATE_LINES_MAX);
+    struct sbuf sb = SBUF_INIT;
+    uint8_t fmt = WM_FORMAT, status = (uint8_t)o->status;
+    uint16_t nlines = (uint16_t)o->nlines, user_len = (uint16_t)strlen(o->user_id);
+    PUT(&sb, fmt);
+    PUT(&sb, status);
+    PUT(&sb, nlines);
+    PUT(&sb, user_len);
+    put_pad(&sb, 2);
+    PUT(&sb, o->amount);
+    PUT(&sb, o->version);
+    sbuf_append(&sb, o->user_id, user_len);
+    for (size_t i = 0; i < o->nlines; i++) {
+        const struct order_line_state *l = &o->lines[i];
+        uint8_t item_len = (uint8_t)strlen(l->item_id);
+        PUT(&sb, item_len);
+        PUT(&sb, l->quantity);
+        PUT(&sb, l->price);
+        sbuf_append(&sb, l->item_id, item_len);
+    }
+    int rc = put(wm, txn, DBI_ORDERS, key_of(id), &sb);
+    sbuf_free(&sb);
+    return rc;
+}
+
+/* --- idempotency ------------------------------------------------------------------- */
+
+int wm_get_idem(struct wm *wm, MDB_txn *txn, const char *key, struct wm_idem *out)
+{
+    MDB_val v;
+    int rc = get(wm, txn, DBI_IDEM, key_of(key), &v);
+    if (rc <= 0)
+        return rc;
+    struct rd r = rd_start(v);
+    uint8_t pad;
+    uint16_t status;
+    uint32_t body_len;
+    rd_copy(&r, &pad, 1);
+    rd_copy(&r, &status, 2);
+    rd_copy(&r, &body_len, 4);
+    rd_copy(&r, out->fingerprint, sizeof out->fingerprint);
+    rd_copy(&r, &out->position, 8);
+    rd_copy(&r, &out->version, 8);
+    rd_copy(&r, &out->at_ms, 8);
+    rd_str(&r, out->body, body_len, sizeof out->body);
+    out->status = status;
+    out->body_len = body_len;
+    return r.bad || r.left ? WM_ECORRUPT : 1;
+}
+
+/* Key of the time index: big-endian time, so LMDB's byte order is time order. */
+static void time_key(struct sbuf *sb, int64_t at_ms, const char *key)
+{
+    uint64_t t = at_ms < 0 ? 0 : (uint64_t)at_ms;
+    unsigned char be[8];
+    for (int i = 0; i < 8; i++)
+        be[i] = (unsigned char)(t >> (56 - 8 * i));
+    sbuf_append(sb, be, 8);
+    sbuf_puts(sb, key);
+}
+
+int wm_put_idem(struct wm *wm, MDB_txn *txn, const char *key, const struct wm_idem *e)
+{
+    assert(e->body_len <= WM_BODY_MAX);
+    struct sbuf sb = SBUF_INIT, tk = SBUF_INIT;
+    uint8_t fmt = WM_FORMAT;
+    uint16_t status = (uint16_t)e->status;
+    uint32_t body_len = (uint32_t)e->body_len;
+    PUT(&sb, fmt);
+    put_pad(&sb, 1);
+    PUT(&sb, status);
+    PUT(&sb, body_len);
+    sbuf_append(&sb, e->fingerprint, sizeof e->fingerprint);
+    PUT(&sb, e->position);
+    PUT(&sb, e->version);
+    PUT(&sb, e->at_ms);
+    sbuf_append(&sb, e->body, e->body_len);
+    int rc = put(wm, txn, DBI_IDEM, key_of(key), &sb);
+    if (rc == 0) {
+        time_key(&tk, e->at_ms, key);
+        MDB_val k = { tk.len, tk.data }, empty = { 0, NULL };
+        rc = mdb_rc(mdb_put(txn, wm->dbi[DBI_IDEM_TIME], &k, &empty, 0));
+    }
+    sbuf_free(&sb);
+    sbuf_free(&tk);
+    return rc;
+}
+
+/* Deletes the idem entry named by one time-index key, unless the entry was replaced by a
+ * newer one with the same key (its time then differs and its own index entry remains). */
+static int prune_one(struct wm *wm, MDB_txn *txn, MDB_val tk, int64_t at_ms)
+{
+    char key[EV_IDEM_KEY_MAX + 1];
+    size_t n = tk.mv_size - 8;
+    if (n > EV_IDEM_KEY_MAX)
+        return WM_ECORRUPT;
+    memcpy(key, (char *)tk.mv_data + 8, n);
+    key[n] = '\0';
+    struct wm_idem *e = xmalloc(sizeof *e);
+    int rc = wm_get_idem(wm, txn, key, e);
+    if (rc == 1 && e->at_ms == at_ms) {
+        MDB_val k = key_of(key);
+        rc = mdb_rc(mdb_del(txn, wm->dbi[DBI_IDEM], &k, NULL));
+    }
+    free(e);
+    return rc < 0 ? rc : 0;
+}
+
+int wm_prune_idem(struct wm *wm, MDB_txn *txn, int64_t cutoff_ms, int max, int *pruned)
+{
+    MDB_cursor *cur;
+    int n = 0;
+    int rc = mdb_rc(mdb_cursor_open(txn, wm->dbi[DBI_IDEM_TIME], &cur));
+    if (rc)
+        return rc;
+    while (n < max) {
+        MDB_val k, v;
+        int g = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (g == MDB_NOTFOUND)
+            break;
+        if (g) {
+            rc = mdb_rc(g);
+            break;
+        }
+        if (k.mv_size < 8) {
+            rc = WM_ECORRUPT;
+            break;
+        }
+        uint64_t t = 0;
+        for (int i = 0; i < 8; i++)
+            t = t << 8 | ((const unsigned char *)k.mv_data)[i];
+        if (t >= (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms))
+            break;
+        if ((rc = prune_one(wm, txn, k, (int64_t)t)) != 0 ||
+            (rc = mdb_rc(mdb_cursor_del(cur, 0))) != 0)
+            break;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    if (pruned)
+        *pruned = n;
+    return rc;
+}
+
+int wm_clear(struct wm *wm, MDB_txn *txn)
+{
+    for (int i = 0; i < WM_NDBI; i++) {
+        int rc = mdb_rc(mdb_drop(txn, wm->dbi[i], 0));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

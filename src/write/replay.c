@@ -1,0 +1,236 @@
+#include "config.h"
+
+#include "write/replay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/eflog.h"
+#include "write/apply.h"
+
+const char *write_strerror(int err)
+{
+    if (err <= -10000 && err > -11000)
+        return log_strerror(err);
+    if (err <= -20000 && err > -21000)
+        return wm_strerror(err);
+    if (err < 0 && err > -10000)
+        return strerror(-err);
+    return mdb_strerror(err); /* MDB_* codes */
+}
+
+void write_boot_id(char *out, size_t cap)
+{
+    out[0] = '\0';
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    if (n <= 0) {
+        out[0] = '\0';
+        return;
+    }
+    out[n] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* Applies up to WM_REPLAY_BATCH records from rd in one transaction. Returns the number
+ * applied (0: nothing more up to head) or a negative code. */
+static int64_t replay_batch(struct wm *wm, struct log_reader *rd, uint64_t head, char *err,
+                            size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = wm_begin(wm, 1, &txn);
+    if (rc) {
+        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        return rc;
+    }
+    int64_t n = 0;
+    struct log_record rec;
+    while (n < WM_REPLAY_BATCH) {
+        rc = log_reader_next(rd, head, &rec);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            snprintf(err, errlen, "reading the log: %s", write_strerror(rc));
+            goto fail;
+        }
+        if ((rc = wm_apply_record(wm, txn, &rec, err, errlen)) != 0)
+            goto fail;
+        n++;
+    }
+    if (n == 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) {
+        snprintf(err, errlen, "commit: %s", write_strerror(rc));
+        return rc > 0 ? -rc : rc;
+    }
+    return n;
+fail:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, size_t errlen)
+{
+    uint64_t pos, head = log_head(lg), total = 0;
+    MDB_txn *txn;
+    int rc = wm_begin(wm, 0, &txn);
+    if (rc) {
+        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        return rc;
+    }
+    rc = wm_get_applied(wm, txn, &pos);
+    mdb_txn_abort(txn);
+    if (applied)
+        *applied = 0;
+    if (rc) {
+        snprintf(err, errlen, "reading the applied position: %s", write_strerror(rc));
+        return rc;
+    }
+    if (pos > head) {
+        snprintf(err, errlen, "write model at %" PRIu64 ", log head %" PRIu64, pos, head);
+        return WM_EAHEAD;
+    }
+    if (pos == head)
+        return 0;
+    struct log_reader *rd;
+    if ((rc = log_reader_open(lg, pos + 1, &rd)) != 0) {
+        snprintf(err, errlen, "opening a log reader at %" PRIu64 ": %s", pos + 1,
+                 write_strerror(rc));
+        return rc;
+    }
+    int64_t n;
+    while ((n = replay_batch(wm, rd, head, err, errlen)) > 0)
+        total += (uint64_t)n;
+    log_reader_close(rd);
+    if (applied)
+        *applied = total;
+    if (n < 0)
+        return (int)n;
+    return 0;
+}
+
+int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
+{
+    char boot[64];
+    MDB_txn *txn;
+    write_boot_id(boot, sizeof boot);
+    int rc = wm_begin(wm, 1, &txn);
+    if (rc) {
+        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        return rc;
+    }
+    if ((rc = wm_clear(wm, txn)) != 0 || (rc = wm_set_boot_id(wm, txn, boot)) != 0) {
+        snprintf(err, errlen, "emptying the model: %s", write_strerror(rc));
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        snprintf(err, errlen, "commit: %s", write_strerror(rc));
+        return rc > 0 ? -rc : rc;
+    }
+    uint64_t n;
+    uint64_t t0 = ef_mono_ns();
+    if ((rc = wm_catch_up(wm, lg, &n, err, errlen)) != 0)
+        return rc;
+    LOG_INFO("write model rebuilt from the log records=%" PRIu64 " ms=%" PRIu64, n,
+             (ef_mono_ns() - t0) / 1000000);
+    return 0;
+}
+
+/* Whether the stored boot id differs from this boot's (an unknown boot id never forces a
+ * rebuild: without /proc there is nothing to compare). */
+static int other_boot(struct wm *wm, int *rc)
+{
+    char now[64], then[64];
+    MDB_txn *txn;
+    write_boot_id(now, sizeof now);
+    if ((*rc = wm_begin(wm, 0, &txn)) != 0)
+        return 0;
+    *rc = wm_get_boot_id(wm, txn, then, sizeof then);
+    mdb_txn_abort(txn);
+    return *rc == 0 && now[0] && then[0] && strcmp(now, then) != 0;
+}
+
+/* Records this boot's id (after a catch-up proved the model sound in this boot). */
+static int stamp_boot(struct wm *wm)
+{
+    char now[64];
+    MDB_txn *txn;
+    write_boot_id(now, sizeof now);
+    int rc = wm_begin(wm, 1, &txn);
+    if (rc)
+        return rc;
+    if ((rc = wm_set_boot_id(wm, txn, now)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc > 0 ? -rc : rc;
+}
+
+/* With the append lock held: open (re-creating unreadable files) and reconcile. */
+static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, struct wm **out)
+{
+    char err[512] = "";
+    struct wm *wm = NULL;
+    int rc = wm_open(dir, map_bytes, &wm);
+    if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+        rc == MDB_PAGE_NOTFOUND) {
+        LOG_WARN("write model unreadable, re-creating it dir=%s err=\"%s\"", dir,
+                 write_strerror(rc));
+        if ((rc = wm_destroy_files(dir)) == 0)
+            rc = wm_open(dir, map_bytes, &wm);
+        if (rc == 0)
+            rc = WM_ECORRUPT; /* force the rebuild below */
+    } else if (rc != 0) {
+        LOG_ERROR("cannot open the write model dir=%s err=\"%s\"", dir, write_strerror(rc));
+        return rc;
+    }
+    const char *why = NULL;
+    if (rc == WM_ECORRUPT)
+        why = "re-created";
+    else if (other_boot(wm, &rc))
+        why = "last written in another boot (unsynced data may be lost)";
+    else if (rc == 0 && (rc = wm_catch_up(wm, lg, NULL, err, sizeof err)) != 0)
+        why = rc == WM_EAHEAD ? "ahead of the log" : "catch-up failed";
+    if (why) {
+        LOG_WARN("rebuilding the write model from the log reason=\"%s\" detail=\"%s\"", why, err);
+        if ((rc = write_model_rebuild(wm, lg, err, sizeof err)) != 0) {
+            LOG_ERROR("write model rebuild failed err=\"%s\"", err);
+            wm_close(wm);
+            return rc;
+        }
+    } else if (rc == 0) {
+        rc = stamp_boot(wm);
+    }
+    if (rc) {
+        LOG_ERROR("write model not usable err=\"%s\"", write_strerror(rc));
+        wm_close(wm);
+        return rc;
+    }
+    *out = wm;
+    return 0;
+}
+
+int write_model_open(const char *dir, uint64_t map_bytes, struct log *lg, struct wm **out)
+{
+    int rc = log_append_begin(lg);
+    if (rc) {
+        LOG_ERROR("cannot take the log append lock err=\"%s\"", log_last_error(lg));
+        return rc;
+    }
+    rc = open_locked(dir, map_bytes, lg, out);
+    log_append_end(lg);
+    return rc;
+}

@@ -1,0 +1,705 @@
+/* check_log: the event log in one process: encoding, CRC, round trips, segment roll-over,
+ * torn-tail recovery, detection of damage, and injected I/O failures. Multi-process
+ * behaviour (concurrent appenders, dying lock holders, crash loops) is in check_log_mp.c. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log/io.h"
+#include "log/log.h"
+#include "log/record.h"
+#include "log_testutil.h"
+#include "util/xalloc.h"
+
+/* One temp tree per test case (unchecked fixture: made and removed in the runner, so it is
+ * removed even when a test's assertion fails in its forked child). */
+static char *base;
+
+static void base_setup(void) { base = lt_mkdtemp("check_log"); }
+static void base_teardown(void)
+{
+    lt_rmtree(base);
+    free(base);
+    base = NULL;
+    log_io_reset();
+}
+
+/* A fresh log directory under base. */
+static const char *newdir(const char *name)
+{
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s", base, name);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    return path;
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static struct log *open_ro(const char *dir)
+{
+    struct log_options opt = { .read_only = 1 };
+    struct log *lg = NULL;
+    int err = log_open(dir, &opt, &lg);
+    ck_assert_msg(err == 0, "read-only open: %s", log_last_error(NULL));
+    return lg;
+}
+
+/* Reads every record from `from` up to the head and checks positions are dense. */
+static uint64_t read_all(struct log *lg, uint64_t from, uint64_t *first_seen)
+{
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, from, &rd), 0);
+    struct log_record rec;
+    uint64_t n = 0, expect = 0;
+    int r;
+    while ((r = log_reader_next(rd, log_head(lg), &rec)) == 1) {
+        if (n == 0 && first_seen)
+            *first_seen = rec.position;
+        if (expect)
+            ck_assert_uint_eq(rec.position, expect);
+        expect = rec.position + 1;
+        n++;
+    }
+    ck_assert_msg(r == 0, "reader: %s", log_last_error(lg));
+    log_reader_close(rd);
+    return n;
+}
+
+/* --- CRC and encoding ------------------------------------------------------------- */
+
+START_TEST(test_crc_vector)
+{
+    ck_assert_uint_eq(log_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(log_crc32c(log_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+    ck_assert_uint_eq(log_crc32c(0, "", 0), 0);
+    /* 32 bytes of zeros: RFC 3720 B.4 test vector. */
+    unsigned char z[32] = { 0 };
+    ck_assert_uint_eq(log_crc32c(0, z, sizeof z), 0x8A9136AAu);
+}
+END_TEST
+
+static void check_same(const struct log_event *ev, const struct log_record *rec)
+{
+    ck_assert_uint_eq(rec->stream_len, ev->stream_len);
+    ck_assert_int_eq(memcmp(rec->stream, ev->stream, ev->stream_len), 0);
+    ck_assert_uint_eq(rec->type_len, ev->type_len);
+    ck_assert_int_eq(memcmp(rec->type, ev->type, ev->type_len), 0);
+    ck_assert_uint_eq(rec->meta_len, ev->meta_len);
+    if (ev->meta_len)
+        ck_assert_int_eq(memcmp(rec->meta, ev->meta, ev->meta_len), 0);
+    ck_assert_uint_eq(rec->data_len, ev->data_len);
+    if (ev->data_len)
+        ck_assert_int_eq(memcmp(rec->data, ev->data, ev->data_len), 0);
+    ck_assert_uint_eq(rec->schema_version, ev->schema_version);
+    ck_assert_uint_eq(rec->stream_version, ev->stream_version);
+    ck_assert_int_eq(rec->timestamp_ms, ev->timestamp_ms);
+}
+
+START_TEST(test_decode_every_bit_flip)
+{
+    struct log_event ev = { .stream = "user-42", .stream_len = 7, .type = "UserRegistered", .type_len = 14,
+                            .schema_version = 1, .stream_version = 1, .timestamp_ms = 1,
+                            .meta = "{}", .meta_len = 2, .data = "{\"a\":1}", .data_len = 7 };
+    size_t n = record_encoded_size(&ev);
+    ck_assert_uint_eq(n % 8, 0);
+    unsigned char *buf = xmalloc(n);
+    record_encode(&ev, 9, buf);
+    struct log_record rec;
+    ck_assert_int_eq(record_decode(buf, n, &rec), RECORD_OK);
+    ck_assert_uint_eq(rec.position, 9);
+    ck_assert_uint_eq(rec.length, n);
+    check_same(&ev, &rec);
+    for (size_t cut = 0; cut < n; cut++)
+        ck_assert_int_eq(record_decode(buf, cut, &rec), RECORD_SHORT);
+    /* Any single flipped bit, padding included, must be caught. */
+    for (size_t bit = 0; bit < n * 8; bit++) {
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        int st = record_decode(buf, n, &rec);
+        ck_assert_msg(st != RECORD_OK, "bit %zu flipped went unnoticed", bit);
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+    }
+    memset(buf, 0, n);
+    ck_assert_int_eq(record_decode(buf, n, &rec), RECORD_ZERO);
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_limits)
+{
+    char big[LOG_STREAM_MAX + 1];
+    memset(big, 'a', sizeof big);
+    struct log_event ev = { .stream = big, .stream_len = LOG_STREAM_MAX + 1, .type = "T", .type_len = 1 };
+    ck_assert_uint_eq(record_encoded_size(&ev), 0);
+    ev.stream_len = LOG_STREAM_MAX;
+    ck_assert_uint_gt(record_encoded_size(&ev), 0);
+    ev.type_len = 0;
+    ck_assert_uint_eq(record_encoded_size(&ev), 0);
+    ev.type_len = 1;
+    ev.data = big;
+    ev.data_len = SIZE_MAX - 10; /* must not wrap around */
+    ck_assert_uint_eq(record_encoded_size(&ev), 0);
+
+    const char *dir = newdir("limits");
+    struct log *lg = lt_open(dir, 0);
+    struct log_event empty = { .stream = "", .stream_len = 0, .type = "T", .type_len = 1 };
+    ck_assert_int_eq(log_append(lg, &empty, NULL), LOG_EBADARG);
+    ev.data_len = LOG_RECORD_MAX;
+    ck_assert_int_eq(log_append(lg, &ev, NULL), LOG_ETOOBIG);
+    ck_assert_int_eq(log_append_record(lg, &ev, NULL), LOG_ELOCKED);
+    ck_assert_int_eq(log_append_begin(lg), 0);
+    ck_assert_int_eq(log_append_begin(lg), LOG_ELOCKED);
+    log_append_end(lg);
+    ck_assert_uint_eq(log_head(lg), 0);
+    log_close(lg);
+}
+END_TEST
+
+/* --- round trip ------------------------------------------------------------------- */
+
+START_TEST(test_round_trip)
+{
+    const char *dir = newdir("roundtrip");
+    static const char odd[] = "a\0b\xff\"q\"\\\n\x01";
+    size_t max_data = LOG_RECORD_MAX - LOG_HEADER_SIZE - 3 - 1;
+    char *maxbuf = xmalloc(max_data);
+    for (size_t i = 0; i < max_data; i++)
+        maxbuf[i] = (char)(i * 131 + 7);
+    char longstream[LOG_STREAM_MAX], longtype[LOG_TYPE_MAX];
+    memset(longstream, 's', sizeof longstream);
+    memset(longtype, 't', sizeof longtype);
+    struct log_event evs[] = {
+        { .stream = "user-1", .stream_len = 6, .type = "UserRegistered", .type_len = 14, .schema_version = 1,
+          .stream_version = 1, .timestamp_ms = 1764198483123, .meta = "{}", .meta_len = 2,
+          .data = "{\"user_id\":\"1\"}", .data_len = 15 },
+        { .stream = odd, .stream_len = sizeof odd - 1, .type = odd, .type_len = sizeof odd - 1,
+          .schema_version = 65535, .stream_version = UINT64_MAX, .timestamp_ms = -1, .meta = odd,
+          .meta_len = sizeof odd - 1, .data = odd, .data_len = sizeof odd - 1 },
+        { .stream = "e", .stream_len = 1, .type = "E", .type_len = 1 }, /* empty meta and data */
+        { .stream = longstream, .stream_len = LOG_STREAM_MAX, .type = longtype, .type_len = LOG_TYPE_MAX,
+          .data = "{}", .data_len = 2, .timestamp_ms = INT64_MAX },
+        { .stream = "max", .stream_len = 3, .type = "M", .type_len = 1, .data = maxbuf, .data_len = max_data,
+          .timestamp_ms = INT64_MIN },
+    };
+    size_t n = sizeof evs / sizeof evs[0];
+    ck_assert_uint_eq(record_encoded_size(&evs[n - 1]), LOG_RECORD_MAX);
+
+    struct log *lg = lt_open(dir, 0);
+    ck_assert_int_eq(log_recovered(lg), 1);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t pos = 0;
+        ck_assert_int_eq(log_append(lg, &evs[i], &pos), 0);
+        ck_assert_uint_eq(pos, i + 1);
+        ck_assert_uint_ge(log_durable(lg), pos);
+    }
+    /* Read back through the live handle, then after a reopen (recovery) and read-only. */
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) {
+            log_close(lg);
+            lg = lt_open(dir, 0);
+            ck_assert_uint_eq(log_head(lg), n);
+        } else if (round == 2) {
+            log_close(lg);
+            lg = open_ro(dir);
+            ck_assert_uint_eq(log_head(lg), n);
+        }
+        struct log_reader *rd = NULL;
+        ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+        struct log_record rec;
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+            ck_assert_uint_eq(rec.position, i + 1);
+            ck_assert_uint_eq(rec.segment, 1);
+            check_same(&evs[i], &rec);
+        }
+        ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 0);
+        log_reader_close(rd);
+    }
+    uint64_t count = 0;
+    ck_assert_int_eq(log_verify(lg, &count), 0);
+    ck_assert_uint_eq(count, n);
+    ck_assert_int_eq(log_append(lg, &evs[0], NULL), LOG_EREADONLY);
+    log_close(lg);
+    free(maxbuf);
+}
+END_TEST
+
+/* --- roll-over -------------------------------------------------------------------- */
+
+START_TEST(test_roll_over)
+{
+    const char *dir = newdir("roll");
+    const uint64_t total = 2000, seg_bytes = 4096;
+    struct log *lg = lt_open(dir, seg_bytes);
+    lt_append_n(lg, 1, total, 150);
+    /* One record larger than the limit goes into a segment of its own. */
+    char *big = xmalloc(3 * seg_bytes);
+    memset(big, 'b', 3 * seg_bytes);
+    struct log_event ev = { .stream = "big", .stream_len = 3, .type = "B", .type_len = 1, .data = big,
+                            .data_len = 3 * seg_bytes };
+    uint64_t bigpos;
+    ck_assert_int_eq(log_append(lg, &ev, &bigpos), 0);
+    ck_assert_uint_eq(bigpos, total + 1);
+    lt_append_n(lg, total + 2, 1, 0);
+    free(big);
+
+    uint64_t nseg = lt_count_segments(dir);
+    ck_assert_uint_gt(nseg, 40);
+    struct log_stats st;
+    ck_assert_int_eq(log_stats(lg, &st), 0);
+    ck_assert_uint_eq(st.segments, nseg);
+    ck_assert_uint_eq(st.head_position, total + 2);
+    ck_assert_uint_eq(file_size(lt_seg(dir, bigpos)), record_encoded_size(&ev));
+    ck_assert_uint_le(file_size(lt_seg(dir, 1)), seg_bytes);
+
+    /* From the middle of every segment: the first record is exactly `from`, the rest dense. */
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    uint64_t prev_seg = 0, checked = 0;
+    while (log_reader_next(rd, log_head(lg), &rec) == 1) {
+        ck_assert_uint_le(rec.offset + rec.length, rec.length > seg_bytes ? rec.length : seg_bytes);
+        if (rec.segment == prev_seg)
+            continue;
+        prev_seg = rec.segment;
+        uint64_t from = rec.segment + 3, first = 0;
+        if (from > total)
+            continue;
+        ck_assert_uint_eq(read_all(lg, from, &first), total + 2 - from + 1);
+        ck_assert_uint_eq(first, from);
+        checked++;
+    }
+    log_reader_close(rd);
+    ck_assert_uint_gt(checked, 40);
+    ck_assert_uint_eq(read_all(lg, 0, NULL), total + 2);
+    log_close(lg);
+
+    /* Reopen (recovery) and continue; read-only verify agrees. */
+    lg = lt_open(dir, seg_bytes);
+    ck_assert_uint_eq(log_head(lg), total + 2);
+    lt_append_n(lg, total + 3, 10, 150);
+    log_close(lg);
+    lg = open_ro(dir);
+    uint64_t count;
+    ck_assert_int_eq(log_verify(lg, &count), 0);
+    ck_assert_uint_eq(count, total + 12);
+    log_close(lg);
+}
+END_TEST
+
+/* A reader following the tail crosses into segments created after it reached the end. */
+START_TEST(test_follow_tail)
+{
+    const char *dir = newdir("follow");
+    struct log *lg = lt_open(dir, 1024);
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 0);
+    uint64_t seen = 0;
+    for (uint64_t i = 1; i <= 300; i++) {
+        lt_append_n(lg, i, 1, 40);
+        /* Only durable records with the durable limit; nothing beyond the limit. */
+        ck_assert_int_eq(log_reader_next(rd, log_durable(lg) - 1, &rec), 0);
+        ck_assert_int_eq(log_reader_next(rd, log_durable(lg), &rec), 1);
+        ck_assert_uint_eq(rec.position, ++seen);
+        ck_assert_int_eq(log_reader_next(rd, log_durable(lg), &rec), 0);
+    }
+    /* seek: jump straight to a record known by (segment, offset). */
+    struct log_record known = rec;
+    ck_assert_int_eq(log_reader_seek(rd, known.segment, known.offset), 0);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+    ck_assert_uint_eq(rec.position, known.position);
+    ck_assert_int_eq(log_reader_seek(rd, 1, 3), LOG_EBADARG);
+    log_reader_close(rd);
+    ck_assert_uint_gt(lt_count_segments(dir), 10);
+    log_close(lg);
+}
+END_TEST
+
+/* --- torn tail -------------------------------------------------------------------- */
+
+START_TEST(test_torn_tail_every_offset)
+{
+    const char *dir = newdir("torn");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 4, 50);
+    uint64_t before = file_size(lt_seg(dir, 1));
+    lt_append_n(lg, 5, 1, 50);
+    log_close(lg);
+    char seg[4200];
+    snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
+    size_t len;
+    unsigned char *whole = lt_slurp(seg, &len);
+    ck_assert_ptr_nonnull(whole);
+    ck_assert_uint_gt(len, before);
+
+    for (size_t cut = before; cut < len; cut++) {
+        lt_write_file(seg, whole, cut);
+        lt_stderr_begin();
+        lg = lt_open(dir, 0);
+        const char *report = lt_stderr_end();
+        ck_assert_int_eq(log_recovered(lg), 1);
+        ck_assert_uint_eq(log_head(lg), 4);
+        ck_assert_uint_eq(file_size(seg), before);
+        if (cut > before) {
+            char want[256];
+            snprintf(want, sizeof want, "offset=%" PRIu64 " bytes=%zu", before, cut - before);
+            ck_assert_msg(strstr(report, "torn tail") && strstr(report, want), "cut %zu: report '%s'", cut, report);
+        }
+        lt_append_n(lg, 5, 1, 50);
+        log_close(lg);
+        size_t now;
+        unsigned char *again = lt_slurp(seg, &now);
+        ck_assert_uint_eq(now, len);
+        ck_assert_int_eq(memcmp(again, whole, len), 0);
+        free(again);
+    }
+    /* Zeros after the last record (pre-allocation, or a crash after extending the file). */
+    unsigned char *padded = xcalloc(1, len + 8192);
+    memcpy(padded, whole, len);
+    lt_write_file(seg, padded, len + 8192);
+    lg = lt_open(dir, 0);
+    ck_assert_uint_eq(log_head(lg), 5);
+    ck_assert_uint_eq(file_size(seg), len);
+    log_close(lg);
+    free(padded);
+    free(whole);
+}
+END_TEST
+
+/* Garbage that is followed by a valid record is damage, not a torn tail. */
+START_TEST(test_damage_before_tail)
+{
+    const char *dir = newdir("damage");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 10, 30);
+    struct log_reader *rd = NULL;
+    struct log_record rec;
+    ck_assert_int_eq(log_reader_open(lg, 4, &rd), 0);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+    uint64_t off = rec.offset;
+    log_reader_close(rd);
+    log_close(lg);
+
+    int fd = open(lt_seg(dir, 1), O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, (off_t)off + 60), 1);
+    b ^= 0x10;
+    ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)off + 60), 1);
+    close(fd);
+    uint64_t size = file_size(lt_seg(dir, 1));
+
+    struct log_options opt = { 0 };
+    ck_assert_int_eq(log_open(dir, &opt, &lg), LOG_ECORRUPT);
+    char want[64];
+    snprintf(want, sizeof want, "offset %" PRIu64, off);
+    ck_assert_msg(strstr(log_last_error(NULL), want) && strstr(log_last_error(NULL), "00000000000000000001.seg"),
+                  "error: %s", log_last_error(NULL));
+    ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size); /* nothing cut */
+}
+END_TEST
+
+/* --- a flipped bit in a sealed segment ---------------------------------------------- */
+
+START_TEST(test_flipped_bit_sealed)
+{
+    const char *dir = newdir("flip");
+    struct log *lg = lt_open(dir, 2048);
+    lt_append_n(lg, 1, 300, 60);
+    /* Damage the 3rd record of the 3rd segment. */
+    struct log_reader *rd = NULL;
+    struct log_record rec;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    uint64_t seg = 0, nseg = 0, target = 0, off = 0;
+    while (log_reader_next(rd, log_head(lg), &rec) == 1) {
+        if (rec.segment != seg)
+            seg = rec.segment, nseg++;
+        if (nseg == 3 && rec.position == seg + 2) {
+            target = rec.position;
+            off = rec.offset;
+            break;
+        }
+    }
+    log_reader_close(rd);
+    ck_assert_uint_gt(target, 0);
+    log_close(lg);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", lt_seg(dir, seg));
+    int fd = open(path, O_RDWR);
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, (off_t)off + 70), 1);
+    b ^= 0x01;
+    ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)off + 70), 1);
+    close(fd);
+
+    char want[256];
+    snprintf(want, sizeof want, "%020" PRIu64 ".seg offset %" PRIu64, seg, off);
+    lg = open_ro(dir);
+    uint64_t count = 0;
+    ck_assert_int_eq(log_verify(lg, &count), LOG_ECORRUPT);
+    ck_assert_msg(strstr(log_last_error(lg), want), "verify error: %s", log_last_error(lg));
+    ck_assert_uint_eq(count, target - 1);
+    /* A reader hands out everything before the damage and refuses to go past it. */
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    uint64_t got = 0;
+    int r;
+    while ((r = log_reader_next(rd, log_head(lg), &rec)) == 1)
+        got = rec.position;
+    ck_assert_int_eq(r, LOG_ECORRUPT);
+    ck_assert_uint_eq(got, target - 1);
+    ck_assert_msg(strstr(log_last_error(lg), want), "reader error: %s", log_last_error(lg));
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), LOG_ECORRUPT);
+    log_reader_close(rd);
+    /* Starting right after the damage still cannot skip it: the segment is scanned. */
+    ck_assert_int_eq(log_reader_open(lg, target + 1, &rd), 0);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), LOG_ECORRUPT);
+    log_reader_close(rd);
+    log_close(lg);
+
+    /* The operator tool: exit 1, naming segment and offset. */
+    char out[8192];
+    char *argv[] = { (char *)lt_program("eventfoldctl"), (char *)"--data", (char *)base, (char *)"verify", NULL };
+    char datadir[4200];
+    snprintf(datadir, sizeof datadir, "%s/flip", base);
+    /* eventfoldctl takes the data directory and opens DATA/log. */
+    char logparent[4200];
+    snprintf(logparent, sizeof logparent, "%s/flipdata", base);
+    ck_assert_int_eq(mkdir(logparent, 0755), 0);
+    char logdir[4300];
+    snprintf(logdir, sizeof logdir, "%s/log", logparent);
+    ck_assert_int_eq(rename(datadir, logdir), 0);
+    argv[2] = logparent;
+    int status = lt_run(argv, out, sizeof out, 30);
+    ck_assert_msg(status == 1, "eventfoldctl verify exit %d: %s", status, out);
+    ck_assert_msg(strstr(out, want), "eventfoldctl output: %s", out);
+    ck_assert_msg(strstr(out, "\"status\":\"corrupt\""), "eventfoldctl output: %s", out);
+}
+END_TEST
+
+/* --- injected I/O failures ------------------------------------------------------------ */
+
+static int inject_errno;    /* errno for the failing call */
+static int inject_after;    /* let this many calls succeed first */
+static size_t inject_short; /* >0: write only this many bytes, then fail the next call */
+
+static ssize_t bad_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (inject_after > 0) {
+        inject_after--;
+        return pwrite(fd, buf, n, off);
+    }
+    if (inject_short > 0 && n > inject_short) {
+        size_t k = inject_short;
+        inject_short = 0;
+        return pwrite(fd, buf, k, off);
+    }
+    if (inject_errno == 0)
+        return pwrite(fd, buf, n, off);
+    errno = inject_errno;
+    return -1;
+}
+
+static int bad_fdatasync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+static int bad_ftruncate(int fd, off_t len)
+{
+    (void)fd, (void)len;
+    errno = EIO;
+    return -1;
+}
+
+static int bad_open_create(const char *path, int flags, mode_t mode)
+{
+    if (flags & O_CREAT) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return open(path, flags | O_CLOEXEC, mode);
+}
+
+static void expect_clean(const char *dir, uint64_t records)
+{
+    struct log *ro = open_ro(dir);
+    uint64_t count;
+    ck_assert_msg(log_verify(ro, &count) == 0, "verify: %s", log_last_error(ro));
+    ck_assert_uint_eq(count, records);
+    log_close(ro);
+}
+
+START_TEST(test_inject_pwrite)
+{
+    const char *dir = newdir("inject");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 3, 20);
+    uint64_t size = file_size(lt_seg(dir, 1)), pos = 4;
+    char buf[1024];
+    struct log_event ev;
+    lt_event(pos, 20, buf, &ev);
+    const int errs[] = { ENOSPC, EIO };
+    for (int k = 0; k < 2; k++) {
+        for (int shortw = 0; shortw < 2; shortw++) {
+            inject_errno = errs[k];
+            inject_short = shortw ? 17 : 0;
+            inject_after = 0;
+            log_io.pwrite = bad_pwrite;
+            uint64_t got = 0;
+            ck_assert_int_eq(log_append(lg, &ev, &got), -errs[k]);
+            log_io_reset();
+            ck_assert_uint_eq(log_head(lg), pos - 1);
+            ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size); /* no garbage left */
+        }
+    }
+    /* A short write followed by a successful one is just a slower write. */
+    inject_errno = 0;
+    inject_short = 9;
+    log_io.pwrite = bad_pwrite;
+    lt_append_n(lg, pos, 1, 20);
+    log_io_reset();
+    lt_append_n(lg, pos + 1, 1, 20);
+    log_close(lg);
+    expect_clean(dir, pos + 1);
+}
+END_TEST
+
+START_TEST(test_inject_roll_failures)
+{
+    const char *dir = newdir("injroll");
+    struct log *lg = lt_open(dir, 512);
+    lt_append_n(lg, 1, 5, 20); /* fills segment 1 past nothing yet */
+    /* Make the next append roll: fill until a new segment appears. */
+    uint64_t pos = 6;
+    while (lt_count_segments(dir) == 1)
+        lt_append_n(lg, pos++, 1, 20);
+    uint64_t nseg = lt_count_segments(dir);
+    while (lt_count_segments(dir) == nseg) {
+        /* Before each append, try it with a failing create and a failing write in the
+         * new segment: whichever path the append takes, nothing may be published. */
+        char buf[1024];
+        struct log_event ev;
+        lt_event(pos, 20, buf, &ev);
+        log_io.open = bad_open_create;
+        int err = log_append(lg, &ev, NULL);
+        log_io_reset();
+        if (err == 0) { /* no roll needed: it was a plain append */
+            pos++;
+            continue;
+        }
+        ck_assert_int_eq(err, -ENOSPC);
+        ck_assert_uint_eq(log_head(lg), pos - 1);
+        ck_assert_uint_eq(lt_count_segments(dir), nseg);
+        inject_errno = ENOSPC, inject_short = 0, inject_after = 0;
+        log_io.pwrite = bad_pwrite;
+        ck_assert_int_eq(log_append(lg, &ev, NULL), -ENOSPC);
+        log_io_reset();
+        ck_assert_uint_eq(lt_count_segments(dir), nseg); /* the new segment was removed */
+        lt_append_n(lg, pos++, 1, 20);
+    }
+    log_close(lg);
+    expect_clean(dir, pos - 1);
+}
+END_TEST
+
+START_TEST(test_inject_cut_back_failure)
+{
+    const char *dir = newdir("injcut");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 3, 20);
+    uint64_t size = file_size(lt_seg(dir, 1));
+    char buf[1024];
+    struct log_event ev;
+    lt_event(4, 20, buf, &ev);
+    /* Half the record lands, then ENOSPC, and the cut-back fails too: the garbage stays
+     * until the next lock holder cuts it. */
+    inject_errno = ENOSPC, inject_short = 40, inject_after = 0;
+    log_io.pwrite = bad_pwrite;
+    log_io.ftruncate = bad_ftruncate;
+    ck_assert_int_eq(log_append(lg, &ev, NULL), -ENOSPC);
+    log_io_reset();
+    ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size + 40);
+    ck_assert_uint_eq(log_head(lg), 3);
+    lt_append_n(lg, 4, 2, 20);
+    log_close(lg);
+    expect_clean(dir, 5);
+}
+END_TEST
+
+START_TEST(test_inject_fdatasync)
+{
+    const char *dir = newdir("injsync");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 2, 20);
+    log_io.fdatasync = bad_fdatasync;
+    char buf[1024];
+    struct log_event ev;
+    lt_event(3, 20, buf, &ev);
+    uint64_t pos = 0;
+    ck_assert_int_eq(log_append(lg, &ev, &pos), -EIO);
+    ck_assert_uint_eq(log_head(lg), 3); /* published, */
+    ck_assert_uint_eq(log_durable(lg), 2); /* but not reported durable */
+    ck_assert_int_eq(log_sync(lg, 3), -EIO);
+    log_io_reset();
+    ck_assert_int_eq(log_sync(lg, 3), 0);
+    ck_assert_uint_eq(log_durable(lg), 3);
+    ck_assert_int_eq(log_sync(lg, 4), LOG_EBADARG); /* not published yet */
+    log_close(lg);
+}
+END_TEST
+
+static Suite *log_suite(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("record");
+    tcase_add_test(tc, test_crc_vector);
+    tcase_add_test(tc, test_decode_every_bit_flip);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("files");
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_roll_over);
+    tcase_add_test(tc, test_follow_tail);
+    tcase_add_test(tc, test_torn_tail_every_offset);
+    tcase_add_test(tc, test_damage_before_tail);
+    tcase_add_test(tc, test_flipped_bit_sealed);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("inject");
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_inject_pwrite);
+    tcase_add_test(tc, test_inject_roll_failures);
+    tcase_add_test(tc, test_inject_cut_back_failure);
+    tcase_add_test(tc, test_inject_fdatasync);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(log_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,374 @@
+/* check_log_mp: the event log across processes: concurrent appenders with group commit,
+ * an append-lock holder killed mid-write, futex wake-ups of log_wait_durable, and a crash
+ * loop of SIGKILLed appenders. Every child is waited for (and killed by PID on timeout). */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/io.h"
+#include "log/log.h"
+#include "log_testutil.h"
+#include "util/clock.h"
+#include "util/xalloc.h"
+
+static char *base;
+
+static void base_setup(void) { base = lt_mkdtemp("check_log_mp"); }
+static void base_teardown(void)
+{
+    lt_rmtree(base);
+    free(base);
+    base = NULL;
+}
+
+static const char *newdir(const char *name)
+{
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s", base, name);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    return path;
+}
+
+/* Waits for pid until deadline (monotonic ns); kills it on timeout. Returns the status. */
+static int wait_child(pid_t pid, uint64_t deadline)
+{
+    int status;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            return status;
+        ck_assert_int_eq(w, 0);
+        if (ef_mono_ns() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            ck_abort_msg("child %d timed out", (int)pid);
+        }
+        usleep(5000);
+    }
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static void expect_clean(const char *dir, uint64_t records)
+{
+    struct log_options opt = { .read_only = 1 };
+    struct log *ro = NULL;
+    ck_assert_int_eq(log_open(dir, &opt, &ro), 0);
+    uint64_t count;
+    ck_assert_msg(log_verify(ro, &count) == 0, "verify: %s", log_last_error(ro));
+    ck_assert_uint_eq(count, records);
+    log_close(ro);
+}
+
+/* --- 4 processes x 10 000 appends ------------------------------------------------------ */
+
+enum { PROCS = 4, PER_PROC = 10000 };
+
+static void appender_child(const char *dir, int k)
+{
+    struct log_options opt = { .segment_bytes = 256 << 10 };
+    struct log *lg = NULL;
+    if (log_open(dir, &opt, &lg) != 0) {
+        fprintf(stderr, "child %d: open: %s\n", k, log_last_error(NULL));
+        _exit(1);
+    }
+    char stream[32], data[64];
+    int sl = snprintf(stream, sizeof stream, "proc-%d", k);
+    for (uint64_t i = 1; i <= PER_PROC; i++) {
+        int dl = snprintf(data, sizeof data, "{\"p\":%d,\"i\":%" PRIu64 "}", k, i);
+        struct log_event ev = { .stream = stream, .stream_len = (size_t)sl, .type = "Tick", .type_len = 4,
+                                .schema_version = 1, .stream_version = i, .timestamp_ms = (int64_t)i,
+                                .data = data, .data_len = (size_t)dl };
+        uint64_t pos;
+        int err = log_append(lg, &ev, &pos);
+        if (err || log_durable(lg) < pos) {
+            fprintf(stderr, "child %d: append %" PRIu64 ": %s\n", k, i, log_last_error(lg));
+            _exit(1);
+        }
+    }
+    log_close(lg);
+    _exit(0);
+}
+
+START_TEST(test_concurrent_appenders)
+{
+    const char *dir = newdir("concurrent");
+    /* The parent keeps the log open too, so the children attach to its control block. */
+    struct log *lg = lt_open(dir, 256 << 10);
+    pid_t pids[PROCS];
+    uint64_t t0 = ef_mono_ns();
+    for (int k = 0; k < PROCS; k++) {
+        pids[k] = fork();
+        ck_assert_int_ge(pids[k], 0);
+        if (pids[k] == 0)
+            appender_child(dir, k);
+    }
+    uint64_t deadline = ef_mono_ns() + 120ull * 1000000000u;
+    for (int k = 0; k < PROCS; k++) {
+        int st = wait_child(pids[k], deadline);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d failed", k);
+    }
+    double secs = (double)(ef_mono_ns() - t0) / 1e9;
+    fprintf(stderr, "check_log_mp: %d appends by %d processes in %.2f s (%.0f appends/s)\n", PROCS * PER_PROC,
+            PROCS, secs, PROCS * PER_PROC / secs);
+    ck_assert_uint_eq(log_head(lg), PROCS * PER_PROC);
+    ck_assert_uint_eq(log_durable(lg), PROCS * PER_PROC);
+
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    uint64_t next[PROCS] = { 1, 1, 1, 1 }, pos = 0;
+    int r;
+    while ((r = log_reader_next(rd, log_head(lg), &rec)) == 1) {
+        ck_assert_uint_eq(rec.position, ++pos);
+        int k = -1;
+        ck_assert_int_eq(sscanf(rec.stream, "proc-%d", &k), 1);
+        ck_assert(k >= 0 && k < PROCS);
+        /* Each process's own records are all there, in its order. */
+        ck_assert_uint_eq(rec.stream_version, next[k]);
+        next[k]++;
+    }
+    ck_assert_int_eq(r, 0);
+    ck_assert_uint_eq(pos, PROCS * PER_PROC);
+    for (int k = 0; k < PROCS; k++)
+        ck_assert_uint_eq(next[k], PER_PROC + 1);
+    log_reader_close(rd);
+    log_close(lg);
+    expect_clean(dir, PROCS * PER_PROC);
+}
+END_TEST
+
+/* --- an append-lock holder dies ------------------------------------------------------ */
+
+/* pwrite hook of the dying child: half the record reaches the file, then SIGKILL. */
+static ssize_t half_then_die(int fd, const void *buf, size_t n, off_t off)
+{
+    ssize_t r = pwrite(fd, buf, n / 2, off);
+    (void)r;
+    kill(getpid(), SIGKILL);
+    return -1;
+}
+
+/* Forks a child that opens dir and dies holding the append lock: after writing half a
+ * record when `half`, else right after taking the lock. */
+static void die_holding_lock(const char *dir, uint64_t segment_bytes, int half)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct log_options opt = { .segment_bytes = segment_bytes };
+        struct log *lg = NULL;
+        if (log_open(dir, &opt, &lg) != 0)
+            _exit(1);
+        char buf[1024];
+        struct log_event ev;
+        lt_event(99, 300, buf, &ev);
+        if (half) {
+            log_io.pwrite = half_then_die;
+            log_append(lg, &ev, NULL);
+        } else if (log_append_begin(lg) == 0) {
+            kill(getpid(), SIGKILL);
+        }
+        _exit(1);
+    }
+    int st = wait_child(pid, ef_mono_ns() + 30ull * 1000000000u);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child did not die by SIGKILL");
+}
+
+START_TEST(test_holder_killed)
+{
+    const char *dir = newdir("killed");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 3, 50);
+    char seg[4200];
+    snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
+    uint64_t size = file_size(seg);
+
+    die_holding_lock(dir, 0, 1);
+    ck_assert_uint_gt(file_size(seg), size); /* the half record is there */
+    ck_assert_uint_eq(log_head(lg), 3);
+    lt_stderr_begin();
+    lt_append_n(lg, 4, 1, 50);
+    const char *report = lt_stderr_end();
+    ck_assert_msg(strstr(report, "cut unpublished tail"), "report: %s", report);
+
+    die_holding_lock(dir, 0, 0); /* dies with the lock and nothing written */
+    lt_append_n(lg, 5, 2, 50);
+    log_close(lg);
+    expect_clean(dir, 6);
+}
+END_TEST
+
+START_TEST(test_holder_killed_while_rolling)
+{
+    const char *dir = newdir("killedroll");
+    const uint64_t seg_bytes = 1024;
+    struct log *lg = lt_open(dir, seg_bytes);
+    lt_append_n(lg, 1, 1, 0);
+    /* Fill segment 1 until the dying child's record no longer fits, so that it must roll
+     * (the parent's own records are smaller, so they do not roll meanwhile). */
+    char buf[1024];
+    struct log_event ev;
+    lt_event(99, 300, buf, &ev);
+    uint64_t pos = 2, child_size = record_encoded_size(&ev);
+    while (file_size(lt_seg(dir, 1)) + child_size <= seg_bytes)
+        lt_append_n(lg, pos++, 1, 0);
+    ck_assert_uint_eq(lt_count_segments(dir), 1);
+    size_t nseg = lt_count_segments(dir);
+    die_holding_lock(dir, seg_bytes, 1);
+    ck_assert_uint_eq(lt_count_segments(dir), nseg + 1); /* it created the new segment */
+    lt_append_n(lg, pos, 1, 0);
+    lt_append_n(lg, pos + 1, 30, 100);
+    log_close(lg);
+    expect_clean(dir, pos + 30);
+}
+END_TEST
+
+/* --- log_wait_durable across processes ------------------------------------------------ */
+
+START_TEST(test_wait_durable)
+{
+    const char *dir = newdir("wait");
+    struct log *lg = lt_open(dir, 0);
+    char buf[1024];
+    struct log_event ev;
+    lt_event(1, 0, buf, &ev);
+    uint64_t pos;
+    ck_assert_int_eq(log_append_begin(lg), 0);
+    ck_assert_int_eq(log_append_record(lg, &ev, &pos), 0);
+    log_append_end(lg);
+    ck_assert_uint_eq(log_durable(lg), 0);
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        usleep(200 * 1000);
+        struct log *c = NULL;
+        struct log_options opt = { 0 };
+        _exit(log_open(dir, &opt, &c) == 0 && log_sync(c, 1) == 0 ? 0 : 1);
+    }
+    uint64_t t0 = ef_mono_ns();
+    ck_assert_int_eq(log_wait_durable(lg, 0, 20000), 1);
+    uint64_t waited = ef_mono_ns() - t0;
+    ck_assert_uint_ge(log_durable(lg), 1);
+    ck_assert_msg(waited < 15ull * 1000000000u, "woke only after %" PRIu64 " ns", waited);
+    int st = wait_child(pid, ef_mono_ns() + 30ull * 1000000000u);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* Nothing moves: a timeout, not before it is due. */
+    t0 = ef_mono_ns();
+    ck_assert_int_eq(log_wait_durable(lg, log_durable(lg), 150), 0);
+    ck_assert_uint_ge(ef_mono_ns() - t0, 140ull * 1000000u);
+    ck_assert_int_eq(log_wait_durable(lg, 0, 0), 1);
+    log_close(lg);
+}
+END_TEST
+
+/* --- crash loop ----------------------------------------------------------------------- */
+
+/* Appends forever, reporting each acknowledged (durable) position on fd. Each event's
+ * stream_version is the position it expects, so a record landing at another position
+ * is caught by the parent. */
+static void crash_child(const char *dir, int fd)
+{
+    struct log_options opt = { .segment_bytes = 32 << 10 };
+    struct log *lg = NULL;
+    if (log_open(dir, &opt, &lg) != 0)
+        _exit(1);
+    char buf[1024];
+    for (;;) {
+        struct log_event ev;
+        uint64_t expect = log_head(lg) + 1, pos;
+        lt_event(expect, 200, buf, &ev);
+        if (log_append(lg, &ev, &pos) != 0 || pos != expect)
+            _exit(1);
+        if (write(fd, &pos, sizeof pos) != sizeof pos)
+            _exit(1);
+    }
+}
+
+START_TEST(test_crash_loop)
+{
+    const char *dir = newdir("crash");
+    unsigned seed = 12345;
+    uint64_t acked = 0;
+    for (int round = 0; round < 50; round++) {
+        int p[2];
+        ck_assert_int_eq(pipe(p), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(p[0]);
+            crash_child(dir, p[1]);
+        }
+        close(p[1]);
+        usleep(5000 + (useconds_t)(rand_r(&seed) % 40000));
+        kill(pid, SIGKILL);
+        int st = wait_child(pid, ef_mono_ns() + 30ull * 1000000000u);
+        ck_assert_msg(WIFSIGNALED(st), "crash child exited on its own (status %d)", st);
+        uint64_t pos;
+        while (read(p[0], &pos, sizeof pos) == sizeof pos) {
+            ck_assert_uint_eq(pos, acked + 1);
+            acked = pos;
+        }
+        close(p[0]);
+
+        /* Sole opener: recovery from the files. Everything acknowledged is there. */
+        struct log *lg = lt_open(dir, 32 << 10);
+        ck_assert_int_eq(log_recovered(lg), 1);
+        ck_assert_uint_ge(log_head(lg), acked);
+        struct log_reader *rd = NULL;
+        ck_assert_int_eq(log_reader_open(lg, acked > 20 ? acked - 20 : 1, &rd), 0);
+        struct log_record rec;
+        int r;
+        while ((r = log_reader_next(rd, log_head(lg), &rec)) == 1)
+            ck_assert_uint_eq(rec.stream_version, rec.position);
+        ck_assert_int_eq(r, 0);
+        log_reader_close(rd);
+        acked = log_head(lg); /* unacknowledged but complete records stay */
+        log_close(lg);
+        expect_clean(dir, acked);
+    }
+    ck_assert_uint_gt(acked, 50);
+}
+END_TEST
+
+static Suite *log_mp_suite(void)
+{
+    Suite *s = suite_create("log_mp");
+    TCase *tc = tcase_create("processes");
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+    tcase_set_timeout(tc, 150);
+    tcase_add_test(tc, test_concurrent_appenders);
+    tcase_add_test(tc, test_holder_killed);
+    tcase_add_test(tc, test_holder_killed_while_rolling);
+    tcase_add_test(tc, test_wait_durable);
+    tcase_add_test(tc, test_crash_loop);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(log_mp_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,363 @@
+/* Tailer tests against a real log in a temp dir: catch-up, a tailer killed with SIGKILL in
+ * the middle of a large catch-up then resumed ends byte-identical to a model built from
+ * scratch, the tailer stops on a damaged record, and snapshots. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "read/rdir.h"
+#include "read/rm.h"
+#include "read/rm_internal.h"
+#include "read/rpos.h"
+#include "read/snapshot.h"
+#include "read/tailer.h"
+#include "util/eflog.h"
+#include "util/sbuf.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/check_tailer_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    /* The path is ours (mkdtemp under /tmp); nothing else is removed. */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void log_dir(char *out, size_t n) { snprintf(out, n, "%s/log", tmpdir); }
+
+/* Appends one event under the held append lock. */
+static void append(struct log *lg, const char *stream, uint64_t ver, const char *type, int schema,
+                   const char *data)
+{
+    struct log_event ev = { stream, strlen(stream), type, strlen(type), (uint16_t)schema, ver,
+                            1767261600000LL + (int64_t)ver * 1000, "{}", 2, data, strlen(data) };
+    uint64_t pos;
+    int rc = log_append_record(lg, &ev, &pos);
+    ck_assert_msg(rc == 0, "append: %s", log_strerror(rc));
+}
+
+/* A log of about n events: users, items, then orders through every transition. Returns
+ * the durable head. */
+static uint64_t build_log(unsigned n, uint64_t segment_bytes)
+{
+    char dir[128], stream[64], data[512];
+    log_dir(dir, sizeof dir);
+    struct log *lg;
+    struct log_options lo = { segment_bytes, 0 };
+    ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
+    ck_assert_int_eq(log_append_begin(lg), 0);
+    for (int i = 0; i < 10; i++) {
+        snprintf(stream, sizeof stream, "user-u%d", i);
+        snprintf(data, sizeof data, "{\"user_id\":\"u%d\",\"name\":\"User %d\",\"email\":null}", i, i);
+        append(lg, stream, 1, "UserRegistered", 1, data);
+        snprintf(data, sizeof data, "{\"user_id\":\"u%d\",\"amount_cents\":100000000,\"balance_cents\":100000000}", i);
+        append(lg, stream, 2, "FundsDeposited", 1, data);
+        snprintf(stream, sizeof stream, "item-i%d", i);
+        snprintf(data, sizeof data, "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"c%d\",\"price_cents\":%d}",
+                 i, i, i % 3, 100 + i);
+        append(lg, stream, 1, "ItemAdded", 1, data);
+        snprintf(data, sizeof data, "{\"item_id\":\"i%d\",\"quantity\":1000000,\"available\":1000000}", i);
+        append(lg, stream, 2, "ItemRestocked", 1, data);
+    }
+    static const char *const next[] = { "PaymentProcessed", "OrderShipped", "OrderDelivered" };
+    unsigned count = 40;
+    for (unsigned k = 0; count < n; k++) {
+        int u = (int)(k % 10), it = (int)(k % 7);
+        snprintf(stream, sizeof stream, "order-o%u", k);
+        snprintf(data, sizeof data,
+                 "{\"order_id\":\"o%u\",\"user_id\":\"u%d\",\"lines\":[{\"item_id\":\"i%d\",\"name\":\"Item %d\","
+                 "\"category\":\"c%d\",\"quantity\":2,\"price_cents\":%d}],\"amount_cents\":%d}",
+                 k, u, it, it, it % 3, 100 + it, 2 * (100 + it));
+        append(lg, stream, 1, "OrderCreated", 2, data);
+        count++;
+        unsigned steps = k % 5; /* 0: stays created, 4: cancelled after payment */
+        for (unsigned s = 0; s < steps && s < 3 && count < n; s++, count++) {
+            snprintf(data, sizeof data,
+                     "{\"order_id\":\"o%u\",\"user_id\":\"u%d\",\"amount_cents\":%d,\"balance_cents\":0}",
+                     k, u, 2 * (100 + it));
+            append(lg, stream, 2 + s, next[s], 1, data);
+        }
+        if (steps == 4 && count < n) {
+            /* k%5==4 ran pay, ship, deliver above: a fresh order for a cancellation. */
+            snprintf(stream, sizeof stream, "order-c%u", k);
+            char cdata[512];
+            snprintf(cdata, sizeof cdata,
+                     "{\"order_id\":\"c%u\",\"user_id\":\"u%d\",\"lines\":[{\"item_id\":\"i%d\",\"name\":\"Item %d\","
+                     "\"category\":\"c%d\",\"quantity\":1,\"price_cents\":%d}],\"amount_cents\":%d}",
+                     k, u, it, it, it % 3, 100 + it, 100 + it);
+            append(lg, stream, 1, "OrderCreated", 2, cdata);
+            count++;
+            snprintf(data, sizeof data,
+                     "{\"order_id\":\"c%u\",\"user_id\":\"u%d\",\"reason\":null,\"refunded_cents\":0,"
+                     "\"previous_status\":\"created\"}", k, u);
+            if (count < n) {
+                append(lg, stream, 2, "OrderCancelled", 1, data);
+                count++;
+            }
+        }
+    }
+    log_append_end(lg);
+    uint64_t head = log_head(lg);
+    ck_assert_int_eq(log_sync(lg, head), 0);
+    log_close(lg);
+    return head;
+}
+
+static int run_tailer(const char *data_dir, int once, uint64_t max_records)
+{
+    struct tailer_options opt = { .data_dir = data_dir, .map_bytes = 256u << 20, .once = once,
+                                  .max_records = max_records };
+    return tailer_run(&opt);
+}
+
+static uint64_t model_position(const char *data_dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/read/current", data_dir);
+    struct rm_env *env;
+    struct rm_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rm_env_open(path, &ro, &env), 0);
+    struct rm_txn *t;
+    uint64_t pos;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rm_position(t, &pos), 0);
+    rm_txn_abort(t);
+    rm_env_close(env);
+    return pos;
+}
+
+/* Every key and value of every dbi, in order, as one byte string. */
+static void dump_model(const char *model_dir, struct sbuf *out)
+{
+    struct rm_env *env;
+    struct rm_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
+    struct rm_txn *t;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    for (int i = 0; i < RM_DB_COUNT; i++) {
+        MDB_cursor *c;
+        ck_assert_int_eq(mdb_cursor_open(t->txn, env->dbi[i], &c), 0);
+        MDB_val k, v;
+        sbuf_printf(out, "[%s]", rm_dbi_names[i]);
+        int rc;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            sbuf_printf(out, "%zu:", k.mv_size);
+            sbuf_append(out, k.mv_data, k.mv_size);
+            sbuf_printf(out, "%zu:", v.mv_size);
+            sbuf_append(out, v.mv_data, v.mv_size);
+        }
+        ck_assert_int_eq(rc, MDB_NOTFOUND);
+        mdb_cursor_close(c);
+    }
+    rm_txn_abort(t);
+    rm_env_close(env);
+}
+
+/* A model built from scratch: every record of the log folded in one transaction. */
+static void build_reference(const char *model_dir)
+{
+    char dir[128];
+    log_dir(dir, sizeof dir);
+    struct log *lg;
+    struct log_options lo = { 0, 1 };
+    ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
+    struct log_reader *rd;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct rm_env *env;
+    struct rm_options ro = { 256u << 20, 0 };
+    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
+    struct rm_txn *t;
+    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
+    struct log_record rec;
+    uint64_t pos = 0;
+    while (log_reader_next(rd, log_durable(lg), &rec) == 1) {
+        ck_assert_int_eq(rm_fold(t, &rec), 0);
+        pos = rec.position;
+    }
+    ck_assert_int_eq(rm_set_position(t, pos), 0);
+    ck_assert_int_eq(rm_txn_commit(t), 0);
+    rm_env_close(env);
+    log_reader_close(rd);
+    log_close(lg);
+}
+
+static void assert_same_as_reference(void)
+{
+    char ref[128], cur[128];
+    snprintf(ref, sizeof ref, "%s/reference", tmpdir);
+    ck_assert_int_eq(mkdir(ref, 0755), 0);
+    build_reference(ref);
+    snprintf(cur, sizeof cur, "%s/read/current", tmpdir);
+    struct sbuf a = SBUF_INIT, b = SBUF_INIT;
+    dump_model(ref, &a);
+    dump_model(cur, &b);
+    ck_assert_uint_gt(a.len, 1000);
+    ck_assert_uint_eq(a.len, b.len);
+    ck_assert_msg(memcmp(a.data, b.data, a.len) == 0, "models differ");
+    sbuf_free(&a);
+    sbuf_free(&b);
+}
+
+START_TEST(test_catch_up_once)
+{
+    uint64_t head = build_log(3000, 64 << 10); /* several segments */
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    /* The published position matches the model. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/read/position", tmpdir);
+    struct rpos *rp;
+    ck_assert_int_eq(rpos_open(path, &rp), 0);
+    ck_assert_uint_eq(rpos_position(rp), head);
+    rpos_close(rp);
+    assert_same_as_reference();
+}
+END_TEST
+
+START_TEST(test_resume_after_partial_run)
+{
+    uint64_t head = build_log(5000, 0);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 1234), 0); /* stops after 1234 records */
+    ck_assert_uint_eq(model_position(tmpdir), 1234);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    assert_same_as_reference();
+}
+END_TEST
+
+START_TEST(test_kill9_mid_catch_up)
+{
+    uint64_t head = build_log(60000, 1 << 20);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        eflog_set_level(EF_ERROR);
+        _exit(run_tailer(tmpdir, 1, 0) == 0 ? 0 : 1);
+    }
+    /* Wait (bounded) until the child committed a few batches, then kill it mid-stream. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/read/position", tmpdir);
+    struct rpos *rp = NULL;
+    uint64_t seen = 0;
+    for (int i = 0; i < 2000 && seen == 0; i++) {
+        if (!rp && access(path, F_OK) == 0)
+            ck_assert_int_eq(rpos_open(path, &rp), 0);
+        if (rp) {
+            rpos_wait(rp, 0, 10);
+            seen = rpos_position(rp);
+        } else {
+            usleep(5000);
+        }
+    }
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    rpos_close(rp);
+    uint64_t mid = model_position(tmpdir);
+    ck_assert_msg(mid > 0 && mid < head, "killed at %" PRIu64 " of %" PRIu64, mid, head);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    assert_same_as_reference();
+}
+END_TEST
+
+START_TEST(test_stops_on_damage)
+{
+    build_log(2000, 32 << 10);
+    /* Flip one byte inside the data of a record in the second segment (sealed). */
+    char dir[128], path[512];
+    log_dir(dir, sizeof dir);
+    FILE *ls;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep '\\.seg$' | sort | sed -n 2p", dir);
+    ck_assert_ptr_nonnull(ls = popen(cmd, "r"));
+    char name[64] = "";
+    ck_assert_ptr_nonnull(fgets(name, sizeof name, ls));
+    pclose(ls);
+    name[strcspn(name, "\n")] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, 100), 1);
+    b ^= 0x20;
+    ck_assert_int_eq(pwrite(fd, &b, 1, 100), 1);
+    close(fd);
+    int rc = run_tailer(tmpdir, 1, 0);
+    ck_assert_msg(rc == TAILER_EDAMAGE || rc == LOG_ECORRUPT, "rc=%d %s", rc, tailer_strerror(rc));
+    uint64_t first = strtoull(name, NULL, 10);
+    char model[256];
+    snprintf(model, sizeof model, "%s/read/current/data.mdb", tmpdir);
+    if (access(model, F_OK) == 0) /* the model never passes the damaged record */
+        ck_assert_uint_lt(model_position(tmpdir), first + 1);
+}
+END_TEST
+
+START_TEST(test_snapshot_take_and_verify)
+{
+    uint64_t head = build_log(3000, 0);
+    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
+                                  .snapshot_every = 1000, .snapshot_keep = 2 };
+    ck_assert_int_eq(tailer_run(&opt), 0);
+    struct snapshot_info list[8];
+    size_t n;
+    ck_assert_int_eq(snapshot_list(tmpdir, list, 8, &n), 0);
+    ck_assert_uint_eq(n, 2); /* taken at each 1000 events or more, the 2 newest kept */
+    ck_assert_uint_gt(list[0].position, list[1].position);
+    ck_assert_uint_le(list[0].position, head);
+    ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), 0);
+    /* Damage the newest: verification fails. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/read/snapshots/%s/data.mdb", tmpdir, list[0].name);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, "X", 1, 5000), 1);
+    close(fd);
+    ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), -EBADMSG);
+    ck_assert_int_eq(snapshot_verify(tmpdir, &list[1]), 0);
+}
+END_TEST
+
+static Suite *tailer_suite(void)
+{
+    Suite *s = suite_create("read_tailer");
+    TCase *tc = tcase_create("tailer");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_catch_up_once);
+    tcase_add_test(tc, test_resume_after_partial_run);
+    tcase_add_test(tc, test_kill9_mid_catch_up);
+    tcase_add_test(tc, test_stops_on_damage);
+    tcase_add_test(tc, test_snapshot_take_and_verify);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    eflog_init("check_read_tailer", EF_ERROR);
+    SRunner *sr = srunner_create(tailer_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,826 @@
+/* Unit tests of the FastCGI process model (src/server).
+ *
+ * Each test starts server_run() in a forked child on a unix socket in a fresh temp dir
+ * (or TCP on 127.0.0.1, or an inherited socket) with the test handler below, and talks
+ * FastCGI to it with tests/unit/fcgi_client. Every wait is bounded; teardown stops the
+ * server by PID (SIGTERM, then SIGKILL) and removes the temp dir.
+ */
+#include "config.h"
+
+#include "fcgi_client.h"
+#include "server/metrics.h"
+#include "server/server.h"
+#include "util/clock.h"
+#include "util/config.h"
+#include "util/eflog.h"
+#include "util/sbuf.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BODY (64 * 1024)
+#define TIMEOUT_MS 10000
+
+static char tmpdir[64];
+static char sock_path[128];
+static char spec[160];
+static pid_t server_pid = -1;
+
+/* ---- the test handler ---- */
+
+struct test_ctx {
+    pid_t pid; /* getpid() of the worker that ran worker_init */
+};
+
+static int test_worker_init(void **ctx, const struct ef_config *cfg)
+{
+    (void)cfg;
+    struct test_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    c->pid = getpid();
+    *ctx = c;
+    return 0;
+}
+
+static void test_worker_fini(void *ctx) { free(ctx); }
+
+static const char *or_null(const char *s) { return s ? s : "(null)"; }
+
+static void h_echo(struct server_request *req, struct test_ctx *c)
+{
+    struct sbuf sb = SBUF_INIT;
+    server_set_route(req, "ECHO");
+    sbuf_printf(&sb, "method=%s\npath=%s\nquery=%s\nct=%s\nq=%s\nbad=%s\nempty=%s\nmissing=%s\n", req->method,
+                req->path, req->query, req->content_type, or_null(server_query_param(req, "q")),
+                or_null(server_query_param(req, "bad")), or_null(server_query_param(req, "empty")),
+                or_null(server_query_param(req, "missing")));
+    sbuf_printf(&sb, "if_match=%s\nct_hdr=%s\nabsent=%s\nctx_ok=%d\nbody_len=%zu\nbody=", or_null(server_header(req, "If-Match")),
+                or_null(server_header(req, "content-type")), or_null(server_header(req, "X-Absent")),
+                c && c->pid == getpid(), req->body_len);
+    sbuf_append(&sb, req->body, req->body_len);
+    server_respond(req, 200, "text/plain", "X-Test: yes\r\n", sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void h_slow(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    const char *ms = server_query_param(req, "ms");
+    const char *mark = server_query_param(req, "mark");
+    if (mark) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/started-%s", tmpdir, mark);
+        int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
+    long left = ms ? atol(ms) : 500;
+    while (left > 0) { /* deliberately ignores server_stopping(): in-flight must finish */
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+        left -= 10;
+    }
+    char body[64];
+    int n = snprintf(body, sizeof body, "slow done stopping=%d", server_stopping());
+    server_respond(req, 200, "text/plain", NULL, body, (size_t)n);
+}
+
+static void h_crash(struct server_request *req, struct test_ctx *c)
+{
+    (void)req;
+    (void)c;
+    abort();
+}
+
+static void h_pid(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    char body[32];
+    int n = snprintf(body, sizeof body, "%ld", (long)getpid());
+    server_respond(req, 200, "text/plain", NULL, body, (size_t)n);
+}
+
+static void h_metrics(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    struct sbuf sb = SBUF_INIT;
+    server_set_route(req, "GET /metrics");
+    server_metrics_render(&sb);
+    server_metrics_gauge(&sb, "eventfold_test_gauge", "A test gauge.", 42);
+    server_respond(req, 200, "text/plain; version=0.0.4", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void h_problem(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    server_respond_problem(req, 409, "insufficient_stock", "item \"x\": 3 available",
+                           "[{\"field\":\"items[0].quantity\",\"message\":\"too many\"}]", "X-A: b\r\n");
+}
+
+static void h_noanswer(struct server_request *req, struct test_ctx *c)
+{
+    (void)req;
+    (void)c;
+}
+
+static void h_twice(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    server_respond(req, 201, "text/plain", NULL, "first", 5);
+    server_respond(req, 500, "text/plain", NULL, "second", 6);
+}
+
+struct route {
+    const char *path;
+    void (*fn)(struct server_request *, struct test_ctx *);
+};
+
+static const struct route routes[] = {
+    { "/echo", h_echo },       { "/slow", h_slow },         { "/crash", h_crash },
+    { "/pid", h_pid },         { "/metrics", h_metrics },   { "/problem", h_problem },
+    { "/noanswer", h_noanswer }, { "/twice", h_twice },
+};
+
+static void test_handler(struct server_request *req, void *worker_ctx)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strcmp(req->path, routes[i].path) == 0) {
+            routes[i].fn(req, worker_ctx);
+            return;
+        }
+    server_respond_problem(req, 404, "not_found", "no such test route", NULL, NULL);
+}
+
+/* ---- starting and stopping the server ---- */
+
+struct setup {
+    int workers, threads;
+    const char *listen;  /* NULL: unix socket in tmpdir */
+    int inherit_fd;      /* >= 0: a listening socket to pass as fd 0 or 3 */
+    int inherit_as;      /* 0 (stdin) or 3 (LISTEN_FDS) */
+    int expect_fail;     /* do not wait for the socket */
+};
+
+static void run_server_child(const struct setup *s)
+{
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core); /* the crash test must not leave core files */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    eflog_init("check_server", EF_WARN);
+    struct ef_config cfg;
+    ef_config_defaults(&cfg);
+    cfg.workers = s->workers;
+    cfg.threads = s->threads;
+    snprintf(cfg.listen, sizeof cfg.listen, "%s", s->listen ? s->listen : spec);
+    if (s->inherit_fd >= 0) {
+        cfg.listen[0] = '\0';
+        if (dup2(s->inherit_fd, s->inherit_as) < 0)
+            _exit(97);
+        if (s->inherit_as == 3) {
+            char pid[32];
+            snprintf(pid, sizeof pid, "%ld", (long)getpid());
+            setenv("LISTEN_PID", pid, 1);
+            setenv("LISTEN_FDS", "1", 1);
+        }
+    } else if (s->inherit_as == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0)
+            _exit(98);
+    }
+    struct server_options opt = {
+        .prog = "check_server",
+        .cfg = &cfg,
+        .threads = s->threads,
+        .max_body = MAX_BODY,
+        .worker_init = test_worker_init,
+        .worker_fini = test_worker_fini,
+        .handler = test_handler,
+        .grace_seconds = 10,
+    };
+    exit(server_run(&opt));
+}
+
+static int can_connect(const char *to)
+{
+    int fd = fcgi_connect(to, 1000);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
+static void sleep_ms(long ms) { nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL); }
+
+static void start_server(const struct setup *s)
+{
+    const char *to = s->listen ? s->listen : spec;
+    fflush(NULL);
+    server_pid = fork();
+    ck_assert_int_ge(server_pid, 0);
+    if (server_pid == 0)
+        run_server_child(s);
+    if (s->expect_fail || s->inherit_fd >= 0)
+        return;
+    for (int i = 0; i < 500 && !can_connect(to); i++)
+        sleep_ms(10);
+    ck_assert_msg(can_connect(to), "server did not come up on %s", to);
+}
+
+/* Waits up to timeout_ms for the server to exit; returns its wait status or -1. */
+static int wait_server(int timeout_ms)
+{
+    int status;
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        pid_t r = waitpid(server_pid, &status, WNOHANG);
+        if (r == server_pid) {
+            server_pid = -1;
+            return status;
+        }
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+static void stop_server(void)
+{
+    if (server_pid <= 0)
+        return;
+    kill(server_pid, SIGTERM);
+    if (wait_server(15000) == -1) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+}
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_server.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    snprintf(sock_path, sizeof sock_path, "%s/s", tmpdir);
+    snprintf(spec, sizeof spec, "unix:%s", sock_path);
+    server_pid = -1;
+}
+
+static void teardown(void)
+{
+    stop_server();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* ---- request helpers ---- */
+
+static int get(const char *uri, struct fcgi_response *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(uri, "?"), uri);
+    const char *q = strchr(uri, '?');
+    struct fcgi_param p[] = {
+        { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", uri }, { "QUERY_STRING", q ? q + 1 : "" },
+    };
+    return fcgi_request(spec, p, 3, NULL, 0, TIMEOUT_MS, r);
+}
+
+static int post(const char *uri, const char *content_length, const void *body, size_t len,
+                struct fcgi_response *r)
+{
+    struct fcgi_param p[] = {
+        { "REQUEST_METHOD", "POST" }, { "REQUEST_URI", uri }, { "QUERY_STRING", "" },
+        { "CONTENT_TYPE", "application/json" }, { "CONTENT_LENGTH", content_length },
+    };
+    return fcgi_request(spec, p, content_length ? 5 : 4, body, len, TIMEOUT_MS, r);
+}
+
+static const struct setup default_setup = { .workers = 2, .threads = 2, .inherit_fd = -1, .inherit_as = -1 };
+
+/* ---- tests ---- */
+
+START_TEST(test_params_and_body)
+{
+    start_server(&default_setup);
+    struct fcgi_param p[] = {
+        { "REQUEST_METHOD", "POST" },
+        { "REQUEST_URI", "/echo?a=1&q=hello+w%C3%B6rld%21&bad=%zz%4&empty=&q=second" },
+        { "QUERY_STRING", "a=1&q=hello+w%C3%B6rld%21&bad=%zz%4&empty=&q=second" },
+        { "CONTENT_TYPE", "application/json" },
+        { "CONTENT_LENGTH", "7" },
+        { "HTTP_IF_MATCH", "\"3\"" },
+    };
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_request(spec, p, 6, "{\"x\":1}", 7, TIMEOUT_MS, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "method=POST\npath=/echo\nquery=a=1&q=hello+w%C3%B6rld%21&bad=%zz%4&empty=&q=second\n"
+                             "ct=application/json\nq=hello w\xc3\xb6rld!\nbad=%zz%4\nempty=\nmissing=(null)\n"
+                             "if_match=\"3\"\nct_hdr=application/json\nabsent=(null)\nctx_ok=1\nbody_len=7\nbody={\"x\":1}");
+    char buf[64];
+    ck_assert_str_eq(fcgi_header(&r, "X-Test", buf, sizeof buf), "yes");
+    ck_assert_str_eq(fcgi_header(&r, "Content-Type", buf, sizeof buf), "text/plain");
+    ck_assert_int_eq(atoi(fcgi_header(&r, "Content-Length", buf, sizeof buf)), (int)r.body_len);
+    ck_assert_ptr_nonnull(strstr(r.headers, "Status: 200 OK\r\n"));
+    fcgi_response_free(&r);
+}
+END_TEST
+
+START_TEST(test_document_uri_wins)
+{
+    start_server(&default_setup);
+    struct fcgi_param p[] = {
+        { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/raw%2Fpath?x=1" }, { "DOCUMENT_URI", "/echo" },
+    };
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_request(spec, p, 3, NULL, 0, TIMEOUT_MS, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "path=/echo\nquery=\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "body_len=0\nbody="));
+    fcgi_response_free(&r);
+    /* no route: the handler's own 404 */
+    ck_assert_int_eq(get("/nowhere?x=1", &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    fcgi_response_free(&r);
+}
+END_TEST
+
+START_TEST(test_body_limit)
+{
+    start_server(&default_setup);
+    size_t big = MAX_BODY + 4000;
+    char *body = malloc(big);
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'a', big);
+    struct fcgi_response r;
+    char cl[32], buf[128];
+    /* declared too large */
+    snprintf(cl, sizeof cl, "%zu", big);
+    ck_assert_int_eq(post("/echo", cl, body, big, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_str_eq(fcgi_header(&r, "Content-Type", buf, sizeof buf), "application/problem+json");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"type\":\"/problems/payload_too_large\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"title\":\"Content Too Large\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"status\":413"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"payload_too_large\""));
+    fcgi_response_free(&r);
+    /* declared small, turns out larger */
+    ck_assert_int_eq(post("/echo", "10", body, big, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    fcgi_response_free(&r);
+    /* no CONTENT_LENGTH, larger */
+    ck_assert_int_eq(post("/echo", NULL, body, MAX_BODY + 1, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    fcgi_response_free(&r);
+    /* exactly the limit is fine, and arrives whole */
+    snprintf(cl, sizeof cl, "%d", MAX_BODY);
+    ck_assert_int_eq(post("/echo", cl, body, MAX_BODY, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(buf, sizeof buf, "body_len=%d\n", MAX_BODY);
+    ck_assert_ptr_nonnull(strstr(r.body, buf));
+    fcgi_response_free(&r);
+    free(body);
+}
+END_TEST
+
+START_TEST(test_problem_and_answer_rules)
+{
+    start_server(&default_setup);
+    struct fcgi_response r;
+    char buf[64];
+    ck_assert_int_eq(get("/problem", &r), 0);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_str_eq(r.body, "{\"type\":\"/problems/insufficient_stock\",\"title\":\"Conflict\",\"status\":409,"
+                             "\"detail\":\"item \\\"x\\\": 3 available\",\"code\":\"insufficient_stock\","
+                             "\"errors\":[{\"field\":\"items[0].quantity\",\"message\":\"too many\"}]}");
+    ck_assert_str_eq(fcgi_header(&r, "X-A", buf, sizeof buf), "b");
+    ck_assert_str_eq(fcgi_header(&r, "Content-Type", buf, sizeof buf), "application/problem+json");
+    fcgi_response_free(&r);
+    /* a handler that does not answer: the server answers 500 */
+    ck_assert_int_eq(get("/noanswer", &r), 0);
+    ck_assert_int_eq(r.status, 500);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"internal_error\""));
+    fcgi_response_free(&r);
+    /* a second answer is dropped */
+    ck_assert_int_eq(get("/twice", &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(r.body, "first");
+    fcgi_response_free(&r);
+}
+END_TEST
+
+static uint64_t now_ms(void) { return ef_mono_ns() / 1000000u; }
+
+START_TEST(test_parallel_slow_requests)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 4;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/slow" }, { "QUERY_STRING", "ms=800" } };
+    int fds[4];
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < 4; i++) {
+        fds[i] = fcgi_connect(spec, TIMEOUT_MS);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(fcgi_send(fds[i], 1, 0, p, 3, NULL, 0), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        struct fcgi_response r;
+        ck_assert_int_eq(fcgi_recv(fds[i], 1, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.body, "slow done stopping=0");
+        fcgi_response_free(&r);
+        close(fds[i]);
+    }
+    uint64_t elapsed = now_ms() - t0;
+    /* serially it would take 3.2 s; in parallel 0.8 s plus noise */
+    ck_assert_msg(elapsed < 2400, "4 slow requests took %llu ms: not served in parallel",
+                  (unsigned long long)elapsed);
+}
+END_TEST
+
+START_TEST(test_crashed_worker_restarted)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    start_server(&s);
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/pid", &r), 0);
+    long pid1 = atol(r.body);
+    fcgi_response_free(&r);
+    ck_assert_int_eq(get("/crash", &r), -1); /* the connection dies unanswered */
+    int ok = -1;
+    for (int i = 0; i < 50 && ok != 0; i++) {
+        ok = get("/pid", &r);
+        if (ok != 0)
+            sleep_ms(100);
+    }
+    ck_assert_int_eq(ok, 0);
+    ck_assert_int_eq(r.status, 200);
+    long pid2 = atol(r.body);
+    fcgi_response_free(&r);
+    ck_assert_int_ne(pid1, pid2);
+    ck_assert_int_eq(kill((pid_t)pid1, 0), -1); /* the old worker is gone (and reaped) */
+}
+END_TEST
+
+static int wait_for_file(const char *path, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        if (access(path, F_OK) == 0)
+            return 0;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+START_TEST(test_sigterm_finishes_inflight)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 2;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/slow" },
+                              { "QUERY_STRING", "ms=1000&mark=a" } };
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fcgi_send(fd, 1, 0, p, 3, NULL, 0), 0);
+    char mark[192];
+    snprintf(mark, sizeof mark, "%s/started-a", tmpdir);
+    ck_assert_int_eq(wait_for_file(mark, 5000), 0);
+    uint64_t t0 = now_ms();
+    ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_recv(fd, 1, &r), 0);
+    close(fd);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "slow done stopping=1");
+    fcgi_response_free(&r);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1, "master did not exit");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "master wait status %d", status);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    /* the stop waited for the request, not for a timeout */
+    ck_assert_msg(now_ms() - t0 < 5000, "stop took %llu ms", (unsigned long long)(now_ms() - t0));
+}
+END_TEST
+
+START_TEST(test_idle_stop_is_quick)
+{
+    struct setup s = default_setup;
+    s.workers = 2;
+    s.threads = 4;
+    start_server(&s);
+    uint64_t t0 = now_ms();
+    ck_assert_int_eq(kill(server_pid, SIGINT), 0);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    ck_assert_msg(now_ms() - t0 < 3000, "idle stop took %llu ms", (unsigned long long)(now_ms() - t0));
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_metrics_over_fastcgi)
+{
+    start_server(&default_setup);
+    struct fcgi_response r;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(get("/echo", &r), 0);
+        fcgi_response_free(&r);
+    }
+    char cl[16];
+    snprintf(cl, sizeof cl, "%d", MAX_BODY + 1);
+    ck_assert_int_eq(post("/echo", cl, "x", 1, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    fcgi_response_free(&r);
+    ck_assert_int_eq(get("/metrics", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    static const char *const expect[] = {
+        "# TYPE eventfold_http_requests_total counter\n",
+        "eventfold_http_requests_total{route=\"ECHO\",status=\"200\"} 3\n",
+        "eventfold_http_requests_total{route=\"other\",status=\"413\"} 1\n",
+        "# TYPE eventfold_http_request_duration_seconds histogram\n",
+        "eventfold_http_request_duration_seconds_bucket{route=\"ECHO\",le=\"+Inf\"} 3\n",
+        "eventfold_http_request_duration_seconds_count{route=\"ECHO\"} 3\n",
+        "eventfold_http_request_duration_seconds_sum{route=\"ECHO\"} ",
+        "# TYPE eventfold_test_gauge gauge\neventfold_test_gauge 42\n",
+    };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+        ck_assert_msg(strstr(r.body, expect[i]), "missing '%s' in:\n%s", expect[i], r.body);
+    fcgi_response_free(&r);
+}
+END_TEST
+
+START_TEST(test_keep_conn)
+{
+    start_server(&default_setup);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/echo?q=1" }, { "QUERY_STRING", "q=1" } };
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    for (uint16_t id = 1; id <= 3; id++) {
+        struct fcgi_response r;
+        ck_assert_int_eq(fcgi_send(fd, id, 1, p, 3, NULL, 0), 0);
+        ck_assert_int_eq(fcgi_recv(fd, id, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_ptr_nonnull(strstr(r.body, "q=1\n"));
+        fcgi_response_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+/* ---- listening sockets ---- */
+
+static int make_unix_listener(const char *path, int do_listen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (do_listen)
+        ck_assert_int_eq(listen(fd, 16), 0);
+    return fd;
+}
+
+static void expect_pid_answer(const char *to)
+{
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/pid" } };
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_request(to, p, 2, NULL, 0, TIMEOUT_MS, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    fcgi_response_free(&r);
+}
+
+START_TEST(test_stale_socket_replaced)
+{
+    int stale = make_unix_listener(sock_path, 0); /* bound, never listening: refuses */
+    close(stale);
+    struct stat before;
+    ck_assert_int_eq(stat(sock_path, &before), 0);
+    start_server(&default_setup);
+    expect_pid_answer(spec);
+    struct stat after;
+    ck_assert_int_eq(stat(sock_path, &after), 0);
+    ck_assert_int_eq(after.st_mode & 0777, 0666);
+}
+END_TEST
+
+START_TEST(test_live_socket_in_use)
+{
+    int live = make_unix_listener(sock_path, 1);
+    struct setup s = default_setup;
+    s.expect_fail = 1;
+    start_server(&s);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d", status);
+    ck_assert_int_eq(access(sock_path, F_OK), 0); /* not removed: it is not ours */
+    close(live);
+}
+END_TEST
+
+START_TEST(test_inherited_sockets)
+{
+    /* _i == 0: fd 0 (spawn-fcgi); _i == 1: LISTEN_FDS on fd 3 (systemd) */
+    int fd = make_unix_listener(sock_path, 1);
+    struct setup s = default_setup;
+    s.inherit_fd = fd;
+    s.inherit_as = _i == 0 ? 0 : 3;
+    start_server(&s);
+    expect_pid_answer(spec);
+    stop_server();
+    ck_assert_int_eq(access(sock_path, F_OK), 0); /* not created by the server: kept */
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_no_socket_fails)
+{
+    struct setup s = default_setup;
+    s.listen = "";
+    s.inherit_as = 0; /* fd 0 is /dev/null */
+    s.expect_fail = 1;
+    start_server(&s);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d", status);
+}
+END_TEST
+
+START_TEST(test_tcp_listen)
+{
+    /* find a free port: bind to 0, read it back, release it */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(probe, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(probe, (struct sockaddr *)&sa, &len), 0);
+    close(probe);
+    static char tcp[64];
+    snprintf(tcp, sizeof tcp, "127.0.0.1:%d", ntohs(sa.sin_port));
+    struct setup s = default_setup;
+    s.listen = tcp;
+    start_server(&s);
+    expect_pid_answer(tcp);
+}
+END_TEST
+
+/* ---- metrics without a server ---- */
+
+static void assert_has(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL, "missing '%s' in:\n%s", needle, text);
+}
+
+START_TEST(test_metrics_histogram)
+{
+    metrics_fini();
+    ck_assert_int_eq(metrics_init(), 0);
+    int id = metrics_route_id("GET /api/items/{id}");
+    ck_assert_int_eq(id, 1);
+    ck_assert_int_eq(metrics_route_id("GET /api/items/{id}"), 1);
+    ck_assert_int_eq(metrics_route_id(NULL), 0);
+    metrics_observe(id, 200, 500000);      /* exactly 0.0005 s: in le="0.0005" */
+    metrics_observe(id, 200, 500001);      /* just above: le="0.001" */
+    metrics_observe(id, 404, 6000000000u); /* above 5 s: only +Inf */
+    metrics_observe(-3, 42, 1000);         /* bad route and status: other/500 */
+    struct sbuf sb = SBUF_INIT;
+    server_metrics_render(&sb);
+    const char *t = sbuf_str(&sb);
+    assert_has(t, "eventfold_http_requests_total{route=\"GET /api/items/{id}\",status=\"200\"} 2\n");
+    assert_has(t, "eventfold_http_requests_total{route=\"GET /api/items/{id}\",status=\"404\"} 1\n");
+    assert_has(t, "eventfold_http_requests_total{route=\"other\",status=\"500\"} 1\n");
+    assert_has(t, "_bucket{route=\"GET /api/items/{id}\",le=\"0.0005\"} 1\n");
+    assert_has(t, "_bucket{route=\"GET /api/items/{id}\",le=\"0.001\"} 2\n");
+    assert_has(t, "_bucket{route=\"GET /api/items/{id}\",le=\"5\"} 2\n");
+    assert_has(t, "_bucket{route=\"GET /api/items/{id}\",le=\"+Inf\"} 3\n");
+    assert_has(t, "_sum{route=\"GET /api/items/{id}\"} 6.001000001\n");
+    assert_has(t, "_count{route=\"GET /api/items/{id}\"} 3\n");
+    assert_has(t, "_bucket{route=\"other\",le=\"0.0005\"} 1\n");
+    ck_assert_ptr_null(strstr(t, "status=\"42\""));
+    sbuf_free(&sb);
+    metrics_fini();
+}
+END_TEST
+
+START_TEST(test_metrics_routes_table)
+{
+    metrics_fini();
+    ck_assert_int_eq(metrics_init(), 0);
+    char name[METRICS_ROUTE_LEN + 8];
+    for (int i = 1; i < METRICS_ROUTES; i++) {
+        snprintf(name, sizeof name, "route %d", i);
+        ck_assert_int_eq(metrics_route_id(name), i);
+    }
+    ck_assert_int_eq(metrics_route_id("one too many"), 0);
+    ck_assert_int_eq(metrics_route_id("route 7"), 7);
+    memset(name, 'x', METRICS_ROUTE_LEN);
+    name[METRICS_ROUTE_LEN] = '\0';
+    ck_assert_int_eq(metrics_route_id(name), 0);
+    metrics_fini();
+    ck_assert_int_eq(metrics_route_id("after fini"), 0); /* no region: all "other", no crash */
+    metrics_observe(0, 200, 1);
+}
+END_TEST
+
+START_TEST(test_metrics_shared_and_escaped)
+{
+    metrics_fini();
+    ck_assert_int_eq(metrics_init(), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int id = metrics_route_id("a\"b\\c\nd"); /* registered in the child */
+        for (int i = 0; i < 5; i++)
+            metrics_observe(id, 201, 1000);
+        _exit(0);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(status, 0);
+    struct sbuf sb = SBUF_INIT;
+    server_metrics_render(&sb);
+    assert_has(sbuf_str(&sb), "eventfold_http_requests_total{route=\"a\\\"b\\\\c\\nd\",status=\"201\"} 5\n");
+    sb.len = 0;
+    server_metrics_gauge(&sb, "g_int", "h", 12345678901234.0);
+    server_metrics_gauge(&sb, "g_frac", "h", 0.25);
+    server_metrics_gauge(&sb, "g_nan", "h", 0.0 / 0.0);
+    server_metrics_gauge(&sb, "g_inf", "h", -1.0 / 0.0);
+    const char *t = sbuf_str(&sb);
+    assert_has(t, "# HELP g_int h\n# TYPE g_int gauge\ng_int 12345678901234\n");
+    assert_has(t, "g_frac 0.25\n");
+    assert_has(t, "g_nan NaN\n");
+    assert_has(t, "g_inf -Inf\n");
+    sbuf_free(&sb);
+    metrics_fini();
+}
+END_TEST
+
+START_TEST(test_strerror_and_bad_options)
+{
+    ck_assert_str_eq(server_strerror(SERVER_ERR_IN_USE), "socket in use by another server");
+    ck_assert_str_eq(server_strerror(12345), "unknown server error");
+    struct ef_config cfg;
+    ef_config_defaults(&cfg);
+    struct server_options opt = { .prog = "x", .cfg = &cfg, .max_body = 1 }; /* no handler */
+    eflog_set_level((enum ef_level)(EF_ERROR + 1)); /* keep the expected error line out of the output */
+    ck_assert_int_eq(server_run(&opt), 1);
+    eflog_set_level(EF_INFO);
+}
+END_TEST
+
+static Suite *server_suite(void)
+{
+    Suite *s = suite_create("server");
+    TCase *tc = tcase_create("fastcgi");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_params_and_body);
+    tcase_add_test(tc, test_document_uri_wins);
+    tcase_add_test(tc, test_body_limit);
+    tcase_add_test(tc, test_problem_and_answer_rules);
+    tcase_add_test(tc, test_parallel_slow_requests);
+    tcase_add_test(tc, test_crashed_worker_restarted);
+    tcase_add_test(tc, test_sigterm_finishes_inflight);
+    tcase_add_test(tc, test_idle_stop_is_quick);
+    tcase_add_test(tc, test_metrics_over_fastcgi);
+    tcase_add_test(tc, test_keep_conn);
+    tcase_add_test(tc, test_stale_socket_replaced);
+    tcase_add_test(tc, test_live_socket_in_use);
+    tcase_add_loop_test(tc, test_inherited_sockets, 0, 2);
+    tcase_add_test(tc, test_no_socket_fails);
+    tcase_add_test(tc, test_tcp_listen);
+    suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("metrics");
+    tcase_add_test(tm, test_metrics_histogram);
+    tcase_add_test(tm, test_metrics_routes_table);
+    tcase_add_test(tm, test_metrics_shared_and_escaped);
+    tcase_add_test(tm, test_strerror_and_bad_options);
+    suite_add_tcase(s, tm);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(server_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
