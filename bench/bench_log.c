@@ -231,6 +231,9 @@ int main(void)
     double s = median(single, rounds), g = median(group, rounds), ps = median(per_sync, rounds);
     double w = median(raw, rounds), p = median(pre, rounds);
 
+#ifdef __SANITIZE_ADDRESS__
+    printf("note: built with AddressSanitizer; CPU-bound figures are pessimistic\n");
+#endif
     printf("record %zu bytes; medians of %d rounds; dir %s\n", rec, rounds,
            getenv("EF_BENCH_DIR") && *getenv("EF_BENCH_DIR") ? getenv("EF_BENCH_DIR") : "/tmp");
     printf("single writer, one fdatasync per append  %8.0f appends/s  (%" PRIu64 " appends)\n", s, n);

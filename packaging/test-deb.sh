@@ -290,8 +290,8 @@ installed=no
 # still there must belong to another package or hold someone else's files.
 left=""
 while read -r f; do
-    if [ -d "$f" ] && [ ! -L "$f" ]; then
-        dpkg -S "$f" >/dev/null 2>&1 || [ -n "$(ls -A "$f")" ] || left="$left $f"
+    if [ -d "$f" ]; then     # also /lib and friends, symlinks on a merged-/usr system
+        dpkg -S "$f" >/dev/null 2>&1 || [ -n "$(ls -A "$f/")" ] || left="$left $f"
     elif [ -e "$f" ] || [ -L "$f" ]; then
         left="$left $f"
     fi

@@ -351,6 +351,7 @@ static int on_value(struct parser *ps, enum vkind k, const unsigned char *s, siz
         if (i >= CMD_LINES_MAX)
             return container ? push(ps, PC_SKIP) : 1;
         if (k == V_MAP) {
+            memset(&ps->cmd->lines[i], 0, sizeof ps->cmd->lines[i]);
             ps->line_seen = 0;
             ps->cmd->nlines = i + 1;
             return push(ps, PC_LINE);
@@ -567,7 +568,7 @@ int cmd_parse_body(const struct cmd_route *route, const char *body, size_t body_
                    struct command *cmd, struct problem *p)
 {
     assert(route->kind < CMD_KIND_COUNT);
-    memset(cmd, 0, sizeof *cmd);
+    memset(cmd, 0, offsetof(struct command, lines)); /* the lines are written as parsed */
     cmd->kind = route->kind;
     if (route->path_id[0])
         memcpy(cmd->id, route->path_id, sizeof cmd->id);

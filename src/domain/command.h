@@ -62,7 +62,7 @@ struct command {
     int has_reason;
     int64_t amount; /* Deposit amount_cents, AddItem price_cents, Restock quantity */
     size_t nlines;
-    struct cmd_line lines[CMD_LINES_MAX];
+    struct cmd_line lines[CMD_LINES_MAX]; /* last: only [0, nlines) is meaningful */
 };
 
 /* The route of a command: kind and, for path commands, the id from the path. */

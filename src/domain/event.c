@@ -2,6 +2,7 @@
 
 #include "domain/event.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,11 @@ int order_status_parse(const char *s, enum order_status *out)
         }
     }
     return -1;
+}
+
+void event_clear(struct event *ev)
+{
+    memset(ev, 0, offsetof(struct event, lines));
 }
 
 const char *event_type_name(enum ev_type type) { return ev_types[type].name; }
@@ -341,7 +347,7 @@ static yajl_val parse_json(const char *p, size_t n)
 int event_decode(const struct log_record *rec, struct event *ev, char *err, size_t errlen)
 {
     struct dec d = { err, errlen, 0 };
-    memset(ev, 0, sizeof *ev);
+    event_clear(ev);
     int t;
     for (t = 0; t < EV_TYPE_COUNT; t++)
         if (strlen(ev_types[t].name) == rec->type_len &&

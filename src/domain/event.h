@@ -65,13 +65,18 @@ struct event {
     int64_t available; /* available after restock */
     int64_t refunded;  /* refunded_cents (cancel) */
     enum order_status previous_status; /* cancel */
-    size_t nlines;
-    struct ev_line lines[STATE_LINES_MAX];
     /* meta: the command's Idempotency-Key and request fingerprint, when it had one. */
     int has_idem;
     char idem_key[EV_IDEM_KEY_MAX + 1];
     unsigned char fingerprint[EV_FINGERPRINT_LEN];
+    size_t nlines;
+    /* Last, and only lines[0..nlines) are meaningful: event_clear() leaves the rest alone
+     * (the array is 60 KiB; zeroing it per command was a tenth of the CPU time). */
+    struct ev_line lines[STATE_LINES_MAX];
 };
+
+/* Zeroes every field of ev except the unused tail of lines. */
+void event_clear(struct event *ev);
 
 /* "UserRegistered", ... */
 const char *event_type_name(enum ev_type type);

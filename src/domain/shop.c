@@ -4,7 +4,13 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
+
+void shop_view_clear(struct shop_view *v)
+{
+    memset(v, 0, offsetof(struct shop_view, line_items));
+}
 
 uint64_t shop_version(const struct command *cmd, const struct shop_view *v)
 {
@@ -35,7 +41,7 @@ static int overflow(struct problem *p, const char *field, const char *what)
 
 static void begin(struct event *ev, enum ev_type type, const struct command *cmd, uint64_t version)
 {
-    memset(ev, 0, sizeof *ev);
+    event_clear(ev);
     ev->type = type;
     ev->schema = event_schema(type);
     ev->version = version + 1;

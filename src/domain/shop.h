@@ -28,8 +28,13 @@ struct shop_view {
     int order_found;
     struct order_state order;   /* CreateOrder (the id, if given) and the order actions */
     int line_found[STATE_LINES_MAX];
+    /* Last: line_items[i] is meaningful only when line_found[i] (shop_view_clear leaves
+     * the 56 KiB array alone). */
     struct item_state line_items[STATE_LINES_MAX]; /* CreateOrder: item of each line */
 };
+
+/* Marks everything absent without touching line_items. */
+void shop_view_clear(struct shop_view *v);
 
 /* The version of the stream the command names, as the view holds it (0: not created). */
 uint64_t shop_version(const struct command *cmd, const struct shop_view *v);

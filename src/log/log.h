@@ -1,36 +1,47 @@
 /* log: the append-only, segmented, checksummed event log, eventfold's source of truth.
  *
  * Layout: DIR/log/ holds segment files named by the position of their first record
- * (%020llu.seg) and a small shared control file (control) that every process maps.
- * Records are self-describing (see record.h): position, stream, stream version, type,
- * schema version, timestamp, metadata and JSON data, protected by CRC32C.
+ * (%020llu.seg), a small shared control file (control) that every read-write process maps,
+ * and two lock files (init.lock, users.lock) for the opening protocol. Records are
+ * self-describing (see record.h): position, stream, stream version, type, schema version,
+ * timestamp, metadata and JSON data, protected by CRC32C.
  *
  * Guarantees
  *  - Positions are dense (1, 2, 3, ...) and strictly increasing in file order, across
  *    every process that appends: appends are serialized by a robust, process-shared mutex
  *    in the control file (log_append_begin/log_append_end).
  *  - A record is published (visible to log_head() and readers) only after it was written
- *    whole. A process that dies while holding the append lock leaves at most an
+ *    whole. A failed write (ENOSPC, EIO, short write) is cut back before the lock is
+ *    released. A process that dies while holding the append lock leaves at most an
  *    unpublished tail, which the next lock holder truncates (and logs).
  *  - log_sync(pos) returns once a completed fdatasync covers pos. Concurrent callers share
- *    one fdatasync (group commit): one leader syncs everything published so far while the
- *    others wait for it. log_durable() is the highest durable position; it is read from
- *    shared memory without a syscall, and log_wait_durable() sleeps on a futex until it moves.
- *  - Segments roll at segment_bytes; a segment is fdatasync'ed before the next one is
- *    created, and never modified after that (sealed).
- *  - Recovery on open (first opener after all processes exited, e.g. after a crash or a
- *    reboot): every segment is checked; an unverifiable tail of the newest segment is
- *    truncated to the last whole record and logged (segment, offset, bytes); damage in a
- *    sealed segment, or before the tail, fails the open with LOG_ECORRUPT naming segment
- *    and offset (log_last_error()).
+ *    fdatasyncs (group commit): one leader syncs everything published so far while the
+ *    others sleep on a futex and find themselves covered when it wakes them.
+ *    log_durable() is the highest durable position; it is read from shared memory without
+ *    a syscall, and log_wait_durable() sleeps on the same futex until it moves.
+ *  - Segments roll at segment_bytes (a record bigger than that gets a segment of its own);
+ *    a segment is fdatasync'ed before the next one is created, and never modified after
+ *    that (sealed). The directory is fsync'ed after a segment is created or removed.
+ *  - Recovery on open (the first opener after all processes exited, e.g. after a crash or a
+ *    reboot; see log_recovered()): the newest segment is scanned whole; an unverifiable
+ *    tail (torn record, zero bytes) with no valid record after it is truncated to the last
+ *    whole record and logged (segment, offset, bytes); anything else fails the open with
+ *    LOG_ECORRUPT naming segment and offset (log_last_error()). Sealed segments are checked
+ *    by their first record only (one read each); log_verify() checks every byte.
+ *  - Readers verify every record (checksum, framing, dense positions) and never skip one.
  *
  * Caveats
- *  - Open the log in each process after fork(), never before: the fd and the mapping are
- *    per process.
+ *  - Open the log in each process after fork(), never before: the fds, the flock and the
+ *    mapping are per process.
  *  - A struct log may be shared by threads of one process for appends and syncs (they
- *    serialize on the same shared mutex); a struct log_reader belongs to one thread.
- *  - Failure-prone I/O goes through log_io (io.h) so tests can inject ENOSPC, EIO and
- *    short writes.
+ *    serialize on the same shared mutexes); a struct log_reader belongs to one thread.
+ *  - A read-only handle needs no control file and never writes: its head is the last valid
+ *    record found when it was opened and does not move (log_head() == log_durable()).
+ *  - After a failed fdatasync the kernel may have dropped the dirty pages, so a later sync
+ *    that succeeds does not prove the earlier records reached the disk: a caller should
+ *    stop acknowledging and reopen (the first opener recovers from the files).
+ *  - Failure-prone I/O on segments goes through log_io (io.h) so tests can inject ENOSPC,
+ *    EIO and short writes.
  */
 #ifndef EF_LOG_H
 #define EF_LOG_H
@@ -62,9 +73,10 @@ struct log_options {
     int read_only;          /* no appends, no truncation, no recovery that writes */
 };
 
-/* Opens (creating if needed, unless read_only) the log in dir (the log/ directory itself).
- * *out is owned by the caller and freed by log_close(). On failure returns a negative code;
- * log_last_error(NULL)... see log_open_error(). */
+/* Opens (creating it and its first segment if needed, unless read_only) the log in dir
+ * (the log/ directory itself). opt may be NULL (defaults). *out is owned by the caller and
+ * freed by log_close(). On failure returns a negative code and log_last_error(NULL)
+ * describes it (naming segment and offset for LOG_ECORRUPT). */
 int log_open(const char *dir, const struct log_options *opt, struct log **out);
 void log_close(struct log *lg); /* accepts NULL */
 
@@ -99,14 +111,15 @@ void log_append_end(struct log *lg);
 
 /* Returns once position is durable (group commit: shares fdatasyncs with concurrent
  * callers). An fdatasync failure returns its error; the records stay published but are
- * not reported durable. */
+ * not reported durable. LOG_EBADARG for a position not published yet. */
 int log_sync(struct log *lg, uint64_t position);
 
 /* begin + record + end + sync. */
 int log_append(struct log *lg, const struct log_event *ev, uint64_t *position);
 
 /* Sleeps until log_durable() > after or timeout_ms passes (futex on the control file;
- * no polling). Returns 1 if it moved, 0 on timeout. Spurious early returns are allowed. */
+ * no polling). Returns 1 if it moved, 0 on timeout (at once on a read-only handle, whose
+ * durable position never moves). */
 int log_wait_durable(const struct log *lg, uint64_t after, int timeout_ms);
 
 /* --- reading --------------------------------------------------------------------- */
@@ -123,11 +136,16 @@ void log_reader_close(struct log_reader *rd); /* accepts NULL */
  * records, log_head(lg) for all published ones). Returns 1 with *rec filled (pointers
  * valid until the next call on rd), 0 if there is nothing more up to limit yet (call again
  * later: the reader follows the tail and crosses into new segments), or a negative code
- * (LOG_ECORRUPT with log_last_error naming segment and offset). Every record is verified. */
+ * with log_last_error naming segment and offset: LOG_ECORRUPT when the record that must
+ * come next (its position is <= limit) is damaged or missing, LOG_ESEQUENCE when a valid
+ * record has the wrong position, LOG_EVERSION for a newer record format. An unfinished
+ * record beyond limit at the end of the newest segment is the tail being written, not an
+ * error. A reader that failed keeps failing at the same place. */
 int log_reader_next(struct log_reader *rd, uint64_t limit, struct log_record *rec);
 
-/* Positions rd directly at a known record (segment = its first position, offset in file),
- * e.g. from an index; the next next() returns that record. */
+/* Positions rd directly at a known record (segment = its first position, offset in file,
+ * a multiple of 8), e.g. from an index; the next next() returns that record (whatever its
+ * position, which the reader then takes as the start of the dense sequence). */
 int log_reader_seek(struct log_reader *rd, uint64_t segment, uint64_t offset);
 
 /* --- inspection (eventfoldctl) ------------------------------------------------------ */
@@ -136,13 +154,18 @@ struct log_stats {
     uint64_t head_position;
     uint64_t durable_position;
     uint64_t segments;
-    uint64_t bytes;
+    uint64_t bytes; /* sum of the segment files' sizes */
 };
+/* Fills *st (head and durable as log_head()/log_durable(); segments from the directory). */
 int log_stats(struct log *lg, struct log_stats *st);
 
-/* Checks every record of every segment (checksums, framing, dense positions). Returns 0 if
- * clean, LOG_ECORRUPT/LOG_ESEQUENCE with log_last_error() naming segment and offset, or
- * another negative code. Counts records into *records if non-NULL. Read-only. */
+/* Checks every record of every segment (checksums, framing, dense positions from 1, each
+ * segment starting right after the previous one). Returns 0 if clean, LOG_ECORRUPT or
+ * LOG_ESEQUENCE with log_last_error() naming segment and offset, or another negative code.
+ * Counts the valid records into *records if non-NULL (also on failure: those before the
+ * damage). An incomplete tail of the newest segment with no valid record after it (a write
+ * in progress, or a torn tail the next read-write open cuts) is not damage; it is logged
+ * at info level. Read-only; safe while others append. */
 int log_verify(struct log *lg, uint64_t *records);
 
 #endif

@@ -10,7 +10,12 @@
  *    is the segment of head_pos or a newer one, never an older one.
  *  - durable: highest position covered by a completed fdatasync; written only by the
  *    sync-lock holder, never decreases while the block is live.
- *  - durable_seq: futex word, incremented after every advance of durable.
+ *  - durable_seq: futex word, incremented (and FUTEX_WAKEd) after every sync attempt of
+ *    a group-commit leader, successful or not; log_sync waiters and log_wait_durable()
+ *    sleep on it.
+ *  - append_mu serializes appends (lock); sync_mu elects the group-commit leader
+ *    (trylock only). Both are robust and process-shared: a holder's death turns into
+ *    EOWNERDEAD for the next locker, never a hang.
  *  - repair_gen: incremented whenever a lock holder cuts a dead holder's tail (which may
  *    unlink an unpublished segment); per-process fds cached for a segment are reopened when
  *    it changes, so nobody keeps writing or syncing an unlinked inode of the same name.

@@ -34,6 +34,9 @@ int ctl_verify(struct ctl_ctx *ctx, int argc, char **argv);
 int ctl_dump(struct ctl_ctx *ctx, int argc, char **argv);
 extern const struct ctl_command ctl_log_commands[];
 
+/* Read-side commands (ctl_read.c): status, snapshot, rebuild, dlq. */
+extern const struct ctl_command ctl_read_commands[];
+
 /* DATA_DIR/log into out (EF_PATH_MAX bytes); returns 0, or 2 after a usage message when
  * the path does not fit. */
 int ctl_log_dir(struct ctl_ctx *ctx, char *out);

@@ -13,6 +13,7 @@
 /* Every command table, one line each. */
 static const struct ctl_command *const tables[] = {
     ctl_log_commands,
+    ctl_read_commands,
     NULL,
 };
 

@@ -17,7 +17,7 @@ struct query_worker {
     char data_dir[EF_PATH_MAX];
     int max_wait;          /* seconds, upper bound of Prefer: wait */
     uint64_t map_bytes;
-    struct log *lg;        /* read-only */
+    struct log *lg;        /* never appended to */
     struct rpos *rp;
     pthread_rwlock_t env_lock; /* readers: requests; writer: a model reopen */
     struct rm_env *env;
@@ -32,6 +32,7 @@ struct qreq {
     struct query_worker *w;
     struct rm_txn *txn;     /* the request's read txn (NULL for handlers without one) */
     uint64_t position;      /* R: the applied position in txn */
+    int locked;             /* holds w->env_lock for reading */
     const char *id;         /* the {id} path segment, NUL-terminated copy */
     size_t id_len;
     char id_buf[128];
@@ -61,6 +62,10 @@ void query_ok(struct qreq *q, const char *extra_headers);
 void query_events(struct qreq *q);
 void query_order_events(struct qreq *q);
 void query_order_as_of(struct qreq *q, uint64_t as_of);
+
+/* Sleeps on the read-position futex until the published position is >= want, the time
+ * passes, or the worker is stopping. Returns 1 if reached. */
+int query_wait_position(struct query_worker *w, uint64_t want, int timeout_ms);
 
 /* Begins q->txn on the current model and reads q->position (reopens the model first if
  * a rebuild switched it). Holds the env lock until query_end(). */

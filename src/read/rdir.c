@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,15 +41,11 @@ static int fsync_dir(const char *path)
     return rc;
 }
 
-int rdir_prepare(const char *data_dir)
+/* Creates the first model and the symlink unless present. Callers hold the prepare lock. */
+static int prepare_locked(const char *data_dir)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "", path, sizeof path);
-    if (rc == 0)
-        rc = mkdir_p1(path);
-    if (rc)
-        return rc;
-    rc = rdir_path(data_dir, "current", path, sizeof path);
+    int rc = rdir_path(data_dir, "current", path, sizeof path);
     if (rc)
         return rc;
     struct stat st;
@@ -59,6 +56,31 @@ int rdir_prepare(const char *data_dir)
     char name[64], old[RDIR_PATH_MAX];
     rc = rdir_new_model(data_dir, name, sizeof name);
     return rc ? rc : rdir_switch(data_dir, name, old, sizeof old);
+}
+
+int rdir_prepare(const char *data_dir)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, "", path, sizeof path);
+    if (rc == 0)
+        rc = mkdir_p1(path);
+    if (rc == 0)
+        rc = rdir_path(data_dir, "prepare.lock", path, sizeof path);
+    if (rc)
+        return rc;
+    /* The tailer and the query workers may start together: the first one creates the
+     * model, the others wait on the lock and then find it. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rc = prepare_locked(data_dir);
+    close(fd); /* releases the lock */
+    return rc;
 }
 
 /* The highest N of the model-N directories present (0 if none). */
@@ -82,7 +104,7 @@ static int highest_model(const char *dir, unsigned long *max)
 int rdir_new_model(const char *data_dir, char *name, size_t namelen)
 {
     char dir[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
-    unsigned long max;
+    unsigned long max = 0;
     int rc = rdir_path(data_dir, "", dir, sizeof dir);
     if (rc == 0)
         rc = highest_model(dir, &max);

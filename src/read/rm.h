@@ -64,6 +64,8 @@ struct rm_options {
 };
 
 /* Opens (creating when not read_only) the environment in directory dir, which must exist.
+ * Read-only: -ENOENT when there is no data.mdb, RM_ENOTFOUND when its databases were never
+ * created (a model nobody has initialized yet).
  * Checks the stored layout version (RM_EFORMAT if it is not RM_FORMAT). Clears stale reader
  * slots (mdb_reader_check). *out is owned by the caller, freed by rm_env_close(). */
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out);

@@ -72,7 +72,8 @@ static int open_dbis(struct rm_env *e)
     return 0;
 fail:
     mdb_txn_abort(txn);
-    return mdb_rc(rc);
+    /* Read-only, a dbi that does not exist yet: the model was never initialized. */
+    return rc == MDB_NOTFOUND ? RM_ENOTFOUND : mdb_rc(rc);
 }
 
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out)

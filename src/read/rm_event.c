@@ -33,8 +33,9 @@ struct ev_type_desc {
 };
 
 /* Indexed by enum rm_ev_type. Optional fields (email, reason, previous_status) are not
- * used by any projection, so they are not checked either. */
-static const struct ev_type_desc types[RM_EV_COUNT] = {
+ * used by any projection, so they are not checked either. Written only by the test hook
+ * rm_ev_set_max_schema(). */
+static struct ev_type_desc types[RM_EV_COUNT] = {
     [RM_EV_USER_REGISTERED] = { "UserRegistered", 1, 1, "users", F_USER_ID | F_NAME },
     [RM_EV_FUNDS_DEPOSITED] = { "FundsDeposited", 1, 1, "users", F_USER_ID | F_AMOUNT | F_BALANCE },
     [RM_EV_ITEM_ADDED] = { "ItemAdded", 1, 1, "items", F_ITEM_ID | F_NAME | F_CATEGORY | F_PRICE },
@@ -47,6 +48,13 @@ static const struct ev_type_desc types[RM_EV_COUNT] = {
 };
 
 int rm_ev_current_schema(enum rm_ev_type type) { return types[type].max_schema; }
+
+int rm_ev_set_max_schema(enum rm_ev_type type, int max)
+{
+    int old = types[type].max_schema;
+    types[type].max_schema = max;
+    return old;
+}
 
 static int find_type(const char *name, size_t n)
 {

@@ -46,6 +46,11 @@ struct rm_ev {
 /* The current schema version of each type (what events written today carry). */
 int rm_ev_current_schema(enum rm_ev_type type);
 
+/* Tests only: makes schema versions up to max acceptable for type (parsed as the current
+ * one), standing in for an upgrade that ships an upcaster; returns the previous maximum.
+ * Not thread-safe. */
+int rm_ev_set_max_schema(enum rm_ev_type type, int max);
+
 /* Parses rec into ev (releasing what ev held from a previous parse). Returns 0, or 1 with a
  * one-line reason in reason (unknown type, unknown schema, bad JSON, missing or mistyped
  * field). Strings in ev are valid until the next parse or rm_ev_free. */

@@ -32,7 +32,7 @@ void rpos_close(struct rpos *rp); /* accepts NULL */
 uint64_t rpos_position(const struct rpos *rp);
 uint32_t rpos_generation(const struct rpos *rp);
 
-/* Stores pos (never lower than the current value, asserted) and wakes every waiter. */
+/* Stores pos and wakes every waiter (the live tailer, after each commit). */
 void rpos_publish(struct rpos *rp, uint64_t pos);
 /* Bumps the model generation (after an atomic model switch) and wakes every waiter. */
 void rpos_bump_generation(struct rpos *rp);

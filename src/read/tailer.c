@@ -40,6 +40,7 @@ struct tailer {
     uint64_t pos;           /* committed position */
     uint64_t committed;     /* records committed by this run */
     uint64_t last_snapshot; /* position of the newest snapshot */
+    uint32_t generation;    /* of the model that is open (live tailer) */
 };
 
 static int stopping(const struct tailer *tl)
@@ -66,34 +67,53 @@ static int take_lock(struct tailer *tl)
     return 0;
 }
 
+static int open_model(struct tailer *tl)
+{
+    const struct tailer_options *o = tl->opt;
+    char path[RDIR_PATH_MAX];
+    int rc = 0;
+    if (o->model_dir)
+        snprintf(path, sizeof path, "%s", o->model_dir);
+    else
+        rc = rdir_path(o->data_dir, "current", path, sizeof path);
+    struct rm_options ro = { o->map_bytes, 0 };
+    if (rc == 0)
+        rc = rm_env_open(path, &ro, &tl->env);
+    if (rc)
+        LOG_ERROR("cannot open the read model dir=%s: %s", path, rm_strerror(rc));
+    return rc;
+}
+
 static int open_all(struct tailer *tl)
 {
     const struct tailer_options *o = tl->opt;
     char path[RDIR_PATH_MAX];
     int rc = rdir_prepare(o->data_dir);
-    if (rc == 0)
+    if (rc == 0 && !o->model_dir)
         rc = take_lock(tl);
     if (rc)
         return rc;
-    snprintf(path, sizeof path, "%s/log", o->data_dir);
+    rc = rdir_join(path, sizeof path, o->data_dir, "log");
+    if (rc)
+        return rc;
     struct log_options lo = { o->segment_bytes, 0 };
     rc = log_open(path, &lo, &tl->lg);
     if (rc) {
         LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
         return rc;
     }
-    rdir_path(o->data_dir, "current", path, sizeof path);
-    struct rm_options ro = { o->map_bytes, 0 };
-    rc = rm_env_open(path, &ro, &tl->env);
-    if (rc) {
-        LOG_ERROR("cannot open the read model dir=%s: %s", path, rm_strerror(rc));
-        return rc;
-    }
+    if (o->model_dir)
+        return open_model(tl);
     rdir_path(o->data_dir, "position", path, sizeof path);
     rc = rpos_open(path, &tl->rp);
-    if (rc)
+    if (rc) {
         LOG_ERROR("cannot map %s: %s", path, strerror(-rc));
-    return rc;
+        return rc;
+    }
+    /* The generation is read before the model is opened: a switch in between makes the
+     * first loop reopen once more, never miss the switch. */
+    tl->generation = rpos_generation(tl->rp);
+    return open_model(tl);
 }
 
 static int read_position(struct tailer *tl)
@@ -139,7 +159,8 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
     uint64_t pos = tl->pos, start = ef_mono_ns();
     int n = 0;
     uint64_t max = tl->opt->max_records ? tl->opt->max_records - tl->committed : UINT64_MAX;
-    while (n < TAILER_BATCH_MAX && (uint64_t)n < max) {
+    int batch = tl->opt->batch_max > 0 ? tl->opt->batch_max : TAILER_BATCH_MAX;
+    while (n < batch && (uint64_t)n < max) {
         struct log_record rec;
         rc = next_record(tl, limit, &rec);
         if (rc <= 0)
@@ -172,15 +193,18 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
         tl->pos = pos;
         return rc;
     }
-    rpos_publish(tl->rp, tl->pos);
+    if (tl->rp)
+        rpos_publish(tl->rp, tl->pos);
     tl->committed += (uint64_t)n;
+    if (tl->opt->progress)
+        tl->opt->progress(tl->pos, log_durable(tl->lg), tl->opt->progress_arg);
     return n;
 }
 
 static void maybe_snapshot(struct tailer *tl)
 {
     const struct tailer_options *o = tl->opt;
-    if (!o->snapshot_every || tl->pos < tl->last_snapshot + o->snapshot_every)
+    if (o->model_dir || !o->snapshot_every || tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
     /* A failed snapshot is logged by snapshot_take and retried after the next interval;
      * folding goes on either way. */
@@ -188,11 +212,38 @@ static void maybe_snapshot(struct tailer *tl)
     tl->last_snapshot = tl->pos;
 }
 
+/* Resumes from the model a rebuild switched in: reopen it, restart the log reader at its
+ * position and publish that position (it may be lower than the old model's). */
+static int reopen_if_switched(struct tailer *tl)
+{
+    if (!tl->rp || rpos_generation(tl->rp) == tl->generation)
+        return 0;
+    tl->generation = rpos_generation(tl->rp);
+    rm_env_close(tl->env);
+    tl->env = NULL;
+    log_reader_close(tl->rd);
+    tl->rd = NULL;
+    int rc = open_model(tl);
+    if (rc == 0)
+        rc = read_position(tl);
+    if (rc == 0)
+        rc = log_reader_open(tl->lg, tl->pos + 1, &tl->rd);
+    if (rc)
+        return rc;
+    rpos_reset(tl->rp, tl->pos);
+    LOG_INFO("switched to the rebuilt read model generation=%u position=%" PRIu64,
+             tl->generation, tl->pos);
+    return 0;
+}
+
 static int follow(struct tailer *tl)
 {
     uint64_t target = log_durable(tl->lg); /* --once: the head at start */
     int caught_up = 0;
     for (;;) {
+        int rc = reopen_if_switched(tl);
+        if (rc)
+            return rc;
         uint64_t limit = log_durable(tl->lg);
         if (tl->opt->once && limit > target)
             limit = target;
@@ -228,7 +279,8 @@ int tailer_run(const struct tailer_options *opt)
         snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
         if (tl.last_snapshot > tl.pos)
             tl.last_snapshot = tl.pos;
-        rpos_reset(tl.rp, tl.pos);
+        if (tl.rp)
+            rpos_reset(tl.rp, tl.pos);
         LOG_INFO("tailer started data=%s position=%" PRIu64 " durable=%" PRIu64, opt->data_dir,
                  tl.pos, log_durable(tl.lg));
         rc = follow(&tl);

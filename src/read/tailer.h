@@ -13,6 +13,8 @@
  *    damage is never skipped. An event that cannot be applied is a dead letter, and
  *    folding goes on.
  *  - Memory is bounded by one batch's transaction, whatever the log's length.
+ *  - When a rebuild switches DIR/read/current (the generation in the position file moves),
+ *    the live tailer closes its model, opens the new one and resumes from its position.
  */
 #ifndef EF_TAILER_H
 #define EF_TAILER_H
@@ -20,8 +22,8 @@
 #include <signal.h>
 #include <stdint.h>
 
-#define TAILER_BATCH_MAX 10000
-#define TAILER_BATCH_MS 50
+#define TAILER_BATCH_MAX 100000
+#define TAILER_BATCH_MS 1000
 
 enum {
     TAILER_EDAMAGE = -12001, /* a record failed verification (log_last_error says where) */
@@ -37,8 +39,16 @@ struct tailer_options {
     int snapshot_keep;
     /* Set (by a signal handler) to stop: the current batch is committed first. */
     volatile sig_atomic_t *stop;
+    /* Records per batch at most (0: TAILER_BATCH_MAX); tests use small batches. */
+    int batch_max;
     /* Tests: stop after this many records were committed in total (0: no limit). */
     uint64_t max_records;
+    /* Rebuild: fold into this model directory instead of DIR/read/current, without the
+     * tailer lock, the shared position or snapshots (NULL: the live tailer). */
+    const char *model_dir;
+    /* Called after each committed batch (may be NULL): position reached, durable head. */
+    void (*progress)(uint64_t position, uint64_t head, void *arg);
+    void *progress_arg;
 };
 
 /* Runs until *stop, until caught up with --once, or until an error. Returns 0, or a

@@ -231,9 +231,10 @@ int server_run(const struct server_options *opt)
         return 1;
     if (master_signals(&set, &old) < 0)
         return 1;
-    rc = metrics_init();
+    rc = opt->metrics_file ? metrics_init_file(opt->metrics_file) : metrics_init();
     if (rc < 0) {
-        LOG_ERROR("cannot map metrics region err=%s", strerror(-rc));
+        LOG_ERROR("cannot map metrics region file=%s err=%s", opt->metrics_file ? opt->metrics_file : "-",
+                  strerror(-rc));
         goto fail;
     }
     if (srv_listen_open(opt->cfg->listen, &m.listener) < 0)
@@ -241,7 +242,7 @@ int server_run(const struct server_options *opt)
     m.nworkers = opt->cfg->workers;
     m.pids = xcalloc((size_t)m.nworkers, sizeof *m.pids);
     m.started_ns = xcalloc((size_t)m.nworkers, sizeof *m.started_ns);
-    LOG_INFO("started workers=%d threads=%d listen=%s", m.nworkers,
+    LOG_INFO("started prog=%s workers=%d threads=%d listen=%s", opt->prog ? opt->prog : "-", m.nworkers,
              opt->threads > 0 ? opt->threads : opt->cfg->threads,
              opt->cfg->listen[0] ? opt->cfg->listen : "inherited");
     supervise(&m, &set);

@@ -8,8 +8,13 @@
 #include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define STATUS_MIN 100
 #define STATUS_SLOTS 500 /* 100..599 */
@@ -39,11 +44,24 @@ struct metrics_route {
     _Atomic uint64_t sum_ns;
 };
 
+#define METRICS_MAGIC 0x6566206d65747231ull /* "ef metr1": bump with the layout */
+
+/* Invariant: magic is stored (release) only after slot 0 is ready, so a reader that
+ * sees the magic sees an initialised region. */
 struct metrics_shm {
+    _Atomic uint64_t magic;
     struct metrics_route routes[METRICS_ROUTES];
 };
 
 static struct metrics_shm *shm;
+
+static void region_init(struct metrics_shm *m)
+{
+    /* fresh mappings are zero-filled: every slot FREE, every counter 0 */
+    memcpy(m->routes[0].name, "other", sizeof "other");
+    atomic_store_explicit(&m->routes[0].state, SLOT_READY, memory_order_release);
+    atomic_store_explicit(&m->magic, METRICS_MAGIC, memory_order_release);
+}
 
 int metrics_init(void)
 {
@@ -52,9 +70,43 @@ int metrics_init(void)
     void *p = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
-    shm = p; /* anonymous mappings are zero-filled: every slot FREE, every counter 0 */
-    memcpy(shm->routes[0].name, "other", sizeof "other");
-    atomic_store_explicit(&shm->routes[0].state, SLOT_READY, memory_order_release);
+    shm = p;
+    region_init(shm);
+    return 0;
+}
+
+/* The region is built in a new file and renamed over path, so a reader never maps a
+ * file that is being truncated (SIGBUS) and counters restart from zero with each master,
+ * as Prometheus expects of a restarted process. */
+int metrics_init_file(const char *path)
+{
+    if (shm)
+        return 0;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    void *p = MAP_FAILED;
+    if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)sizeof *shm) < 0)
+        rc = -errno;
+    if (rc == 0 && (p = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        rc = -errno;
+    if (rc == 0) {
+        region_init(p);
+        if (rename(tmp, path) < 0)
+            rc = -errno;
+    }
+    close(fd);
+    if (rc < 0) {
+        if (p != MAP_FAILED)
+            munmap(p, sizeof *shm);
+        unlink(tmp);
+        return rc;
+    }
+    shm = p;
     return 0;
 }
 
@@ -130,65 +182,147 @@ static void put_label(struct sbuf *out, const char *s)
     }
 }
 
-static void render_counters(struct sbuf *out)
+/* Rendering merges several regions (this program's and other programs' files): the
+ * series of one route label are summed over every region that has it, so a family is
+ * written once with one series per label set, as the text format requires. */
+struct render_set {
+    const struct metrics_shm *regions[1 + SERVER_METRICS_MAX_FILES];
+    size_t n;
+};
+
+static int route_ready(const struct metrics_route *r)
 {
-    sbuf_puts(out, "# HELP eventfold_http_requests_total HTTP requests answered, by route and status.\n"
-                   "# TYPE eventfold_http_requests_total counter\n");
-    for (int i = 0; i < METRICS_ROUTES; i++) {
-        struct metrics_route *r = &shm->routes[i];
-        if (atomic_load_explicit(&r->state, memory_order_acquire) != SLOT_READY)
-            continue;
-        for (int s = 0; s < STATUS_SLOTS; s++) {
-            uint64_t n = atomic_load_explicit(&r->status[s], memory_order_relaxed);
-            if (n == 0)
-                continue;
-            sbuf_puts(out, "eventfold_http_requests_total{route=\"");
-            put_label(out, r->name);
-            sbuf_printf(out, "\",status=\"%d\"} %llu\n", s + STATUS_MIN, (unsigned long long)n);
+    return atomic_load_explicit(&((struct metrics_route *)r)->state, memory_order_acquire) == SLOT_READY;
+}
+
+/* Whether route slot (region k, slot i) is the first occurrence of its label in the set;
+ * later occurrences are summed into the first. */
+static int first_occurrence(const struct render_set *rs, size_t k, int i)
+{
+    const char *name = rs->regions[k]->routes[i].name;
+    for (size_t kk = 0; kk <= k; kk++)
+        for (int ii = 0; ii < (kk == k ? i : METRICS_ROUTES); ii++) {
+            const struct metrics_route *r = &rs->regions[kk]->routes[ii];
+            if (route_ready(r) && strcmp(r->name, name) == 0)
+                return 0;
         }
+    return 1;
+}
+
+/* Calls fn for each distinct ready label with its first (region, slot). */
+static void each_label(const struct render_set *rs, struct sbuf *out,
+                       void (*fn)(const struct render_set *, struct sbuf *, const char *))
+{
+    for (size_t k = 0; k < rs->n; k++)
+        for (int i = 0; i < METRICS_ROUTES; i++)
+            if (route_ready(&rs->regions[k]->routes[i]) && first_occurrence(rs, k, i))
+                fn(rs, out, rs->regions[k]->routes[i].name);
+}
+
+/* Sums, over the set, the counters of label into status[], bucket[] and *sum_ns. */
+static void sum_label(const struct render_set *rs, const char *label, uint64_t *status,
+                      uint64_t *bucket, uint64_t *sum_ns)
+{
+    memset(status, 0, STATUS_SLOTS * sizeof *status);
+    memset(bucket, 0, (N_BUCKETS + 1) * sizeof *bucket);
+    *sum_ns = 0;
+    for (size_t k = 0; k < rs->n; k++)
+        for (int i = 0; i < METRICS_ROUTES; i++) {
+            struct metrics_route *r = (struct metrics_route *)&rs->regions[k]->routes[i];
+            if (!route_ready(r) || strcmp(r->name, label) != 0)
+                continue;
+            for (int s = 0; s < STATUS_SLOTS; s++)
+                status[s] += atomic_load_explicit(&r->status[s], memory_order_relaxed);
+            for (size_t b = 0; b <= N_BUCKETS; b++)
+                bucket[b] += atomic_load_explicit(&r->bucket[b], memory_order_relaxed);
+            *sum_ns += atomic_load_explicit(&r->sum_ns, memory_order_relaxed);
+        }
+}
+
+static void render_counters(const struct render_set *rs, struct sbuf *out, const char *label)
+{
+    uint64_t status[STATUS_SLOTS], bucket[N_BUCKETS + 1], sum_ns;
+    sum_label(rs, label, status, bucket, &sum_ns);
+    for (int s = 0; s < STATUS_SLOTS; s++) {
+        if (status[s] == 0)
+            continue;
+        sbuf_puts(out, "eventfold_http_requests_total{route=\"");
+        put_label(out, label);
+        sbuf_printf(out, "\",status=\"%d\"} %llu\n", s + STATUS_MIN, (unsigned long long)status[s]);
     }
 }
 
 /* One route's histogram. _count is the cumulative +Inf bucket, so the series stay
  * consistent with each other even while other workers keep counting. */
-static void render_histogram(struct sbuf *out, struct metrics_route *r)
+static void render_histogram(const struct render_set *rs, struct sbuf *out, const char *label)
 {
-    uint64_t counts[N_BUCKETS + 1], total = 0;
-    for (size_t b = 0; b <= N_BUCKETS; b++) {
-        counts[b] = atomic_load_explicit(&r->bucket[b], memory_order_relaxed);
+    uint64_t status[STATUS_SLOTS], counts[N_BUCKETS + 1], sum, total = 0;
+    sum_label(rs, label, status, counts, &sum);
+    for (size_t b = 0; b <= N_BUCKETS; b++)
         total += counts[b];
-    }
     if (total == 0)
         return;
     uint64_t cum = 0;
     for (size_t b = 0; b <= N_BUCKETS; b++) {
         cum += counts[b];
         sbuf_puts(out, "eventfold_http_request_duration_seconds_bucket{route=\"");
-        put_label(out, r->name);
+        put_label(out, label);
         sbuf_printf(out, "\",le=\"%s\"} %llu\n", b < N_BUCKETS ? bucket_le[b] : "+Inf",
                     (unsigned long long)cum);
     }
-    uint64_t sum = atomic_load_explicit(&r->sum_ns, memory_order_relaxed);
     sbuf_puts(out, "eventfold_http_request_duration_seconds_sum{route=\"");
-    put_label(out, r->name);
+    put_label(out, label);
     sbuf_printf(out, "\"} %llu.%09llu\n", (unsigned long long)(sum / 1000000000u),
                 (unsigned long long)(sum % 1000000000u));
     sbuf_puts(out, "eventfold_http_request_duration_seconds_count{route=\"");
-    put_label(out, r->name);
+    put_label(out, label);
     sbuf_printf(out, "\"} %llu\n", (unsigned long long)total);
 }
 
-void server_metrics_render(struct sbuf *out)
+/* Maps another program's region read-only; NULL if it is absent or not a region of
+ * this layout (that program has not started yet, or is another version). */
+static const struct metrics_shm *map_file(const char *path)
 {
-    if (!shm)
-        return;
-    render_counters(out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    void *p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size == (off_t)sizeof(struct metrics_shm))
+        p = mmap(NULL, sizeof(struct metrics_shm), PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return NULL;
+    const struct metrics_shm *m = p;
+    if (atomic_load_explicit(&((struct metrics_shm *)p)->magic, memory_order_acquire) != METRICS_MAGIC) {
+        munmap(p, sizeof *m);
+        return NULL;
+    }
+    return m;
+}
+
+void server_metrics_render_files(struct sbuf *out, const char *const *paths, size_t npaths)
+{
+    struct render_set rs = { .n = 0 };
+    if (shm)
+        rs.regions[rs.n++] = shm;
+    for (size_t i = 0; i < npaths && i < SERVER_METRICS_MAX_FILES; i++) {
+        const struct metrics_shm *m = map_file(paths[i]);
+        if (m)
+            rs.regions[rs.n++] = m;
+    }
+    sbuf_puts(out, "# HELP eventfold_http_requests_total HTTP requests answered, by route and status.\n"
+                   "# TYPE eventfold_http_requests_total counter\n");
+    each_label(&rs, out, render_counters);
     sbuf_puts(out, "# HELP eventfold_http_request_duration_seconds Time from accepting a request to its answer, by route.\n"
                    "# TYPE eventfold_http_request_duration_seconds histogram\n");
-    for (int i = 0; i < METRICS_ROUTES; i++)
-        if (atomic_load_explicit(&shm->routes[i].state, memory_order_acquire) == SLOT_READY)
-            render_histogram(out, &shm->routes[i]);
+    each_label(&rs, out, render_histogram);
+    for (size_t k = 0; k < rs.n; k++)
+        if (rs.regions[k] != shm)
+            munmap((void *)rs.regions[k], sizeof(struct metrics_shm));
 }
+
+void server_metrics_render(struct sbuf *out) { server_metrics_render_files(out, NULL, 0); }
 
 void server_metrics_gauge(struct sbuf *out, const char *name, const char *help, double value)
 {

@@ -12,8 +12,11 @@
  * compare-and-swap (free -> claiming -> ready) and never released, so a label keeps its
  * slot for the life of the master.
  *
- * Caveat: the command and the query program are separate process trees with separate
- * regions; each renders only its own counters.
+ * The command and the query program are separate process trees with separate regions.
+ * A program may put its region in a file (server_options.metrics_file) so that another
+ * one can render it along with its own (server_metrics_render_files): the query program
+ * serves /metrics for both. Such a file is replaced, with zeroed counters, when its
+ * master starts.
  */
 #ifndef EF_SERVER_METRICS_H
 #define EF_SERVER_METRICS_H
@@ -27,6 +30,9 @@
 
 /* Maps the shared region (idempotent). Returns 0 or -errno. Call before fork(). */
 int metrics_init(void);
+/* The same, backed by the file at path (created mode 0644, or replaced atomically) so
+ * other programs can read it. Returns 0 or -errno. */
+int metrics_init_file(const char *path);
 /* Unmaps the region (tests; the master keeps it for its lifetime). */
 void metrics_fini(void);
 /* Returns the slot of route, registering it if new; 0 ("other") for NULL, a label of

@@ -42,7 +42,8 @@
 struct server_request {
     /* Valid until the handler returns. */
     const char *method;       /* "GET", "POST", ... */
-    const char *path;         /* path without the query string, percent-decoding NOT applied */
+    const char *path;         /* DOCUMENT_URI if the front end sends it (nginx: decoded and
+                               * normalized), else REQUEST_URI up to '?', as sent */
     const char *query;        /* QUERY_STRING, "" if none */
     const char *content_type; /* "" if none */
     const char *body;         /* NUL-terminated after body_len; "" if none */
@@ -52,15 +53,23 @@ struct server_request {
 };
 
 /* Returns the value of HTTP request header `name` (e.g. "If-Match", "Min-Position"),
- * or NULL. Valid until the handler returns. */
+ * or NULL. The name is case-insensitive and mapped to its CGI form (HTTP_IF_MATCH;
+ * Content-Type and Content-Length without the HTTP_ prefix). Valid until the handler
+ * returns. */
 const char *server_header(struct server_request *req, const char *name);
-/* Returns the decoded value of query parameter `name`, or NULL; valid until the handler
- * returns. A parameter given twice returns the first. */
+/* Returns the decoded value of query parameter `name` ('+' is a space, %XX a byte, a
+ * malformed escape is kept as it is; "k" and "k=" give ""), or NULL; valid until the
+ * handler returns (it lives in the request's arena). A parameter given twice returns the
+ * first. */
 const char *server_query_param(struct server_request *req, const char *name);
 
-/* Answers the request. `headers` is extra header lines, each ending in "\r\n" (may be
- * NULL). Content-Type is set by the helper. Call exactly one answer function per request;
- * the route label is used for metrics (e.g. "POST /api/orders"). */
+/* Answers the request: "Status: N Reason", Content-Type, Content-Length, then `headers`
+ * (extra header lines, each ending in "\r\n"; may be NULL), then the body, handed to
+ * libfcgi in one write. Call exactly one answer function per request: a second call is
+ * logged and ignored, and a handler that returns without answering gets a 500
+ * internal_error problem sent for it. Each answer is counted in the metrics under the
+ * route set with server_set_route() ("other" if none). A client that has gone away is
+ * not an error (logged at debug level). */
 void server_respond(struct server_request *req, int status, const char *content_type,
                     const char *headers, const char *body, size_t body_len);
 void server_respond_json(struct server_request *req, int status, const char *headers,
@@ -69,7 +78,9 @@ void server_respond_json(struct server_request *req, int status, const char *hea
  * `errors` (a JSON array text, or NULL). Adds headers (may be NULL). */
 void server_respond_problem(struct server_request *req, int status, const char *code,
                             const char *detail, const char *errors_json, const char *headers);
-/* Labels the request for metrics (route template such as "GET /api/orders/{id}"). */
+/* Labels the request for metrics (route template such as "GET /api/orders/{id}", not
+ * the concrete path: the table has METRICS_ROUTES = 64 slots). `route` must stay valid
+ * until the request ends (a string literal). */
 void server_set_route(struct server_request *req, const char *route);
 
 typedef void (*server_handler_fn)(struct server_request *req, void *worker_ctx);
@@ -77,7 +88,7 @@ typedef void (*server_handler_fn)(struct server_request *req, void *worker_ctx);
 struct server_options {
     const char *prog;             /* program name for logs */
     const struct ef_config *cfg;  /* listen, workers, threads, ... */
-    int threads;                  /* request threads per worker (>= 1) */
+    int threads;                  /* request threads per worker; 0: cfg->threads */
     size_t max_body;              /* bytes; larger bodies get 413 payload_too_large */
     /* Called in each worker after fork; returns 0 or -1 (the worker exits 1, logged). */
     int (*worker_init)(void **worker_ctx, const struct ef_config *cfg);
@@ -85,6 +96,10 @@ struct server_options {
     server_handler_fn handler;
     /* Seconds a stopping worker waits for in-flight requests (0: 30). */
     int grace_seconds;
+    /* NULL: metrics in anonymous shared memory. Else a file (e.g. DATA/command.metrics)
+     * that holds them, replaced at start, so another program can render them with
+     * server_metrics_render_files(). */
+    const char *metrics_file;
 };
 
 /* Errors of server_run (negative; server_strerror() names them). */
@@ -109,6 +124,11 @@ int server_stopping(void);
  * Prometheus text format 0.0.4 to out. Programs append their own gauges after it with
  * server_metrics_gauge(). */
 void server_metrics_render(struct sbuf *out);
+/* The same, merged with the regions in the metrics_file of other programs (at most
+ * SERVER_METRICS_MAX_FILES; a file that is absent or not a metrics region is skipped),
+ * with the counters of equal route labels summed. Reads them without locks. */
+#define SERVER_METRICS_MAX_FILES 4
+void server_metrics_render_files(struct sbuf *out, const char *const *paths, size_t npaths);
 /* Appends "# HELP name help", "# TYPE name gauge" and "name value" to out. `name` and
  * `help` must be valid Prometheus text (no newline). */
 void server_metrics_gauge(struct sbuf *out, const char *name, const char *help, double value);

@@ -115,11 +115,65 @@ static void serve_one(struct srv_thread *t)
         FCGX_Free(&t->fcgx, 1); /* close a kept connection: no more requests on it */
 }
 
-/* FCGX_Accept_r failures that only mean "somebody else got it" or "the peer went away". */
-static int accept_error_is_transient(int rc)
+/* What to do after FCGX_Accept_r failed with rc (-errno of accept(), or -9999). */
+enum accept_fate { ACCEPT_RETRY, ACCEPT_PAUSE, ACCEPT_FATAL };
+
+static enum accept_fate accept_fate(int rc)
 {
-    return rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || rc == -ECONNABORTED ||
-           rc == -ECONNRESET || rc == -EPROTO || rc < -9000 /* libfcgi: request not begun */;
+    switch (-rc) {
+    case EAGAIN:       /* another thread or worker took the connection */
+    case EINTR:
+    case ECONNABORTED: /* the peer gave up before we accepted */
+    case 9999:         /* libfcgi: no errno */
+        return ACCEPT_RETRY;
+    case EBADF:
+    case EINVAL:
+    case ENOTSOCK:
+    case EOPNOTSUPP:   /* the listen socket is unusable: let the master start afresh */
+        return ACCEPT_FATAL;
+    default:           /* EMFILE, ENFILE, ENOBUFS, ENOMEM: may pass */
+        return ACCEPT_PAUSE;
+    }
+}
+
+/* A resource shortage leaves the listen socket readable, so pause instead of spinning,
+ * and log it at most once a second per thread. */
+static void accept_pause(int rc, uint64_t *last_log_ns)
+{
+    uint64_t now = ef_mono_ns();
+    if (now - *last_log_ns >= 1000000000u) {
+        LOG_WARN("accept failed, pausing err=%s", strerror(-rc));
+        *last_log_ns = now;
+    }
+    nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+}
+
+/* Accepts and serves requests until the worker stops; returns 0, or -1 when the thread
+ * cannot go on (the worker is then told to stop with an error). */
+static int serve_loop(struct srv_thread *t)
+{
+    uint64_t last_log_ns = 0;
+    for (;;) {
+        int rc = wait_for_work(t);
+        if (rc < 0) {
+            LOG_ERROR("waiting for requests failed err=%s", strerror(errno));
+            return -1;
+        }
+        if (rc == 0)
+            return 0;
+        rc = FCGX_Accept_r(&t->fcgx);
+        if (rc >= 0) {
+            serve_one(t);
+            continue;
+        }
+        enum accept_fate fate = accept_fate(rc);
+        if (fate == ACCEPT_FATAL) {
+            LOG_ERROR("accept failed err=%s", strerror(-rc));
+            return -1;
+        }
+        if (fate == ACCEPT_PAUSE)
+            accept_pause(rc, &last_log_ns);
+    }
 }
 
 static void *thread_main(void *arg)
@@ -128,24 +182,8 @@ static void *thread_main(void *arg)
     if (thread_epoll(t) < 0) {
         LOG_ERROR("epoll setup failed err=%s", strerror(errno));
         worker_fail(t->w);
-    } else {
-        for (;;) {
-            int rc = wait_for_work(t);
-            if (rc < 0) {
-                LOG_ERROR("waiting for requests failed err=%s", strerror(errno));
-                worker_fail(t->w);
-            }
-            if (rc <= 0)
-                break;
-            rc = FCGX_Accept_r(&t->fcgx);
-            if (rc >= 0) {
-                serve_one(t);
-            } else if (!accept_error_is_transient(rc)) {
-                /* e.g. EMFILE: the socket stays readable, so pause instead of spinning. */
-                LOG_WARN("accept failed err=%s", strerror(-rc));
-                nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
-            }
-        }
+    } else if (serve_loop(t) < 0) {
+        worker_fail(t->w);
     }
     FCGX_Free(&t->fcgx, 1);
     pthread_mutex_lock(&t->w->mu);

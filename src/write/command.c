@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +22,25 @@
 #include "write/replay.h"
 
 #define PRUNE_PER_COMMAND 8
+#define WRITE_READER_CHECK_EVERY 1024
 
-/* Everything one execution needs; heap-allocated (the structs are large). */
+/* Everything one execution needs; heap-allocated (the structs are large). The small
+ * fields come first and are zeroed; cmd, view and ev clear themselves (each leaves its
+ * unused order-line array alone, see event_clear). */
 struct exec {
     struct write_ctx *ctx;
     const struct write_request *req;
     struct write_response *resp;
     struct problem p;
     struct cmd_route route;
-    struct command cmd;
-    struct shop_view view;
-    struct event ev;
     int has_idem;
     unsigned char fingerprint[EV_FINGERPRINT_LEN];
     int has_if_match;
     int if_match_any; /* If-Match: * */
     uint64_t if_match;
+    struct command cmd;
+    struct shop_view view;
+    struct event ev;
 };
 
 void write_response_free(struct write_response *resp)
@@ -73,11 +77,8 @@ static void answer_problem(struct exec *x)
     r->content_type = "application/problem+json";
     sbuf_reset(&r->body);
     problem_render(&x->p, &r->body);
-    if (x->p.status == 405)
-        snprintf(r->headers, sizeof r->headers, "Allow: POST\r\n");
-    else
-        snprintf(r->headers, sizeof r->headers, "Log-Position: %" PRIu64 "\r\n",
-                 log_durable(x->ctx->log));
+    snprintf(r->headers, sizeof r->headers, "%sLog-Position: %" PRIu64 "\r\n",
+             x->p.status == 405 ? "Allow: POST\r\n" : "", log_durable(x->ctx->log));
 }
 
 static void answer_ok(struct exec *x, int status, const char *body, size_t len, uint64_t position,
@@ -267,20 +268,15 @@ static int check_version(struct exec *x)
     return -1;
 }
 
-/* The stored answer of an earlier request with the same key: replay it (after making sure
- * it is durable) or refuse a different request. Returns 1 if answered, 0 if the key is
- * new, a negative code on error. Called with the lock held; releases nothing. */
+/* Looks the Idempotency-Key up. Returns 0 if it is new, 1 if it is known (*e filled; x->p
+ * set to 422 when it was used for a different request), or a negative code. */
 static int lookup_idem(struct exec *x, MDB_txn *txn, struct wm_idem *e)
 {
     int rc = wm_get_idem(x->ctx->wm, txn, x->req->idempotency_key, e);
-    if (rc != 1)
-        return rc;
-    if (memcmp(e->fingerprint, x->fingerprint, sizeof x->fingerprint) != 0) {
+    if (rc == 1 && memcmp(e->fingerprint, x->fingerprint, sizeof x->fingerprint) != 0)
         problem_set(&x->p, 422, "idempotency_key_reused",
                     "this Idempotency-Key was used for a different request");
-        return 1;
-    }
-    return 1;
+    return rc;
 }
 
 /* Builds the record of ev as it will be at position (the same bytes the log stores) and
@@ -364,32 +360,38 @@ fail:
     return -1;
 }
 
-/* Steps 2-9. */
-static void run_locked(struct exec *x)
+/* Steps 2-8, under the append lock. On return *position is the record to make durable
+ * before answering (0: none), and *e the stored answer of an idempotent repeat (NULL:
+ * none; the caller frees it); or x->p is set. */
+static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
 {
     struct log *lg = x->ctx->log;
-    struct wm_idem *e = NULL;
     MDB_txn *txn = NULL;
-    uint64_t position = 0;
     int rc = log_append_begin(lg);
     if (rc) {
         log_unavailable(x, "taking the append lock", rc);
         return;
     }
+    /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
+     * now and then (cheap, and done under the lock so only one process does it at once). */
+    if (++x->ctx->commands % WRITE_READER_CHECK_EVERY == 0)
+        wm_reader_check(x->ctx->wm);
     if ((rc = catch_up(x)) != 0 || (rc = wm_begin(x->ctx->wm, 1, &txn)) != 0) {
         log_unavailable(x, "catching the write model up", rc);
         goto unlock;
     }
     if (x->has_idem) {
-        e = xmalloc(sizeof *e);
-        if ((rc = lookup_idem(x, txn, e)) != 0) {
+        *e = xmalloc(sizeof **e);
+        if ((rc = lookup_idem(x, txn, *e)) != 0) {
             mdb_txn_abort(txn);
             if (rc < 0)
                 log_unavailable(x, "reading the idempotency table", rc);
+            else if (!x->p.status)
+                *position = (*e)->position; /* a repeat */
             goto unlock;
         }
-        free(e);
-        e = NULL;
+        free(*e);
+        *e = NULL;
     }
     int64_t cutoff = ef_now_ms() - (int64_t)x->ctx->idempotency_ttl_hours * 3600 * 1000;
     if ((rc = wm_prune_idem(x->ctx->wm, txn, cutoff, PRUNE_PER_COMMAND, NULL)) != 0) {
@@ -397,16 +399,19 @@ static void run_locked(struct exec *x)
         log_unavailable(x, "pruning the idempotency table", rc);
         goto unlock;
     }
-    if (decide_and_append(x, txn, &position) == 0)
-        x->ev.position = position;
+    if (decide_and_append(x, txn, position) == 0)
+        x->ev.position = *position;
 unlock:
     log_append_end(lg);
-    if (e && !x->p.status) {
-        /* A repeat: the first answer, once it is durable. */
-        position = e->position;
-        x->ev.position = 0;
-    }
-    if (position && (rc = log_sync(lg, position)) != 0) {
+}
+
+/* Step 9: nothing is acknowledged before an fdatasync covers it. */
+static void answer_durable(struct exec *x, const struct wm_idem *e, uint64_t position)
+{
+    int rc;
+    if (x->p.status || position == 0)
+        return;
+    if ((rc = log_sync(x->ctx->log, position)) != 0) {
         /* The record is published and cannot be taken back (others may have read it); it
          * may still become durable with a later fdatasync. Not acknowledging it is the
          * only honest answer: a retry with the same Idempotency-Key gets the original
@@ -415,29 +420,36 @@ unlock:
         problem_set(&x->p, 503, "log_unavailable",
                     "the log could not be synced (%s); the command was not acknowledged",
                     log_strerror(rc));
-    } else if (e && !x->p.status) {
+    } else if (e) {
         answer_ok(x, e->status, e->body, e->body_len, e->position, e->version);
-    } else if (position && !x->p.status) {
+    } else {
         struct sbuf body = SBUF_INIT;
         int status;
         event_response(&x->ev, &status, &body);
         answer_ok(x, status, body.data, body.len, position, x->ev.version);
         sbuf_free(&body);
     }
-    free(e);
 }
 
 void write_execute(struct write_ctx *ctx, const struct write_request *req,
                    struct write_response *resp)
 {
-    struct exec *x = xcalloc(1, sizeof *x);
+    struct exec *x = xmalloc(sizeof *x);
+    memset(x, 0, offsetof(struct exec, cmd));
+    shop_view_clear(&x->view);
+    event_clear(&x->ev);
     x->ctx = ctx;
     x->req = req;
     x->resp = resp;
     memset(resp, 0, sizeof *resp);
     problem_init(&x->p);
-    if (parse_request(x) == 0)
-        run_locked(x);
+    if (parse_request(x) == 0) {
+        struct wm_idem *e = NULL;
+        uint64_t position = 0;
+        run_locked(x, &e, &position);
+        answer_durable(x, e, position);
+        free(e);
+    }
     if (x->p.status)
         answer_problem(x);
     assert(resp->status != 0);

@@ -42,6 +42,7 @@ struct write_ctx {
     struct log *log;
     struct wm *wm;
     int idempotency_ttl_hours; /* >= 24 */
+    unsigned commands;         /* executed by this handle (for periodic housekeeping) */
 };
 
 /* A command request as the handler received it. Strings are NUL-terminated; absent

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/eflog.h"
 #include "util/xalloc.h"
 
 enum { DBI_META, DBI_USERS, DBI_ITEMS, DBI_ORDERS, DBI_IDEM, DBI_IDEM_TIME };
@@ -62,8 +63,7 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
      * thread (the server may run handlers on several threads). */
     if ((rc = mdb_rc(mdb_env_open(wm->env, dir, MDB_NOSYNC | MDB_NOTLS, 0640))) != 0)
         goto fail;
-    int dead = 0;
-    mdb_reader_check(wm->env, &dead); /* stale slots of killed processes */
+    wm_reader_check(wm); /* stale slots of killed processes */
     if ((rc = mdb_rc(mdb_txn_begin(wm->env, NULL, 0, &txn))) != 0)
         goto fail;
     for (int i = 0; i < WM_NDBI; i++)
@@ -109,6 +109,16 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
 }
 
 MDB_env *wm_env(struct wm *wm) { return wm->env; }
+
+int wm_reader_check(struct wm *wm)
+{
+    int dead = 0;
+    if (mdb_reader_check(wm->env, &dead) != 0)
+        return 0;
+    if (dead)
+        LOG_WARN("cleared stale write-model readers count=%d", dead);
+    return dead;
+}
 
 const char *wm_dbi_name(int i) { return dbi_names[i]; }
 

@@ -372,7 +372,7 @@ class Cluster:
     """One private deployment. Use as a context manager or call stop()."""
 
     def __init__(self, name, workers=4, start_tailer=True, config=None, nginx_workers=2,
-                 extra_server_conf=""):
+                 extra_server_conf="", data_tmpfs_bytes=None):
         if not os.access(NGINX, os.X_OK):
             raise SkipTest("nginx not found at %s" % NGINX)
         self.name = name
@@ -389,6 +389,7 @@ class Cluster:
                     f.write("%s = %s\n" % (k, v))
         self.procs = {}  # name -> Popen
         self.stopped = False
+        self.mounted = None  # a tmpfs mounted on the data directory, unmounted by stop()
         self._ctl_has_status = True
         self.logs = {}   # name -> log file path
         self.nginx_workers = nginx_workers
@@ -396,12 +397,21 @@ class Cluster:
         # replaced by the temporary directory.
         self.extra_server_conf = extra_server_conf.replace("@TMP@", self.tmp)
         _clusters.append(self)
+        if data_tmpfs_bytes:
+            # A small filesystem of its own, so that a test can fill it (ENOSPC).
+            os.makedirs(self.data)
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % data_tmpfs_bytes,
+                                "ef-it-tmpfs", self.data], capture_output=True, text=True, timeout=30)
+            check(p.returncode == 0, "mount tmpfs on %s: %s" % (self.data, p.stderr.strip()))
+            self.mounted = self.data
         self.port = None
         self._start_nginx()
+        # The tailer before the query workers: it creates the read model they open. (A query
+        # started first must cope too, but that is not what these tests are about.)
         self.start("command")
-        self.start("query")
         if start_tailer:
             self.start("tailer")
+        self.start("query")
         self.wait_ready()
 
     def __enter__(self):
@@ -526,7 +536,14 @@ http {{
                                       % (name, p.returncode, self._read_log(name)[-2000:]))
                 check(time.monotonic() < deadline, "%s: socket %s not created in 15 s" % (name, sock))
                 time.sleep(0.02)
-            # The socket file exists once bound; wait until a worker accepts.
+            # Then every worker is forked, and one accepts.
+            while len(self.worker_pids(name)) < self.workers:
+                if p.poll() is not None:
+                    raise TestFailure("%s exited with %s at start: %s"
+                                      % (name, p.returncode, self._read_log(name)[-2000:]))
+                check(time.monotonic() < deadline, "%s: %d workers after 15 s, expected %d"
+                      % (name, len(self.worker_pids(name)), self.workers))
+                time.sleep(0.02)
             deadline = time.monotonic() + 15
             while True:
                 try:
@@ -593,6 +610,11 @@ http {{
         if self.stopped:
             return
         self.stopped = True
+        if self.mounted:
+            p = subprocess.run(["umount", self.mounted], capture_output=True, text=True, timeout=30)
+            if p.returncode != 0:
+                print("teardown: umount %s: %s" % (self.mounted, p.stderr.strip()), file=sys.stderr)
+            self.mounted = None
         for name in self.logs:
             text = self._read_log(name)
             for mark in SANITIZER_MARKS:

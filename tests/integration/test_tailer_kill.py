@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tailer crash (issue 4, API.md section 7): with a backlog of several thousand events, the
-tailer is killed with SIGKILL in the middle of folding, several times, then restarted; the
+tailer is killed with SIGKILL in the middle of folding (at least one kill must land after it
+folded some and before it reached the head), several times, then restarted; the
 read model it ends with must answer every query exactly like a read model built from scratch
 from a copy of the same log (eventfold-tailer --once in a fresh data directory, served by its
 own eventfold-query, asked directly over FastCGI). Snapshots are taken often during the run
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, binary, check, expect, fcgi_params, fcgi_request, log, parallel,  # noqa: E402
                      run, uid)
 
-USERS = 40
+USERS = 60
 ROUNDS = 4  # per thread: orders, each paid and some shipped/cancelled
 
 
@@ -62,28 +63,37 @@ def main():
         log("backlog of %d events in %.1f s" % (head, time.monotonic() - t0))
         check(head >= 2000, "backlog too small: %d" % head)
 
-        log("kill -9 the tailer while it folds")
-        kills = 0
-        for attempt in range(8):
-            c.start("tailer")
-            time.sleep(random.Random(attempt).uniform(0.05, 0.4))
-            pos = int(c.status()["read_model"]["position"])
-            if pos >= head:
-                break
-            c.kill("tailer", signal.SIGKILL)
-            kills += 1
-            log("killed at read-model position ~%d of %d" % (pos, head))
-        check(kills >= 1, "the tailer caught up too fast to be killed mid-batch")
-        if not c.running("tailer"):
-            c.start("tailer")
-        c.wait_caught_up(head, timeout=120)
-
-        log("a read model from scratch on a copy of the log")
+        log("a read model from scratch on a copy of the log (eventfold-tailer --once)")
         fresh = os.path.join(c.tmp, "fresh")
         os.makedirs(fresh)
         shutil.copytree(os.path.join(c.data, "log"), os.path.join(fresh, "log"))
+        t0 = time.monotonic()
         p = subprocess.run([binary("eventfold-tailer"), "--data", fresh, "--once"], capture_output=True, timeout=120)
+        t_once = time.monotonic() - t0
         check(p.returncode == 0, "tailer --once: exit %d: %s" % (p.returncode, p.stderr.decode()[-500:]))
+        log("folding %d events from scratch took %.0f ms" % (head, t_once * 1000))
+
+        log("kill -9 the tailer while it folds")
+        # Kill at fractions of the from-scratch time: each restart resumes from the last
+        # committed batch, so the kills land at different points of the backlog.
+        kills = mid = 0
+        pos = 0
+        for frac in (0.4, 0.55, 0.3, 0.5, 0.45, 0.6, 0.35, 0.7, 0.5, 0.4):
+            c.start("tailer")
+            time.sleep(frac * t_once)
+            c.kill("tailer", signal.SIGKILL)
+            kills += 1
+            prev, pos = pos, int(c.status()["read_model"]["position"])
+            check(pos >= prev, "read model went back from %d to %d" % (prev, pos))
+            if prev < pos < head:
+                mid += 1  # it had folded something and had more to fold when killed
+            log("kill %d after %.0f ms: read-model position %d of %d" % (kills, frac * t_once * 1000, pos, head))
+            if pos >= head:
+                break
+        check(mid >= 1, "no kill landed while the tailer was folding (positions above)")
+        c.start("tailer")
+        c.wait_caught_up(head, timeout=120)
+
         sock = os.path.join(c.tmp, "fresh-query.sock")
         q = subprocess.Popen([binary("eventfold-query"), "--data", fresh, "--listen", "unix:" + sock, "--workers", "1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -117,7 +127,8 @@ def main():
         check(diffs == 0, "%d of %d answers differ from a read model built from scratch" % (diffs, len(paths)))
         st = c.status()
         check(st["dead_letters"] in (0, [], {}), "dead letters after kills: %r" % st["dead_letters"])
-        log("%d answers identical after %d kills; snapshots: %d" % (len(paths), kills, len(st.get("snapshots", []))))
+        log("%d answers identical after %d kills (%d mid-fold); snapshots: %d"
+            % (len(paths), kills, mid, len(st.get("snapshots", []))))
 
 
 if __name__ == "__main__":

@@ -155,6 +155,15 @@ START_TEST(test_invalid_utf8_and_nul)
     const char overlong[] = "{\"user_id\":\"u1\",\"name\":\"\xc0\xaf\"}";
     ck_assert_int_eq(parse("/api/users", overlong), 400);
     ASSERT_PROBLEM(400, "invalid_json");
+    const char surrogate[] = "{\"user_id\":\"u1\",\"name\":\"\xed\xa0\x80\"}";
+    ck_assert_int_eq(parse("/api/users", surrogate), 400);
+    ASSERT_PROBLEM(400, "invalid_json");
+    const char too_big[] = "{\"user_id\":\"u1\",\"name\":\"\xf4\x90\x80\x80\"}";
+    ck_assert_int_eq(parse("/api/users", too_big), 400);
+    ASSERT_PROBLEM(400, "invalid_json");
+    const char truncated[] = "{\"user_id\":\"u1\",\"name\":\"\xe2\x82\"}";
+    ck_assert_int_eq(parse("/api/users", truncated), 400);
+    ASSERT_PROBLEM(400, "invalid_json");
     const char nul[] = "{\"user_id\":\"u1\",\"name\":\"a\0b\"}";
     ck_assert_int_eq(parse3("POST", "/api/users", nul, sizeof nul - 1), 400);
     ASSERT_PROBLEM(400, "invalid_json");

@@ -490,6 +490,69 @@ START_TEST(test_flipped_bit_sealed)
 }
 END_TEST
 
+/* --- eventfoldctl verify / dump ---------------------------------------------------------- */
+
+/* Runs eventfoldctl with up to 7 arguments (NULL ends them). */
+static int ctl(char *out, size_t cap, const char *a1, const char *a2, const char *a3, const char *a4,
+               const char *a5, const char *a6, const char *a7)
+{
+    char *argv[] = { (char *)lt_program("eventfoldctl"), (char *)a1, (char *)a2, (char *)a3, (char *)a4,
+                     (char *)a5, (char *)a6, (char *)a7, NULL };
+    return lt_run(argv, out, cap, 30);
+}
+
+START_TEST(test_ctl_verify_dump)
+{
+    char data[4200], logdir[4300], out[16384];
+    snprintf(data, sizeof data, "%s/ctldata", base);
+    ck_assert_int_eq(mkdir(data, 0755), 0);
+    snprintf(logdir, sizeof logdir, "%s/log", data);
+    struct log *lg = lt_open(logdir, 1024);
+    lt_append_n(lg, 1, 30, 20);
+    struct log_event ev = { .stream = "user-\"q\"", .stream_len = 8, .type = "UserRegistered", .type_len = 14,
+                            .schema_version = 1, .stream_version = 1, .timestamp_ms = 1764198483123,
+                            .meta = "{\"idempotency_key\":\"k\"}", .meta_len = 23,
+                            .data = "{\"user_id\":\"q\"}", .data_len = 15 };
+    ck_assert_int_eq(log_append(lg, &ev, NULL), 0);
+    struct log_stats st;
+    ck_assert_int_eq(log_stats(lg, &st), 0);
+    log_close(lg);
+
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "verify", NULL, NULL, NULL, NULL), 0);
+    char want[256];
+    snprintf(want, sizeof want, "{\"records\":31,\"segments\":%" PRIu64 ",\"status\":\"ok\"}\n", st.segments);
+    ck_assert_str_eq(out, want);
+
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "dump", "--from", "31", NULL, NULL), 0);
+    ck_assert_str_eq(out, "{\"position\":31,\"stream\":\"user-\\\"q\\\"\",\"version\":1,\"type\":\"UserRegistered\","
+                          "\"schema_version\":1,\"at\":\"2025-11-26T23:08:03.123Z\",\"data\":{\"user_id\":\"q\"},"
+                          "\"meta\":{\"idempotency_key\":\"k\"}}\n");
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "dump", "--from", "5", "--limit", "3"), 0);
+    ck_assert_msg(strncmp(out, "{\"position\":5,", 14) == 0, "dump: %s", out);
+    int lines = 0;
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 3);
+    ck_assert_msg(strstr(out, "{\"position\":7,") && !strstr(out, "\"meta\""), "dump: %s", out);
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "dump", "--limit", "0", NULL, NULL), 0);
+    ck_assert_str_eq(out, "");
+
+    /* Bad usage: exit 2 with one line. */
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, NULL, NULL, NULL, NULL, NULL), 2);
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "bogus", NULL, NULL, NULL, NULL), 2);
+    ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "dump", "--from", "x", NULL, NULL), 2);
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "dump", "--from", "0", NULL, NULL), 2);
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", data, "verify", "extra", NULL, NULL, NULL), 2);
+    ck_assert_int_eq(ctl(out, sizeof out, "--version", NULL, NULL, NULL, NULL, NULL, NULL), 0);
+    ck_assert_msg(strstr(out, PACKAGE_VERSION), "version: %s", out);
+    ck_assert_int_eq(ctl(out, sizeof out, "--help", NULL, NULL, NULL, NULL, NULL, NULL), 0);
+    ck_assert_msg(strstr(out, "verify") && strstr(out, "dump [--from POS] [--limit N]"), "help: %s", out);
+    /* A missing data directory is a failure, not a usage error. */
+    ck_assert_int_eq(ctl(out, sizeof out, "--data", "/nonexistent/eventfold", "verify", NULL, NULL, NULL, NULL), 1);
+}
+END_TEST
+
 /* --- injected I/O failures ------------------------------------------------------------ */
 
 static int inject_errno;    /* errno for the failing call */
@@ -682,6 +745,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_torn_tail_every_offset);
     tcase_add_test(tc, test_damage_before_tail);
     tcase_add_test(tc, test_flipped_bit_sealed);
+    tcase_add_test(tc, test_ctl_verify_dump);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("inject");

@@ -80,8 +80,11 @@ static void expect_clean(const char *dir, uint64_t records)
 
 enum { PROCS = 4, PER_PROC = 10000 };
 
-static void appender_child(const char *dir, int k)
+/* Children first drop the parent's handle they inherited (its memory, fds and mapping;
+ * the parent's flock stays, it belongs to the parent's open file description too). */
+static void appender_child(const char *dir, int k, struct log *inherited)
 {
+    log_close(inherited);
     struct log_options opt = { .segment_bytes = 256 << 10 };
     struct log *lg = NULL;
     if (log_open(dir, &opt, &lg) != 0) {
@@ -117,7 +120,7 @@ START_TEST(test_concurrent_appenders)
         pids[k] = fork();
         ck_assert_int_ge(pids[k], 0);
         if (pids[k] == 0)
-            appender_child(dir, k);
+            appender_child(dir, k, lg);
     }
     uint64_t deadline = ef_mono_ns() + 120ull * 1000000000u;
     for (int k = 0; k < PROCS; k++) {
@@ -258,10 +261,13 @@ START_TEST(test_wait_durable)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        log_close(lg);
         usleep(200 * 1000);
         struct log *c = NULL;
         struct log_options opt = { 0 };
-        _exit(log_open(dir, &opt, &c) == 0 && log_sync(c, 1) == 0 ? 0 : 1);
+        int ok = log_open(dir, &opt, &c) == 0 && log_sync(c, 1) == 0;
+        log_close(c);
+        _exit(ok ? 0 : 1);
     }
     uint64_t t0 = ef_mono_ns();
     ck_assert_int_eq(log_wait_durable(lg, 0, 20000), 1);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "read/rm.h"
+#include "read/rm_event.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
@@ -488,6 +489,37 @@ START_TEST(test_upcast_order_created_v1)
 }
 END_TEST
 
+START_TEST(test_dlq_retry_after_upgrade)
+{
+    seed_catalog();
+    /* An OrderCreated of a schema this build does not know: dead letter, folding goes on. */
+    ck_assert_int_eq(fold("order-o1", 1, "OrderCreated", 3, D1, O1_CREATED), 1);
+    FOLD_OK("user-u1", 3, "FundsDeposited", 1, D1,
+            "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":200001}");
+    struct rm_txn *t;
+    struct sbuf out = SBUF_INIT;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rm_render_order(t, "o1", 2, &out, &(uint64_t){ 0 }), RM_ENOTFOUND);
+    rm_txn_abort(t);
+    /* "Upgrade": schema 3 becomes known; the retry applies it and removes the letter. */
+    next_pos = 7;
+    struct log_record r = mkrec("order-o1", 1, "OrderCreated", 3, D1, O1_CREATED);
+    int old = rm_ev_set_max_schema(RM_EV_ORDER_CREATED, 3);
+    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
+    int rc = rm_dlq_retry(t, 1, &r);
+    rm_ev_set_max_schema(RM_EV_ORDER_CREATED, old);
+    ck_assert_int_eq(rc, 0);
+    uint64_t n;
+    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(rm_txn_commit(t), 0);
+    expect(ITEM, "A",
+           "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000,"
+           "\"available\":8,\"reserved\":2,\"sold\":0}");
+    sbuf_free(&out);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
     Suite *s = suite_create("read_fold");
@@ -501,6 +533,7 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_as_of_each_position);
     tcase_add_test(tc, test_dead_letters_and_retry);
     tcase_add_test(tc, test_upcast_order_created_v1);
+    tcase_add_test(tc, test_dlq_retry_after_upgrade);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,6 +18,7 @@
 
 #include "log/log.h"
 #include "read/rdir.h"
+#include "read/rebuild.h"
 #include "read/rm.h"
 #include "read/rm_internal.h"
 #include "read/rpos.h"
@@ -204,8 +205,10 @@ static void assert_same_as_reference(void)
 {
     char ref[128], cur[128];
     snprintf(ref, sizeof ref, "%s/reference", tmpdir);
-    ck_assert_int_eq(mkdir(ref, 0755), 0);
-    build_reference(ref);
+    if (mkdir(ref, 0755) == 0) /* built once per test */
+        build_reference(ref);
+    else
+        ck_assert_int_eq(errno, EEXIST);
     snprintf(cur, sizeof cur, "%s/read/current", tmpdir);
     struct sbuf a = SBUF_INIT, b = SBUF_INIT;
     dump_model(ref, &a);
@@ -251,7 +254,10 @@ START_TEST(test_kill9_mid_catch_up)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         eflog_set_level(EF_ERROR);
-        _exit(run_tailer(tmpdir, 1, 0) == 0 ? 0 : 1);
+        /* Small batches: many commits, so the kill lands between two of them. */
+        struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
+                                      .batch_max = 2000 };
+        _exit(tailer_run(&opt) == 0 ? 0 : 1);
     }
     /* Wait (bounded) until the child committed a few batches, then kill it mid-stream. */
     char path[128];
@@ -312,20 +318,28 @@ START_TEST(test_stops_on_damage)
 }
 END_TEST
 
+/* Runs the tailer for `records` more records with snapshots every `every`. */
+static void fold_some(uint64_t records, uint64_t every)
+{
+    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
+                                  .snapshot_every = every, .snapshot_keep = 2, .max_records = records };
+    ck_assert_int_eq(tailer_run(&opt), 0);
+}
+
 START_TEST(test_snapshot_take_and_verify)
 {
     uint64_t head = build_log(3000, 0);
-    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
-                                  .snapshot_every = 1000, .snapshot_keep = 2 };
-    ck_assert_int_eq(tailer_run(&opt), 0);
+    fold_some(1000, 1000);
+    fold_some(1000, 1000);
+    fold_some(1000, 1000);
     struct snapshot_info list[8];
     size_t n;
     ck_assert_int_eq(snapshot_list(tmpdir, list, 8, &n), 0);
-    ck_assert_uint_eq(n, 2); /* taken at each 1000 events or more, the 2 newest kept */
-    ck_assert_uint_gt(list[0].position, list[1].position);
-    ck_assert_uint_le(list[0].position, head);
+    ck_assert_uint_eq(n, 2); /* at 1000, 2000 and 3000; the 2 newest kept */
+    ck_assert_uint_eq(list[0].position, head);
+    ck_assert_uint_eq(list[1].position, 2000);
     ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), 0);
-    /* Damage the newest: verification fails. */
+    /* Damage the newest: verification fails, the older one is still good. */
     char path[512];
     snprintf(path, sizeof path, "%s/read/snapshots/%s/data.mdb", tmpdir, list[0].name);
     int fd = open(path, O_RDWR);
@@ -334,6 +348,38 @@ START_TEST(test_snapshot_take_and_verify)
     close(fd);
     ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), -EBADMSG);
     ck_assert_int_eq(snapshot_verify(tmpdir, &list[1]), 0);
+}
+END_TEST
+
+static void rebuild(int from_scratch, uint64_t want_from)
+{
+    struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = from_scratch };
+    struct rebuild_result res;
+    ck_assert_int_eq(rebuild_run(&ro, &res), 0);
+    ck_assert_uint_eq(res.from_position, want_from);
+    assert_same_as_reference();
+}
+
+START_TEST(test_rebuild_scratch_snapshot_fallback)
+{
+    uint64_t head = build_log(3000, 64 << 10);
+    fold_some(1500, 500); /* snapshot at 1500 */
+    fold_some(0, 500);    /* to the head: snapshot at 3000 */
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    rebuild(1, 0);     /* from scratch */
+    rebuild(0, head);  /* from the newest snapshot */
+    /* Damage the newest snapshot: the rebuild falls back to the one at 1500. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/read/snapshots/snap-%020" PRIu64 "/data.mdb", tmpdir, head);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, "X", 1, 4096 + 100), 1);
+    close(fd);
+    rebuild(0, 1500);
+    /* Only the current model directory is left. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -348,6 +394,7 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_kill9_mid_catch_up);
     tcase_add_test(tc, test_stops_on_damage);
     tcase_add_test(tc, test_snapshot_take_and_verify);
+    tcase_add_test(tc, test_rebuild_scratch_snapshot_fallback);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -46,9 +46,21 @@ struct test_ctx {
     pid_t pid; /* getpid() of the worker that ran worker_init */
 };
 
+/* Counts its calls in tmpdir/inits and fails while tmpdir/fail exists. */
 static int test_worker_init(void **ctx, const struct ef_config *cfg)
 {
     (void)cfg;
+    char path[192];
+    snprintf(path, sizeof path, "%s/inits", tmpdir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ssize_t w = write(fd, "i", 1);
+        (void)w;
+        close(fd);
+    }
+    snprintf(path, sizeof path, "%s/fail", tmpdir);
+    if (access(path, F_OK) == 0)
+        return -1;
     struct test_ctx *c = malloc(sizeof *c);
     if (!c)
         return -1;
@@ -174,6 +186,8 @@ struct setup {
     int inherit_fd;      /* >= 0: a listening socket to pass as fd 0 or 3 */
     int inherit_as;      /* 0 (stdin) or 3 (LISTEN_FDS) */
     int expect_fail;     /* do not wait for the socket */
+    int grace_seconds;   /* 0: 10 */
+    int log_requests;    /* 1: log_requests on, stderr to tmpdir/server.log at info */
 };
 
 static void run_server_child(const struct setup *s)
@@ -181,9 +195,17 @@ static void run_server_child(const struct setup *s)
     struct rlimit no_core = { 0, 0 };
     setrlimit(RLIMIT_CORE, &no_core); /* the crash test must not leave core files */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    eflog_init("check_server", EF_WARN);
+    eflog_init("check_server", s->log_requests ? EF_INFO : EF_WARN);
     struct ef_config cfg;
     ef_config_defaults(&cfg);
+    if (s->log_requests) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/server.log", tmpdir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0)
+            _exit(96);
+        cfg.log_requests = 1;
+    }
     cfg.workers = s->workers;
     cfg.threads = s->threads;
     snprintf(cfg.listen, sizeof cfg.listen, "%s", s->listen ? s->listen : spec);
@@ -210,7 +232,7 @@ static void run_server_child(const struct setup *s)
         .worker_init = test_worker_init,
         .worker_fini = test_worker_fini,
         .handler = test_handler,
-        .grace_seconds = 10,
+        .grace_seconds = s->grace_seconds ? s->grace_seconds : 10,
     };
     exit(server_run(&opt));
 }
@@ -309,6 +331,8 @@ static int post(const char *uri, const char *content_length, const void *body, s
 }
 
 static const struct setup default_setup = { .workers = 2, .threads = 2, .inherit_fd = -1, .inherit_as = -1 };
+
+static void expect_pid_answer(const char *to);
 
 /* ---- tests ---- */
 
@@ -584,6 +608,154 @@ START_TEST(test_keep_conn)
 }
 END_TEST
 
+START_TEST(test_grace_period_bounds_stop)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.grace_seconds = 1;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/slow" },
+                              { "QUERY_STRING", "ms=6000&mark=g" } };
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fcgi_send(fd, 1, 0, p, 3, NULL, 0), 0);
+    char mark[192];
+    snprintf(mark, sizeof mark, "%s/started-g", tmpdir);
+    ck_assert_int_eq(wait_for_file(mark, 5000), 0);
+    uint64_t t0 = now_ms();
+    ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
+    int status = wait_server(10000);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    /* the request would take 6 s; the worker gives up after its 1 s grace period */
+    ck_assert_msg(took < 4500, "stop took %llu ms", (unsigned long long)took);
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_recv(fd, 1, &r), -1);
+    close(fd);
+}
+END_TEST
+
+static long file_size(const char *name)
+{
+    char path[192];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+START_TEST(test_failing_workers_back_off)
+{
+    char fail[192];
+    snprintf(fail, sizeof fail, "%s/fail", tmpdir);
+    int fd = open(fail, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.expect_fail = 1;
+    start_server(&s);
+    sleep_ms(1500);
+    long attempts = file_size("inits");
+    /* back-off 100, 200, 400, 800 ms: about 4 starts in 1.5 s, not hundreds */
+    ck_assert_msg(attempts >= 2 && attempts <= 8, "%ld worker starts in 1.5 s", attempts);
+    ck_assert_int_eq(unlink(fail), 0);
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/pid", &r), 0); /* waits in the backlog for the next start */
+    ck_assert_int_eq(r.status, 200);
+    fcgi_response_free(&r);
+}
+END_TEST
+
+START_TEST(test_sighup_ignored)
+{
+    start_server(&default_setup);
+    ck_assert_int_eq(kill(server_pid, SIGHUP), 0);
+    sleep_ms(100);
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/pid", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    fcgi_response_free(&r);
+    ck_assert_int_eq(waitpid(server_pid, NULL, WNOHANG), 0);
+}
+END_TEST
+
+START_TEST(test_workers_die_with_master)
+{
+    /* adopt orphans so the worker can be reaped (and seen gone) here */
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    struct setup s = default_setup;
+    s.workers = 1;
+    start_server(&s);
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/pid", &r), 0);
+    pid_t worker = (pid_t)atol(r.body);
+    fcgi_response_free(&r);
+    ck_assert_int_eq(kill(server_pid, SIGKILL), 0);
+    ck_assert_int_ne(wait_server(5000), -1);
+    int status = -1;
+    for (int waited = 0; waited < 5000; waited += 10) {
+        if (waitpid(worker, &status, WNOHANG) == worker)
+            break;
+        status = -1;
+        sleep_ms(10);
+    }
+    ck_assert_msg(status != -1, "worker outlived its master");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker status %d", status);
+    /* the socket file it left behind is stale: a new server takes it over */
+    start_server(&default_setup);
+    expect_pid_answer(spec);
+}
+END_TEST
+
+static void read_text(const char *name, char *buf, size_t cap)
+{
+    char path[192];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ssize_t n = read(fd, buf, cap - 1);
+    ck_assert_int_ge(n, 0);
+    buf[n] = '\0';
+    close(fd);
+}
+
+START_TEST(test_logging)
+{
+    struct setup s = default_setup;
+    s.log_requests = 1;
+    start_server(&s);
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/pid?x=1", &r), 0);
+    fcgi_response_free(&r);
+    stop_server();
+    char log[8192];
+    read_text("server.log", log, sizeof log);
+    ck_assert_msg(strstr(log, ": info: started prog=check_server workers=2 threads=2 listen=unix:"), "%s", log);
+    ck_assert_msg(strstr(log, ": info: request method=GET path=/pid status=200 ms="), "%s", log);
+    ck_assert_msg(strstr(log, ": info: stopped\n"), "%s", log);
+    /* one line per request, nothing else per request */
+    const char *first = strstr(log, "request method=");
+    ck_assert_ptr_null(strstr(first + 1, "request method="));
+}
+END_TEST
+
+START_TEST(test_listen_path_not_a_socket)
+{
+    int fd = open(sock_path, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct setup s = default_setup;
+    s.expect_fail = 1;
+    start_server(&s);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d", status);
+    struct stat st;
+    ck_assert_int_eq(stat(sock_path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode)); /* left alone */
+}
+END_TEST
+
 /* ---- listening sockets ---- */
 
 static int make_unix_listener(const char *path, int do_listen)
@@ -772,6 +944,67 @@ START_TEST(test_metrics_shared_and_escaped)
 }
 END_TEST
 
+START_TEST(test_metrics_file_merged)
+{
+    char path[192], bogus[192], missing[192];
+    snprintf(path, sizeof path, "%s/command.metrics", tmpdir);
+    snprintf(bogus, sizeof bogus, "%s/bogus.metrics", tmpdir);
+    snprintf(missing, sizeof missing, "%s/missing.metrics", tmpdir);
+    int bfd = open(bogus, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(bfd, 0);
+    ck_assert_int_eq(write(bfd, "not a region", 12), 12);
+    close(bfd);
+    metrics_fini();
+    fflush(NULL);
+    pid_t pid = fork(); /* "the command program": its region in a file */
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (metrics_init_file(path) != 0)
+            _exit(1);
+        metrics_observe(metrics_route_id("POST /api/orders"), 201, 2000000);
+        metrics_observe(metrics_route_id(NULL), 404, 1000);
+        _exit(0);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(status, 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    ck_assert_int_eq(metrics_init(), 0); /* "the query program" */
+    metrics_observe(metrics_route_id("GET /api/items/{id}"), 200, 1000);
+    metrics_observe(metrics_route_id(NULL), 404, 1000);
+    struct sbuf sb = SBUF_INIT;
+    const char *const files[] = { path, bogus, missing };
+    server_metrics_render_files(&sb, files, 3);
+    const char *t = sbuf_str(&sb);
+    assert_has(t, "eventfold_http_requests_total{route=\"POST /api/orders\",status=\"201\"} 1\n");
+    assert_has(t, "eventfold_http_requests_total{route=\"GET /api/items/{id}\",status=\"200\"} 1\n");
+    assert_has(t, "eventfold_http_requests_total{route=\"other\",status=\"404\"} 2\n"); /* summed */
+    assert_has(t, "_bucket{route=\"POST /api/orders\",le=\"0.0025\"} 1\n");
+    /* each family once, each series once */
+    const char *type = "# TYPE eventfold_http_requests_total counter\n";
+    ck_assert_ptr_null(strstr(strstr(t, type) + 1, type));
+    const char *other = "_count{route=\"other\"}";
+    ck_assert_ptr_null(strstr(strstr(t, other) + 1, other));
+    sbuf_free(&sb);
+    /* a restarted "command program" starts from zero */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        metrics_fini();
+        _exit(metrics_init_file(path) == 0 ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(status, 0);
+    sbuf_init(&sb);
+    server_metrics_render_files(&sb, files, 1);
+    ck_assert_ptr_null(strstr(sbuf_str(&sb), "POST /api/orders"));
+    sbuf_free(&sb);
+    metrics_fini();
+}
+END_TEST
+
 START_TEST(test_strerror_and_bad_options)
 {
     ck_assert_str_eq(server_strerror(SERVER_ERR_IN_USE), "socket in use by another server");
@@ -801,16 +1034,24 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_idle_stop_is_quick);
     tcase_add_test(tc, test_metrics_over_fastcgi);
     tcase_add_test(tc, test_keep_conn);
+    tcase_add_test(tc, test_grace_period_bounds_stop);
+    tcase_add_test(tc, test_failing_workers_back_off);
+    tcase_add_test(tc, test_sighup_ignored);
+    tcase_add_test(tc, test_workers_die_with_master);
     tcase_add_test(tc, test_stale_socket_replaced);
     tcase_add_test(tc, test_live_socket_in_use);
     tcase_add_loop_test(tc, test_inherited_sockets, 0, 2);
     tcase_add_test(tc, test_no_socket_fails);
+    tcase_add_test(tc, test_logging);
+    tcase_add_test(tc, test_listen_path_not_a_socket);
     tcase_add_test(tc, test_tcp_listen);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("metrics");
+    tcase_add_checked_fixture(tm, setup, teardown);
     tcase_add_test(tm, test_metrics_histogram);
     tcase_add_test(tm, test_metrics_routes_table);
     tcase_add_test(tm, test_metrics_shared_and_escaped);
+    tcase_add_test(tm, test_metrics_file_merged);
     tcase_add_test(tm, test_strerror_and_bad_options);
     suite_add_tcase(s, tm);
     return s;

@@ -1,0 +1,185 @@
+/* bench_fold: folding rate of the read side from position 1, and the tailer's peak RSS.
+ *
+ * Builds a log of EF_BENCH_FOLD_EVENTS events (default 1 000 000) in a temp dir: 1 000
+ * users and 1 000 items, then orders that go through every transition (created, paid,
+ * shipped, delivered, cancelled). Then runs the tailer (--once semantics) in a child
+ * process from an empty read model and reports:
+ *   fold_events=N fold_seconds=S fold_events_per_second=R fold_cpu_seconds=C
+ *   fold_events_per_cpu_second=R2 tailer_peak_rss_kib=K
+ * and the same for a rebuild from scratch (rebuild_seconds), then a snapshot (snapshot_ms,
+ * snapshot_bytes) and a rebuild from that snapshot. The temp dir is removed at the end.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "read/rdir.h"
+#include "read/rebuild.h"
+#include "read/rm.h"
+#include "read/snapshot.h"
+#include "read/tailer.h"
+#include "util/clock.h"
+#include "util/eflog.h"
+
+#define USERS 1000
+#define ITEMS 1000
+
+static void append(struct log *lg, const char *stream, uint64_t ver, const char *type, const char *data)
+{
+    struct log_event ev = { stream, strlen(stream), type, strlen(type), 1, ver,
+                            1767261600000LL + (int64_t)ver, "{}", 2, data, strlen(data) };
+    if (strcmp(type, "OrderCreated") == 0)
+        ev.schema_version = 2;
+    uint64_t pos;
+    int rc = log_append_record(lg, &ev, &pos);
+    if (rc) {
+        fprintf(stderr, "bench_fold: append: %s\n", log_strerror(rc));
+        exit(1);
+    }
+}
+
+static void build_log(const char *dir, uint64_t n)
+{
+    struct log *lg;
+    struct log_options lo = { 0, 0 };
+    if (log_open(dir, &lo, &lg) || log_append_begin(lg)) {
+        fprintf(stderr, "bench_fold: cannot open the log: %s\n", log_last_error(NULL));
+        exit(1);
+    }
+    char s[64], d[512];
+    uint64_t count = 0;
+    for (int i = 0; i < USERS; i++, count += 2) {
+        snprintf(s, sizeof s, "user-u%d", i);
+        snprintf(d, sizeof d, "{\"user_id\":\"u%d\",\"name\":\"User %d\",\"email\":null}", i, i);
+        append(lg, s, 1, "UserRegistered", d);
+        snprintf(d, sizeof d, "{\"user_id\":\"u%d\",\"amount_cents\":1000000000,\"balance_cents\":1000000000}", i);
+        append(lg, s, 2, "FundsDeposited", d);
+    }
+    for (int i = 0; i < ITEMS; i++, count += 2) {
+        snprintf(s, sizeof s, "item-i%d", i);
+        snprintf(d, sizeof d, "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"price_cents\":%d}",
+                 i, i, i % 17, 100 + i);
+        append(lg, s, 1, "ItemAdded", d);
+        snprintf(d, sizeof d, "{\"item_id\":\"i%d\",\"quantity\":100000000,\"available\":100000000}", i);
+        append(lg, s, 2, "ItemRestocked", d);
+    }
+    static const char *const steps[] = { "PaymentProcessed", "OrderShipped", "OrderDelivered" };
+    for (uint64_t k = 0; count < n; k++) {
+        int u = (int)(k % USERS), a = (int)(k % ITEMS), b = (int)((k * 7 + 3) % ITEMS);
+        if (a == b)
+            b = (b + 1) % ITEMS;
+        int amount = 2 * (100 + a) + (100 + b);
+        snprintf(s, sizeof s, "order-o%" PRIu64, k);
+        snprintf(d, sizeof d,
+                 "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"lines\":["
+                 "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"quantity\":2,\"price_cents\":%d},"
+                 "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"quantity\":1,\"price_cents\":%d}],"
+                 "\"amount_cents\":%d}",
+                 k, u, a, a, a % 17, 100 + a, b, b, b % 17, 100 + b, amount);
+        append(lg, s, 1, "OrderCreated", d);
+        count++;
+        unsigned last = (unsigned)(k % 4); /* 0: cancelled, 1..3: paid/shipped/delivered */
+        if (last == 0 && count < n) {
+            snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"reason\":null,"
+                     "\"refunded_cents\":0,\"previous_status\":\"created\"}", k, u);
+            append(lg, s, 2, "OrderCancelled", d);
+            count++;
+        }
+        for (unsigned st = 0; st < last && count < n; st++, count++) {
+            snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"amount_cents\":%d,"
+                     "\"balance_cents\":0}", k, u, amount);
+            append(lg, s, 2 + st, steps[st], d);
+        }
+    }
+    log_append_end(lg);
+    if (log_sync(lg, log_head(lg))) {
+        fprintf(stderr, "bench_fold: sync failed\n");
+        exit(1);
+    }
+    log_close(lg);
+}
+
+/* Runs the tailer once in a child; returns its exit status, peak RSS in *rss_kib. */
+static int run_child_tailer(const char *data, long *rss_kib, double *cpu_s)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        struct tailer_options o = { .data_dir = data, .once = 1, .map_bytes = 8ull << 30 };
+        _exit(tailer_run(&o) == 0 ? 0 : 1);
+    }
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid)
+        return -1;
+    *rss_kib = ru.ru_maxrss;
+    *cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+             ru.ru_stime.tv_usec / 1e6;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(void)
+{
+    eflog_init("bench_fold", EF_WARN);
+    const char *env = getenv("EF_BENCH_FOLD_EVENTS");
+    uint64_t n = env ? strtoull(env, NULL, 10) : 1000000;
+    if (n < 5000)
+        n = 5000;
+    char tmp[] = "/tmp/bench_fold_XXXXXX", logdir[64];
+    if (!mkdtemp(tmp)) {
+        perror("bench_fold: mkdtemp");
+        return 1;
+    }
+    snprintf(logdir, sizeof logdir, "%s/log", tmp);
+    uint64_t t0 = ef_mono_ns();
+    build_log(logdir, n);
+    printf("log_events=%" PRIu64 " log_build_seconds=%.2f\n", n, (double)(ef_mono_ns() - t0) / 1e9);
+    fflush(stdout);
+
+    long rss = 0;
+    double cpu = 0;
+    t0 = ef_mono_ns();
+    int rc = run_child_tailer(tmp, &rss, &cpu);
+    double secs = (double)(ef_mono_ns() - t0) / 1e9;
+    /* The CPU-time rate is what one core sustains; the wall rate also counts waiting for
+     * the CPU on a shared machine and for fdatasync. */
+    printf("fold_events=%" PRIu64 " fold_seconds=%.2f fold_events_per_second=%.0f "
+           "fold_cpu_seconds=%.2f fold_events_per_cpu_second=%.0f tailer_peak_rss_kib=%ld status=%d\n",
+           n, secs, (double)n / secs, cpu, cpu > 0 ? (double)n / cpu : 0, rss, rc);
+    fflush(stdout);
+
+    /* Snapshot of the live model, then rebuilds from scratch and from that snapshot. */
+    char model[RDIR_PATH_MAX];
+    struct rm_env *e;
+    struct rm_options ro = { 8ull << 30, 1 };
+    struct snapshot_info info;
+    rdir_path(tmp, "current", model, sizeof model);
+    if (rc == 0 && rm_env_open(model, &ro, &e) == 0) {
+        t0 = ef_mono_ns();
+        rc = snapshot_take(tmp, e, 2, &info);
+        printf("snapshot_ms=%.0f snapshot_bytes=%" PRIu64 " status=%d\n",
+               (double)(ef_mono_ns() - t0) / 1e6, rc ? 0 : info.bytes, rc);
+        rm_env_close(e);
+    }
+    for (int scratch = 1; scratch >= 0 && rc == 0; scratch--) {
+        struct rebuild_options ropt = { .data_dir = tmp, .map_bytes = 8ull << 30, .from_scratch = scratch };
+        struct rebuild_result res;
+        rc = rebuild_run(&ropt, &res);
+        printf("rebuild_%s_seconds=%.2f from_position=%" PRIu64 " position=%" PRIu64 " status=%d\n",
+               scratch ? "from_scratch" : "from_snapshot", res.seconds, res.from_position, res.position, rc);
+        fflush(stdout);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp); /* our mkdtemp dir only */
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_fold: could not remove %s\n", tmp);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,243 @@
+/* eventfoldctl read-side commands: status, snapshot, rebuild, dlq. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "programs/ctl.h"
+#include "read/rdir.h"
+#include "read/rebuild.h"
+#include "read/rm.h"
+#include "read/rstatus.h"
+#include "read/snapshot.h"
+#include "util/cli.h"
+#include "util/eflog.h"
+
+/* The handles a read command needs: the log (never appended to) and the current model. */
+struct read_handles {
+    struct log *lg;
+    struct rm_env *env;
+};
+
+static void close_handles(struct read_handles *h)
+{
+    rm_env_close(h->env);
+    log_close(h->lg);
+}
+
+static int open_handles(struct ctl_ctx *ctx, int rdonly_model, struct read_handles *h)
+{
+    memset(h, 0, sizeof *h);
+    char dir[EF_PATH_MAX], model[RDIR_PATH_MAX];
+    int rc = ctl_log_dir(ctx, dir);
+    if (rc)
+        return rc;
+    struct log_options lo = { ctx->cfg->segment_bytes, 0 };
+    if (log_open(dir, &lo, &h->lg) != 0) {
+        fprintf(stderr, "%s: cannot open the log: %s\n", ctx->prog, log_last_error(NULL));
+        return 1;
+    }
+    struct rm_options ro = { ctx->cfg->read_map_bytes, rdonly_model };
+    rc = rdir_prepare(ctx->cfg->data_dir);
+    if (rc == 0)
+        rc = rdir_path(ctx->cfg->data_dir, "current", model, sizeof model);
+    if (rc == 0)
+        rc = rm_env_open(model, &ro, &h->env);
+    if (rc && rdonly_model) { /* never initialized: create it empty, then read it */
+        struct rm_options rw = { ctx->cfg->read_map_bytes, 0 };
+        if (rm_env_open(model, &rw, &h->env) == 0) {
+            rm_env_close(h->env);
+            h->env = NULL;
+            rc = rm_env_open(model, &ro, &h->env);
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "%s: cannot open the read model: %s\n", ctx->prog, rm_strerror(rc));
+        close_handles(h);
+        return 1;
+    }
+    return 0;
+}
+
+static int ctl_status(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    if (argc != 1)
+        return cli_usage_error(ctx->prog, "status takes no arguments");
+    struct read_handles h;
+    int rc = open_handles(ctx, 1, &h);
+    if (rc)
+        return rc;
+    struct rm_txn *t = NULL;
+    struct rstatus st;
+    struct sbuf out = SBUF_INIT;
+    rc = rm_txn_begin(h.env, 1, &t);
+    if (rc == 0)
+        rc = rstatus_collect(h.lg, t, ctx->cfg->data_dir, &st);
+    rm_txn_abort(t);
+    if (rc == 0)
+        rc = rstatus_render(&st, ctx->cfg->data_dir, &out);
+    if (rc == 0)
+        printf("%s\n", sbuf_str(&out));
+    else
+        fprintf(stderr, "%s: status: %s\n", ctx->prog, rm_strerror(rc));
+    sbuf_free(&out);
+    close_handles(&h);
+    return rc ? 1 : 0;
+}
+
+static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    if (argc != 1)
+        return cli_usage_error(ctx->prog, "snapshot takes no arguments");
+    struct read_handles h;
+    int rc = open_handles(ctx, 1, &h);
+    if (rc)
+        return rc;
+    struct snapshot_info info;
+    rc = snapshot_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
+    if (rc == 0)
+        printf("{\"position\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", info.position, info.bytes);
+    else
+        fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, rm_strerror(rc));
+    close_handles(&h);
+    return rc ? 1 : 0;
+}
+
+static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    int scratch = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--from-scratch") == 0)
+            scratch = 1;
+        else
+            return cli_usage_error(ctx->prog, "rebuild: unknown argument '%s'", argv[i]);
+    }
+    struct rebuild_options opt = {
+        .data_dir = ctx->cfg->data_dir,
+        .map_bytes = ctx->cfg->read_map_bytes,
+        .segment_bytes = ctx->cfg->segment_bytes,
+        .from_scratch = scratch,
+        .progress = isatty(STDERR_FILENO),
+    };
+    struct rebuild_result res;
+    int rc = rebuild_run(&opt, &res);
+    if (rc) {
+        fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, rm_strerror(rc));
+        return 1;
+    }
+    printf("{\"from_position\":%" PRIu64 ",\"position\":%" PRIu64 ",\"seconds\":%.3f}\n",
+           res.from_position, res.position, res.seconds);
+    return 0;
+}
+
+static int dlq_list(struct ctl_ctx *ctx, struct read_handles *h)
+{
+    struct rm_txn *t;
+    struct sbuf out = SBUF_INIT;
+    int rc = rm_txn_begin(h->env, 1, &t);
+    if (rc == 0) {
+        rc = rm_dlq_render(t, &out);
+        rm_txn_abort(t);
+    }
+    if (rc == 0)
+        printf("%s\n", sbuf_str(&out));
+    else
+        fprintf(stderr, "%s: dlq list: %s\n", ctx->prog, rm_strerror(rc));
+    sbuf_free(&out);
+    return rc ? 1 : 0;
+}
+
+/* Reads the dead letter's record back from the log and applies it again. */
+static int dlq_retry(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
+{
+    struct rm_txn *t;
+    struct log_reader *rd = NULL;
+    uint64_t pos, seg, off;
+    int rc = rm_txn_begin(h->env, 0, &t);
+    if (rc == 0)
+        rc = rm_dlq_get(t, id, &pos, &seg, &off);
+    if (rc == 0)
+        rc = log_reader_open(h->lg, pos, &rd);
+    struct log_record rec;
+    if (rc == 0 && (seg || off))
+        rc = log_reader_seek(rd, seg, off);
+    if (rc == 0) {
+        rc = log_reader_next(rd, log_durable(h->lg), &rec);
+        rc = rc == 1 && rec.position == pos ? 0 : rc < 0 ? rc : RM_ENOTFOUND;
+    }
+    int applied = 0;
+    if (rc == 0) {
+        rc = rm_dlq_retry(t, id, &rec);
+        applied = rc == 0;
+        if (rc == 1)
+            rc = 0;
+    }
+    log_reader_close(rd);
+    if (rc == 0) {
+        rc = rm_txn_commit(t);
+    } else {
+        rm_txn_abort(t);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: dlq retry %" PRIu64 ": %s\n", ctx->prog, id,
+                rc <= -10001 && rc >= -10999 ? log_last_error(h->lg) : rm_strerror(rc));
+        return 1;
+    }
+    printf("{\"id\":%" PRIu64 ",\"position\":%" PRIu64 ",\"applied\":%s}\n", id, pos,
+           applied ? "true" : "false");
+    return applied ? 0 : 1;
+}
+
+static int dlq_drop(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
+{
+    struct rm_txn *t;
+    int rc = rm_txn_begin(h->env, 0, &t);
+    if (rc == 0) {
+        rc = rm_dlq_drop(t, id);
+        if (rc == 0)
+            rc = rm_txn_commit(t);
+        else
+            rm_txn_abort(t);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: dlq drop %" PRIu64 ": %s\n", ctx->prog, id, rm_strerror(rc));
+        return 1;
+    }
+    printf("{\"id\":%" PRIu64 ",\"dropped\":true}\n", id);
+    return 0;
+}
+
+static int ctl_dlq(struct ctl_ctx *ctx, int argc, char **argv)
+{
+    int list = argc == 2 && strcmp(argv[1], "list") == 0;
+    int retry = argc == 3 && strcmp(argv[1], "retry") == 0;
+    int drop = argc == 3 && strcmp(argv[1], "drop") == 0;
+    if (!list && !retry && !drop)
+        return cli_usage_error(ctx->prog, "usage: dlq list | dlq retry ID | dlq drop ID");
+    uint64_t id = 0;
+    if (!list) {
+        char *end;
+        id = strtoull(argv[2], &end, 10);
+        if (*argv[2] < '0' || *argv[2] > '9' || *end || id == 0)
+            return cli_usage_error(ctx->prog, "dlq %s: ID must be a positive integer", argv[1]);
+    }
+    struct read_handles h;
+    int rc = open_handles(ctx, list, &h);
+    if (rc)
+        return rc;
+    rc = list ? dlq_list(ctx, &h) : retry ? dlq_retry(ctx, &h, id) : dlq_drop(ctx, &h, id);
+    close_handles(&h);
+    return rc;
+}
+
+const struct ctl_command ctl_read_commands[] = {
+    { "status", "status", "read model and log status (JSON, as GET /api/status)", ctl_status },
+    { "snapshot", "snapshot", "take a read-model snapshot now", ctl_snapshot },
+    { "rebuild", "rebuild [--from-scratch]", "rebuild the read model (newest valid snapshot, or position 1)", ctl_rebuild },
+    { "dlq", "dlq list | retry ID | drop ID", "list, re-apply or discard dead letters", ctl_dlq },
+    { NULL, NULL, NULL, NULL },
+};

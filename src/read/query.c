@@ -1,0 +1,162 @@
+#include "config.h"
+
+#include "read/query.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "read/query_int.h"
+#include "read/rdir.h"
+#include "read/rpos.h"
+#include "util/clock.h"
+#include "util/eflog.h"
+#include "util/xalloc.h"
+
+#define READER_CHECK_NS (10ull * 1000000000ull) /* mdb_reader_check every 10 s */
+
+/* Opens DIR/read/current read-only. A model the tailer has not created yet is created
+ * empty first (a read-only LMDB open needs the file), so queries answer at position 0. */
+static int open_model(struct query_worker *w, struct rm_env **out)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_path(w->data_dir, "current", path, sizeof path);
+    if (rc)
+        return rc;
+    struct rm_options ro = { w->map_bytes, 1 };
+    rc = rm_env_open(path, &ro, out);
+    if (rc != -ENOENT && rc != RM_ENOTFOUND)
+        return rc;
+    struct rm_options rw = { w->map_bytes, 0 };
+    struct rm_env *e;
+    rc = rm_env_open(path, &rw, &e);
+    if (rc)
+        return rc;
+    rm_env_close(e);
+    return rm_env_open(path, &ro, out);
+}
+
+int query_worker_init(void **ctx, const struct ef_config *cfg)
+{
+    struct query_worker *w = xcalloc(1, sizeof *w);
+    snprintf(w->data_dir, sizeof w->data_dir, "%s", cfg->data_dir);
+    w->max_wait = cfg->max_wait_seconds > 0 ? cfg->max_wait_seconds : 10;
+    w->map_bytes = cfg->read_map_bytes;
+    pthread_rwlock_init(&w->env_lock, NULL);
+    pthread_mutex_init(&w->check_lock, NULL);
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_prepare(w->data_dir);
+    if (rc) {
+        LOG_ERROR("cannot prepare %s/read: %s", w->data_dir, strerror(-rc));
+        goto fail;
+    }
+    rdir_path(w->data_dir, "position", path, sizeof path);
+    rc = rpos_open(path, &w->rp);
+    if (rc) {
+        LOG_ERROR("cannot map %s: %s", path, strerror(-rc));
+        goto fail;
+    }
+    w->generation = rpos_generation(w->rp);
+    rc = open_model(w, &w->env);
+    if (rc) {
+        LOG_ERROR("cannot open the read model of %s: %s", w->data_dir, rm_strerror(rc));
+        goto fail;
+    }
+    rc = rdir_join(path, sizeof path, w->data_dir, "log");
+    if (rc)
+        goto fail;
+    /* Opened like the tailer (not read_only) so that log_head() and log_durable() come
+     * live from the shared control block; a read-only handle only knows the head at its
+     * open. Query workers never append. */
+    struct log_options lo = { cfg->segment_bytes, 0 };
+    rc = log_open(path, &lo, &w->lg);
+    if (rc) {
+        LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
+        goto fail;
+    }
+    w->next_reader_check_ns = ef_mono_ns() + READER_CHECK_NS;
+    *ctx = w;
+    return 0;
+fail:
+    query_worker_fini(w);
+    return -1;
+}
+
+void query_worker_fini(void *ctx)
+{
+    struct query_worker *w = ctx;
+    if (!w)
+        return;
+    log_close(w->lg);
+    rm_env_close(w->env);
+    rpos_close(w->rp);
+    pthread_rwlock_destroy(&w->env_lock);
+    pthread_mutex_destroy(&w->check_lock);
+    free(w);
+}
+
+/* Reopens the model after a switch (generation moved). Takes the write lock, so it waits
+ * for the requests in flight on the old env to end. */
+static void reopen_if_switched(struct query_worker *w)
+{
+    uint32_t gen = rpos_generation(w->rp);
+    if (gen == __atomic_load_n(&w->generation, __ATOMIC_ACQUIRE))
+        return;
+    pthread_rwlock_wrlock(&w->env_lock);
+    if (gen != w->generation) {
+        struct rm_env *e;
+        int rc = open_model(w, &e);
+        if (rc == 0) {
+            rm_env_close(w->env);
+            w->env = e;
+            LOG_INFO("read model reopened generation=%u", gen);
+        } else {
+            LOG_ERROR("cannot reopen the read model: %s (keeping the old one)", rm_strerror(rc));
+        }
+        __atomic_store_n(&w->generation, gen, __ATOMIC_RELEASE);
+    }
+    pthread_rwlock_unlock(&w->env_lock);
+}
+
+static void maybe_reader_check(struct query_worker *w)
+{
+    uint64_t now = ef_mono_ns();
+    if (now < __atomic_load_n(&w->next_reader_check_ns, __ATOMIC_RELAXED))
+        return;
+    if (pthread_mutex_trylock(&w->check_lock) != 0)
+        return;
+    w->next_reader_check_ns = now + READER_CHECK_NS;
+    int dead = rm_env_reader_check(w->env); /* under the env read lock of the caller */
+    if (dead > 0)
+        LOG_WARN("cleared stale LMDB reader slots count=%d", dead);
+    pthread_mutex_unlock(&w->check_lock);
+}
+
+int query_begin(struct qreq *q)
+{
+    reopen_if_switched(q->w);
+    pthread_rwlock_rdlock(&q->w->env_lock);
+    q->locked = 1;
+    maybe_reader_check(q->w);
+    int rc = rm_txn_begin(q->w->env, 1, &q->txn);
+    if (rc == 0)
+        rc = rm_position(q->txn, &q->position);
+    if (rc) {
+        query_end(q);
+        return rc;
+    }
+    snprintf(q->headers, sizeof q->headers, "Log-Position: %" PRIu64 "\r\n", q->position);
+    return 0;
+}
+
+void query_end(struct qreq *q)
+{
+    rm_txn_abort(q->txn); /* accepts NULL */
+    q->txn = NULL;
+    if (q->locked)
+        pthread_rwlock_unlock(&q->w->env_lock);
+    q->locked = 0;
+}

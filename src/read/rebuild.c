@@ -1,0 +1,232 @@
+#include "config.h"
+
+#include "read/rebuild.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "read/rdir.h"
+#include "read/rm.h"
+#include "read/rpos.h"
+#include "read/snapshot.h"
+#include "read/tailer.h"
+#include "util/clock.h"
+#include "util/eflog.h"
+
+#define SNAP_MAX 64
+
+/* Copies src to dst (a new file) and fsyncs it. */
+static int copy_file(const char *src, const char *dst)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        int rc = -errno;
+        close(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(out, buf + done, (size_t)(n - done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -errno;
+                break;
+            }
+            done += w;
+        }
+        if (rc)
+            break;
+    }
+    if (rc == 0 && fsync(out) < 0)
+        rc = -errno;
+    close(in);
+    if (close(out) < 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+/* Seeds model dir `model` from the newest valid snapshot; returns 0 (also when none was
+ * usable: the model then starts empty) or a negative code. */
+static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t *from)
+{
+    struct snapshot_info list[SNAP_MAX];
+    size_t n;
+    int rc = snapshot_list(data_dir, list, SNAP_MAX, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = snapshot_verify(data_dir, &list[i]);
+        if (rc) {
+            LOG_WARN("snapshot %s failed its integrity check (%s): trying an older one",
+                     list[i].name, strerror(-rc));
+            fprintf(stderr, "rebuild: snapshot at position %" PRIu64 " is damaged (%s), skipped\n",
+                    list[i].position, strerror(-rc));
+            continue;
+        }
+        char snapdir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], src[RDIR_PATH_MAX], dst[RDIR_PATH_MAX];
+        if (rdir_path(data_dir, "snapshots", snapdir, sizeof snapdir) ||
+            rdir_join(sdir, sizeof sdir, snapdir, list[i].name) ||
+            rdir_join(src, sizeof src, sdir, "data.mdb") || rdir_join(dst, sizeof dst, model, "data.mdb"))
+            return -ENAMETOOLONG;
+        rc = copy_file(src, dst);
+        if (rc)
+            return rc;
+        *from = list[i].position;
+        LOG_INFO("rebuild starts from snapshot position=%" PRIu64, list[i].position);
+        return 0;
+    }
+    if (n)
+        LOG_WARN("no valid snapshot: rebuilding from scratch");
+    return 0;
+}
+
+struct progress {
+    int enabled;
+    uint64_t start_ns, last_ns, from;
+};
+
+static void show_progress(uint64_t pos, uint64_t head, void *arg)
+{
+    struct progress *p = arg;
+    uint64_t now = ef_mono_ns();
+    if (!p->enabled || now - p->last_ns < 500000000u)
+        return;
+    p->last_ns = now;
+    double secs = (double)(now - p->start_ns) / 1e9;
+    double rate = secs > 0 ? (double)(pos - p->from) / secs : 0;
+    double left = rate > 0 && head > pos ? (double)(head - pos) / rate : 0;
+    fprintf(stderr, "\rrebuild: %" PRIu64 "/%" PRIu64 " events, %.0f events/s, %.0f s left   ", pos,
+            head, rate, left);
+}
+
+static int take_lock(const char *data_dir, int *fd)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, "rebuild.lock", path, sizeof path);
+    if (rc)
+        return rc;
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0)
+        return -errno;
+    if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+        LOG_ERROR("another rebuild is running (%s)", path);
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* Folds the new model up to the durable head, twice: the second pass picks up what arrived
+ * during the first, so the switch happens close to the head. */
+static int catch_up(const struct rebuild_options *opt, const char *model, struct progress *pg)
+{
+    struct tailer_options to = {
+        .data_dir = opt->data_dir, .segment_bytes = opt->segment_bytes, .map_bytes = opt->map_bytes,
+        .once = 1, .model_dir = model, .progress = show_progress, .progress_arg = pg,
+    };
+    int rc = tailer_run(&to);
+    return rc ? rc : tailer_run(&to);
+}
+
+static int model_position(const char *model, uint64_t map, uint64_t *pos)
+{
+    struct rm_env *env;
+    struct rm_options ro = { map, 1 };
+    int rc = rm_env_open(model, &ro, &env);
+    if (rc)
+        return rc;
+    struct rm_txn *t;
+    rc = rm_txn_begin(env, 1, &t);
+    if (rc == 0) {
+        rc = rm_position(t, pos);
+        rm_txn_abort(t);
+    }
+    rm_env_close(env);
+    return rc;
+}
+
+/* Switches current to name and tells every process (generation in the position file). */
+static int switch_model(const char *data_dir, const char *name, uint64_t position)
+{
+    char old[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
+    int rc = rdir_switch(data_dir, name, old, sizeof old);
+    if (rc)
+        return rc;
+    struct rpos *rp;
+    rc = rdir_path(data_dir, "position", path, sizeof path);
+    if (rc == 0)
+        rc = rpos_open(path, &rp);
+    if (rc)
+        return rc;
+    rpos_reset(rp, position);
+    rpos_bump_generation(rp);
+    rpos_close(rp);
+    LOG_INFO("read model switched model=%s position=%" PRIu64 " old=%s", name, position, old);
+    /* Processes that still have the old model open keep their mapping (the files are only
+     * unlinked); they reopen at their next request or batch. */
+    if (old[0] && strchr(old, '/') == NULL && strcmp(old, name) != 0) {
+        rc = rdir_remove_model(data_dir, old);
+        if (rc)
+            LOG_WARN("cannot remove the old model %s: %s", old, strerror(-rc));
+    }
+    return 0;
+}
+
+int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int lock_fd = -1;
+    char name[64], model[RDIR_PATH_MAX];
+    struct progress pg = { opt->progress, ef_mono_ns(), 0, 0 };
+    int rc = rdir_prepare(opt->data_dir);
+    if (rc == 0)
+        rc = take_lock(opt->data_dir, &lock_fd);
+    if (rc == 0)
+        rc = rdir_new_model(opt->data_dir, name, sizeof name);
+    if (rc == 0)
+        rc = rdir_path(opt->data_dir, name, model, sizeof model);
+    if (rc)
+        goto out;
+    if (!opt->from_scratch) {
+        rc = seed_from_snapshot(opt->data_dir, model, &res->from_position);
+        if (rc)
+            goto fail;
+    }
+    pg.from = res->from_position;
+    rc = catch_up(opt, model, &pg);
+    if (rc == 0)
+        rc = model_position(model, opt->map_bytes, &res->position);
+    if (rc == 0)
+        rc = switch_model(opt->data_dir, name, res->position);
+    if (rc)
+        goto fail;
+    res->seconds = (double)(ef_mono_ns() - pg.start_ns) / 1e9;
+    if (opt->progress)
+        fprintf(stderr, "\rrebuild: done at position %" PRIu64 " in %.1f s%30s\n", res->position,
+                res->seconds, "");
+    goto out;
+fail:
+    LOG_ERROR("rebuild failed: %s", rm_strerror(rc));
+    rdir_remove_model(opt->data_dir, name);
+out:
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}

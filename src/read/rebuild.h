@@ -1,0 +1,35 @@
+/* rebuild: builds a new read model beside the current one and switches to it atomically.
+ *
+ * Steps: a new DIR/read/model-N directory is seeded from the newest snapshot that passes
+ * snapshot_verify() (a damaged one is skipped with a warning, then the next older), or
+ * left empty (from_scratch, or no valid snapshot); the log is folded into it from its
+ * position to the durable head (the tailer's fold loop, tailer.h); then DIR/read/current
+ * is switched to it with one rename(2) and the generation in the position file is bumped,
+ * so query workers and the live tailer reopen it. The old model is removed afterwards.
+ *
+ * Guarantees: queries keep being answered from the old model until the switch, then from
+ * the new one; no answer mixes them (query.h). Only one rebuild runs at a time (a lock).
+ */
+#ifndef EF_REBUILD_H
+#define EF_REBUILD_H
+
+#include <stdint.h>
+
+struct rebuild_options {
+    const char *data_dir;
+    uint64_t map_bytes;
+    uint64_t segment_bytes;
+    int from_scratch;
+    int progress; /* 1: progress lines on stderr (events, rate, time left) */
+};
+
+struct rebuild_result {
+    uint64_t from_position; /* where folding started (the snapshot's position, or 0) */
+    uint64_t position;      /* the new model's position at the switch */
+    double seconds;
+};
+
+/* Returns 0, or a negative code (logged). */
+int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res);
+
+#endif

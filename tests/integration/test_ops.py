@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Operations contract (API.md sections 2, 5, 6): every program's --help and --version
+(exit 0) and bad usage (exit 2, one line on stderr); GET /api/status fields and
+GET /metrics in Prometheus text format through nginx; Log-Position on queries; HEAD; and a
+clean stop with SIGTERM of the query workers, the tailer and the command workers (exit 0),
+after which a restart serves the same data."""
+
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, binary, check, expect, log, run, soft_check, uid  # noqa: E402
+
+PROGRAMS = ("eventfold-command", "eventfold-query", "eventfold-tailer", "eventfoldctl")
+
+
+def cli():
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    for prog in PROGRAMS:
+        exe = binary(prog)
+        for flag in ("--help", "--version"):
+            p = subprocess.run([exe, flag], capture_output=True, text=True, timeout=20, env=env)
+            check(p.returncode == 0, "%s %s: exit %d" % (prog, flag, p.returncode))
+            check((p.stdout + p.stderr).strip(), "%s %s printed nothing" % (prog, flag))
+        p = subprocess.run([exe, "--no-such-flag"], capture_output=True, text=True, timeout=20, env=env)
+        check(p.returncode == 2, "%s --no-such-flag: exit %d, expected 2" % (prog, p.returncode))
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        check(lines and "no-such-flag" in p.stderr, "%s: bad usage message %r" % (prog, p.stderr[:200]))
+
+
+def main():
+    log("command lines")
+    cli()
+    with Cluster("ops", workers=2) as c:
+        cl = c.client()
+        u = uid("u")
+        w = expect(cl.post("/api/users", {"user_id": u, "name": "Ops"}), 201)
+        c.wait_caught_up(w.position)
+
+        log("status")
+        st = c.status()
+        check(st["log"]["head_position"] == w.position, "status log head %r" % st["log"])
+        for k in ("segments", "bytes"):
+            check(isinstance(st["log"].get(k), int), "status log.%s %r" % (k, st["log"].get(k)))
+        check(st["read_model"]["position"] == w.position and st["read_model"]["lag_events"] == 0,
+              "status read_model %r" % st["read_model"])
+        check("dead_letters" in st and isinstance(st.get("snapshots"), list), "status %r" % st)
+        r = cl.get("/api/users/%s" % u)
+        expect(r, 200)
+        check(r.position is not None and r.position >= w.position, "query Log-Position %r" % r.position)
+        h = cl.request("HEAD", "/api/users/%s" % u)
+        check(h.status == 200 and h.body == b"", "HEAD: %r" % h)
+
+        log("metrics")
+        m = cl.get("/metrics")
+        check(m.status == 200, "GET /metrics: %r" % m)
+        ctype = m.header("Content-Type") or ""
+        soft_check(ctype.startswith("text/plain"), "metrics Content-Type %r" % ctype)
+        text = m.body.decode()
+        check("# TYPE" in text and "# HELP" in text, "metrics without # HELP/# TYPE")
+        sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*'
+                            r'(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
+                            r' (-?[0-9.]+([eE][-+]?[0-9]+)?|[-+]Inf|NaN)( -?[0-9]+)?$')
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                check(sample.match(line), "not a Prometheus sample line: %r" % line)
+        check('le="+Inf"' in text, "no histogram with le=\"+Inf\"")
+        check(re.search(r"_total(\{| )", text), "no counter ending in _total")
+        for word in ("dead", "snapshot", "lag"):
+            soft_check(word in text, "metrics do not mention %r" % word)
+
+        log("SIGTERM stops each program cleanly, restart serves the same data")
+        for name in ("query", "tailer", "command"):
+            rc = c.stop_gracefully(name)
+            check(rc == 0, "%s exited %r on SIGTERM" % (name, rc))
+        c.start("command")
+        c.start("tailer")
+        c.start("query")
+        c.wait_ready()
+        j = expect(cl.get("/api/users/%s" % u), 200, what="after restart").json
+        check(j["user_id"] == u and j["name"] == "Ops", "after restart: %r" % j)
+        w2 = expect(cl.post("/api/users/%s/deposits" % u, {"amount_cents": 7}), 200, what="after restart")
+        check(w2.position == w.position + 1, "position after restart %r" % w2.position)
+        j = expect(cl.get("/api/users/%s" % u, headers={"Min-Position": str(w2.position)}), 200).json
+        check(j["wallet_balance_cents"] == 7, "wallet after restart %r" % j)
+        c.verify()
+
+
+if __name__ == "__main__":
+    run(main, budget=120)
