@@ -7,8 +7,9 @@
  *   raw      the ceiling: pwrite + fdatasync of the same record size to a growing file
  *   prealloc the same loop on a zero-filled, synced, pre-allocated file
  * and prints appends per second and the ratios. EF_BENCH_N scales the work (the number of
- * single-writer appends; the others are sized from it), EF_BENCH_ROUNDS the repetitions
- * (default 3; medians are reported). Not part of `make check`.
+ * single-writer appends; the others are sized from it), EF_BENCH_SECONDS caps each
+ * measurement (default 3 s: the rate is then over what was done in time), EF_BENCH_ROUNDS
+ * the repetitions (default 3; medians are reported). Not part of `make check`.
  */
 #include "config.h"
 
@@ -29,6 +30,10 @@
 #include "util/xalloc.h"
 
 enum { GROUP_PROCS = 16 };
+
+/* Each measurement stops after n operations or when this monotonic deadline passes (a
+ * slow, shared disk must not stretch `make bench` past a minute). */
+static uint64_t budget_ns = 3ull * 1000000000u;
 
 static char payload[256];
 
@@ -70,29 +75,33 @@ static struct log *open_log(const char *dir)
     return lg;
 }
 
-static void append_n(struct log *lg, uint64_t n)
+/* Appends up to n events, stopping at deadline (monotonic ns; 0: none). Returns how many. */
+static uint64_t append_n(struct log *lg, uint64_t n, uint64_t deadline)
 {
-    for (uint64_t i = 0; i < n; i++) {
+    uint64_t i;
+    for (i = 0; i < n && (!deadline || ef_mono_ns() < deadline); i++) {
         struct log_event ev = make_event(i);
         int err = log_append(lg, &ev, NULL);
         if (err)
             die("log_append", log_strerror(err));
     }
+    return i;
 }
 
 static double bench_single(const char *dir, uint64_t n)
 {
     struct log *lg = open_log(dir);
-    append_n(lg, n / 10 + 1); /* warm up: first segment, page cache */
+    append_n(lg, n / 10 + 1, ef_mono_ns() + budget_ns / 10); /* warm up: segment, page cache */
     uint64_t t0 = ef_mono_ns();
-    append_n(lg, n);
+    uint64_t done = append_n(lg, n, t0 + budget_ns);
     double secs = (double)(ef_mono_ns() - t0) / 1e9;
     log_close(lg);
-    return (double)n / secs;
+    return (double)done / secs;
 }
 
 /* Children wait on `go` (released when the parent closes it), append, and report their
- * fdatasync count on `out`. */
+ * append and fdatasync counts on `out`. The deadline is shared: CLOCK_MONOTONIC is the
+ * same in every process. */
 static double bench_group(const char *dir, uint64_t per_proc, double *per_sync)
 {
     struct log *lg = open_log(dir); /* keeps the control block alive across the children */
@@ -111,9 +120,10 @@ static double bench_group(const char *dir, uint64_t per_proc, double *per_sync)
             char b;
             if (read(go[0], &b, 1) < 0)
                 _exit(1);
-            append_n(c, per_proc);
+            uint64_t counts[2] = { append_n(c, per_proc, ef_mono_ns() + budget_ns), 0 };
+            counts[1] = syncs;
             log_close(c);
-            _exit(write(out[1], &syncs, sizeof syncs) == sizeof syncs ? 0 : 1);
+            _exit(write(out[1], counts, sizeof counts) == sizeof counts ? 0 : 1);
         }
     }
     close(go[0]);
@@ -121,18 +131,17 @@ static double bench_group(const char *dir, uint64_t per_proc, double *per_sync)
     usleep(100 * 1000); /* let every child open the log */
     uint64_t t0 = ef_mono_ns();
     close(go[1]);
-    uint64_t total_syncs = 0, s;
+    uint64_t total_syncs = 0, n = 0, counts[2];
     for (int k = 0; k < GROUP_PROCS; k++) {
         int st;
         if (waitpid(pids[k], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
             die("group child", "failed");
     }
     double secs = (double)(ef_mono_ns() - t0) / 1e9;
-    while (read(out[0], &s, sizeof s) == sizeof s)
-        total_syncs += s;
+    while (read(out[0], counts, sizeof counts) == sizeof counts)
+        n += counts[0], total_syncs += counts[1];
     close(out[0]);
     log_close(lg);
-    uint64_t n = per_proc * GROUP_PROCS;
     *per_sync = total_syncs ? (double)n / (double)total_syncs : 0;
     return (double)n / secs;
 }
@@ -157,19 +166,22 @@ static double bench_raw(const char *dir, uint64_t n, size_t rec, int prealloc)
             die("fsync", strerror(errno));
     }
     memset(buf, 'r', rec);
-    uint64_t off = 0, t0 = 0;
-    for (uint64_t i = 0; i < n + n / 10 + 1; i++) {
-        if (i == n / 10 + 1) /* same warm-up as the log */
+    uint64_t off = 0, t0 = ef_mono_ns(), done = 0, warm = n / 10 + 1;
+    for (uint64_t i = 0; i < n + warm; i++) {
+        if (i == warm) /* same warm-up as the log */
             t0 = ef_mono_ns();
+        else if (i > warm && ef_mono_ns() > t0 + budget_ns)
+            break;
         if (pwrite(fd, buf, rec, (off_t)off) != (ssize_t)rec || fdatasync(fd) < 0)
             die("raw write", strerror(errno));
         off += rec;
+        done += i >= warm;
     }
     double secs = (double)(ef_mono_ns() - t0) / 1e9;
     close(fd);
     unlink(path);
     free(buf);
-    return (double)n / secs;
+    return (double)done / secs;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -204,7 +216,9 @@ enum { MAX_ROUNDS = 9 };
 
 int main(void)
 {
-    const char *ns = getenv("EF_BENCH_N"), *rs = getenv("EF_BENCH_ROUNDS");
+    const char *ns = getenv("EF_BENCH_N"), *rs = getenv("EF_BENCH_ROUNDS"), *bs = getenv("EF_BENCH_SECONDS");
+    if (bs && *bs && atof(bs) > 0)
+        budget_ns = (uint64_t)(atof(bs) * 1e9);
     uint64_t n = ns && *ns ? strtoull(ns, NULL, 10) : 2000;
     int rounds = rs && *rs ? atoi(rs) : 3;
     if (n < 10)
@@ -219,10 +233,15 @@ int main(void)
     double single[MAX_ROUNDS], group[MAX_ROUNDS], per_sync[MAX_ROUNDS], raw[MAX_ROUNDS], pre[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         char *d1 = make_dir("single"), *d2 = make_dir("group"), *d3 = make_dir("raw");
-        single[r] = bench_single(d1, n);
-        group[r] = bench_group(d2, (n * 4) / GROUP_PROCS + 1, &per_sync[r]);
+        /* sync() first, so that no measurement pays for the write-back of the previous. */
+        sync();
         raw[r] = bench_raw(d3, n, rec, 0);
+        sync();
         pre[r] = bench_raw(d3, n, rec, 1);
+        sync();
+        single[r] = bench_single(d1, n);
+        sync();
+        group[r] = bench_group(d2, (n * 4) / GROUP_PROCS + 1, &per_sync[r]);
         nftw(d1, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         nftw(d2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         nftw(d3, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -236,7 +255,7 @@ int main(void)
 #endif
     printf("record %zu bytes; medians of %d rounds; dir %s\n", rec, rounds,
            getenv("EF_BENCH_DIR") && *getenv("EF_BENCH_DIR") ? getenv("EF_BENCH_DIR") : "/tmp");
-    printf("single writer, one fdatasync per append  %8.0f appends/s  (%" PRIu64 " appends)\n", s, n);
+    printf("single writer, one fdatasync per append  %8.0f appends/s\n", s);
     printf("group commit, %d appending processes     %8.0f appends/s  (%.1f appends per fdatasync)\n",
            GROUP_PROCS, g, ps);
     printf("raw ceiling: pwrite+fdatasync, growing   %8.0f writes/s\n", w);

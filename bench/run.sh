@@ -2,6 +2,7 @@
 # make bench: runs each benchmark section in turn and prints one small report.
 # Knobs: EF_BENCH_N (size of the log benchmark, default 2000 single-writer appends),
 #        EF_BENCH_ROUNDS (repetitions, medians reported, default 3),
+#        EF_BENCH_SECONDS (cap per measurement, default 3),
 #        EF_BENCH_DIR (file system to measure, default /tmp).
 # Later sections (HTTP) are appended below as functions called at the end.
 set -eu

@@ -10,12 +10,14 @@
 # the test reads them: ExecStart= and User= of each service, ListenStream=,
 # SocketUser=, SocketGroup= and SocketMode= of each socket, and starts the
 # ExecStart= command line as that user with the listening socket on fd 0
-# (spawn-fcgi -n, as StandardInput=socket provides it). The sockets are made in
+# (spawn-fcgi -n, as StandardInput=socket provides it), inside a mount-namespace
+# sandbox that reproduces ProtectSystem=strict, ReadWritePaths=, PrivateTmp=,
+# ProtectHome= and NoNewPrivileges= of the units. The sockets are made in
 # a private directory instead of /run/eventfold, and the private nginx gets the
 # installed configuration with that one path rewritten (after checking that it
 # names the units' ListenStream= paths).
 #
-# Needs root, dpkg-buildpackage, apt-get, nginx, spawn-fcgi, curl and setpriv;
+# Needs root, dpkg-buildpackage, apt-get, nginx, spawn-fcgi, curl, setpriv and unshare;
 # exits 77 (skipped) without them. Refuses to run (exit 1) when eventfold is
 # already installed or /var/lib/eventfold exists, as it would change them.
 # Bounded: the build has EF_TEST_BUILD_TIMEOUT seconds (default 1200), every
@@ -31,7 +33,7 @@ skip() { echo "test-deb: SKIP: $*"; exit 77; }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (installs a package)"
 PATH="$PATH:/usr/sbin:/sbin"
-for tool in dpkg-buildpackage apt-get dpkg-deb nginx spawn-fcgi curl setpriv python3 timeout flock; do
+for tool in dpkg-buildpackage apt-get dpkg-deb nginx spawn-fcgi curl setpriv unshare python3 timeout flock; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool not found"
 done
 
@@ -59,7 +61,8 @@ getent passwd eventfold >/dev/null && user_existed=yes
 
 T=$(mktemp -d /tmp/eventfold-test-deb.XXXXXX)
 chmod 0755 "$T"     # nginx's workers (www-data) must reach the sockets in $T/run
-pids=""
+pids=""         # every process started, nginx included: stopped by PID on exit
+prog_pids=""    # the eventfold programs among them
 installed=no
 
 cleanup() {
@@ -149,8 +152,38 @@ unit_key() {
     printf '%s\n' "$v"
 }
 
-# start_socket_service NAME: runs eventfold-NAME as eventfold-NAME.service would
-# with the socket of eventfold-NAME.socket on fd 0, in $T/run.
+# The units' sandbox, as far as it can be had without systemd: in a private
+# mount namespace the root file system is read-only except ReadWritePaths=
+# (ProtectSystem=strict), /tmp and /var/tmp are empty tmpfs (PrivateTmp=),
+# /home and /root are empty and read-only (ProtectHome=), and the program runs
+# as User=/Group= with no_new_privs and no capabilities (NoNewPrivileges=,
+# CapabilityBoundingSet=). The seccomp filter and the other Protect*= options
+# are not reproduced. Arguments: MODE RW-PATH USER GROUP COMMAND..., MODE "ns"
+# in a fresh mount namespace, "plain" (only the user and privilege part) where
+# this machine allows no mount namespaces.
+SANDBOX='set -e
+mode=$1 rw=$2 user=$3 group=$4; shift 4
+if [ "$mode" = ns ]; then
+    mount --bind "$rw" "$rw"
+    mount -o remount,bind,ro /
+    for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$d"; done
+    for d in /home /root; do if [ -d "$d" ]; then mount -t tmpfs -o ro,mode=0755 tmpfs "$d"; fi; done
+fi
+exec setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
+    --bounding-set=-all --inh-caps=-all -- "$@"'
+mkdir "$T/probe"
+if unshare --mount --propagation private mount -t tmpfs tmpfs "$T/probe" 2>/dev/null; then
+    # Absolute paths: spawn-fcgi execs its program with execv, without a PATH search.
+    sandbox_mode=ns launch="$(command -v unshare) --mount --propagation private /bin/sh -c"
+    say "programs run sandboxed as the units say (read-only /, private /tmp, no privileges)"
+else
+    sandbox_mode=plain launch="/bin/sh -c"
+    say "no mount namespaces here: programs run without the units' file-system sandbox"
+fi
+
+# start_socket_service NAME: runs eventfold-NAME as eventfold-NAME.service would,
+# with the socket of eventfold-NAME.socket (made in $T/run) on fd 0. spawn-fcgi
+# makes the socket and execs the sandbox, which execs the program: one PID.
 start_socket_service() {
     svc=eventfold-$1.service sock=eventfold-$1.socket
     listen=$(unit_key "$sock" ListenStream)
@@ -160,30 +193,33 @@ start_socket_service() {
     case "$exec_start" in /*) ;; *) die "$svc: ExecStart= with a prefix: $exec_start" ;; esac
     user=$(unit_key "$svc" User)
     group=$(unit_key "$svc" Group)
+    rw=$(unit_key "$svc" ReadWritePaths)
     sock_user=$(unit_key "$sock" SocketUser)
     sock_group=$(unit_key "$sock" SocketGroup)
     sock_mode=$(unit_key "$sock" SocketMode)
-    # shellcheck disable=SC2086  # ExecStart= is split into words as systemd would (no quotes in it)
+    # shellcheck disable=SC2086  # $launch and ExecStart= are split into words (no quotes in them)
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        spawn-fcgi -n -s "$T/run/$1.sock" -U "$sock_user" -G "$sock_group" -M "$sock_mode" \
-        -u "$user" -g "$group" -- $exec_start \
+        spawn-fcgi -n -s "$T/run/$1.sock" -U "$sock_user" -G "$sock_group" -M "$sock_mode" -- \
+        $launch "$SANDBOX" sandbox "$sandbox_mode" "$rw" "$user" "$group" $exec_start \
         >"$T/$1.log" 2>&1 &
-    pids="$pids $!"
+    pids="$pids $!" prog_pids="$prog_pids $!"
     say "started $svc (pid $!): $exec_start"
 }
 
 mkdir "$T/run"
 start_socket_service command
 start_socket_service query
-tailer_exec=$(unit_key eventfold-tailer.service ExecStart)
-tailer_user=$(unit_key eventfold-tailer.service User)
-tailer_group=$(unit_key eventfold-tailer.service Group)
+svc=eventfold-tailer.service
+exec_start=$(unit_key $svc ExecStart)
+user=$(unit_key $svc User)
+group=$(unit_key $svc Group)
+rw=$(unit_key $svc ReadWritePaths)
 # shellcheck disable=SC2086
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    setpriv --reuid="$tailer_user" --regid="$tailer_group" --init-groups \
-    -- $tailer_exec >"$T/tailer.log" 2>&1 &
-pids="$pids $!"
-say "started eventfold-tailer.service (pid $!): $tailer_exec"
+    $launch "$SANDBOX" sandbox "$sandbox_mode" "$rw" "$user" "$group" $exec_start \
+    >"$T/tailer.log" 2>&1 &
+pids="$pids $!" prog_pids="$prog_pids $!"
+say "started $svc (pid $!): $exec_start"
 
 # --- private nginx with the installed configuration ---------------------------
 nginx_user=$(unit_key eventfold-command.socket SocketGroup)   # www-data: nginx's user and group
@@ -243,6 +279,19 @@ until [ "$(get /metrics)" = 200 ]; do
     sleep 0.2
 done
 say "nginx on 127.0.0.1:$port answers"
+
+# The programs really run sandboxed: as eventfold, without privileges, and (with
+# mount namespaces) on a read-only root with a writable data directory.
+for pid in $prog_pids; do
+    [ "$(stat -c %U "/proc/$pid")" = eventfold ] || die "pid $pid does not run as eventfold"
+    grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status" || die "pid $pid: no_new_privs not set"
+    grep -q '^CapBnd:[[:space:]]*0*$' "/proc/$pid/status" || die "pid $pid: capability bounding set not empty"
+    if [ "$sandbox_mode" = ns ]; then
+        awk '$5 == "/" { print $6 }' "/proc/$pid/mountinfo" | grep -q '^ro' || die "pid $pid: / is not read-only"
+        awk '$5 == "/var/lib/eventfold" { print $6 }' "/proc/$pid/mountinfo" | grep -q '^rw' \
+            || die "pid $pid: /var/lib/eventfold is not writable"
+    fi
+done
 
 # --- smoke test: a command, a read-your-writes query, /metrics ----------------
 uid="pkg-smoke-$$"

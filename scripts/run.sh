@@ -164,5 +164,8 @@ while :; do
             stop
         fi
     done
-    sleep 1
+    # `wait` returns as soon as a signal arrives, so Ctrl-C is handled at once rather than
+    # after the sleep (the shell defers traps until a foreground command finishes).
+    sleep 1 &
+    wait $! || true
 done

@@ -90,7 +90,5 @@ int cmd_valid_id(const char *s, size_t len);
 
 /* Whether the command creates its stream (RegisterUser, AddItem, CreateOrder). */
 int cmd_is_create(enum cmd_kind kind);
-/* The stream prefix of a kind's resource: "user-", "item-" or "order-". */
-const char *cmd_stream_prefix(enum cmd_kind kind);
 
 #endif

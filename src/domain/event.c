@@ -354,8 +354,9 @@ int event_decode(const struct log_record *rec, struct event *ev, char *err, size
             memcmp(ev_types[t].name, rec->type, rec->type_len) == 0)
             break;
     if (t == EV_TYPE_COUNT) {
-        snprintf(err, errlen, "unknown event type '%.*s'", (int)(rec->type_len > 64 ? 64 : rec->type_len), rec->type);
-        return -1;
+        snprintf(err, errlen, "unknown event type '%.*s'",
+                 (int)(rec->type_len > 64 ? 64 : rec->type_len), rec->type);
+        return EVENT_UNKNOWN_TYPE;
     }
     ev->type = (enum ev_type)t;
     ev->schema = rec->schema_version;

@@ -91,8 +91,9 @@ void event_encode_data(const struct event *ev, struct sbuf *out);
 void event_encode_meta(const struct event *ev, struct sbuf *out);
 
 /* Decodes a log record into *ev (type, schema, data, meta, position, version, time).
- * Returns 0, or -1 with a one-line reason in err (unknown type, unsupported schema,
- * missing or malformed field). */
+ * Returns 0; EVENT_UNKNOWN_TYPE for a type that is not a shop event (err says which); or
+ * -1 with a one-line reason in err (unsupported schema, missing or malformed field). */
+#define EVENT_UNKNOWN_TYPE (-2)
 int event_decode(const struct log_record *rec, struct event *ev, char *err, size_t errlen);
 
 /* The answer to the command that appended ev (ev->position and ev->version set):

@@ -14,9 +14,10 @@
 /* Appending. Everything here runs under the append mutex of the control block, which
  * makes the holder the only writer of the head fields and of the files' tails. */
 
-static int is_holder(const struct log *lg)
+static int is_holder(struct log *lg)
 {
-    return lg->holding && pthread_equal(lg->holder, pthread_self());
+    pthread_t h = atomic_load_explicit(&lg->holder, memory_order_relaxed);
+    return h != 0 && pthread_equal(h, pthread_self());
 }
 
 /* Segment holding position pos (the newest segment named <= pos; the oldest when pos is 0). */
@@ -126,8 +127,7 @@ int log_append_begin(struct log *lg)
         log_set_error(lg, "append lock: %s", strerror(r));
         return -r;
     }
-    lg->holder = pthread_self();
-    lg->holding = 1;
+    atomic_store_explicit(&lg->holder, pthread_self(), memory_order_relaxed);
     if (atomic_load(&c->tail_dirty)) {
         int err = log_repair_tail(lg);
         if (err) {
@@ -142,7 +142,7 @@ void log_append_end(struct log *lg)
 {
     if (!lg->ctl || !is_holder(lg))
         return;
-    lg->holding = 0;
+    atomic_store_explicit(&lg->holder, 0, memory_order_relaxed);
     pthread_mutex_unlock(&lg->ctl->append_mu);
 }
 

@@ -121,7 +121,8 @@ static int init_control(struct log *lg)
     atomic_store(&c->head_seg, seg);
     atomic_store(&c->head_pos, pos);
     atomic_store(&c->durable, pos);
-    atomic_thread_fence(memory_order_release);
+    /* No fence needed: other processes look at the block only after taking init.lock,
+     * which we release after this (flock orders memory like any system call). */
     c->magic = LOG_CONTROL_MAGIC;
     lg->recovered = 1;
     return 0;

@@ -85,8 +85,7 @@ void log_close(struct log *lg)
 {
     if (!lg)
         return;
-    if (lg->holding && pthread_equal(lg->holder, pthread_self()))
-        log_append_end(lg);
+    log_append_end(lg); /* if this thread still holds the lock */
     log_segfd_close(&lg->app);
     log_segfd_close(&lg->syn);
     log_control_close(lg);

@@ -69,8 +69,10 @@ struct log {
     int users_fd;            /* LOCK_SH on users.lock for the life of the handle */
     /* Used only by the append-lock holder (the mutex serializes threads too). */
     struct log_segfd app;
-    int holding;      /* some thread of this process holds the append lock via lg */
-    pthread_t holder; /* that thread (valid while holding) */
+    /* The thread of this process holding the append lock through lg, 0 when none. Atomic
+     * because other threads read it to refuse appends without the lock (glibc's pthread_t
+     * is an integer that is never 0 for a live thread). */
+    _Atomic(pthread_t) holder;
     unsigned char *enc;
     size_t enc_cap;
     /* Used only by the sync-lock holder. */

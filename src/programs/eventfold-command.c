@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "domain/command.h"
@@ -32,6 +33,15 @@ int main(int argc, char **argv)
         return status;
     if (first < argc)
         return cli_usage_error(spec.prog, "unexpected argument '%s'", argv[first]);
+    char err[EF_PATH_MAX + 128];
+    if (write_preflight(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", spec.prog, err);
+        return 1;
+    }
+    /* The query program renders the command workers' request counters and latencies on
+     * its /metrics from this file (server_metrics_render_files). */
+    char metrics[EF_PATH_MAX + 32];
+    snprintf(metrics, sizeof metrics, "%s/command.metrics", cfg.data_dir);
     struct server_options opt = {
         .prog = spec.prog,
         .cfg = &cfg,
@@ -40,6 +50,7 @@ int main(int argc, char **argv)
         .worker_init = write_worker_init,
         .worker_fini = write_worker_fini,
         .handler = write_handler,
+        .metrics_file = metrics,
     };
     return server_run(&opt);
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,20 @@ static void maybe_reader_check(struct query_worker *w)
     pthread_mutex_unlock(&w->check_lock);
 }
 
+/* The tailer grew the map beyond this process's mapping (a larger read_map_bytes after a
+ * restart): adopt the new size with no transaction of this process active (the write lock
+ * waits for the requests in flight). */
+static void adopt_mapsize(struct query_worker *w)
+{
+    pthread_rwlock_wrlock(&w->env_lock);
+    int rc = rm_env_adopt_mapsize(w->env);
+    if (rc)
+        LOG_ERROR("cannot adopt the grown read-model map: %s", rm_strerror(rc));
+    else
+        LOG_INFO("read model map grown by the tailer: adopted");
+    pthread_rwlock_unlock(&w->env_lock);
+}
+
 int query_begin(struct qreq *q)
 {
     reopen_if_switched(q->w);
@@ -142,6 +157,13 @@ int query_begin(struct qreq *q)
     q->locked = 1;
     maybe_reader_check(q->w);
     int rc = rm_txn_begin(q->w->env, 1, &q->txn);
+    if (rc == MDB_MAP_RESIZED) {
+        query_end(q);
+        adopt_mapsize(q->w);
+        pthread_rwlock_rdlock(&q->w->env_lock);
+        q->locked = 1;
+        rc = rm_txn_begin(q->w->env, 1, &q->txn);
+    }
     if (rc == 0)
         rc = rm_position(q->txn, &q->position);
     if (rc) {

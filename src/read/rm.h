@@ -72,6 +72,9 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
 void rm_env_close(struct rm_env *env); /* accepts NULL */
 /* Clears reader slots of dead processes; returns how many, or a negative code. */
 int rm_env_reader_check(struct rm_env *env);
+/* Adopts the map size another process grew the environment to (after MDB_MAP_RESIZED from
+ * rm_txn_begin). No transaction of this process may be active: callers exclude them. */
+int rm_env_adopt_mapsize(struct rm_env *env);
 /* Copies the environment, compacted, into directory dst (which must exist and be empty). */
 int rm_env_copy(struct rm_env *env, const char *dst);
 

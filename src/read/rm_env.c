@@ -102,7 +102,9 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     if (rc)
         goto fail;
     int dead = 0;
-    mdb_reader_check(e->env, &dead);
+    rc = mdb_reader_check(e->env, &dead); /* slots left by killed readers */
+    if (rc)
+        goto fail;
     rc = open_dbis(e);
     if (rc)
         goto fail;
@@ -127,6 +129,11 @@ int rm_env_reader_check(struct rm_env *env)
     int dead = 0;
     int rc = mdb_reader_check(env->env, &dead);
     return rc ? mdb_rc(rc) : dead;
+}
+
+int rm_env_adopt_mapsize(struct rm_env *env)
+{
+    return mdb_rc(mdb_env_set_mapsize(env->env, 0)); /* 0: the size in the file's meta page */
 }
 
 int rm_env_copy(struct rm_env *env, const char *dst)

@@ -2,10 +2,12 @@
 
 #include "read/rm_event.h"
 
+#include <assert.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_tree.h>
+#include <yajl/yajl_parse.h>
 
 #include "util/xalloc.h"
 
@@ -64,116 +66,263 @@ static int find_type(const char *name, size_t n)
     return -1;
 }
 
-static int get_str(yajl_val v, struct rm_str *out)
+
+/* A field the folds use: where its value goes (offset in struct rm_ev, or in struct
+ * rm_line for line fields) and its JSON type. */
+struct field {
+    const char *key;
+    unsigned bit;
+    size_t off;
+    int is_str;
+};
+
+static const struct field top_fields[] = {
+    { "order_id", F_ORDER_ID, offsetof(struct rm_ev, order_id), 1 },
+    { "user_id", F_USER_ID, offsetof(struct rm_ev, user_id), 1 },
+    { "item_id", F_ITEM_ID, offsetof(struct rm_ev, item_id), 1 },
+    { "name", F_NAME, offsetof(struct rm_ev, name), 1 },
+    { "category", F_CATEGORY, offsetof(struct rm_ev, category), 1 },
+    { "amount_cents", F_AMOUNT, offsetof(struct rm_ev, amount), 0 },
+    { "balance_cents", F_BALANCE, offsetof(struct rm_ev, balance), 0 },
+    { "price_cents", F_PRICE, offsetof(struct rm_ev, price), 0 },
+    { "quantity", F_QUANTITY, offsetof(struct rm_ev, quantity), 0 },
+    { "available", F_AVAILABLE, offsetof(struct rm_ev, available), 0 },
+    { "refunded_cents", F_REFUNDED, offsetof(struct rm_ev, refunded), 0 },
+    { "lines", F_LINES, 0, 0 }, /* an array: handled by the array callbacks */
+    { NULL, 0, 0, 0 },
+};
+
+static const struct field line_fields[] = {
+    { "item_id", F_ITEM_ID, offsetof(struct rm_line, item), 1 },
+    { "quantity", F_QUANTITY, offsetof(struct rm_line, quantity), 0 },
+    { "name", F_NAME, offsetof(struct rm_line, name), 1 },
+    { "category", F_CATEGORY, offsetof(struct rm_line, category), 1 },
+    { "price_cents", F_PRICE, offsetof(struct rm_line, price), 0 },
+    { NULL, 0, 0, 0 },
+};
+
+/* Streaming parse state (yajl callbacks). Depth 1 is inside the top object, 2 inside the
+ * "lines" array, 3 inside one line. Only keys at depth 1 and, inside lines, at depth 3 are
+ * looked up; everything else is skipped. A used field with an unexpected JSON type sets
+ * `bad` and stops the parse. */
+struct pstate {
+    struct rm_ev *ev;
+    int depth;
+    int in_lines;
+    const struct field *pending; /* the used field whose value comes next, or NULL */
+    unsigned seen, line_seen;
+    char bad_key[40];
+    int bad;
+};
+
+#define PARSE_MAX_DEPTH 32
+
+static const struct field *lookup(const struct field *f, const unsigned char *k, size_t n)
 {
-    if (!YAJL_IS_STRING(v))
-        return -1;
-    out->p = v->u.string;
-    out->n = strlen(v->u.string);
-    return out->n <= UINT16_MAX ? 0 : -1;
+    for (; f->key; f++)
+        if (strlen(f->key) == n && memcmp(f->key, k, n) == 0)
+            return f;
+    return NULL;
 }
 
-static int get_int(yajl_val v, int64_t *out)
+static int fail(struct pstate *p, const char *key)
 {
-    if (!YAJL_IS_INTEGER(v))
-        return -1;
-    *out = YAJL_GET_INTEGER(v);
+    p->bad = 1;
+    snprintf(p->bad_key, sizeof p->bad_key, "%s", key);
+    return 0; /* stops the parser */
+}
+
+/* Where a field's value goes: the line being parsed, or the event. */
+static char *target(struct pstate *p)
+{
+    return p->depth == 3 ? (char *)&p->ev->lines[p->ev->nlines] : (char *)p->ev;
+}
+
+static void mark(struct pstate *p, unsigned bit)
+{
+    if (p->depth == 3)
+        p->line_seen |= bit;
+    else
+        p->seen |= bit;
+}
+
+/* A value where a used field expects another type, or a scalar directly in "lines". */
+static int cb_other(void *ctx)
+{
+    struct pstate *p = ctx;
+    if (p->in_lines && p->depth == 2)
+        return fail(p, "lines");
+    if (p->pending)
+        return fail(p, p->pending->key);
+    return 1;
+}
+
+static int cb_bool(void *ctx, int v)
+{
+    (void)v;
+    return cb_other(ctx);
+}
+
+static int cb_double(void *ctx, double v)
+{
+    (void)v;
+    return cb_other(ctx);
+}
+
+static int cb_integer(void *ctx, long long v)
+{
+    struct pstate *p = ctx;
+    const struct field *f = p->pending;
+    if (!f || f->is_str || f->bit == F_LINES)
+        return cb_other(ctx);
+    *(int64_t *)(void *)(target(p) + f->off) = v;
+    mark(p, f->bit);
+    p->pending = NULL;
+    return 1;
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t n)
+{
+    struct pstate *p = ctx;
+    const struct field *f = p->pending;
+    if (!f || !f->is_str)
+        return cb_other(ctx);
+    if (n > UINT16_MAX)
+        return fail(p, f->key);
+    /* The arena was reserved for the whole input (decoded strings are never longer than
+     * their JSON text), so appending never moves what earlier strings point to. */
+    struct sbuf *a = &p->ev->arena;
+    assert(a->len + n < a->cap);
+    struct rm_str *dst = (struct rm_str *)(void *)(target(p) + f->off);
+    dst->p = a->data + a->len;
+    dst->n = n;
+    sbuf_append(a, s, n);
+    mark(p, f->bit);
+    p->pending = NULL;
+    return 1;
+}
+
+static int cb_key(void *ctx, const unsigned char *k, size_t n)
+{
+    struct pstate *p = ctx;
+    p->pending = NULL;
+    if (p->depth == 1)
+        p->pending = lookup(top_fields, k, n);
+    else if (p->depth == 3 && p->in_lines)
+        p->pending = lookup(line_fields, k, n);
+    /* Schema 1 lines: name, category and price come from the item, whatever is there. */
+    if (p->pending && p->depth == 3 && p->ev->upcast && p->pending->bit != F_ITEM_ID &&
+        p->pending->bit != F_QUANTITY)
+        p->pending = NULL;
+    return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+    struct pstate *p = ctx;
+    struct rm_ev *ev = p->ev;
+    if (p->in_lines && p->depth == 2) {
+        if (ev->nlines >= RM_MAX_LINES)
+            return fail(p, "lines");
+        if (ev->nlines == ev->lines_cap) {
+            ev->lines_cap = ev->lines_cap ? 2 * ev->lines_cap : 8;
+            ev->lines = xrealloc(ev->lines, ev->lines_cap * sizeof *ev->lines);
+        }
+        memset(&ev->lines[ev->nlines], 0, sizeof ev->lines[0]);
+        p->line_seen = 0;
+    } else if (p->pending) {
+        return fail(p, p->pending->key);
+    }
+    p->pending = NULL;
+    return ++p->depth <= PARSE_MAX_DEPTH ? 1 : fail(p, "(nesting)");
+}
+
+static int cb_end_map(void *ctx)
+{
+    struct pstate *p = ctx;
+    if (p->in_lines && p->depth == 3) {
+        struct rm_line *l = &p->ev->lines[p->ev->nlines];
+        unsigned need = F_ITEM_ID | F_QUANTITY | (p->ev->upcast ? 0 : F_NAME | F_CATEGORY | F_PRICE);
+        if ((p->line_seen & need) != need || l->quantity <= 0 || l->item.n == 0)
+            return fail(p, "lines");
+        p->ev->nlines++;
+    }
+    p->depth--;
+    p->pending = NULL;
+    return 1;
+}
+
+static int cb_start_array(void *ctx)
+{
+    struct pstate *p = ctx;
+    if (p->depth == 1 && p->pending && p->pending->bit == F_LINES) {
+        p->in_lines = 1;
+        p->ev->nlines = 0;
+    } else if (p->pending || (p->in_lines && p->depth == 2)) {
+        return fail(p, p->pending ? p->pending->key : "lines");
+    }
+    p->pending = NULL;
+    return ++p->depth <= PARSE_MAX_DEPTH ? 1 : fail(p, "(nesting)");
+}
+
+static int cb_end_array(void *ctx)
+{
+    struct pstate *p = ctx;
+    if (p->in_lines && p->depth == 2) {
+        p->in_lines = 0;
+        if (p->ev->nlines == 0)
+            return fail(p, "lines");
+        p->seen |= F_LINES;
+    }
+    p->depth--;
+    p->pending = NULL;
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    cb_other,     cb_bool,   cb_integer, cb_double,      NULL,         cb_string,
+    cb_start_map, cb_key,    cb_end_map, cb_start_array, cb_end_array,
+};
+
+/* Parses the data into ev: 0, or 1 with the reason (bad JSON, a bad or missing field). */
+static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const struct log_record *rec,
+                      struct sbuf *reason)
+{
+    struct pstate p;
+    memset(&p, 0, sizeof p);
+    p.ev = ev;
+    sbuf_reset(&ev->arena);
+    sbuf_reserve(&ev->arena, rec->data_len + 1);
+    yajl_handle h = yajl_alloc(&callbacks, NULL, &p);
+    yajl_status st = yajl_parse(h, (const unsigned char *)rec->data, rec->data_len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    yajl_free(h);
+    if (p.bad) {
+        sbuf_printf(reason, "%s field %s is invalid", d->name, p.bad_key);
+        return 1;
+    }
+    if (st != yajl_status_ok || p.depth != 0) {
+        sbuf_printf(reason, "%s data is not a valid JSON object", d->name);
+        return 1;
+    }
+    if ((p.seen & d->required) != d->required) {
+        sbuf_printf(reason, "%s lacks a required field", d->name);
+        return 1;
+    }
     return 0;
 }
 
-/* Parses one order line. Schema 1 lines have only item_id and quantity (upcast later). */
-static int parse_line(yajl_val v, int upcast, struct rm_line *l)
+int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *reason)
 {
-    if (!YAJL_IS_OBJECT(v))
-        return -1;
-    memset(l, 0, sizeof *l);
-    unsigned seen = 0;
-    for (size_t i = 0; i < v->u.object.len; i++) {
-        const char *k = v->u.object.keys[i];
-        yajl_val x = v->u.object.values[i];
-        int rc = 0;
-        if (strcmp(k, "item_id") == 0)
-            rc = get_str(x, &l->item), seen |= F_ITEM_ID;
-        else if (strcmp(k, "quantity") == 0)
-            rc = get_int(x, &l->quantity), seen |= F_QUANTITY;
-        else if (!upcast && strcmp(k, "name") == 0)
-            rc = get_str(x, &l->name), seen |= F_NAME;
-        else if (!upcast && strcmp(k, "category") == 0)
-            rc = get_str(x, &l->category), seen |= F_CATEGORY;
-        else if (!upcast && strcmp(k, "price_cents") == 0)
-            rc = get_int(x, &l->price), seen |= F_PRICE;
-        if (rc)
-            return -1;
-    }
-    unsigned need = F_ITEM_ID | F_QUANTITY | (upcast ? 0 : F_NAME | F_CATEGORY | F_PRICE);
-    return (seen & need) == need && l->quantity > 0 && l->item.n > 0 ? 0 : -1;
-}
-
-static int parse_lines(struct rm_ev *ev, yajl_val v)
-{
-    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0 || v->u.array.len > RM_MAX_LINES)
-        return -1;
-    size_t n = v->u.array.len;
-    if (n > ev->lines_cap) {
-        ev->lines = xrealloc(ev->lines, n * sizeof *ev->lines);
-        ev->lines_cap = n;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (parse_line(v->u.array.values[i], ev->upcast, &ev->lines[i]))
-            return -1;
-    ev->nlines = n;
-    return 0;
-}
-
-/* Stores one top-level field; returns its bit, 0 for a field no fold uses, -1 if mistyped. */
-static int parse_field(struct rm_ev *ev, const char *k, yajl_val x)
-{
-    static const struct {
-        const char *key;
-        unsigned bit;
-        size_t off; /* offsetof the rm_str or int64_t */
-        int is_str;
-    } fields[] = {
-        { "order_id", F_ORDER_ID, offsetof(struct rm_ev, order_id), 1 },
-        { "user_id", F_USER_ID, offsetof(struct rm_ev, user_id), 1 },
-        { "item_id", F_ITEM_ID, offsetof(struct rm_ev, item_id), 1 },
-        { "name", F_NAME, offsetof(struct rm_ev, name), 1 },
-        { "category", F_CATEGORY, offsetof(struct rm_ev, category), 1 },
-        { "amount_cents", F_AMOUNT, offsetof(struct rm_ev, amount), 0 },
-        { "balance_cents", F_BALANCE, offsetof(struct rm_ev, balance), 0 },
-        { "price_cents", F_PRICE, offsetof(struct rm_ev, price), 0 },
-        { "quantity", F_QUANTITY, offsetof(struct rm_ev, quantity), 0 },
-        { "available", F_AVAILABLE, offsetof(struct rm_ev, available), 0 },
-        { "refunded_cents", F_REFUNDED, offsetof(struct rm_ev, refunded), 0 },
-    };
-    if (strcmp(k, "lines") == 0)
-        return parse_lines(ev, x) ? -1 : F_LINES;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (strcmp(k, fields[i].key) != 0)
-            continue;
-        char *dst = (char *)ev + fields[i].off;
-        int rc = fields[i].is_str ? get_str(x, (struct rm_str *)(void *)dst)
-                                  : get_int(x, (int64_t *)(void *)dst);
-        return rc ? -1 : (int)fields[i].bit;
-    }
-    return 0;
-}
-
-static void release(struct rm_ev *ev)
-{
-    yajl_tree_free(ev->tree);
-    ev->tree = NULL;
-}
-
-int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *scratch,
-                struct sbuf *reason)
-{
-    release(ev);
+    /* Keep the memory of the previous parse (lines array, arena); clear the rest. */
     struct rm_line *lines = ev->lines;
     size_t cap = ev->lines_cap;
+    struct sbuf arena = ev->arena;
     memset(ev, 0, sizeof *ev);
     ev->lines = lines;
     ev->lines_cap = cap;
+    ev->arena = arena;
     sbuf_reset(reason);
 
     int t = find_type(rec->type, rec->type_len);
@@ -190,36 +339,12 @@ int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *scr
         return 1;
     }
     ev->upcast = ev->type == RM_EV_ORDER_CREATED && rec->schema_version == 1;
-
-    /* yajl_tree_parse wants a NUL-terminated text: sbuf keeps one after len. */
-    sbuf_reset(scratch);
-    sbuf_append(scratch, rec->data, rec->data_len);
-    char err[128];
-    yajl_val root = yajl_tree_parse(sbuf_str(scratch), err, sizeof err);
-    ev->tree = root;
-    if (!YAJL_IS_OBJECT(root)) {
-        sbuf_printf(reason, "%s data is not a JSON object", d->name);
-        return 1;
-    }
-    unsigned seen = 0;
-    for (size_t i = 0; i < root->u.object.len; i++) {
-        int bit = parse_field(ev, root->u.object.keys[i], root->u.object.values[i]);
-        if (bit < 0) {
-            sbuf_printf(reason, "%s field %s is invalid", d->name, root->u.object.keys[i]);
-            return 1;
-        }
-        seen |= (unsigned)bit;
-    }
-    if ((seen & d->required) != d->required) {
-        sbuf_printf(reason, "%s lacks a required field", d->name);
-        return 1;
-    }
-    return 0;
+    return parse_data(ev, d, rec, reason);
 }
 
 void rm_ev_free(struct rm_ev *ev)
 {
-    release(ev);
     free(ev->lines);
+    sbuf_free(&ev->arena);
     memset(ev, 0, sizeof *ev);
 }

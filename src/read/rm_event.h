@@ -40,7 +40,7 @@ struct rm_ev {
     struct rm_line *lines; /* capacity kept across parses */
     size_t lines_cap;
     int upcast; /* 1: lines lack name/category/price (OrderCreated v1) */
-    void *tree; /* the yajl tree the strings point into */
+    struct sbuf arena; /* the decoded strings point into it */
 };
 
 /* The current schema version of each type (what events written today carry). */
@@ -51,11 +51,12 @@ int rm_ev_current_schema(enum rm_ev_type type);
  * Not thread-safe. */
 int rm_ev_set_max_schema(enum rm_ev_type type, int max);
 
-/* Parses rec into ev (releasing what ev held from a previous parse). Returns 0, or 1 with a
- * one-line reason in reason (unknown type, unknown schema, bad JSON, missing or mistyped
- * field). Strings in ev are valid until the next parse or rm_ev_free. */
-int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *scratch,
-                struct sbuf *reason);
+/* Parses rec into ev with yajl's streaming parser (no tree; no allocation once warm),
+ * reusing ev's memory from a previous parse; a zeroed rm_ev is ready for use. Returns 0,
+ * or 1 with a one-line reason in reason (unknown type, unknown schema, bad JSON, missing
+ * or mistyped field, nesting over 32). Strings in ev are valid until the next parse or
+ * rm_ev_free. */
+int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *reason);
 void rm_ev_free(struct rm_ev *ev);
 
 #endif

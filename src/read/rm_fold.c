@@ -299,7 +299,7 @@ static int index_record(struct rm_txn *t, const struct log_record *rec)
 int rm_fold_apply(struct rm_txn *t, const struct log_record *rec)
 {
     assert(!t->rdonly);
-    int rc = rm_ev_parse(&t->ev, rec, &t->json, &t->reason);
+    int rc = rm_ev_parse(&t->ev, rec, &t->reason);
     if (rc)
         return rc;
     return handlers[t->ev.type](t, rec, &t->ev);

@@ -370,7 +370,7 @@ void rm_asof_free(struct rm_asof *a)
 
 int rm_asof_apply(struct rm_txn *t, struct rm_asof *a, const struct log_record *rec)
 {
-    int rc = rm_ev_parse(&t->ev, rec, &t->json, &t->reason);
+    int rc = rm_ev_parse(&t->ev, rec, &t->reason);
     if (rc)
         return rc;
     rc = rm_order_apply(t, &a->o, rec, &t->ev);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -89,9 +90,11 @@ static int open_all(struct tailer *tl)
     const struct tailer_options *o = tl->opt;
     char path[RDIR_PATH_MAX];
     int rc = rdir_prepare(o->data_dir);
-    if (rc == 0 && !o->model_dir)
-        rc = take_lock(tl);
-    if (rc)
+    if (rc) {
+        LOG_ERROR("cannot prepare the read model directory %s/read: %s", o->data_dir, strerror(-rc));
+        return rc;
+    }
+    if (!o->model_dir && (rc = take_lock(tl)) != 0)
         return rc;
     rc = rdir_join(path, sizeof path, o->data_dir, "log");
     if (rc)
@@ -148,6 +151,8 @@ static int next_record(struct tailer *tl, uint64_t limit, struct log_record *rec
     return rc;
 }
 
+static int is_capacity_error(int rc) { return rc == -ENOSPC || rc == -EDQUOT || rc == MDB_MAP_FULL; }
+
 /* Folds one batch up to limit and commits it with its position. Returns the number of
  * records committed (0: nothing was durable yet) or a negative code. */
 static int fold_batch(struct tailer *tl, uint64_t limit)
@@ -167,8 +172,9 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
             break;
         rc = rm_fold(t, &rec);
         if (rc < 0) {
-            LOG_ERROR("tailer stopped: fold failed position=%" PRIu64 ": %s", rec.position,
-                      rm_strerror(rc));
+            if (!is_capacity_error(rc))
+                LOG_ERROR("tailer stopped: fold failed position=%" PRIu64 ": %s", rec.position,
+                          rm_strerror(rc));
             break;
         }
         tl->pos = rec.position;
@@ -189,7 +195,8 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
     else
         rm_txn_abort(t);
     if (rc) {
-        LOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", tl->pos, rm_strerror(rc));
+        if (!is_capacity_error(rc))
+            LOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", tl->pos, rm_strerror(rc));
         tl->pos = pos;
         return rc;
     }
@@ -236,6 +243,28 @@ static int reopen_if_switched(struct tailer *tl)
     return 0;
 }
 
+/* Capacity errors of normal life (a full disk, a full LMDB map) do not stop the tailer: the
+ * failed batch was aborted, so it waits, reopens the model (LMDB may refuse a txn after a
+ * failed commit) and folds again from the committed position. Queries keep answering from
+ * the committed model meanwhile. */
+static int wait_and_reopen(struct tailer *tl, int err)
+{
+    LOG_WARN("read model cannot grow (%s)%s; retrying in 1 s position=%" PRIu64, rm_strerror(err),
+             err == MDB_MAP_FULL ? ": raise read_map_bytes" : "", tl->pos);
+    for (int i = 0; i < 10 && !stopping(tl); i++)
+        usleep(100000);
+    rm_env_close(tl->env);
+    tl->env = NULL;
+    log_reader_close(tl->rd);
+    tl->rd = NULL;
+    int rc = open_model(tl);
+    if (rc == 0)
+        rc = read_position(tl);
+    if (rc == 0)
+        rc = log_reader_open(tl->lg, tl->pos + 1, &tl->rd);
+    return rc;
+}
+
 static int follow(struct tailer *tl)
 {
     uint64_t target = log_durable(tl->lg); /* --once: the head at start */
@@ -248,6 +277,14 @@ static int follow(struct tailer *tl)
         if (tl->opt->once && limit > target)
             limit = target;
         int n = fold_batch(tl, limit);
+        if (is_capacity_error(n)) {
+            rc = wait_and_reopen(tl, n);
+            if (rc)
+                return rc;
+            if (stopping(tl))
+                return 0;
+            continue;
+        }
         if (n < 0)
             return n;
         maybe_snapshot(tl);

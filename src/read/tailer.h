@@ -12,6 +12,8 @@
  *  - A checksum failure stops the tailer (TAILER_EDAMAGE, logged with segment and offset):
  *    damage is never skipped. An event that cannot be applied is a dead letter, and
  *    folding goes on.
+ *  - A full disk or a full LMDB map is not fatal: the batch is aborted, logged, and retried
+ *    every second from the committed position.
  *  - Memory is bounded by one batch's transaction, whatever the log's length.
  *  - When a rebuild switches DIR/read/current (the generation in the position file moves),
  *    the live tailer closes its model, opens the new one and resumes from its position.
@@ -22,8 +24,8 @@
 #include <signal.h>
 #include <stdint.h>
 
-#define TAILER_BATCH_MAX 100000
-#define TAILER_BATCH_MS 1000
+#define TAILER_BATCH_MAX 10000
+#define TAILER_BATCH_MS 250
 
 enum {
     TAILER_EDAMAGE = -12001, /* a record failed verification (log_last_error says where) */

@@ -60,13 +60,14 @@ static int check_options(const struct server_options *opt)
 static int spawn_worker(struct master *m, int slot)
 {
     fflush(NULL); /* or buffered output would be written twice */
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         LOG_ERROR("fork failed err=%s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
-        int st = srv_worker_main(m->opt, m->listener.fd);
+        int st = srv_worker_main(m->opt, m->listener.fd, master);
         exit(st);
     }
     m->pids[slot] = pid;
@@ -187,7 +188,7 @@ static void stop_workers(struct master *m, const sigset_t *set)
     for (int i = 0; i < m->nworkers; i++)
         if (m->pids[i] > 0 && kill(m->pids[i], SIGTERM) < 0)
             LOG_WARN("kill failed pid=%ld err=%s", (long)m->pids[i], strerror(errno));
-    int grace = m->opt->grace_seconds > 0 ? m->opt->grace_seconds : 30;
+    int grace = m->opt->grace_seconds > 0 ? m->opt->grace_seconds : SRV_DEFAULT_GRACE_SECONDS;
     uint64_t deadline = ef_mono_ns() + (uint64_t)(grace + KILL_MARGIN_S) * 1000000000u;
     reap(m);
     while (live_workers(m) > 0 && ef_mono_ns() < deadline) {
@@ -242,9 +243,9 @@ int server_run(const struct server_options *opt)
     m.nworkers = opt->cfg->workers;
     m.pids = xcalloc((size_t)m.nworkers, sizeof *m.pids);
     m.started_ns = xcalloc((size_t)m.nworkers, sizeof *m.started_ns);
-    LOG_INFO("started prog=%s workers=%d threads=%d listen=%s", opt->prog ? opt->prog : "-", m.nworkers,
-             opt->threads > 0 ? opt->threads : opt->cfg->threads,
-             opt->cfg->listen[0] ? opt->cfg->listen : "inherited");
+    LOG_INFO("started prog=%s workers=%d threads=%d listen=%s fd=%d", opt->prog ? opt->prog : "-",
+             m.nworkers, opt->threads > 0 ? opt->threads : opt->cfg->threads,
+             opt->cfg->listen[0] ? opt->cfg->listen : "inherited", m.listener.fd);
     supervise(&m, &set);
     stop_workers(&m, &set);
     srv_listen_close(&m.listener);

@@ -6,7 +6,6 @@
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdalign.h>
 #include <stddef.h>

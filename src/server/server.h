@@ -23,12 +23,16 @@
  * parsed CGI parameters, the body (read in full, limited to max_body bytes, else 413
  * payload_too_large answered by the server without calling the handler), and helpers to
  * answer. Request memory is freed when the handler returns. Every answer is counted in
- * shared-memory metrics (by route label and status, plus a latency histogram per route).
+ * shared-memory metrics (by route label and status, plus a latency histogram per route);
+ * with metrics_file set they live in a file another program can render too.
  *
  * Caveats: open LMDB environments and the log in worker_init (after fork), never in the
  * master. The listening socket is made non-blocking (O_NONBLOCK is shared by every
  * process holding the socket, e.g. systemd; none of them blocks in accept on it). With
- * nginx `fastcgi_keep_conn on`, a kept connection pins one request thread.
+ * nginx `fastcgi_keep_conn on`, a kept connection pins one request thread. libfcgi
+ * reads a request with blocking I/O, so a client that connects and stalls mid-request
+ * holds a request thread until it closes (libfcgi drops a unix-socket client that sends
+ * nothing at all within 2 s); at stop, the grace period bounds it.
  */
 #ifndef EF_SERVER_H
 #define EF_SERVER_H
@@ -72,10 +76,14 @@ const char *server_query_param(struct server_request *req, const char *name);
  * not an error (logged at debug level). */
 void server_respond(struct server_request *req, int status, const char *content_type,
                     const char *headers, const char *body, size_t body_len);
+/* server_respond with Content-Type application/json and the text in body. */
 void server_respond_json(struct server_request *req, int status, const char *headers,
                          const struct sbuf *body);
-/* RFC 9457 problem: {"type":"/problems/CODE","title","status","detail","code"} plus
- * `errors` (a JSON array text, or NULL). Adds headers (may be NULL). */
+/* RFC 9457 problem, Content-Type application/problem+json:
+ * {"type":"/problems/CODE","title","status","detail","code"} where title is the status's
+ * standard reason phrase and detail defaults to it when NULL, plus "errors" when
+ * errors_json (a JSON array text, written as it is) is not NULL. Adds headers (may be
+ * NULL). */
 void server_respond_problem(struct server_request *req, int status, const char *code,
                             const char *detail, const char *errors_json, const char *headers);
 /* Labels the request for metrics (route template such as "GET /api/orders/{id}", not

@@ -4,7 +4,8 @@
  * request threads, request.c turns an accepted FCGX_Request into a struct
  * server_request, respond.c writes answers. One struct srv_thread per request thread
  * carries everything a request needs, so request threads share nothing but the listen
- * socket, the wake-up eventfd, the worker context and the metrics region.
+ * socket, the accept mutex, the wake-up eventfd, the worker context and the metrics
+ * region.
  */
 #ifndef EF_SERVER_INT_H
 #define EF_SERVER_INT_H
@@ -52,7 +53,6 @@ struct srv_thread {
     FCGX_Request fcgx;
     struct server_request req;
     struct srv_worker *w;
-    int epfd;                    /* this thread's epoll: listen fd (exclusive) + wake fd */
     struct sbuf body;            /* request body, reused */
     struct sbuf out;             /* answer being assembled, reused */
     struct srv_arena arena;
@@ -74,7 +74,10 @@ const char *srv_reason(int status);
 
 /* ---- worker.c ---- */
 
-/* Runs one worker process until SIGTERM; returns its exit status. */
-int srv_worker_main(const struct server_options *opt, int listen_fd);
+#define SRV_DEFAULT_GRACE_SECONDS 30 /* server_options.grace_seconds == 0 */
+
+/* Runs one worker process until SIGTERM; returns its exit status. master is the pid of
+ * the master that forked it (the worker exits at once if that one is already gone). */
+int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master);
 
 #endif

@@ -14,28 +14,33 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_GRACE_SECONDS 30
-
 /* How a worker stops (see server.h): the main thread waits for SIGTERM/SIGINT with
  * sigwait (request threads block both), sets `stopping` and writes the wake-up eventfd.
  * The eventfd is never read, so it stays readable and every request thread that waits
- * for work sees it, now or later. Request threads never block in accept(): they wait in
- * epoll for the (non-blocking) listen socket or the eventfd and only then call
+ * for work sees it, now or later. Request threads never block in accept(): they poll the
+ * (non-blocking) listen socket together with the eventfd and only then call
  * FCGX_Accept_r, so a stop is noticed at once when idle and right after the current
- * request when busy. libfcgi's own accept path can still wait up to 2 s for a unix
- * client that connected but sent nothing (is_af_unix_keeper); that bounds the delay. */
+ * request when busy.
+ *
+ * Accepting: one idle thread per worker at a time (the one holding accept_mu) polls the
+ * listen socket; it lets go of the mutex as soon as poll returns, before accepting, so
+ * the next idle thread is already waiting while the first one accepts (libfcgi may then
+ * spend up to 2 s on a unix client that sent nothing). Invariant: whenever a worker has
+ * an idle thread, one of its threads is polling or about to, so a connection never waits
+ * behind a busy thread while another one idles. Polling is level-triggered and not
+ * exclusive: a connection wakes one poller per worker; the losers get EAGAIN. */
 struct srv_worker {
     const struct server_options *opt;
     void *ctx;
     int listen_fd;
     int wake_fd;
     size_t max_body;
+    pthread_mutex_t accept_mu; /* held by the thread polling the listen socket */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int live;            /* request threads still running; under mu */
@@ -54,46 +59,38 @@ static void worker_fail(struct srv_worker *w)
     kill(getpid(), SIGTERM);
 }
 
-static int thread_epoll(struct srv_thread *t)
+/* Polls fd and the wake-up eventfd; 1 = fd is ready, 0 = stop, -1 = error. */
+static int wait_fd(int fd, int wake_fd)
 {
-    t->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (t->epfd < 0)
-        return -1;
-    /* EPOLLEXCLUSIVE: one new connection wakes one waiting thread (of any worker), not
-     * all of them. The wake-up fd is not exclusive: a stop wakes everybody. */
-    struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0 };
-    struct epoll_event wev = { .events = EPOLLIN, .data.u32 = 1 };
-    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->w->listen_fd, &lev) < 0 ||
-        epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->w->wake_fd, &wev) < 0)
-        return -1;
-    return 0;
+    for (;;) {
+        if (server_stopping())
+            return 0;
+        struct pollfd p[2] = { { fd, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (p[1].revents)
+            return 0;
+        if (p[0].revents & POLLNVAL) {
+            errno = EBADF;
+            return -1;
+        }
+        return 1;
+    }
 }
 
 /* Waits until there is something to accept or read; 1 = go, 0 = stop, -1 = error. A
  * connection kept open by the front end (FCGI_KEEP_CONN) is waited on directly. */
 static int wait_for_work(struct srv_thread *t)
 {
-    for (;;) {
-        if (server_stopping())
-            return 0;
-        int n;
-        int wake = 0;
-        if (t->fcgx.ipcFd >= 0) {
-            struct pollfd p[2] = { { t->fcgx.ipcFd, POLLIN, 0 }, { t->w->wake_fd, POLLIN, 0 } };
-            n = poll(p, 2, -1);
-            wake = n > 0 && p[1].revents;
-        } else {
-            struct epoll_event ev[2];
-            n = epoll_wait(t->epfd, ev, 2, -1);
-            for (int i = 0; i < n; i++)
-                wake |= ev[i].data.u32 == 1;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        return wake ? 0 : 1;
-    }
+    if (t->fcgx.ipcFd >= 0)
+        return wait_fd(t->fcgx.ipcFd, t->w->wake_fd);
+    pthread_mutex_lock(&t->w->accept_mu);
+    int rc = wait_fd(t->w->listen_fd, t->w->wake_fd);
+    pthread_mutex_unlock(&t->w->accept_mu);
+    return rc;
 }
 
 static void serve_one(struct srv_thread *t)
@@ -179,12 +176,8 @@ static int serve_loop(struct srv_thread *t)
 static void *thread_main(void *arg)
 {
     struct srv_thread *t = arg;
-    if (thread_epoll(t) < 0) {
-        LOG_ERROR("epoll setup failed err=%s", strerror(errno));
+    if (serve_loop(t) < 0)
         worker_fail(t->w);
-    } else if (serve_loop(t) < 0) {
-        worker_fail(t->w);
-    }
     FCGX_Free(&t->fcgx, 1);
     pthread_mutex_lock(&t->w->mu);
     t->w->live--;
@@ -244,7 +237,6 @@ static int start_threads(struct srv_worker *w, struct srv_thread *ts, pthread_t 
     for (; started < n; started++) {
         struct srv_thread *t = &ts[started];
         t->w = w;
-        t->epfd = -1;
         FCGX_InitRequest(&t->fcgx, w->listen_fd, 0);
         pthread_mutex_lock(&w->mu);
         w->live++;
@@ -276,7 +268,7 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
         atomic_store(&w->fatal, 1);
     }
     stop_threads(w);
-    int grace = w->opt->grace_seconds > 0 ? w->opt->grace_seconds : DEFAULT_GRACE_SECONDS;
+    int grace = w->opt->grace_seconds > 0 ? w->opt->grace_seconds : SRV_DEFAULT_GRACE_SECONDS;
     if (wait_threads(w, grace) < 0) {
         /* Threads still inside handlers use ctx and the listen socket: do not free
          * anything under them, just leave. */
@@ -285,8 +277,6 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     }
     for (int i = 0; i < started; i++) {
         pthread_join(tids[i], NULL);
-        if (ts[i].epfd >= 0)
-            close(ts[i].epfd);
         sbuf_free(&ts[i].body);
         sbuf_free(&ts[i].out);
         srv_arena_free(&ts[i].arena);
@@ -296,9 +286,8 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     return atomic_load(&w->fatal) ? 1 : 0;
 }
 
-int srv_worker_main(const struct server_options *opt, int listen_fd)
+int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master)
 {
-    pid_t master = getppid();
     sigset_t stop_set;
     struct srv_worker w = { .opt = opt, .listen_fd = listen_fd, .wake_fd = -1,
                             .max_body = opt->max_body };
@@ -309,6 +298,7 @@ int srv_worker_main(const struct server_options *opt, int listen_fd)
     }
     if (getppid() != master)
         return 0; /* the master died before PR_SET_PDEATHSIG took effect */
+    pthread_mutex_init(&w.accept_mu, NULL);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     if (opt->worker_init && opt->worker_init(&w.ctx, opt->cfg) < 0) {
@@ -334,5 +324,6 @@ fini:
 fail:
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
+    pthread_mutex_destroy(&w.accept_mu);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/eflog.h"
 #include "util/xalloc.h"
 
 /* Scratch state for one application: big structs live on the heap, not the stack. */
@@ -311,12 +312,36 @@ int wm_apply_event(struct wm *wm, MDB_txn *txn, const struct event *ev, char *er
     return rc;
 }
 
+/* A record of a type the shop does not know (an operator's or a newer component's event)
+ * cannot change what the shop rules see: the model only records that it was passed, so the
+ * positions stay dense. A known type in a schema this build cannot read is an error. */
+static int skip_foreign(struct wm *wm, MDB_txn *txn, const struct log_record *rec, char *err,
+                        size_t errlen)
+{
+    uint64_t applied;
+    int rc = wm_get_applied(wm, txn, &applied);
+    if (rc)
+        return rc;
+    if (rec->position != applied + 1) {
+        snprintf(err, errlen, "record at position %" PRIu64 " after %" PRIu64, rec->position,
+                 applied);
+        return WM_EAPPLY;
+    }
+    LOG_WARN("write model skips a record position=%" PRIu64 " reason=\"%s\"", rec->position, err);
+    return wm_set_applied(wm, txn, rec->position);
+}
+
 int wm_apply_record(struct wm *wm, MDB_txn *txn, const struct log_record *rec, char *err,
                     size_t errlen)
 {
     struct event *ev = xmalloc(sizeof *ev);
-    int rc = event_decode(rec, ev, err, errlen) < 0 ? WM_EAPPLY
-                                                    : wm_apply_event(wm, txn, ev, err, errlen);
+    int rc = event_decode(rec, ev, err, errlen);
+    if (rc == EVENT_UNKNOWN_TYPE)
+        rc = skip_foreign(wm, txn, rec, err, errlen);
+    else if (rc < 0)
+        rc = WM_EAPPLY;
+    else
+        rc = wm_apply_event(wm, txn, ev, err, errlen);
     free(ev);
     return rc;
 }

@@ -10,7 +10,8 @@
  * plus one) and each event is checked against the model (its stream version is the next
  * one; balances and stock after the event are what the model computes; no count goes
  * negative). A record that fails a check returns WM_EAPPLY with the reason in err and the
- * transaction must be aborted. An LMDB failure (MDB_MAP_FULL, ...) is returned as is; the
+ * transaction must be aborted. A record of a type that is not a shop event is passed over
+ * (logged; only the applied position moves). An LMDB failure (MDB_MAP_FULL, ...) is returned as is; the
  * transaction must be aborted then too.
  */
 #ifndef EF_WRITE_APPLY_H

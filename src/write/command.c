@@ -36,7 +36,8 @@ struct exec {
     int has_idem;
     unsigned char fingerprint[EV_FINGERPRINT_LEN];
     int has_if_match;
-    int if_match_any; /* If-Match: * */
+    int if_match_any;  /* If-Match: * */
+    int if_match_weak; /* W/"V": never matches */
     uint64_t if_match;
     struct command cmd;
     struct shop_view view;
@@ -95,16 +96,18 @@ static void answer_ok(struct exec *x, int status, const char *body, size_t len, 
 
 static void log_unavailable(struct exec *x, const char *what, int rc)
 {
-    LOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"", what, write_strerror(rc),
-              log_last_error(x->ctx->log));
+    LOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, write_strerror(rc),
+              log_last_error(x->ctx->log),
+              rc == MDB_MAP_FULL ? " hint=\"raise write_map_bytes and restart\"" : "");
     problem_set(&x->p, 503, "log_unavailable", "the log cannot be written (%s: %s); nothing was appended",
                 what, write_strerror(rc));
 }
 
 /* --- request checks (no lock) ------------------------------------------------------- */
 
-/* "application/json", any case, optionally followed by parameters. An absent type is
- * accepted only with an empty body (an action such as pay sent without a body). */
+/* "application/json", any case, optionally followed by parameters. An absent type is let
+ * through only with an empty body, which the parser then refuses as 400 invalid_json (the
+ * more useful answer for a bodiless POST). */
 static int check_content_type(struct exec *x)
 {
     const char *ct = x->req->content_type ? x->req->content_type : "";
@@ -140,7 +143,8 @@ static int check_idempotency_key(struct exec *x)
     return 0;
 }
 
-/* If-Match: "V" (strong), V, or *. Weak tags never match a strong comparison: rejected. */
+/* If-Match: "V", V (unquoted digits, for convenience), or *. A weak tag W/"V" is well
+ * formed but never matches: If-Match uses the strong comparison (RFC 9110 13.1.1). */
 static int check_if_match(struct exec *x)
 {
     const char *v = x->req->if_match;
@@ -152,6 +156,10 @@ static int check_if_match(struct exec *x)
     if (strcmp(v, "*") == 0) {
         x->if_match_any = 1;
         return 0;
+    }
+    if (strncmp(v, "W/", 2) == 0) {
+        x->if_match_weak = 1;
+        v += 2;
     }
     size_t n = strlen(v);
     while (n > 0 && v[n - 1] == ' ')
@@ -202,8 +210,10 @@ static int parse_request(struct exec *x)
 
 /* --- under the lock ------------------------------------------------------------------ */
 
-/* Catch-up, and a rebuild if the model cannot be caught up (ahead of the log, or a record
- * it cannot apply). */
+/* Catch-up, and a rebuild if the model cannot be caught up: when it is ahead of the log,
+ * and when a record does not apply (once per handle: if the record itself is bad, the
+ * rebuild fails the same way, and repeating a whole-log replay per command would only turn
+ * one bad record into an outage of the disk as well). */
 static int catch_up(struct exec *x)
 {
     char err[512] = "";
@@ -211,7 +221,8 @@ static int catch_up(struct exec *x)
     int rc = wm_catch_up(x->ctx->wm, x->ctx->log, &n, err, sizeof err);
     if (n)
         LOG_INFO("write model caught up with the log records=%" PRIu64, n);
-    if (rc == WM_EAHEAD || rc == WM_EAPPLY) {
+    if (rc == WM_EAHEAD || (rc == WM_EAPPLY && !x->ctx->apply_rebuild_tried)) {
+        x->ctx->apply_rebuild_tried |= rc == WM_EAPPLY;
         LOG_WARN("rebuilding the write model reason=\"%s\"", err);
         rc = write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
     }
@@ -262,7 +273,7 @@ static int check_version(struct exec *x)
     uint64_t cur = shop_version(&x->cmd, &x->view);
     if (cur == 0 && !cmd_is_create(x->cmd.kind))
         return 0; /* shop_decide answers 404 */
-    if (x->if_match_any ? cur != 0 : cur == x->if_match)
+    if (x->if_match_any ? cur != 0 : (cur == x->if_match && !x->if_match_weak))
         return 0;
     problem_set(&x->p, 412, "version_mismatch", "If-Match does not match: the stream is at version %" PRIu64, cur);
     return -1;

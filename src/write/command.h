@@ -43,6 +43,7 @@ struct write_ctx {
     struct wm *wm;
     int idempotency_ttl_hours; /* >= 24 */
     unsigned commands;         /* executed by this handle (for periodic housekeeping) */
+    int apply_rebuild_tried;   /* a record failed to apply and a rebuild was tried */
 };
 
 /* A command request as the handler received it. Strings are NUL-terminated; absent

@@ -2,13 +2,52 @@
 
 #include "write/handler.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/eflog.h"
 #include "util/xalloc.h"
 #include "write/command.h"
 #include "write/replay.h"
+
+/* One directory: it must be a directory we may write into (EROFS on a read-only mount,
+ * even for root). missing_ok: an absent one is fine (created later). */
+static int check_dir(const char *what, const char *path, int missing_ok, char *err,
+                     size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT && missing_ok)
+            return 0;
+        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(ENOTDIR));
+        return -1;
+    }
+    if (access(path, W_OK | X_OK) < 0) {
+        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
+{
+    char path[EF_PATH_MAX + 16];
+    if (check_dir("data directory", cfg->data_dir, 0, err, errlen) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/log", cfg->data_dir);
+    if (check_dir("log directory", path, 1, err, errlen) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/write", cfg->data_dir);
+    return check_dir("write model directory", path, 1, err, errlen);
+}
 
 int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
 {

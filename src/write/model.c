@@ -108,8 +108,6 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
     return mdb_rc(mdb_txn_begin(wm->env, NULL, write ? 0 : MDB_RDONLY, txn));
 }
 
-MDB_env *wm_env(struct wm *wm) { return wm->env; }
-
 int wm_reader_check(struct wm *wm)
 {
     int dead = 0;

@@ -63,7 +63,6 @@ int wm_destroy_files(const char *dir);
 
 /* Begins a transaction (write != 0: read-write). */
 int wm_begin(struct wm *wm, int write, MDB_txn **txn);
-MDB_env *wm_env(struct wm *wm);
 /* Clears reader slots left by dead processes (mdb_reader_check); returns how many. */
 int wm_reader_check(struct wm *wm);
 

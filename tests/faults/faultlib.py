@@ -80,6 +80,15 @@ class TmpfsCluster(Cluster):
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
 
+def no_sanitizer_reports(cluster):
+    """Fails if a program of the cluster wrote a sanitizer report to its log."""
+    for name in ("command", "query", "tailer"):
+        text = cluster.log_text(name)
+        for mark in SANITIZER_MARKS:
+            at = text.find(mark)
+            check(at < 0, "%s log has a sanitizer report: %s" % (name, text[max(0, at - 200):at + 1500]))
+
+
 def run_program(argv, timeout=30):
     """Runs argv to completion; returns (returncode, stdout, stderr). A program that is
     still running after `timeout` seconds is killed (by PID) and the test fails."""

@@ -3,13 +3,16 @@
 After a few acknowledged commands the filesystem is filled up by a file. Then:
   - commands are answered 503 log_unavailable (problem+json), never 2xx without a durable
     event, never a crash (502) or another 5xx; the programs stay up;
-  - eventfoldctl verify is clean while the disk is full (no partial record left behind);
+  - eventfoldctl verify is clean while the disk is full (no partial record left behind),
+    also after kill -9 and restart of the command program on the full disk;
 once the file is removed:
   - commands succeed again, and every id refused with 503 can be registered (201): nothing
     was appended for a refused command;
   - after kill -9 and restart of the command program, verify is clean and every
     acknowledged command is in the log at its Log-Position.
-Needs root to mount the tmpfs; exits 77 (skip) otherwise."""
+Run twice: with large segments, and with 4 KiB ones so that the disk also fills up
+while the log rolls to a new segment. Needs root to mount the tmpfs; exits 77 (skip)
+otherwise."""
 
 import errno
 import os
@@ -17,7 +20,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faultlib import TmpfsCluster, check, expect_clean_failure  # noqa: E402,F401
+from faultlib import TmpfsCluster, check, no_sanitizer_reports  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 
 MAX_TRIES = 4000  # commands sent while full before giving up on seeing a 503
@@ -46,8 +49,16 @@ def fill(path):
 
 
 def main():
+    # Large segments: the disk fills inside a segment. 4 KiB segments: it fills while
+    # rolling to a new segment (the new file can be created, its first write cannot).
+    for seg in (256 * 1024, 4096):
+        log("segment_bytes=%d" % seg)
+        scenario(seg)
+
+
+def scenario(segment_bytes):
     with TmpfsCluster("diskfull", "4m", sub="log", workers=2,
-                      config={"segment_bytes": 256 * 1024}) as c:
+                      config={"segment_bytes": segment_bytes}) as c:
         cl = c.client()
         base = uid("df")
         acked = []  # (position, stream)
@@ -78,6 +89,18 @@ def main():
         expect(c.client().get("/api/status"), 200, what="queries while the disk is full")
         c.verify()
 
+        # A crash while the disk is full: recovery needs no space, and the restarted
+        # program keeps refusing cleanly.
+        c.restart("command", signal.SIGKILL)
+        c.verify()
+        u = "%s-full-restarted" % base
+        r = cl.post("/api/users", {"user_id": u, "name": "x" * 200})
+        if 200 <= r.status < 300:
+            acked.append((r.position, "user-" + u))
+        else:
+            expect(r, 503, "log_unavailable", what="command on a full disk after a restart")
+            refused.append(u)
+
         os.unlink(filler)
         r = expect(cl.post("/api/users", {"user_id": base + "-after", "name": "After"}), 201,
                    what="first command after space was freed")
@@ -96,6 +119,7 @@ def main():
         check(sorted(events) == list(range(1, len(events) + 1)), "positions not dense")
         c.wait_caught_up()
         log("disk full: %d acknowledged, all in the log; %d events" % (len(acked), len(events)))
+        no_sanitizer_reports(c)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faultlib import Cluster, TestFailure, check  # noqa: E402
+from faultlib import Cluster, TestFailure, check, no_sanitizer_reports  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 
 THREADS = 4
@@ -93,6 +93,7 @@ def main():
         lost = [(p, s) for p, s in acked if p not in events or events[p]["stream"] != s]
         check(not lost, "acknowledged commands missing from the log: %r" % lost[:10])
         c.verify()
+        no_sanitizer_reports(c)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
  *   bit 0 set:   a valid sealed segment holding positions 1..3 comes first and the bytes are
  *                the newest segment, 00000000000000000004.seg.
  *   bit 1 set:   after a successful recovery, append one record and check the log again.
- * Every iteration starts from a fresh log directory under one mkdtemp() directory.
+ * Every iteration starts from a fresh log directory under one mkdtemp() directory in
+ * $TMPDIR (default /tmp).
  *
  * The oracle is computed from the input alone with record_decode: P is the longest run of
  * whole, valid records at the start of the newest segment whose positions continue densely.
@@ -49,8 +50,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define SEALED_RECORDS 3
 #define MAX_EXPECTED 4096
 
-static char root[64];    /* the mkdtemp() directory, removed at exit */
-static char logdir[128]; /* root/log, recreated for every input */
+static char root[512];    /* the mkdtemp() directory, removed at exit */
+static char logdir[600];  /* root/log, recreated for every input */
 
 static void rm_flat_dir(const char *dir)
 {
@@ -85,7 +86,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     /* Truncations are logged as warnings on every input: keep only errors. */
     eflog_init("fuzz_recovery", EF_ERROR);
-    snprintf(root, sizeof root, "/tmp/ef-fuzz-recovery-XXXXXX");
+    /* $TMPDIR: run.sh points it at a tmpfs under /tmp, where fdatasync costs nothing. */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp || strlen(tmp) > 400)
+        tmp = "/tmp";
+    snprintf(root, sizeof root, "%s/ef-fuzz-recovery-XXXXXX", tmp);
     PROP(mkdtemp(root) != NULL);
     snprintf(logdir, sizeof logdir, "%s/log", root);
     atexit(cleanup);

@@ -93,6 +93,22 @@ executions() {
     sed -n 's/^Done \([0-9][0-9]*\) runs.*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
 }
 
+# The recovery harness writes and syncs a log directory per input: give it a private tmpfs
+# under /tmp when we may mount one (root), which makes it ~50x faster than a disk.
+FUZZ_TMP=$(mktemp -d /tmp/ef-fuzz-XXXXXX) || exit 1
+mounted=0
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=256m,mode=0700 tmpfs "$FUZZ_TMP" 2>/dev/null; then
+    mounted=1
+fi
+# shellcheck disable=SC2317  # called through the trap
+cleanup() {
+    [ "$mounted" -eq 0 ] || umount "$FUZZ_TMP" || umount -l "$FUZZ_TMP"
+    rm -rf "$FUZZ_TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+export TMPDIR="$FUZZ_TMP"
+
 total_execs=0
 failed=0
 for name in "$@"; do
@@ -144,7 +160,7 @@ for name in "$@"; do
         grep -E 'ERROR:|property failed|SUMMARY|Test unit written' "$flog" | head -10
         failed=1
     else
-        echo "run.sh: fuzz_$name: $execs executions, no failure; corpus $(ls "$work" | wc -l) inputs"
+        echo "run.sh: fuzz_$name: $execs executions, no failure; corpus $(find "$work" -type f | wc -l) inputs"
     fi
     [ "$crashes" -eq 0 ] || echo "run.sh: fuzz_$name: $crashes artifact(s) in $art"
 done

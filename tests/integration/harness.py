@@ -69,7 +69,7 @@ def log(*args):
 # Test runner: time budget, teardown, exit codes.
 
 _clusters = []
-_cleanup_lock = threading.Lock()
+_cleanup_lock = threading.RLock()  # re-entrant: the SIGALRM handler may interrupt a cleanup
 # Sanitizer reports found in the programs' stderr when a cluster stopped: a test whose
 # programs reported one fails even if every HTTP check passed.
 _sanitizer_reports = []
@@ -417,7 +417,10 @@ class Cluster:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # On a failure, show the programs' logs before the directory goes away.
+        if exc_type is not None and not issubclass(exc_type, SkipTest):
+            self.print_logs()
         self.stop()
         if self in _clusters:
             _clusters.remove(self)
@@ -611,9 +614,17 @@ http {{
             return
         self.stopped = True
         if self.mounted:
-            p = subprocess.run(["umount", self.mounted], capture_output=True, text=True, timeout=30)
-            if p.returncode != 0:
-                print("teardown: umount %s: %s" % (self.mounted, p.stderr.strip()), file=sys.stderr)
+            # A process that was just killed may hold the mount for a moment: retry, then
+            # detach it lazily (the kernel frees it when the last user is gone).
+            for attempt in range(20):
+                p = subprocess.run(["umount", self.mounted], capture_output=True, text=True, timeout=30)
+                if p.returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                p = subprocess.run(["umount", "-l", self.mounted], capture_output=True, text=True, timeout=30)
+                if p.returncode != 0:
+                    print("teardown: umount %s: %s" % (self.mounted, p.stderr.strip()), file=sys.stderr)
             self.mounted = None
         for name in self.logs:
             text = self._read_log(name)

@@ -227,10 +227,10 @@ class Shop:
         return [days[k] for k in sorted(days)]
 
 
-def generate(rnd, shop, n_users_hint=60):
+def generate(rnd, shop):
     """Draws the next command for the current state: mostly valid, with a share of every
-    failure kind. Never draws a command whose failure the contract leaves ambiguous
-    between 4xx classes (e.g. a bad id and a missing user at once)."""
+    failure kind (validation, not found, already exists, stock, funds, transitions). A few
+    commands can fail for two reasons at once; Shop.predict accepts either answer then."""
     r = rnd.random()
     users = list(shop.users)
     items = list(shop.items)

@@ -2,7 +2,7 @@
 """GET /api/events long-poll (API.md section 5, issue 4): a request with Prefer: wait=S and
 nothing after P waits; a new command makes it return with that command's event within a few
 milliseconds (measured from the command's answer to the long-poll's answer; the bound is
-generous for a loaded 2-core machine: median < 200 ms, every one < 1 s). With no new event it
+generous for a loaded 2-core machine: median < 200 ms, every one < 2 s). With no new event it
 returns an empty list after about S seconds. Paging with after/limit covers the log exactly."""
 
 import os
@@ -64,7 +64,7 @@ def main():
         log("long-poll after a command: p50 %.1f ms, max %.1f ms over %d rounds"
             % (lat[len(lat) // 2] * 1000, lat[-1] * 1000, len(lat)))
         check(lat[len(lat) // 2] < 0.2, "median long-poll wake-up %.1f ms" % (lat[len(lat) // 2] * 1000))
-        check(lat[-1] < 1.0, "slowest long-poll wake-up %.1f ms" % (lat[-1] * 1000))
+        check(lat[-1] < 2.0, "slowest long-poll wake-up %.1f ms" % (lat[-1] * 1000))
 
         log("paging the log")
         head = c.head()

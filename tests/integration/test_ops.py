@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Operations contract (API.md sections 2, 5, 6): every program's --help and --version
-(exit 0) and bad usage (exit 2, one line on stderr); GET /api/status fields and
+(exit 0) and bad usage (exit 2, one line on stderr); `eventfoldctl status` agreeing with
+GET /api/status, `eventfoldctl snapshot` adding a snapshot; GET /api/status fields and
 GET /metrics in Prometheus text format through nginx; Log-Position on queries; HEAD; and a
 clean stop with SIGTERM of the query workers, the tailer and the command workers (exit 0),
 after which a restart serves the same data."""
@@ -47,6 +48,18 @@ def main():
         check(st["read_model"]["position"] == w.position and st["read_model"]["lag_events"] == 0,
               "status read_model %r" % st["read_model"])
         check("dead_letters" in st and isinstance(st.get("snapshots"), list), "status %r" % st)
+        ctl = c.ctl_json("status")
+        check(ctl["log"]["head_position"] == st["log"]["head_position"]
+              and ctl["read_model"]["position"] == st["read_model"]["position"],
+              "eventfoldctl status %r disagrees with GET /api/status %r" % (ctl, st))
+        n_snap = len(st["snapshots"])
+        rc, out, err = c.ctl("snapshot")
+        check(rc == 0, "eventfoldctl snapshot: exit %d: %s" % (rc, err.strip()))
+        snaps = c.status()["snapshots"]
+        check(len(snaps) == n_snap + 1 and snaps and any(x["position"] == w.position for x in snaps),
+              "snapshots after eventfoldctl snapshot: %r" % snaps)
+        for x in snaps:
+            check(isinstance(x.get("taken_at"), str) and isinstance(x.get("bytes"), int), "snapshot entry %r" % x)
         r = cl.get("/api/users/%s" % u)
         expect(r, 200)
         check(r.position is not None and r.position >= w.position, "query Log-Position %r" % r.position)

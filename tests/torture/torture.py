@@ -10,7 +10,9 @@ three; they are restarted while the load goes on. When the cycle's load has stop
     with its event type (eventfoldctl dump, read incrementally);
   - eventfoldctl verify is clean;
   - the invariants hold on the whole log (logcheck.Fold: dense positions and versions, no
-    negative wallet, no oversold item, legal order lifecycles only).
+    negative wallet, no oversold item, legal order lifecycles only);
+  - deposits carry an Idempotency-Key and a unique amount; one whose answer was lost is
+    sent again with the same key, and no deposit is ever in the log twice.
 Every 10 cycles a sample of the read model is compared with the log, once the tailer has
 caught up. At the end the whole read model is compared with what the log implies, and with
 a second stack started on a copy of the log (a from-scratch rebuild).
@@ -60,8 +62,11 @@ class Shared:
         self.users = []
         self.items = []
         self.orders = {}   # order id -> last status answered 2xx
-        self.acked = []    # (position, stream, event type, description)
+        self.acked = []    # (position, stream, event type, description, expected data fields)
         self.unknown = 0   # requests without an answer (connection reset, 502 ...)
+        self.pending = []  # deposits without an answer, resent with the same Idempotency-Key
+        self.deposits = set()  # amount_cents of every deposit sent (each amount is unique)
+        self.retried = 0
         self.answers = {}  # status code -> count
         self.seq = 0
 
@@ -72,50 +77,55 @@ class Shared:
 
 
 def pick_command(rnd, sh):
-    """One random command: (kind, path, body, stream)."""
+    """One random command: (kind, path, body, stream, headers).
+
+    Deposits carry an Idempotency-Key and a unique amount, which identifies their event in
+    the log: a deposit whose answer was lost is sent again with the same key (API.md 4:
+    "also across worker processes and restarts"), and must then be in the log once."""
     r = rnd.random()
     with sh.lock:
         users, items = list(sh.users), list(sh.items)
         orders = list(sh.orders.items())
+        if sh.pending and r < 0.3:
+            sh.retried += 1
+            return sh.pending.pop(0)
     if r < 0.04:
         uid = sh.next_id("u")
-        return "register", "/api/users", {"user_id": uid, "name": "T " + uid}, "user-" + uid
+        return "register", "/api/users", {"user_id": uid, "name": "T " + uid}, "user-" + uid, None
     if r < 0.14:
         uid = rnd.choice(users)
-        return ("deposit", "/api/users/%s/deposits" % uid, {"amount_cents": rnd.randint(100, 20000)},
-                "user-" + uid)
+        key = sh.next_id("dep")
+        amount = 100 + int(key.rsplit("-", 1)[1])
+        with sh.lock:
+            sh.deposits.add(amount)
+        return ("deposit", "/api/users/%s/deposits" % uid, {"amount_cents": amount},
+                "user-" + uid, {"Idempotency-Key": key})
     if r < 0.19:
         iid = rnd.choice(items)
-        return "restock", "/api/items/%s/restock" % iid, {"quantity": rnd.randint(1, 50)}, "item-" + iid
+        return "restock", "/api/items/%s/restock" % iid, {"quantity": rnd.randint(1, 50)}, "item-" + iid, None
     if r < 0.55 or not orders:
         oid = sh.next_id("o")
         lines = [{"item_id": i, "quantity": rnd.randint(1, 4)} for i in rnd.sample(items, rnd.randint(1, 3))]
         return ("order", "/api/orders", {"user_id": rnd.choice(users), "items": lines, "order_id": oid},
-                "order-" + oid)
+                "order-" + oid, None)
     kind = rnd.choice(["pay", "pay", "ship", "deliver", "cancel"])
     good = [o for o, st in orders if st == WANT_STATUS[kind] or (kind == "cancel" and st == "paid")]
     oid = rnd.choice(good) if good and rnd.random() < 0.9 else rnd.choice(orders)[0]
     body = {"reason": "torture"} if kind == "cancel" and rnd.random() < 0.5 else {}
-    return kind, "/api/orders/%s/%s" % (oid, kind), body, "order-" + oid
+    return kind, "/api/orders/%s/%s" % (oid, kind), body, "order-" + oid, None
 
 
 def load_thread(cluster, sh, rnd, stop):
     cl = cluster.client(timeout=15)
     while not stop.is_set():
-        kind, path, body, stream = pick_command(rnd, sh)
-        try:
-            r = cl.post(path, body)
-        except (OSError, http.client.HTTPException):  # killed under this request: outcome unknown
-            cl.close()
-            with sh.lock:
-                sh.unknown += 1
+        cmd = pick_command(rnd, sh)
+        r = send(cl, sh, cmd)
+        if r is None:
             time.sleep(0.01)
             continue
+        kind, path, body, stream, _ = cmd
         with sh.lock:
-            sh.answers[r.status] = sh.answers.get(r.status, 0) + 1
             if 200 <= r.status < 300:
-                pos = r.position
-                sh.acked.append((pos, stream, EVENT_OF[kind], "%s %s -> %d" % (kind, path, r.status)))
                 if kind == "order":
                     sh.orders[body["order_id"]] = "created"
                 elif kind in ("pay", "ship", "deliver", "cancel"):
@@ -123,10 +133,46 @@ def load_thread(cluster, sh, rnd, stop):
                                                          "deliver": "delivered", "cancel": "cancelled"}[kind]
                 elif kind == "register":
                     sh.users.append(stream[len("user-"):])
-            elif r.status >= 500:
-                sh.unknown += 1
         if r.status >= 500:
             time.sleep(0.01)  # 502 while the command program restarts: do not spin
+    cl.close()
+
+
+def send(cl, sh, cmd):
+    """Sends one command and books its answer: a 2xx goes to sh.acked; no answer or a 5xx
+    is counted as unknown (and a deposit is queued to be sent again). Returns the answer
+    or None."""
+    kind, path, body, stream, headers = cmd
+    try:
+        r = cl.post(path, body, headers=headers)
+    except (OSError, http.client.HTTPException):  # killed under this request: outcome unknown
+        cl.close()
+        r = None
+    with sh.lock:
+        if r is not None:
+            sh.answers[r.status] = sh.answers.get(r.status, 0) + 1
+        if r is not None and 200 <= r.status < 300:
+            want = {"amount_cents": body["amount_cents"]} if kind == "deposit" else None
+            sh.acked.append((r.position, stream, EVENT_OF[kind], "%s %s -> %d" % (kind, path, r.status), want))
+        elif r is None or r.status >= 500:
+            sh.unknown += 1
+            if headers and "Idempotency-Key" in headers:
+                sh.pending.append(cmd)
+    return r
+
+
+def drain_pending(cluster, sh):
+    """Sends every unanswered deposit again (same key) until it gets a definitive answer."""
+    cl = cluster.client(timeout=15)
+    deadline = time.monotonic() + 60
+    while True:
+        with sh.lock:
+            if not sh.pending:
+                break
+            cmd = sh.pending.pop(0)
+            sh.retried += 1
+        check(time.monotonic() < deadline, "deposits still unanswered after 60 s of retries")
+        send(cl, sh, cmd)
     cl.close()
 
 
@@ -169,12 +215,14 @@ def kill_and_restart(cluster, what):
 class Checker:
     """Reads the log incrementally and checks acks and invariants against it."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, deposits):
         self.c = cluster
         self.fold = Fold()
         self.events = []
         self.checked_acks = 0
         self.losses = []
+        self.deposits = deposits  # amounts sent with an Idempotency-Key
+        self.deposit_count = {}   # amount -> FundsDeposited events seen
 
     def catch_up_log(self):
         new = self.c.dump(start=self.fold.head + 1)
@@ -183,11 +231,19 @@ class Checker:
                 continue
             self.events.append(ev)
             self.fold.apply(ev)
+            if ev.get("type") == "FundsDeposited":
+                amount = (ev.get("data") or {}).get("amount_cents")
+                n = self.deposit_count[amount] = self.deposit_count.get(amount, 0) + 1
+                if n > 1 and amount in self.deposits:
+                    self.fold.bad(ev, "deposit of %r (one request, one Idempotency-Key) applied %d times"
+                                  % (amount, n))
 
     def check_acks(self, acked):
-        for pos, stream, typ, what in acked[self.checked_acks:]:
+        for pos, stream, typ, what, want in acked[self.checked_acks:]:
             ev = self.events[pos - 1] if isinstance(pos, int) and 1 <= pos <= len(self.events) else None
-            if ev is None or ev.get("stream") != stream or ev.get("type") != typ:
+            data = (ev or {}).get("data") or {}
+            if ev is None or ev.get("stream") != stream or ev.get("type") != typ or \
+                    any(data.get(k) != v for k, v in (want or {}).items()):
                 self.losses.append("%s acknowledged at Log-Position %r, log has %r"
                                    % (what, pos, None if ev is None else (ev.get("stream"), ev.get("type"))))
         self.checked_acks = len(acked)
@@ -260,7 +316,7 @@ def main():
             check(cl.post("/api/items/%s/restock" % iid, {"quantity": 200}).status == 200, "setup: restock")
             sh.items.append(iid)
         cl.close()
-        chk = Checker(c)
+        chk = Checker(c, sh.deposits)
         quiet_cycles = 0
         for cycle in range(1, CYCLES + 1):
             stop = threading.Event()
@@ -296,6 +352,13 @@ def main():
             if chk.losses or chk.fold.violations:
                 break
 
+        # Unanswered deposits get their definitive answer (same Idempotency-Key), then the
+        # log is checked once more: each of them must be in it exactly once if acknowledged.
+        drain_pending(c, sh)
+        chk.catch_up_log()
+        chk.check_acks(sh.acked)
+        c.verify()
+
         # The end: the whole read model against the log, then against a rebuild from the log.
         diffs = []
         if not chk.losses and not chk.fold.violations:
@@ -304,19 +367,28 @@ def main():
                                      sorted(chk.fold.orders), chk.fold.head)
             if not diffs:
                 diffs = rebuilt_stack_diffs(c, chk.fold, answers(c, chk.fold, chk.fold.head))
+        # A worker that died of a sanitizer report may not have lost anything, but it is a bug.
+        for name in ("command", "query", "tailer"):
+            text = c.log_text(name)
+            for mark in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+                at = text.find(mark)
+                if at >= 0:
+                    diffs.append("%s log has a sanitizer report: %s" % (name, text[max(0, at - 200):at + 1500]))
+                    break
         print("torture: seed=%d cycles=%d acknowledged=%d losses=%d violations=%d events=%d "
-              "unanswered=%d read_model_diffs=%d kills=%s answers=%s elapsed=%.0fs"
+              "unanswered=%d retried=%d read_model_diffs=%d kills=%s answers=%s elapsed=%.0fs"
               % (SEED, cycle, len(sh.acked), len(chk.losses), len(chk.fold.violations), chk.fold.head,
-                 sh.unknown, len(diffs), kills, dict(sorted(sh.answers.items())), time.monotonic() - t0),
+                 sh.unknown, sh.retried, len(diffs), kills, dict(sorted(sh.answers.items())), time.monotonic() - t0),
               flush=True)
         for msg in chk.losses[:20]:
             print("LOSS:", msg)
         for msg in chk.fold.violations[:20]:
             print("VIOLATION:", msg)
         for msg in diffs[:20]:
-            print("READ MODEL:", msg)
+            print("READ MODEL/SANITIZER:", msg)
         if chk.losses or chk.fold.violations or diffs:
-            raise TestFailure("torture found %d losses, %d violations, %d read-model differences"
+            raise TestFailure("torture found %d losses, %d violations, %d read-model differences "
+                              "or sanitizer reports"
                               % (len(chk.losses), len(chk.fold.violations), len(diffs)))
 
 

@@ -16,17 +16,39 @@
 
 static char tmpdir[64];
 
+/* Temp dirs: one per test case, made by the runner (unchecked fixture), and one per
+ * test inside it. A failing test exits without its checked teardown (fork mode), so the
+ * per-case teardown, which always runs in the runner, removes what such a test left. */
+static char basedir[40];
+
+static void remove_tree(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void case_setup(void)
+{
+    snprintf(basedir, sizeof basedir, "/tmp/check_config.XXXXXX");
+    if (!mkdtemp(basedir)) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static void case_teardown(void) { remove_tree(basedir); }
+
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_config.XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(tmpdir);
 }
 
 /* Writes text to tmpdir/name and returns the path (static buffer per call site). */
@@ -418,6 +440,7 @@ static Suite *config_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_every_key_from_file);
     tcase_add_loop_test(tc, test_values, 0, (int)(sizeof value_cases / sizeof value_cases[0]));
@@ -427,6 +450,7 @@ static Suite *config_suite(void)
     suite_add_tcase(s, tc);
     TCase *tcli = tcase_create("cli");
     tcase_add_checked_fixture(tcli, setup, teardown);
+    tcase_add_unchecked_fixture(tcli, case_setup, case_teardown);
     tcase_add_test(tcli, test_cli_flags_override_file);
     tcase_add_test(tcli, test_cli_default_config);
     tcase_add_loop_test(tcli, test_cli_usage_errors, 0, (int)(sizeof usage_cases / sizeof usage_cases[0]));

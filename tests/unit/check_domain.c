@@ -102,7 +102,8 @@ START_TEST(test_valid_others)
         ck_assert_int_eq(parse(path, "{}"), 0);
         ck_assert_int_eq(cmd->kind, kinds[i]);
         ck_assert_str_eq(cmd->id, "o-7");
-        ck_assert_int_eq(parse(path, ""), 0); /* empty body means {} for the actions */
+        ck_assert_int_eq(parse(path, ""), 400); /* an empty body is not {} */
+        ASSERT_PROBLEM(400, "invalid_json");
     }
     ck_assert_int_eq(parse("/api/orders/o-7/cancel", "{\"reason\":\"changed my mind\"}"), 0);
     ck_assert_int_eq(cmd->has_reason, 1);
@@ -359,6 +360,20 @@ START_TEST(test_order_lines)
 }
 END_TEST
 
+START_TEST(test_messages_stay_utf8)
+{
+    /* A long unknown key is cut in the field path, never inside a UTF-8 sequence. */
+    char body[256];
+    snprintf(body, sizeof body, "{\"%s\xc3\xa9\xc3\xa9\xc3\xa9\":1}",
+             "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk" /* 47 */);
+    ck_assert_int_eq(parse("/api/users", body), 400);
+    ck_assert(has_error("kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", "unknown field"));
+    /* A method of arbitrary bytes is not echoed into the detail. */
+    ck_assert_int_eq(parse3("G\xed\x47", "/api/users", "", 0), 405);
+    ck_assert(strchr(prob.detail, '\xed') == NULL);
+}
+END_TEST
+
 START_TEST(test_body_limit)
 {
     size_t n = CMD_BODY_MAX + 1;
@@ -442,7 +457,7 @@ START_TEST(test_event_roundtrip)
     /* An unknown type and a newer schema are refused with a reason. */
     rec.type = "OrderTeleported";
     rec.type_len = 15;
-    ck_assert_int_eq(event_decode(&rec, back, err, sizeof err), -1);
+    ck_assert_int_eq(event_decode(&rec, back, err, sizeof err), EVENT_UNKNOWN_TYPE);
     ck_assert(strstr(err, "unknown event type"));
     rec.type = "OrderCreated";
     rec.type_len = 12;
@@ -479,6 +494,7 @@ static Suite *domain_suite(void)
     tcase_add_test(tc, test_strings_and_ids);
     tcase_add_test(tc, test_order_lines);
     tcase_add_test(tc, test_body_limit);
+    tcase_add_test(tc, test_messages_stay_utf8);
     tcase_add_test(tc, test_many_errors_are_capped);
     suite_add_tcase(s, tc);
     TCase *ev = tcase_create("event");

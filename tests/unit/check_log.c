@@ -57,22 +57,24 @@ static struct log *open_ro(const char *dir)
     return lg;
 }
 
-/* Reads every record from `from` up to the head and checks positions are dense. */
+/* Reads every record from `from` up to the head and checks positions are dense. (Check
+ * reports every assertion to the runner through a pipe, so loops over many records count
+ * their failures and assert once.) */
 static uint64_t read_all(struct log *lg, uint64_t from, uint64_t *first_seen)
 {
     struct log_reader *rd = NULL;
     ck_assert_int_eq(log_reader_open(lg, from, &rd), 0);
     struct log_record rec;
-    uint64_t n = 0, expect = 0;
+    uint64_t n = 0, expect = 0, gaps = 0;
     int r;
     while ((r = log_reader_next(rd, log_head(lg), &rec)) == 1) {
         if (n == 0 && first_seen)
             *first_seen = rec.position;
-        if (expect)
-            ck_assert_uint_eq(rec.position, expect);
+        gaps += expect && rec.position != expect;
         expect = rec.position + 1;
         n++;
     }
+    ck_assert_uint_eq(gaps, 0);
     ck_assert_msg(r == 0, "reader: %s", log_last_error(lg));
     log_reader_close(rd);
     return n;
@@ -243,7 +245,7 @@ START_TEST(test_roll_over)
     const char *dir = newdir("roll");
     const uint64_t total = 2000, seg_bytes = 4096;
     struct log *lg = lt_open(dir, seg_bytes);
-    lt_append_n(lg, 1, total, 150);
+    lt_append_batch(lg, 1, total, 150);
     /* One record larger than the limit goes into a segment of its own. */
     char *big = xmalloc(3 * seg_bytes);
     memset(big, 'b', 3 * seg_bytes);
@@ -289,7 +291,7 @@ START_TEST(test_roll_over)
     /* Reopen (recovery) and continue; read-only verify agrees. */
     lg = lt_open(dir, seg_bytes);
     ck_assert_uint_eq(log_head(lg), total + 2);
-    lt_append_n(lg, total + 3, 10, 150);
+    lt_append_batch(lg, total + 3, 10, 150);
     log_close(lg);
     lg = open_ro(dir);
     uint64_t count;
@@ -303,13 +305,13 @@ END_TEST
 START_TEST(test_follow_tail)
 {
     const char *dir = newdir("follow");
-    struct log *lg = lt_open(dir, 1024);
+    struct log *lg = lt_open(dir, 512);
     struct log_reader *rd = NULL;
     ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
     struct log_record rec;
     ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 0);
     uint64_t seen = 0;
-    for (uint64_t i = 1; i <= 300; i++) {
+    for (uint64_t i = 1; i <= 120; i++) {
         lt_append_n(lg, i, 1, 40);
         /* Only durable records with the durable limit; nothing beyond the limit. */
         ck_assert_int_eq(log_reader_next(rd, log_durable(lg) - 1, &rec), 0);
@@ -359,7 +361,16 @@ START_TEST(test_torn_tail_every_offset)
             snprintf(want, sizeof want, "offset=%" PRIu64 " bytes=%zu", before, cut - before);
             ck_assert_msg(strstr(report, "torn tail") && strstr(report, want), "cut %zu: report '%s'", cut, report);
         }
-        lt_append_n(lg, 5, 1, 50);
+        /* The next append lands right after the cut (no sync: durability is not the point
+         * here, and 100+ fdatasyncs are slow on a busy disk). */
+        char buf[1024];
+        struct log_event ev;
+        lt_event(5, 50, buf, &ev);
+        uint64_t pos = 0;
+        ck_assert_int_eq(log_append_begin(lg), 0);
+        ck_assert_int_eq(log_append_record(lg, &ev, &pos), 0);
+        log_append_end(lg);
+        ck_assert_uint_eq(pos, 5);
         log_close(lg);
         size_t now;
         unsigned char *again = lt_slurp(seg, &now);
@@ -419,7 +430,7 @@ START_TEST(test_flipped_bit_sealed)
 {
     const char *dir = newdir("flip");
     struct log *lg = lt_open(dir, 2048);
-    lt_append_n(lg, 1, 300, 60);
+    lt_append_batch(lg, 1, 300, 60);
     /* Damage the 3rd record of the 3rd segment. */
     struct log_reader *rd = NULL;
     struct log_record rec;

@@ -1,10 +1,11 @@
-/* check_log_mp: the event log across processes: concurrent appenders with group commit,
- * an append-lock holder killed mid-write, futex wake-ups of log_wait_durable, and a crash
- * loop of SIGKILLed appenders. Every child is waited for (and killed by PID on timeout). */
+/* check_log_mp: the event log across processes and threads: concurrent appenders with
+ * group commit, threads sharing one handle, an append-lock holder killed mid-write, futex
+ * wake-ups of log_wait_durable, and a crash loop of SIGKILLed appenders. Every child is waited for (and killed by PID on timeout). */
 #include "config.h"
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -154,6 +155,66 @@ START_TEST(test_concurrent_appenders)
     log_reader_close(rd);
     log_close(lg);
     expect_clean(dir, PROCS * PER_PROC);
+}
+END_TEST
+
+/* --- threads of one process sharing a handle ------------------------------------------ */
+
+enum { THREADS = 8, PER_THREAD = 500 };
+
+struct thread_arg {
+    struct log *lg;
+    int k;
+    int err;
+};
+
+static void *appender_thread(void *p)
+{
+    struct thread_arg *a = p;
+    char stream[32];
+    int sl = snprintf(stream, sizeof stream, "thread-%d", a->k);
+    for (uint64_t i = 1; i <= PER_THREAD && !a->err; i++) {
+        struct log_event ev = { .stream = stream, .stream_len = (size_t)sl, .type = "Tick", .type_len = 4,
+                                .stream_version = i, .data = "{}", .data_len = 2 };
+        uint64_t pos;
+        a->err = log_append(a->lg, &ev, &pos);
+        if (!a->err && log_durable(a->lg) < pos)
+            a->err = -1;
+    }
+    return NULL;
+}
+
+START_TEST(test_threads_share_handle)
+{
+    const char *dir = newdir("threads");
+    struct log *lg = lt_open(dir, 16 << 10);
+    pthread_t th[THREADS];
+    struct thread_arg args[THREADS];
+    for (int k = 0; k < THREADS; k++) {
+        args[k] = (struct thread_arg){ .lg = lg, .k = k };
+        ck_assert_int_eq(pthread_create(&th[k], NULL, appender_thread, &args[k]), 0);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(th[k], NULL);
+        ck_assert_msg(args[k].err == 0, "thread %d: %s", k, log_strerror(args[k].err));
+    }
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    uint64_t next[THREADS], pos = 0;
+    for (int k = 0; k < THREADS; k++)
+        next[k] = 1;
+    while (log_reader_next(rd, log_head(lg), &rec) == 1) {
+        ck_assert_uint_eq(rec.position, ++pos);
+        int k = -1;
+        ck_assert_int_eq(sscanf(rec.stream, "thread-%d", &k), 1);
+        ck_assert(k >= 0 && k < THREADS);
+        ck_assert_uint_eq(rec.stream_version, next[k]++);
+    }
+    ck_assert_uint_eq(pos, THREADS * PER_THREAD);
+    log_reader_close(rd);
+    log_close(lg);
+    expect_clean(dir, THREADS * PER_THREAD);
 }
 END_TEST
 
@@ -362,6 +423,7 @@ static Suite *log_mp_suite(void)
     tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
     tcase_set_timeout(tc, 150);
     tcase_add_test(tc, test_concurrent_appenders);
+    tcase_add_test(tc, test_threads_share_handle);
     tcase_add_test(tc, test_holder_killed);
     tcase_add_test(tc, test_holder_killed_while_rolling);
     tcase_add_test(tc, test_wait_durable);

@@ -249,7 +249,7 @@ END_TEST
 
 START_TEST(test_kill9_mid_catch_up)
 {
-    uint64_t head = build_log(60000, 1 << 20);
+    uint64_t head = build_log(30000, 1 << 20);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -363,8 +363,8 @@ static void rebuild(int from_scratch, uint64_t want_from)
 START_TEST(test_rebuild_scratch_snapshot_fallback)
 {
     uint64_t head = build_log(3000, 64 << 10);
-    fold_some(1500, 500); /* snapshot at 1500 */
-    fold_some(0, 500);    /* to the head: snapshot at 3000 */
+    fold_some(1500, 1500); /* snapshot at 1500 (the run stops there) */
+    fold_some(0, 1500);    /* to the head: snapshot at 3000 */
     ck_assert_uint_eq(model_position(tmpdir), head);
     rebuild(1, 0);     /* from scratch */
     rebuild(0, head);  /* from the newest snapshot */
@@ -383,6 +383,84 @@ START_TEST(test_rebuild_scratch_snapshot_fallback)
 }
 END_TEST
 
+/* A log written by an older eventfold (OrderCreated schema 1) and a newer one (schema 2)
+ * folds into the same read model: v1 lines are upcast from the items. */
+START_TEST(test_log_with_both_order_schemas)
+{
+    char dir[128];
+    log_dir(dir, sizeof dir);
+    struct log *lg;
+    struct log_options lo = { 0, 0 };
+    ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
+    ck_assert_int_eq(log_append_begin(lg), 0);
+    append(lg, "user-u1", 1, "UserRegistered", 1, "{\"user_id\":\"u1\",\"name\":\"Ann\",\"email\":null}");
+    append(lg, "item-A", 1, "ItemAdded", 1,
+           "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000}");
+    append(lg, "item-A", 2, "ItemRestocked", 1, "{\"item_id\":\"A\",\"quantity\":10,\"available\":10}");
+    append(lg, "order-old", 1, "OrderCreated", 1,
+           "{\"order_id\":\"old\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"A\",\"quantity\":3}],"
+           "\"amount_cents\":3000}");
+    append(lg, "order-new", 1, "OrderCreated", 2,
+           "{\"order_id\":\"new\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"A\",\"name\":\"Book\","
+           "\"category\":\"books\",\"quantity\":1,\"price_cents\":1000}],\"amount_cents\":1000}");
+    log_append_end(lg);
+    ck_assert_int_eq(log_sync(lg, log_head(lg)), 0);
+    log_close(lg);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/read/current", tmpdir);
+    struct rm_env *env;
+    struct rm_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rm_env_open(path, &ro, &env), 0);
+    struct rm_txn *t;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    struct sbuf out = SBUF_INIT;
+    uint64_t version, dead;
+    ck_assert_int_eq(rm_render_order(t, "old", 3, &out, &version), 0);
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"items\":[{\"item_id\":\"A\",\"name\":\"Book\","
+                                                 "\"quantity\":3,\"price_cents\":1000}]"));
+    sbuf_reset(&out);
+    ck_assert_int_eq(rm_render_item(t, "A", 1, &out), 0);
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"available\":6,\"reserved\":4,\"sold\":0"));
+    ck_assert_int_eq(rm_dlq_count(t, &dead), 0);
+    ck_assert_uint_eq(dead, 0);
+    rm_txn_abort(t);
+    rm_env_close(env);
+    sbuf_free(&out);
+}
+END_TEST
+
+static volatile sig_atomic_t child_stop;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    child_stop = 1;
+}
+
+/* A full LMDB map is a capacity error: the tailer keeps retrying (it does not abort) and
+ * stops cleanly on request; with a bigger map it then catches up. */
+START_TEST(test_map_full_is_retried)
+{
+    uint64_t head = build_log(3000, 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGALRM, on_alarm);
+        alarm(2);
+        struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 10, .once = 0,
+                                      .stop = &child_stop };
+        _exit(tailer_run(&opt) == 0 ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_lt(model_position(tmpdir), head);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+}
+END_TEST
+
 static Suite *tailer_suite(void)
 {
     Suite *s = suite_create("read_tailer");
@@ -395,6 +473,8 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_stops_on_damage);
     tcase_add_test(tc, test_snapshot_take_and_verify);
     tcase_add_test(tc, test_rebuild_scratch_snapshot_fallback);
+    tcase_add_test(tc, test_log_with_both_order_schemas);
+    tcase_add_test(tc, test_map_full_is_retried);
     suite_add_tcase(s, tc);
     return s;
 }

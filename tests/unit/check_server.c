@@ -290,9 +290,33 @@ static void stop_server(void)
     }
 }
 
+/* Temp dirs: one per test case, made by the runner (unchecked fixture), and one per
+ * test inside it. A failing test exits without its checked teardown (fork mode), so the
+ * per-case teardown, which always runs in the runner, removes what such a test left. */
+static char basedir[40];
+
+static void remove_tree(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void case_setup(void)
+{
+    snprintf(basedir, sizeof basedir, "/tmp/check_server.XXXXXX");
+    if (!mkdtemp(basedir)) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static void case_teardown(void) { remove_tree(basedir); }
+
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_server.XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     snprintf(sock_path, sizeof sock_path, "%s/s", tmpdir);
     snprintf(spec, sizeof spec, "unix:%s", sock_path);
@@ -302,9 +326,7 @@ static void setup(void)
 static void teardown(void)
 {
     stop_server();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(tmpdir);
 }
 
 /* ---- request helpers ---- */
@@ -473,6 +495,39 @@ START_TEST(test_parallel_slow_requests)
     /* serially it would take 3.2 s; in parallel 0.8 s plus noise */
     ck_assert_msg(elapsed < 2400, "4 slow requests took %llu ms: not served in parallel",
                   (unsigned long long)elapsed);
+}
+END_TEST
+
+/* A request that waits must not hold up one that arrives at the same moment while the
+ * worker has an idle thread (two connections, one wake-up). */
+START_TEST(test_no_starvation_behind_slow)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 2;
+    start_server(&s);
+    struct fcgi_param slow[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/slow" }, { "QUERY_STRING", "ms=2500" } };
+    struct fcgi_param fast[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/pid" }, { "QUERY_STRING", "" } };
+    for (int round = 0; round < 3; round++) {
+        int a = fcgi_connect(spec, TIMEOUT_MS);
+        int b = fcgi_connect(spec, TIMEOUT_MS);
+        ck_assert_int_ge(a, 0);
+        ck_assert_int_ge(b, 0);
+        uint64_t t0 = now_ms();
+        ck_assert_int_eq(fcgi_send(a, 1, 0, slow, 3, NULL, 0), 0);
+        ck_assert_int_eq(fcgi_send(b, 1, 0, fast, 3, NULL, 0), 0);
+        struct fcgi_response r;
+        ck_assert_int_eq(fcgi_recv(b, 1, &r), 0);
+        uint64_t took = now_ms() - t0;
+        ck_assert_int_eq(r.status, 200);
+        fcgi_response_free(&r);
+        ck_assert_msg(took < 1500, "round %d: fast request waited %llu ms behind a slow one", round,
+                      (unsigned long long)took);
+        ck_assert_int_eq(fcgi_recv(a, 1, &r), 0);
+        fcgi_response_free(&r);
+        close(a);
+        close(b);
+    }
 }
 END_TEST
 
@@ -756,6 +811,32 @@ START_TEST(test_listen_path_not_a_socket)
 }
 END_TEST
 
+/* A connection the front end keeps open between requests must not keep a stopping
+ * worker alive: it is closed once the worker stops. */
+START_TEST(test_keep_conn_idle_at_stop)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/pid" }, { "QUERY_STRING", "" } };
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_send(fd, 1, 1, p, 3, NULL, 0), 0);
+    ck_assert_int_eq(fcgi_recv(fd, 1, &r), 0);
+    fcgi_response_free(&r);
+    uint64_t t0 = now_ms();
+    ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    ck_assert_msg(now_ms() - t0 < 3000, "stop took %llu ms", (unsigned long long)(now_ms() - t0));
+    char c;
+    ck_assert_int_eq(read(fd, &c, 1), 0); /* closed by the worker */
+    close(fd);
+}
+END_TEST
+
 /* ---- listening sockets ---- */
 
 static int make_unix_listener(const char *path, int do_listen)
@@ -1023,17 +1104,20 @@ static Suite *server_suite(void)
     Suite *s = suite_create("server");
     TCase *tc = tcase_create("fastcgi");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_params_and_body);
     tcase_add_test(tc, test_document_uri_wins);
     tcase_add_test(tc, test_body_limit);
     tcase_add_test(tc, test_problem_and_answer_rules);
     tcase_add_test(tc, test_parallel_slow_requests);
+    tcase_add_test(tc, test_no_starvation_behind_slow);
     tcase_add_test(tc, test_crashed_worker_restarted);
     tcase_add_test(tc, test_sigterm_finishes_inflight);
     tcase_add_test(tc, test_idle_stop_is_quick);
     tcase_add_test(tc, test_metrics_over_fastcgi);
     tcase_add_test(tc, test_keep_conn);
+    tcase_add_test(tc, test_keep_conn_idle_at_stop);
     tcase_add_test(tc, test_grace_period_bounds_stop);
     tcase_add_test(tc, test_failing_workers_back_off);
     tcase_add_test(tc, test_sighup_ignored);
@@ -1048,6 +1132,7 @@ static Suite *server_suite(void)
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("metrics");
     tcase_add_checked_fixture(tm, setup, teardown);
+    tcase_add_unchecked_fixture(tm, case_setup, case_teardown);
     tcase_add_test(tm, test_metrics_histogram);
     tcase_add_test(tm, test_metrics_routes_table);
     tcase_add_test(tm, test_metrics_shared_and_escaped);

@@ -24,6 +24,9 @@ void lt_event(uint64_t i, size_t pad, char *buf, struct log_event *ev);
 /* Appends n events lt_event(first..first+n-1) and fails the test unless the positions
  * come out as expected. */
 void lt_append_n(struct log *lg, uint64_t first, uint64_t n, size_t pad);
+/* The same under one hold of the append lock and with one log_sync at the end: for
+ * tests that need many records but do not test durability (keeps fdatasyncs few). */
+void lt_append_batch(struct log *lg, uint64_t first, uint64_t n, size_t pad);
 /* Reads the whole file; *len set; caller frees. NULL if it cannot be read. */
 unsigned char *lt_slurp(const char *path, size_t *len);
 /* Replaces the file's contents with buf[0..len). */
