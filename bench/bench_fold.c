@@ -9,7 +9,7 @@
  * and the same for a rebuild from scratch (rebuild_seconds), then a snapshot (snapshot_ms,
  * snapshot_bytes) and a rebuild from that snapshot. The temp dir is removed at the end.
  */
-#include "config.h"
+#include <config.h>
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  * measurement (default 3 s: the rate is then over what was done in time), EF_BENCH_ROUNDS
  * the repetitions (default 3; medians are reported). Not part of `make check`.
  */
-#include "config.h"
+#include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  *
  *   fcgi_trivial [--listen unix:PATH|HOST:PORT] [--workers N] [--threads N]
  */
-#include "config.h"
+#include <config.h>
 
 #include "server/server.h"
 #include "util/cli.h"

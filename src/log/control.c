@@ -1,4 +1,4 @@
-#include "config.h"
+#include <config.h>
 
 #include "log/io.h"
 #include "log/log_int.h"

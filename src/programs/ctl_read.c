@@ -1,5 +1,5 @@
 /* eventfoldctl read-side commands: status, snapshot, rebuild, dlq. */
-#include "config.h"
+#include <config.h>
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * on that lock; concurrency comes from --workers processes, whose fdatasyncs are shared
  * by the log's group commit.
  */
-#include "config.h"
+#include <config.h>
 
 #include <stdio.h>
 #include <stdlib.h>

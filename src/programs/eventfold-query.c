@@ -1,6 +1,6 @@
 /* eventfold-query: FastCGI query workers (read side). The process model is the server
  * module's; the handlers are src/read/query*.c. */
-#include "config.h"
+#include <config.h>
 
 #include "read/query.h"
 #include "server/server.h"

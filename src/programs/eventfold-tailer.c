@@ -1,7 +1,7 @@
 /* eventfold-tailer: folds the log into the read model (src/read/tailer.c does the work).
  * Exit status: 0 after SIGTERM/SIGINT or --once, 1 on an error (logged: damage names
  * segment and offset), 2 on bad usage. */
-#include "config.h"
+#include <config.h>
 
 #include <signal.h>
 #include <stdio.h>

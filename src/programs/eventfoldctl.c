@@ -1,6 +1,6 @@
 /* eventfoldctl: the operator tool. Parses the common flags, then dispatches COMMAND to
  * its implementation (ctl_*.c) through the command tables. */
-#include "config.h"
+#include <config.h>
 
 #include <stdio.h>
 #include <string.h>

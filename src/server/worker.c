@@ -1,4 +1,4 @@
-#include "config.h"
+#include <config.h>
 
 #include "server/server_int.h"
 

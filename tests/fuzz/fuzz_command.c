@@ -13,7 +13,7 @@
  *  - on failure the problem is 400 invalid_json / validation_failed or 413, and renders to
  *    well-formed problem+json of bounded size.
  */
-#include "config.h"
+#include <config.h>
 
 #include <stdint.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
  *    fields are either covered by the CRC or checked against it).
  * Any violated property aborts (a crash for libFuzzer), so the input is kept as an artifact.
  */
-#include "config.h"
+#include <config.h>
 
 #include <stdint.h>
 #include <stdio.h>

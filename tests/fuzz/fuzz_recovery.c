@@ -19,7 +19,7 @@
  *    A second open (recovery again) gives the same head; an append lands at head+1.
  * A violated property aborts, so libFuzzer keeps the input.
  */
-#include "config.h"
+#include <config.h>
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* Unit tests of util/config (defaults, every key, values, FILE:LINE errors) and util/cli
  * (config file then flags, --config, the default file, --help/--version, exit status 2
  * with one line on stderr). */
-#include "config.h"
+#include <config.h>
 
 #include "util/cli.h"
 #include "util/config.h"

@@ -1,6 +1,6 @@
 /* Unit tests of the domain: the strict request parser (routes, bodies, limits) and the
  * event codec. The shop rules are exercised end to end in check_write.c. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <inttypes.h>

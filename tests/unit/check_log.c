@@ -1,7 +1,7 @@
 /* check_log: the event log in one process: encoding, CRC, round trips, segment roll-over,
  * torn-tail recovery, detection of damage, and injected I/O failures. Multi-process
  * behaviour (concurrent appenders, dying lock holders, crash loops) is in check_log_mp.c. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <errno.h>

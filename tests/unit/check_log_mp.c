@@ -1,7 +1,7 @@
 /* check_log_mp: the event log across processes and threads: concurrent appenders with
  * group commit, threads sharing one handle, an append-lock holder killed mid-write, futex
  * wake-ups of log_wait_durable, and a crash loop of SIGKILLed appenders. Every child is waited for (and killed by PID on timeout). */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <errno.h>

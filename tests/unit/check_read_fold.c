@@ -1,7 +1,7 @@
 /* Unit tests of the read model: every event type folded, every projection field checked
  * against hand-computed values, pagination, time travel, dead letters and upcasting. The
  * records are built by hand (struct log_record), so these tests need no log. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Unit tests of the small read-side modules: the shared read position (futex wake across
  * processes, timeout), the model directory switch, and query parameter parsing. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <signal.h>

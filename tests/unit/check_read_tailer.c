@@ -1,7 +1,7 @@
 /* Tailer tests against a real log in a temp dir: catch-up, a tailer killed with SIGKILL in
  * the middle of a large catch-up then resumed ends byte-identical to a model built from
  * scratch, the tailer stops on a damaged record, and snapshots. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <errno.h>

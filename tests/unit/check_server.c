@@ -5,7 +5,7 @@
  * FastCGI to it with tests/unit/fcgi_client. Every wait is bounded; teardown stops the
  * server by PID (SIGTERM, then SIGKILL) and removes the temp dir.
  */
-#include "config.h"
+#include <config.h>
 
 #include "fcgi_client.h"
 #include "server/metrics.h"

@@ -3,7 +3,7 @@
  * command can produce (each checking that nothing was appended), idempotency across
  * reopen, If-Match, the order transition matrix, catch-up after a "crashed" worker,
  * rebuild equality, ENOSPC/EIO injection, TTL pruning and cross-process serializability. */
-#include "config.h"
+#include <config.h>
 
 #include <check.h>
 #include <errno.h>
