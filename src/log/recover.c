@@ -137,7 +137,9 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
         goto fail;
     }
-    if (repair && (err = settle_tail(lg, fd, path, &sc, 1)) != 0)
+    /* Read-only opens judge the tail the same way (damage is an error) but never cut:
+     * a torn tail may be a writer's append in progress. */
+    if ((err = settle_tail(lg, fd, path, &sc, repair)) != 0)
         goto fail;
     /* The previous run may have died with published but unsynced records in the page
      * cache: make them durable before the control block says they are. */
