@@ -27,7 +27,9 @@
  *    tail (torn record, zero bytes) with no valid record after it is truncated to the last
  *    whole record and logged (segment, offset, bytes); anything else fails the open with
  *    LOG_ECORRUPT naming segment and offset (log_last_error()). Sealed segments are checked
- *    by their first record only (one read each); log_verify() checks every byte.
+ *    by their first and last records only (a read or two each): a missing segment (the
+ *    first one, or a gap between two) fails the open with LOG_ESEQUENCE, a first record
+ *    of a newer format with LOG_EVERSION; log_verify() checks every byte.
  *  - Readers verify every record (checksum, framing, dense positions) and never skip one.
  *
  * Caveats

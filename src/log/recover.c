@@ -11,10 +11,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A sealed segment must start with a valid record whose position is its name; checking
- * that much is cheap (one read per segment) and catches a renamed, emptied or swapped
- * file. Everything else in sealed segments is checked by log_verify(). */
-static int check_sealed(struct log *lg, uint64_t first)
+/* The segment after `first` must start right after its last record; a gap means a
+ * segment is missing. A sealed segment that does not end with a whole record is left to
+ * log_verify (damage inside sealed segments is the readers' and verify's to report). */
+static int check_next(struct log *lg, int fd, uint64_t first, uint64_t next)
+{
+    uint64_t last;
+    int r = log_seg_last(fd, first, &last);
+    if (r < 0) {
+        char *path = log_seg_path(lg->dir, first);
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
+        free(path);
+        return r;
+    }
+    if (r == 0 || last + 1 == next)
+        return 0;
+    char *path = log_seg_path(lg->dir, next);
+    log_set_error(lg, "segment %s offset 0: starts at position %" PRIu64 ", expected %" PRIu64
+                  " (a segment is missing)", path, next, last + 1);
+    free(path);
+    return LOG_ESEQUENCE;
+}
+
+/* A sealed segment must start with a valid record whose position is its name, and its
+ * last record must be the one just before the next segment's first. Checking that much is
+ * cheap (two reads per segment) and catches a renamed, emptied or swapped file and a
+ * segment deleted by hand. Everything else in sealed segments is checked by log_verify(). */
+static int check_sealed(struct log *lg, uint64_t first, uint64_t next)
 {
     char *path = log_seg_path(lg->dir, first);
     int fd = log_io.open(path, O_RDONLY, 0);
@@ -39,6 +62,8 @@ static int check_sealed(struct log *lg, uint64_t first)
         err = LOG_ECORRUPT;
         log_set_error(lg, "segment %s offset 0: %s", path,
                       st == RECORD_OK ? "first record does not match the segment name" : "sealed segment does not start with a valid record");
+    } else {
+        err = check_next(lg, fd, first, next);
     }
 fail:
     if (fd >= 0)
@@ -121,8 +146,15 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         err = repair ? create_first(lg) : 0;
         goto fail;
     }
+    if (repair && segs[0] != 1) {
+        path = log_seg_path(lg->dir, segs[0]);
+        log_set_error(lg, "segment %s offset 0: the log starts at position %" PRIu64
+                      ", expected 1 (a segment is missing)", path, segs[0]);
+        err = LOG_ESEQUENCE;
+        goto fail;
+    }
     for (size_t i = 0; i + 1 < n && repair; i++)
-        if ((err = check_sealed(lg, segs[i])) != 0)
+        if ((err = check_sealed(lg, segs[i], segs[i + 1])) != 0)
             goto fail;
     uint64_t newest = segs[n - 1];
     path = log_seg_path(lg->dir, newest);
