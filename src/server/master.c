@@ -223,6 +223,29 @@ static int master_signals(sigset_t *set, sigset_t *old)
     return 0;
 }
 
+/* Maps the metrics region. A metrics file that cannot be made (a full disk) is not worth
+ * refusing to start over: the counters then live in anonymous memory, unseen by other
+ * programs, and a stale file of an earlier master is removed so nobody renders it as
+ * current. Returns 0 or -1 (logged). */
+static int open_metrics(const struct server_options *opt)
+{
+    int rc = opt->metrics_file ? metrics_init_file(opt->metrics_file) : -EINVAL;
+    if (rc == 0)
+        return 0;
+    if (opt->metrics_file) {
+        LOG_WARN("cannot create the metrics file, counting in memory only file=%s err=%s",
+                 opt->metrics_file, strerror(-rc));
+        if (unlink(opt->metrics_file) < 0 && errno != ENOENT)
+            LOG_WARN("cannot remove the stale metrics file file=%s err=%s", opt->metrics_file,
+                     strerror(errno));
+    }
+    if ((rc = metrics_init()) < 0) {
+        LOG_ERROR("cannot map the metrics region err=%s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
 int server_run(const struct server_options *opt)
 {
     struct master m = { .opt = opt, .listener = { .fd = -1 } };
@@ -232,12 +255,8 @@ int server_run(const struct server_options *opt)
         return 1;
     if (master_signals(&set, &old) < 0)
         return 1;
-    rc = opt->metrics_file ? metrics_init_file(opt->metrics_file) : metrics_init();
-    if (rc < 0) {
-        LOG_ERROR("cannot map metrics region file=%s err=%s", opt->metrics_file ? opt->metrics_file : "-",
-                  strerror(-rc));
+    if (open_metrics(opt) < 0)
         goto fail;
-    }
     if (srv_listen_open(opt->cfg->listen, &m.listener) < 0)
         goto fail;
     m.nworkers = opt->cfg->workers;

@@ -106,7 +106,8 @@ struct server_options {
     int grace_seconds;
     /* NULL: metrics in anonymous shared memory. Else a file (e.g. DATA/command.metrics)
      * that holds them, replaced at start, so another program can render them with
-     * server_metrics_render_files(). */
+     * server_metrics_render_files(). If the file cannot be created (a full disk), the
+     * master logs a warning and keeps the counters in anonymous memory. */
     const char *metrics_file;
 };
 
