@@ -40,6 +40,25 @@ static int open_model(struct query_worker *w, struct rm_env **out)
     return rm_env_open(path, &ro, out);
 }
 
+int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
+    if (rc) {
+        snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
+        return -1;
+    }
+    /* Read-write like the workers (query_worker_init), and closed before the fork. */
+    struct log_options lo = { cfg->segment_bytes, 0 };
+    struct log *lg;
+    if (log_open(path, &lo, &lg) != 0) {
+        snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
+        return -1;
+    }
+    log_close(lg);
+    return 0;
+}
+
 int query_worker_init(void **ctx, const struct ef_config *cfg)
 {
     struct query_worker *w = xcalloc(1, sizeof *w);

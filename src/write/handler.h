@@ -9,9 +9,14 @@
 #include "util/config.h"
 
 /* Checks, in the master before any worker starts, that the data directory exists and can
- * be written (and so can its log/ and write/ directories when they exist), so that a wrong
- * --data fails at once with one line instead of a loop of workers dying in worker_init.
- * Creates nothing. Returns 0, or -1 with the cause in err ("data directory 'X': ..."). */
+ * be written (and so can its log/ and write/ directories when they exist), then opens the
+ * log and the write model as a worker would and closes them again, so that a wrong --data
+ * or a log that cannot be opened (a missing segment, a record of a newer format) fails at
+ * once with one line instead of a loop of workers dying in worker_init. Opening does the
+ * model's catch-up or rebuild, which the workers then need not repeat, and the log's
+ * recovery (which the first worker runs again, cheaply: it is the first opener again); it
+ * creates log/ and write/ when they are absent. Returns 0, or -1 with the cause
+ * in err ("data directory 'X': ...", "cannot open the log: segment S offset N: ..."). */
 int write_preflight(const struct ef_config *cfg, char *err, size_t errlen);
 
 /* server_options.worker_init: opens DIR/log (read-write) and DIR/write, catching the write
