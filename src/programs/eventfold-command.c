@@ -52,5 +52,7 @@ int main(int argc, char **argv)
         .handler = write_handler,
         .metrics_file = metrics,
     };
-    return server_run(&opt);
+    status = server_run(&opt);
+    write_preflight_end();
+    return status;
 }

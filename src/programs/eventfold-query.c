@@ -41,5 +41,7 @@ int main(int argc, char **argv)
         .worker_fini = query_worker_fini,
         .handler = query_handle,
     };
-    return server_run(&opt);
+    status = server_run(&opt);
+    query_preflight_end();
+    return status;
 }
