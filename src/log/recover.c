@@ -10,6 +10,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define RO_RETRIES 5 /* read-only scans that see "damage" before believing it */
 
 /* The segment after `first` must start right after its last record; a gap means a
  * segment is missing. A sealed segment that does not end with a whole record is left to
@@ -128,6 +131,29 @@ static int create_first(struct log *lg)
     return err;
 }
 
+/* Scans the newest segment and judges what follows its last whole record (settle_tail),
+ * cutting a torn tail when repairing. A read-only open judges the same way, so that it
+ * never takes damage for a torn tail (and then serves a head its readers cannot reach),
+ * but it may race a writer: a record being written can look unverifiable and then
+ * whole, which would read as "damage followed by a valid record". That verdict is
+ * therefore retried a few times before it stands; real damage stays. */
+static int scan_newest(struct log *lg, int fd, uint64_t newest, const char *path, int repair,
+                       struct log_seg_scan *sc)
+{
+    for (int tries = 0;; tries++) {
+        int err = log_seg_scan(fd, newest, UINT64_MAX, sc);
+        if (err) {
+            log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
+            return err;
+        }
+        err = settle_tail(lg, fd, path, sc, repair);
+        int racy = err == LOG_ECORRUPT && !sc->sequence_error && sc->stop != RECORD_VERSION;
+        if (!racy || repair || tries >= RO_RETRIES)
+            return err;
+        nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+    }
+}
+
 /* Shared by the read-write recovery and the read-only head scan: finds the head from the
  * files; with `repair`, creates the first segment of an empty log and cuts a torn tail. */
 static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, uint64_t *off)
@@ -165,11 +191,7 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         goto fail;
     }
     struct log_seg_scan sc;
-    if ((err = log_seg_scan(fd, newest, UINT64_MAX, &sc)) != 0) {
-        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
-        goto fail;
-    }
-    if (repair && (err = settle_tail(lg, fd, path, &sc, 1)) != 0)
+    if ((err = scan_newest(lg, fd, newest, path, repair, &sc)) != 0)
         goto fail;
     /* The previous run may have died with published but unsynced records in the page
      * cache: make them durable before the control block says they are. */
