@@ -3,6 +3,8 @@
  * with one line on stderr). */
 #include <config.h>
 
+#include "testdir.h"
+
 #include "util/cli.h"
 #include "util/config.h"
 #include "util/eflog.h"
@@ -14,50 +16,18 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[64];
 
-/* Temp dirs: one per test case, made by the runner (unchecked fixture), and one per
- * test inside it. A failing test exits without its checked teardown (fork mode), so the
- * per-case teardown, which always runs in the runner, removes what such a test left. */
-static char basedir[40];
+static void setup(void) { td_setup(); }
 
-static void remove_tree(const char *dir)
-{
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void teardown(void) { td_teardown(); }
 
-static void case_setup(void)
-{
-    snprintf(basedir, sizeof basedir, "/tmp/check_config.XXXXXX");
-    if (!mkdtemp(basedir)) {
-        perror("mkdtemp");
-        abort();
-    }
-}
-
-static void case_teardown(void) { remove_tree(basedir); }
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", basedir);
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void)
-{
-    remove_tree(tmpdir);
-}
-
-/* Writes text to tmpdir/name and returns the path (static buffer per call site). */
+/* Writes text to td_dir/name and returns the path (static buffer per call site). */
 static const char *write_file(const char *name, const char *text)
 {
     static char path[4][128];
     static int next;
     char *p = path[next++ % 4];
-    snprintf(p, 128, "%s/%s", tmpdir, name);
+    snprintf(p, 128, "%s/%s", td_dir, name);
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fputs(text, f) >= 0, 1);
@@ -209,7 +179,7 @@ START_TEST(test_missing_file)
     struct ef_config c;
     char err[512] = "", path[128];
     ef_config_defaults(&c);
-    snprintf(path, sizeof path, "%s/nope.conf", tmpdir);
+    snprintf(path, sizeof path, "%s/nope.conf", td_dir);
     ck_assert_int_eq(ef_config_load(&c, path, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, path));
     ck_assert_ptr_nonnull(strstr(err, "No such file"));
@@ -264,13 +234,13 @@ static enum cli_result run_cli(const char *line, unsigned common, int stop, stru
         argv[argc++] = tok;
     argv[argc] = NULL;
     char defconf[128];
-    snprintf(defconf, sizeof defconf, "%s/default.conf", tmpdir);
+    snprintf(defconf, sizeof defconf, "%s/default.conf", td_dir);
     struct cli_spec spec = { .prog = "eventfold-test", .synopsis = "[options]", .common = common,
                              .options = prog_options, .on_option = on_option, .ctx = po,
                              .stop_at_operand = stop, .default_config = defconf };
     char outp[128], errp[128];
-    snprintf(outp, sizeof outp, "%s/stdout", tmpdir);
-    snprintf(errp, sizeof errp, "%s/stderr", tmpdir);
+    snprintf(outp, sizeof outp, "%s/stdout", td_dir);
+    snprintf(errp, sizeof errp, "%s/stderr", td_dir);
     int ofd = open(outp, O_RDWR | O_CREAT | O_TRUNC, 0600);
     int efd = open(errp, O_RDWR | O_CREAT | O_TRUNC, 0600);
     ck_assert_int_ge(ofd, 0);
@@ -418,7 +388,7 @@ START_TEST(test_cli_usage_error_helper)
 {
     struct captured cap;
     char errp[128];
-    snprintf(errp, sizeof errp, "%s/stderr", tmpdir);
+    snprintf(errp, sizeof errp, "%s/stderr", td_dir);
     int efd = open(errp, O_RDWR | O_CREAT | O_TRUNC, 0600);
     ck_assert_int_ge(efd, 0);
     fflush(stderr);
@@ -440,7 +410,7 @@ static Suite *config_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
+    tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_every_key_from_file);
     tcase_add_loop_test(tc, test_values, 0, (int)(sizeof value_cases / sizeof value_cases[0]));
@@ -450,7 +420,7 @@ static Suite *config_suite(void)
     suite_add_tcase(s, tc);
     TCase *tcli = tcase_create("cli");
     tcase_add_checked_fixture(tcli, setup, teardown);
-    tcase_add_unchecked_fixture(tcli, case_setup, case_teardown);
+    tcase_add_unchecked_fixture(tcli, td_case_setup, td_case_teardown);
     tcase_add_test(tcli, test_cli_flags_override_file);
     tcase_add_test(tcli, test_cli_default_config);
     tcase_add_loop_test(tcli, test_cli_usage_errors, 0, (int)(sizeof usage_cases / sizeof usage_cases[0]));

@@ -7,6 +7,8 @@
  */
 #include <config.h>
 
+#include "testdir.h"
+
 #include "fcgi_client.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -35,7 +37,6 @@
 #define MAX_BODY (64 * 1024)
 #define TIMEOUT_MS 10000
 
-static char tmpdir[64];
 static char sock_path[128];
 static char spec[160];
 static pid_t server_pid = -1;
@@ -46,19 +47,19 @@ struct test_ctx {
     pid_t pid; /* getpid() of the worker that ran worker_init */
 };
 
-/* Counts its calls in tmpdir/inits and fails while tmpdir/fail exists. */
+/* Counts its calls in td_dir/inits and fails while td_dir/fail exists. */
 static int test_worker_init(void **ctx, const struct ef_config *cfg)
 {
     (void)cfg;
     char path[192];
-    snprintf(path, sizeof path, "%s/inits", tmpdir);
+    snprintf(path, sizeof path, "%s/inits", td_dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd >= 0) {
         ssize_t w = write(fd, "i", 1);
         (void)w;
         close(fd);
     }
-    snprintf(path, sizeof path, "%s/fail", tmpdir);
+    snprintf(path, sizeof path, "%s/fail", td_dir);
     if (access(path, F_OK) == 0)
         return -1;
     struct test_ctx *c = malloc(sizeof *c);
@@ -96,7 +97,7 @@ static void h_slow(struct server_request *req, struct test_ctx *c)
     const char *mark = server_query_param(req, "mark");
     if (mark) {
         char path[192];
-        snprintf(path, sizeof path, "%s/started-%s", tmpdir, mark);
+        snprintf(path, sizeof path, "%s/started-%s", td_dir, mark);
         int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
         if (fd >= 0)
             close(fd);
@@ -182,12 +183,12 @@ static void test_handler(struct server_request *req, void *worker_ctx)
 
 struct setup {
     int workers, threads;
-    const char *listen;  /* NULL: unix socket in tmpdir */
+    const char *listen;  /* NULL: unix socket in td_dir */
     int inherit_fd;      /* >= 0: a listening socket to pass as fd 0 or 3 */
     int inherit_as;      /* 0 (stdin) or 3 (LISTEN_FDS) */
     int expect_fail;     /* do not wait for the socket */
     int grace_seconds;   /* 0: 10 */
-    int log_requests;    /* 1: log_requests on, stderr to tmpdir/server.log at info */
+    int log_requests;    /* 1: log_requests on, stderr to td_dir/server.log at info */
 };
 
 static void run_server_child(const struct setup *s)
@@ -200,7 +201,7 @@ static void run_server_child(const struct setup *s)
     ef_config_defaults(&cfg);
     if (s->log_requests) {
         char path[192];
-        snprintf(path, sizeof path, "%s/server.log", tmpdir);
+        snprintf(path, sizeof path, "%s/server.log", td_dir);
         int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (fd < 0 || dup2(fd, 2) < 0)
             _exit(96);
@@ -290,35 +291,10 @@ static void stop_server(void)
     }
 }
 
-/* Temp dirs: one per test case, made by the runner (unchecked fixture), and one per
- * test inside it. A failing test exits without its checked teardown (fork mode), so the
- * per-case teardown, which always runs in the runner, removes what such a test left. */
-static char basedir[40];
-
-static void remove_tree(const char *dir)
-{
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static void case_setup(void)
-{
-    snprintf(basedir, sizeof basedir, "/tmp/check_server.XXXXXX");
-    if (!mkdtemp(basedir)) {
-        perror("mkdtemp");
-        abort();
-    }
-}
-
-static void case_teardown(void) { remove_tree(basedir); }
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", basedir);
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    snprintf(sock_path, sizeof sock_path, "%s/s", tmpdir);
+    td_setup();
+    snprintf(sock_path, sizeof sock_path, "%s/s", td_dir);
     snprintf(spec, sizeof spec, "unix:%s", sock_path);
     server_pid = -1;
 }
@@ -326,7 +302,7 @@ static void setup(void)
 static void teardown(void)
 {
     stop_server();
-    remove_tree(tmpdir);
+    td_teardown();
 }
 
 /* ---- request helpers ---- */
@@ -579,7 +555,7 @@ START_TEST(test_sigterm_finishes_inflight)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(fcgi_send(fd, 1, 0, p, 3, NULL, 0), 0);
     char mark[192];
-    snprintf(mark, sizeof mark, "%s/started-a", tmpdir);
+    snprintf(mark, sizeof mark, "%s/started-a", td_dir);
     ck_assert_int_eq(wait_for_file(mark, 5000), 0);
     uint64_t t0 = now_ms();
     ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
@@ -676,7 +652,7 @@ START_TEST(test_grace_period_bounds_stop)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(fcgi_send(fd, 1, 0, p, 3, NULL, 0), 0);
     char mark[192];
-    snprintf(mark, sizeof mark, "%s/started-g", tmpdir);
+    snprintf(mark, sizeof mark, "%s/started-g", td_dir);
     ck_assert_int_eq(wait_for_file(mark, 5000), 0);
     uint64_t t0 = now_ms();
     ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
@@ -695,14 +671,14 @@ static long file_size(const char *name)
 {
     char path[192];
     struct stat st;
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s", td_dir, name);
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
 START_TEST(test_failing_workers_back_off)
 {
     char fail[192];
-    snprintf(fail, sizeof fail, "%s/fail", tmpdir);
+    snprintf(fail, sizeof fail, "%s/fail", td_dir);
     int fd = open(fail, O_CREAT | O_WRONLY, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -727,7 +703,7 @@ END_TEST
 START_TEST(test_workers_that_cannot_start_give_up)
 {
     char fail[192];
-    snprintf(fail, sizeof fail, "%s/fail", tmpdir);
+    snprintf(fail, sizeof fail, "%s/fail", td_dir);
     int fd = open(fail, O_CREAT | O_WRONLY, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -788,7 +764,7 @@ END_TEST
 static void read_text(const char *name, char *buf, size_t cap)
 {
     char path[192];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s", td_dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
     ssize_t n = read(fd, buf, cap - 1);
@@ -1050,9 +1026,9 @@ END_TEST
 START_TEST(test_metrics_file_merged)
 {
     char path[192], bogus[192], missing[192];
-    snprintf(path, sizeof path, "%s/command.metrics", tmpdir);
-    snprintf(bogus, sizeof bogus, "%s/bogus.metrics", tmpdir);
-    snprintf(missing, sizeof missing, "%s/missing.metrics", tmpdir);
+    snprintf(path, sizeof path, "%s/command.metrics", td_dir);
+    snprintf(bogus, sizeof bogus, "%s/bogus.metrics", td_dir);
+    snprintf(missing, sizeof missing, "%s/missing.metrics", td_dir);
     int bfd = open(bogus, O_CREAT | O_WRONLY, 0600);
     ck_assert_int_ge(bfd, 0);
     ck_assert_int_eq(write(bfd, "not a region", 12), 12);
@@ -1126,7 +1102,7 @@ static Suite *server_suite(void)
     Suite *s = suite_create("server");
     TCase *tc = tcase_create("fastcgi");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
+    tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_params_and_body);
     tcase_add_test(tc, test_document_uri_wins);
@@ -1155,7 +1131,7 @@ static Suite *server_suite(void)
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("metrics");
     tcase_add_checked_fixture(tm, setup, teardown);
-    tcase_add_unchecked_fixture(tm, case_setup, case_teardown);
+    tcase_add_unchecked_fixture(tm, td_case_setup, td_case_teardown);
     tcase_add_test(tm, test_metrics_histogram);
     tcase_add_test(tm, test_metrics_routes_table);
     tcase_add_test(tm, test_metrics_shared_and_escaped);
