@@ -1,0 +1,12 @@
+/* Helpers shared by the write side's unit tests. */
+#ifndef EF_WRITE_TESTUTIL_H
+#define EF_WRITE_TESTUTIL_H
+
+#include "util/sbuf.h"
+#include "write/model.h"
+
+/* Appends every key and value of every database of wm, in order, to out (binary-safe:
+ * lengths before the bytes), for comparing two models byte for byte. Asserts on errors. */
+void wm_test_dump(struct wm *wm, struct sbuf *out);
+
+#endif
