@@ -88,7 +88,7 @@ static int build(struct wm *wm, struct log *lg, const char *tmp, struct snapshot
 int wsnap_take(struct wm *wm, struct log *lg, const char *snap_dir, int keep, int nonblock,
                struct snapshot_info *info)
 {
-    char tmp[SNAPDIR_PATH_MAX];
+    char tmp[SNAPDIR_PATH_MAX] = "";
     struct snapshot_info s;
     int lock = -1;
     memset(&s, 0, sizeof s);
@@ -101,12 +101,14 @@ int wsnap_take(struct wm *wm, struct log *lg, const char *snap_dir, int keep, in
         rc = snapdir_begin(snap_dir, tmp);
         if (rc == 0 && (rc = build(wm, lg, tmp, &s)) == 0)
             rc = snapdir_publish(snap_dir, tmp, &s, 0);
-        if (rc < 0)
+        if (rc < 0 && tmp[0])
             snapdir_remove(tmp);
     }
     if (rc < 0) {
         snapdir_unlock(lock);
-        if (rc != WSNAP_EBOOT && rc != WSNAP_EEMPTY)
+        if (rc == WSNAP_EBOOT || rc == WSNAP_EEMPTY)
+            LOG_INFO("write-model snapshot skipped dir=%s reason=\"%s\"", snap_dir, wsnap_strerror(rc));
+        else
             LOG_ERROR("write-model snapshot failed dir=%s err=\"%s\"", snap_dir, wsnap_strerror(rc));
         return rc;
     }
