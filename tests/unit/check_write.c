@@ -7,7 +7,6 @@
 
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,26 +36,12 @@ static int have_resp;
 
 static void open_all(void)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(write_model_open(path, 64ull << 20, ctx.log, &ctx.wm), 0);
-    ctx.idempotency_ttl_hours = 48;
+    wt_open(tmpdir, &ctx);
 }
 
 static void close_all(void)
 {
-    wm_close(ctx.wm);
-    log_close(ctx.log);
-    ctx.wm = NULL;
-    ctx.log = NULL;
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
+    wt_close(&ctx);
 }
 
 static void setup(void)
@@ -75,7 +60,7 @@ static void teardown(void)
     have_resp = 0;
     log_io_reset();
     close_all();
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    wt_rmtree(tmpdir);
     ef_clock_set_fixed(-1);
 }
 

@@ -3,6 +3,40 @@
 #include "write_testutil.h"
 
 #include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "write/replay.h"
+
+void wt_open(const char *dir, struct write_ctx *ctx)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/log", dir);
+    ck_assert_int_eq(log_open(path, NULL, &ctx->log), 0);
+    snprintf(path, sizeof path, "%s/write", dir);
+    ck_assert_int_eq(write_model_open(path, 64ull << 20, ctx->log, &ctx->wm), 0);
+    ctx->idempotency_ttl_hours = 48;
+}
+
+void wt_close(struct write_ctx *ctx)
+{
+    wm_close(ctx->wm);
+    log_close(ctx->log);
+    ctx->wm = NULL;
+    ctx->log = NULL;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
+void wt_rmtree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 void wm_test_dump(struct wm *wm, struct sbuf *out)
 {
