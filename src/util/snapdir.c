@@ -233,7 +233,9 @@ int snapdir_lock(const char *dir, int nonblock, int *fd)
         return -errno;
     if (snapdir_join(path, dir, "lock"))
         return -ENAMETOOLONG;
-    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    /* Read-only is enough for flock, and lets the service user lock a file that an
+     * operator's eventfoldctl (another user) created. */
+    int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
     if (f < 0)
         return -errno;
     int rc;
