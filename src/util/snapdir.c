@@ -168,21 +168,41 @@ void snapdir_remove_tmp(const char *dir)
 void snapdir_prune(const char *dir, int keep)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
-    size_t n;
+    size_t n, k = (size_t)(keep < 1 ? 1 : keep);
     char path[SNAPDIR_PATH_MAX];
-    if (snapdir_list(dir, list, SNAPDIR_LIST_MAX, &n))
-        return;
-    for (size_t i = (size_t)(keep < 1 ? 1 : keep); i < n; i++) {
-        if (snapdir_join(path, dir, list[i].name) == 0)
-            snapdir_remove(path);
-        LOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
-    }
+    /* A full list may have left older ones out: list again until none is left beyond k. */
+    do {
+        if (snapdir_list(dir, list, SNAPDIR_LIST_MAX, &n) || n <= k)
+            return;
+        for (size_t i = k; i < n; i++) {
+            if (snapdir_join(path, dir, list[i].name) == 0)
+                snapdir_remove(path);
+            LOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
+        }
+    } while (n == SNAPDIR_LIST_MAX);
 }
 
 static int cmp_newest_first(const void *a, const void *b)
 {
     const struct snapshot_info *x = a, *y = b;
     return x->position < y->position ? 1 : x->position > y->position ? -1 : 0;
+}
+
+/* Adds s to list unless it is full of newer ones: the newest `max` survive whatever the
+ * order readdir returns them in. */
+static void keep_newest(struct snapshot_info *list, size_t max, size_t *n,
+                        const struct snapshot_info *s)
+{
+    if (*n < max) {
+        list[(*n)++] = *s;
+        return;
+    }
+    size_t oldest = 0;
+    for (size_t i = 1; i < *n; i++)
+        if (list[i].position < list[oldest].position)
+            oldest = i;
+    if (*n > 0 && list[oldest].position < s->position)
+        list[oldest] = *s;
 }
 
 int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t *n)
@@ -193,19 +213,19 @@ int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t
     if (!d)
         return errno == ENOENT ? 0 : -errno;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL && *n < max) {
+    struct snapshot_info s;
+    while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "snap-", 5) != 0 || strlen(e->d_name) >= sizeof list->name)
             continue;
         if (snapdir_join(path, dir, e->d_name))
             continue;
-        struct snapshot_info *s = &list[*n];
-        memset(s, 0, sizeof *s);
-        if (read_manifest(path, s) != 0) {
+        memset(&s, 0, sizeof s);
+        if (read_manifest(path, &s) != 0) {
             LOG_WARN("snapshot without a valid manifest skipped dir=%s", path);
             continue;
         }
-        strcpy(s->name, e->d_name);
-        (*n)++;
+        strcpy(s.name, e->d_name);
+        keep_newest(list, max, n, &s);
     }
     closedir(d);
     qsort(list, *n, sizeof *list, cmp_newest_first);

@@ -59,8 +59,8 @@ void snapdir_remove_tmp(const char *dir);
 /* Deletes the snapshots beyond the newest `keep` (keep < 1 counts as 1), logging each. */
 void snapdir_prune(const char *dir, int keep);
 
-/* Lists the snapshots, newest first, into list (at most max); *n how many. Manifests that
- * cannot be read are skipped (logged). A missing dir is an empty list. */
+/* Lists the newest snapshots (at most max), newest first, into list; *n how many.
+ * Manifests that cannot be read are skipped (logged). A missing dir is an empty list. */
 int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t *n);
 
 /* Checks size and checksum of data.mdb: 0 valid, -EBADMSG damaged, other negative errno. */

@@ -416,6 +416,48 @@ START_TEST(test_taker_thread)
 }
 END_TEST
 
+/* The directory protocol itself: more snapshots than a list holds (the newest are listed
+ * whatever readdir's order), same-position publishing, pruning. */
+START_TEST(test_snapdir_protocol)
+{
+    char tmp[SNAPDIR_PATH_MAX], data[SNAPDIR_PATH_MAX + 16];
+    enum { N = SNAPDIR_LIST_MAX + 6 };
+    for (unsigned i = 0; i < N; i++) {
+        unsigned p = (i * 37) % N + 1; /* every position 1..N once, out of order */
+        struct snapshot_info s = { .position = p };
+        ck_assert_int_eq(snapdir_begin(snaps, tmp), 0);
+        snprintf(data, sizeof data, "%s/data.mdb", tmp);
+        FILE *f = fopen(data, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "copy %u", p);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(snapdir_seal(tmp, &s), 0);
+        ck_assert_int_eq(snapdir_publish(snaps, tmp, &s, 0), 0);
+    }
+    struct snapshot_info list[SNAPDIR_LIST_MAX], again = { .position = N };
+    size_t n;
+    ck_assert_int_eq(snapdir_list(snaps, list, SNAPDIR_LIST_MAX, &n), 0);
+    ck_assert_uint_eq(n, SNAPDIR_LIST_MAX);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_uint_eq(list[i].position, N - i);
+    ck_assert_int_eq(snapdir_verify(snaps, &list[0]), 0);
+    /* A second snapshot at the newest position is not published over the first. */
+    ck_assert_int_eq(snapdir_begin(snaps, tmp), 0);
+    snprintf(data, sizeof data, "%s/data.mdb", tmp);
+    FILE *f = fopen(data, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(snapdir_seal(tmp, &again), 0);
+    ck_assert_int_eq(snapdir_publish(snaps, tmp, &again, 0), 1);
+    ck_assert_int_eq(access(tmp, F_OK), -1);
+    ck_assert_int_eq(snapdir_verify(snaps, &list[0]), 0);
+    snapdir_prune(snaps, 3);
+    ck_assert_int_eq(snapdir_list(snaps, list, SNAPDIR_LIST_MAX, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(list[2].position, N - 2);
+}
+END_TEST
+
 static Suite *wsnap_suite(void)
 {
     Suite *s = suite_create("wsnap");
@@ -428,6 +470,7 @@ static Suite *wsnap_suite(void)
     tcase_add_test(tc, test_not_published_before_durable);
     tcase_add_test(tc, test_start_after_reboot_restores);
     tcase_add_test(tc, test_taker_thread);
+    tcase_add_test(tc, test_snapdir_protocol);
     suite_add_tcase(s, tc);
     return s;
 }
