@@ -69,15 +69,29 @@ static int init_mutex(pthread_mutex_t *mu)
     return -r;
 }
 
+/* Sizes the control file to the block with real blocks behind it: a sparse file (plain
+ * ftruncate) would turn the first store into the mapping on a full filesystem into SIGBUS
+ * instead of ENOSPC here. Returns 0 or -errno. */
+static int size_control(int fd)
+{
+    if (ftruncate(fd, sizeof(struct log_control)) < 0)
+        return -errno;
+    int r;
+    do
+        r = posix_fallocate(fd, 0, sizeof(struct log_control));
+    while (r == EINTR);
+    return -r;
+}
+
 /* Maps the control file, sized to the block (only the first opener resizes it). */
 static int map_control(struct log *lg, int first)
 {
     char *path = join(lg->dir, "control");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), err = 0;
     struct stat st;
-    if (fd < 0 || (first && ftruncate(fd, sizeof(struct log_control)) < 0) || fstat(fd, &st) < 0) {
-        err = -errno;
-        log_set_error(lg, "cannot open %s: %s", path, strerror(errno));
+    if (fd < 0 || (first && (err = size_control(fd)) != 0) || fstat(fd, &st) < 0) {
+        err = err ? err : -errno;
+        log_set_error(lg, "cannot open %s: %s", path, strerror(-err));
         goto fail;
     }
     if ((size_t)st.st_size < sizeof(struct log_control)) {

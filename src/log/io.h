@@ -13,7 +13,9 @@
  *  - The table is process-global and not synchronized: replace members only while no other
  *    thread uses the log (tests do it between operations). A forked child inherits it.
  *  - flock, mmap and futex calls on the control file are not routed through here: they
- *    fail only on programming errors or exhausted kernel resources, not on a full disk.
+ *    fail only on programming errors or exhausted kernel resources, not on a full disk
+ *    (the first opener allocates the control file's blocks, so stores into the mapping
+ *    cannot fault on one).
  */
 #ifndef EF_LOG_IO_H
 #define EF_LOG_IO_H

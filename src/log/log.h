@@ -27,7 +27,9 @@
  *    tail (torn record, zero bytes) with no valid record after it is truncated to the last
  *    whole record and logged (segment, offset, bytes); anything else fails the open with
  *    LOG_ECORRUPT naming segment and offset (log_last_error()). Sealed segments are checked
- *    by their first record only (one read each); log_verify() checks every byte.
+ *    by their first and last records only (a read or two each): a missing segment (the
+ *    first one, or a gap between two) fails the open with LOG_ESEQUENCE, a first record
+ *    of a newer format with LOG_EVERSION; log_verify() checks every byte.
  *  - Readers verify every record (checksum, framing, dense positions) and never skip one.
  *
  * Caveats
@@ -36,7 +38,9 @@
  *  - A struct log may be shared by threads of one process for appends and syncs (they
  *    serialize on the same shared mutexes); a struct log_reader belongs to one thread.
  *  - A read-only handle needs no control file and never writes: its head is the last valid
- *    record found when it was opened and does not move (log_head() == log_durable()).
+ *    record found when it was opened and does not move (log_head() == log_durable()). Its
+ *    open judges the newest segment's tail as recovery does, without cutting: a torn tail
+ *    is ignored, damage before the tail or a newer record format fails the open.
  *  - After a failed fdatasync the kernel may have dropped the dirty pages, so a later sync
  *    that succeeds does not prove the earlier records reached the disk: a caller should
  *    stop acknowledging and reopen (the first opener recovers from the files).

@@ -120,6 +120,10 @@ int log_seg_scan(int fd, uint64_t first, uint64_t stop_pos, struct log_seg_scan 
  * returns 1 and its offset, 0 if none, or a negative errno. */
 int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at);
 
+/* The position of the last record of a segment that ends with a whole record (a sealed
+ * one), found from the end of the file (one read, usually). Returns 1 with *pos set, 0 if
+ * the file does not end with a valid record (damage that log_verify reports), or -errno. */
+int log_seg_last(int fd, uint64_t first, uint64_t *pos);
 /* Opens or reuses the cached descriptor for segment seg. */
 int log_segfd_get(struct log *lg, struct log_segfd *sf, uint64_t seg, int flags);
 void log_segfd_close(struct log_segfd *sf);

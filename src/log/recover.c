@@ -10,11 +10,37 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* A sealed segment must start with a valid record whose position is its name; checking
- * that much is cheap (one read per segment) and catches a renamed, emptied or swapped
- * file. Everything else in sealed segments is checked by log_verify(). */
-static int check_sealed(struct log *lg, uint64_t first)
+#define RO_RETRIES 5 /* read-only scans that see "damage" before believing it */
+
+/* The segment after `first` must start right after its last record; a gap means a
+ * segment is missing. A sealed segment that does not end with a whole record is left to
+ * log_verify (damage inside sealed segments is the readers' and verify's to report). */
+static int check_next(struct log *lg, int fd, uint64_t first, uint64_t next)
+{
+    uint64_t last;
+    int r = log_seg_last(fd, first, &last);
+    if (r < 0) {
+        char *path = log_seg_path(lg->dir, first);
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
+        free(path);
+        return r;
+    }
+    if (r == 0 || last + 1 == next)
+        return 0;
+    char *path = log_seg_path(lg->dir, next);
+    log_set_error(lg, "segment %s offset 0: starts at position %" PRIu64 ", expected %" PRIu64
+                  " (a segment is missing)", path, next, last + 1);
+    free(path);
+    return LOG_ESEQUENCE;
+}
+
+/* A sealed segment must start with a valid record whose position is its name, and its
+ * last record must be the one just before the next segment's first. Checking that much is
+ * cheap (two reads per segment) and catches a renamed, emptied or swapped file and a
+ * segment deleted by hand. Everything else in sealed segments is checked by log_verify(). */
+static int check_sealed(struct log *lg, uint64_t first, uint64_t next)
 {
     char *path = log_seg_path(lg->dir, first);
     int fd = log_io.open(path, O_RDONLY, 0);
@@ -39,6 +65,8 @@ static int check_sealed(struct log *lg, uint64_t first)
         err = LOG_ECORRUPT;
         log_set_error(lg, "segment %s offset 0: %s", path,
                       st == RECORD_OK ? "first record does not match the segment name" : "sealed segment does not start with a valid record");
+    } else {
+        err = check_next(lg, fd, first, next);
     }
 fail:
     if (fd >= 0)
@@ -103,6 +131,29 @@ static int create_first(struct log *lg)
     return err;
 }
 
+/* Scans the newest segment and judges what follows its last whole record (settle_tail),
+ * cutting a torn tail when repairing. A read-only open judges the same way, so that it
+ * never takes damage for a torn tail (and then serves a head its readers cannot reach),
+ * but it may race a writer: a record being written can look unverifiable and then
+ * whole, which would read as "damage followed by a valid record". That verdict is
+ * therefore retried a few times before it stands; real damage stays. */
+static int scan_newest(struct log *lg, int fd, uint64_t newest, const char *path, int repair,
+                       struct log_seg_scan *sc)
+{
+    for (int tries = 0;; tries++) {
+        int err = log_seg_scan(fd, newest, UINT64_MAX, sc);
+        if (err) {
+            log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
+            return err;
+        }
+        err = settle_tail(lg, fd, path, sc, repair);
+        int racy = err == LOG_ECORRUPT && !sc->sequence_error && sc->stop != RECORD_VERSION;
+        if (!racy || repair || tries >= RO_RETRIES)
+            return err;
+        nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+    }
+}
+
 /* Shared by the read-write recovery and the read-only head scan: finds the head from the
  * files; with `repair`, creates the first segment of an empty log and cuts a torn tail. */
 static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, uint64_t *off)
@@ -121,8 +172,15 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         err = repair ? create_first(lg) : 0;
         goto fail;
     }
+    if (repair && segs[0] != 1) {
+        path = log_seg_path(lg->dir, segs[0]);
+        log_set_error(lg, "segment %s offset 0: the log starts at position %" PRIu64
+                      ", expected 1 (a segment is missing)", path, segs[0]);
+        err = LOG_ESEQUENCE;
+        goto fail;
+    }
     for (size_t i = 0; i + 1 < n && repair; i++)
-        if ((err = check_sealed(lg, segs[i])) != 0)
+        if ((err = check_sealed(lg, segs[i], segs[i + 1])) != 0)
             goto fail;
     uint64_t newest = segs[n - 1];
     path = log_seg_path(lg->dir, newest);
@@ -133,13 +191,7 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         goto fail;
     }
     struct log_seg_scan sc;
-    if ((err = log_seg_scan(fd, newest, UINT64_MAX, &sc)) != 0) {
-        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
-        goto fail;
-    }
-    /* Read-only opens judge the tail the same way (damage is an error) but never cut:
-     * a torn tail may be a writer's append in progress. */
-    if ((err = settle_tail(lg, fd, path, &sc, repair)) != 0)
+    if ((err = scan_newest(lg, fd, newest, path, repair, &sc)) != 0)
         goto fail;
     /* The previous run may have died with published but unsynced records in the page
      * cache: make them durable before the control block says they are. */

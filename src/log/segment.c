@@ -268,6 +268,63 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
     return ret;
 }
 
+/* How much of a sealed segment's end is searched for its last record before falling back
+ * to a scan from the start (records are usually far smaller). */
+#define LAST_WINDOW (64u * 1024)
+
+/* Searches buf (the file bytes [base, size)) backwards for a whole, valid record that ends
+ * exactly at size. Returns 1 with *pos set, or 0. A false match inside the last record is
+ * impossible in practice: it would need a magic, a length equal to the bytes left (zero
+ * bytes in the high half, which JSON text cannot hold) and a matching CRC32C. */
+static int last_in_window(const unsigned char *buf, uint64_t base, uint64_t size, uint64_t *pos)
+{
+    if (size - base < LOG_HEADER_SIZE)
+        return 0;
+    for (uint64_t off = (size - LOG_HEADER_SIZE) & ~(uint64_t)7; off >= base; off -= 8) {
+        uint32_t magic, len;
+        memcpy(&magic, buf + (off - base), 4);
+        memcpy(&len, buf + (off - base) + 4, 4);
+        if (le32toh(magic) == LOG_RECORD_MAGIC && le32toh(len) == size - off) {
+            struct log_record rec;
+            if (record_decode(buf + (off - base), (size_t)(size - off), &rec) == RECORD_OK) {
+                *pos = rec.position;
+                return 1;
+            }
+        }
+        if (off < 8)
+            break;
+    }
+    return 0;
+}
+
+int log_seg_last(int fd, uint64_t first, uint64_t *pos)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0 || size % 8 != 0)
+        return 0; /* not a cleanly ended segment: not ours to judge here */
+    uint64_t base = size > LAST_WINDOW ? size - LAST_WINDOW : 0;
+    unsigned char *buf = xmalloc((size_t)(size - base));
+    int r = read_exact(fd, buf, (size_t)(size - base), base);
+    if (r == 0)
+        r = last_in_window(buf, base, size, pos);
+    else if (r > 0)
+        r = 0; /* shrank under us */
+    free(buf);
+    if (r != 0 || base == 0)
+        return r;
+    /* A last record bigger than the window: scan the segment from its start. */
+    struct log_seg_scan sc;
+    if ((r = log_seg_scan(fd, first, UINT64_MAX, &sc)) != 0)
+        return r;
+    if (sc.records == 0 || sc.end != sc.size)
+        return 0;
+    *pos = sc.last_pos;
+    return 1;
+}
+
 int log_segfd_get(struct log *lg, struct log_segfd *sf, uint64_t seg, int flags)
 {
     uint32_t gen = lg->ctl ? atomic_load_explicit(&lg->ctl->repair_gen, memory_order_acquire) : 0;

@@ -33,7 +33,7 @@ int main(int argc, char **argv)
         return status;
     if (first < argc)
         return cli_usage_error(spec.prog, "unexpected argument '%s'", argv[first]);
-    char err[EF_PATH_MAX + 128];
+    char err[EF_PATH_MAX + 1024]; /* a log error names a segment path and offset */
     if (write_preflight(&cfg, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", spec.prog, err);
         return 1;
@@ -52,5 +52,7 @@ int main(int argc, char **argv)
         .handler = write_handler,
         .metrics_file = metrics,
     };
-    return server_run(&opt);
+    status = server_run(&opt);
+    write_preflight_end();
+    return status;
 }

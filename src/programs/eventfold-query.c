@@ -2,6 +2,8 @@
  * module's; the handlers are src/read/query*.c. */
 #include <config.h>
 
+#include <stdio.h>
+
 #include "read/query.h"
 #include "server/server.h"
 #include "util/cli.h"
@@ -25,6 +27,11 @@ int main(int argc, char **argv)
         return status;
     if (first < argc)
         return cli_usage_error(prog, "unexpected argument '%s'", argv[first]);
+    char err[EF_PATH_MAX + 1024]; /* a log error names a segment path and offset */
+    if (query_preflight(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 1;
+    }
     const struct server_options opt = {
         .prog = prog,
         .cfg = &cfg,
@@ -34,5 +41,7 @@ int main(int argc, char **argv)
         .worker_fini = query_worker_fini,
         .handler = query_handle,
     };
-    return server_run(&opt);
+    status = server_run(&opt);
+    query_preflight_end();
+    return status;
 }

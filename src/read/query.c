@@ -40,8 +40,40 @@ static int open_model(struct query_worker *w, struct rm_env **out)
     return rm_env_open(path, &ro, out);
 }
 
+/* The master's log handle from query_preflight, kept open until query_preflight_end() so
+ * that the workers attach to the log instead of the first of them recovering it again. A
+ * worker closes its inherited copy first thing (query_worker_init). */
+static struct log *master_log;
+
+int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
+{
+    char path[RDIR_PATH_MAX];
+    int rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
+    if (rc) {
+        snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
+        return -1;
+    }
+    /* Read-write like the workers (query_worker_init). */
+    struct log_options lo = { cfg->segment_bytes, 0 };
+    struct log *lg;
+    if (log_open(path, &lo, &lg) != 0) {
+        snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
+        return -1;
+    }
+    log_close(master_log);
+    master_log = lg;
+    return 0;
+}
+
+void query_preflight_end(void)
+{
+    log_close(master_log);
+    master_log = NULL;
+}
+
 int query_worker_init(void **ctx, const struct ef_config *cfg)
 {
+    query_preflight_end(); /* the copy inherited from the master */
     struct query_worker *w = xcalloc(1, sizeof *w);
     snprintf(w->data_dir, sizeof w->data_dir, "%s", cfg->data_dir);
     w->max_wait = cfg->max_wait_seconds > 0 ? cfg->max_wait_seconds : 10;

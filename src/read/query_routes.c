@@ -277,7 +277,12 @@ static void h_metrics(struct qreq *q)
         return;
     }
     struct sbuf *out = &q->body;
-    server_metrics_render(out);
+    /* The command program keeps its counters in DATA/command.metrics (it may run as
+     * another process tree): one /metrics shows both, merged by route label. */
+    char cmd_metrics[EF_PATH_MAX + 32];
+    snprintf(cmd_metrics, sizeof cmd_metrics, "%s/command.metrics", q->w->data_dir);
+    const char *const files[] = { cmd_metrics };
+    server_metrics_render_files(out, files, 1);
     server_metrics_gauge(out, "eventfold_log_head_position", "Highest published log position.",
                          (double)st.head);
     server_metrics_gauge(out, "eventfold_read_model_position",

@@ -43,8 +43,13 @@ int rpos_open(const char *path, struct rpos **out)
     int rc = 0;
     if (fstat(fd, &st) < 0)
         rc = -errno;
-    else if (st.st_size < RPOS_SIZE && ftruncate(fd, RPOS_SIZE) < 0) /* zero-filled */
-        rc = -errno;
+    else if (st.st_size < RPOS_SIZE) {
+        /* Zero-filled and with real blocks: a sparse page would make the first store into
+         * the mapping SIGBUS on a full filesystem instead of failing here with ENOSPC. */
+        do
+            rc = -posix_fallocate(fd, 0, RPOS_SIZE);
+        while (rc == -EINTR);
+    }
     void *p = MAP_FAILED;
     if (rc == 0) {
         p = mmap(NULL, RPOS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -11,7 +11,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,13 @@
 #define BACKOFF_MIN_NS (100 * NS_PER_MS)
 #define BACKOFF_MAX_NS (5000 * NS_PER_MS)
 #define KILL_MARGIN_S 5 /* after the workers' grace period, before SIGKILL */
+/* Workers that cannot start (see futile_death) make the master give up once at least
+ * GIVE_UP_DEATHS of them died in a row and the next attempt would come GIVE_UP_NS or more
+ * after the first of them: long enough to ride out a passing problem (one worker gets 6
+ * attempts over 3 s), short enough that a service manager hears of a broken deployment
+ * instead of a master retrying forever. */
+#define GIVE_UP_DEATHS 5
+#define GIVE_UP_NS (5000 * NS_PER_MS)
 
 /* The master's state. Invariant: pids[i] > 0 exactly when slot i has a live (not yet
  * reaped) worker; started_ns[i] is when it was forked. */
@@ -33,6 +42,13 @@ struct master {
     int quick_deaths;       /* consecutive workers that died young */
     uint64_t next_spawn_ns; /* no fork before this (back-off) */
     int stopping;
+    struct srv_progress *progress; /* shared with the workers (server_int.h) */
+    size_t progress_len;
+    uint64_t *served_at_start;  /* progress->served when slot i's worker was forked */
+    uint64_t served_seen;       /* progress->served at the last death */
+    int futile;                 /* workers that could not start, in a row */
+    uint64_t futile_since_ns;   /* death of the first of them */
+    int gave_up;                /* stopping because workers cannot start */
 };
 
 const char *server_strerror(int err)
@@ -61,13 +77,15 @@ static int spawn_worker(struct master *m, int slot)
 {
     fflush(NULL); /* or buffered output would be written twice */
     pid_t master = getpid();
+    atomic_store(&m->progress->ready[slot], 0);
+    m->served_at_start[slot] = atomic_load(&m->progress->served);
     pid_t pid = fork();
     if (pid < 0) {
         LOG_ERROR("fork failed err=%s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
-        int st = srv_worker_main(m->opt, m->listener.fd, master);
+        int st = srv_worker_main(m->opt, m->listener.fd, master, m->progress, slot);
         exit(st);
     }
     m->pids[slot] = pid;
@@ -105,8 +123,48 @@ static void log_death(const struct master *m, pid_t pid, int status)
         EF_LOG(level, "worker exited pid=%ld status=%d", (long)pid, WEXITSTATUS(status));
 }
 
+/* A worker that died before its request threads ran (worker_init failed, a crash while
+ * starting) or young without answering anything could not start; one that served and
+ * then died is a crash, which a restart fixes. */
+static int futile_death(const struct master *m, int slot, int young)
+{
+    if (!atomic_load(&m->progress->ready[slot]))
+        return 1;
+    return young && atomic_load(&m->progress->served) == m->served_at_start[slot];
+}
+
+/* Counts a death toward giving up. The count restarts with any death that is not futile
+ * and whenever some worker answered a request since the last death (the service works,
+ * only some starts fail). */
+static void count_futile(struct master *m, int slot, int young, uint64_t now)
+{
+    uint64_t served = atomic_load(&m->progress->served);
+    int futile = futile_death(m, slot, young);
+    if (!futile || served != m->served_seen)
+        m->futile = 0;
+    m->served_seen = served;
+    if (!futile)
+        return;
+    if (m->futile++ == 0)
+        m->futile_since_ns = now;
+}
+
+/* After a death was counted and its restart scheduled: stops the master when workers
+ * cannot start (see GIVE_UP_DEATHS). */
+static void maybe_give_up(struct master *m, uint64_t now)
+{
+    uint64_t next = m->next_spawn_ns > now ? m->next_spawn_ns : now;
+    if (m->futile < GIVE_UP_DEATHS || next - m->futile_since_ns < GIVE_UP_NS)
+        return;
+    LOG_ERROR("workers cannot start, giving up: %d died in a row within ms=%llu without "
+              "answering a request (their errors are above)", m->futile,
+              (unsigned long long)((now - m->futile_since_ns) / NS_PER_MS));
+    m->gave_up = 1;
+    m->stopping = 1;
+}
+
 /* Reaps every exited worker; while running, schedules its restart (at once, or after a
- * back-off when workers keep dying young). */
+ * back-off when workers keep dying young), or gives up when workers cannot start. */
 static void reap(struct master *m)
 {
     int status;
@@ -123,14 +181,18 @@ static void reap(struct master *m)
         if (m->stopping)
             continue;
         uint64_t now = ef_mono_ns();
-        if (now - m->started_ns[slot] < QUICK_DEATH_NS) {
+        int young = now - m->started_ns[slot] < QUICK_DEATH_NS;
+        count_futile(m, slot, young, now);
+        if (young) {
             m->quick_deaths++;
             m->next_spawn_ns = now + backoff_ns(m->quick_deaths);
-            LOG_WARN("worker died young, restarting in ms=%llu",
-                     (unsigned long long)((m->next_spawn_ns - now) / NS_PER_MS));
         } else {
             m->quick_deaths = 0;
         }
+        maybe_give_up(m, now);
+        if (young && !m->stopping)
+            LOG_WARN("worker died young, restarting in ms=%llu",
+                     (unsigned long long)((m->next_spawn_ns - now) / NS_PER_MS));
     }
 }
 
@@ -223,6 +285,42 @@ static int master_signals(sigset_t *set, sigset_t *old)
     return 0;
 }
 
+/* Maps the metrics region. A metrics file that cannot be made (a full disk) is not worth
+ * refusing to start over: the counters then live in anonymous memory, unseen by other
+ * programs, and a stale file of an earlier master is removed so nobody renders it as
+ * current. Returns 0 or -1 (logged). */
+static int open_metrics(const struct server_options *opt)
+{
+    int rc = opt->metrics_file ? metrics_init_file(opt->metrics_file) : -EINVAL;
+    if (rc == 0)
+        return 0;
+    if (opt->metrics_file) {
+        LOG_WARN("cannot create the metrics file, counting in memory only file=%s err=%s",
+                 opt->metrics_file, strerror(-rc));
+        if (unlink(opt->metrics_file) < 0 && errno != ENOENT)
+            LOG_WARN("cannot remove the stale metrics file file=%s err=%s", opt->metrics_file,
+                     strerror(errno));
+    }
+    if ((rc = metrics_init()) < 0) {
+        LOG_ERROR("cannot map the metrics region err=%s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Maps the region the workers report their progress in (zero-filled). */
+static int open_progress(struct master *m)
+{
+    m->progress_len = sizeof *m->progress + (size_t)m->nworkers * sizeof m->progress->ready[0];
+    void *p = mmap(NULL, m->progress_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        LOG_ERROR("cannot map the worker progress region err=%s", strerror(errno));
+        return -1;
+    }
+    m->progress = p;
+    return 0;
+}
+
 int server_run(const struct server_options *opt)
 {
     struct master m = { .opt = opt, .listener = { .fd = -1 } };
@@ -232,17 +330,16 @@ int server_run(const struct server_options *opt)
         return 1;
     if (master_signals(&set, &old) < 0)
         return 1;
-    rc = opt->metrics_file ? metrics_init_file(opt->metrics_file) : metrics_init();
-    if (rc < 0) {
-        LOG_ERROR("cannot map metrics region file=%s err=%s", opt->metrics_file ? opt->metrics_file : "-",
-                  strerror(-rc));
+    if (open_metrics(opt) < 0)
         goto fail;
-    }
     if (srv_listen_open(opt->cfg->listen, &m.listener) < 0)
         goto fail;
     m.nworkers = opt->cfg->workers;
+    if (open_progress(&m) < 0)
+        goto fail;
     m.pids = xcalloc((size_t)m.nworkers, sizeof *m.pids);
     m.started_ns = xcalloc((size_t)m.nworkers, sizeof *m.started_ns);
+    m.served_at_start = xcalloc((size_t)m.nworkers, sizeof *m.served_at_start);
     LOG_INFO("started prog=%s workers=%d threads=%d listen=%s fd=%d", opt->prog ? opt->prog : "-",
              m.nworkers, opt->threads > 0 ? opt->threads : opt->cfg->threads,
              opt->cfg->listen[0] ? opt->cfg->listen : "inherited", m.listener.fd);
@@ -251,9 +348,12 @@ int server_run(const struct server_options *opt)
     srv_listen_close(&m.listener);
     free(m.pids);
     free(m.started_ns);
-    LOG_INFO("stopped");
+    free(m.served_at_start);
+    munmap(m.progress, m.progress_len);
+    if (!m.gave_up)
+        LOG_INFO("stopped");
     sigprocmask(SIG_SETMASK, &old, NULL);
-    return 0;
+    return m.gave_up ? 1 : 0;
 fail:
     srv_listen_close(&m.listener);
     sigprocmask(SIG_SETMASK, &old, NULL);

@@ -75,6 +75,19 @@ int metrics_init(void)
     return 0;
 }
 
+/* Gives fd len bytes of real storage (zero-filled). ftruncate alone would leave the file
+ * sparse, and the first store to an unbacked page of the mapping (the first request of a
+ * new route) would then kill the worker with SIGBUS on a full filesystem instead of
+ * failing here, at start, with ENOSPC. */
+static int allocate(int fd, off_t len)
+{
+    int r;
+    do
+        r = posix_fallocate(fd, 0, len);
+    while (r == EINTR);
+    return -r;
+}
+
 /* The region is built in a new file and renamed over path, so a reader never maps a
  * file that is being truncated (SIGBUS) and counters restart from zero with each master,
  * as Prometheus expects of a restarted process. */
@@ -90,8 +103,10 @@ int metrics_init_file(const char *path)
         return -errno;
     int rc = 0;
     void *p = MAP_FAILED;
-    if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)sizeof *shm) < 0)
+    if (fchmod(fd, 0644) < 0)
         rc = -errno;
+    if (rc == 0)
+        rc = allocate(fd, (off_t)sizeof *shm);
     if (rc == 0 && (p = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
         rc = -errno;
     if (rc == 0) {

@@ -31,7 +31,8 @@
 /* Maps the shared region (idempotent). Returns 0 or -errno. Call before fork(). */
 int metrics_init(void);
 /* The same, backed by the file at path (created mode 0644, or replaced atomically) so
- * other programs can read it. Returns 0 or -errno. */
+ * other programs can read it. The file's blocks are allocated here, so a full filesystem
+ * fails this call (-ENOSPC) instead of faulting a later update. Returns 0 or -errno. */
 int metrics_init_file(const char *path);
 /* Unmaps the region (tests; the master keeps it for its lifetime). */
 void metrics_fini(void);

@@ -7,9 +7,14 @@
  * (fd 3), else fd 0 (spawn-fcgi, systemd StandardInput=socket). It pre-forks `workers`
  * worker processes and restarts one that dies (logged with pid and exit status or signal;
  * a worker that dies within a second of its start delays the next start, doubling from
- * 100 ms up to 5 s). Each worker runs `threads` threads that each accept requests with
- * FCGX_Accept_r, so a request that waits (Min-Position, long-poll) does not block the
- * others.
+ * 100 ms up to 5 s). Workers that cannot start (they die before their request threads run,
+ * or within a second without answering anything) make the master give up and exit 1 once
+ * at least 5 of them died in a row, without any request answered in between, and the next
+ * attempt would come 5 s or more after the first of them (about 3 s of attempts with one
+ * worker); a program should check what it can in the master first (write_preflight) so
+ * that a known cause stops it at once. Each worker runs `threads` threads that each
+ * accept requests with FCGX_Accept_r, so a request that waits (Min-Position, long-poll)
+ * does not block the others.
  *
  * Stopping: SIGTERM/SIGINT to the master are forwarded to the workers as SIGTERM. A worker
  * stops accepting at once (threads wait for the listen socket and a wake-up eventfd, never
@@ -106,7 +111,8 @@ struct server_options {
     int grace_seconds;
     /* NULL: metrics in anonymous shared memory. Else a file (e.g. DATA/command.metrics)
      * that holds them, replaced at start, so another program can render them with
-     * server_metrics_render_files(). */
+     * server_metrics_render_files(). If the file cannot be created (a full disk), the
+     * master logs a warning and keeps the counters in anonymous memory. */
     const char *metrics_file;
 };
 
@@ -120,7 +126,8 @@ enum server_err {
 const char *server_strerror(int err);
 
 /* Runs the master until SIGTERM/SIGINT. Returns the process exit status: 0 after a clean
- * stop, 1 when it could not start (the cause is logged). */
+ * stop, 1 when it could not start or gave up on workers that cannot start (the cause is
+ * logged). */
 int server_run(const struct server_options *opt);
 
 /* In a worker: 1 once the worker has been asked to stop, else 0. A handler that waits

@@ -11,6 +11,8 @@
 #define EF_SERVER_INT_H
 
 #include <fcgiapp.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -76,8 +78,22 @@ const char *srv_reason(int status);
 
 #define SRV_DEFAULT_GRACE_SECONDS 30 /* server_options.grace_seconds == 0 */
 
+/* What workers tell the master, in an anonymous MAP_SHARED region the master maps before
+ * its first fork (so every worker, restarted or not, shares it). The master uses it to
+ * tell a worker that cannot start (it dies before `ready`, or young without serving)
+ * from one that crashed while serving, and gives up on the first kind (master.c).
+ * Invariant: ready[slot] is set to 0 by the master before it forks the worker of slot,
+ * and only that worker sets it to 1. */
+struct srv_progress {
+    _Atomic uint64_t served;   /* answers written, by all workers since the master started */
+    _Atomic uint32_t ready[];  /* per slot: 1 once its worker's request threads run */
+};
+
 /* Runs one worker process until SIGTERM; returns its exit status. master is the pid of
- * the master that forked it (the worker exits at once if that one is already gone). */
-int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master);
+ * the master that forked it (the worker exits at once if that one is already gone).
+ * progress (may be NULL) and slot: where the worker reports that it is ready and counts
+ * its answers. */
+int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master,
+                    struct srv_progress *progress, int slot);
 
 #endif

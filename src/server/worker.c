@@ -48,6 +48,7 @@ struct srv_worker {
 };
 
 static _Atomic int stopping;
+static struct srv_progress *progress; /* shared with the master; NULL: not reported */
 
 int server_stopping(void) { return atomic_load_explicit(&stopping, memory_order_relaxed); }
 
@@ -106,6 +107,8 @@ static void serve_one(struct srv_thread *t)
     if (w->opt->cfg->log_requests)
         LOG_INFO("request method=%s path=%s status=%d ms=%.3f", t->req.method, t->req.path, t->status,
                  (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
+    if (progress && t->responded)
+        atomic_fetch_add_explicit(&progress->served, 1, memory_order_relaxed);
     srv_request_end(t);
     FCGX_Finish_r(&t->fcgx);
     if (server_stopping() && t->fcgx.ipcFd >= 0)
@@ -254,12 +257,15 @@ static int start_threads(struct srv_worker *w, struct srv_thread *ts, pthread_t 
 }
 
 /* Serves until SIGTERM/SIGINT; returns 0 after a clean stop, 1 otherwise. */
-static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, int nthreads)
+static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, int nthreads,
+                               int slot)
 {
     struct srv_thread *ts = xcalloc((size_t)nthreads, sizeof *ts);
     pthread_t *tids = xcalloc((size_t)nthreads, sizeof *tids);
     int started = start_threads(w, ts, tids, nthreads);
     if (started == nthreads) {
+        if (progress)
+            atomic_store_explicit(&progress->ready[slot], 1, memory_order_release);
         int sig = 0;
         while (sigwait(stop_set, &sig) != 0)
             ;
@@ -286,8 +292,10 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     return atomic_load(&w->fatal) ? 1 : 0;
 }
 
-int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master)
+int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t master,
+                    struct srv_progress *shared, int slot)
 {
+    progress = shared;
     sigset_t stop_set;
     struct srv_worker w = { .opt = opt, .listen_fd = listen_fd, .wake_fd = -1,
                             .max_body = opt->max_body };
@@ -316,7 +324,7 @@ int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t maste
     }
     int nthreads = opt->threads > 0 ? opt->threads : opt->cfg->threads;
     LOG_DEBUG("worker started threads=%d", nthreads);
-    rc = serve_until_stopped(&w, &stop_set, nthreads);
+    rc = serve_until_stopped(&w, &stop_set, nthreads, slot);
     close(w.wake_fd);
 fini:
     if (opt->worker_fini)

@@ -38,6 +38,32 @@ static int check_dir(const char *what, const char *path, int missing_ok, char *e
     return 0;
 }
 
+/* The master's log handle from write_preflight, kept open until write_preflight_end() so
+ * that the workers attach to the log it recovered instead of the first of them (then the
+ * first opener again) scanning the newest segment a second time. A worker closes its
+ * inherited copy first thing (write_worker_init), which leaves the master's lock alone. */
+static struct log *master_log;
+
+/* Opens the log and the write model as a worker does; on failure err names the cause
+ * (for the log: segment and offset). */
+static int open_both(const struct ef_config *cfg, struct write_ctx *ctx, char *err, size_t errlen)
+{
+    char path[EF_PATH_MAX + 16];
+    struct log_options lo = { .segment_bytes = cfg->segment_bytes, .read_only = 0 };
+    snprintf(path, sizeof path, "%s/log", cfg->data_dir);
+    int rc = log_open(path, &lo, &ctx->log);
+    if (rc) {
+        snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/write", cfg->data_dir);
+    if ((rc = write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0) {
+        snprintf(err, errlen, "cannot open the write model '%s': %s", path, write_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
 {
     char path[EF_PATH_MAX + 16];
@@ -47,32 +73,49 @@ int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
     if (check_dir("log directory", path, 1, err, errlen) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    return check_dir("write model directory", path, 1, err, errlen);
+    if (check_dir("write model directory", path, 1, err, errlen) < 0)
+        return -1;
+    /* The model is closed again before the master forks (model.h: open after fork); its
+     * catch-up or rebuild done here is not lost: the workers find it caught up. The log
+     * stays open (master_log). */
+    struct write_ctx ctx = { 0 };
+    int rc = open_both(cfg, &ctx, err, errlen);
+    wm_close(ctx.wm);
+    if (rc == 0) {
+        log_close(master_log);
+        master_log = ctx.log;
+    } else {
+        log_close(ctx.log);
+    }
+    return rc;
+}
+
+void write_preflight_end(void)
+{
+    log_close(master_log);
+    master_log = NULL;
 }
 
 int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
 {
-    char path[EF_PATH_MAX + 16];
+    char err[EF_PATH_MAX + 1024];
+    write_preflight_end(); /* the copy inherited from the master */
     struct write_ctx *ctx = xcalloc(1, sizeof *ctx);
-    struct log_options lo = { .segment_bytes = cfg->segment_bytes, .read_only = 0 };
     ctx->idempotency_ttl_hours = cfg->idempotency_ttl_hours < 24 ? 24 : cfg->idempotency_ttl_hours;
-    snprintf(path, sizeof path, "%s/log", cfg->data_dir);
-    int rc = log_open(path, &lo, &ctx->log);
-    if (rc) {
-        LOG_ERROR("cannot open the log dir=%s err=\"%s\"", path, log_last_error(NULL));
-        goto fail;
+    if (open_both(cfg, ctx, err, sizeof err) < 0) {
+        LOG_ERROR("%s", err);
+        write_worker_fini(ctx);
+        return -1;
     }
-    snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    if (write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm) != 0)
-        goto fail; /* logged */
-    if (wsnap_taker_start(ctx->wm, ctx->log, path, cfg->snapshot_every, cfg->snapshot_keep,
-                          &ctx->snap) != 0)
-        goto fail; /* logged */
+    char model[EF_PATH_MAX + 16];
+    snprintf(model, sizeof model, "%s/write", cfg->data_dir);
+    if (wsnap_taker_start(ctx->wm, ctx->log, model, cfg->snapshot_every, cfg->snapshot_keep,
+                          &ctx->snap) != 0) {
+        write_worker_fini(ctx);
+        return -1; /* logged */
+    }
     *worker_ctx = ctx;
     return 0;
-fail:
-    write_worker_fini(ctx);
-    return -1;
 }
 
 void write_worker_fini(void *worker_ctx)

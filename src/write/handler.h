@@ -9,14 +9,23 @@
 #include "util/config.h"
 
 /* Checks, in the master before any worker starts, that the data directory exists and can
- * be written (and so can its log/ and write/ directories when they exist), so that a wrong
- * --data fails at once with one line instead of a loop of workers dying in worker_init.
- * Creates nothing. Returns 0, or -1 with the cause in err ("data directory 'X': ..."). */
+ * be written (and so can its log/ and write/ directories when they exist), then opens the
+ * log and the write model as a worker would, so that a wrong --data or a log that cannot
+ * be opened (a missing segment, a record of a newer format) fails at once with one line
+ * instead of a loop of workers dying in worker_init. This does the log's recovery and the
+ * model's catch-up or rebuild, which the workers then need not repeat; it creates log/
+ * and write/ when they are absent. The write model is closed again; the log stays open in
+ * the master until write_preflight_end() (each worker closes its inherited copy in
+ * write_worker_init, before opening its own). Returns 0, or -1 with the cause in err
+ * ("data directory 'X': ...", "cannot open the log: segment S offset N: ..."). */
 int write_preflight(const struct ef_config *cfg, char *err, size_t errlen);
+/* Closes the master's log handle of write_preflight (none: no-op). */
+void write_preflight_end(void);
 
-/* server_options.worker_init: opens DIR/log (read-write) and DIR/write, catching the write
- * model up or rebuilding it (replay.h, from a snapshot when there is one), and starts the
- * worker's write-model snapshot thread (wsnap.h). Returns 0 or -1 (logged). */
+/* server_options.worker_init: closes the log handle inherited from write_preflight, opens
+ * DIR/log (read-write) and DIR/write, catching the write model up or rebuilding it
+ * (replay.h, from a snapshot when there is one), and starts the worker's write-model
+ * snapshot thread (wsnap.h). Returns 0 or -1 (logged). */
 int write_worker_init(void **worker_ctx, const struct ef_config *cfg);
 void write_worker_fini(void *worker_ctx);
 /* server_options.handler. */

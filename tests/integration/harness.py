@@ -18,6 +18,7 @@ Only the Python standard library is used. Exit codes follow automake: 0 pass, 1 
 """
 
 import atexit
+import glob
 import http.client
 import json
 import os
@@ -38,6 +39,11 @@ SRCDIR = os.environ.get("EF_SRCDIR") or os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 NGINX = os.environ.get("EF_NGINX") or "/usr/sbin/nginx"
 KEEP_TMP = os.environ.get("EF_KEEP_TMP") == "1"
+# EF_VALGRIND=1 (make check-valgrind): every program runs under valgrind memcheck, each
+# process writing its findings (-q: errors only) to vg-NAME.PID in the cluster's directory;
+# stop() ends the programs with SIGTERM so that their leak checks run, and any non-empty
+# report fails the test.
+VALGRIND = os.environ.get("EF_VALGRIND") == "1"
 
 
 class TestFailure(Exception):
@@ -502,6 +508,10 @@ http {{
         env = dict(os.environ)
         # Sanitizer builds: report, do not hide; leaks of a killed worker are not errors.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        if VALGRIND and name != "nginx":
+            argv = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite",
+                    "--errors-for-leak-kinds=definite", "--track-fds=no",
+                    "--log-file=" + os.path.join(self.tmp, "vg-%s.%%p" % name)] + list(argv)
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
                              start_new_session=True, env=env, cwd=self.tmp)
         lf.close()
@@ -606,6 +616,13 @@ http {{
         for name in sorted(self.procs, key=lambda n: n != "nginx"):
             if name in self.procs:
                 try:
+                    if VALGRIND and name != "nginx" and self.running(name):
+                        # A graceful stop, so that valgrind's leak check runs at exit.
+                        os.killpg(self.procs[name].pid, signal.SIGTERM)
+                        try:
+                            self.procs[name].wait(timeout=60)
+                        except subprocess.TimeoutExpired:
+                            pass
                     self.kill(name, signal.SIGKILL)
                 except Exception as e:
                     print("teardown %s: %s" % (name, e), file=sys.stderr)
@@ -633,6 +650,11 @@ http {{
                 if i >= 0:
                     _sanitizer_reports.append("%s: %s" % (name, text[max(0, i - 200):i + 1500]))
                     break
+        for vg in sorted(glob.glob(os.path.join(self.tmp, "vg-*"))):
+            with open(vg, errors="replace") as f:
+                text = f.read()
+            if text.strip():
+                _sanitizer_reports.append("%s: %s" % (os.path.basename(vg), text[:3000]))
         if not KEEP_TMP and os.path.isdir(self.tmp):
             shutil.rmtree(self.tmp, ignore_errors=True)
 

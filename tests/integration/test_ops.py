@@ -81,6 +81,12 @@ def main():
                 check(sample.match(line), "not a Prometheus sample line: %r" % line)
         check('le="+Inf"' in text, "no histogram with le=\"+Inf\"")
         check(re.search(r"_total(\{| )", text), "no counter ending in _total")
+        # The command program's counters and latency histogram (another process tree,
+        # DATA/command.metrics) appear in the same /metrics as the queries'.
+        check(re.search(r'eventfold_http_requests_total\{route="POST /api/users",status="201"\} [1-9]', text),
+              "no command counter for POST /api/users in /metrics:\n%s" % text[:3000])
+        check(re.search(r'eventfold_http_request_duration_seconds_count\{route="POST /api/users"', text),
+              "no command latency histogram in /metrics")
         for word in ("dead", "snapshot", "lag"):
             soft_check(word in text, "metrics do not mention %r" % word)
 

@@ -424,6 +424,66 @@ START_TEST(test_damage_before_tail)
 }
 END_TEST
 
+/* --- a segment deleted by hand ------------------------------------------------------- */
+
+/* Recovery checks that each sealed segment ends right before the next one starts (found
+ * from the end of the file; a last record bigger than the 64 KiB window is found by a scan
+ * from the start) and that the log starts at 1: a deleted segment fails the open, naming
+ * the segment after the gap, and changes nothing. */
+START_TEST(test_missing_segment)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", newdir("missing"));
+    const uint64_t seg_bytes = 4096;
+    struct log *lg = lt_open(dir, seg_bytes);
+    lt_append_batch(lg, 1, 100, 150);
+    char *big = xmalloc(100 * 1024);
+    memset(big, 'b', 100 * 1024);
+    struct log_event ev = { .stream = "big", .stream_len = 3, .type = "B", .type_len = 1, .data = big,
+                            .data_len = 100 * 1024 };
+    uint64_t bigpos;
+    ck_assert_int_eq(log_append(lg, &ev, &bigpos), 0);
+    free(big);
+    lt_append_batch(lg, bigpos + 1, 100, 150);
+    log_close(lg);
+    ck_assert_uint_gt(lt_count_segments(dir), 8);
+
+    lg = lt_open(dir, seg_bytes); /* a whole log, big sealed segment included: no false alarm */
+    ck_assert_uint_eq(log_head(lg), bigpos + 100);
+    log_close(lg);
+
+    /* A segment in the middle (the one holding position 50). */
+    struct log_options opt = { .segment_bytes = seg_bytes };
+    struct log_reader *rd = NULL;
+    struct log_record rec;
+    lg = open_ro(dir);
+    ck_assert_int_eq(log_reader_open(lg, 50, &rd), 0);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+    uint64_t mid = rec.segment;
+    log_reader_close(rd);
+    log_close(lg);
+    ck_assert_uint_gt(mid, 1);
+    char path[4300], moved[4300];
+    snprintf(path, sizeof path, "%s", lt_seg(dir, mid));
+    snprintf(moved, sizeof moved, "%s/moved", dir);
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(log_open(dir, &opt, &lg), LOG_ESEQUENCE);
+    ck_assert_msg(strstr(log_last_error(NULL), "missing") && strstr(log_last_error(NULL), "offset 0"),
+                  "error: %s", log_last_error(NULL));
+    ck_assert_int_eq(rename(moved, path), 0);
+
+    snprintf(path, sizeof path, "%s", lt_seg(dir, 1));
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(log_open(dir, &opt, &lg), LOG_ESEQUENCE);
+    ck_assert_msg(strstr(log_last_error(NULL), "expected 1"), "error: %s", log_last_error(NULL));
+    ck_assert_int_eq(rename(moved, path), 0);
+
+    lg = lt_open(dir, seg_bytes); /* all back: opens again */
+    ck_assert_uint_eq(log_head(lg), bigpos + 100);
+    log_close(lg);
+}
+END_TEST
+
 /* --- a flipped bit in a sealed segment ---------------------------------------------- */
 
 START_TEST(test_flipped_bit_sealed)
@@ -755,6 +815,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_follow_tail);
     tcase_add_test(tc, test_torn_tail_every_offset);
     tcase_add_test(tc, test_damage_before_tail);
+    tcase_add_test(tc, test_missing_segment);
     tcase_add_test(tc, test_flipped_bit_sealed);
     tcase_add_test(tc, test_ctl_verify_dump);
     suite_add_tcase(s, tc);

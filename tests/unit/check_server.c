@@ -722,6 +722,28 @@ START_TEST(test_failing_workers_back_off)
 }
 END_TEST
 
+/* Workers that never start (worker_init keeps failing) make the master give up with exit
+ * status 1 after a few seconds of back-off, instead of restarting them forever. */
+START_TEST(test_workers_that_cannot_start_give_up)
+{
+    char fail[192];
+    snprintf(fail, sizeof fail, "%s/fail", tmpdir);
+    int fd = open(fail, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct setup s = default_setup;
+    s.workers = 2;
+    s.expect_fail = 1;
+    start_server(&s);
+    int status = wait_server(15000);
+    ck_assert_msg(status != -1, "the master still restarts failing workers after 15 s");
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 1);
+    long attempts = file_size("inits");
+    ck_assert_msg(attempts >= 5 && attempts <= 20, "%ld worker starts before giving up", attempts);
+}
+END_TEST
+
 START_TEST(test_sighup_ignored)
 {
     start_server(&default_setup);
@@ -1120,6 +1142,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_keep_conn_idle_at_stop);
     tcase_add_test(tc, test_grace_period_bounds_stop);
     tcase_add_test(tc, test_failing_workers_back_off);
+    tcase_add_test(tc, test_workers_that_cannot_start_give_up);
     tcase_add_test(tc, test_sighup_ignored);
     tcase_add_test(tc, test_workers_die_with_master);
     tcase_add_test(tc, test_stale_socket_replaced);
