@@ -4,8 +4,9 @@
 
 #include <assert.h>
 #include <endian.h>
-#include <isa-l/crc.h>
 #include <string.h>
+
+#include "util/crc32c.h"
 
 /* Field offsets of the header (see record.h). */
 enum {
@@ -34,20 +35,10 @@ static uint16_t get16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); re
 static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
 static uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
 
-/* ISA-L's crc32_iscsi neither inverts the initial value nor the result; the standard
- * CRC32C (check value 0xE3069283 for "123456789") inverts both, which also makes the
- * function chainable: log_crc32c(log_crc32c(0, a), b) == log_crc32c(0, a || b). */
+/* The one CRC32C implementation lives in util (snapshots use it too). */
 uint32_t log_crc32c(uint32_t crc, const void *p, size_t n)
 {
-    const unsigned char *b = p;
-    crc = ~crc;
-    while (n > 0) {
-        int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
-        crc = crc32_iscsi((unsigned char *)b, chunk, crc);
-        b += chunk;
-        n -= (size_t)chunk;
-    }
-    return ~crc;
+    return ef_crc32c(crc, p, n);
 }
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }

@@ -1,4 +1,4 @@
-/* eventfoldctl read-side commands: status, snapshot, rebuild, dlq. */
+/* eventfoldctl read-side commands: status, snapshot (of the write model too), rebuild, dlq. */
 #include <config.h>
 
 #include <inttypes.h>
@@ -16,6 +16,7 @@
 #include "read/snapshot.h"
 #include "util/cli.h"
 #include "util/eflog.h"
+#include "write/wsnap.h"
 
 /* The handles a read command needs: the log (never appended to) and the current model. */
 struct read_handles {
@@ -89,6 +90,23 @@ static int ctl_status(struct ctl_ctx *ctx, int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+/* The write model's snapshot (wsnap.h), next to the read model's: 0 taken, 1 skipped (no
+ * write model, or none validated in this boot: a note on stderr), -1 failed (a message). */
+static int write_snapshot(struct ctl_ctx *ctx, struct log *lg, struct snapshot_info *info)
+{
+    char model[EF_PATH_MAX + 16];
+    snprintf(model, sizeof model, "%s/write", ctx->cfg->data_dir);
+    int rc = wsnap_take_now(model, ctx->cfg->write_map_bytes, lg, ctx->cfg->snapshot_keep, info);
+    if (rc == 0 || rc == WSNAP_ENONE)
+        return rc ? 1 : 0;
+    if (rc == WSNAP_EBOOT || rc == WSNAP_EEMPTY) {
+        fprintf(stderr, "%s: write-model snapshot skipped: %s\n", ctx->prog, wsnap_strerror(rc));
+        return 1;
+    }
+    fprintf(stderr, "%s: write-model snapshot failed: %s\n", ctx->prog, wsnap_strerror(rc));
+    return -1;
+}
+
 static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
 {
     if (argc != 1)
@@ -97,14 +115,21 @@ static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
     int rc = open_handles(ctx, 1, &h);
     if (rc)
         return rc;
-    struct snapshot_info info;
+    struct snapshot_info info, winfo;
     rc = snapshot_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
-    if (rc == 0)
-        printf("{\"position\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", info.position, info.bytes);
-    else
+    if (rc) {
         fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, rm_strerror(rc));
+        close_handles(&h);
+        return 1;
+    }
+    int wrc = write_snapshot(ctx, h.lg, &winfo);
+    printf("{\"position\":%" PRIu64 ",\"bytes\":%" PRIu64, info.position, info.bytes);
+    if (wrc == 0)
+        printf(",\"write_position\":%" PRIu64 ",\"write_bytes\":%" PRIu64, winfo.position,
+               winfo.bytes);
+    printf("}\n");
     close_handles(&h);
-    return rc ? 1 : 0;
+    return wrc < 0 ? 1 : 0;
 }
 
 static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
@@ -236,7 +261,7 @@ static int ctl_dlq(struct ctl_ctx *ctx, int argc, char **argv)
 
 const struct ctl_command ctl_read_commands[] = {
     { "status", "status", "read model and log status (JSON, as GET /api/status)", ctl_status },
-    { "snapshot", "snapshot", "take a read-model snapshot now", ctl_snapshot },
+    { "snapshot", "snapshot", "take a read-model and a write-model snapshot now", ctl_snapshot },
     { "rebuild", "rebuild [--from-scratch]", "rebuild the read model (newest valid snapshot, or position 1)", ctl_rebuild },
     { "dlq", "dlq list | retry ID | drop ID", "list, re-apply or discard dead letters", ctl_dlq },
     { NULL, NULL, NULL, NULL },

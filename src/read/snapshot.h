@@ -8,7 +8,7 @@
  *     bytes N           (size of data.mdb)
  *     crc32c HEX        (CRC32C of data.mdb)
  *
- * Guarantees
+ * Guarantees (the directory protocol is util/snapdir.h, shared with the write model)
  *  - A snapshot is built in a temporary directory, fsynced (file, manifest, directory) and
  *    then renamed into place: a snap-* directory is always complete.
  *  - Older snapshots beyond `keep` are deleted only after the new one is in place.
@@ -25,16 +25,10 @@
 #include <stdint.h>
 
 #include "util/sbuf.h"
+#include "util/snapdir.h" /* struct snapshot_info, the directory protocol */
 
 struct rm_env;
 
-struct snapshot_info {
-    char name[64]; /* "snap-00000000000000001234" */
-    uint64_t position;
-    int64_t taken_at;
-    uint64_t bytes;
-    uint32_t crc;
-};
 
 /* Takes a snapshot of env now and prunes to the newest `keep` (keep < 1 counts as 1).
  * Returns 0 (info filled if non-NULL) or a negative code; failures are logged. */

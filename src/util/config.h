@@ -12,8 +12,8 @@
  *   segment_bytes    67108864                log segment size limit (64 MiB)
  *   write_map_bytes  1073741824              LMDB map size of the write model
  *   read_map_bytes   4294967296              LMDB map size of the read model
- *   snapshot_every   100000                  events between read-model snapshots (0: never)
- *   snapshot_keep    3                       snapshots kept
+ *   snapshot_every   100000                  events between snapshots, read and write model (0: never)
+ *   snapshot_keep    3                       snapshots kept, of each model
  *   max_wait_seconds 10                      upper bound of Prefer: wait
  *   idempotency_ttl_hours 48                 how long idempotency keys are remembered (>= 24)
  *   log_level        info                    debug, info, warn, error

@@ -38,9 +38,12 @@
 #include "util/sbuf.h"
 #include "write/model.h"
 
+struct wsnap_taker;
+
 struct write_ctx {
     struct log *log;
     struct wm *wm;
+    struct wsnap_taker *snap;  /* the worker's snapshot thread (wsnap.h), or NULL */
     int idempotency_ttl_hours; /* >= 24 */
     unsigned commands;         /* executed by this handle (for periodic housekeeping) */
     int apply_rebuild_tried;   /* a record failed to apply and a rebuild was tried */

@@ -13,6 +13,7 @@
 #include "util/xalloc.h"
 #include "write/command.h"
 #include "write/replay.h"
+#include "write/wsnap.h"
 
 /* One directory: it must be a directory we may write into (EROFS on a read-only mount,
  * even for root). missing_ok: an absent one is fine (created later). */
@@ -106,6 +107,13 @@ int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
         write_worker_fini(ctx);
         return -1;
     }
+    char model[EF_PATH_MAX + 16];
+    snprintf(model, sizeof model, "%s/write", cfg->data_dir);
+    if (wsnap_taker_start(ctx->wm, ctx->log, model, cfg->snapshot_every, cfg->snapshot_keep,
+                          &ctx->snap) != 0) {
+        write_worker_fini(ctx);
+        return -1; /* logged */
+    }
     *worker_ctx = ctx;
     return 0;
 }
@@ -115,6 +123,7 @@ void write_worker_fini(void *worker_ctx)
     struct write_ctx *ctx = worker_ctx;
     if (!ctx)
         return;
+    wsnap_taker_stop(ctx->snap); /* before the handles it uses */
     wm_close(ctx->wm);
     log_close(ctx->log);
     free(ctx);

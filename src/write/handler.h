@@ -24,7 +24,8 @@ void write_preflight_end(void);
 
 /* server_options.worker_init: closes the log handle inherited from write_preflight, opens
  * DIR/log (read-write) and DIR/write, catching the write model up or rebuilding it
- * (replay.h). Returns 0 or -1 (logged). */
+ * (replay.h, from a snapshot when there is one), and starts the worker's write-model
+ * snapshot thread (wsnap.h). Returns 0 or -1 (logged). */
 int write_worker_init(void **worker_ctx, const struct ef_config *cfg);
 void write_worker_fini(void *worker_ctx);
 /* server_options.handler. */

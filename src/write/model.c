@@ -506,3 +506,40 @@ int wm_clear(struct wm *wm, MDB_txn *txn)
     }
     return 0;
 }
+
+/* --- snapshots (write/wsnap.h) ------------------------------------------------------ */
+
+int wm_copy(struct wm *wm, const char *dir)
+{
+    /* One read transaction inside LMDB: a consistent state, and writers are not blocked. */
+    return mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
+}
+
+int wm_open_copy(const char *file, struct wm **out)
+{
+    struct wm *wm = xcalloc(1, sizeof *wm);
+    MDB_txn *txn = NULL;
+    int rc;
+    if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0 ||
+        (rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0)
+        goto fail;
+    /* NOLOCK: nobody writes a copy, and no lock file appears next to it. */
+    if ((rc = mdb_rc(mdb_env_open(wm->env, file,
+                                  MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0))) != 0 ||
+        (rc = mdb_rc(mdb_txn_begin(wm->env, NULL, MDB_RDONLY, &txn))) != 0)
+        goto fail;
+    for (int i = 0; i < WM_NDBI; i++)
+        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], 0, &wm->dbi[i]))) != 0)
+            goto fail; /* MDB_NOTFOUND: not a write model */
+    rc = mdb_rc(mdb_txn_commit(txn)); /* keeps the handles */
+    txn = NULL;
+    if (rc != 0)
+        goto fail;
+    *out = wm;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    wm_close(wm);
+    return rc;
+}

@@ -24,6 +24,9 @@
  *   idem_time  at_ms as big-endian u64 followed by the key -> empty: the keys ordered by
  *                         the time of their event, so the oldest are pruned first
  *
+ * Snapshots of the model live in DIR/write/snapshots/ (wsnap.h); wm_destroy_files leaves
+ * them alone.
+ *
  * Transactions are plain LMDB transactions (MDB_txn); the caller begins and ends them.
  * Caveats: open in each process after fork(); a handle may be used by one thread at a
  * time (the command path holds the log's append lock around every write transaction).
@@ -103,5 +106,12 @@ int wm_clear(struct wm *wm, MDB_txn *txn);
 #define WM_NDBI 6
 const char *wm_dbi_name(int i);
 int wm_dbi(struct wm *wm, int i, MDB_dbi *out);
+
+/* Snapshots (wsnap.h). wm_copy writes a compacted, consistent copy of the environment
+ * (one read transaction; writers go on) as dir/data.mdb. wm_open_copy opens such a copy
+ * read-only (no lock file, no writes; MDB_NOTFOUND when a database is missing: not a
+ * write model); close it with wm_close(). */
+int wm_copy(struct wm *wm, const char *dir);
+int wm_open_copy(const char *file, struct wm **out);
 
 #endif

@@ -12,6 +12,7 @@
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "write/apply.h"
+#include "write/wsnap.h"
 
 const char *write_strerror(int err)
 {
@@ -204,9 +205,10 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
         why = "last written in another boot (unsynced data may be lost)";
     else if (rc == 0 && (rc = wm_catch_up(wm, lg, NULL, err, sizeof err)) != 0)
         why = rc == WM_EAHEAD ? "ahead of the log" : "catch-up failed";
-    if (why) {
-        LOG_WARN("rebuilding the write model from the log reason=\"%s\" detail=\"%s\"", why, err);
-        if ((rc = write_model_rebuild(wm, lg, err, sizeof err)) != 0) {
+    char snaps[SNAPDIR_PATH_MAX];
+    if (why && (rc = wsnap_dir(dir, snaps)) == 0) {
+        LOG_WARN("rebuilding the write model reason=\"%s\" detail=\"%s\"", why, err);
+        if ((rc = wsnap_rebuild(wm, lg, snaps, err, sizeof err)) != 0) {
             LOG_ERROR("write model rebuild failed err=\"%s\"", err);
             wm_close(wm);
             return rc;

@@ -11,7 +11,7 @@
  *    log it returns WM_EAHEAD and changes nothing.
  *  - write_model_rebuild: empties the model and replays the whole log from position 1.
  *  - write_model_open: a worker's start: opens DIR/write and decides between catch-up and
- *    rebuild (see write_model_open in replay.c for the cases).
+ *    rebuild (a rebuild restores a snapshot first when there is one, wsnap.h) (see write_model_open in replay.c for the cases).
  */
 #ifndef EF_WRITE_REPLAY_H
 #define EF_WRITE_REPLAY_H
@@ -36,7 +36,8 @@ int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, siz
 int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen);
 
 /* Opens the write model in dir for a worker that has lg open read-write, and makes it
- * equal to the log. Takes and releases the append lock itself. Rebuilds from position 1
+ * equal to the log. Takes and releases the append lock itself. Rebuilds (from the newest
+ * valid snapshot in dir/snapshots plus the log after it, see wsnap.h; else from position 1)
  * when the environment cannot be opened or read (its files are removed and re-created),
  * when it was last written in another boot (MDB_NOSYNC: a power loss may have torn it or
  * left it ahead of the log), when it is ahead of the log, or when the catch-up finds a

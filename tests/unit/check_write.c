@@ -7,7 +7,6 @@
 
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include "write/handler.h"
 #include "write/model.h"
 #include "write/replay.h"
+#include "write_testutil.h"
 
 static char tmpdir[64];
 static struct write_ctx ctx;
@@ -36,26 +36,12 @@ static int have_resp;
 
 static void open_all(void)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(write_model_open(path, 64ull << 20, ctx.log, &ctx.wm), 0);
-    ctx.idempotency_ttl_hours = 48;
+    wt_open(tmpdir, &ctx);
 }
 
 static void close_all(void)
 {
-    wm_close(ctx.wm);
-    log_close(ctx.log);
-    ctx.wm = NULL;
-    ctx.log = NULL;
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
+    wt_close(&ctx);
 }
 
 static void setup(void)
@@ -74,7 +60,7 @@ static void teardown(void)
     have_resp = 0;
     log_io_reset();
     close_all();
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    wt_rmtree(tmpdir);
     ef_clock_set_fixed(-1);
 }
 
@@ -495,31 +481,6 @@ START_TEST(test_catch_up)
 }
 END_TEST
 
-/* Every key and value of every database, in order. */
-static void dump_model(struct wm *wm, struct sbuf *out)
-{
-    MDB_txn *txn;
-    ck_assert_int_eq(wm_begin(wm, 0, &txn), 0);
-    for (int i = 0; i < WM_NDBI; i++) {
-        MDB_dbi dbi;
-        MDB_cursor *cur;
-        MDB_val k, v;
-        ck_assert_int_eq(wm_dbi(wm, i, &dbi), 0);
-        ck_assert_int_eq(mdb_cursor_open(txn, dbi, &cur), 0);
-        sbuf_printf(out, "[%s]\n", wm_dbi_name(i));
-        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            sbuf_printf(out, "%zu:", k.mv_size);
-            sbuf_append(out, k.mv_data, k.mv_size);
-            sbuf_printf(out, "=%zu:", v.mv_size);
-            sbuf_append(out, v.mv_data, v.mv_size);
-            sbuf_putc(out, '\n');
-        }
-        mdb_cursor_close(cur);
-    }
-    mdb_txn_abort(txn);
-}
-
 START_TEST(test_rebuild_equals_live)
 {
     seed();
@@ -529,7 +490,7 @@ START_TEST(test_rebuild_equals_live)
     ck_assert_int_eq(run5("/api/orders", "{\"user_id\":\"u1\",\"order_id\":\"b\",\"items\":[{\"item_id\":\"i2\",\"quantity\":2}]}", NULL, "b", "application/json"), 201);
     ck_assert_int_eq(run("/api/orders/b/cancel", "{\"reason\":null}"), 200);
     struct sbuf live = SBUF_INIT, rebuilt = SBUF_INIT;
-    dump_model(ctx.wm, &live);
+    wm_test_dump(ctx.wm, &live);
     /* A second model, built from the log alone. */
     char path[128], err[256];
     struct wm *wm2;
@@ -538,7 +499,7 @@ START_TEST(test_rebuild_equals_live)
     ck_assert_int_eq(log_append_begin(ctx.log), 0);
     ck_assert_int_eq(write_model_rebuild(wm2, ctx.log, err, sizeof err), 0);
     log_append_end(ctx.log);
-    dump_model(wm2, &rebuilt);
+    wm_test_dump(wm2, &rebuilt);
     ck_assert_uint_eq(live.len, rebuilt.len);
     ck_assert_mem_eq(live.data, rebuilt.data, live.len);
     ck_assert_ptr_nonnull(memmem(live.data, live.len, "\n5:pay-a=", 9)); /* binary: not strstr */

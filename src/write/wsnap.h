@@ -1,0 +1,90 @@
+/* wsnap: snapshots of the write model, so that the command side starts fast.
+ *
+ * The write model is opened with MDB_NOSYNC, so after a reboot it may be torn and is
+ * rebuilt (replay.h). Instead of replaying the whole log, the rebuild restores the newest
+ * valid snapshot and replays only the log after its position.
+ *
+ * Where: DIR/write/snapshots/snap-POSITION/{data.mdb,manifest} (util/snapdir.h: the same
+ * protocol as the read model's snapshots: built in tmp-PID, CRC32C, fsynced, renamed).
+ *
+ * Guarantees
+ *  - A snapshot is a consistent copy (mdb_env_copy2, compact, one read transaction: command
+ *    workers keep committing meanwhile) holding its own applied position P.
+ *  - Never ahead of the log: the model commits (MDB_NOSYNC) before the log's fdatasync
+ *    covers the record, so a copy may hold a P that a power loss could still take away. A
+ *    snapshot is renamed into place only after log_sync(P) returned, i.e. P is durable.
+ *  - Only a model validated in this boot is copied (its boot id is this boot's: a worker
+ *    caught it up or rebuilt it); a model last written in another boot may be torn.
+ *  - Takers are serialized across processes by a flock on DIR/write/snapshots/lock; the
+ *    newest `keep` are kept.
+ *  - Restore (append lock held, as every rebuild): snapshots newest first; one ahead of the
+ *    log head, damaged (size or CRC32C), unreadable or whose content disagrees with its
+ *    manifest is passed over with a warning naming it. The copy is loaded into the live
+ *    environment in one write transaction (so other processes that have it open see the
+ *    old or the new state, never a mix), then caught up from the log. One info line says
+ *    which snapshot and how many records were replayed.
+ *
+ * Who takes them: every command worker runs a small taker thread (wsnap_taker_start); when
+ * the durable log position reaches the newest snapshot's position + snapshot_every, the
+ * first worker to take the flock copies the model; the others see its snapshot and move
+ * their target on. Commands never wait for it. `eventfoldctl snapshot` takes one too.
+ */
+#ifndef EF_WRITE_WSNAP_H
+#define EF_WRITE_WSNAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/log.h"
+#include "util/snapdir.h"
+#include "write/model.h"
+
+/* Codes besides those of write_strerror(). */
+enum {
+    WSNAP_EBUSY = -20101,  /* another process is taking a snapshot (non-blocking take) */
+    WSNAP_EBOOT = -20102,  /* the model was not validated in this boot */
+    WSNAP_EEMPTY = -20103, /* the model has applied nothing: nothing to snapshot */
+    WSNAP_EAHEAD = -20104, /* the copy's position is not in the log */
+    WSNAP_ENONE = -20105,  /* no write model to snapshot (wsnap_take_now) */
+};
+
+const char *wsnap_strerror(int err);
+
+/* model_dir/snapshots into out (SNAPDIR_PATH_MAX bytes): 0 or -ENAMETOOLONG. */
+int wsnap_dir(const char *model_dir, char *out);
+
+/* Takes a snapshot of wm now into snap_dir and prunes to the newest keep. lg must be open
+ * read-write (log_sync). nonblock: WSNAP_EBUSY at once if another taker holds the lock.
+ * Returns 0 (info, if non-NULL, describes it; an existing snapshot at the same position
+ * is kept) or a negative code; failures other than EBUSY are logged. */
+int wsnap_take(struct wm *wm, struct log *lg, const char *snap_dir, int keep, int nonblock,
+               struct snapshot_info *info);
+
+/* For eventfoldctl: opens the write model in model_dir (WSNAP_ENONE when it has none) and
+ * takes a snapshot, waiting for a running taker. */
+int wsnap_take_now(const char *model_dir, uint64_t map_bytes, struct log *lg, int keep,
+                   struct snapshot_info *info);
+
+/* With the append lock held: makes wm equal to the log from the newest usable snapshot in
+ * snap_dir plus the log after it. Returns 0 (restored), 1 (no usable snapshot, or the
+ * catch-up after it failed: the caller replays the whole log; wm may hold the snapshot's
+ * state) or a negative code. res (may be NULL) says what was used. */
+struct wsnap_restored {
+    struct snapshot_info snap; /* the snapshot used */
+    uint64_t replayed;         /* log records applied after it */
+};
+int wsnap_restore(struct wm *wm, struct log *lg, const char *snap_dir,
+                  struct wsnap_restored *res, char *err, size_t errlen);
+
+/* The rebuild of a worker's start: wsnap_restore, else write_model_rebuild (full replay).
+ * Append lock held. */
+int wsnap_rebuild(struct wm *wm, struct log *lg, const char *snap_dir, char *err, size_t errlen);
+
+/* The background taker of a command worker (a thread; see above). every == 0: none is
+ * started and *out is NULL. wm and lg must outlive it. Stop it before closing them. */
+struct wsnap_taker;
+int wsnap_taker_start(struct wm *wm, struct log *lg, const char *model_dir, uint64_t every,
+                      int keep, struct wsnap_taker **out);
+void wsnap_taker_stop(struct wsnap_taker *t); /* accepts NULL; waits for a snapshot in progress */
+
+#endif
