@@ -8,7 +8,8 @@ then runs wrk (bench/http_*.lua) at 1, 16 and 64 connections against:
     size, and the trivial responder
 and prints req/s, p50, p99 and the ratios to the ceilings. Then, under a steady command load,
 measures the read-your-writes delay: from a command's answer to the answer of a query sent
-with Min-Position = its Log-Position (p50, p99). At the end of the load it reads the peak RSS
+with Min-Position = its Log-Position (p50, p99), while wrk keeps EF_BENCH_RYW_LOAD_CONNS (4)
+connections of CreateOrder going. At the end of the load it reads the peak RSS
 (VmHWM in /proc/PID/status) of every command and query worker (the masters' children) and of
 the tailer.
 
@@ -21,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +34,7 @@ SECONDS = int(os.environ.get("EF_BENCH_SECONDS", "5"))
 WORKERS = int(os.environ.get("EF_BENCH_WORKERS", "4"))
 WRK = os.environ.get("WRK") or shutil.which("wrk") or "/usr/bin/wrk"
 RYW_SAMPLES = int(os.environ.get("EF_BENCH_RYW_SAMPLES", "1000"))
+RYW_LOAD_CONNS = int(os.environ.get("EF_BENCH_RYW_LOAD_CONNS", "4"))
 CONNS = (1, 16, 64)
 RESULTS = []  # (key, value) in the order measured
 
@@ -145,34 +146,37 @@ def seed(c, n_users=200, n_orders=400):
     return item, users, orders
 
 
-def ryw_delay(c, item, users, samples=RYW_SAMPLES):
-    """p50/p99 of command answered -> query with Min-Position answered, under a steady load
-    of CreateOrder from 4 other connections."""
-    stop = threading.Event()
-
-    def load(t):
-        k = c.client()
-        i = 0
-        while not stop.is_set():
-            k.post("/api/orders", {"user_id": users[(t * 7 + i) % len(users)], "items": [{"item_id": item, "quantity": 1}]})
-            i += 1
-    ths = [threading.Thread(target=load, args=(t,), daemon=True) for t in range(4)]
-    for t in ths:
-        t.start()
+def ryw_delay(c, item, ufile, users, samples=RYW_SAMPLES):
+    """p50/p99 of command answered -> query with Min-Position answered, under a steady load of
+    CreateOrder from wrk at RYW_LOAD_CONNS connections (a separate process, so the load does not
+    compete with the sampling thread for the Python interpreter)."""
+    argv = [WRK, "-t", "1", "-c", str(RYW_LOAD_CONNS), "-d", "600s", "-s",
+            os.path.join(HERE, "http_create_order.lua"), "http://127.0.0.1:%d/" % c.port]
+    env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item)
+    load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     k = c.client()
     d = []
     try:
+        time.sleep(0.5)  # let the load settle
+        if load.poll() is not None:
+            raise harness.TestFailure("wrk (read-your-writes load) exited: %s" % load.communicate()[0][-300:])
+        h0 = c.head()
+        t_start = time.monotonic()
         for i in range(samples):
             w = expect(k.post("/api/users/%s/deposits" % users[i % len(users)], {"amount_cents": 1}), 200)
             t0 = time.monotonic()
             expect(k.get("/api/users/%s" % users[i % len(users)], headers={"Min-Position": str(w.position)}), 200)
             d.append((time.monotonic() - t0) * 1000)
+        rate = (c.head() - h0 - samples) / (time.monotonic() - t_start)
     finally:
-        stop.set()
-        for t in ths:
-            t.join(timeout=30)
+        k.close()
+        if load.poll() is None:
+            load.terminate()  # our own child, by its PID
+        load.wait(timeout=30)
     d.sort()
     emit("ryw_samples", len(d))
+    emit("ryw_load_conns", RYW_LOAD_CONNS)
+    emit("ryw_load_commands_per_second", "%.0f" % rate)
     return d[len(d) // 2], d[int(len(d) * 0.99)]
 
 
@@ -204,11 +208,11 @@ def main():
         res = {}
         for n in CONNS:
             run_conns(c, n, res, have_trivial, len(sample), ufile, ofile, item)
-        p50, p99 = ryw_delay(c, item, users)
+        p50, p99 = ryw_delay(c, item, ufile, users)
         emit("ryw_p50_ms", "%.3f" % p50)
         emit("ryw_p99_ms", "%.3f" % p99)
-        print("read-your-writes delay under CreateOrder load (answer -> Min-Position read answered): "
-              "p50 %.2f ms, p99 %.2f ms" % (p50, p99), flush=True)
+        print("read-your-writes delay under CreateOrder load from %d connections (answer -> Min-Position "
+              "read answered): p50 %.2f ms, p99 %.2f ms" % (RYW_LOAD_CONNS, p50, p99), flush=True)
         emit_rss(c)
         emit("head_position", c.head())
         c.verify()
