@@ -67,8 +67,9 @@ run_section() {
     printf '\n== %s ==\n' "$name"
     start=$(date +%s)
     rc_file="$out/$name.rc"
-    { "$@" 2>&1; echo $? >"$rc_file"; } | tee "$out/$name.txt"
-    rc=$(cat "$rc_file")
+    # (set -e would end the group at a failing command, before its status is saved.)
+    { st=0; "$@" 2>&1 || st=$?; echo "$st" >"$rc_file"; } | tee "$out/$name.txt"
+    rc=$(cat "$rc_file" 2>/dev/null || echo "unknown")
     [ "$rc" = 0 ] || fail "section '$name' exited with status $rc (output in $out/$name.txt)"
     if [ ! -s "$out/$name.kv" ]; then
         tr ' ' '\n' <"$out/$name.txt" | grep -E '^[a-z][a-z0-9_]*=[^=]*$' >"$out/$name.kv" ||
