@@ -223,24 +223,34 @@ def main():
 
 
 def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
-    """One round at n connections: the ceilings first, then the real routes."""
-    res["static", n] = wrk(c.port, "/static/user.json", n)
-    row("static JSON (%d bytes)" % sample_len, n, res["static", n])
-    if have_trivial:
-        res["trivial", n] = wrk(c.port, "/trivial", n)
-        row("trivial libfcgi responder", n, res["trivial", n])
-    tri = ("trivial", res["trivial", n]) if have_trivial else None
+    """One round at n connections: the ceilings, the real routes, the ceilings again. The
+    machine is shared, so each ceiling is the better of the two runs that bracket the routes."""
+    def ceilings(tag):
+        res["static", n, tag] = wrk(c.port, "/static/user.json", n)
+        row("static JSON (%d bytes)%s" % (sample_len, tag), n, res["static", n, tag])
+        if have_trivial:
+            res["trivial", n, tag] = wrk(c.port, "/trivial", n)
+            row("trivial libfcgi responder%s" % tag, n, res["trivial", n, tag])
+    ceilings("")
+    tri = ("trivial", res["trivial", n, ""]) if have_trivial else None
     res["users", n] = wrk(c.port, "/", n, "http_get_ids.lua",
                           {"EF_BENCH_IDS": ufile, "EF_BENCH_PREFIX": "/api/users"})
-    row("GET /api/users/{id}", n, res["users", n], ("static", res["static", n]))
+    row("GET /api/users/{id}", n, res["users", n], ("static", res["static", n, ""]))
     if tri:
         row("  (same, vs trivial)", n, res["users", n], tri)
     res["orders", n] = wrk(c.port, "/", n, "http_get_ids.lua",
                            {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
-    row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n]))
+    row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n, ""]))
     res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
                            {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
     row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
+    ceilings(" (again)")
+    for name in ("static", "trivial"):
+        if (name, n, "") in res:
+            a, b = res[name, n, ""], res[name, n, " (again)"]
+            emit("http_%s_c%d_rps_first" % (name, n), "%.3f" % a[0])
+            emit("http_%s_c%d_rps_second" % (name, n), "%.3f" % b[0])
+            res[name, n] = a if a[0] >= b[0] else b
     for name in ("static", "trivial", "users", "orders", "create"):
         if (name, n) in res:
             emit_wrk(name, n, res[name, n])
