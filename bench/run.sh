@@ -15,7 +15,7 @@
 # Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
 #
 # Knobs (environment or `make bench VAR=value`):
-#   EF_BENCH_QUICK=1        a quick look (about 1.5 min): shorter runs, smaller logs.
+#   EF_BENCH_QUICK=1        a quick look (about 1 min): shorter runs, smaller logs.
 #                           EF_BENCH_SIZE=small means the same. The knobs below override it.
 #   EF_BENCH_HTTP_SECONDS   length of each wrk run (default 5; quick 2)
 #   EF_BENCH_WORKERS        workers per program, also for the trivial responder (default 4)
