@@ -6,16 +6,31 @@
  * process from an empty read model and reports:
  *   fold_events=N fold_seconds=S fold_events_per_second=R fold_cpu_seconds=C
  *   fold_events_per_cpu_second=R2 tailer_peak_rss_kib=K
- * and the same for a rebuild from scratch (rebuild_seconds), then a snapshot (snapshot_ms,
- * snapshot_bytes) and a rebuild from that snapshot. The temp dir is removed at the end.
+ * then a snapshot of that model (snapshot_ms snapshot_bytes; removed again), a rebuild from
+ * scratch (rebuild_from_scratch_seconds) and a rebuild from a snapshot taken at 90% of the
+ * log (rebuild_from_snapshot_seconds: restoring it and folding the last 10%; that model is
+ * folded beforehand into a side directory). Each step also prints STEP_status=0 when it
+ * worked. The temp dir is
+ * removed at the end.
+ *
+ * Ceilings from the same run, for the ratios in bench/report.md:
+ *   scan_seconds scan_events_per_second  reading the whole log back through a log_reader
+ *       (framing and checksums, no folding): folding and rebuilding cannot beat it;
+ *   raw_write_ms  writing snapshot_bytes sequentially to a new file plus fdatasync: taking
+ *       or restoring a snapshot of that size cannot beat it.
+ *
+ * EF_BENCH_FOLD_BUILD_ONLY=DIR: only build the log, in DIR/log (DIR must not exist yet), and
+ * keep it; bench/run.sh runs the real eventfold-tailer on it to measure its RSS.
  */
 #include <config.h>
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,14 +121,72 @@ static void build_log(const char *dir, uint64_t n)
     log_close(lg);
 }
 
+/* Reads every record of the log in dir once; returns the count, the seconds in *secs and
+ * the log's size in bytes in *bytes. */
+static uint64_t scan_log(const char *dir, double *secs, uint64_t *bytes)
+{
+    struct log *lg;
+    struct log_reader *rd;
+    struct log_stats st;
+    struct log_record rec;
+    uint64_t n = 0, t0 = ef_mono_ns();
+    if (log_open(dir, NULL, &lg) || log_reader_open(lg, 1, &rd)) {
+        fprintf(stderr, "bench_fold: cannot read the log: %s\n", log_last_error(NULL));
+        exit(1);
+    }
+    int rc;
+    while ((rc = log_reader_next(rd, log_head(lg), &rec)) == 1)
+        n++;
+    *secs = (double)(ef_mono_ns() - t0) / 1e9;
+    if (rc < 0 || log_stats(lg, &st)) {
+        fprintf(stderr, "bench_fold: log scan failed: %s\n", log_last_error(lg));
+        exit(1);
+    }
+    *bytes = st.bytes;
+    log_reader_close(rd);
+    log_close(lg);
+    return n;
+}
+
+/* Milliseconds to write bytes sequentially (1 MiB writes) to a new file in dir and fdatasync
+ * it; -1 on error. The file is removed. */
+static double raw_write_ms(const char *dir, uint64_t bytes)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/raw-write", dir);
+    static char buf[1 << 20];
+    memset(buf, 's', sizeof buf);
+    uint64_t t0 = ef_mono_ns();
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    for (uint64_t off = 0; off < bytes;) {
+        size_t k = bytes - off < sizeof buf ? (size_t)(bytes - off) : sizeof buf;
+        ssize_t w = write(fd, buf, k);
+        if (w <= 0) {
+            close(fd);
+            unlink(path);
+            return -1;
+        }
+        off += (uint64_t)w;
+    }
+    int rc = fdatasync(fd);
+    close(fd);
+    double ms = (double)(ef_mono_ns() - t0) / 1e6;
+    unlink(path);
+    return rc < 0 ? -1 : ms;
+}
+
 /* Runs the tailer once in a child; returns its exit status, peak RSS in *rss_kib. */
-static int run_child_tailer(const char *data, long *rss_kib, double *cpu_s)
+static int run_child_tailer(const char *data, const char *model_dir, uint64_t max_records, long *rss_kib,
+                            double *cpu_s)
 {
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        struct tailer_options o = { .data_dir = data, .once = 1, .map_bytes = 8ull << 30 };
+        struct tailer_options o = { .data_dir = data, .once = 1, .map_bytes = 8ull << 30,
+                                    .model_dir = model_dir, .max_records = max_records };
         _exit(tailer_run(&o) == 0 ? 0 : 1);
     }
     int status;
@@ -126,6 +199,28 @@ static int run_child_tailer(const char *data, long *rss_kib, double *cpu_s)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Folds the first `pos` events into a side model directory and snapshots it, so that a
+ * rebuild from the newest snapshot has the rest of the log to fold. */
+static int snapshot_at(const char *data, uint64_t pos)
+{
+    char side[4200];
+    snprintf(side, sizeof side, "%s/side-model", data);
+    long rss;
+    double cpu;
+    struct rm_env *e;
+    struct rm_options ro = { 8ull << 30, 1 };
+    struct snapshot_info info;
+    if (mkdir(side, 0755) < 0 || run_child_tailer(data, side, pos, &rss, &cpu) != 0 || rm_env_open(side, &ro, &e)) {
+        fprintf(stderr, "bench_fold: folding %" PRIu64 " events into %s failed\n", pos, side);
+        return -1;
+    }
+    int rc = snapshot_take(data, e, 2, &info);
+    rm_env_close(e);
+    if (rc == 0)
+        printf("rebuild_snapshot_position=%" PRIu64 "\n", info.position);
+    return rc;
+}
+
 int main(void)
 {
     eflog_init("bench_fold", EF_WARN);
@@ -133,6 +228,18 @@ int main(void)
     uint64_t n = env ? strtoull(env, NULL, 10) : 1000000;
     if (n < 5000)
         n = 5000;
+    const char *only = getenv("EF_BENCH_FOLD_BUILD_ONLY");
+    if (only && *only) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/log", only);
+        if (mkdir(only, 0755) < 0) {
+            perror(only);
+            return 1;
+        }
+        build_log(dir, n);
+        printf("log_events=%" PRIu64 " log_dir=%s\n", n, dir);
+        return 0;
+    }
     char tmp[] = "/tmp/bench_fold_XXXXXX", logdir[64];
     if (!mkdtemp(tmp)) {
         perror("bench_fold: mkdtemp");
@@ -142,22 +249,27 @@ int main(void)
     uint64_t t0 = ef_mono_ns();
     build_log(logdir, n);
     printf("log_events=%" PRIu64 " log_build_seconds=%.2f\n", n, (double)(ef_mono_ns() - t0) / 1e9);
+    double scan_s;
+    uint64_t log_bytes, scanned = scan_log(logdir, &scan_s, &log_bytes);
+    printf("log_bytes=%" PRIu64 " scan_events=%" PRIu64 " scan_seconds=%.3f scan_events_per_second=%.0f\n",
+           log_bytes, scanned, scan_s, scan_s > 0 ? (double)scanned / scan_s : 0);
     fflush(stdout);
 
     long rss = 0;
     double cpu = 0;
     t0 = ef_mono_ns();
-    int rc = run_child_tailer(tmp, &rss, &cpu);
+    int rc = run_child_tailer(tmp, NULL, 0, &rss, &cpu);
     double secs = (double)(ef_mono_ns() - t0) / 1e9;
     /* The CPU-time rate is what one core sustains; the wall rate also counts waiting for
      * the CPU on a shared machine and for fdatasync. */
     printf("fold_events=%" PRIu64 " fold_seconds=%.2f fold_events_per_second=%.0f "
-           "fold_cpu_seconds=%.2f fold_events_per_cpu_second=%.0f tailer_peak_rss_kib=%ld status=%d\n",
+           "fold_cpu_seconds=%.2f fold_events_per_cpu_second=%.0f tailer_peak_rss_kib=%ld fold_status=%d\n",
            n, secs, (double)n / secs, cpu, cpu > 0 ? (double)n / cpu : 0, rss, rc);
     fflush(stdout);
 
-    /* Snapshot of the live model, then rebuilds from scratch and from that snapshot. */
-    char model[RDIR_PATH_MAX];
+    /* Snapshot of the live model (timed, then removed: the rebuild from a snapshot below
+     * must find the one at 90%), then rebuilds from scratch and from a snapshot. */
+    char model[RDIR_PATH_MAX], cmd[4400];
     struct rm_env *e;
     struct rm_options ro = { 8ull << 30, 1 };
     struct snapshot_info info;
@@ -165,19 +277,29 @@ int main(void)
     if (rc == 0 && rm_env_open(model, &ro, &e) == 0) {
         t0 = ef_mono_ns();
         rc = snapshot_take(tmp, e, 2, &info);
-        printf("snapshot_ms=%.0f snapshot_bytes=%" PRIu64 " status=%d\n",
+        printf("snapshot_ms=%.0f snapshot_bytes=%" PRIu64 " snapshot_status=%d\n",
                (double)(ef_mono_ns() - t0) / 1e6, rc ? 0 : info.bytes, rc);
         rm_env_close(e);
+        if (rc == 0)
+            printf("raw_write_ms=%.0f\n", raw_write_ms(tmp, info.bytes));
+        rdir_path(tmp, "snapshots", model, sizeof model);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'/snap-*", model); /* in our mkdtemp dir only */
+        if (rc == 0 && system(cmd) != 0)
+            rc = -1;
     }
     for (int scratch = 1; scratch >= 0 && rc == 0; scratch--) {
+        if (!scratch)
+            rc = snapshot_at(tmp, n - n / 10);
+        if (rc)
+            break;
         struct rebuild_options ropt = { .data_dir = tmp, .map_bytes = 8ull << 30, .from_scratch = scratch };
         struct rebuild_result res;
         rc = rebuild_run(&ropt, &res);
-        printf("rebuild_%s_seconds=%.2f from_position=%" PRIu64 " position=%" PRIu64 " status=%d\n",
-               scratch ? "from_scratch" : "from_snapshot", res.seconds, res.from_position, res.position, rc);
+        const char *what = scratch ? "from_scratch" : "from_snapshot";
+        printf("rebuild_%s_seconds=%.2f rebuild_%s_from_position=%" PRIu64 " rebuild_%s_position=%" PRIu64
+               " rebuild_%s_status=%d\n", what, res.seconds, what, res.from_position, what, res.position, what, rc);
         fflush(stdout);
     }
-    char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp); /* our mkdtemp dir only */
     if (system(cmd) != 0)
         fprintf(stderr, "bench_fold: could not remove %s\n", tmp);

@@ -8,17 +8,20 @@ then runs wrk (bench/http_*.lua) at 1, 16 and 64 connections against:
     size, and the trivial responder
 and prints req/s, p50, p99 and the ratios to the ceilings. Then, under a steady command load,
 measures the read-your-writes delay: from a command's answer to the answer of a query sent
-with Min-Position = its Log-Position (p50, p99).
+with Min-Position = its Log-Position (p50, p99), while wrk keeps EF_BENCH_RYW_LOAD_CONNS (4)
+connections of CreateOrder going. At the end of the load it reads the peak RSS
+(VmHWM in /proc/PID/status) of every command and query worker (the masters' children) and of
+the tailer.
 
 Environment: EF_BUILDDIR, EF_SRCDIR, EF_NGINX (as for the tests), EF_BENCH_SECONDS (5),
-EF_BENCH_WORKERS (4 per program), WRK (wrk)."""
+EF_BENCH_WORKERS (4 per program), EF_BENCH_RYW_SAMPLES (1000), WRK (wrk), EF_BENCH_OUT (a file
+to write the results to as key=value lines, for bench/report.py; none by default)."""
 
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,7 +33,50 @@ from harness import Cluster, check, expect  # noqa: E402
 SECONDS = int(os.environ.get("EF_BENCH_SECONDS", "5"))
 WORKERS = int(os.environ.get("EF_BENCH_WORKERS", "4"))
 WRK = os.environ.get("WRK") or shutil.which("wrk") or "/usr/bin/wrk"
+RYW_SAMPLES = int(os.environ.get("EF_BENCH_RYW_SAMPLES", "1000"))
+RYW_LOAD_CONNS = int(os.environ.get("EF_BENCH_RYW_LOAD_CONNS", "4"))
 CONNS = (1, 16, 64)
+RESULTS = []  # (key, value) in the order measured
+
+
+def emit(key, value):
+    RESULTS.append((key, value))
+
+
+def emit_wrk(name, conns, r):
+    for k, v in zip(("rps", "p50_ms", "p99_ms", "errors"), r):
+        emit("http_%s_c%d_%s" % (name, conns, k), ("%.3f" % v) if isinstance(v, float) else v)
+
+
+def vm_kib(pid, field="VmHWM"):
+    """A memory figure of pid in KiB from /proc/PID/status (VmHWM: peak resident set)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise harness.TestFailure("no %s in /proc/%d/status" % (field, pid))
+
+
+def emit_rss(c):
+    """Peak RSS of the command and query workers and of the tailer, read while they run."""
+    for name in ("command", "query"):
+        pids = c.worker_pids(name)
+        check(pids, "no %s workers found under PID %d" % (name, c.pid(name)))
+        hwm = [vm_kib(p) for p in pids]
+        emit("rss_%s_workers" % name, len(hwm))
+        emit("rss_%s_worker_max_kib" % name, max(hwm))
+        emit("rss_%s_worker_mean_kib" % name, sum(hwm) // len(hwm))
+        emit("rss_%s_master_kib" % name, vm_kib(c.pid(name)))
+        print("%s workers: peak RSS (VmHWM) max %d KiB, mean %d KiB over %d workers"
+              % (name, max(hwm), sum(hwm) // len(hwm), len(hwm)), flush=True)
+    if c.running("trivial"):
+        hwm = [vm_kib(p) for p in c.worker_pids("trivial")]
+        if hwm:
+            emit("rss_trivial_worker_max_kib", max(hwm))
+    check(c.running("tailer"), "the tailer is not running at the end of the load")
+    emit("rss_tailer_kib", vm_kib(c.pid("tailer")))
+    emit("rss_tailer_anon_kib", vm_kib(c.pid("tailer"), "RssAnon"))
+    print("tailer: peak RSS (VmHWM) %d KiB" % vm_kib(c.pid("tailer")), flush=True)
 
 
 def wrk(port, path, conns, script=None, env=None):
@@ -100,33 +146,37 @@ def seed(c, n_users=200, n_orders=400):
     return item, users, orders
 
 
-def ryw_delay(c, item, users, samples=300):
-    """p50/p99 of command answered -> query with Min-Position answered, under a steady load
-    of CreateOrder from 4 other connections."""
-    stop = threading.Event()
-
-    def load(t):
-        k = c.client()
-        i = 0
-        while not stop.is_set():
-            k.post("/api/orders", {"user_id": users[(t * 7 + i) % len(users)], "items": [{"item_id": item, "quantity": 1}]})
-            i += 1
-    ths = [threading.Thread(target=load, args=(t,), daemon=True) for t in range(4)]
-    for t in ths:
-        t.start()
+def ryw_delay(c, item, ufile, users, samples=RYW_SAMPLES):
+    """p50/p99 of command answered -> query with Min-Position answered, under a steady load of
+    CreateOrder from wrk at RYW_LOAD_CONNS connections (a separate process, so the load does not
+    compete with the sampling thread for the Python interpreter)."""
+    argv = [WRK, "-t", "1", "-c", str(RYW_LOAD_CONNS), "-d", "600s", "-s",
+            os.path.join(HERE, "http_create_order.lua"), "http://127.0.0.1:%d/" % c.port]
+    env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item)
+    load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     k = c.client()
     d = []
     try:
+        time.sleep(0.5)  # let the load settle
+        if load.poll() is not None:
+            raise harness.TestFailure("wrk (read-your-writes load) exited: %s" % load.communicate()[0][-300:])
+        h0 = c.head()
+        t_start = time.monotonic()
         for i in range(samples):
             w = expect(k.post("/api/users/%s/deposits" % users[i % len(users)], {"amount_cents": 1}), 200)
             t0 = time.monotonic()
             expect(k.get("/api/users/%s" % users[i % len(users)], headers={"Min-Position": str(w.position)}), 200)
             d.append((time.monotonic() - t0) * 1000)
+        rate = (c.head() - h0 - samples) / (time.monotonic() - t_start)
     finally:
-        stop.set()
-        for t in ths:
-            t.join(timeout=30)
+        k.close()
+        if load.poll() is None:
+            load.terminate()  # our own child, by its PID
+        load.wait(timeout=30)
     d.sort()
+    emit("ryw_samples", len(d))
+    emit("ryw_load_conns", RYW_LOAD_CONNS)
+    emit("ryw_load_commands_per_second", "%.0f" % rate)
     return d[len(d) // 2], d[int(len(d) * 0.99)]
 
 
@@ -148,31 +198,62 @@ def main():
         with open(os.path.join(c.tmp, "www", "static", "user.json"), "wb") as f:
             f.write(sample)
         have_trivial = start_trivial(c)
+        check(have_trivial or not os.environ.get("EF_BENCH_OUT"),
+              "the report needs the FastCGI ceiling: build bench/fcgi_trivial")
+        emit("http_seconds", SECONDS)
+        emit("http_workers", WORKERS)
+        emit("http_static_bytes", len(sample))
         print("eventfold HTTP benchmark: %d s per run, %d workers per program, nginx 2 workers, %d cores"
               % (SECONDS, WORKERS, os.cpu_count()), flush=True)
         res = {}
         for n in CONNS:
-            res["static", n] = wrk(c.port, "/static/user.json", n)
-            row("static JSON (%d bytes)" % len(sample), n, res["static", n])
-            if have_trivial:
-                res["trivial", n] = wrk(c.port, "/trivial", n)
-                row("trivial libfcgi responder", n, res["trivial", n])
-            tri = ("trivial", res["trivial", n]) if have_trivial else None
-            res["users", n] = wrk(c.port, "/", n, "http_get_ids.lua",
-                                  {"EF_BENCH_IDS": ufile, "EF_BENCH_PREFIX": "/api/users"})
-            row("GET /api/users/{id}", n, res["users", n], ("static", res["static", n]))
-            if tri:
-                row("  (same, vs trivial)", n, res["users", n], tri)
-            res["orders", n] = wrk(c.port, "/", n, "http_get_ids.lua",
-                                   {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
-            row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n]))
-            res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
-                                   {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
-            row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
-        p50, p99 = ryw_delay(c, item, users)
-        print("read-your-writes delay under CreateOrder load (answer -> Min-Position read answered): "
-              "p50 %.2f ms, p99 %.2f ms" % (p50, p99), flush=True)
+            run_conns(c, n, res, have_trivial, len(sample), ufile, ofile, item)
+        p50, p99 = ryw_delay(c, item, ufile, users)
+        emit("ryw_p50_ms", "%.3f" % p50)
+        emit("ryw_p99_ms", "%.3f" % p99)
+        print("read-your-writes delay under CreateOrder load from %d connections (answer -> Min-Position "
+              "read answered): p50 %.2f ms, p99 %.2f ms" % (RYW_LOAD_CONNS, p50, p99), flush=True)
+        emit_rss(c)
+        emit("head_position", c.head())
         c.verify()
+    out = os.environ.get("EF_BENCH_OUT")
+    if out:
+        with open(out, "w") as f:
+            f.write("".join("%s=%s\n" % kv for kv in RESULTS))
+
+
+def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
+    """One round at n connections: the ceilings, the real routes, the ceilings again. The
+    machine is shared, so each ceiling is the better of the two runs that bracket the routes."""
+    def ceilings(tag):
+        res["static", n, tag] = wrk(c.port, "/static/user.json", n)
+        row("static JSON (%d bytes)%s" % (sample_len, tag), n, res["static", n, tag])
+        if have_trivial:
+            res["trivial", n, tag] = wrk(c.port, "/trivial", n)
+            row("trivial libfcgi responder%s" % tag, n, res["trivial", n, tag])
+    ceilings("")
+    tri = ("trivial", res["trivial", n, ""]) if have_trivial else None
+    res["users", n] = wrk(c.port, "/", n, "http_get_ids.lua",
+                          {"EF_BENCH_IDS": ufile, "EF_BENCH_PREFIX": "/api/users"})
+    row("GET /api/users/{id}", n, res["users", n], ("static", res["static", n, ""]))
+    if tri:
+        row("  (same, vs trivial)", n, res["users", n], tri)
+    res["orders", n] = wrk(c.port, "/", n, "http_get_ids.lua",
+                           {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
+    row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n, ""]))
+    res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
+                           {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
+    row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
+    ceilings(" (again)")
+    for name in ("static", "trivial"):
+        if (name, n, "") in res:
+            a, b = res[name, n, ""], res[name, n, " (again)"]
+            emit("http_%s_c%d_rps_first" % (name, n), "%.3f" % a[0])
+            emit("http_%s_c%d_rps_second" % (name, n), "%.3f" % b[0])
+            res[name, n] = a if a[0] >= b[0] else b
+    for name in ("static", "trivial", "users", "orders", "create"):
+        if (name, n) in res:
+            emit_wrk(name, n, res[name, n])
 
 
 if __name__ == "__main__":

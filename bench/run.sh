@@ -1,21 +1,108 @@
 #!/bin/sh
-# make bench: runs each benchmark section in turn and prints one small report.
-# Knobs: EF_BENCH_N (size of the log benchmark, default 2000 single-writer appends),
-#        EF_BENCH_ROUNDS (repetitions, medians reported, default 3),
-#        EF_BENCH_SECONDS (cap per measurement, default 3),
-#        EF_BENCH_DIR (file system to measure, default /tmp).
-# Later sections (HTTP) are appended below as functions called at the end.
+# make bench: runs every benchmark section in one run, then writes bench/report.md (table)
+# and bench/report.png (throughput and latency against connections, drawn by gnuplot).
+#
+# Sections (each writes bench/out/SECTION.txt, its human-readable output, and
+# bench/out/SECTION.kv, its results as key=value lines; bench/report.py assembles them):
+#   log     bench/bench_log: log_append single writer and 16-process group commit, beside
+#           the raw pwrite+fdatasync ceilings without and with grouping (16 records/fdatasync)
+#   fold    bench/bench_fold: folding rate, snapshot time/size, rebuild from scratch and from
+#           snapshot, beside a log scan and a raw sequential write of the snapshot's size
+#   tailer  bench/tailer_rss.py: the real eventfold-tailer's peak RSS at two log sizes
+#   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
+#           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
+#           read-your-writes delay under load; peak RSS of workers and tailer at the end
+# Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
+#
+# Knobs (environment or `make bench VAR=value`):
+#   EF_BENCH_QUICK=1        a quick look (about 1 min): shorter runs, smaller logs.
+#                           EF_BENCH_SIZE=small means the same. The knobs below override it.
+#   EF_BENCH_HTTP_SECONDS   length of each wrk run (default 5; quick 2)
+#   EF_BENCH_WORKERS        workers per program, also for the trivial responder (default 4)
+#   EF_BENCH_RYW_SAMPLES    read-your-writes samples (default 1000; quick 200)
+#   EF_BENCH_FOLD_EVENTS    events in the folding benchmark's log (default 1000000; quick 100000)
+#   EF_BENCH_TAILER_SIZES   the two log sizes for the tailer's RSS ("100000 1000000";
+#                           quick "20000 100000")
+#   EF_BENCH_N              single-writer appends of the log benchmark (default 2000; quick 500)
+#   EF_BENCH_ROUNDS         log benchmark repetitions, medians reported (default 3; quick 1)
+#   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
+#   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
+# Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
+: "${EF_SRCDIR:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${PYTHON3:=python3}"
+: "${GNUPLOT:=gnuplot}"
+export EF_BUILDDIR EF_SRCDIR
 
-section() {
-    printf '\n== %s ==\n' "$1"
+quick=0
+case "${EF_BENCH_QUICK:-0}/${EF_BENCH_SIZE:-}" in
+    1/* | yes/* | */small) quick=1 ;;
+esac
+if [ "$quick" = 1 ]; then
+    : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
+    : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
+fi
+: "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
+: "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
+: "${EF_BENCH_LOG_SECONDS:=3}" "${EF_BENCH_WORKERS:=4}"
+export EF_BENCH_RYW_SAMPLES EF_BENCH_FOLD_EVENTS EF_BENCH_TAILER_SIZES EF_BENCH_N EF_BENCH_ROUNDS
+export EF_BENCH_WORKERS
+
+out="$EF_BUILDDIR/bench/out"
+rm -rf "$out"
+mkdir -p "$out"
+rm -f "$EF_BUILDDIR/bench/report.md" "$EF_BUILDDIR/bench/report.png"
+
+fail() {
+    printf '\nmake bench: FAILED: %s\n' "$*" >&2
+    exit 1
 }
 
-bench_log() {
-    section "event log: appends with fdatasync"
-    "$EF_BUILDDIR/bench/bench_log"
+# run_section NAME COMMAND...: runs the command with its output shown and kept in
+# out/NAME.txt; its key=value lines (words of the form key=value) go to out/NAME.kv.
+run_section() {
+    name=$1
+    shift
+    printf '\n== %s ==\n' "$name"
+    start=$(date +%s)
+    rc_file="$out/$name.rc"
+    # (set -e would end the group at a failing command, before its status is saved.)
+    { st=0; "$@" 2>&1 || st=$?; echo "$st" >"$rc_file"; } | tee "$out/$name.txt"
+    rc=$(cat "$rc_file" 2>/dev/null || echo "unknown")
+    [ "$rc" = 0 ] || fail "section '$name' exited with status $rc (output in $out/$name.txt)"
+    if [ ! -s "$out/$name.kv" ]; then
+        tr ' ' '\n' <"$out/$name.txt" | grep -E '^[a-z][a-z0-9_]*=[^=]*$' >"$out/$name.kv" ||
+            fail "section '$name' printed no results"
+    fi
+    echo "section_${name}_seconds=$(($(date +%s) - start))" >>"$out/meta.kv"
 }
 
-printf 'eventfold benchmarks on %s (%s CPUs), %s\n' "$(uname -n)" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-bench_log
+t0=$(date +%s)
+{
+    echo "host=$(uname -n)"
+    echo "cpus=$(nproc)"
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "quick=$quick"
+    echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+    echo "commit=$(git -C "$EF_SRCDIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} >"$out/meta.kv"
+printf 'eventfold benchmarks on %s (%s CPUs), %s%s\n' "$(uname -n)" "$(nproc)" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$([ "$quick" = 1 ] && echo ', quick sizes')"
+
+run_section log env EF_BENCH_SECONDS="$EF_BENCH_LOG_SECONDS" "$EF_BUILDDIR/bench/bench_log"
+run_section fold "$EF_BUILDDIR/bench/bench_fold"
+run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
+run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
+    "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+
+{
+    echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+    echo "wall_seconds=$(($(date +%s) - t0))"
+} >>"$out/meta.kv"
+
+printf '\n== report ==\n'
+"$PYTHON3" "$EF_SRCDIR/bench/report.py" --out "$out" --md "$EF_BUILDDIR/bench/report.md" \
+    --png "$EF_BUILDDIR/bench/report.png" --gnuplot "$GNUPLOT" || fail "bench/report.py"
+printf '\nwrote %s and %s in %d s\n' "$EF_BUILDDIR/bench/report.md" "$EF_BUILDDIR/bench/report.png" \
+    "$(($(date +%s) - t0))"
