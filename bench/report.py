@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""report: assembles bench/report.md and bench/report.png from the sections' results.
+
+Reads OUT/{meta,log,fold,tailer,http}.kv (key=value lines written by bench/run.sh and the
+benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
+same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
+(OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
+Exits 1 naming what is missing if a figure a table needs was not measured. Stdlib only.
+
+  report.py --out DIR --md FILE --png FILE [--gnuplot PROGRAM]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+SECTIONS = ("meta", "log", "fold", "tailer", "http")
+CONNS = (1, 16, 64)
+MIB = 1024.0
+
+# The issue's targets.
+QUERY_MIN_RATIO = 0.60      # of the trivial FastCGI responder
+COMMAND_MIN_RATIO = 0.50    # of min(group-commit append ceiling, trivial FastCGI), at 64 connections
+RYW_P99_MAX_MS = 5.0
+FOLD_MIN_RATE = 200000.0
+WORKER_RSS_MAX_KIB = 16 * 1024
+TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
+
+
+class Missing(Exception):
+    pass
+
+
+class Results:
+    def __init__(self, out):
+        self.kv = {}
+        for s in SECTIONS:
+            path = os.path.join(out, s + ".kv")
+            if not os.path.exists(path):
+                raise Missing("no results from section '%s' (%s)" % (s, path))
+            d = {}
+            with open(path) as f:
+                for line in f:
+                    k, sep, v = line.strip().partition("=")
+                    if sep:
+                        d[k] = v
+            self.kv[s] = d
+        self.missing = []
+
+    def get(self, section, key, conv=float):
+        v = self.kv[section].get(key)
+        if v is None:
+            self.missing.append("%s.%s" % (section, key))
+            return float("nan") if conv is float else ""
+        return conv(v)
+
+
+def fmt(v, digits=0):
+    if v != v:  # NaN
+        return "n/a"
+    return "{:,.{}f}".format(v, digits).replace(",", " ")
+
+
+def ratio(a, b):
+    return a / b if b and b == b and a == a else float("nan")
+
+
+def pct(r):
+    return "n/a" if r != r else "%.0f%%" % (100 * r)
+
+
+def met(ok):
+    return "**yes**" if ok else "**NO**"
+
+
+def md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def http_rows(R, targets):
+    """The throughput/latency table: one row per workload and connection count."""
+    h = lambda name, c, k: R.get("http", "http_%s_c%d_%s" % (name, c, k))
+    raw1 = R.get("log", "raw_appends_per_second")
+    rawg = R.get("log", "raw_group_appends_per_second")
+    rows = []
+    labels = (("static", "nginx static file (ceiling)"), ("trivial", "trivial libfcgi responder (ceiling)"),
+              ("users", "GET /api/users/{id}"), ("orders", "GET /api/orders/{id}"),
+              ("create", "POST /api/orders (CreateOrder)"))
+    for name, label in labels:
+        for c in CONNS:
+            rps = h(name, c, "rps")
+            tgt, ok, ceil_name, ceil = "", "", "", float("nan")
+            if name == "trivial":
+                ceil_name, ceil = "nginx static", h("static", c, "rps")
+            elif name in ("users", "orders"):
+                ceil_name, ceil = "trivial FastCGI", h("trivial", c, "rps")
+                tgt = "≥ %d%% of trivial" % (100 * QUERY_MIN_RATIO)
+                good = ratio(rps, ceil) >= QUERY_MIN_RATIO
+                ok = met(good)
+                targets.append(("queries %s c=%d" % (name, c), good))
+            elif name == "create":
+                append = raw1 if c == 1 else rawg
+                tri = h("trivial", c, "rps")
+                if append <= tri:
+                    ceil_name = "raw append+fdatasync" + (" (single)" if c == 1 else ", group of 16")
+                    ceil = append
+                else:
+                    ceil_name, ceil = "trivial FastCGI", tri
+                if c == 64:
+                    tgt = "≥ %d%% of min(group append, trivial)" % (100 * COMMAND_MIN_RATIO)
+                    good = ratio(rps, ceil) >= COMMAND_MIN_RATIO
+                    ok = met(good)
+                    targets.append(("commands c=64", good))
+            errors = int(h(name, c, "errors")) if h(name, c, "errors") == h(name, c, "errors") else "n/a"
+            rows.append([label, c, fmt(rps), fmt(h(name, c, "p50_ms"), 2), fmt(h(name, c, "p99_ms"), 2),
+                         errors, ceil_name or "—", fmt(ceil) if ceil_name else "—",
+                         pct(ratio(rps, ceil)) if ceil_name else "—", tgt or "—", ok or "—"])
+    return rows
+
+
+def other_rows(R, targets):
+    g = R.get
+    rows = []
+    # Read-your-writes: the floor is one no-op round trip through nginx (trivial responder, c=1).
+    floor50, floor99 = g("http", "http_trivial_c1_p50_ms"), g("http", "http_trivial_c1_p99_ms")
+    p50, p99 = g("http", "ryw_p50_ms"), g("http", "ryw_p99_ms")
+    rows.append(["read-your-writes delay p50 (%s samples; steady CreateOrder load: %s connections, %s commands/s)"
+                 % (g("http", "ryw_samples", str), g("http", "ryw_load_conns", str),
+                    fmt(g("http", "ryw_load_commands_per_second"))),
+                 "%s ms" % fmt(p50, 2), "trivial round trip p50 %s ms" % fmt(floor50, 2),
+                 "%.1f×" % ratio(p50, floor50), "—", "—"])
+    good = p99 < RYW_P99_MAX_MS
+    targets.append(("RYW p99", good))
+    rows.append(["read-your-writes delay p99", "%s ms" % fmt(p99, 2), "trivial round trip p99 %s ms" % fmt(floor99, 2),
+                 "%.1f×" % ratio(p99, floor99), "< %g ms" % RYW_P99_MAX_MS, met(good)])
+    # Folding and rebuilds: the ceiling is reading the log back (framing + checksums).
+    n = g("fold", "log_events")
+    fold, scan = g("fold", "fold_events_per_second"), g("fold", "scan_events_per_second")
+    good = fold >= FOLD_MIN_RATE
+    targets.append(("folding rate", good))
+    rows.append(["folding rate from position 1, %s events (per CPU-second: %s)"
+                 % (fmt(n), fmt(g("fold", "fold_events_per_cpu_second"))),
+                 "%s events/s" % fmt(fold), "log scan %s events/s" % fmt(scan), pct(ratio(fold, scan)),
+                 "≥ %s events/s" % fmt(FOLD_MIN_RATE), met(good)])
+    scan_s = g("fold", "scan_seconds")
+    rs = g("fold", "rebuild_from_scratch_seconds")
+    rows.append(["rebuild from scratch (%s events)" % fmt(n), "%s s" % fmt(rs, 2), "log scan %s s" % fmt(scan_s, 2),
+                 pct(ratio(scan_s, rs)), "—", "—"])
+    raw_ms = g("fold", "raw_write_ms")
+    rsnap = g("fold", "rebuild_from_snapshot_seconds")
+    spos = g("fold", "rebuild_snapshot_position")
+    rows.append(["rebuild from a snapshot at position %s (restore, then fold the last %s events)"
+                 % (fmt(spos), fmt(n - spos)), "%s s" % fmt(rsnap, 2),
+                 "raw write of the full snapshot's size %s s" % fmt(raw_ms / 1000, 2),
+                 pct(ratio(raw_ms / 1000, rsnap)), "—", "—"])
+    snap_ms = g("fold", "snapshot_ms")
+    rows.append(["snapshot time (model at the head)", "%s ms" % fmt(snap_ms), "raw write of snapshot size %s ms" % fmt(raw_ms),
+                 pct(ratio(raw_ms, snap_ms)), "—", "—"])
+    sb, lb = g("fold", "snapshot_bytes"), g("fold", "log_bytes")
+    rows.append(["snapshot size", "%s MiB" % fmt(sb / MIB / MIB, 1), "log size %s MiB" % fmt(lb / MIB / MIB, 1),
+                 "%.2f× the log" % ratio(sb, lb), "—", "—"])
+    # Appends through the log vs the raw ceilings.
+    rows.append(["log_append, single writer", "%s appends/s" % fmt(g("log", "log_single_appends_per_second")),
+                 "raw pwrite+fdatasync %s /s" % fmt(g("log", "raw_appends_per_second")),
+                 pct(ratio(g("log", "log_single_appends_per_second"), g("log", "raw_appends_per_second"))), "—", "—"])
+    rows.append(["log_append, group commit, 16 processes (%s appends/fdatasync)"
+                 % fmt(g("log", "log_group_appends_per_fdatasync"), 1),
+                 "%s appends/s" % fmt(g("log", "log_group_appends_per_second")),
+                 "raw group commit %s /s" % fmt(g("log", "raw_group_appends_per_second")),
+                 pct(ratio(g("log", "log_group_appends_per_second"), g("log", "raw_group_appends_per_second"))),
+                 "—", "—"])
+    # Memory: VmHWM at the end of the HTTP load; the floor is the trivial responder's worker.
+    triv = g("http", "rss_trivial_worker_max_kib")
+    for prog in ("command", "query"):
+        v = g("http", "rss_%s_worker_max_kib" % prog)
+        good = v < WORKER_RSS_MAX_KIB
+        targets.append(("%s worker RSS" % prog, good))
+        rows.append(["%s workers: peak RSS, max of %s (VmHWM, end of load)" % (prog, g("http", "rss_%s_workers" % prog, str)),
+                     "%s MiB" % fmt(v / MIB, 1), "trivial responder worker %s MiB" % fmt(triv / MIB, 1),
+                     "%.1f×" % ratio(v, triv), "< %d MiB" % (WORKER_RSS_MAX_KIB // 1024), met(good)])
+    rows.append(["tailer: peak RSS at the end of the HTTP load (%s events; anon now %s MiB)"
+                 % (fmt(g("http", "head_position")), fmt(g("http", "rss_tailer_anon_kib") / MIB, 1)),
+                 "%s MiB" % fmt(g("http", "rss_tailer_kib") / MIB, 1), "—", "—", "—", "—"])
+    h1, h2 = g("tailer", "tailer_vmhwm_kib_1"), g("tailer", "tailer_vmhwm_kib_2")
+    a1, a2 = g("tailer", "tailer_rss_anon_kib_1"), g("tailer", "tailer_rss_anon_kib_2")
+    e1, e2 = g("tailer", "tailer_events_1"), g("tailer", "tailer_events_2")
+    rows.append(["tailer: peak RSS after folding %s events (anon %s MiB)" % (fmt(e1), fmt(a1 / MIB, 1)),
+                 "%s MiB" % fmt(h1 / MIB, 1), "—", "—", "—", "—"])
+    good = ratio(h2, h1) <= TAILER_FLAT_MAX_GROWTH
+    targets.append(("tailer RSS flat", good))
+    rows.append(["tailer: peak RSS after folding %s events (anon %s MiB)" % (fmt(e2), fmt(a2 / MIB, 1)),
+                 "%s MiB" % fmt(h2 / MIB, 1), "at %s events %s MiB" % (fmt(e1), fmt(h1 / MIB, 1)),
+                 "%.2f×" % ratio(h2, h1), "flat (≤ %.2f×)" % TAILER_FLAT_MAX_GROWTH, met(good)])
+    return rows
+
+
+def ceiling_rows(R):
+    g = R.get
+    rows = []
+    for name, label in (("static", "nginx serving a static file"), ("trivial", "trivial libfcgi responder")):
+        rows.append([label + " (better of the runs before and after the routes)",
+                     " / ".join("%s (%s, %s)" % (fmt(g("http", "http_%s_c%d_rps" % (name, c))),
+                                                 fmt(g("http", "http_%s_c%d_rps_first" % (name, c))),
+                                                 fmt(g("http", "http_%s_c%d_rps_second" % (name, c))))
+                                for c in CONNS) + " req/s"])
+    rows.append(["raw append+fdatasync, one record per fdatasync: better of growing file (%s) and "
+                 "pre-allocated file (%s)" % (fmt(g("log", "raw_growing_appends_per_second")),
+                                              fmt(g("log", "raw_prealloc_appends_per_second"))),
+                 "%s /s" % fmt(g("log", "raw_appends_per_second"))])
+    rows.append(["raw append+fdatasync with group commit: better of 16 records per fdatasync (%s) and "
+                 "16 processes syncing at once (%s)" % (fmt(g("log", "raw_group_batched_appends_per_second")),
+                                                        fmt(g("log", "raw_group_concurrent_appends_per_second"))),
+                 "%s records/s" % fmt(g("log", "raw_group_appends_per_second"))])
+    rows.append(["log scan (read back + checksums, no folding)", "%s events/s" % fmt(g("fold", "scan_events_per_second"))])
+    rows.append(["raw sequential write + fdatasync of the snapshot's size", "%s ms" % fmt(g("fold", "raw_write_ms"))])
+    return rows
+
+
+def write_plot(R, out, png, gnuplot):
+    dat = os.path.join(out, "report.dat")
+    names = ("static", "trivial", "users", "orders", "create")
+    with open(dat, "w") as f:
+        f.write("# conns " + " ".join("%s_rps %s_p50 %s_p99" % (n, n, n) for n in names) + "\n")
+        for c in CONNS:
+            vals = []
+            for n in names:
+                vals += [R.get("http", "http_%s_c%d_%s" % (n, c, k)) for k in ("rps", "p50_ms", "p99_ms")]
+            f.write("%d %s\n" % (c, " ".join("%.4g" % v for v in vals)))
+    titles = ("nginx static file", "trivial libfcgi", "GET /api/users/{id}", "GET /api/orders/{id}",
+              "POST /api/orders")
+    colors = ("#888888", "#000000", "#1f77b4", "#2ca02c", "#d62728")
+    term = "pngcairo size 1400,600 noenhanced font 'sans,10'"
+    probe = subprocess.run([gnuplot, "-e", "set terminal pngcairo"], capture_output=True, text=True)
+    if probe.returncode != 0 or "unknown" in probe.stderr.lower():
+        term = "png size 1400,600 noenhanced"
+    tput = ", ".join("'%s' using 1:%d with linespoints lw 2 pt 7 lc rgb '%s' title '%s'"
+                     % (dat, 2 + 3 * i, colors[i], titles[i]) for i in range(len(names)))
+    lat = ", ".join("'%s' using 1:%d with linespoints lw 2 pt 7 lc rgb '%s' title '%s p50', "
+                    "'%s' using 1:%d with linespoints lw 1 dt 2 pt 6 lc rgb '%s' title '%s p99'"
+                    % (dat, 3 + 3 * i, colors[i], titles[i], dat, 4 + 3 * i, colors[i], titles[i])
+                    for i in range(len(names)))
+    meta = R.kv["meta"]
+    gp = os.path.join(out, "report.gp")
+    with open(gp, "w") as f:
+        f.write("""set terminal %s
+set output '%s'
+set multiplot layout 1,2 title 'eventfold through nginx, %s (%s CPUs, load %s at start), %s s per point'
+set logscale x 2
+set xtics (1, 16, 64)
+set xrange [0.8:80]
+set xlabel 'connections'
+set logscale y
+set grid
+set key top left
+set title 'throughput'
+set ylabel 'requests/s'
+plot %s
+set title 'latency (p50 solid, p99 dashed)'
+set ylabel 'ms'
+set key top left font ',8'
+plot %s
+unset multiplot
+""" % (term, png, meta.get("date", "?"), meta.get("cpus", "?"), meta.get("loadavg_start", "?"),
+           R.kv["http"].get("http_seconds", "?"), tput, lat))
+    p = subprocess.run([gnuplot, gp], capture_output=True, text=True)
+    if p.returncode != 0 or not os.path.exists(png) or os.path.getsize(png) == 0:
+        raise Missing("gnuplot failed (%s): %s" % (gp, p.stderr.strip()[-500:]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--png", required=True)
+    ap.add_argument("--gnuplot", default="gnuplot")
+    a = ap.parse_args()
+    try:
+        R = Results(a.out)
+        for s in ("fold_status", "snapshot_status", "rebuild_from_scratch_status", "rebuild_from_snapshot_status"):
+            if R.get("fold", s, str) not in ("0", ""):
+                raise Missing("bench_fold: %s=%s" % (s, R.kv["fold"][s]))
+        targets = []
+        t1 = http_rows(R, targets)
+        t2 = other_rows(R, targets)
+        t3 = ceiling_rows(R)
+        if R.missing:
+            raise Missing("figures missing from the sections' output: " + ", ".join(sorted(set(R.missing))))
+        write_plot(R, a.out, a.png, a.gnuplot)
+    except Missing as e:
+        print("report.py: " + str(e), file=sys.stderr)
+        return 1
+    m = R.kv["meta"]
+    nmet = sum(1 for _, ok in targets if ok)
+    lines = [
+        "# eventfold benchmark report",
+        "",
+        "`make bench` on %s (%s CPUs), %s, commit %s%s. Wall time %s s. Load average %s at the start, "
+        "%s at the end (other work on the machine makes figures noisy; every ratio is to a ceiling "
+        "measured in this same run). %s s per wrk run, %s workers per program, nginx 2 workers."
+        % (m.get("host"), m.get("cpus"), m.get("date"), m.get("commit"),
+           ", **quick sizes**" if m.get("quick") == "1" else "", m.get("wall_seconds"),
+           m.get("loadavg_start"), m.get("loadavg_end"), R.kv["http"].get("http_seconds"),
+           R.kv["http"].get("http_workers")),
+        "",
+        "Targets met: **%d of %d**%s." % (nmet, len(targets),
+                                         "" if nmet == len(targets) else " (not met: %s)"
+                                         % ", ".join(n for n, ok in targets if not ok)),
+        "",
+        "## Throughput and latency through nginx",
+        "",
+        md_table(["workload", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ceiling", "ceiling req/s",
+                  "ratio", "target", "met?"], t1),
+        "",
+        "Ceilings are measured before and after the routes at each connection count; the better run "
+        "is kept. Command ceiling: min(raw append+fdatasync ceiling, trivial FastCGI at the same "
+        "connections); the append ceiling is one record per fdatasync at 1 connection, the raw "
+        "group-commit ceiling at 16 and 64. A ratio above 100% means the machine's load changed "
+        "between runs.",
+        "",
+        "## Read-your-writes, folding, snapshots, appends, memory",
+        "",
+        md_table(["figure", "value", "ceiling (same run)", "ratio", "target", "met?"], t2),
+        "",
+        "## Ceilings measured in this run",
+        "",
+        md_table(["ceiling", "value (1 / 16 / 64 connections where applicable)"], t3),
+        "",
+        "![throughput and latency against connections](report.png)",
+        "",
+    ]
+    with open(a.md, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
