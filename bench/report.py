@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "tailer", "http")
+SECTIONS = ("meta", "log", "fold", "wsnap", "tailer", "http")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -162,6 +162,15 @@ def other_rows(R, targets):
     sb, lb = g("fold", "snapshot_bytes"), g("fold", "log_bytes")
     rows.append(["snapshot size", "%s MiB" % fmt(sb / MIB / MIB, 1), "log size %s MiB" % fmt(lb / MIB / MIB, 1),
                  "%.2f× the log" % ratio(sb, lb), "—", "—"])
+    # The command side's start: a write-model snapshot plus the log after it, against a full replay.
+    full, rest = g("wsnap", "full_replay_ms"), g("wsnap", "restore_ms")
+    rows.append(["write model from a snapshot at position %s + the last %s events (log of %s)"
+                 % (fmt(g("wsnap", "snapshot_position")), fmt(g("wsnap", "restore_replayed")),
+                    fmt(g("wsnap", "wsnap_events"))),
+                 "%s ms" % fmt(rest), "full replay of the log %s ms" % fmt(full),
+                 "%.1f× faster" % ratio(full, rest), "—", "—"])
+    rows.append(["write-model snapshot time / size", "%s ms / %s MiB" % (fmt(g("wsnap", "snapshot_ms")),
+                 fmt(g("wsnap", "snapshot_bytes") / MIB / MIB, 1)), "—", "—", "—", "—"])
     # Appends through the log vs the raw ceilings.
     rows.append(["log_append, single writer", "%s appends/s" % fmt(g("log", "log_single_appends_per_second")),
                  "raw pwrite+fdatasync %s /s" % fmt(g("log", "raw_appends_per_second")),
