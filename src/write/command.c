@@ -24,6 +24,7 @@
 
 #define PRUNE_PER_COMMAND 8
 #define WRITE_READER_CHECK_EVERY 1024
+#define WRITE_GROW_TRIES 8 /* doublings of the map for one command (one is the rule) */
 
 /* Everything one execution needs; heap-allocated (the structs are large). The small
  * fields come first and are zeroed; cmd, view and ev clear themselves (each leaves its
@@ -99,7 +100,7 @@ static void log_unavailable(struct exec *x, const char *what, int rc)
 {
     LOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, write_strerror(rc),
               log_last_error(x->ctx->log),
-              rc == MDB_MAP_FULL ? " hint=\"raise write_map_bytes and restart\"" : "");
+              rc == MDB_MAP_FULL ? " hint=\"the write model's map cannot grow any more\"" : "");
     problem_set(&x->p, 503, "log_unavailable", "the log cannot be written (%s: %s); nothing was appended",
                 what, write_strerror(rc));
 }
@@ -347,14 +348,32 @@ static int apply_own(struct exec *x, MDB_txn *txn)
     return rc;
 }
 
+/* The model's commit failed after the append: the event stands (it is published), so the
+ * model is one record behind the log. A full map is the expected case: catch_up() grows
+ * the map and applies the record now. Anything else is left to the next command's
+ * catch-up. */
+static void commit_failed(struct exec *x, uint64_t position, int rc)
+{
+    if (rc == MDB_MAP_FULL) {
+        LOG_INFO("write model commit after append filled the map position=%" PRIu64
+                 ": growing it and catching up", position);
+        catch_up(x);
+        return;
+    }
+    LOG_ERROR("write model commit failed after append position=%" PRIu64
+              " err=\"%s\": the event stands, the next command catches the model up",
+              position, mdb_strerror(rc));
+}
+
 /* Steps 5-8 of the flow; txn is consumed (committed or aborted). On success *position is
- * the appended record's. Returns 0, -1 with x->p set. */
+ * the appended record's. Returns 0; -1 with x->p set; or MDB_MAP_FULL, x->p not set, when
+ * the map filled up before anything was appended (the caller grows it and starts over). */
 static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
 {
     struct log *lg = x->ctx->log;
     struct sbuf data = SBUF_INIT, meta = SBUF_INIT;
     char stream[EV_STREAM_MAX];
-    int rc;
+    int rc, ret = -1;
     if ((rc = load_view(x, txn)) != 0) {
         log_unavailable(x, "reading the write model", rc);
         goto fail;
@@ -382,7 +401,10 @@ static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
         .data = data.data, .data_len = data.len,
     };
     if ((rc = apply_own(x, txn)) != 0) {
-        log_unavailable(x, "updating the write model", rc);
+        if (rc == MDB_MAP_FULL)
+            ret = rc;
+        else
+            log_unavailable(x, "updating the write model", rc);
         goto fail;
     }
     if ((rc = log_append_record(lg, &le, position)) != 0) {
@@ -392,9 +414,7 @@ static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
     /* The lock is held and the model was caught up: the log assigns exactly head+1. */
     assert(*position == ev->position);
     if ((rc = mdb_txn_commit(txn)) != 0)
-        LOG_ERROR("write model commit failed after append position=%" PRIu64
-                  " err=\"%s\": the event stands, the next command catches the model up",
-                  *position, mdb_strerror(rc));
+        commit_failed(x, *position, rc > 0 ? -rc : rc);
     sbuf_free(&data);
     sbuf_free(&meta);
     return 0;
@@ -403,28 +423,20 @@ fail:
     sbuf_free(&data);
     sbuf_free(&meta);
     *position = 0;
-    return -1;
+    return ret;
 }
 
-/* Steps 2-8, under the append lock. On return *position is the record to make durable
- * before answering (0: none), and *e the stored answer of an idempotent repeat (NULL:
- * none; the caller frees it); or x->p is set. */
-static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
+/* Steps 3-8: what a full map makes start over, from the write transaction's begin to the
+ * append. Returns 0 when the command has its outcome (*position, *e or x->p, as
+ * run_locked says), or MDB_MAP_FULL when the map filled up before anything was appended
+ * (every transaction ended, x->p not set). */
+static int run_txn(struct exec *x, struct wm_idem **e, uint64_t *position)
 {
-    struct log *lg = x->ctx->log;
     MDB_txn *txn = NULL;
-    int rc = log_append_begin(lg);
-    if (rc) {
-        log_unavailable(x, "taking the append lock", rc);
-        return;
-    }
-    /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
-     * now and then (cheap, and done under the lock so only one process does it at once). */
-    if (++x->ctx->commands % WRITE_READER_CHECK_EVERY == 0)
-        wm_reader_check(x->ctx->wm);
+    int rc;
     if ((rc = begin_current(x, &txn)) != 0) {
         log_unavailable(x, "catching the write model up", rc);
-        goto unlock;
+        return 0;
     }
     if (x->has_idem) {
         *e = xmalloc(sizeof **e);
@@ -434,7 +446,7 @@ static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
                 log_unavailable(x, "reading the idempotency table", rc);
             else if (!x->p.status)
                 *position = (*e)->position; /* a repeat */
-            goto unlock;
+            return 0;
         }
         free(*e);
         *e = NULL;
@@ -442,12 +454,40 @@ static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
     int64_t cutoff = ef_now_ms() - (int64_t)x->ctx->idempotency_ttl_hours * 3600 * 1000;
     if ((rc = wm_prune_idem(x->ctx->wm, txn, cutoff, PRUNE_PER_COMMAND, NULL)) != 0) {
         mdb_txn_abort(txn);
+        if (rc == MDB_MAP_FULL)
+            return rc;
         log_unavailable(x, "pruning the idempotency table", rc);
-        goto unlock;
+        return 0;
     }
-    if (decide_and_append(x, txn, position) == 0)
+    shop_view_clear(&x->view); /* a second attempt must not see the first one's lookups */
+    if ((rc = decide_and_append(x, txn, position)) == 0)
         x->ev.position = *position;
-unlock:
+    return rc == MDB_MAP_FULL ? rc : 0;
+}
+
+/* Steps 2-8, under the append lock. On return *position is the record to make durable
+ * before answering (0: none), and *e the stored answer of an idempotent repeat (NULL:
+ * none; the caller frees it); or x->p is set. A full write-model map is grown (wm_grow:
+ * the lock guarantees that no other thread of this process has a transaction open) and
+ * the command decided again: nothing had been appended. */
+static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
+{
+    struct log *lg = x->ctx->log;
+    int rc = log_append_begin(lg);
+    if (rc) {
+        log_unavailable(x, "taking the append lock", rc);
+        return;
+    }
+    /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
+     * now and then (cheap, and done under the lock so only one process does it at once). */
+    if (++x->ctx->commands % WRITE_READER_CHECK_EVERY == 0)
+        wm_reader_check(x->ctx->wm);
+    for (int grown = 0; (rc = run_txn(x, e, position)) == MDB_MAP_FULL; grown++) {
+        if (grown == WRITE_GROW_TRIES || (rc = wm_grow(x->ctx->wm)) != 0) {
+            log_unavailable(x, "updating the write model", rc ? rc : MDB_MAP_FULL);
+            break;
+        }
+    }
     log_append_end(lg);
 }
 
