@@ -54,7 +54,7 @@ void ef_config_defaults(struct ef_config *cfg)
     cfg->listen[0] = '\0';
     cfg->workers = 2;
     cfg->threads = 4;
-    cfg->command_threads = 16;
+    cfg->command_threads = 8;
     cfg->segment_bytes = 64 * MIB;
     cfg->write_map_bytes = 1 * GIB;
     cfg->read_map_bytes = 4 * GIB;

@@ -9,7 +9,7 @@
  *   listen           (fd 0)                  unix:PATH or HOST:PORT (--listen)
  *   workers          2                       worker processes per FastCGI program (--workers)
  *   threads          4                       request threads per query worker
- *   command_threads  16                      request threads per command worker
+ *   command_threads  8                       request threads per command worker
  *   segment_bytes    67108864                log segment size limit (64 MiB)
  *   write_map_bytes  1073741824              LMDB map size of the write model
  *   read_map_bytes   4294967296              LMDB map size of the read model

@@ -73,7 +73,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.listen, "");
     ck_assert_int_eq(c.workers, 2);
     ck_assert_int_eq(c.threads, 4);
-    ck_assert_int_eq(c.command_threads, 16);
+    ck_assert_int_eq(c.command_threads, 8);
     ck_assert_uint_eq(c.segment_bytes, 67108864u);
     ck_assert_uint_eq(c.write_map_bytes, 1073741824u);
     ck_assert_uint_eq(c.read_map_bytes, 4294967296u);
