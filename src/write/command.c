@@ -362,7 +362,7 @@ static void commit_failed(struct exec *x, uint64_t position, int rc)
     }
     LOG_ERROR("write model commit failed after append position=%" PRIu64
               " err=\"%s\": the event stands, the next command catches the model up",
-              position, mdb_strerror(rc));
+              position, write_strerror(rc));
 }
 
 /* Steps 5-8 of the flow; txn is consumed (committed or aborted). On success *position is
