@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -865,6 +866,84 @@ START_TEST(test_concurrent_orders)
 }
 END_TEST
 
+/* Threads of one worker share its write_ctx, log and model handles (command_threads). */
+#define THREADS_PER_PROC 4
+#define PER_THREAD 20
+
+static void *order_thread(void *arg)
+{
+    int *ok = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        struct write_request q = {
+            .method = "POST", .path = "/api/orders", .content_type = "application/json",
+            .body = "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"race\",\"quantity\":1}]}",
+        };
+        q.body_len = strlen(q.body);
+        struct write_response r;
+        write_execute(&ctx, &q, &r);
+        if (r.status == 201)
+            (*ok)++;
+        else if (r.status != 409 || !strstr(r.body.data, "\"code\":\"insufficient_stock\""))
+            *ok = -1000;
+        write_response_free(&r);
+    }
+    return NULL;
+}
+
+/* A child: its own handles, THREADS_PER_PROC threads ordering 1 each PER_THREAD times.
+ * Exits with the number of successes; 255 on anything unexpected. */
+static void order_child_threads(void)
+{
+    close_all();
+    if (have_resp)
+        write_response_free(&resp);
+    have_resp = 0;
+    open_all();
+    pthread_t t[THREADS_PER_PROC];
+    int ok[THREADS_PER_PROC] = { 0 }, total = 0;
+    for (int i = 0; i < THREADS_PER_PROC; i++)
+        if (pthread_create(&t[i], NULL, order_thread, &ok[i]) != 0)
+            _exit(255);
+    for (int i = 0; i < THREADS_PER_PROC; i++) {
+        pthread_join(t[i], NULL);
+        if (ok[i] < 0)
+            _exit(255);
+        total += ok[i];
+    }
+    close_all();
+    _exit(total);
+}
+
+START_TEST(test_concurrent_orders_threads)
+{
+    /* PROCS processes x THREADS_PER_PROC threads race for 100 units: exactly 100 orders
+     * succeed, each appended once. */
+    seed();
+    ck_assert_int_eq(run("/api/items", "{\"item_id\":\"race\",\"name\":\"R\",\"category\":\"c\",\"price_cents\":1}"), 201);
+    ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":100}"), 200);
+    ck_assert_int_eq(run("/api/users/u1/deposits", "{\"amount_cents\":1}"), 200);
+    uint64_t before = log_head(ctx.log);
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0)
+            order_child_threads();
+    }
+    int total = 0;
+    for (int i = 0; i < PROCS; i++) {
+        int status;
+        ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_ne(WEXITSTATUS(status), 255);
+        total += WEXITSTATUS(status);
+    }
+    ck_assert_int_eq(total, 100);
+    ck_assert_uint_eq(log_head(ctx.log), before + 100);
+    ASSERT_FAILS(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"race\",\"quantity\":1}]}"), 409, "insufficient_stock");
+}
+END_TEST
+
 /* A child sending the same keyed request 5 times; writes each answer's body to fd. */
 static void same_key_child(int fd)
 {
@@ -953,6 +1032,7 @@ static Suite *write_suite(void)
     tcase_add_test(tc, test_map_grown_by_another_process);
     tcase_add_test(tc, test_rebuild_grows_map);
     tcase_add_test(tc, test_concurrent_orders);
+    tcase_add_test(tc, test_concurrent_orders_threads);
     tcase_add_test(tc, test_concurrent_same_key);
     suite_add_tcase(s, tc);
     return s;
