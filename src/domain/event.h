@@ -2,9 +2,10 @@
  * and the answer a command gets for the event it appended.
  *
  * One struct event carries any event type; which fields are meaningful depends on type
- * (see the table in event.c). The same codec serves the command path (encode, then decode
- * again and apply) and the catch-up and rebuild paths (decode and apply), so the write
- * model is a function of the log records alone.
+ * (see the table in event.c). The command path encodes an event and applies it as it is;
+ * the catch-up and rebuild paths decode the record and apply that. Decoding gives back
+ * exactly the event that was encoded (the write tests compare a live model with a rebuilt
+ * one), so the write model is a function of the log records alone.
  *
  * event_response() is the answer to the command that appended an event: its status, body,
  * ETag version and Log-Position are functions of the event, so an idempotent repeat, even

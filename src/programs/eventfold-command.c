@@ -1,10 +1,10 @@
 /* eventfold-command: the FastCGI command workers (API.md sections 2-4).
  *
  * Thin: flags and config (util/cli.h), then the server's process model with the write
- * side's handler. One request thread per worker: every command runs its decision inside
- * the log's cross-process append lock, so extra threads in one worker would only queue
- * on that lock; concurrency comes from --workers processes, whose fdatasyncs are shared
- * by the log's group commit.
+ * side's handler. Each worker runs command_threads request threads: every decision is
+ * made inside the log's cross-process append lock (held for well under a millisecond),
+ * and the long part of a command is the wait for its fdatasync after the lock, which the
+ * log's group commit shares among all commands in flight in every worker.
  */
 #include <config.h>
 
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     struct server_options opt = {
         .prog = spec.prog,
         .cfg = &cfg,
-        .threads = 1,
+        .threads = cfg.command_threads,
         .max_body = CMD_BODY_MAX,
         .worker_init = write_worker_init,
         .worker_fini = write_worker_fini,

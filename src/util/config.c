@@ -35,6 +35,7 @@ static const struct cfg_key cfg_keys[] = {
     KEY("listen", CFG_LISTEN, listen, 0, 0),
     KEY("workers", CFG_INT, workers, 1, 256),
     KEY("threads", CFG_INT, threads, 1, 256),
+    KEY("command_threads", CFG_INT, command_threads, 1, 256),
     KEY("segment_bytes", CFG_SIZE, segment_bytes, 4 * KIB, 64 * GIB),
     KEY("write_map_bytes", CFG_SIZE, write_map_bytes, 1 * MIB, 64 * TIB),
     KEY("read_map_bytes", CFG_SIZE, read_map_bytes, 1 * MIB, 64 * TIB),
@@ -53,6 +54,7 @@ void ef_config_defaults(struct ef_config *cfg)
     cfg->listen[0] = '\0';
     cfg->workers = 2;
     cfg->threads = 4;
+    cfg->command_threads = 8;
     cfg->segment_bytes = 64 * MIB;
     cfg->write_map_bytes = 1 * GIB;
     cfg->read_map_bytes = 4 * GIB;

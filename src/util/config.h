@@ -9,6 +9,7 @@
  *   listen           (fd 0)                  unix:PATH or HOST:PORT (--listen)
  *   workers          2                       worker processes per FastCGI program (--workers)
  *   threads          4                       request threads per query worker
+ *   command_threads  8                       request threads per command worker
  *   segment_bytes    67108864                log segment size limit (64 MiB)
  *   write_map_bytes  1073741824              LMDB map size of the write model
  *   read_map_bytes   4294967296              LMDB map size of the read model
@@ -32,6 +33,7 @@ struct ef_config {
     char listen[EF_PATH_MAX]; /* "" = fd 0 / LISTEN_FDS */
     int workers;
     int threads;
+    int command_threads;
     uint64_t segment_bytes;
     uint64_t write_map_bytes;
     uint64_t read_map_bytes;

@@ -1,10 +1,11 @@
 /* apply: the one way the write model changes.
  *
  * wm_apply_record() applies one log record to the write model inside the caller's write
- * transaction. The command path (for the record it is about to append), the catch-up and
- * the rebuild (replay.h) all call it, so the model is the same function of the log however
- * it was built. It also fills the idempotency table from the record's meta, storing the
- * answer event_response() derives from the event.
+ * transaction; the catch-up and the rebuild (replay.h) call it. The command path calls
+ * wm_apply_event() on the event it is about to append, the same function on the same
+ * event (decoding the record it encoded would give that event back), so the model is the
+ * same function of the log however it was built. It also fills the idempotency table
+ * from the record's meta, storing the answer event_response() derives from the event.
  *
  * Guarantees: records are applied densely (position must be the model's applied position
  * plus one) and each event is checked against the model (its stream version is the next

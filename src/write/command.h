@@ -14,13 +14,16 @@
  *      request under the same key is 422); a few expired keys are pruned.
  *   5. The shop decides (If-Match first: 412); an error aborts the transaction: nothing
  *      is appended.
- *   6. The event is encoded and applied to the model by wm_apply_record(), the same
- *      function catch-up and rebuild use, as the record it will be at position head+1. An
- *      LMDB failure (MDB_MAP_FULL) aborts: 503 log_unavailable, nothing appended.
+ *   6. The event is encoded and applied to the model by wm_apply_event(), the function
+ *      catch-up and rebuild use on the decoded record, as the record it will be at position
+ *      head+1. A full map (MDB_MAP_FULL) aborts the transaction; the map is doubled
+ *      (wm_grow) and the command decided again from step 3, nothing having been appended.
+ *      Another LMDB failure: 503 log_unavailable, nothing appended.
  *   7. log_append_record; failure (ENOSPC, EIO): abort the transaction, 503, nothing
  *      appended (the log cuts its file back itself).
- *   8. mdb_txn_commit. If it fails now, the event stands anyway (it is in the log): this
- *      is logged loudly and the next command's catch-up applies it.
+ *   8. mdb_txn_commit. If it fails now, the event stands anyway (it is in the log): a full
+ *      map is grown and the record applied by a catch-up at once; another failure is
+ *      logged loudly and the next command's catch-up applies it.
  *   9. log_append_end, then log_sync(position): group commit, concurrent workers share
  *      fdatasyncs. Only when it returns is the 2xx sent (Log-Position: P, ETag: "V").
  * Durability: nothing is acknowledged before an fdatasync covers it, and the write model

@@ -39,6 +39,8 @@ const char *wm_strerror(int err)
     }
 }
 
+static void wm_map_lost(int rc) __attribute__((noreturn));
+
 /* LMDB returns positive errno values and negative MDB_* codes; we return negatives only. */
 static int mdb_rc(int rc)
 {
@@ -105,7 +107,57 @@ int wm_destroy_files(const char *dir)
 
 int wm_begin(struct wm *wm, int write, MDB_txn **txn)
 {
-    return mdb_rc(mdb_txn_begin(wm->env, NULL, write ? 0 : MDB_RDONLY, txn));
+    unsigned flags = write ? 0 : MDB_RDONLY;
+    int rc = mdb_txn_begin(wm->env, NULL, flags, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* Another process grew the map (wm_grow) and has written past the end of ours:
+         * take the size it recorded in the meta page and begin again. */
+        if ((rc = mdb_env_set_mapsize(wm->env, 0)) != 0)
+            wm_map_lost(rc);
+        MDB_envinfo info;
+        if (mdb_env_info(wm->env, &info) == 0)
+            LOG_INFO("write model map grown by another process, adopted bytes=%zu",
+                     info.me_mapsize);
+        rc = mdb_txn_begin(wm->env, NULL, flags, txn);
+    }
+    return mdb_rc(rc);
+}
+
+/* mdb_env_set_mapsize() unmaps before it maps again: when the new mmap fails (no address
+ * space: a 64-bit process near WM_MAP_MAX), the environment has no map left and any
+ * further transaction would touch unmapped memory. That is out of memory in all but name,
+ * handled as xmalloc handles it: the worker aborts and the master starts a fresh one,
+ * which maps the configured size again. */
+static void wm_map_lost(int rc)
+{
+    LOG_ERROR("write model: cannot map the environment again err=\"%s\"; aborting",
+              mdb_strerror(rc));
+    abort();
+}
+
+int wm_grow(struct wm *wm)
+{
+    MDB_envinfo info;
+    int rc = mdb_env_info(wm->env, &info);
+    if (rc)
+        return mdb_rc(rc);
+    size_t old = info.me_mapsize;
+    /* First the size another process may have grown it to (0: the one in the meta page;
+     * LMDB never goes below the data's size), then twice the larger of the two. */
+    if ((rc = mdb_env_set_mapsize(wm->env, 0)) != 0)
+        wm_map_lost(rc);
+    if ((rc = mdb_env_info(wm->env, &info)) != 0)
+        return mdb_rc(rc);
+    size_t cur = info.me_mapsize > old ? info.me_mapsize : old;
+    if (cur >= WM_MAP_MAX / 2) {
+        LOG_ERROR("write model: map full and at its limit bytes=%zu max=%llu", cur,
+                  (unsigned long long)WM_MAP_MAX);
+        return MDB_MAP_FULL;
+    }
+    if ((rc = mdb_env_set_mapsize(wm->env, cur * 2)) != 0)
+        wm_map_lost(rc);
+    LOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);
+    return 0;
 }
 
 int wm_reader_check(struct wm *wm)

@@ -30,6 +30,8 @@
  * Transactions are plain LMDB transactions (MDB_txn); the caller begins and ends them.
  * Caveats: open in each process after fork(); a handle may be used by one thread at a
  * time (the command path holds the log's append lock around every write transaction).
+ * The map starts at the configured size and doubles when it fills up (wm_grow), which is
+ * only allowed while no transaction of the process is active.
  */
 #ifndef EF_WRITE_MODEL_H
 #define EF_WRITE_MODEL_H
@@ -64,8 +66,22 @@ void wm_close(struct wm *wm); /* accepts NULL */
 /* Removes the environment's files in dir (used when it cannot be opened at all). */
 int wm_destroy_files(const char *dir);
 
-/* Begins a transaction (write != 0: read-write). */
+/* Begins a transaction (write != 0: read-write). When another process has grown the map
+ * (MDB_MAP_RESIZED), adopts its size and begins again; like wm_grow(), that needs no other
+ * transaction of this environment active in this process. */
 int wm_begin(struct wm *wm, int write, MDB_txn **txn);
+
+/* The map grows, never past this (the config's largest write_map_bytes). */
+#define WM_MAP_MAX (64ull << 40)
+
+/* Doubles the map after MDB_MAP_FULL (to twice what another process has grown it to, if
+ * that is larger), and logs it; the data file only grows as pages are written, so the map
+ * is address space, not disk. Other processes adopt the new size in their next wm_begin().
+ * Caller: no transaction of this environment may be active in this process (the command
+ * path holds the log's append lock, under which every write-model transaction runs).
+ * Returns 0, or MDB_MAP_FULL when the map is at WM_MAP_MAX. Aborts the process when LMDB
+ * cannot map the environment again (see wm_map_lost in model.c). */
+int wm_grow(struct wm *wm);
 /* Clears reader slots left by dead processes (mdb_reader_check); returns how many. */
 int wm_reader_check(struct wm *wm);
 

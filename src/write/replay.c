@@ -81,9 +81,12 @@ fail:
     return rc;
 }
 
-int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, size_t errlen)
+/* One pass of wm_catch_up: from the model's applied position to head; *total counts
+ * the records applied. */
+static int catch_up_once(struct wm *wm, struct log *lg, uint64_t *total, char *err,
+                         size_t errlen)
 {
-    uint64_t pos, head = log_head(lg), total = 0;
+    uint64_t pos, head = log_head(lg);
     MDB_txn *txn;
     int rc = wm_begin(wm, 0, &txn);
     if (rc) {
@@ -92,8 +95,6 @@ int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, siz
     }
     rc = wm_get_applied(wm, txn, &pos);
     mdb_txn_abort(txn);
-    if (applied)
-        *applied = 0;
     if (rc) {
         snprintf(err, errlen, "reading the applied position: %s", write_strerror(rc));
         return rc;
@@ -112,13 +113,25 @@ int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, siz
     }
     int64_t n;
     while ((n = replay_batch(wm, rd, head, err, errlen)) > 0)
-        total += (uint64_t)n;
+        *total += (uint64_t)n;
     log_reader_close(rd);
-    if (applied)
-        *applied = total;
     if (n < 0)
         return (int)n;
     return 0;
+}
+
+/* A batch that fills the map is aborted; the map is doubled (wm_grow: no transaction is
+ * active here) and the catch-up goes on from the last committed batch. */
+int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, size_t errlen)
+{
+    uint64_t total = 0;
+    int rc;
+    while ((rc = catch_up_once(wm, lg, &total, err, errlen)) == MDB_MAP_FULL &&
+           (rc = wm_grow(wm)) == 0)
+        ;
+    if (applied)
+        *applied = total;
+    return rc;
 }
 
 int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)

@@ -7,8 +7,9 @@
  * writes the model.
  *
  *  - wm_catch_up: applies every published record after the model's applied position (up
- *    to log_head), in transactions of WM_REPLAY_BATCH records. If the model is ahead of the
- *    log it returns WM_EAHEAD and changes nothing.
+ *    to log_head), in transactions of WM_REPLAY_BATCH records, growing the map (wm_grow)
+ *    when one fills it. If the model is ahead of the log it returns WM_EAHEAD and changes
+ *    nothing.
  *  - write_model_rebuild: empties the model and replays the whole log from position 1.
  *  - write_model_open: a worker's start: opens DIR/write and decides between catch-up and
  *    rebuild (a rebuild restores a snapshot first when there is one, wsnap.h) (see write_model_open in replay.c for the cases).

@@ -43,6 +43,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.listen, "");
     ck_assert_int_eq(c.workers, 2);
     ck_assert_int_eq(c.threads, 4);
+    ck_assert_int_eq(c.command_threads, 8);
     ck_assert_uint_eq(c.segment_bytes, 67108864u);
     ck_assert_uint_eq(c.write_map_bytes, 1073741824u);
     ck_assert_uint_eq(c.read_map_bytes, 4294967296u);
@@ -64,6 +65,7 @@ START_TEST(test_every_key_from_file)
                                "listen=unix:/run/ef/command.sock\n"
                                "  workers\t=  7  \n"
                                "threads = 9 # inline comment\n"
+                               "command_threads = 11\n"
                                "segment_bytes = 8M\n"
                                "write_map_bytes = 2G\n"
                                "read_map_bytes = 3145728\n"
@@ -81,6 +83,7 @@ START_TEST(test_every_key_from_file)
     ck_assert_str_eq(c.listen, "unix:/run/ef/command.sock");
     ck_assert_int_eq(c.workers, 7);
     ck_assert_int_eq(c.threads, 9);
+    ck_assert_int_eq(c.command_threads, 11);
     ck_assert_uint_eq(c.segment_bytes, 8u << 20);
     ck_assert_uint_eq(c.write_map_bytes, 2ull << 30);
     ck_assert_uint_eq(c.read_map_bytes, 3145728u);
