@@ -9,7 +9,7 @@
 #include <string.h>
 
 char td_dir[TD_PATH_MAX];
-static char td_base[TD_PATH_MAX];
+static char td_base[48];
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

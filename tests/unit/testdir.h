@@ -12,7 +12,7 @@
 #ifndef EF_TESTDIR_H
 #define EF_TESTDIR_H
 
-#define TD_PATH_MAX 128
+#define TD_PATH_MAX 64
 
 extern char td_dir[TD_PATH_MAX];
 
