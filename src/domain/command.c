@@ -279,6 +279,8 @@ static void store_int(struct parser *ps, const struct field_spec *f, const char 
     memcpy((char *)value_base(ps) + f->off, &v, sizeof v);
 }
 
+static size_t utf8_check(const unsigned char *s, size_t len);
+
 static void store_str(struct parser *ps, const struct field_spec *f, const unsigned char *s,
                       size_t n)
 {
@@ -288,6 +290,12 @@ static void store_str(struct parser *ps, const struct field_spec *f, const unsig
     }
     if (memchr(s, '\0', n)) {
         problem_add_error(ps->p, ps->key, "must not contain NUL characters");
+        return;
+    }
+    /* The body was valid UTF-8, but yajl decodes an unpaired surrogate escape ("\udc00")
+     * into the bytes of a surrogate, which are not: such a string is refused, never stored. */
+    if (utf8_check(s, n) != n) {
+        problem_add_error(ps->p, ps->key, "must be valid Unicode (no unpaired surrogate escapes)");
         return;
     }
     if (f->type == FT_ID && !cmd_valid_id((const char *)s, n)) {
@@ -401,10 +409,15 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
     while (cut < n && cut > 0 && (key[cut] & 0xC0) == 0x80)
         cut--;
     int shown = (int)cut;
+    const char *label = (const char *)key;
+    if (utf8_check(key, cut) != cut) {
+        label = "(a key that is not valid Unicode)";
+        shown = (int)strlen(label);
+    }
     if (where == PC_LINE)
-        snprintf(ps->key, sizeof ps->key, "items[%zu].%.*s", ps->nlines - 1, shown, (const char *)key);
+        snprintf(ps->key, sizeof ps->key, "items[%zu].%.*s", ps->nlines - 1, shown, label);
     else
-        snprintf(ps->key, sizeof ps->key, "%.*s", shown, (const char *)key);
+        snprintf(ps->key, sizeof ps->key, "%.*s", shown, label);
     for (size_t i = 0; i < nfields; i++) {
         if (strlen(fields[i].name) != n || memcmp(fields[i].name, key, n) != 0)
             continue;

@@ -175,6 +175,15 @@ START_TEST(test_invalid_utf8_and_nul)
     ck_assert(has_error("name", "NUL"));
     /* Valid multi-byte UTF-8 is fine. */
     ck_assert_int_eq(parse("/api/users", "{\"user_id\":\"u1\",\"name\":\"Zo\xc3\xab \xe2\x82\xac\"}"), 0);
+    /* Escapes: a surrogate pair is one character; an unpaired surrogate escape would decode
+     * to invalid UTF-8 and is refused (fuzz regression command/unpaired-surrogate-escape). */
+    ck_assert_int_eq(parse("/api/users", "{\"user_id\":\"u1\",\"name\":\"\\ud83d\\ude00\"}"), 0);
+    ck_assert_int_eq(parse("/api/users", "{\"user_id\":\"u1\",\"name\":\"a\\udddd\"}"), 400);
+    ASSERT_PROBLEM(400, "validation_failed");
+    ck_assert(has_error("name", "Unicode"));
+    ck_assert_int_eq(parse("/api/users", "{\"user_id\":\"u1\",\"name\":\"n\",\"\\udc00\":1}"), 400);
+    ASSERT_PROBLEM(400, "validation_failed");
+    ck_assert(has_error("(a key that is not valid Unicode)", "unknown"));
 }
 END_TEST
 
