@@ -108,6 +108,8 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     rc = open_dbis(e);
     if (rc)
         goto fail;
+    if (!e->read_only)
+        e->cache = rm_cache_new();
     *out = e;
     return 0;
 fail:
@@ -121,6 +123,7 @@ void rm_env_close(struct rm_env *env)
         return;
     if (env->env)
         mdb_env_close(env->env);
+    rm_cache_free(env->cache);
     free(env);
 }
 
@@ -150,6 +153,8 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
     if (rc)
         return mdb_rc(rc);
     struct rm_txn *t = xcalloc(1, sizeof *t);
+    if (!rdonly)
+        rm_cache_reset(env->cache); /* empty already: commit and abort reset it */
     t->env = env;
     t->txn = txn;
     t->rdonly = rdonly;
@@ -173,9 +178,16 @@ static void txn_free(struct rm_txn *t)
 
 int rm_txn_commit(struct rm_txn *txn)
 {
-    int rc = mdb_txn_commit(txn->txn);
+    int rc = rm_cache_flush(txn);
+    if (rc) {
+        rm_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_rc(mdb_txn_commit(txn->txn));
+    if (!txn->rdonly)
+        rm_cache_reset(txn->env->cache);
     txn_free(txn);
-    return mdb_rc(rc);
+    return rc;
 }
 
 void rm_txn_abort(struct rm_txn *txn)
@@ -183,10 +195,27 @@ void rm_txn_abort(struct rm_txn *txn)
     if (!txn)
         return;
     mdb_txn_abort(txn->txn);
+    if (!txn->rdonly)
+        rm_cache_reset(txn->env->cache); /* unflushed writes die with the txn */
     txn_free(txn);
 }
 
 int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
+{
+    return rm_cache_get(t, db, k, kn, buf);
+}
+
+int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+{
+    return rm_cache_put(t, db, k, kn, v, vn);
+}
+
+int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    return rm_cache_del(t, db, k, kn);
+}
+
+int rm_get_copy_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
     MDB_val key = { kn, (void *)k }, v;
     int rc = mdb_get(t->txn, t->env->dbi[db], &key, &v);
@@ -199,13 +228,13 @@ int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, stru
     return 0;
 }
 
-int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+int rm_put_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     MDB_val key = { kn, (void *)k }, val = { vn, (void *)v };
     return mdb_rc(mdb_put(t->txn, t->env->dbi[db], &key, &val, 0));
 }
 
-int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
 {
     MDB_val key = { kn, (void *)k };
     int rc = mdb_del(t->txn, t->env->dbi[db], &key, NULL);
