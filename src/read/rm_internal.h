@@ -35,6 +35,11 @@ struct rm_env {
     MDB_dbi dbi[RM_DB_COUNT];
     int read_only;
     struct rm_cache *cache; /* the write txn's row cache (rm_cache.c); NULL when read-only */
+    /* Lazy sync (rm.h): lazy is set when the env was opened with MDB_NOSYNC; unsynced
+     * while the marker file exists. boot is this boot's id, dir the env's directory. */
+    int lazy, unsynced;
+    char boot[64];
+    char *dir;
 };
 
 /* Scratch buffers live in the txn so the fold allocates nothing per event once warm. */
