@@ -3,6 +3,7 @@
 #include "read/rm_layout.h"
 
 #include <assert.h>
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,10 +24,8 @@ void rm_put_u8(struct sbuf *sb, uint8_t v) { sbuf_append(sb, &v, 1); }
 
 void rm_put_u64(struct sbuf *sb, uint64_t v)
 {
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    sbuf_append(sb, b, 8);
+    v = htole64(v);
+    sbuf_append(sb, &v, 8);
 }
 
 void rm_put_str(struct sbuf *sb, struct rm_str s)
@@ -39,16 +38,15 @@ void rm_put_str(struct sbuf *sb, struct rm_str s)
 
 void rm_put_be64(unsigned char out[8], uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        out[i] = (unsigned char)(v >> (56 - 8 * i));
+    v = htobe64(v);
+    memcpy(out, &v, 8);
 }
 
 uint64_t rm_get_be64(const unsigned char in[8])
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, in, 8);
+    return be64toh(v);
 }
 
 /* The reader never reads past n: a short value sets bad and yields zeros, so a decoder can
@@ -82,9 +80,8 @@ uint64_t rm_read_u64(struct rm_reader *r)
     const unsigned char *p = take(r, 8);
     uint64_t v = 0;
     if (p)
-        for (int i = 7; i >= 0; i--)
-            v = (v << 8) | p[i];
-    return v;
+        memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 struct rm_str rm_read_str(struct rm_reader *r)
@@ -112,8 +109,8 @@ static inline unsigned char *w_u8(unsigned char *p, uint8_t v)
 
 static inline unsigned char *w_u64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    v = htole64(v);
+    memcpy(p, &v, 8);
     return p + 8;
 }
 
@@ -176,9 +173,8 @@ static inline uint64_t rd_u64(struct rm_reader *r)
     const unsigned char *p = rd_take(r, 8);
     uint64_t v = 0;
     if (p)
-        for (int i = 7; i >= 0; i--)
-            v = (v << 8) | p[i];
-    return v;
+        memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 static inline int64_t read_i64(struct rm_reader *r) { return (int64_t)rd_u64(r); }

@@ -119,8 +119,11 @@ struct pstate {
 
 static const struct field *lookup(const struct field *f, const unsigned char *k, size_t n)
 {
+    if (n == 0)
+        return NULL; /* no field has an empty name */
+    /* First byte first: most keys are told apart without a string compare. */
     for (; f->key; f++)
-        if (strlen(f->key) == n && memcmp(f->key, k, n) == 0)
+        if ((unsigned char)f->key[0] == k[0] && strlen(f->key) == n && memcmp(f->key, k, n) == 0)
             return f;
     return NULL;
 }
