@@ -8,10 +8,19 @@
  * dirty ones are written to LMDB, sorted by key, when the transaction commits (or when a
  * cursor is about to read a cached database, rm_cache_flush).
  *
+ * Across transactions the clean rows stay (users, items and category counters are hot:
+ * a batch then starts with them instead of reading them from LMDB again), but only as long
+ * as this cache saw every commit to the environment: a write txn whose id is not the one
+ * after the last commit seen here (another process wrote in between, e.g. eventfoldctl dlq)
+ * starts from an empty cache. Orders are dropped (an order is rarely
+ * touched by two batches) once the cache exceeds WC_KEEP_MAX rows, and everything if the
+ * rest is still more than half of that.
+ *
  * Invariants
  *  - Only write transactions use the cache, and only one write transaction per environment
- *    exists at a time (LMDB's writer lock), so the cache lives in the rm_env and is empty
- *    between transactions (rm_cache_reset at begin, commit and abort).
+ *    exists at a time (LMDB's writer lock), so the cache lives in the rm_env.
+ *  - Between transactions every entry is clean and equals the committed value of txn
+ *    `txnid`; an aborted txn empties the cache.
  *  - For a cached database, "the value of key k in this txn" is the cache entry when there
  *    is one (state PRESENT: its bytes; ABSENT: no such key), else LMDB's.
  *  - A dirty entry differs (or may differ) from LMDB's; a clean one equals it.
@@ -47,9 +56,16 @@ struct wc_chunk {
 
 #define WC_RECENT 16 /* a power of two */
 
+#define WC_KEEP_MAX 32768 /* rows kept across transactions at most */
+
 struct rm_cache {
     struct wc_entry *slots; /* open addressing, linear probing; cap is a power of two */
     size_t cap, used;
+    size_t txnid; /* the commit the kept rows reflect (0: none kept) */
+    /* The dirty entries (rebuilt when the slots move), so that a commit visits only what
+     * it writes, not the whole table the kept rows fill. */
+    struct wc_entry **dirty;
+    size_t ndirty, dirty_cap;
     /* The entries used last, by hash: an event gets and puts the same few rows several
      * times, and a hit here touches only memory that is already in the CPU cache instead
      * of a random slot of a table of megabytes. Cleared when the slots move. */
@@ -136,6 +152,10 @@ static void grow(struct rm_cache *c)
         c->slots[j] = old[i];
     }
     free(old);
+    c->ndirty = 0;
+    for (size_t i = 0; i < ncap; i++)
+        if (c->slots[i].state != WC_EMPTY && c->slots[i].dirty)
+            c->dirty[c->ndirty++] = &c->slots[i]; /* fits: the same entries as before */
 }
 
 /* Stores value v (n bytes) in a new or existing entry e (whose key is set, or k to copy). */
@@ -162,6 +182,18 @@ static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, siz
 
 static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
 
+static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
+{
+    if (e->dirty)
+        return;
+    if (c->ndirty == c->dirty_cap) {
+        c->dirty_cap = c->dirty_cap ? 2 * c->dirty_cap : 1024;
+        c->dirty = xrealloc(c->dirty, c->dirty_cap * sizeof *c->dirty);
+    }
+    c->dirty[c->ndirty++] = e;
+    e->dirty = 1;
+}
+
 struct rm_cache *rm_cache_new(void) { return xcalloc(1, sizeof(struct rm_cache)); }
 
 void rm_cache_free(struct rm_cache *c)
@@ -174,6 +206,7 @@ void rm_cache_free(struct rm_cache *c)
         c->chunks = n;
     }
     free(c->slots);
+    free(c->dirty);
     free(c);
 }
 
@@ -184,6 +217,7 @@ void rm_cache_reset(struct rm_cache *c)
     memset(c->slots, 0, c->cap * sizeof *c->slots);
     memset(c->recent, 0, sizeof c->recent);
     c->used = 0;
+    c->ndirty = 0;
     /* Keep one chunk (the newest) for the next txn; a big batch's extra memory goes. */
     struct wc_chunk *keep = c->chunks;
     struct wc_chunk *ch = keep->next;
@@ -194,6 +228,53 @@ void rm_cache_reset(struct rm_cache *c)
     }
     keep->next = NULL;
     keep->used = 0;
+}
+
+/* Keeps the rows worth keeping after a commit: every row but orders, in a fresh table
+ * and arena (so the memory of dropped rows goes too). */
+static void keep_hot_rows(struct rm_cache *c)
+{
+    struct wc_entry *old = c->slots;
+    size_t ocap = c->cap;
+    struct wc_chunk *chunks = c->chunks;
+    c->slots = xcalloc(ocap, sizeof *c->slots);
+    c->chunks = NULL;
+    c->used = 0;
+    memset(c->recent, 0, sizeof c->recent);
+    for (size_t i = 0; i < ocap; i++) {
+        struct wc_entry *o = &old[i];
+        if (o->state == WC_EMPTY || o->db == RM_DB_ORDERS)
+            continue;
+        assert(!o->dirty);
+        struct wc_entry *e = slot(c, (enum rm_dbi)o->db, o->key, o->klen);
+        set_value(c, e, o->key, o->klen, o->val, o->vlen);
+        e->state = o->state;
+    }
+    free(old);
+    while (chunks) {
+        struct wc_chunk *n = chunks->next;
+        free(chunks);
+        chunks = n;
+    }
+}
+
+void rm_cache_begin(struct rm_cache *c, size_t txnid)
+{
+    if (c && c->used && txnid != c->txnid + 1)
+        rm_cache_reset(c); /* someone else committed since: the kept rows may be stale */
+}
+
+void rm_cache_committed(struct rm_cache *c, size_t txnid)
+{
+    if (!c || c->used == 0)
+        return;
+    assert(c->ndirty == 0);
+    c->txnid = txnid;
+    if (c->used <= WC_KEEP_MAX)
+        return;
+    keep_hot_rows(c);
+    if (c->used > WC_KEEP_MAX / 2)
+        rm_cache_reset(c);
 }
 
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
@@ -233,7 +314,7 @@ int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, con
     struct wc_entry *e = slot(c, db, k, kn);
     set_value(c, e, k, kn, v, vn);
     e->state = WC_PRESENT;
-    e->dirty = 1;
+    mark_dirty(c, e);
     return 0;
 }
 
@@ -249,7 +330,7 @@ int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
         set_value(c, e, k, kn, NULL, 0);
     e->vlen = 0;
     e->state = WC_ABSENT;
-    e->dirty = 1;
+    mark_dirty(c, e);
     return 0;
 }
 
@@ -287,11 +368,13 @@ int rm_cache_flush(struct rm_txn *t)
     struct rm_cache *c = t->env->cache;
     if (t->rdonly || !c || c->used == 0)
         return 0;
-    struct wc_sorted *dirty = xmalloc(c->used * sizeof *dirty);
+    if (c->ndirty == 0)
+        return 0;
+    struct wc_sorted *dirty = xmalloc(c->ndirty * sizeof *dirty);
     size_t n = 0;
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i].state != WC_EMPTY && c->slots[i].dirty)
-            dirty[n++] = (struct wc_sorted){ sort_prefix(&c->slots[i]), &c->slots[i] };
+    for (size_t i = 0; i < c->ndirty; i++)
+        dirty[n++] = (struct wc_sorted){ sort_prefix(c->dirty[i]), c->dirty[i] };
+    c->ndirty = 0;
     /* Sorted puts walk the B-trees in order: neighbouring keys share the pages just read. */
     qsort(dirty, n, sizeof *dirty, cmp_sorted);
     int rc = 0;

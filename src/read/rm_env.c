@@ -290,9 +290,9 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
     int rc = mdb_txn_begin(env->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     if (rc)
         return mdb_rc(rc);
-    struct rm_txn *t = xcalloc(1, sizeof *t);
     if (!rdonly)
-        rm_cache_reset(env->cache); /* empty already: commit and abort reset it */
+        rm_cache_begin(env->cache, mdb_txn_id(txn));
+    struct rm_txn *t = xcalloc(1, sizeof *t);
     t->env = env;
     t->txn = txn;
     t->rdonly = rdonly;
@@ -321,9 +321,17 @@ int rm_txn_commit(struct rm_txn *txn)
         rm_txn_abort(txn);
         return rc;
     }
+    size_t id = mdb_txn_id(txn->txn);
     rc = mdb_rc(mdb_txn_commit(txn->txn));
-    if (!txn->rdonly)
-        rm_cache_reset(txn->env->cache);
+    if (!txn->rdonly) {
+        /* A txn that wrote nothing commits without taking its id (the next one reuses
+         * it): the kept rows then only stay valid if the env's last commit is this one. */
+        MDB_envinfo info;
+        if (rc == 0 && mdb_env_info(txn->env->env, &info) == 0 && info.me_last_txnid == id)
+            rm_cache_committed(txn->env->cache, id);
+        else
+            rm_cache_reset(txn->env->cache);
+    }
     txn_free(txn);
     return rc;
 }

@@ -74,6 +74,10 @@ int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
 struct rm_cache *rm_cache_new(void);
 void rm_cache_free(struct rm_cache *c); /* accepts NULL */
 void rm_cache_reset(struct rm_cache *c); /* accepts NULL */
+/* A write txn with LMDB id txnid begins (the kept rows are dropped unless it directly
+ * follows the last commit seen); one committed as txnid (flushed: every row is clean). */
+void rm_cache_begin(struct rm_cache *c, size_t txnid);
+void rm_cache_committed(struct rm_cache *c, size_t txnid);
 int rm_cache_flush(struct rm_txn *t);
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
