@@ -219,7 +219,11 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     /* Whoever opens a model checks its lazy-sync marker: nobody reads or writes a model
      * that may have been torn by a machine crash (rm.h, "Lazy sync"). */
     read_boot_id(e->boot, sizeof e->boot);
-    e->dir = xstrdup(dir);
+    /* The model's own directory, not DIR/read/current: once a rebuild has switched
+     * "current", syncing or closing this env must not touch the new model's marker. */
+    e->dir = realpath(dir, NULL);
+    if (!e->dir)
+        e->dir = xstrdup(dir); /* mdb_env_open reports a missing directory */
     int present = 0;
     rc = check_marker(dir, e->boot, &present);
     if (rc)
