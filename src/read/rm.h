@@ -87,7 +87,8 @@ struct rm_options {
  * (RM_EUNSYNCED) a model whose marker names another boot: the machine went down while
  * it was dirty, so it cannot be trusted and must be replaced (rebuild.h). A marker of
  * this boot only means a process died, which loses nothing. Without a readable boot id,
- * rm_env_lazy_sync() leaves the commits synced (MDB_NOMETASYNC). */
+ * rm_env_lazy_sync() leaves the commits synced (MDB_NOMETASYNC); so does a marker that
+ * cannot be written for a full disk (until the env is reopened). */
 #define RM_UNSYNCED_FILE "unsynced"
 
 /* Opens (creating when not read_only) the environment in directory dir, which must exist.

@@ -158,6 +158,8 @@ static int write_marker(struct rm_env *e)
         rc = fsync_dir(e->dir);
     if (rc == 0)
         e->unsynced = 1;
+    else
+        unlink(path); /* a partial marker would only cost a needless replacement later */
     return rc;
 }
 
@@ -287,6 +289,12 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
      * (pages can be spilled before the commit), so it is written here. */
     if (!rdonly && env->lazy && !env->unsynced) {
         int rc = write_marker(env);
+        /* A full disk may still leave LMDB free pages to commit into, as before lazy
+         * sync: fall back to synced commits (until the env is reopened). */
+        if ((rc == -ENOSPC || rc == -EDQUOT) && mdb_env_set_flags(env->env, MDB_NOSYNC, 0) == 0) {
+            env->lazy = 0;
+            rc = 0;
+        }
         if (rc)
             return rc;
     }
