@@ -145,12 +145,13 @@ int rdir_switch(const char *data_dir, const char *name, char *old, size_t oldlen
 
 int rdir_remove_model(const char *data_dir, const char *name)
 {
-    static const char *const files[] = { "data.mdb", "lock.mdb" };
+    /* "unsynced": the lazy-sync marker of rm.h (RM_UNSYNCED_FILE). */
+    static const char *const files[] = { "data.mdb", "lock.mdb", "unsynced" };
     char path[RDIR_PATH_MAX], file[RDIR_PATH_MAX];
     int rc = rdir_path(data_dir, name, path, sizeof path);
     if (rc)
         return rc;
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (rdir_join(file, sizeof file, path, files[i]) == 0 && unlink(file) < 0 && errno != ENOENT)
             return -errno;
     }

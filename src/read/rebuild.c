@@ -230,3 +230,30 @@ out:
         close(lock_fd);
     return rc;
 }
+
+int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position)
+{
+    int lock_fd = -1;
+    char name[64], model[RDIR_PATH_MAX];
+    *position = 0;
+    int rc = take_lock(data_dir, &lock_fd);
+    if (rc == 0)
+        rc = rdir_new_model(data_dir, name, sizeof name);
+    if (rc == 0)
+        rc = rdir_path(data_dir, name, model, sizeof model);
+    if (rc)
+        goto out;
+    rc = seed_from_snapshot(data_dir, model, position);
+    if (rc == 0 && *position > 0)
+        rc = model_position(model, map_bytes, position);
+    if (rc == 0)
+        rc = switch_model(data_dir, name, *position);
+    if (rc) {
+        LOG_ERROR("cannot replace the untrusted read model: %s", rm_strerror(rc));
+        rdir_remove_model(data_dir, name);
+    }
+out:
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}

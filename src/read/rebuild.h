@@ -32,4 +32,11 @@ struct rebuild_result {
 /* Returns 0, or a negative code (logged). */
 int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res);
 
+/* Replaces DIR/read/current at once, without folding, by a model seeded from the newest
+ * valid snapshot (or an empty one): for a current model that cannot be trusted
+ * (rm_env_open said RM_EUNSYNCED: the machine went down while it had unsynced commits).
+ * Queries then answer from that consistent, older model while the live tailer folds on
+ * from *position. Takes the rebuild lock (-EBUSY while a rebuild runs). */
+int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position);
+
 #endif

@@ -48,6 +48,7 @@ enum {
     RM_EFORMAT = -11002,   /* a stored value of an unknown layout version, or truncated */
     RM_EBADARG = -11003,   /* invalid argument */
     RM_EORDER = -11004,    /* a record at an unexpected position (not applied + 1) */
+    RM_EUNSYNCED = -11005, /* the machine went down while the model had unsynced commits */
 };
 
 /* Returns a static description of any code returned by this module. */
@@ -63,13 +64,42 @@ struct rm_options {
     int read_only;      /* MDB_RDONLY: query workers, status */
 };
 
+/* Lazy sync (the tailer's environments).
+ *
+ * A commit that fsyncs its pages costs milliseconds, more while the log's group commit
+ * competes for the disk, and every read-your-writes query waits for it. The read model
+ * does not need that durability: it is derived from the durable log (API.md section 7)
+ * and can be refolded. What it needs is to be consistent whenever it is read:
+ *
+ *  - A process crash (kill -9) with MDB_NOSYNC loses nothing: LMDB writes the data pages
+ *    and then the meta page with write(2), all of it in the page cache, which outlives the
+ *    process; the model is exactly its last commit, with the position in the same commit.
+ *  - A machine crash (power loss, kernel panic) can leave on disk a meta page whose pages
+ *    were never written, or pages of the last tree overwritten by later commits: the
+ *    environment may be corrupt (MDB_NOMETASYNC alone would keep it consistent, at the cost
+ *    of one fdatasync per commit).
+ *
+ * So a lazy environment keeps a marker file DIR/unsynced (RM_UNSYNCED_FILE) holding the
+ * kernel's boot id whenever it may have commits that are not on disk: the marker is written
+ * and fsynced before the first write transaction after a sync begins (before LMDB can
+ * write any page, spilled ones included), and removed only after rm_env_sync() made
+ * everything durable (the tailer syncs when idle and on close). rm_env_open() then refuses
+ * (RM_EUNSYNCED) a model whose marker names another boot: the machine went down while
+ * it was dirty, so it cannot be trusted and must be replaced (rebuild.h). A marker of
+ * this boot only means a process died, which loses nothing. Without a readable boot id,
+ * rm_env_lazy_sync() leaves the commits synced (MDB_NOMETASYNC); so does a marker that
+ * cannot be written for a full disk (until the env is reopened). */
+#define RM_UNSYNCED_FILE "unsynced"
+
 /* Opens (creating when not read_only) the environment in directory dir, which must exist.
  * Read-only: -ENOENT when there is no data.mdb, RM_ENOTFOUND when its databases were never
  * created (a model nobody has initialized yet).
  * Checks the stored layout version (RM_EFORMAT if it is not RM_FORMAT). Clears stale reader
  * slots (mdb_reader_check). *out is owned by the caller, freed by rm_env_close(). */
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out);
-void rm_env_close(struct rm_env *env); /* accepts NULL */
+/* Closes env; a lazy env is synced first (best effort: on failure the marker stays, so the
+ * model is distrusted only after a machine crash). Accepts NULL. */
+void rm_env_close(struct rm_env *env);
 /* Clears reader slots of dead processes; returns how many, or a negative code. */
 int rm_env_reader_check(struct rm_env *env);
 /* Adopts the map size another process grew the environment to (after MDB_MAP_RESIZED from
@@ -77,6 +107,16 @@ int rm_env_reader_check(struct rm_env *env);
 int rm_env_adopt_mapsize(struct rm_env *env);
 /* Copies the environment, compacted, into directory dst (which must exist and be empty). */
 int rm_env_copy(struct rm_env *env, const char *dst);
+/* Turns lazy sync on for a writable env (right after rm_env_open, before any txn): its
+ * commits no longer wait for the disk. Returns 1 if on, 0 if not possible (read-only, or
+ * no boot id to tell a machine crash from a process crash), or a negative code. */
+int rm_env_lazy_sync(struct rm_env *env);
+/* Lazy sync: 1 when commits may be missing from the disk (the marker is present). */
+int rm_env_unsynced(const struct rm_env *env);
+/* Lazy sync: makes every commit durable and removes the marker. No write txn of this
+ * process may be active. 0 (also for an env that is not lazy or has nothing to sync), or a
+ * negative code (the marker then stays). */
+int rm_env_sync(struct rm_env *env);
 
 /* Begins a transaction (read-only when rdonly). *out is owned by the caller until
  * rm_txn_commit()/rm_txn_abort(), which free it. */

@@ -3,6 +3,7 @@
 #include "read/rm_layout.h"
 
 #include <assert.h>
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,10 +24,8 @@ void rm_put_u8(struct sbuf *sb, uint8_t v) { sbuf_append(sb, &v, 1); }
 
 void rm_put_u64(struct sbuf *sb, uint64_t v)
 {
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    sbuf_append(sb, b, 8);
+    v = htole64(v);
+    sbuf_append(sb, &v, 8);
 }
 
 void rm_put_str(struct sbuf *sb, struct rm_str s)
@@ -39,16 +38,15 @@ void rm_put_str(struct sbuf *sb, struct rm_str s)
 
 void rm_put_be64(unsigned char out[8], uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        out[i] = (unsigned char)(v >> (56 - 8 * i));
+    v = htobe64(v);
+    memcpy(out, &v, 8);
 }
 
 uint64_t rm_get_be64(const unsigned char in[8])
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, in, 8);
+    return be64toh(v);
 }
 
 /* The reader never reads past n: a short value sets bad and yields zeros, so a decoder can
@@ -82,9 +80,8 @@ uint64_t rm_read_u64(struct rm_reader *r)
     const unsigned char *p = take(r, 8);
     uint64_t v = 0;
     if (p)
-        for (int i = 7; i >= 0; i--)
-            v = (v << 8) | p[i];
-    return v;
+        memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 struct rm_str rm_read_str(struct rm_reader *r)
@@ -99,14 +96,106 @@ struct rm_str rm_read_str(struct rm_reader *r)
     return s;
 }
 
-static void put_i64(struct sbuf *sb, int64_t v) { rm_put_u64(sb, (uint64_t)v); }
-static int64_t read_i64(struct rm_reader *r) { return (int64_t)rm_read_u64(r); }
+/* The fold encodes and decodes a user, an item or an order several times per event, so
+ * the value codecs below do not go through the checked per-field functions above: an
+ * encoder reserves its whole value once and stores the fields with the unchecked w_*
+ * helpers; a decoder reads with the inline rd_* helpers (the same bounds rule as
+ * rm_reader: a short value sets bad and yields zeros). Same bytes as the functions above. */
+static inline unsigned char *w_u8(unsigned char *p, uint8_t v)
+{
+    *p = v;
+    return p + 1;
+}
+
+static inline unsigned char *w_u64(unsigned char *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, 8);
+    return p + 8;
+}
+
+static inline unsigned char *w_u16(unsigned char *p, size_t v)
+{
+    p[0] = (unsigned char)(v & 0xff);
+    p[1] = (unsigned char)(v >> 8);
+    return p + 2;
+}
+
+static inline unsigned char *w_str(unsigned char *p, struct rm_str s)
+{
+    assert(s.n <= UINT16_MAX);
+    p = w_u16(p, s.n);
+    if (s.n)
+        memcpy(p, s.p, s.n);
+    return p + s.n;
+}
+
+/* Reserves n bytes at the end of out; returns where they start. w_end() closes. */
+static inline unsigned char *w_begin(struct sbuf *out, size_t n)
+{
+    sbuf_reserve(out, n);
+    return (unsigned char *)out->data + out->len;
+}
+
+static inline void w_end(struct sbuf *out, unsigned char *end)
+{
+    out->len = (size_t)((char *)end - out->data);
+    assert(out->len < out->cap);
+    out->data[out->len] = '\0';
+}
+
+static inline const unsigned char *rd_take(struct rm_reader *r, size_t k)
+{
+    if (r->bad || r->n < k) {
+        r->bad = 1;
+        return NULL;
+    }
+    const unsigned char *p = r->p;
+    r->p += k;
+    r->n -= k;
+    return p;
+}
+
+static inline uint8_t rd_u8(struct rm_reader *r)
+{
+    const unsigned char *p = rd_take(r, 1);
+    return p ? p[0] : 0;
+}
+
+static inline uint16_t rd_u16(struct rm_reader *r)
+{
+    const unsigned char *p = rd_take(r, 2);
+    return p ? (uint16_t)(p[0] | (p[1] << 8)) : 0;
+}
+
+static inline uint64_t rd_u64(struct rm_reader *r)
+{
+    const unsigned char *p = rd_take(r, 8);
+    uint64_t v = 0;
+    if (p)
+        memcpy(&v, p, 8);
+    return le64toh(v);
+}
+
+static inline int64_t read_i64(struct rm_reader *r) { return (int64_t)rd_u64(r); }
+
+static inline struct rm_str rd_str(struct rm_reader *r)
+{
+    struct rm_str s = { "", 0 };
+    size_t n = rd_u16(r);
+    const unsigned char *p = rd_take(r, n);
+    if (p) {
+        s.p = (const char *)p;
+        s.n = n;
+    }
+    return s;
+}
 
 /* Opens a reader on a value and checks its version byte. */
 static struct rm_reader reader_open(const void *p, size_t n)
 {
     struct rm_reader r = { p, n, 0 };
-    if (rm_read_u8(&r) != RM_VAL_V1)
+    if (rd_u8(&r) != RM_VAL_V1)
         r.bad = 1;
     return r;
 }
@@ -120,24 +209,28 @@ void rm_order_clear(struct rm_order *o)
 void rm_order_encode(const struct rm_order *o, struct sbuf *out)
 {
     assert(rm_status_name(o->status) != NULL && o->nlines <= RM_MAX_LINES);
-    rm_put_u8(out, RM_VAL_V1);
-    rm_put_u8(out, (uint8_t)o->status);
-    rm_put_u64(out, o->version);
-    put_i64(out, o->created_at);
-    put_i64(out, o->updated_at);
-    put_i64(out, o->amount);
-    rm_put_u64(out, o->created_position);
-    rm_put_str(out, o->user);
-    unsigned char b[2] = { (unsigned char)(o->nlines & 0xff), (unsigned char)(o->nlines >> 8) };
-    sbuf_append(out, b, 2);
+    size_t n = 2 + 5 * 8 + 2 + o->user.n + 2;
+    for (size_t i = 0; i < o->nlines; i++)
+        n += 3 * 2 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * 8;
+    unsigned char *p = w_begin(out, n);
+    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, (uint8_t)o->status);
+    p = w_u64(p, o->version);
+    p = w_u64(p, (uint64_t)o->created_at);
+    p = w_u64(p, (uint64_t)o->updated_at);
+    p = w_u64(p, (uint64_t)o->amount);
+    p = w_u64(p, o->created_position);
+    p = w_str(p, o->user);
+    p = w_u16(p, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         const struct rm_line *l = &o->lines[i];
-        rm_put_str(out, l->item);
-        rm_put_str(out, l->name);
-        rm_put_str(out, l->category);
-        put_i64(out, l->quantity);
-        put_i64(out, l->price);
+        p = w_str(p, l->item);
+        p = w_str(p, l->name);
+        p = w_str(p, l->category);
+        p = w_u64(p, (uint64_t)l->quantity);
+        p = w_u64(p, (uint64_t)l->price);
     }
+    w_end(out, p);
 }
 
 /* On success o->lines is allocated (rm_order_clear frees it); on failure o is cleared. */
@@ -145,22 +238,22 @@ int rm_order_decode(const void *p, size_t n, struct rm_order *o)
 {
     memset(o, 0, sizeof *o);
     struct rm_reader r = reader_open(p, n);
-    o->status = rm_read_u8(&r);
-    o->version = rm_read_u64(&r);
+    o->status = rd_u8(&r);
+    o->version = rd_u64(&r);
     o->created_at = read_i64(&r);
     o->updated_at = read_i64(&r);
     o->amount = read_i64(&r);
-    o->created_position = rm_read_u64(&r);
-    o->user = rm_read_str(&r);
-    o->nlines = rm_read_u16(&r);
+    o->created_position = rd_u64(&r);
+    o->user = rd_str(&r);
+    o->nlines = rd_u16(&r);
     if (r.bad || o->nlines > RM_MAX_LINES || rm_status_name(o->status) == NULL)
         goto fail;
     o->lines = xcalloc(o->nlines ? o->nlines : 1, sizeof *o->lines);
     for (size_t i = 0; i < o->nlines; i++) {
         struct rm_line *l = &o->lines[i];
-        l->item = rm_read_str(&r);
-        l->name = rm_read_str(&r);
-        l->category = rm_read_str(&r);
+        l->item = rd_str(&r);
+        l->name = rd_str(&r);
+        l->category = rd_str(&r);
         l->quantity = read_i64(&r);
         l->price = read_i64(&r);
     }
@@ -174,47 +267,51 @@ fail:
 
 void rm_user_encode(const struct rm_user *u, struct sbuf *out)
 {
-    rm_put_u8(out, RM_VAL_V1);
-    rm_put_u8(out, (uint8_t)(u->registered != 0));
-    rm_put_str(out, u->name);
-    put_i64(out, u->balance);
-    rm_put_u64(out, u->order_count);
-    put_i64(out, u->total_spent);
-    rm_put_u64(out, u->spent_orders);
-    put_i64(out, u->last_order_at);
+    unsigned char *p = w_begin(out, 2 + 2 + u->name.n + 5 * 8);
+    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, (uint8_t)(u->registered != 0));
+    p = w_str(p, u->name);
+    p = w_u64(p, (uint64_t)u->balance);
+    p = w_u64(p, u->order_count);
+    p = w_u64(p, (uint64_t)u->total_spent);
+    p = w_u64(p, u->spent_orders);
+    p = w_u64(p, (uint64_t)u->last_order_at);
+    w_end(out, p);
 }
 
 int rm_user_decode(const void *p, size_t n, struct rm_user *u)
 {
     struct rm_reader r = reader_open(p, n);
-    u->registered = rm_read_u8(&r);
-    u->name = rm_read_str(&r);
+    u->registered = rd_u8(&r);
+    u->name = rd_str(&r);
     u->balance = read_i64(&r);
-    u->order_count = rm_read_u64(&r);
+    u->order_count = rd_u64(&r);
     u->total_spent = read_i64(&r);
-    u->spent_orders = rm_read_u64(&r);
+    u->spent_orders = rd_u64(&r);
     u->last_order_at = read_i64(&r);
     return r.bad ? RM_EFORMAT : 0;
 }
 
 void rm_item_encode(const struct rm_item *it, struct sbuf *out)
 {
-    rm_put_u8(out, RM_VAL_V1);
-    rm_put_u8(out, (uint8_t)(it->registered != 0));
-    rm_put_str(out, it->name);
-    rm_put_str(out, it->category);
-    put_i64(out, it->price);
-    put_i64(out, it->restocked);
-    put_i64(out, it->reserved);
-    put_i64(out, it->sold);
+    unsigned char *p = w_begin(out, 2 + 4 + it->name.n + it->category.n + 4 * 8);
+    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, (uint8_t)(it->registered != 0));
+    p = w_str(p, it->name);
+    p = w_str(p, it->category);
+    p = w_u64(p, (uint64_t)it->price);
+    p = w_u64(p, (uint64_t)it->restocked);
+    p = w_u64(p, (uint64_t)it->reserved);
+    p = w_u64(p, (uint64_t)it->sold);
+    w_end(out, p);
 }
 
 int rm_item_decode(const void *p, size_t n, struct rm_item *it)
 {
     struct rm_reader r = reader_open(p, n);
-    it->registered = rm_read_u8(&r);
-    it->name = rm_read_str(&r);
-    it->category = rm_read_str(&r);
+    it->registered = rd_u8(&r);
+    it->name = rd_str(&r);
+    it->category = rd_str(&r);
     it->price = read_i64(&r);
     it->restocked = read_i64(&r);
     it->reserved = read_i64(&r);
@@ -224,19 +321,21 @@ int rm_item_decode(const void *p, size_t n, struct rm_item *it)
 
 void rm_daily_encode(const struct rm_daily *d, struct sbuf *out)
 {
-    rm_put_u8(out, RM_VAL_V1);
-    rm_put_u64(out, d->created);
-    rm_put_u64(out, d->paid);
-    rm_put_u64(out, d->cancelled);
-    put_i64(out, d->revenue);
+    unsigned char *p = w_begin(out, 1 + 4 * 8);
+    p = w_u8(p, RM_VAL_V1);
+    p = w_u64(p, d->created);
+    p = w_u64(p, d->paid);
+    p = w_u64(p, d->cancelled);
+    p = w_u64(p, (uint64_t)d->revenue);
+    w_end(out, p);
 }
 
 int rm_daily_decode(const void *p, size_t n, struct rm_daily *d)
 {
     struct rm_reader r = reader_open(p, n);
-    d->created = rm_read_u64(&r);
-    d->paid = rm_read_u64(&r);
-    d->cancelled = rm_read_u64(&r);
+    d->created = rd_u64(&r);
+    d->paid = rd_u64(&r);
+    d->cancelled = rd_u64(&r);
     d->revenue = read_i64(&r);
     return r.bad ? RM_EFORMAT : 0;
 }

@@ -1,8 +1,11 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "read/rm.h"
 #include "read/rm_internal.h"
@@ -23,6 +26,7 @@ const char *rm_strerror(int err)
     case RM_EFORMAT: return "read model value of an unknown format, or truncated";
     case RM_EBADARG: return "invalid argument";
     case RM_EORDER: return "record out of order";
+    case RM_EUNSYNCED: return "read model had unsynced commits when the machine went down";
     default: break;
     }
     if (err < 0 && err > -4096)
@@ -76,6 +80,122 @@ fail:
     return rc == MDB_NOTFOUND ? RM_ENOTFOUND : mdb_rc(rc);
 }
 
+/* --- lazy sync (rm.h) ------------------------------------------------------------ */
+
+/* This boot's id into out ("" when /proc does not tell). */
+static void read_boot_id(char *out, size_t cap)
+{
+    out[0] = '\0';
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+static int marker_path(const char *dir, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, RM_UNSYNCED_FILE);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* Reads the marker of dir: 0 when there is none (*present 0) or it is this boot's
+ * (*present 1), RM_EUNSYNCED when it names another boot (or is unreadable garbage), or a
+ * negative errno. boot is this boot's id ("": unknown, then any marker is distrusted). */
+static int check_marker(const char *dir, const char *boot, int *present)
+{
+    char path[4096], then[64];
+    *present = 0;
+    int rc = marker_path(dir, path, sizeof path);
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    ssize_t n = read(fd, then, sizeof then - 1);
+    rc = n < 0 ? -errno : 0;
+    close(fd);
+    if (rc)
+        return rc;
+    then[n] = '\0';
+    *present = 1;
+    return boot[0] && strcmp(then, boot) == 0 ? 0 : RM_EUNSYNCED;
+}
+
+/* Writes the marker durably (file and directory entry) before any unsynced commit. */
+static int write_marker(struct rm_env *e)
+{
+    char path[4096];
+    int rc = marker_path(e->dir, path, sizeof path);
+    if (rc)
+        return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(e->boot);
+    ssize_t w = write(fd, e->boot, len);
+    if (w < 0)
+        rc = -errno;
+    else if ((size_t)w != len)
+        rc = -EIO; /* a short write of 37 bytes: the disk is full */
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = fsync_dir(e->dir);
+    if (rc == 0)
+        e->unsynced = 1;
+    else
+        unlink(path); /* a partial marker would only cost a needless replacement later */
+    return rc;
+}
+
+int rm_env_lazy_sync(struct rm_env *env)
+{
+    if (env->read_only || !env->boot[0])
+        return 0;
+    /* NOSYNC only now: creating the dbis at open committed with a sync, before any
+     * marker was needed. */
+    int rc = mdb_env_set_flags(env->env, MDB_NOSYNC, 1);
+    if (rc)
+        return mdb_rc(rc);
+    env->lazy = 1;
+    return 1;
+}
+
+int rm_env_unsynced(const struct rm_env *env) { return env->lazy && env->unsynced; }
+
+int rm_env_sync(struct rm_env *env)
+{
+    if (!rm_env_unsynced(env))
+        return 0;
+    int rc = mdb_env_sync(env->env, 1);
+    if (rc)
+        return mdb_rc(rc);
+    char path[4096];
+    rc = marker_path(env->dir, path, sizeof path);
+    if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
+        rc = -errno;
+    if (rc == 0)
+        rc = fsync_dir(env->dir);
+    if (rc == 0)
+        env->unsynced = 0;
+    return rc;
+}
+
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out)
 {
     struct rm_env *e = xcalloc(1, sizeof *e);
@@ -98,6 +218,19 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
      * the data, and the tailer refolds from whatever position survived. */
     unsigned flags = MDB_NOTLS;
     flags |= e->read_only ? MDB_RDONLY : MDB_NOMETASYNC;
+    /* Whoever opens a model checks its lazy-sync marker: nobody reads or writes a model
+     * that may have been torn by a machine crash (rm.h, "Lazy sync"). */
+    read_boot_id(e->boot, sizeof e->boot);
+    /* The model's own directory, not DIR/read/current: once a rebuild has switched
+     * "current", syncing or closing this env must not touch the new model's marker. */
+    e->dir = realpath(dir, NULL);
+    if (!e->dir)
+        e->dir = xstrdup(dir); /* mdb_env_open reports a missing directory */
+    int present = 0;
+    rc = check_marker(dir, e->boot, &present);
+    if (rc)
+        goto fail;
+    e->unsynced = present; /* a process of this boot died with unsynced commits */
     rc = mdb_env_open(e->env, dir, flags, 0644);
     if (rc)
         goto fail;
@@ -108,6 +241,8 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     rc = open_dbis(e);
     if (rc)
         goto fail;
+    if (!e->read_only)
+        e->cache = rm_cache_new();
     *out = e;
     return 0;
 fail:
@@ -119,8 +254,13 @@ void rm_env_close(struct rm_env *env)
 {
     if (!env)
         return;
-    if (env->env)
+    if (env->env) {
+        if (rm_env_unsynced(env))
+            rm_env_sync(env); /* on failure the marker stays: safe, see rm.h */
         mdb_env_close(env->env);
+    }
+    rm_cache_free(env->cache);
+    free(env->dir);
     free(env);
 }
 
@@ -145,10 +285,25 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
 {
     if (!rdonly && env->read_only)
         return RM_EBADARG;
+    /* The marker must be on disk before LMDB may write any page of an unsynced commit
+     * (pages can be spilled before the commit), so it is written here. */
+    if (!rdonly && env->lazy && !env->unsynced) {
+        int rc = write_marker(env);
+        /* A full disk may still leave LMDB free pages to commit into, as before lazy
+         * sync: fall back to synced commits (until the env is reopened). */
+        if ((rc == -ENOSPC || rc == -EDQUOT) && mdb_env_set_flags(env->env, MDB_NOSYNC, 0) == 0) {
+            env->lazy = 0;
+            rc = 0;
+        }
+        if (rc)
+            return rc;
+    }
     MDB_txn *txn;
     int rc = mdb_txn_begin(env->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     if (rc)
         return mdb_rc(rc);
+    if (!rdonly)
+        rm_cache_begin(env->cache, mdb_txn_id(txn));
     struct rm_txn *t = xcalloc(1, sizeof *t);
     t->env = env;
     t->txn = txn;
@@ -173,9 +328,24 @@ static void txn_free(struct rm_txn *t)
 
 int rm_txn_commit(struct rm_txn *txn)
 {
-    int rc = mdb_txn_commit(txn->txn);
+    int rc = rm_cache_flush(txn);
+    if (rc) {
+        rm_txn_abort(txn);
+        return rc;
+    }
+    size_t id = mdb_txn_id(txn->txn);
+    rc = mdb_rc(mdb_txn_commit(txn->txn));
+    if (!txn->rdonly) {
+        /* A txn that wrote nothing commits without taking its id (the next one reuses
+         * it): the kept rows then only stay valid if the env's last commit is this one. */
+        MDB_envinfo info;
+        if (rc == 0 && mdb_env_info(txn->env->env, &info) == 0 && info.me_last_txnid == id)
+            rm_cache_committed(txn->env->cache, id);
+        else
+            rm_cache_reset(txn->env->cache);
+    }
     txn_free(txn);
-    return mdb_rc(rc);
+    return rc;
 }
 
 void rm_txn_abort(struct rm_txn *txn)
@@ -183,10 +353,27 @@ void rm_txn_abort(struct rm_txn *txn)
     if (!txn)
         return;
     mdb_txn_abort(txn->txn);
+    if (!txn->rdonly)
+        rm_cache_reset(txn->env->cache); /* unflushed writes die with the txn */
     txn_free(txn);
 }
 
 int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
+{
+    return rm_cache_get(t, db, k, kn, buf);
+}
+
+int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+{
+    return rm_cache_put(t, db, k, kn, v, vn);
+}
+
+int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    return rm_cache_del(t, db, k, kn);
+}
+
+int rm_get_copy_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
     MDB_val key = { kn, (void *)k }, v;
     int rc = mdb_get(t->txn, t->env->dbi[db], &key, &v);
@@ -199,13 +386,13 @@ int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, stru
     return 0;
 }
 
-int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+int rm_put_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     MDB_val key = { kn, (void *)k }, val = { vn, (void *)v };
     return mdb_rc(mdb_put(t->txn, t->env->dbi[db], &key, &val, 0));
 }
 
-int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
 {
     MDB_val key = { kn, (void *)k };
     int rc = mdb_del(t->txn, t->env->dbi[db], &key, NULL);

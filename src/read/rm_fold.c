@@ -94,8 +94,16 @@ static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat,
 static int daily_add(struct rm_txn *t, int64_t at, uint64_t created, uint64_t paid,
                      uint64_t cancelled, int64_t revenue)
 {
-    char day[11];
-    ef_format_day(at, day);
+    /* Events come in time order, so consecutive ones share a day: format it once. */
+    const int64_t day_ms = 86400000;
+    int64_t start = at / day_ms * day_ms;
+    if (start > at)
+        start -= day_ms; /* floor for times before 1970 */
+    if (t->day_key[0] == '\0' || start != t->day_start) {
+        ef_format_day(at, t->day_key);
+        t->day_start = start;
+    }
+    const char *day = t->day_key;
     struct rm_daily d = { 0, 0, 0, 0 };
     int rc = rm_get_copy(t, RM_DB_DAILY, day, 10, &t->key);
     if (rc == 0)

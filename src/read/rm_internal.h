@@ -28,10 +28,18 @@ enum rm_dbi {
 /* The dbi names, in enum rm_dbi order (tests compare models dbi by dbi). */
 extern const char *const rm_dbi_names[RM_DB_COUNT];
 
+struct rm_cache;
+
 struct rm_env {
     MDB_env *env;
     MDB_dbi dbi[RM_DB_COUNT];
     int read_only;
+    struct rm_cache *cache; /* the write txn's row cache (rm_cache.c); NULL when read-only */
+    /* Lazy sync (rm.h): lazy is set when the env was opened with MDB_NOSYNC; unsynced
+     * while the marker file exists. boot is this boot's id, dir the env's directory. */
+    int lazy, unsynced;
+    char boot[64];
+    char *dir;
 };
 
 /* Scratch buffers live in the txn so the fold allocates nothing per event once warm. */
@@ -42,14 +50,38 @@ struct rm_txn {
     struct sbuf key, val, json, reason;
     struct sbuf ubuf, ibuf, obuf, upc; /* copies of a user, an item, an order; upcast text */
     struct rm_ev ev;                   /* the event being folded (parse state reused) */
+    int64_t day_start;                 /* day_key is the UTC day of [day_start, +1 day) */
+    char day_key[11];                  /* "" until the first daily_add */
 };
 
 /* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
- * RM_ENOTFOUND, or an LMDB code. */
+ * RM_ENOTFOUND, or an LMDB code. In a write txn, rows of the cached databases (users,
+ * items, orders, daily, user_cat) are read from and written to the txn's row cache, which
+ * reaches LMDB at commit: code that reads those databases with its own LMDB cursor inside
+ * a write txn calls rm_cache_flush() first. */
 int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 /* Deletes a key; a missing key is not an error. */
 int rm_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
+/* The same, straight to LMDB (no cache). */
+int rm_get_copy_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
+int rm_put_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
+int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
+
+/* The row cache of write txns (rm_cache.c). new/free own the cache; reset empties it
+ * (discarding unflushed writes); flush writes the dirty rows to LMDB (0 or a store error:
+ * then the txn must be aborted). get/put/del implement rm_get_copy/rm_put/rm_del. */
+struct rm_cache *rm_cache_new(void);
+void rm_cache_free(struct rm_cache *c); /* accepts NULL */
+void rm_cache_reset(struct rm_cache *c); /* accepts NULL */
+/* A write txn with LMDB id txnid begins (the kept rows are dropped unless it directly
+ * follows the last commit seen); one committed as txnid (flushed: every row is clean). */
+void rm_cache_begin(struct rm_cache *c, size_t txnid);
+void rm_cache_committed(struct rm_cache *c, size_t txnid);
+int rm_cache_flush(struct rm_txn *t);
+int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
+int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
+int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
 /* Builds "a NUL b" into sb (composite keys). */
 void rm_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_t bn);
 

@@ -75,7 +75,10 @@ int rm_render_order(struct rm_txn *t, const char *id, size_t id_len, struct sbuf
 static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_CAT], &c);
+    int rc = rm_cache_flush(t); /* a write txn's cached rows first (rm_internal.h) */
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_CAT], &c);
     if (rc)
         return mdb_rc(rc);
     rm_key2(&t->key, id, id_len, "", 0);
@@ -253,7 +256,10 @@ int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct s
     if (strlen(from) != 10 || strlen(to) != 10)
         return RM_EBADARG;
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DAILY], &c);
+    int rc = rm_cache_flush(t); /* a write txn's cached rows first (rm_internal.h) */
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DAILY], &c);
     if (rc)
         return mdb_rc(rc);
     sbuf_puts(out, "{\"days\":[");

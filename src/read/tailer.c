@@ -13,6 +13,7 @@
 
 #include "log/log.h"
 #include "read/rdir.h"
+#include "read/rebuild.h"
 #include "read/rm.h"
 #include "read/rpos.h"
 #include "read/snapshot.h"
@@ -77,9 +78,27 @@ static int open_model(struct tailer *tl)
         snprintf(path, sizeof path, "%s", o->model_dir);
     else
         rc = rdir_path(o->data_dir, "current", path, sizeof path);
+    /* Lazy sync (rm.h): commits do not wait for the disk, so a folded write reaches the
+     * queries within a fraction of a millisecond; the marker protocol keeps the model
+     * trustworthy across machine crashes, and the tailer syncs when idle. */
     struct rm_options ro = { o->map_bytes, 0 };
     if (rc == 0)
         rc = rm_env_open(path, &ro, &tl->env);
+    if (rc == RM_EUNSYNCED && !o->model_dir) {
+        uint64_t from;
+        LOG_WARN("the read model had unsynced commits when the machine went down: replacing it "
+                 "with the newest snapshot and folding on from there dir=%s", path);
+        rc = rebuild_replace_untrusted(o->data_dir, o->map_bytes, &from);
+        if (rc == 0)
+            rc = rm_env_open(path, &ro, &tl->env);
+        if (rc == 0)
+            LOG_INFO("read model replaced position=%" PRIu64, from);
+    }
+    if (rc == 0 && (rc = rm_env_lazy_sync(tl->env)) >= 0) {
+        if (rc == 0)
+            LOG_WARN("no boot id: read-model commits stay synced (slower) dir=%s", path);
+        rc = 0;
+    }
     if (rc)
         LOG_ERROR("cannot open the read model dir=%s: %s", path, rm_strerror(rc));
     return rc;
@@ -265,6 +284,20 @@ static int wait_and_reopen(struct tailer *tl, int err)
     return rc;
 }
 
+/* Idle: makes the model durable and drops its unsynced marker. A failure is logged and
+ * retried at the next idle moment; until then the model is merely distrusted after a
+ * machine crash. */
+static void sync_model(struct tailer *tl)
+{
+    uint64_t t0 = ef_mono_ns();
+    int rc = rm_env_sync(tl->env);
+    if (rc)
+        LOG_WARN("cannot sync the read model: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
+    else
+        LOG_DEBUG("read model synced position=%" PRIu64 " ms=%.1f", tl->pos,
+                  (double)(ef_mono_ns() - t0) / 1e6);
+}
+
 static int follow(struct tailer *tl)
 {
     uint64_t target = log_durable(tl->lg); /* --once: the head at start */
@@ -299,8 +332,11 @@ static int follow(struct tailer *tl)
         caught_up = 1;
         if (tl->opt->once)
             return 0;
-        /* The timeout only bounds how late a stop request is noticed. */
-        log_wait_durable(tl->lg, tl->pos, 500);
+        /* The timeout only bounds how late a stop request is noticed, and how long the
+         * model stays unsynced once the log is idle (rm.h, "Lazy sync"). */
+        int dirty = rm_env_unsynced(tl->env);
+        if (!log_wait_durable(tl->lg, tl->pos, dirty ? TAILER_IDLE_SYNC_MS : 500) && dirty)
+            sync_model(tl);
     }
 }
 

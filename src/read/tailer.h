@@ -9,6 +9,10 @@
  *  - Batches adapt: up to TAILER_BATCH_MAX records or TAILER_BATCH_MS while far behind
  *    (throughput); when the durable head is reached the batch commits at once (low lag).
  *    Caught up, it sleeps in log_wait_durable() (a futex): no polling.
+ *  - Commits do not wait for the disk (rm.h, "Lazy sync"): a batch is visible to queries
+ *    as soon as LMDB has written it to the page cache. After TAILER_IDLE_SYNC_MS without
+ *    new records, and on exit, the model is synced. A model found torn by a machine crash
+ *    is replaced by the newest snapshot (rebuild_replace_untrusted) and folded on.
  *  - A checksum failure stops the tailer (TAILER_EDAMAGE, logged with segment and offset):
  *    damage is never skipped. An event that cannot be applied is a dead letter, and
  *    folding goes on.
@@ -26,6 +30,8 @@
 
 #define TAILER_BATCH_MAX 10000
 #define TAILER_BATCH_MS 250
+/* Caught up with an unsynced model (rm.h, "Lazy sync"): sync after this much idleness. */
+#define TAILER_IDLE_SYNC_MS 1000
 
 enum {
     TAILER_EDAMAGE = -12001, /* a record failed verification (log_last_error says where) */

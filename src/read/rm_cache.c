@@ -1,0 +1,393 @@
+/* rm_cache: the write-back cache of a write transaction (rm_internal.h).
+ *
+ * The fold reads and rewrites the same few rows over and over: every order event loads
+ * and stores its order, its user, its items, the user's category counters and the day.
+ * Going to LMDB for each of those (a B-tree descent per get, a descent plus page copy per
+ * put) was most of the fold's cost. Within one write transaction this cache holds the
+ * newest value of every row of the cached databases that the transaction touched; the
+ * dirty ones are written to LMDB, sorted by key, when the transaction commits (or when a
+ * cursor is about to read a cached database, rm_cache_flush).
+ *
+ * Across transactions the clean rows stay (users, items and category counters are hot:
+ * a batch then starts with them instead of reading them from LMDB again), but only as long
+ * as this cache saw every commit to the environment: a write txn whose id is not the one
+ * after the last commit seen here (another process wrote in between, e.g. eventfoldctl dlq)
+ * starts from an empty cache. Orders are dropped (an order is rarely
+ * touched by two batches) once the cache exceeds WC_KEEP_MAX rows, and everything if the
+ * rest is still more than half of that.
+ *
+ * Invariants
+ *  - Only write transactions use the cache, and only one write transaction per environment
+ *    exists at a time (LMDB's writer lock), so the cache lives in the rm_env.
+ *  - Between transactions every entry is clean and equals the committed value of txn
+ *    `txnid`; an aborted txn empties the cache.
+ *  - For a cached database, "the value of key k in this txn" is the cache entry when there
+ *    is one (state PRESENT: its bytes; ABSENT: no such key), else LMDB's.
+ *  - A dirty entry differs (or may differ) from LMDB's; a clean one equals it.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "read/rm.h"
+#include "read/rm_internal.h"
+#include "util/xalloc.h"
+
+enum { WC_EMPTY = 0, WC_PRESENT = 1, WC_ABSENT = 2 };
+
+#define WC_CHUNK (256u << 10)
+
+struct wc_entry {
+    uint64_t hash;
+    char *key;   /* arena memory: key bytes, then room for vcap value bytes */
+    char *val;
+    uint32_t klen, vlen, vcap;
+    uint8_t db, state, dirty;
+};
+
+struct wc_chunk {
+    struct wc_chunk *next;
+    size_t used, cap;
+    char mem[];
+};
+
+#define WC_RECENT 16 /* a power of two */
+
+#define WC_KEEP_MAX 32768 /* rows kept across transactions at most */
+
+struct rm_cache {
+    struct wc_entry *slots; /* open addressing, linear probing; cap is a power of two */
+    size_t cap, used;
+    size_t txnid; /* the commit the kept rows reflect (0: none kept) */
+    /* The dirty entries (rebuilt when the slots move), so that a commit visits only what
+     * it writes, not the whole table the kept rows fill. */
+    struct wc_entry **dirty;
+    size_t ndirty, dirty_cap;
+    /* The entries used last, by hash: an event gets and puts the same few rows several
+     * times, and a hit here touches only memory that is already in the CPU cache instead
+     * of a random slot of a table of megabytes. Cleared when the slots move. */
+    struct wc_entry *recent[WC_RECENT];
+    struct wc_chunk *chunks; /* arena of keys and values; the first is kept across txns */
+};
+
+/* Which databases are cached: those the fold reads back. Write-only indexes (streams,
+ * positions, user_orders), the meta position and the dead letters go straight to LMDB. */
+static int cached(enum rm_dbi db)
+{
+    return db == RM_DB_USERS || db == RM_DB_ITEMS || db == RM_DB_ORDERS || db == RM_DB_DAILY ||
+           db == RM_DB_USER_CAT;
+}
+
+static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)db; /* FNV-1a */
+    const unsigned char *p = k;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static char *arena_alloc(struct rm_cache *c, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct wc_chunk *ch = c->chunks;
+    if (!ch || ch->cap - ch->used < n) {
+        size_t cap = n > WC_CHUNK ? n : WC_CHUNK;
+        struct wc_chunk *nc = xmalloc(sizeof *nc + cap);
+        nc->cap = cap;
+        nc->used = 0;
+        nc->next = ch;
+        c->chunks = nc;
+        ch = nc;
+    }
+    char *p = ch->mem + ch->used;
+    ch->used += n;
+    return p;
+}
+
+static void grow(struct rm_cache *c);
+
+/* The entry for (db, k): an existing one, or a new EMPTY-state one ready to fill. */
+static struct wc_entry *slot(struct rm_cache *c, enum rm_dbi db, const void *k, size_t n)
+{
+    if (2 * (c->used + 1) > c->cap)
+        grow(c);
+    uint64_t h = hash_key(db, k, n);
+    struct wc_entry **r = &c->recent[(h >> 40) & (WC_RECENT - 1)];
+    if (*r && (*r)->hash == h && (*r)->db == db && (*r)->klen == n && memcmp((*r)->key, k, n) == 0)
+        return *r;
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        struct wc_entry *e = &c->slots[i];
+        if (e->state == WC_EMPTY) {
+            e->hash = h;
+            e->db = (uint8_t)db;
+            *r = e; /* filled by the caller, or left EMPTY (then it never matches: klen 0) */
+            return e;
+        }
+        if (e->hash == h && e->db == db && e->klen == n && memcmp(e->key, k, n) == 0) {
+            *r = e;
+            return e;
+        }
+    }
+}
+
+static void grow(struct rm_cache *c)
+{
+    size_t ncap = c->cap ? 2 * c->cap : 4096;
+    struct wc_entry *old = c->slots;
+    size_t ocap = c->cap;
+    memset(c->recent, 0, sizeof c->recent);
+    c->slots = xcalloc(ncap, sizeof *c->slots);
+    c->cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i].state == WC_EMPTY)
+            continue;
+        size_t j = (size_t)old[i].hash & (ncap - 1);
+        while (c->slots[j].state != WC_EMPTY)
+            j = (j + 1) & (ncap - 1);
+        c->slots[j] = old[i];
+    }
+    free(old);
+    c->ndirty = 0;
+    for (size_t i = 0; i < ncap; i++)
+        if (c->slots[i].state != WC_EMPTY && c->slots[i].dirty)
+            c->dirty[c->ndirty++] = &c->slots[i]; /* fits: the same entries as before */
+}
+
+/* Stores value v (n bytes) in a new or existing entry e (whose key is set, or k to copy). */
+static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, size_t kn,
+                      const void *v, size_t n)
+{
+    assert(kn <= UINT32_MAX && n <= UINT32_MAX);
+    if (e->state == WC_EMPTY || e->vcap < n) {
+        /* Room to grow a little: counters and orders are rewritten at the same size. */
+        size_t cap = n + 16;
+        char *mem = arena_alloc(c, kn + cap);
+        memcpy(mem, e->state == WC_EMPTY ? k : e->key, kn);
+        if (e->state == WC_EMPTY)
+            c->used++;
+        e->key = mem;
+        e->klen = (uint32_t)kn;
+        e->val = mem + kn;
+        e->vcap = (uint32_t)cap;
+    }
+    if (n)
+        memcpy(e->val, v, n);
+    e->vlen = (uint32_t)n;
+}
+
+static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
+
+static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
+{
+    if (e->dirty)
+        return;
+    if (c->ndirty == c->dirty_cap) {
+        c->dirty_cap = c->dirty_cap ? 2 * c->dirty_cap : 1024;
+        c->dirty = xrealloc(c->dirty, c->dirty_cap * sizeof *c->dirty);
+    }
+    c->dirty[c->ndirty++] = e;
+    e->dirty = 1;
+}
+
+struct rm_cache *rm_cache_new(void) { return xcalloc(1, sizeof(struct rm_cache)); }
+
+void rm_cache_free(struct rm_cache *c)
+{
+    if (!c)
+        return;
+    while (c->chunks) {
+        struct wc_chunk *n = c->chunks->next;
+        free(c->chunks);
+        c->chunks = n;
+    }
+    free(c->slots);
+    free(c->dirty);
+    free(c);
+}
+
+void rm_cache_reset(struct rm_cache *c)
+{
+    if (!c || c->used == 0)
+        return;
+    memset(c->slots, 0, c->cap * sizeof *c->slots);
+    memset(c->recent, 0, sizeof c->recent);
+    c->used = 0;
+    c->ndirty = 0;
+    /* Keep one chunk (the newest) for the next txn; a big batch's extra memory goes. */
+    struct wc_chunk *keep = c->chunks;
+    struct wc_chunk *ch = keep->next;
+    while (ch) {
+        struct wc_chunk *n = ch->next;
+        free(ch);
+        ch = n;
+    }
+    keep->next = NULL;
+    keep->used = 0;
+}
+
+/* Keeps the rows worth keeping after a commit: every row but orders, in a fresh table
+ * and arena (so the memory of dropped rows goes too). */
+static void keep_hot_rows(struct rm_cache *c)
+{
+    struct wc_entry *old = c->slots;
+    size_t ocap = c->cap;
+    struct wc_chunk *chunks = c->chunks;
+    c->slots = xcalloc(ocap, sizeof *c->slots);
+    c->chunks = NULL;
+    c->used = 0;
+    memset(c->recent, 0, sizeof c->recent);
+    for (size_t i = 0; i < ocap; i++) {
+        struct wc_entry *o = &old[i];
+        if (o->state == WC_EMPTY || o->db == RM_DB_ORDERS)
+            continue;
+        assert(!o->dirty);
+        struct wc_entry *e = slot(c, (enum rm_dbi)o->db, o->key, o->klen);
+        set_value(c, e, o->key, o->klen, o->val, o->vlen);
+        e->state = o->state;
+    }
+    free(old);
+    while (chunks) {
+        struct wc_chunk *n = chunks->next;
+        free(chunks);
+        chunks = n;
+    }
+}
+
+void rm_cache_begin(struct rm_cache *c, size_t txnid)
+{
+    if (c && c->used && txnid != c->txnid + 1)
+        rm_cache_reset(c); /* someone else committed since: the kept rows may be stale */
+}
+
+void rm_cache_committed(struct rm_cache *c, size_t txnid)
+{
+    if (!c || c->used == 0)
+        return;
+    assert(c->ndirty == 0);
+    c->txnid = txnid;
+    if (c->used <= WC_KEEP_MAX)
+        return;
+    keep_hot_rows(c);
+    if (c->used > WC_KEEP_MAX / 2)
+        rm_cache_reset(c);
+}
+
+int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
+{
+    struct rm_cache *c = t->env->cache;
+    if (t->rdonly || !cached(db))
+        return rm_get_copy_raw(t, db, k, kn, buf);
+    struct wc_entry *e = slot(c, db, k, kn);
+    if (e->state == WC_EMPTY) {
+        int rc = rm_get_copy_raw(t, db, k, kn, buf);
+        if (rc && rc != RM_ENOTFOUND)
+            return rc; /* e stays EMPTY: nothing was claimed */
+        if (rc == RM_ENOTFOUND) {
+            set_value(c, e, k, kn, NULL, 0);
+            e->state = WC_ABSENT;
+        } else {
+            set_value(c, e, k, kn, buf->data, buf->len);
+            e->state = WC_PRESENT;
+        }
+        e->dirty = 0;
+        return rc;
+    }
+    if (e->state == WC_ABSENT)
+        return RM_ENOTFOUND;
+    sbuf_reset(buf);
+    sbuf_append(buf, e->val, e->vlen);
+    return 0;
+}
+
+int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+{
+    if (t->rdonly || !cached(db))
+        return rm_put_raw(t, db, k, kn, v, vn);
+    struct rm_cache *c = t->env->cache;
+    if (kn == 0 || kn > 511) /* LMDB's key limit: report it now, as mdb_put would */
+        return mdb_rc(MDB_BAD_VALSIZE);
+    struct wc_entry *e = slot(c, db, k, kn);
+    set_value(c, e, k, kn, v, vn);
+    e->state = WC_PRESENT;
+    mark_dirty(c, e);
+    return 0;
+}
+
+int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    if (t->rdonly || !cached(db))
+        return rm_del_raw(t, db, k, kn);
+    struct rm_cache *c = t->env->cache;
+    if (kn == 0 || kn > 511)
+        return rm_del_raw(t, db, k, kn);
+    struct wc_entry *e = slot(c, db, k, kn);
+    if (e->state == WC_EMPTY)
+        set_value(c, e, k, kn, NULL, 0);
+    e->vlen = 0;
+    e->state = WC_ABSENT;
+    mark_dirty(c, e);
+    return 0;
+}
+
+/* A dirty entry and its sort key: the database, then the key's first 7 bytes (big-endian,
+ * zero-padded), which decides most comparisons without touching the key. */
+struct wc_sorted {
+    uint64_t pre;
+    struct wc_entry *e;
+};
+
+static uint64_t sort_prefix(const struct wc_entry *e)
+{
+    uint64_t pre = (uint64_t)e->db << 56;
+    for (uint32_t i = 0; i < 7 && i < e->klen; i++)
+        pre |= (uint64_t)(unsigned char)e->key[i] << (48 - 8 * i);
+    return pre;
+}
+
+/* LMDB's default key order (memcmp, then the shorter first), within a database. */
+static int cmp_sorted(const void *a, const void *b)
+{
+    const struct wc_sorted *x = a, *y = b;
+    if (x->pre != y->pre)
+        return x->pre < y->pre ? -1 : 1;
+    const struct wc_entry *ex = x->e, *ey = y->e;
+    size_t n = ex->klen < ey->klen ? ex->klen : ey->klen;
+    int r = memcmp(ex->key, ey->key, n);
+    if (r)
+        return r;
+    return ex->klen < ey->klen ? -1 : ex->klen > ey->klen;
+}
+
+int rm_cache_flush(struct rm_txn *t)
+{
+    struct rm_cache *c = t->env->cache;
+    if (t->rdonly || !c || c->used == 0)
+        return 0;
+    if (c->ndirty == 0)
+        return 0;
+    struct wc_sorted *dirty = xmalloc(c->ndirty * sizeof *dirty);
+    size_t n = 0;
+    for (size_t i = 0; i < c->ndirty; i++)
+        dirty[n++] = (struct wc_sorted){ sort_prefix(c->dirty[i]), c->dirty[i] };
+    c->ndirty = 0;
+    /* Sorted puts walk the B-trees in order: neighbouring keys share the pages just read. */
+    qsort(dirty, n, sizeof *dirty, cmp_sorted);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct wc_entry *e = dirty[i].e;
+        if (e->state == WC_PRESENT)
+            rc = rm_put_raw(t, (enum rm_dbi)e->db, e->key, e->klen, e->val, e->vlen);
+        else
+            rc = rm_del_raw(t, (enum rm_dbi)e->db, e->key, e->klen);
+        e->dirty = 0;
+    }
+    free(dirty);
+    /* Entries stay (clean) so later reads in this txn still hit; on an error the txn is
+     * doomed anyway (callers abort it). */
+    return rc;
+}
