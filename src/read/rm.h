@@ -105,6 +105,12 @@ int rm_env_reader_check(struct rm_env *env);
 /* Adopts the map size another process grew the environment to (after MDB_MAP_RESIZED from
  * rm_txn_begin). No transaction of this process may be active: callers exclude them. */
 int rm_env_adopt_mapsize(struct rm_env *env);
+/* Doubles the map of a writable env after MDB_MAP_FULL (at most RM_MAX_MAP); *bytes gets
+ * the new size. Readers in other processes adopt it on their next transaction
+ * (MDB_MAP_RESIZED). No transaction of this process may be active. MDB_MAP_FULL when the
+ * map is at its maximum already. */
+#define RM_MAX_MAP (1ull << 46) /* 64 TiB, as the write model */
+int rm_env_grow(struct rm_env *env, uint64_t *bytes);
 /* Copies the environment, compacted, into directory dst (which must exist and be empty). */
 int rm_env_copy(struct rm_env *env, const char *dst);
 /* Turns lazy sync on for a writable env (right after rm_env_open, before any txn): its

@@ -276,6 +276,25 @@ int rm_env_adopt_mapsize(struct rm_env *env)
     return mdb_rc(mdb_env_set_mapsize(env->env, 0)); /* 0: the size in the file's meta page */
 }
 
+int rm_env_grow(struct rm_env *env, uint64_t *bytes)
+{
+    if (env->read_only)
+        return RM_EBADARG;
+    MDB_envinfo info;
+    int rc = mdb_env_info(env->env, &info);
+    if (rc)
+        return mdb_rc(rc);
+    uint64_t size = (uint64_t)info.me_mapsize;
+    if (size >= RM_MAX_MAP)
+        return MDB_MAP_FULL;
+    size = size * 2 > RM_MAX_MAP ? RM_MAX_MAP : size * 2;
+    rc = mdb_env_set_mapsize(env->env, (size_t)size);
+    if (rc)
+        return mdb_rc(rc);
+    *bytes = size;
+    return 0;
+}
+
 int rm_env_copy(struct rm_env *env, const char *dst)
 {
     return mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));

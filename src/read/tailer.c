@@ -298,6 +298,26 @@ static void sync_model(struct tailer *tl)
                   (double)(ef_mono_ns() - t0) / 1e6);
 }
 
+/* The map is only an address-space reservation: when a batch does not fit, the tailer (the
+ * only writer) doubles it rather than stop folding; query workers adopt the new size on
+ * their next transaction. A map that cannot grow (RM_MAX_MAP, or no address space) falls
+ * back to the wait-and-retry of a full disk. */
+static int grow_map(struct tailer *tl)
+{
+    uint64_t bytes = 0;
+    int rc = rm_env_grow(tl->env, &bytes);
+    if (rc) {
+        LOG_ERROR("read model map full and cannot grow: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
+        return rc;
+    }
+    LOG_WARN("read model map full: grown to map_bytes=%" PRIu64 " (raise read_map_bytes to "
+             "start at this size) position=%" PRIu64, bytes, tl->pos);
+    /* The aborted batch is read again: back to the record after the committed position. */
+    log_reader_close(tl->rd);
+    tl->rd = NULL;
+    return log_reader_open(tl->lg, tl->pos + 1, &tl->rd);
+}
+
 static int follow(struct tailer *tl)
 {
     uint64_t target = log_durable(tl->lg); /* --once: the head at start */
@@ -310,6 +330,13 @@ static int follow(struct tailer *tl)
         if (tl->opt->once && limit > target)
             limit = target;
         int n = fold_batch(tl, limit);
+        if (n == MDB_MAP_FULL) {
+            rc = grow_map(tl);
+            if (rc == 0)
+                continue; /* the aborted batch again, in the larger map */
+            if (rc != MDB_MAP_FULL && !tl->rd)
+                return rc; /* no reader: cannot go on */
+        }
         if (is_capacity_error(n)) {
             rc = wait_and_reopen(tl, n);
             if (rc)
