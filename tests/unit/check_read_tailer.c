@@ -470,15 +470,6 @@ START_TEST(test_log_with_both_order_schemas)
 }
 END_TEST
 
-static volatile sig_atomic_t child_stop;
-static void on_alarm(int sig)
-{
-    (void)sig;
-    child_stop = 1;
-}
-
-/* A full LMDB map is a capacity error: the tailer keeps retrying (it does not abort) and
- * stops cleanly on request; with a bigger map it then catches up. */
 /* A map too small for the log is grown by the tailer (doubled, several times here) and the
  * batch that did not fit is folded again: one run reaches the head, nothing skipped. */
 START_TEST(test_map_full_grows)
