@@ -67,6 +67,10 @@ def emit_rss(c):
         emit("rss_%s_worker_max_kib" % name, max(hwm))
         emit("rss_%s_worker_mean_kib" % name, sum(hwm) // len(hwm))
         emit("rss_%s_master_kib" % name, vm_kib(c.pid(name)))
+        # What the resident set is made of: private memory (heap, stacks) and file pages
+        # (the LMDB map and the log: page cache shared with every other process).
+        emit("rss_%s_worker_anon_max_kib" % name, max(vm_kib(p, "RssAnon") for p in pids))
+        emit("rss_%s_worker_file_max_kib" % name, max(vm_kib(p, "RssFile") + vm_kib(p, "RssShmem") for p in pids))
         print("%s workers: peak RSS (VmHWM) max %d KiB, mean %d KiB over %d workers"
               % (name, max(hwm), sum(hwm) // len(hwm), len(hwm)), flush=True)
     if c.running("trivial"):

@@ -187,7 +187,10 @@ def other_rows(R, targets):
         v = g("http", "rss_%s_worker_max_kib" % prog)
         good = v < WORKER_RSS_MAX_KIB
         targets.append(("%s worker RSS" % prog, good))
-        rows.append(["%s workers: peak RSS, max of %s (VmHWM, end of load)" % (prog, g("http", "rss_%s_workers" % prog, str)),
+        rows.append(["%s workers: peak RSS, max of %s (VmHWM, end of load; now: private %s MiB, file-backed %s MiB)"
+                     % (prog, g("http", "rss_%s_workers" % prog, str),
+                        fmt(g("http", "rss_%s_worker_anon_max_kib" % prog) / MIB, 1),
+                        fmt(g("http", "rss_%s_worker_file_max_kib" % prog) / MIB, 1)),
                      "%s MiB" % fmt(v / MIB, 1), "trivial responder worker %s MiB" % fmt(triv / MIB, 1),
                      "%.1f×" % ratio(v, triv), "< %d MiB" % (WORKER_RSS_MAX_KIB // 1024), met(good)])
     rows.append(["tailer: peak RSS at the end of the HTTP load (%s events; anon now %s MiB)"
