@@ -9,6 +9,7 @@
 
 #include "read/rm.h"
 #include "read/rm_internal.h"
+#include "util/bootid.h"
 #include "util/xalloc.h"
 
 const char *const rm_dbi_names[RM_DB_COUNT] = {
@@ -82,18 +83,6 @@ fail:
 
 /* --- lazy sync (rm.h) ------------------------------------------------------------ */
 
-/* This boot's id into out ("" when /proc does not tell). */
-static void read_boot_id(char *out, size_t cap)
-{
-    out[0] = '\0';
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = read(fd, out, cap - 1);
-    close(fd);
-    out[n > 0 ? n : 0] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-}
 
 static int fsync_dir(const char *dir)
 {
@@ -220,7 +209,7 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     flags |= e->read_only ? MDB_RDONLY : MDB_NOMETASYNC;
     /* Whoever opens a model checks its lazy-sync marker: nobody reads or writes a model
      * that may have been torn by a machine crash (rm.h, "Lazy sync"). */
-    read_boot_id(e->boot, sizeof e->boot);
+    ef_boot_id(e->boot, sizeof e->boot);
     /* The model's own directory, not DIR/read/current: once a rebuild has switched
      * "current", syncing or closing this env must not touch the new model's marker. */
     e->dir = realpath(dir, NULL);

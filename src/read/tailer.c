@@ -238,13 +238,10 @@ static void maybe_snapshot(struct tailer *tl)
     tl->last_snapshot = tl->pos;
 }
 
-/* Resumes from the model a rebuild switched in: reopen it, restart the log reader at its
- * position and publish that position (it may be lower than the old model's). */
-static int reopen_if_switched(struct tailer *tl)
+/* Closes and reopens the model (DIR/read/current) and restarts the log reader after the
+ * position the model holds. */
+static int reopen_model(struct tailer *tl)
 {
-    if (!tl->rp || rpos_generation(tl->rp) == tl->generation)
-        return 0;
-    tl->generation = rpos_generation(tl->rp);
     rm_env_close(tl->env);
     tl->env = NULL;
     log_reader_close(tl->rd);
@@ -254,6 +251,17 @@ static int reopen_if_switched(struct tailer *tl)
         rc = read_position(tl);
     if (rc == 0)
         rc = log_reader_open(tl->lg, tl->pos + 1, &tl->rd);
+    return rc;
+}
+
+/* Resumes from the model a rebuild switched in: reopen it, restart the log reader at its
+ * position and publish that position (it may be lower than the old model's). */
+static int reopen_if_switched(struct tailer *tl)
+{
+    if (!tl->rp || rpos_generation(tl->rp) == tl->generation)
+        return 0;
+    tl->generation = rpos_generation(tl->rp);
+    int rc = reopen_model(tl);
     if (rc)
         return rc;
     rpos_reset(tl->rp, tl->pos);
@@ -272,16 +280,7 @@ static int wait_and_reopen(struct tailer *tl, int err)
              err == MDB_MAP_FULL ? ": raise read_map_bytes" : "", tl->pos);
     for (int i = 0; i < 10 && !stopping(tl); i++)
         usleep(100000);
-    rm_env_close(tl->env);
-    tl->env = NULL;
-    log_reader_close(tl->rd);
-    tl->rd = NULL;
-    int rc = open_model(tl);
-    if (rc == 0)
-        rc = read_position(tl);
-    if (rc == 0)
-        rc = log_reader_open(tl->lg, tl->pos + 1, &tl->rd);
-    return rc;
+    return reopen_model(tl);
 }
 
 /* Idle: makes the model durable and drops its unsynced marker. A failure is logged and

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/bootid.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "write/apply.h"
@@ -25,21 +26,6 @@ const char *write_strerror(int err)
     return mdb_strerror(err); /* MDB_* codes */
 }
 
-void write_boot_id(char *out, size_t cap)
-{
-    out[0] = '\0';
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = read(fd, out, cap - 1);
-    close(fd);
-    if (n <= 0) {
-        out[0] = '\0';
-        return;
-    }
-    out[n] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-}
 
 /* Applies up to WM_REPLAY_BATCH records from rd in one transaction. Returns the number
  * applied (0: nothing more up to head) or a negative code. */
@@ -138,7 +124,7 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
 {
     char boot[64];
     MDB_txn *txn;
-    write_boot_id(boot, sizeof boot);
+    ef_boot_id(boot, sizeof boot);
     int rc = wm_begin(wm, 1, &txn);
     if (rc) {
         snprintf(err, errlen, "begin: %s", write_strerror(rc));
@@ -168,7 +154,7 @@ static int other_boot(struct wm *wm, int *rc)
 {
     char now[64], then[64];
     MDB_txn *txn;
-    write_boot_id(now, sizeof now);
+    ef_boot_id(now, sizeof now);
     if ((*rc = wm_begin(wm, 0, &txn)) != 0)
         return 0;
     *rc = wm_get_boot_id(wm, txn, then, sizeof then);
@@ -181,7 +167,7 @@ static int stamp_boot(struct wm *wm)
 {
     char now[64];
     MDB_txn *txn;
-    write_boot_id(now, sizeof now);
+    ef_boot_id(now, sizeof now);
     int rc = wm_begin(wm, 1, &txn);
     if (rc)
         return rc;

@@ -45,7 +45,4 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
  * record it cannot apply. Every rebuild is logged with its reason. */
 int write_model_open(const char *dir, uint64_t map_bytes, struct log *lg, struct wm **out);
 
-/* The kernel's boot id into out (cap >= 40), "" if unavailable. */
-void write_boot_id(char *out, size_t cap);
-
 #endif

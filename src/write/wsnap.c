@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/bootid.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
@@ -73,7 +74,7 @@ static int build(struct wm *wm, struct log *lg, const char *tmp, struct snapshot
         rc = copy_meta(tmp, &s->position, boot, sizeof boot);
     if (rc)
         return rc;
-    write_boot_id(now, sizeof now);
+    ef_boot_id(now, sizeof now);
     if (now[0] && strcmp(now, boot) != 0)
         return WSNAP_EBOOT;
     if (s->position == 0)
@@ -169,7 +170,7 @@ static int load_copy(struct wm *dst, struct wm *src)
         mdb_cursor_close(cur);
         cur = NULL;
     }
-    write_boot_id(boot, sizeof boot);
+    ef_boot_id(boot, sizeof boot);
     if (rc || (rc = wm_set_boot_id(dst, w, boot)) != 0)
         goto fail;
     rc = mdb_txn_commit(w);
