@@ -4,6 +4,7 @@
 #include "log/log_int.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
+#include "util/falloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,11 +77,7 @@ static int size_control(int fd)
 {
     if (ftruncate(fd, sizeof(struct log_control)) < 0)
         return -errno;
-    int r;
-    do
-        r = posix_fallocate(fd, 0, sizeof(struct log_control));
-    while (r == EINTR);
-    return -r;
+    return ef_allocate(fd, sizeof(struct log_control));
 }
 
 /* Maps the control file, sized to the block (only the first opener resizes it). */

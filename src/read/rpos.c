@@ -16,6 +16,7 @@
 
 #include "util/clock.h"
 #include "util/xalloc.h"
+#include "util/falloc.h"
 
 #define RPOS_MAGIC 0x53505246u /* "FRPS" */
 #define RPOS_SIZE 4096
@@ -46,9 +47,7 @@ int rpos_open(const char *path, struct rpos **out)
     else if (st.st_size < RPOS_SIZE) {
         /* Zero-filled and with real blocks: a sparse page would make the first store into
          * the mapping SIGBUS on a full filesystem instead of failing here with ENOSPC. */
-        do
-            rc = -posix_fallocate(fd, 0, RPOS_SIZE);
-        while (rc == -EINTR);
+        rc = ef_allocate(fd, RPOS_SIZE);
     }
     void *p = MAP_FAILED;
     if (rc == 0) {

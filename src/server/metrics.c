@@ -3,6 +3,7 @@
 #include "server/metrics.h"
 
 #include "server/server.h"
+#include "util/falloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -75,18 +76,6 @@ int metrics_init(void)
     return 0;
 }
 
-/* Gives fd len bytes of real storage (zero-filled). ftruncate alone would leave the file
- * sparse, and the first store to an unbacked page of the mapping (the first request of a
- * new route) would then kill the worker with SIGBUS on a full filesystem instead of
- * failing here, at start, with ENOSPC. */
-static int allocate(int fd, off_t len)
-{
-    int r;
-    do
-        r = posix_fallocate(fd, 0, len);
-    while (r == EINTR);
-    return -r;
-}
 
 /* The region is built in a new file and renamed over path, so a reader never maps a
  * file that is being truncated (SIGBUS) and counters restart from zero with each master,
@@ -106,7 +95,7 @@ int metrics_init_file(const char *path)
     if (fchmod(fd, 0644) < 0)
         rc = -errno;
     if (rc == 0)
-        rc = allocate(fd, (off_t)sizeof *shm);
+        rc = ef_allocate(fd, (off_t)sizeof *shm); /* util/falloc.h: no SIGBUS on a full disk */
     if (rc == 0 && (p = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
         rc = -errno;
     if (rc == 0) {
