@@ -665,7 +665,9 @@ http {{
         try:
             return p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise TestFailure("%s did not stop within %d s of SIGTERM" % (name, timeout))
+            raise TestFailure("%s did not stop within %d s of SIGTERM; where its processes are:\n%s\n"
+                              "its log:\n%s" % (name, timeout, describe_processes([p.pid] + children_of(p.pid)),
+                                                 self._read_log(name)[-3000:]))
 
     def _read_log(self, name):
         try:
@@ -788,6 +790,28 @@ http {{
     def verify(self, data=None):
         rc, out, err = self.ctl("verify", data=data)
         check(rc == 0, "eventfoldctl verify: exit %d: %s %s" % (rc, out.strip()[-500:], err.strip()[-500:]))
+
+
+def describe_processes(pids):
+    """For a hang: each process's and thread's state and kernel wait channel, from /proc."""
+    out = []
+    for pid in pids:
+        for tid in sorted(os.listdir("/proc/%d/task" % pid)) if os.path.isdir("/proc/%d/task" % pid) else []:
+            base = "/proc/%d/task/%s" % (pid, tid)
+            try:
+                with open(base + "/stat") as f:
+                    stat = f.read().split(") ", 1)[-1].split()[0]
+                with open(base + "/wchan") as f:
+                    wchan = f.read().strip()
+                try:
+                    with open(base + "/syscall") as f:
+                        syscall = f.read().split()[0]
+                except OSError:
+                    syscall = "?"
+            except OSError:
+                continue
+            out.append("  pid %d tid %s state %s wchan %s syscall %s" % (pid, tid, stat, wchan, syscall))
+    return "\n".join(out) or "  (gone)"
 
 
 def _is_zombie(pid):
