@@ -11,7 +11,6 @@
 #include "read/rm_internal.h"
 #include "util/bootid.h"
 #include "util/xalloc.h"
-#include "util/falloc.h"
 
 const char *const rm_dbi_names[RM_DB_COUNT] = {
     "meta", "orders", "users", "user_cat", "user_orders",
@@ -222,11 +221,6 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
         goto fail;
     e->unsynced = present; /* a process of this boot died with unsynced commits */
     rc = mdb_env_open(e->env, dir, flags, 0644);
-    if (rc)
-        goto fail;
-    /* LMDB sizes lock.mdb with ftruncate and writes reader slots through a shared mapping:
-     * give it real blocks, or a new reader on a full disk could die of SIGBUS. */
-    rc = ef_allocate_in_dir(dir, "lock.mdb");
     if (rc)
         goto fail;
     int dead = 0;

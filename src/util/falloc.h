@@ -3,8 +3,14 @@
  * A file sized with ftruncate alone is sparse, and the first store into an unbacked page of
  * a MAP_SHARED mapping of it kills the process with SIGBUS when the filesystem is full.
  * Allocating the blocks up front turns that into ENOSPC at the call, where it can be
- * reported. Used for the log's control file, the read position file, the metrics file and
- * LMDB's lock files.
+ * reported. Used for the log's control file, the read position file and the metrics file.
+ *
+ * Only for files this code creates and owns. Not for LMDB's lock.mdb: opening and closing
+ * another descriptor of it drops every POSIX record lock the process holds on the file,
+ * LMDB's included, and the next process to open the environment then believes it is the
+ * first and re-initializes the mutexes under the live ones (seen: a tailer hung in
+ * mdb_txn_begin). Also, where a filesystem has no fallocate, glibc emulates it by writing
+ * zero bytes into blocks that read as zero, which races with stores into a live mapping.
  */
 #ifndef EF_FALLOC_H
 #define EF_FALLOC_H
@@ -15,12 +21,6 @@
  * retried on EINTR. 0 or -errno (-ENOSPC on a full filesystem). */
 int ef_allocate(int fd, off_t len);
 
-/* Allocates the blocks of the whole current length of the file at path (nothing to do for an
- * empty file). 0 or -errno. */
-int ef_allocate_path(const char *path);
 
-/* ef_allocate_path of dir/name (e.g. an LMDB environment's "lock.mdb"); a missing file is
- * not an error. */
-int ef_allocate_in_dir(const char *dir, const char *name);
 
 #endif

@@ -12,7 +12,6 @@
 
 #include "util/eflog.h"
 #include "util/xalloc.h"
-#include "util/falloc.h"
 
 enum { DBI_META, DBI_USERS, DBI_ITEMS, DBI_ORDERS, DBI_IDEM, DBI_IDEM_TIME };
 
@@ -65,10 +64,6 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
     /* MDB_NOSYNC: derived data, see the header. MDB_NOTLS: read txns are not tied to a
      * thread (the server may run handlers on several threads). */
     if ((rc = mdb_rc(mdb_env_open(wm->env, dir, MDB_NOSYNC | MDB_NOTLS, 0640))) != 0)
-        goto fail;
-    /* LMDB sizes lock.mdb with ftruncate and writes reader slots through a shared mapping:
-     * give it real blocks, or a new reader on a full disk could die of SIGBUS. */
-    if ((rc = ef_allocate_in_dir(dir, "lock.mdb")) != 0)
         goto fail;
     wm_reader_check(wm); /* stale slots of killed processes */
     if ((rc = mdb_rc(mdb_txn_begin(wm->env, NULL, 0, &txn))) != 0)
