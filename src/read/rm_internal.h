@@ -56,9 +56,10 @@ struct rm_txn {
 
 /* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
  * RM_ENOTFOUND, or an LMDB code. In a write txn, rows of the cached databases (users,
- * items, orders, daily, user_cat) are read from and written to the txn's row cache, which
- * reaches LMDB at commit: code that reads those databases with its own LMDB cursor inside
- * a write txn calls rm_cache_flush() first. */
+ * items, orders, daily, user_cat) are read from and written to the txn's row cache, and
+ * rows put to the write-only indexes keyed by stream or user (streams, user_orders) are
+ * buffered; both reach LMDB at commit: code that reads those databases with its own LMDB
+ * cursor inside a write txn calls rm_cache_flush() first. */
 int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 /* Deletes a key; a missing key is not an error. */
