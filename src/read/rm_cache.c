@@ -324,6 +324,15 @@ void rm_cache_committed(struct rm_cache *c, size_t txnid)
         rm_cache_reset(c);
 }
 
+void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    struct rm_cache *c = t->env->cache;
+    if (t->rdonly || !cached(db) || c->cap == 0)
+        return;
+    uint64_t h = hash_key(db, k, kn);
+    __builtin_prefetch(&c->slots[(size_t)h & (c->cap - 1)]);
+}
+
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
     struct rm_cache *c = t->env->cache;

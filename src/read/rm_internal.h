@@ -80,6 +80,9 @@ void rm_cache_reset(struct rm_cache *c); /* accepts NULL */
 void rm_cache_begin(struct rm_cache *c, size_t txnid);
 void rm_cache_committed(struct rm_cache *c, size_t txnid);
 int rm_cache_flush(struct rm_txn *t);
+/* A hint: the slot of (db, k) is about to be looked up (its cache line is fetched now, so
+ * that the misses of an event's rows overlap instead of following one another). */
+void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
