@@ -24,6 +24,13 @@
  *  - For a cached database, "the value of key k in this txn" is the cache entry when there
  *    is one (state PRESENT: its bytes; ABSENT: no such key), else LMDB's.
  *  - A dirty entry differs (or may differ) from LMDB's; a clean one equals it.
+ *
+ * The write-only indexes keyed by stream or user (streams, user_orders) are not cached but
+ * buffered: their rows are appended to a list in put order and written with the dirty rows,
+ * sorted, at the flush; reading such a database in a write txn flushes first. Their keys
+ * arrive in random order (one stream or user after another), and sorted writes through one
+ * cursor mostly land in the leaf page the cursor is on (see rm_cache_flush).
+ *  - Between transactions the buffered list is empty.
  */
 #include <config.h>
 
@@ -71,6 +78,16 @@ struct rm_cache {
      * of a random slot of a table of megabytes. Cleared when the slots move. */
     struct wc_entry *recent[WC_RECENT];
     struct wc_chunk *chunks; /* arena of keys and values; the first is kept across txns */
+    /* The buffered rows of write-only databases: key and value bytes in bytes, in put order. */
+    struct wo_row *wo;
+    size_t nwo, wo_cap;
+    struct sbuf bytes;
+};
+
+struct wo_row {
+    size_t off; /* key at bytes.data + off, then the value */
+    uint32_t klen, vlen;
+    uint8_t db;
 };
 
 /* Which databases are cached: those the fold reads back. Write-only indexes (streams,
@@ -79,6 +96,31 @@ static int cached(enum rm_dbi db)
 {
     return db == RM_DB_USERS || db == RM_DB_ITEMS || db == RM_DB_ORDERS || db == RM_DB_DAILY ||
            db == RM_DB_USER_CAT;
+}
+
+/* Which write-only databases are buffered until the flush (positions are appended in
+ * order as they come, MDB_APPEND, so they gain nothing from it). */
+static int buffered(enum rm_dbi db)
+{
+    return db == RM_DB_STREAMS || db == RM_DB_USER_ORDERS;
+}
+
+static void wo_clear(struct rm_cache *c)
+{
+    c->nwo = 0;
+    sbuf_reset(&c->bytes);
+}
+
+static void wo_add(struct rm_cache *c, enum rm_dbi db, const void *k, size_t kn, const void *v,
+                   size_t vn)
+{
+    if (c->nwo == c->wo_cap) {
+        c->wo_cap = c->wo_cap ? 2 * c->wo_cap : 4096;
+        c->wo = xrealloc(c->wo, c->wo_cap * sizeof *c->wo);
+    }
+    c->wo[c->nwo++] = (struct wo_row){ c->bytes.len, (uint32_t)kn, (uint32_t)vn, (uint8_t)db };
+    sbuf_append(&c->bytes, k, kn);
+    sbuf_append(&c->bytes, v, vn);
 }
 
 static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n)
@@ -207,12 +249,17 @@ void rm_cache_free(struct rm_cache *c)
     }
     free(c->slots);
     free(c->dirty);
+    free(c->wo);
+    sbuf_free(&c->bytes);
     free(c);
 }
 
 void rm_cache_reset(struct rm_cache *c)
 {
-    if (!c || c->used == 0)
+    if (!c)
+        return;
+    wo_clear(c);
+    if (c->used == 0)
         return;
     memset(c->slots, 0, c->cap * sizeof *c->slots);
     memset(c->recent, 0, sizeof c->recent);
@@ -268,7 +315,7 @@ void rm_cache_committed(struct rm_cache *c, size_t txnid)
 {
     if (!c || c->used == 0)
         return;
-    assert(c->ndirty == 0);
+    assert(c->ndirty == 0 && c->nwo == 0);
     c->txnid = txnid;
     if (c->used <= WC_KEEP_MAX)
         return;
@@ -277,9 +324,23 @@ void rm_cache_committed(struct rm_cache *c, size_t txnid)
         rm_cache_reset(c);
 }
 
+void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+{
+    struct rm_cache *c = t->env->cache;
+    if (t->rdonly || !cached(db) || c->cap == 0)
+        return;
+    uint64_t h = hash_key(db, k, kn);
+    __builtin_prefetch(&c->slots[(size_t)h & (c->cap - 1)]);
+}
+
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
     struct rm_cache *c = t->env->cache;
+    if (!t->rdonly && c->nwo && buffered(db)) {
+        int rc = rm_cache_flush(t);
+        if (rc)
+            return rc;
+    }
     if (t->rdonly || !cached(db))
         return rm_get_copy_raw(t, db, k, kn, buf);
     struct wc_entry *e = slot(c, db, k, kn);
@@ -306,11 +367,17 @@ int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, str
 
 int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
-    if (t->rdonly || !cached(db))
+    if (t->rdonly || (!cached(db) && !buffered(db)))
         return rm_put_raw(t, db, k, kn, v, vn);
     struct rm_cache *c = t->env->cache;
     if (kn == 0 || kn > 511) /* LMDB's key limit: report it now, as mdb_put would */
         return mdb_rc(MDB_BAD_VALSIZE);
+    if (buffered(db)) {
+        if (vn > UINT32_MAX)
+            return mdb_rc(MDB_BAD_VALSIZE);
+        wo_add(c, db, k, kn, v, vn);
+        return 0;
+    }
     struct wc_entry *e = slot(c, db, k, kn);
     set_value(c, e, k, kn, v, vn);
     e->state = WC_PRESENT;
@@ -320,9 +387,14 @@ int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, con
 
 int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
 {
+    struct rm_cache *c = t->env->cache;
+    if (!t->rdonly && c->nwo && buffered(db)) {
+        int rc = rm_cache_flush(t);
+        if (rc)
+            return rc;
+    }
     if (t->rdonly || !cached(db))
         return rm_del_raw(t, db, k, kn);
-    struct rm_cache *c = t->env->cache;
     if (kn == 0 || kn > 511)
         return rm_del_raw(t, db, k, kn);
     struct wc_entry *e = slot(c, db, k, kn);
@@ -334,18 +406,23 @@ int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
     return 0;
 }
 
-/* A dirty entry and its sort key: the database, then the key's first 7 bytes (big-endian,
- * zero-padded), which decides most comparisons without touching the key. */
+/* A row to write at the flush (a dirty entry, or a buffered row: e NULL) and its sort key:
+ * the database, then the key's first 7 bytes (big-endian, zero-padded), which decides most
+ * comparisons without touching the key; seq keeps equal keys in put order. */
 struct wc_sorted {
     uint64_t pre;
+    const char *key, *val;
+    uint32_t klen, vlen;
+    uint32_t seq;
+    uint8_t db, present;
     struct wc_entry *e;
 };
 
-static uint64_t sort_prefix(const struct wc_entry *e)
+static uint64_t sort_prefix(uint8_t db, const char *key, uint32_t klen)
 {
-    uint64_t pre = (uint64_t)e->db << 56;
-    for (uint32_t i = 0; i < 7 && i < e->klen; i++)
-        pre |= (uint64_t)(unsigned char)e->key[i] << (48 - 8 * i);
+    uint64_t pre = (uint64_t)db << 56;
+    for (uint32_t i = 0; i < 7 && i < klen; i++)
+        pre |= (uint64_t)(unsigned char)key[i] << (48 - 8 * i);
     return pre;
 }
 
@@ -355,38 +432,86 @@ static int cmp_sorted(const void *a, const void *b)
     const struct wc_sorted *x = a, *y = b;
     if (x->pre != y->pre)
         return x->pre < y->pre ? -1 : 1;
-    const struct wc_entry *ex = x->e, *ey = y->e;
-    size_t n = ex->klen < ey->klen ? ex->klen : ey->klen;
-    int r = memcmp(ex->key, ey->key, n);
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int r = memcmp(x->key, y->key, n);
     if (r)
         return r;
-    return ex->klen < ey->klen ? -1 : ex->klen > ey->klen;
+    if (x->klen != y->klen)
+        return x->klen < y->klen ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Writes one row through cursor c (on the row's database): its value, or its deletion (a
+ * key LMDB does not have is already deleted). */
+static int write_row(MDB_cursor *c, const struct wc_sorted *w)
+{
+    MDB_val k = { w->klen, (void *)w->key };
+    if (w->present) {
+        MDB_val v = { w->vlen, (void *)w->val };
+        return mdb_rc(mdb_cursor_put(c, &k, &v, 0));
+    }
+    int rc = mdb_cursor_get(c, &k, NULL, MDB_SET);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return mdb_rc(rc ? rc : mdb_cursor_del(c, 0));
+}
+
+/* The rows to write, dirty entries then buffered rows, unsorted; *n gets their count. */
+static struct wc_sorted *collect(struct rm_cache *c, size_t *n)
+{
+    size_t total = c->ndirty + c->nwo;
+    assert(total <= UINT32_MAX);
+    struct wc_sorted *w = xmalloc(total * sizeof *w);
+    size_t k = 0;
+    for (size_t i = 0; i < c->ndirty; i++, k++) {
+        struct wc_entry *e = c->dirty[i];
+        w[k] = (struct wc_sorted){ sort_prefix(e->db, e->key, e->klen), e->key, e->val, e->klen,
+                                   e->vlen, (uint32_t)k, e->db, e->state == WC_PRESENT, e };
+    }
+    for (size_t i = 0; i < c->nwo; i++, k++) {
+        const struct wo_row *r = &c->wo[i];
+        const char *key = c->bytes.data + r->off;
+        w[k] = (struct wc_sorted){ sort_prefix(r->db, key, r->klen), key, key + r->klen, r->klen,
+                                   r->vlen, (uint32_t)k, r->db, 1, NULL };
+    }
+    *n = total;
+    return w;
 }
 
 int rm_cache_flush(struct rm_txn *t)
 {
     struct rm_cache *c = t->env->cache;
-    if (t->rdonly || !c || c->used == 0)
+    if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
         return 0;
-    if (c->ndirty == 0)
-        return 0;
-    struct wc_sorted *dirty = xmalloc(c->ndirty * sizeof *dirty);
-    size_t n = 0;
-    for (size_t i = 0; i < c->ndirty; i++)
-        dirty[n++] = (struct wc_sorted){ sort_prefix(c->dirty[i]), c->dirty[i] };
+    size_t n;
+    struct wc_sorted *w = collect(c, &n);
     c->ndirty = 0;
-    /* Sorted puts walk the B-trees in order: neighbouring keys share the pages just read. */
-    qsort(dirty, n, sizeof *dirty, cmp_sorted);
+    /* Sorted puts walk the B-trees in order, and through one cursor per database: when a
+     * key falls inside the leaf page the cursor is on, LMDB searches that page only instead
+     * of descending from the root (mdb_cursor_set), which sorted keys make the common case. */
+    qsort(w, n, sizeof *w, cmp_sorted);
     int rc = 0;
+    MDB_cursor *cur = NULL;
+    int cur_db = -1;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        struct wc_entry *e = dirty[i].e;
-        if (e->state == WC_PRESENT)
-            rc = rm_put_raw(t, (enum rm_dbi)e->db, e->key, e->klen, e->val, e->vlen);
-        else
-            rc = rm_del_raw(t, (enum rm_dbi)e->db, e->key, e->klen);
-        e->dirty = 0;
+        if (w[i].db != cur_db) {
+            if (cur)
+                mdb_cursor_close(cur);
+            cur = NULL;
+            rc = mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[w[i].db], &cur));
+            if (rc)
+                break;
+            cur_db = w[i].db;
+        }
+        rc = write_row(cur, &w[i]);
     }
-    free(dirty);
+    if (cur)
+        mdb_cursor_close(cur);
+    for (size_t i = 0; i < n; i++)
+        if (w[i].e)
+            w[i].e->dirty = 0;
+    free(w);
+    wo_clear(c);
     /* Entries stay (clean) so later reads in this txn still hit; on an error the txn is
      * doomed anyway (callers abort it). */
     return rc;

@@ -304,12 +304,25 @@ static int index_record(struct rm_txn *t, const struct log_record *rec)
     return rc > 0 ? -rc : rc;
 }
 
+/* Starts fetching the cache slots of the rows the event names, so that their misses
+ * overlap (a handler then loads them one after another). */
+static void prefetch_rows(struct rm_txn *t, const struct rm_ev *ev)
+{
+    if (ev->order_id.n)
+        rm_cache_prefetch(t, RM_DB_ORDERS, ev->order_id.p, ev->order_id.n);
+    if (ev->user_id.n)
+        rm_cache_prefetch(t, RM_DB_USERS, ev->user_id.p, ev->user_id.n);
+    for (size_t i = 0; i < ev->nlines; i++)
+        rm_cache_prefetch(t, RM_DB_ITEMS, ev->lines[i].item.p, ev->lines[i].item.n);
+}
+
 int rm_fold_apply(struct rm_txn *t, const struct log_record *rec)
 {
     assert(!t->rdonly);
     int rc = rm_ev_parse(&t->ev, rec, &t->reason);
     if (rc)
         return rc;
+    prefetch_rows(t, &t->ev);
     return handlers[t->ev.type](t, rec, &t->ev);
 }
 

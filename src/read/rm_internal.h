@@ -56,9 +56,10 @@ struct rm_txn {
 
 /* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
  * RM_ENOTFOUND, or an LMDB code. In a write txn, rows of the cached databases (users,
- * items, orders, daily, user_cat) are read from and written to the txn's row cache, which
- * reaches LMDB at commit: code that reads those databases with its own LMDB cursor inside
- * a write txn calls rm_cache_flush() first. */
+ * items, orders, daily, user_cat) are read from and written to the txn's row cache, and
+ * rows put to the write-only indexes keyed by stream or user (streams, user_orders) are
+ * buffered; both reach LMDB at commit: code that reads those databases with its own LMDB
+ * cursor inside a write txn calls rm_cache_flush() first. */
 int rm_get_copy(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 /* Deletes a key; a missing key is not an error. */
@@ -79,6 +80,9 @@ void rm_cache_reset(struct rm_cache *c); /* accepts NULL */
 void rm_cache_begin(struct rm_cache *c, size_t txnid);
 void rm_cache_committed(struct rm_cache *c, size_t txnid);
 int rm_cache_flush(struct rm_txn *t);
+/* A hint: the slot of (db, k) is about to be looked up (its cache line is fetched now, so
+ * that the misses of an event's rows overlap instead of following one another). */
+void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);

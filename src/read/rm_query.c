@@ -187,6 +187,8 @@ int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsig
         return RM_EBADARG;
     struct rm_user u;
     int rc = rm_load_user(t, (struct rm_str){ id, id_len }, &u);
+    if (rc == 0)
+        rc = rm_cache_flush(t); /* a write txn's buffered rows first (rm_internal.h) */
     if (rc)
         return rc;
     MDB_cursor *c;
@@ -300,7 +302,10 @@ int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint
     if (stream_len > LOG_STREAM_MAX)
         return RM_EBADARG;
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_STREAMS], &c);
+    int rc = rm_cache_flush(t); /* a write txn's buffered rows first (rm_internal.h) */
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_STREAMS], &c);
     if (rc)
         return mdb_rc(rc);
     struct sbuf prefix = SBUF_INIT;
