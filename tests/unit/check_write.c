@@ -790,18 +790,16 @@ static void order_child(void)
     _exit(ok);
 }
 
-START_TEST(test_concurrent_orders)
+/* Runs child in PROCS forked processes at once; each exits with its number of successful
+ * orders (255: something unexpected). Returns the sum. */
+static int race(void (*child)(void))
 {
-    seed();
-    ck_assert_int_eq(run("/api/items", "{\"item_id\":\"race\",\"name\":\"R\",\"category\":\"c\",\"price_cents\":1}"), 201);
-    ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":50}"), 200);
-    uint64_t before = log_head(ctx.log);
     pid_t pids[PROCS];
     for (int i = 0; i < PROCS; i++) {
         pids[i] = fork();
         ck_assert_int_ge(pids[i], 0);
         if (pids[i] == 0)
-            order_child();
+            child();
     }
     int total = 0;
     for (int i = 0; i < PROCS; i++) {
@@ -811,6 +809,16 @@ START_TEST(test_concurrent_orders)
         ck_assert_int_ne(WEXITSTATUS(status), 255);
         total += WEXITSTATUS(status);
     }
+    return total;
+}
+
+START_TEST(test_concurrent_orders)
+{
+    seed();
+    ck_assert_int_eq(run("/api/items", "{\"item_id\":\"race\",\"name\":\"R\",\"category\":\"c\",\"price_cents\":1}"), 201);
+    ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":50}"), 200);
+    uint64_t before = log_head(ctx.log);
+    int total = race(order_child);
     ck_assert_int_eq(total, 50);
     ck_assert_uint_eq(log_head(ctx.log), before + 50);
     /* The log holds exactly 50 OrderCreated after the setup. */
@@ -884,21 +892,7 @@ START_TEST(test_concurrent_orders_threads)
     ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":100}"), 200);
     ck_assert_int_eq(run("/api/users/u1/deposits", "{\"amount_cents\":1}"), 200);
     uint64_t before = log_head(ctx.log);
-    pid_t pids[PROCS];
-    for (int i = 0; i < PROCS; i++) {
-        pids[i] = fork();
-        ck_assert_int_ge(pids[i], 0);
-        if (pids[i] == 0)
-            order_child_threads();
-    }
-    int total = 0;
-    for (int i = 0; i < PROCS; i++) {
-        int status;
-        ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
-        ck_assert(WIFEXITED(status));
-        ck_assert_int_ne(WEXITSTATUS(status), 255);
-        total += WEXITSTATUS(status);
-    }
+    int total = race(order_child_threads);
     ck_assert_int_eq(total, 100);
     ck_assert_uint_eq(log_head(ctx.log), before + 100);
     ASSERT_FAILS(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"race\",\"quantity\":1}]}"), 409, "insufficient_stock");
