@@ -49,58 +49,11 @@ uint64_t rm_get_be64(const unsigned char in[8])
     return be64toh(v);
 }
 
-/* The reader never reads past n: a short value sets bad and yields zeros, so a decoder can
- * read every field and check bad once at the end. */
-static const unsigned char *take(struct rm_reader *r, size_t k)
-{
-    if (r->bad || r->n < k) {
-        r->bad = 1;
-        return NULL;
-    }
-    const unsigned char *p = r->p;
-    r->p += k;
-    r->n -= k;
-    return p;
-}
-
-uint8_t rm_read_u8(struct rm_reader *r)
-{
-    const unsigned char *p = take(r, 1);
-    return p ? p[0] : 0;
-}
-
-uint16_t rm_read_u16(struct rm_reader *r)
-{
-    const unsigned char *p = take(r, 2);
-    return p ? (uint16_t)(p[0] | (p[1] << 8)) : 0;
-}
-
-uint64_t rm_read_u64(struct rm_reader *r)
-{
-    const unsigned char *p = take(r, 8);
-    uint64_t v = 0;
-    if (p)
-        memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
-struct rm_str rm_read_str(struct rm_reader *r)
-{
-    struct rm_str s = { "", 0 };
-    size_t n = rm_read_u16(r);
-    const unsigned char *p = take(r, n);
-    if (p) {
-        s.p = (const char *)p;
-        s.n = n;
-    }
-    return s;
-}
-
 /* The fold encodes and decodes a user, an item or an order several times per event, so
- * the value codecs below do not go through the checked per-field functions above: an
+ * the value codecs below do not go through the checked per-field functions of rm_layout.h: an
  * encoder reserves its whole value once and stores the fields with the unchecked w_*
  * helpers; a decoder reads with the inline rd_* helpers (the same bounds rule as
- * rm_reader: a short value sets bad and yields zeros). Same bytes as the functions above. */
+ * rm_reader: a short value sets bad and yields zeros). Same bytes as those functions; the readers among them wrap rd_*. */
 static inline unsigned char *w_u8(unsigned char *p, uint8_t v)
 {
     *p = v;
@@ -144,6 +97,8 @@ static inline void w_end(struct sbuf *out, unsigned char *end)
     out->data[out->len] = '\0';
 }
 
+/* The reader never reads past n: a short value sets bad and yields zeros, so a decoder can
+ * read every field and check bad once at the end. */
 static inline const unsigned char *rd_take(struct rm_reader *r, size_t k)
 {
     if (r->bad || r->n < k) {
@@ -190,6 +145,12 @@ static inline struct rm_str rd_str(struct rm_reader *r)
     }
     return s;
 }
+
+/* The checked per-field readers of rm_layout.h, for the index values the queries read. */
+uint8_t rm_read_u8(struct rm_reader *r) { return rd_u8(r); }
+uint16_t rm_read_u16(struct rm_reader *r) { return rd_u16(r); }
+uint64_t rm_read_u64(struct rm_reader *r) { return rd_u64(r); }
+struct rm_str rm_read_str(struct rm_reader *r) { return rd_str(r); }
 
 /* Opens a reader on a value and checks its version byte. */
 static struct rm_reader reader_open(const void *p, size_t n)
