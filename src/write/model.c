@@ -47,10 +47,25 @@ static int mdb_rc(int rc)
     return rc > 0 ? -rc : rc;
 }
 
+/* Opens every named database in one transaction (txn_flags: 0 or MDB_RDONLY; dbi_flags:
+ * MDB_CREATE or 0) and commits it, which keeps the handles for the env's lifetime. */
+static int open_dbis(struct wm *wm, unsigned txn_flags, unsigned dbi_flags)
+{
+    MDB_txn *txn;
+    int rc = mdb_rc(mdb_txn_begin(wm->env, NULL, txn_flags, &txn));
+    if (rc)
+        return rc;
+    for (int i = 0; i < WM_NDBI; i++)
+        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], dbi_flags, &wm->dbi[i]))) != 0) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    return mdb_rc(mdb_txn_commit(txn));
+}
+
 int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
 {
     struct wm *wm = xcalloc(1, sizeof *wm);
-    MDB_txn *txn = NULL;
     int rc;
     if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
         rc = -errno;
@@ -66,20 +81,11 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
     if ((rc = mdb_rc(mdb_env_open(wm->env, dir, MDB_NOSYNC | MDB_NOTLS, 0640))) != 0)
         goto fail;
     wm_reader_check(wm); /* stale slots of killed processes */
-    if ((rc = mdb_rc(mdb_txn_begin(wm->env, NULL, 0, &txn))) != 0)
-        goto fail;
-    for (int i = 0; i < WM_NDBI; i++)
-        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], MDB_CREATE, &wm->dbi[i]))) != 0)
-            goto fail;
-    rc = mdb_rc(mdb_txn_commit(txn));
-    txn = NULL;
-    if (rc != 0)
+    if ((rc = open_dbis(wm, 0, MDB_CREATE)) != 0)
         goto fail;
     *out = wm;
     return 0;
 fail:
-    if (txn)
-        mdb_txn_abort(txn);
     wm_close(wm);
     return rc;
 }
@@ -570,7 +576,6 @@ int wm_copy(struct wm *wm, const char *dir)
 int wm_open_copy(const char *file, struct wm **out)
 {
     struct wm *wm = xcalloc(1, sizeof *wm);
-    MDB_txn *txn = NULL;
     int rc;
     if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0 ||
         (rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0)
@@ -578,20 +583,11 @@ int wm_open_copy(const char *file, struct wm **out)
     /* NOLOCK: nobody writes a copy, and no lock file appears next to it. */
     if ((rc = mdb_rc(mdb_env_open(wm->env, file,
                                   MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0))) != 0 ||
-        (rc = mdb_rc(mdb_txn_begin(wm->env, NULL, MDB_RDONLY, &txn))) != 0)
-        goto fail;
-    for (int i = 0; i < WM_NDBI; i++)
-        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], 0, &wm->dbi[i]))) != 0)
-            goto fail; /* MDB_NOTFOUND: not a write model */
-    rc = mdb_rc(mdb_txn_commit(txn)); /* keeps the handles */
-    txn = NULL;
-    if (rc != 0)
+        (rc = open_dbis(wm, MDB_RDONLY, 0)) != 0) /* MDB_NOTFOUND: not a write model */
         goto fail;
     *out = wm;
     return 0;
 fail:
-    if (txn)
-        mdb_txn_abort(txn);
     wm_close(wm);
     return rc;
 }
