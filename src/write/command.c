@@ -468,7 +468,7 @@ static int run_txn(struct exec *x, struct wm_idem **e, uint64_t *position)
 /* Steps 2-8, under the append lock. On return *position is the record to make durable
  * before answering (0: none), and *e the stored answer of an idempotent repeat (NULL:
  * none; the caller frees it); or x->p is set. A full write-model map is grown (wm_grow:
- * the lock guarantees that no other thread of this process has a transaction open) and
+ * the lock keeps the other command threads' transactions out, model.c the snapshot copy) and
  * the command decided again: nothing had been appended. */
 static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
 {

@@ -3,6 +3,7 @@
 #include "write/model.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,23 @@ static const char *const dbi_names[WM_NDBI] = {
 struct wm {
     MDB_env *env;
     MDB_dbi dbi[WM_NDBI];
+    /* mdb_env_set_mapsize() needs no transaction of this process to be open, and LMDB does
+     * not check it. Command threads only resize under the log's append lock, which keeps
+     * their own transactions out; the snapshot thread's copy (wm_copy) runs outside that
+     * lock, so it holds this lock shared and every resize takes it exclusively. */
+    pthread_rwlock_t map_lock;
 };
+
+/* A wm with its lock ready and no env yet; NULL when the lock cannot be made. */
+static struct wm *wm_new(void)
+{
+    struct wm *wm = xcalloc(1, sizeof *wm);
+    if (pthread_rwlock_init(&wm->map_lock, NULL) != 0) {
+        free(wm);
+        return NULL;
+    }
+    return wm;
+}
 
 const char *wm_strerror(int err)
 {
@@ -65,7 +82,9 @@ static int open_dbis(struct wm *wm, unsigned txn_flags, unsigned dbi_flags)
 
 int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
 {
-    struct wm *wm = xcalloc(1, sizeof *wm);
+    struct wm *wm = wm_new();
+    if (!wm)
+        return -ENOMEM;
     int rc;
     if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
         rc = -errno;
@@ -96,6 +115,7 @@ void wm_close(struct wm *wm)
         return;
     if (wm->env)
         mdb_env_close(wm->env);
+    pthread_rwlock_destroy(&wm->map_lock);
     free(wm);
 }
 
@@ -111,24 +131,6 @@ int wm_destroy_files(const char *dir)
     return 0;
 }
 
-int wm_begin(struct wm *wm, int write, MDB_txn **txn)
-{
-    unsigned flags = write ? 0 : MDB_RDONLY;
-    int rc = mdb_txn_begin(wm->env, NULL, flags, txn);
-    if (rc == MDB_MAP_RESIZED) {
-        /* Another process grew the map (wm_grow) and has written past the end of ours:
-         * take the size it recorded in the meta page and begin again. */
-        if ((rc = mdb_env_set_mapsize(wm->env, 0)) != 0)
-            wm_map_lost(rc);
-        MDB_envinfo info;
-        if (mdb_env_info(wm->env, &info) == 0)
-            LOG_INFO("write model map grown by another process, adopted bytes=%zu",
-                     info.me_mapsize);
-        rc = mdb_txn_begin(wm->env, NULL, flags, txn);
-    }
-    return mdb_rc(rc);
-}
-
 /* mdb_env_set_mapsize() unmaps before it maps again: when the new mmap fails (no address
  * space: a 64-bit process near WM_MAP_MAX), the environment has no map left and any
  * further transaction would touch unmapped memory. That is out of memory in all but name,
@@ -141,6 +143,36 @@ static void wm_map_lost(int rc)
     abort();
 }
 
+/* Resizes the map (0: adopt the size in the meta page) with no transaction of this
+ * process open (map_lock, see struct wm). */
+static void set_mapsize(struct wm *wm, size_t bytes)
+{
+    int rc = pthread_rwlock_wrlock(&wm->map_lock);
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(wm->env, bytes);
+        pthread_rwlock_unlock(&wm->map_lock);
+    }
+    if (rc != 0)
+        wm_map_lost(rc);
+}
+
+int wm_begin(struct wm *wm, int write, MDB_txn **txn)
+{
+    unsigned flags = write ? 0 : MDB_RDONLY;
+    int rc = mdb_txn_begin(wm->env, NULL, flags, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* Another process grew the map (wm_grow) and has written past the end of ours:
+         * take the size it recorded in the meta page and begin again. */
+        set_mapsize(wm, 0);
+        MDB_envinfo info;
+        if (mdb_env_info(wm->env, &info) == 0)
+            LOG_INFO("write model map grown by another process, adopted bytes=%zu",
+                     info.me_mapsize);
+        rc = mdb_txn_begin(wm->env, NULL, flags, txn);
+    }
+    return mdb_rc(rc);
+}
+
 int wm_grow(struct wm *wm)
 {
     MDB_envinfo info;
@@ -150,8 +182,7 @@ int wm_grow(struct wm *wm)
     size_t old = info.me_mapsize;
     /* First the size another process may have grown it to (0: the one in the meta page;
      * LMDB never goes below the data's size), then twice the larger of the two. */
-    if ((rc = mdb_env_set_mapsize(wm->env, 0)) != 0)
-        wm_map_lost(rc);
+    set_mapsize(wm, 0);
     if ((rc = mdb_env_info(wm->env, &info)) != 0)
         return mdb_rc(rc);
     size_t cur = info.me_mapsize > old ? info.me_mapsize : old;
@@ -160,8 +191,7 @@ int wm_grow(struct wm *wm)
                   (unsigned long long)WM_MAP_MAX);
         return MDB_MAP_FULL;
     }
-    if ((rc = mdb_env_set_mapsize(wm->env, cur * 2)) != 0)
-        wm_map_lost(rc);
+    set_mapsize(wm, cur * 2);
     LOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);
     return 0;
 }
@@ -569,13 +599,21 @@ int wm_clear(struct wm *wm, MDB_txn *txn)
 
 int wm_copy(struct wm *wm, const char *dir)
 {
-    /* One read transaction inside LMDB: a consistent state, and writers are not blocked. */
-    return mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
+    /* One read transaction inside LMDB: a consistent state, and writers are not blocked;
+     * a resize waits for it (map_lock). */
+    int rc = pthread_rwlock_rdlock(&wm->map_lock);
+    if (rc)
+        return -rc;
+    rc = mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
+    pthread_rwlock_unlock(&wm->map_lock);
+    return rc;
 }
 
 int wm_open_copy(const char *file, struct wm **out)
 {
-    struct wm *wm = xcalloc(1, sizeof *wm);
+    struct wm *wm = wm_new();
+    if (!wm)
+        return -ENOMEM;
     int rc;
     if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0 ||
         (rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0)

@@ -31,7 +31,9 @@
  * Caveats: open in each process after fork(); a handle may be used by one thread at a
  * time (the command path holds the log's append lock around every write transaction).
  * The map starts at the configured size and doubles when it fills up (wm_grow), which is
- * only allowed while no transaction of the process is active.
+ * only allowed while no transaction of the process is active: the caller's own are kept
+ * out by the append lock, and a snapshot copy running on another thread (wm_copy) by a
+ * lock inside the wm that every resize takes exclusively.
  */
 #ifndef EF_WRITE_MODEL_H
 #define EF_WRITE_MODEL_H
