@@ -93,16 +93,24 @@ static int read_manifest(const char *dir, struct snapshot_info *s)
     return n == 5 && v == 1 ? 0 : -EBADMSG;
 }
 
-void snapdir_remove(const char *path)
+int snapdir_remove(const char *path)
 {
     static const char *const files[] = { "data.mdb", "lock.mdb", "manifest" };
     char file[SNAPDIR_PATH_MAX];
+    int rc = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        if (snapdir_join(file, path, files[i]) == 0 && unlink(file) < 0 && errno != ENOENT)
+        if (snapdir_join(file, path, files[i]) != 0) {
+            rc = -ENAMETOOLONG;
+        } else if (unlink(file) < 0 && errno != ENOENT) {
+            rc = -errno;
             LOG_WARN("cannot remove file=%s: %s", file, strerror(errno));
+        }
     }
-    if (rmdir(path) < 0 && errno != ENOENT)
+    if (rmdir(path) < 0 && errno != ENOENT) {
+        rc = rc ? rc : -errno;
         LOG_WARN("cannot remove snapshot dir=%s: %s", path, strerror(errno));
+    }
+    return rc;
 }
 
 int snapdir_begin(const char *dir, char *tmp)
@@ -144,8 +152,16 @@ int snapdir_publish(const char *dir, const char *tmp, struct snapshot_info *s, i
         snapdir_remove(tmp);
         return 1;
     }
-    if (replace)
-        snapdir_remove(final);
+    /* Replacing: swap the two directories in one step, so that a crash leaves either the
+     * old or the new snapshot under the final name, never none (the old one then sits under
+     * the tmp- name, which snapdir_remove_tmp clears). */
+    if (replace && renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
+        int rc = snapdir_fsync_path(dir, 1);
+        snapdir_remove(tmp);
+        return rc;
+    }
+    if (replace && errno != ENOENT)
+        return -errno;
     if (rename(tmp, final) < 0)
         return -errno;
     return snapdir_fsync_path(dir, 1);
@@ -175,8 +191,10 @@ void snapdir_prune(const char *dir, int keep)
         if (snapdir_list(dir, list, SNAPDIR_LIST_MAX, &n) || n <= k)
             return;
         for (size_t i = k; i < n; i++) {
-            if (snapdir_join(path, dir, list[i].name) == 0)
-                snapdir_remove(path);
+            /* A snapshot that cannot be removed would be listed again forever: give up
+             * (logged); the next prune tries again. */
+            if (snapdir_join(path, dir, list[i].name) != 0 || snapdir_remove(path) != 0)
+                return;
             LOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
         }
     } while (n == SNAPDIR_LIST_MAX);

@@ -51,7 +51,7 @@ int snapdir_seal(const char *tmp, struct snapshot_info *s);
 int snapdir_publish(const char *dir, const char *tmp, struct snapshot_info *s, int replace);
 
 /* Removes a snapshot (or temporary) directory and the files a snapshot may hold. */
-void snapdir_remove(const char *path);
+int snapdir_remove(const char *path); /* 0, or the first -errno (logged) */
 
 /* Removes every tmp-* directory in dir: only safe while holding snapdir_lock(). */
 void snapdir_remove_tmp(const char *dir);
