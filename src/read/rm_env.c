@@ -138,7 +138,7 @@ static int write_marker(struct rm_env *e)
     if (w < 0)
         rc = -errno;
     else if ((size_t)w != len)
-        rc = -EIO; /* a short write of 37 bytes: the disk is full */
+        rc = -ENOSPC; /* a short write of 37 bytes: the disk is full (the synced fallback) */
     if (rc == 0 && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
@@ -178,11 +178,13 @@ int rm_env_sync(struct rm_env *env)
     rc = marker_path(env->dir, path, sizeof path);
     if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
         rc = -errno;
-    if (rc == 0)
-        rc = fsync_dir(env->dir);
-    if (rc == 0)
-        env->unsynced = 0;
-    return rc;
+    if (rc)
+        return rc;
+    /* The data is durable and the marker gone from the directory: the next write txn must
+     * write a new one, whether or not the removal itself reaches the disk (if it does not,
+     * the old marker survives a crash and only costs a needless replacement). */
+    env->unsynced = 0;
+    return fsync_dir(env->dir);
 }
 
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out)

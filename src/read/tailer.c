@@ -387,6 +387,8 @@ int tailer_run(const struct tailer_options *opt)
     }
     log_reader_close(tl.rd);
     rpos_close(tl.rp);
+    if (tl.env)
+        sync_model(&tl); /* logged if it fails: the marker then stays, which is safe */
     rm_env_close(tl.env);
     log_close(tl.lg);
     if (tl.lock_fd >= 0)

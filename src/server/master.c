@@ -124,8 +124,8 @@ static void log_death(const struct master *m, pid_t pid, int status)
 }
 
 /* A worker that died before its request threads ran (worker_init failed, a crash while
- * starting) or young without answering anything could not start; one that served and
- * then died is a crash, which a restart fixes. */
+ * starting) or young without accepting a request could not start; one that took a
+ * request and then died is a crash (perhaps of that request), which a restart fixes. */
 static int futile_death(const struct master *m, int slot, int young)
 {
     if (!atomic_load(&m->progress->ready[slot]))

@@ -85,7 +85,7 @@ const char *srv_reason(int status);
  * Invariant: ready[slot] is set to 0 by the master before it forks the worker of slot,
  * and only that worker sets it to 1. */
 struct srv_progress {
-    _Atomic uint64_t served;   /* answers written, by all workers since the master started */
+    _Atomic uint64_t served;   /* requests accepted, by all workers since the master started */
     _Atomic uint32_t ready[];  /* per slot: 1 once its worker's request threads run */
 };
 

@@ -107,8 +107,6 @@ static void serve_one(struct srv_thread *t)
     if (w->opt->cfg->log_requests)
         LOG_INFO("request method=%s path=%s status=%d ms=%.3f", t->req.method, t->req.path, t->status,
                  (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
-    if (progress && t->responded)
-        atomic_fetch_add_explicit(&progress->served, 1, memory_order_relaxed);
     srv_request_end(t);
     FCGX_Finish_r(&t->fcgx);
     if (server_stopping() && t->fcgx.ipcFd >= 0)
@@ -163,6 +161,10 @@ static int serve_loop(struct srv_thread *t)
             return 0;
         rc = FCGX_Accept_r(&t->fcgx);
         if (rc >= 0) {
+            /* Counted when accepted, not when answered: a worker that took a request is
+             * up, even if that request then kills it (a crash, restarted; master.c). */
+            if (progress)
+                atomic_fetch_add_explicit(&progress->served, 1, memory_order_relaxed);
             serve_one(t);
             continue;
         }
