@@ -357,11 +357,23 @@ int wsnap_taker_start(struct wm *wm, struct log *lg, const char *model_dir, uint
         free(t);
         return rc;
     }
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    /* The cv must wait on CLOCK_MONOTONIC (taker_sleep's deadlines): anything less and
+     * the timed waits return at once, a busy loop. */
+    if ((rc = pthread_mutex_init(&t->mu, NULL)) != 0) {
+        free(t);
+        return -rc;
+    }
+    if ((rc = pthread_condattr_init(&ca)) == 0) {
+        if ((rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0)
+            rc = pthread_cond_init(&t->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (rc) {
+        LOG_ERROR("cannot start the write-model snapshot thread err=%s", strerror(rc));
+        pthread_mutex_destroy(&t->mu);
+        free(t);
+        return -rc;
+    }
     /* The thread takes no asynchronous signal: the worker's own threads handle them. */
     sigset_t all, old;
     sigfillset(&all);
