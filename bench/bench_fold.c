@@ -43,6 +43,10 @@
 #include "util/clock.h"
 #include "util/eflog.h"
 
+/* The default read_map_bytes: the map starts where a deployment's does and grows as it would
+ * (its blocks are reserved on disk, util/lmdb_map.h, so a larger start would cost disk). */
+#define READ_MAP_BYTES (256ull << 20)
+
 #define USERS 1000
 #define ITEMS 1000
 
@@ -185,7 +189,7 @@ static int run_child_tailer(const char *data, const char *model_dir, uint64_t ma
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        struct tailer_options o = { .data_dir = data, .once = 1, .map_bytes = 8ull << 30,
+        struct tailer_options o = { .data_dir = data, .once = 1, .map_bytes = READ_MAP_BYTES,
                                     .model_dir = model_dir, .max_records = max_records };
         _exit(tailer_run(&o) == 0 ? 0 : 1);
     }
@@ -208,7 +212,7 @@ static int snapshot_at(const char *data, uint64_t pos)
     long rss;
     double cpu;
     struct rm_env *e;
-    struct rm_options ro = { 8ull << 30, 1 };
+    struct rm_options ro = { READ_MAP_BYTES, 1 };
     struct snapshot_info info;
     if (mkdir(side, 0755) < 0 || run_child_tailer(data, side, pos, &rss, &cpu) != 0 || rm_env_open(side, &ro, &e)) {
         fprintf(stderr, "bench_fold: folding %" PRIu64 " events into %s failed\n", pos, side);
@@ -271,7 +275,7 @@ int main(void)
      * must find the one at 90%), then rebuilds from scratch and from a snapshot. */
     char model[RDIR_PATH_MAX], cmd[4400];
     struct rm_env *e;
-    struct rm_options ro = { 8ull << 30, 1 };
+    struct rm_options ro = { READ_MAP_BYTES, 1 };
     struct snapshot_info info;
     rdir_path(tmp, "current", model, sizeof model);
     if (rc == 0 && rm_env_open(model, &ro, &e) == 0) {
@@ -292,7 +296,7 @@ int main(void)
             rc = snapshot_at(tmp, n - n / 10);
         if (rc)
             break;
-        struct rebuild_options ropt = { .data_dir = tmp, .map_bytes = 8ull << 30, .from_scratch = scratch };
+        struct rebuild_options ropt = { .data_dir = tmp, .map_bytes = READ_MAP_BYTES, .from_scratch = scratch };
         struct rebuild_result res;
         rc = rebuild_run(&ropt, &res);
         const char *what = scratch ? "from_scratch" : "from_snapshot";

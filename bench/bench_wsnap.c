@@ -28,7 +28,7 @@
 #include "write/replay.h"
 #include "write/wsnap.h"
 
-#define MAP_BYTES (4ull << 30)
+#define MAP_BYTES (64ull << 20) /* the default write_map_bytes; the map grows from there */
 
 static int no_sync(int fd)
 {

@@ -72,8 +72,10 @@ struct rm_options {
  * and can be refolded. What it needs is to be consistent whenever it is read:
  *
  *  - A process crash (kill -9) with MDB_NOSYNC loses nothing: LMDB writes the data pages
- *    and then the meta page with write(2), all of it in the page cache, which outlives the
- *    process; the model is exactly its last commit, with the position in the same commit.
+ *    and then the meta page with write(2), or stores them into its writable map
+ *    (MDB_WRITEMAP, util/lmdb_map.h), all of it in the page cache, which outlives the
+ *    process; the model is exactly its last commit, with the position in the same commit
+ *    (an unfinished transaction's pages are free pages no commit refers to).
  *  - A machine crash (power loss, kernel panic) can leave on disk a meta page whose pages
  *    were never written, or pages of the last tree overwritten by later commits: the
  *    environment may be corrupt (MDB_NOMETASYNC alone would keep it consistent, at the cost
@@ -95,7 +97,9 @@ struct rm_options {
  * Read-only: -ENOENT when there is no data.mdb, RM_ENOTFOUND when its databases were never
  * created (a model nobody has initialized yet).
  * Checks the stored layout version (RM_EFORMAT if it is not RM_FORMAT). Clears stale reader
- * slots (mdb_reader_check). *out is owned by the caller, freed by rm_env_close(). */
+ * slots (mdb_reader_check). A writable env is written through a writable map when the
+ * map's blocks can be reserved on disk, and through write(2) otherwise (util/lmdb_map.h).
+ * *out is owned by the caller, freed by rm_env_close(). */
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out);
 /* Closes env; a lazy env is synced first (best effort: on failure the marker stays, so the
  * model is distrusted only after a machine crash). Accepts NULL. */
@@ -108,7 +112,8 @@ int rm_env_adopt_mapsize(struct rm_env *env);
 /* Doubles the map of a writable env after MDB_MAP_FULL (at most RM_MAX_MAP); *bytes gets
  * the new size. Readers in other processes adopt it on their next transaction
  * (MDB_MAP_RESIZED). No transaction of this process may be active. MDB_MAP_FULL when the
- * map is at its maximum already. */
+ * map is at its maximum already; -ENOSPC (-EDQUOT) when the disk cannot hold the larger
+ * map, whose blocks are reserved before it grows (util/lmdb_map.h). */
 #define RM_MAX_MAP (1ull << 46) /* 64 TiB, as the write model */
 int rm_env_grow(struct rm_env *env, uint64_t *bytes);
 /* Copies the environment, compacted, into directory dst (which must exist and be empty). */

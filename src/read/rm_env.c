@@ -10,6 +10,8 @@
 #include "read/rm.h"
 #include "read/rm_internal.h"
 #include "util/bootid.h"
+#include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
 const char *const rm_dbi_names[RM_DB_COUNT] = {
@@ -17,7 +19,7 @@ const char *const rm_dbi_names[RM_DB_COUNT] = {
     "items", "daily", "streams", "positions", "dlq",
 };
 
-#define RM_DEFAULT_MAP (4ull << 30)
+#define RM_DEFAULT_MAP (256ull << 20)
 
 const char *rm_strerror(int err)
 {
@@ -187,21 +189,21 @@ int rm_env_sync(struct rm_env *env)
     return fsync_dir(env->dir);
 }
 
+static int setup_env(MDB_env *env, void *arg)
+{
+    int rc = mdb_env_set_maxdbs(env, RM_DB_COUNT);
+    if (!rc)
+        rc = mdb_env_set_mapsize(env, (size_t)*(uint64_t *)arg);
+    if (!rc)
+        rc = mdb_env_set_maxreaders(env, 512);
+    return rc;
+}
+
 int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **out)
 {
     struct rm_env *e = xcalloc(1, sizeof *e);
     e->read_only = opt && opt->read_only;
     uint64_t map = opt && opt->map_bytes ? opt->map_bytes : RM_DEFAULT_MAP;
-    int rc = mdb_env_create(&e->env);
-    if (rc)
-        goto fail;
-    rc = mdb_env_set_maxdbs(e->env, RM_DB_COUNT);
-    if (!rc)
-        rc = mdb_env_set_mapsize(e->env, (size_t)map);
-    if (!rc)
-        rc = mdb_env_set_maxreaders(e->env, 512);
-    if (rc)
-        goto fail;
     /* MDB_NOTLS: query workers use one env from several threads, and a read txn is not
      * tied to a thread. MDB_NOMETASYNC: a commit fsyncs the data pages but not the meta
      * page; after a power loss the model may come back at the previous commit (never a
@@ -209,6 +211,7 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
      * the data, and the tailer refolds from whatever position survived. */
     unsigned flags = MDB_NOTLS;
     flags |= e->read_only ? MDB_RDONLY : MDB_NOMETASYNC;
+    int rc;
     /* Whoever opens a model checks its lazy-sync marker: nobody reads or writes a model
      * that may have been torn by a machine crash (rm.h, "Lazy sync"). */
     ef_boot_id(e->boot, sizeof e->boot);
@@ -222,7 +225,18 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     if (rc)
         goto fail;
     e->unsynced = present; /* a process of this boot died with unsynced commits */
-    rc = mdb_env_open(e->env, dir, flags, 0644);
+    if (e->read_only) {
+        /* Read-only: a read-only map, nothing to reserve. */
+        if ((rc = mdb_env_create(&e->env)) == 0 && (rc = setup_env(e->env, &map)) == 0)
+            rc = mdb_env_open(e->env, dir, flags, 0644);
+    } else {
+        /* The tailer (and rebuilds) write through a writable map when it can be reserved. */
+        int why_not = 0;
+        rc = ef_mdb_open(dir, flags, 0644, setup_env, &map, &e->env, &e->writemap, &why_not);
+        if (rc == 0 && !e->writemap)
+            LOG_WARN("read model: its map cannot be reserved on disk (%s): writing it without "
+                     "MDB_WRITEMAP, slower", strerror(-why_not));
+    }
     if (rc)
         goto fail;
     int dead = 0;
@@ -279,6 +293,9 @@ int rm_env_grow(struct rm_env *env, uint64_t *bytes)
     if (size >= RM_MAX_MAP)
         return MDB_MAP_FULL;
     size = size * 2 > RM_MAX_MAP ? RM_MAX_MAP : size * 2;
+    /* The blocks first (util/lmdb_map.h); no fallocate here means no writable map. */
+    if ((rc = ef_mdb_reserve(env->env, (size_t)size)) != 0 && rc != -EOPNOTSUPP)
+        return rc;
     rc = mdb_env_set_mapsize(env->env, (size_t)size);
     if (rc)
         return mdb_rc(rc);

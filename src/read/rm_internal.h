@@ -34,6 +34,7 @@ struct rm_env {
     MDB_env *env;
     MDB_dbi dbi[RM_DB_COUNT];
     int read_only;
+    int writemap; /* written through a writable map, its blocks reserved (util/lmdb_map.h) */
     struct rm_cache *cache; /* the write txn's row cache (rm_cache.c); NULL when read-only */
     /* Lazy sync (rm.h): lazy is set when the env was opened with MDB_NOSYNC; unsynced
      * while the marker file exists. boot is this boot's id, dir the env's directory. */

@@ -297,10 +297,10 @@ static void sync_model(struct tailer *tl)
                   (double)(ef_mono_ns() - t0) / 1e6);
 }
 
-/* The map is only an address-space reservation: when a batch does not fit, the tailer (the
- * only writer) doubles it rather than stop folding; query workers adopt the new size on
- * their next transaction. A map that cannot grow (RM_MAX_MAP, or no address space) falls
- * back to the wait-and-retry of a full disk. */
+/* When a batch does not fit the map, the tailer (the only writer) doubles it rather than
+ * stop folding; query workers adopt the new size on their next transaction. A map that
+ * cannot grow (RM_MAX_MAP, no disk space for its blocks, which are reserved first: see
+ * util/lmdb_map.h, or no address space) falls back to the wait-and-retry of a full disk. */
 static int grow_map(struct tailer *tl)
 {
     uint64_t bytes = 0;

@@ -56,8 +56,8 @@ void ef_config_defaults(struct ef_config *cfg)
     cfg->threads = 4;
     cfg->command_threads = 8;
     cfg->segment_bytes = 64 * MIB;
-    cfg->write_map_bytes = 1 * GIB;
-    cfg->read_map_bytes = 4 * GIB;
+    cfg->write_map_bytes = 64 * MIB;
+    cfg->read_map_bytes = 256 * MIB;
     cfg->snapshot_every = 100000;
     cfg->snapshot_keep = 3;
     cfg->max_wait_seconds = 10;

@@ -11,8 +11,8 @@
  *   threads          4                       request threads per query worker
  *   command_threads  8                       request threads per command worker
  *   segment_bytes    67108864                log segment size limit (64 MiB)
- *   write_map_bytes  1073741824              LMDB map size of the write model
- *   read_map_bytes   4294967296              LMDB map size of the read model
+ *   write_map_bytes  67108864                LMDB map size of the write model
+ *   read_map_bytes   268435456               LMDB map size of the read model
  *   snapshot_every   100000                  events between snapshots, read and write model (0: never)
  *   snapshot_keep    3                       snapshots kept, of each model
  *   max_wait_seconds 10                      upper bound of Prefer: wait

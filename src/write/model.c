@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
 enum { DBI_META, DBI_USERS, DBI_ITEMS, DBI_ORDERS, DBI_IDEM, DBI_IDEM_TIME };
@@ -28,6 +29,7 @@ struct wm {
      * their own transactions out; the snapshot thread's copy (wm_copy) runs outside that
      * lock, so it holds this lock shared and every resize takes it exclusively. */
     pthread_rwlock_t map_lock;
+    int writemap; /* opened with MDB_WRITEMAP, its map reserved on disk (util/lmdb_map.h) */
 };
 
 /* A wm with its lock ready and no env yet; NULL when the lock cannot be made. */
@@ -80,6 +82,12 @@ static int open_dbis(struct wm *wm, unsigned txn_flags, unsigned dbi_flags)
     return mdb_rc(mdb_txn_commit(txn));
 }
 
+static int setup_env(MDB_env *env, void *arg)
+{
+    int rc = mdb_env_set_maxdbs(env, WM_NDBI);
+    return rc ? rc : mdb_env_set_mapsize(env, (size_t)*(uint64_t *)arg);
+}
+
 int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
 {
     struct wm *wm = wm_new();
@@ -90,15 +98,15 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
         rc = -errno;
         goto fail;
     }
-    if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0)
-        goto fail;
-    if ((rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0 ||
-        (rc = mdb_rc(mdb_env_set_mapsize(wm->env, (size_t)map_bytes))) != 0)
-        goto fail;
     /* MDB_NOSYNC: derived data, see the header. MDB_NOTLS: read txns are not tied to a
      * thread (the server may run handlers on several threads). */
-    if ((rc = mdb_rc(mdb_env_open(wm->env, dir, MDB_NOSYNC | MDB_NOTLS, 0640))) != 0)
+    int why_not = 0;
+    if ((rc = mdb_rc(ef_mdb_open(dir, MDB_NOSYNC | MDB_NOTLS, 0640, setup_env, &map_bytes,
+                                 &wm->env, &wm->writemap, &why_not))) != 0)
         goto fail;
+    if (!wm->writemap)
+        LOG_WARN("write model: its map cannot be reserved on disk (%s): writing it without "
+                 "MDB_WRITEMAP, slower", strerror(-why_not));
     wm_reader_check(wm); /* stale slots of killed processes */
     if ((rc = open_dbis(wm, 0, MDB_CREATE)) != 0)
         goto fail;
@@ -164,10 +172,15 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
         /* Another process grew the map (wm_grow) and has written past the end of ours:
          * take the size it recorded in the meta page and begin again. */
         set_mapsize(wm, 0);
-        MDB_envinfo info;
-        if (mdb_env_info(wm->env, &info) == 0)
-            LOG_INFO("write model map grown by another process, adopted bytes=%zu",
-                     info.me_mapsize);
+        size_t bytes = ef_mdb_mapsize(wm->env);
+        LOG_INFO("write model map grown by another process, adopted bytes=%zu", bytes);
+        /* The grower reserved it first (wm_grow); a writable map is stored into only once
+         * its blocks are there, so check rather than trust. */
+        if (wm->writemap && (rc = ef_mdb_reserve(wm->env, bytes)) != 0) {
+            LOG_ERROR("write model: cannot reserve the adopted map bytes=%zu err=\"%s\"",
+                      bytes, strerror(-rc));
+            return rc;
+        }
         rc = mdb_txn_begin(wm->env, NULL, flags, txn);
     }
     return mdb_rc(rc);
@@ -190,6 +203,13 @@ int wm_grow(struct wm *wm)
         LOG_ERROR("write model: map full and at its limit bytes=%zu max=%llu", cur,
                   (unsigned long long)WM_MAP_MAX);
         return MDB_MAP_FULL;
+    }
+    /* Blocks first, whatever this process's mode: another process may map it writable.
+     * No fallocate on this filesystem means nobody does (ef_mdb_open). */
+    if ((rc = ef_mdb_reserve(wm->env, cur * 2)) != 0 && rc != -EOPNOTSUPP) {
+        LOG_ERROR("write model: map full, and no disk space to grow it bytes=%zu err=\"%s\"",
+                  cur * 2, strerror(-rc));
+        return rc;
     }
     set_mapsize(wm, cur * 2);
     LOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);

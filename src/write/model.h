@@ -30,6 +30,8 @@
  * Transactions are plain LMDB transactions (MDB_txn); the caller begins and ends them.
  * Caveats: open in each process after fork(); a handle may be used by one thread at a
  * time (the command path holds the log's append lock around every write transaction).
+ * The environment is written through a writable map (MDB_WRITEMAP) whenever its blocks can
+ * be reserved on disk, so a full disk is an error code and never a SIGBUS (util/lmdb_map.h).
  * The map starts at the configured size and doubles when it fills up (wm_grow), which is
  * only allowed while no transaction of the process is active: the caller's own are kept
  * out by the append lock, and a snapshot copy running on another thread (wm_copy) by a
@@ -81,7 +83,8 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn);
  * is address space, not disk. Other processes adopt the new size in their next wm_begin().
  * Caller: no transaction of this environment may be active in this process (the command
  * path holds the log's append lock, under which every write-model transaction runs).
- * Returns 0, or MDB_MAP_FULL when the map is at WM_MAP_MAX. Aborts the process when LMDB
+ * Returns 0, MDB_MAP_FULL when the map is at WM_MAP_MAX, or -ENOSPC (-EDQUOT) when the disk
+ * cannot hold the larger map, whose blocks are reserved first (util/lmdb_map.h). Aborts the process when LMDB
  * cannot map the environment again (see wm_map_lost in model.c). */
 int wm_grow(struct wm *wm);
 /* Clears reader slots left by dead processes (mdb_reader_check); returns how many. */

@@ -45,8 +45,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.threads, 4);
     ck_assert_int_eq(c.command_threads, 8);
     ck_assert_uint_eq(c.segment_bytes, 67108864u);
-    ck_assert_uint_eq(c.write_map_bytes, 1073741824u);
-    ck_assert_uint_eq(c.read_map_bytes, 4294967296u);
+    ck_assert_uint_eq(c.write_map_bytes, 67108864u);
+    ck_assert_uint_eq(c.read_map_bytes, 268435456u);
     ck_assert_uint_eq(c.snapshot_every, 100000u);
     ck_assert_int_eq(c.snapshot_keep, 3);
     ck_assert_int_eq(c.max_wait_seconds, 10);
