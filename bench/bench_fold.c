@@ -67,7 +67,7 @@ static void append(struct log *lg, const char *stream, uint64_t ver, const char 
 static void build_log(const char *dir, uint64_t n)
 {
     struct log *lg;
-    struct log_options lo = { 0, 0 };
+    struct log_options lo = { .segment_bytes = 0 };
     if (log_open(dir, &lo, &lg) || log_append_begin(lg)) {
         fprintf(stderr, "bench_fold: cannot open the log: %s\n", log_last_error(NULL));
         exit(1);

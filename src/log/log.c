@@ -56,6 +56,7 @@ int log_open(const char *dir, const struct log_options *opt, struct log **out)
     struct log *lg = xcalloc(1, sizeof *lg);
     lg->dir = xstrdup(dir);
     lg->read_only = opt && opt->read_only;
+    lg->salvage = lg->read_only && opt->salvage;
     lg->segment_bytes = opt && opt->segment_bytes ? opt->segment_bytes : LOG_DEFAULT_SEGMENT_BYTES;
     lg->users_fd = -1;
     lg->app.fd = -1;
@@ -95,6 +96,8 @@ void log_close(struct log *lg)
 }
 
 int log_recovered(const struct log *lg) { return lg->recovered; }
+
+const char *log_damage(const struct log *lg) { return lg->damage[0] ? lg->damage : NULL; }
 
 uint64_t log_head(const struct log *lg)
 {

@@ -75,6 +75,10 @@ struct log;
 struct log_options {
     uint64_t segment_bytes; /* roll limit; 0 = default 64 MiB */
     int read_only;          /* no appends, no truncation, no recovery that writes */
+    /* Read-only only: damage in the newest segment (or a record of a newer format) ends
+     * the log just before it instead of failing the open, so that the records before it
+     * can still be read (eventfoldctl dump); log_damage() then describes it. */
+    int salvage;
 };
 
 /* Opens (creating it and its first segment if needed, unless read_only) the log in dir
@@ -94,6 +98,10 @@ int log_recovered(const struct log *lg);
  * in this thread when lg is NULL), naming segment and offset where there is one.
  * Valid until the next call on the handle. */
 const char *log_last_error(const struct log *lg);
+
+/* For a salvage open that ended the log at damage: what and where (as log_last_error
+ * would have said at open); NULL otherwise. */
+const char *log_damage(const struct log *lg);
 
 /* Highest published position (0 when empty). No syscall. */
 uint64_t log_head(const struct log *lg);

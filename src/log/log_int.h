@@ -77,8 +77,11 @@ struct log {
     size_t enc_cap;
     /* Used only by the sync-lock holder. */
     struct log_segfd syn;
-    /* Read-only handles: head found by scanning at open. */
+    /* Read-only handles: head found by scanning at open; with salvage, the damage that
+     * ended the log there ("" when none). */
     uint64_t ro_head;
+    int salvage;
+    char damage[LOG_ERR_LEN];
     char err[LOG_ERR_LEN];
 };
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -191,7 +192,14 @@ static int find_head(struct log *lg, int repair, uint64_t *pos, uint64_t *seg, u
         goto fail;
     }
     struct log_seg_scan sc;
-    if ((err = scan_newest(lg, fd, newest, path, repair, &sc)) != 0)
+    err = scan_newest(lg, fd, newest, path, repair, &sc);
+    if ((err == LOG_ECORRUPT || err == LOG_EVERSION) && !repair && lg->salvage) {
+        /* The records before the damage are whole and in sequence (log_seg_scan stops
+         * at the first that is not): the log ends at the last of them. */
+        snprintf(lg->damage, sizeof lg->damage, "%s", lg->err);
+        err = 0;
+    }
+    if (err)
         goto fail;
     /* The previous run may have died with published but unsynced records in the page
      * cache: make them durable before the control block says they are. */

@@ -20,14 +20,16 @@ int ctl_log_dir(struct ctl_ctx *ctx, char *out)
     return 0;
 }
 
-/* Read-only: verify and dump must work while the services run and must never repair. */
+/* Read-only: verify and dump must work while the services run and must never repair.
+ * Salvage: damage in the newest segment ends the log there rather than failing the open,
+ * so that dump still gives every record before it (and verify reports the damage itself). */
 static int open_log(struct ctl_ctx *ctx, struct log **lg)
 {
     char dir[EF_PATH_MAX];
     int st = ctl_log_dir(ctx, dir);
     if (st)
         return st;
-    struct log_options opt = { .read_only = 1 };
+    struct log_options opt = { .read_only = 1, .salvage = 1 };
     int err = log_open(dir, &opt, lg);
     if (err) {
         fprintf(stderr, "%s: %s\n", ctx->prog, log_last_error(NULL));
@@ -159,13 +161,18 @@ int ctl_dump(struct ctl_ctx *ctx, int argc, char **argv)
     }
     if (err < 0)
         fprintf(stderr, "%s: %s\n", ctx->prog, log_last_error(lg));
+    /* Every record up to the damage was given: say why there are no more. */
+    int damaged = err == 0 && n < limit && log_damage(lg) != NULL;
+    if (damaged)
+        fprintf(stderr, "%s: the log ends in damage after position %" PRIu64 ": %s\n", ctx->prog,
+                log_head(lg), log_damage(lg));
     int werr = fflush(stdout) != 0 || ferror(stdout);
     if (werr && err >= 0)
         fprintf(stderr, "%s: cannot write to stdout\n", ctx->prog);
     sbuf_free(&sb);
     log_reader_close(rd);
     log_close(lg);
-    return err < 0 || werr ? 1 : 0;
+    return err < 0 || damaged || werr ? 1 : 0;
 }
 
 const struct ctl_command ctl_log_commands[] = {

@@ -37,7 +37,7 @@ static int open_handles(struct ctl_ctx *ctx, int rdonly_model, struct read_handl
     int rc = ctl_log_dir(ctx, dir);
     if (rc)
         return rc;
-    struct log_options lo = { ctx->cfg->segment_bytes, 0 };
+    struct log_options lo = { .segment_bytes = ctx->cfg->segment_bytes };
     if (log_open(dir, &lo, &h->lg) != 0) {
         fprintf(stderr, "%s: cannot open the log: %s\n", ctx->prog, log_last_error(NULL));
         return 1;

@@ -54,7 +54,7 @@ int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
         return -1;
     }
     /* Read-write like the workers (query_worker_init). */
-    struct log_options lo = { cfg->segment_bytes, 0 };
+    struct log_options lo = { .segment_bytes = cfg->segment_bytes };
     struct log *lg;
     if (log_open(path, &lo, &lg) != 0) {
         snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
@@ -104,7 +104,7 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
     /* Opened like the tailer (not read_only) so that log_head() and log_durable() come
      * live from the shared control block; a read-only handle only knows the head at its
      * open. Query workers never append. */
-    struct log_options lo = { cfg->segment_bytes, 0 };
+    struct log_options lo = { .segment_bytes = cfg->segment_bytes };
     rc = log_open(path, &lo, &w->lg);
     if (rc) {
         LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));

@@ -118,7 +118,7 @@ static int open_all(struct tailer *tl)
     rc = rdir_join(path, sizeof path, o->data_dir, "log");
     if (rc)
         return rc;
-    struct log_options lo = { o->segment_bytes, 0 };
+    struct log_options lo = { .segment_bytes = o->segment_bytes };
     rc = log_open(path, &lo, &tl->lg);
     if (rc) {
         LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));

@@ -98,6 +98,15 @@ def deleted_segment(src, tmp, f):
            [binary("eventfold-tailer"), "--data", fresh, "--once"], "tailer --once, deleted segment", cause)
 
 
+def dump_up_to(data, head, cause):
+    """dump gives every record before the damage at the tail, then exits 1 saying why."""
+    _, out, _ = expect_clean_failure(ctl(data, "dump"), "dump, damaged tail", cause)
+    positions = [int(line.split(",", 1)[0].split(":")[1]) for line in out.splitlines()]
+    check(positions == list(range(1, head + 1)),
+          "dump of a log with damage at its tail: positions %r..%r (%d), expected 1..%d"
+          % (positions[:1], positions[-1:], len(positions), head))
+
+
 def newer_format(src, tmp, where, f):
     data = copy_case(src, tmp, "newer-" + where)
     logdir = os.path.join(data, "log")
@@ -119,6 +128,8 @@ def newer_format(src, tmp, where, f):
     cause = ("version", "format", "newer")
     what = "format 2 record (%s)" % where
     f.case("verify, " + what, expect_clean_failure, ctl(data, "verify"), "verify, " + what, cause)
+    if where == "tail":
+        f.case("dump, " + what, dump_up_to, data, head, cause)
     before = snapshot_log(data)
     f.case("command, " + what, expect_clean_failure, command(data, tmp), "command, " + what, cause,
            timeout=10)

@@ -421,6 +421,21 @@ START_TEST(test_damage_before_tail)
     ck_assert_msg(strstr(log_last_error(NULL), want) && strstr(log_last_error(NULL), "00000000000000000001.seg"),
                   "error: %s", log_last_error(NULL));
     ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size); /* nothing cut */
+
+    /* Read-only: refused the same way; with salvage, the log ends just before the damaged
+     * record (position 4) and every record before it reads back. */
+    opt = (struct log_options){ .read_only = 1 };
+    ck_assert_int_eq(log_open(dir, &opt, &lg), LOG_ECORRUPT);
+    opt.salvage = 1;
+    ck_assert_int_eq(log_open(dir, &opt, &lg), 0);
+    ck_assert_uint_eq(log_head(lg), 3);
+    ck_assert_msg(log_damage(lg) && strstr(log_damage(lg), want), "damage: %s", log_damage(lg));
+    uint64_t first = 0;
+    ck_assert_uint_eq(read_all(lg, 1, &first), 3);
+    log_close(lg);
+    opt = (struct log_options){ .salvage = 1 }; /* not read-only: salvage is ignored */
+    ck_assert_int_eq(log_open(dir, &opt, &lg), LOG_ECORRUPT);
+    ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size);
 }
 END_TEST
 

@@ -63,7 +63,7 @@ static uint64_t build_log(unsigned n, uint64_t segment_bytes)
     char dir[128], stream[64], data[512];
     log_dir(dir, sizeof dir);
     struct log *lg;
-    struct log_options lo = { segment_bytes, 0 };
+    struct log_options lo = { .segment_bytes = segment_bytes };
     ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
     ck_assert_int_eq(log_append_begin(lg), 0);
     for (int i = 0; i < 10; i++) {
@@ -179,7 +179,7 @@ static void build_reference(const char *model_dir)
     char dir[128];
     log_dir(dir, sizeof dir);
     struct log *lg;
-    struct log_options lo = { 0, 1 };
+    struct log_options lo = { .read_only = 1 };
     ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
     struct log_reader *rd;
     ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
@@ -429,7 +429,7 @@ START_TEST(test_log_with_both_order_schemas)
     char dir[128];
     log_dir(dir, sizeof dir);
     struct log *lg;
-    struct log_options lo = { 0, 0 };
+    struct log_options lo = { .segment_bytes = 0 };
     ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
     ck_assert_int_eq(log_append_begin(lg), 0);
     append(lg, "user-u1", 1, "UserRegistered", 1, "{\"user_id\":\"u1\",\"name\":\"Ann\",\"email\":null}");
