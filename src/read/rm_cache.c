@@ -41,6 +41,7 @@
 
 #include "read/rm.h"
 #include "read/rm_internal.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
 enum { WC_EMPTY = 0, WC_PRESENT = 1, WC_ABSENT = 2 };
@@ -222,7 +223,6 @@ static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, siz
     e->vlen = (uint32_t)n;
 }
 
-static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
 
 static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
 {
@@ -371,10 +371,10 @@ int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, con
         return rm_put_raw(t, db, k, kn, v, vn);
     struct rm_cache *c = t->env->cache;
     if (kn == 0 || kn > 511) /* LMDB's key limit: report it now, as mdb_put would */
-        return mdb_rc(MDB_BAD_VALSIZE);
+        return ef_mdb_rc(MDB_BAD_VALSIZE);
     if (buffered(db)) {
         if (vn > UINT32_MAX)
-            return mdb_rc(MDB_BAD_VALSIZE);
+            return ef_mdb_rc(MDB_BAD_VALSIZE);
         wo_add(c, db, k, kn, v, vn);
         return 0;
     }
@@ -448,12 +448,12 @@ static int write_row(MDB_cursor *c, const struct wc_sorted *w)
     MDB_val k = { w->klen, (void *)w->key };
     if (w->present) {
         MDB_val v = { w->vlen, (void *)w->val };
-        return mdb_rc(mdb_cursor_put(c, &k, &v, 0));
+        return ef_mdb_rc(mdb_cursor_put(c, &k, &v, 0));
     }
     int rc = mdb_cursor_get(c, &k, NULL, MDB_SET);
     if (rc == MDB_NOTFOUND)
         return 0;
-    return mdb_rc(rc ? rc : mdb_cursor_del(c, 0));
+    return ef_mdb_rc(rc ? rc : mdb_cursor_del(c, 0));
 }
 
 /* The rows to write, dirty entries then buffered rows, unsorted; *n gets their count. */
@@ -498,7 +498,7 @@ int rm_cache_flush(struct rm_txn *t)
             if (cur)
                 mdb_cursor_close(cur);
             cur = NULL;
-            rc = mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[w[i].db], &cur));
+            rc = ef_mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[w[i].db], &cur));
             if (rc)
                 break;
             cur_db = w[i].db;

@@ -7,6 +7,7 @@
 #include "read/rm_internal.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 
 /* Dead letters are keyed by a dense id (u64 big-endian), the last id + 1: ids are never
  * reused while a newer one exists, so `dlq retry ID` names one event. */
@@ -15,7 +16,7 @@ static int next_id(struct rm_txn *t, uint64_t *id)
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DLQ], &c);
     if (rc)
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     MDB_val k, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
     mdb_cursor_close(c);
@@ -24,7 +25,7 @@ static int next_id(struct rm_txn *t, uint64_t *id)
         return 0;
     }
     if (rc)
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     if (k.mv_size != 8)
         return RM_EFORMAT;
     *id = rm_get_be64(k.mv_data) + 1;
@@ -145,7 +146,7 @@ int rm_dlq_count(struct rm_txn *t, uint64_t *count)
     MDB_stat st;
     int rc = mdb_stat(t->txn, t->env->dbi[RM_DB_DLQ], &st);
     if (rc)
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     *count = st.ms_entries;
     return 0;
 }
@@ -155,7 +156,7 @@ int rm_dlq_render(struct rm_txn *t, struct sbuf *out)
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DLQ], &c);
     if (rc)
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     sbuf_puts(out, "{\"dead_letters\":[");
     MDB_val k, v;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
@@ -180,7 +181,7 @@ int rm_dlq_render(struct rm_txn *t, struct sbuf *out)
     }
     mdb_cursor_close(c);
     if (rc != MDB_NOTFOUND)
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     sbuf_puts(out, "]}");
     return 0;
 }

@@ -37,9 +37,6 @@ const char *rm_strerror(int err)
     return mdb_strerror(err); /* LMDB's codes (MDB_KEYEXIST .. MDB_LAST_ERRCODE) */
 }
 
-/* LMDB returns positive errno values for system errors and negative codes of its own:
- * normalize to this module's convention (negative errno). */
-static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
 
 static int check_format(struct rm_env *e, MDB_txn *txn)
 {
@@ -50,10 +47,10 @@ static int check_format(struct rm_env *e, MDB_txn *txn)
             return 0; /* a model that was never written: empty, position 0 */
         unsigned char f = RM_FORMAT;
         MDB_val fv = { 1, &f };
-        return mdb_rc(mdb_put(txn, e->dbi[RM_DB_META], &k, &fv, 0));
+        return ef_mdb_rc(mdb_put(txn, e->dbi[RM_DB_META], &k, &fv, 0));
     }
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     return v.mv_size == 1 && *(unsigned char *)v.mv_data == RM_FORMAT ? 0 : RM_EFORMAT;
 }
 
@@ -80,7 +77,7 @@ static int open_dbis(struct rm_env *e)
 fail:
     mdb_txn_abort(txn);
     /* Read-only, a dbi that does not exist yet: the model was never initialized. */
-    return rc == MDB_NOTFOUND ? RM_ENOTFOUND : mdb_rc(rc);
+    return rc == MDB_NOTFOUND ? RM_ENOTFOUND : ef_mdb_rc(rc);
 }
 
 /* --- lazy sync (rm.h) ------------------------------------------------------------ */
@@ -162,7 +159,7 @@ int rm_env_lazy_sync(struct rm_env *env)
      * marker was needed. */
     int rc = mdb_env_set_flags(env->env, MDB_NOSYNC, 1);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     env->lazy = 1;
     return 1;
 }
@@ -175,7 +172,7 @@ int rm_env_sync(struct rm_env *env)
         return 0;
     int rc = mdb_env_sync(env->env, 1);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     char path[4096];
     rc = marker_path(env->dir, path, sizeof path);
     if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
@@ -252,7 +249,7 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     return 0;
 fail:
     rm_env_close(e);
-    return mdb_rc(rc);
+    return ef_mdb_rc(rc);
 }
 
 void rm_env_close(struct rm_env *env)
@@ -273,12 +270,12 @@ int rm_env_reader_check(struct rm_env *env)
 {
     int dead = 0;
     int rc = mdb_reader_check(env->env, &dead);
-    return rc ? mdb_rc(rc) : dead;
+    return rc ? ef_mdb_rc(rc) : dead;
 }
 
 int rm_env_adopt_mapsize(struct rm_env *env)
 {
-    return mdb_rc(mdb_env_set_mapsize(env->env, 0)); /* 0: the size in the file's meta page */
+    return ef_mdb_rc(mdb_env_set_mapsize(env->env, 0)); /* 0: the size in the file's meta page */
 }
 
 int rm_env_grow(struct rm_env *env, uint64_t *bytes)
@@ -288,7 +285,7 @@ int rm_env_grow(struct rm_env *env, uint64_t *bytes)
     MDB_envinfo info;
     int rc = mdb_env_info(env->env, &info);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     uint64_t size = (uint64_t)info.me_mapsize;
     if (size >= RM_MAX_MAP)
         return MDB_MAP_FULL;
@@ -298,14 +295,14 @@ int rm_env_grow(struct rm_env *env, uint64_t *bytes)
         return rc;
     rc = mdb_env_set_mapsize(env->env, (size_t)size);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     *bytes = size;
     return 0;
 }
 
 int rm_env_copy(struct rm_env *env, const char *dst)
 {
-    return mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));
+    return ef_mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));
 }
 
 int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
@@ -328,7 +325,7 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
     MDB_txn *txn;
     int rc = mdb_txn_begin(env->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     if (!rdonly)
         rm_cache_begin(env->cache, mdb_txn_id(txn));
     struct rm_txn *t = xcalloc(1, sizeof *t);
@@ -361,7 +358,7 @@ int rm_txn_commit(struct rm_txn *txn)
         return rc;
     }
     size_t id = mdb_txn_id(txn->txn);
-    rc = mdb_rc(mdb_txn_commit(txn->txn));
+    rc = ef_mdb_rc(mdb_txn_commit(txn->txn));
     if (!txn->rdonly) {
         /* A txn that wrote nothing commits without taking its id (the next one reuses
          * it): the kept rows then only stay valid if the env's last commit is this one. */
@@ -407,7 +404,7 @@ int rm_get_copy_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, 
     if (rc == MDB_NOTFOUND)
         return RM_ENOTFOUND;
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     sbuf_reset(buf);
     sbuf_append(buf, v.mv_data, v.mv_size);
     return 0;
@@ -416,14 +413,14 @@ int rm_get_copy_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, 
 int rm_put_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     MDB_val key = { kn, (void *)k }, val = { vn, (void *)v };
-    return mdb_rc(mdb_put(t->txn, t->env->dbi[db], &key, &val, 0));
+    return ef_mdb_rc(mdb_put(t->txn, t->env->dbi[db], &key, &val, 0));
 }
 
 int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
 {
     MDB_val key = { kn, (void *)k };
     int rc = mdb_del(t->txn, t->env->dbi[db], &key, NULL);
-    return rc == MDB_NOTFOUND ? 0 : mdb_rc(rc);
+    return rc == MDB_NOTFOUND ? 0 : ef_mdb_rc(rc);
 }
 
 void rm_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_t bn)
@@ -443,7 +440,7 @@ int rm_position(struct rm_txn *txn, uint64_t *pos)
         return 0;
     }
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     if (v.mv_size != 8)
         return RM_EFORMAT;
     struct rm_reader r = { v.mv_data, 8, 0 };

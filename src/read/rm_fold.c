@@ -8,6 +8,7 @@
 #include "read/rm_internal.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 
 /* Every handler first checks everything that can make the event inapplicable (returning 1
  * with t->reason set, before any write), then writes. After its first write a handler only
@@ -301,7 +302,7 @@ static int index_record(struct rm_txn *t, const struct log_record *rec)
     MDB_val k = { 8, be }, v = { t->val.len, t->val.data };
     /* Positions only grow: MDB_APPEND fills pages densely and skips the search. */
     rc = mdb_put(t->txn, t->env->dbi[RM_DB_POSITIONS], &k, &v, MDB_APPEND);
-    return rc > 0 ? -rc : rc;
+    return ef_mdb_rc(rc);
 }
 
 /* Starts fetching the cache slots of the rows the event names, so that their misses

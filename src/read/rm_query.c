@@ -6,9 +6,9 @@
 #include "log/record.h"
 #include "read/rm.h"
 #include "read/rm_internal.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
-static int mdb_rc(int rc) { return rc > 0 ? -rc : rc; }
 
 static void json_time_or_null(struct sbuf *out, int64_t ms)
 {
@@ -80,7 +80,7 @@ static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, s
         return rc;
     rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_CAT], &c);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     rm_key2(&t->key, id, id_len, "", 0);
     MDB_val k = { t->key.len, t->key.data }, v;
     int64_t best = 0;
@@ -103,7 +103,7 @@ static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, s
     else
         sbuf_puts(out, "null");
     mdb_cursor_close(c);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : mdb_rc(rc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : ef_mdb_rc(rc);
 }
 
 int rm_render_user(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
@@ -194,7 +194,7 @@ int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsig
     MDB_cursor *c;
     rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_ORDERS], &c);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     struct sbuf prefix = SBUF_INIT;
     rm_key2(&prefix, id, id_len, "", 0);
     MDB_val k, v;
@@ -225,7 +225,7 @@ int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsig
 out:
     mdb_cursor_close(c);
     sbuf_free(&prefix);
-    return mdb_rc(rc);
+    return ef_mdb_rc(rc);
 }
 
 int rm_render_item(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
@@ -263,7 +263,7 @@ int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct s
         return rc;
     rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DAILY], &c);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     sbuf_puts(out, "{\"days\":[");
     MDB_val k = { 10, (void *)from }, v;
     int first = 1;
@@ -291,7 +291,7 @@ int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct s
     }
     mdb_cursor_close(c);
     if (rc && rc != MDB_NOTFOUND)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     sbuf_puts(out, "]}");
     return 0;
 }
@@ -307,7 +307,7 @@ int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint
         return rc;
     rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_STREAMS], &c);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     struct sbuf prefix = SBUF_INIT;
     rm_key2(&prefix, stream, stream_len, "", 0);
     unsigned char key[LOG_STREAM_MAX + 9];
@@ -336,7 +336,7 @@ int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint
     mdb_cursor_close(c);
     sbuf_free(&prefix);
     if (rc && rc != MDB_NOTFOUND)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     return *n ? 0 : RM_ENOTFOUND;
 }
 
@@ -349,7 +349,7 @@ int rm_position_loc(struct rm_txn *t, uint64_t pos, struct rm_loc *loc)
     if (rc == MDB_NOTFOUND)
         return RM_ENOTFOUND;
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     struct rm_reader r = { v.mv_data, v.mv_size, 0 };
     int ver = rm_read_u8(&r);
     loc->position = pos;

@@ -40,6 +40,14 @@ int ef_mdb_open(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_
  * fallocate (no process uses a writable map there: ef_mdb_open could not reserve either). */
 int ef_mdb_reserve(MDB_env *env, size_t bytes);
 
+/* LMDB returns system errors as positive errno values and its own codes as negative
+ * numbers (MDB_KEYEXIST ...): this maps the former to -errno, the convention of every
+ * module here, and leaves the latter. */
+static inline int ef_mdb_rc(int rc)
+{
+    return rc > 0 ? -rc : rc;
+}
+
 /* The env's current map size in bytes (0 when LMDB cannot say). */
 size_t ef_mdb_mapsize(MDB_env *env);
 

@@ -18,6 +18,7 @@
 #include "domain/shop.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 #include "write/apply.h"
 #include "write/replay.h"
@@ -414,7 +415,7 @@ static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
     /* The lock is held and the model was caught up: the log assigns exactly head+1. */
     assert(*position == ev->position);
     if ((rc = mdb_txn_commit(txn)) != 0)
-        commit_failed(x, *position, rc > 0 ? -rc : rc);
+        commit_failed(x, *position, ef_mdb_rc(rc));
     sbuf_free(&data);
     sbuf_free(&meta);
     return 0;

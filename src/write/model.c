@@ -60,26 +60,20 @@ const char *wm_strerror(int err)
 
 static void wm_map_lost(int rc) __attribute__((noreturn));
 
-/* LMDB returns positive errno values and negative MDB_* codes; we return negatives only. */
-static int mdb_rc(int rc)
-{
-    return rc > 0 ? -rc : rc;
-}
-
 /* Opens every named database in one transaction (txn_flags: 0 or MDB_RDONLY; dbi_flags:
  * MDB_CREATE or 0) and commits it, which keeps the handles for the env's lifetime. */
 static int open_dbis(struct wm *wm, unsigned txn_flags, unsigned dbi_flags)
 {
     MDB_txn *txn;
-    int rc = mdb_rc(mdb_txn_begin(wm->env, NULL, txn_flags, &txn));
+    int rc = ef_mdb_rc(mdb_txn_begin(wm->env, NULL, txn_flags, &txn));
     if (rc)
         return rc;
     for (int i = 0; i < WM_NDBI; i++)
-        if ((rc = mdb_rc(mdb_dbi_open(txn, dbi_names[i], dbi_flags, &wm->dbi[i]))) != 0) {
+        if ((rc = ef_mdb_rc(mdb_dbi_open(txn, dbi_names[i], dbi_flags, &wm->dbi[i]))) != 0) {
             mdb_txn_abort(txn);
             return rc;
         }
-    return mdb_rc(mdb_txn_commit(txn));
+    return ef_mdb_rc(mdb_txn_commit(txn));
 }
 
 static int setup_env(MDB_env *env, void *arg)
@@ -101,7 +95,7 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
     /* MDB_NOSYNC: derived data, see the header. MDB_NOTLS: read txns are not tied to a
      * thread (the server may run handlers on several threads). */
     int why_not = 0;
-    if ((rc = mdb_rc(ef_mdb_open(dir, MDB_NOSYNC | MDB_NOTLS, 0640, setup_env, &map_bytes,
+    if ((rc = ef_mdb_rc(ef_mdb_open(dir, MDB_NOSYNC | MDB_NOTLS, 0640, setup_env, &map_bytes,
                                  &wm->env, &wm->writemap, &why_not))) != 0)
         goto fail;
     if (!wm->writemap)
@@ -183,7 +177,7 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
         }
         rc = mdb_txn_begin(wm->env, NULL, flags, txn);
     }
-    return mdb_rc(rc);
+    return ef_mdb_rc(rc);
 }
 
 int wm_grow(struct wm *wm)
@@ -191,13 +185,13 @@ int wm_grow(struct wm *wm)
     MDB_envinfo info;
     int rc = mdb_env_info(wm->env, &info);
     if (rc)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     size_t old = info.me_mapsize;
     /* First the size another process may have grown it to (0: the one in the meta page;
      * LMDB never goes below the data's size), then twice the larger of the two. */
     set_mapsize(wm, 0);
     if ((rc = mdb_env_info(wm->env, &info)) != 0)
-        return mdb_rc(rc);
+        return ef_mdb_rc(rc);
     size_t cur = info.me_mapsize > old ? info.me_mapsize : old;
     if (cur >= WM_MAP_MAX / 2) {
         LOG_ERROR("write model: map full and at its limit bytes=%zu max=%llu", cur,
@@ -250,13 +244,13 @@ static int get(struct wm *wm, MDB_txn *txn, int db, MDB_val k, MDB_val *v)
     int rc = mdb_get(txn, wm->dbi[db], &k, v);
     if (rc == MDB_NOTFOUND)
         return 0;
-    return rc ? mdb_rc(rc) : 1;
+    return rc ? ef_mdb_rc(rc) : 1;
 }
 
 static int put(struct wm *wm, MDB_txn *txn, int db, MDB_val k, const struct sbuf *v)
 {
     MDB_val val = { v->len, v->data };
-    return mdb_rc(mdb_put(txn, wm->dbi[db], &k, &val, 0));
+    return ef_mdb_rc(mdb_put(txn, wm->dbi[db], &k, &val, 0));
 }
 
 /* A bounds-checked reader over one value. */
@@ -327,7 +321,7 @@ int wm_get_applied(struct wm *wm, MDB_txn *txn, uint64_t *pos)
 int wm_set_applied(struct wm *wm, MDB_txn *txn, uint64_t pos)
 {
     MDB_val k = key_of("applied"), v = { sizeof pos, &pos };
-    return mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
+    return ef_mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
 }
 
 int wm_get_boot_id(struct wm *wm, MDB_txn *txn, char *out, size_t cap)
@@ -347,7 +341,7 @@ int wm_get_boot_id(struct wm *wm, MDB_txn *txn, char *out, size_t cap)
 int wm_set_boot_id(struct wm *wm, MDB_txn *txn, const char *boot_id)
 {
     MDB_val k = key_of("boot_id"), v = { strlen(boot_id), (void *)boot_id };
-    return mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
+    return ef_mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
 }
 
 /* --- users ------------------------------------------------------------------------- */
@@ -542,7 +536,7 @@ int wm_put_idem(struct wm *wm, MDB_txn *txn, const char *key, const struct wm_id
     if (rc == 0) {
         time_key(&tk, e->at_ms, key);
         MDB_val k = { tk.len, tk.data }, empty = { 0, NULL };
-        rc = mdb_rc(mdb_put(txn, wm->dbi[DBI_IDEM_TIME], &k, &empty, 0));
+        rc = ef_mdb_rc(mdb_put(txn, wm->dbi[DBI_IDEM_TIME], &k, &empty, 0));
     }
     sbuf_free(&sb);
     sbuf_free(&tk);
@@ -563,7 +557,7 @@ static int prune_one(struct wm *wm, MDB_txn *txn, MDB_val tk, int64_t at_ms)
     int rc = wm_get_idem(wm, txn, key, e);
     if (rc == 1 && e->at_ms == at_ms) {
         MDB_val k = key_of(key);
-        rc = mdb_rc(mdb_del(txn, wm->dbi[DBI_IDEM], &k, NULL));
+        rc = ef_mdb_rc(mdb_del(txn, wm->dbi[DBI_IDEM], &k, NULL));
     }
     free(e);
     return rc < 0 ? rc : 0;
@@ -573,7 +567,7 @@ int wm_prune_idem(struct wm *wm, MDB_txn *txn, int64_t cutoff_ms, int max, int *
 {
     MDB_cursor *cur;
     int n = 0;
-    int rc = mdb_rc(mdb_cursor_open(txn, wm->dbi[DBI_IDEM_TIME], &cur));
+    int rc = ef_mdb_rc(mdb_cursor_open(txn, wm->dbi[DBI_IDEM_TIME], &cur));
     if (rc)
         return rc;
     while (n < max) {
@@ -582,7 +576,7 @@ int wm_prune_idem(struct wm *wm, MDB_txn *txn, int64_t cutoff_ms, int max, int *
         if (g == MDB_NOTFOUND)
             break;
         if (g) {
-            rc = mdb_rc(g);
+            rc = ef_mdb_rc(g);
             break;
         }
         if (k.mv_size < 8) {
@@ -595,7 +589,7 @@ int wm_prune_idem(struct wm *wm, MDB_txn *txn, int64_t cutoff_ms, int max, int *
         if (t >= (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms))
             break;
         if ((rc = prune_one(wm, txn, k, (int64_t)t)) != 0 ||
-            (rc = mdb_rc(mdb_cursor_del(cur, 0))) != 0)
+            (rc = ef_mdb_rc(mdb_cursor_del(cur, 0))) != 0)
             break;
         n++;
     }
@@ -608,7 +602,7 @@ int wm_prune_idem(struct wm *wm, MDB_txn *txn, int64_t cutoff_ms, int max, int *
 int wm_clear(struct wm *wm, MDB_txn *txn)
 {
     for (int i = 0; i < WM_NDBI; i++) {
-        int rc = mdb_rc(mdb_drop(txn, wm->dbi[i], 0));
+        int rc = ef_mdb_rc(mdb_drop(txn, wm->dbi[i], 0));
         if (rc)
             return rc;
     }
@@ -624,7 +618,7 @@ int wm_copy(struct wm *wm, const char *dir)
     int rc = pthread_rwlock_rdlock(&wm->map_lock);
     if (rc)
         return -rc;
-    rc = mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
+    rc = ef_mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
     pthread_rwlock_unlock(&wm->map_lock);
     return rc;
 }
@@ -635,11 +629,11 @@ int wm_open_copy(const char *file, struct wm **out)
     if (!wm)
         return -ENOMEM;
     int rc;
-    if ((rc = mdb_rc(mdb_env_create(&wm->env))) != 0 ||
-        (rc = mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0)
+    if ((rc = ef_mdb_rc(mdb_env_create(&wm->env))) != 0 ||
+        (rc = ef_mdb_rc(mdb_env_set_maxdbs(wm->env, WM_NDBI))) != 0)
         goto fail;
     /* NOLOCK: nobody writes a copy, and no lock file appears next to it. */
-    if ((rc = mdb_rc(mdb_env_open(wm->env, file,
+    if ((rc = ef_mdb_rc(mdb_env_open(wm->env, file,
                                   MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0))) != 0 ||
         (rc = open_dbis(wm, MDB_RDONLY, 0)) != 0) /* MDB_NOTFOUND: not a write model */
         goto fail;

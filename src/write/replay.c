@@ -12,6 +12,7 @@
 #include "util/bootid.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "write/apply.h"
 #include "write/wsnap.h"
 
@@ -59,7 +60,7 @@ static int64_t replay_batch(struct wm *wm, struct log_reader *rd, uint64_t head,
     rc = mdb_txn_commit(txn);
     if (rc) {
         snprintf(err, errlen, "commit: %s", write_strerror(rc));
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     }
     return n;
 fail:
@@ -137,7 +138,7 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
     }
     if ((rc = mdb_txn_commit(txn)) != 0) {
         snprintf(err, errlen, "commit: %s", write_strerror(rc));
-        return rc > 0 ? -rc : rc;
+        return ef_mdb_rc(rc);
     }
     uint64_t n;
     uint64_t t0 = ef_mono_ns();
@@ -176,7 +177,7 @@ static int stamp_boot(struct wm *wm)
         return rc;
     }
     rc = mdb_txn_commit(txn);
-    return rc > 0 ? -rc : rc;
+    return ef_mdb_rc(rc);
 }
 
 /* With the append lock held: open (re-creating unreadable files) and reconcile. */

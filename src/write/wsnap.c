@@ -17,6 +17,7 @@
 #include "util/bootid.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "util/xalloc.h"
 #include "write/replay.h"
 
@@ -184,7 +185,7 @@ fail:
         mdb_txn_abort(w);
     if (r)
         mdb_txn_abort(r);
-    return rc > 0 ? -rc : rc;
+    return ef_mdb_rc(rc);
 }
 
 static int copy_position(struct wm *src, uint64_t *pos)
