@@ -22,6 +22,7 @@
 #include "util/xalloc.h"
 #include "write/apply.h"
 #include "write/replay.h"
+#include "write/wsnap.h"
 
 #define PRUNE_PER_COMMAND 8
 #define WRITE_READER_CHECK_EVERY 1024
@@ -249,7 +250,10 @@ static int catch_up(struct exec *x)
     if (rc == WM_EAHEAD || (rc == WM_EAPPLY && !x->ctx->apply_rebuild_tried)) {
         x->ctx->apply_rebuild_tried |= rc == WM_EAPPLY;
         LOG_WARN("rebuilding the write model reason=\"%s\"", err);
-        rc = write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
+        /* From the newest usable snapshot when there is one: a full replay would hold the
+         * append lock, and so every command, for as long as the whole log takes. */
+        rc = x->ctx->snap_dir ? wsnap_rebuild(x->ctx->wm, x->ctx->log, x->ctx->snap_dir, err, sizeof err)
+                              : write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
     }
     if (rc)
         LOG_ERROR("write model catch-up failed err=\"%s\"", err);

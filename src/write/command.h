@@ -47,6 +47,7 @@ struct write_ctx {
     struct log *log;
     struct wm *wm;
     struct wsnap_taker *snap;  /* the worker's snapshot thread (wsnap.h), or NULL */
+    char *snap_dir;            /* DIR/write/snapshots, for a rebuild (NULL: full replay only) */
     int idempotency_ttl_hours; /* >= 24 */
     unsigned commands;         /* executed by this handle (for periodic housekeeping) */
     int apply_rebuild_tried;   /* a record failed to apply and a rebuild was tried */

@@ -107,8 +107,10 @@ int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
         write_worker_fini(ctx);
         return -1;
     }
-    char model[EF_PATH_MAX + 16];
+    char model[EF_PATH_MAX + 16], snaps[SNAPDIR_PATH_MAX];
     snprintf(model, sizeof model, "%s/write", cfg->data_dir);
+    if (wsnap_dir(model, snaps) == 0)
+        ctx->snap_dir = xstrdup(snaps);
     if (wsnap_taker_start(ctx->wm, ctx->log, model, cfg->snapshot_every, cfg->snapshot_keep,
                           &ctx->snap) != 0) {
         write_worker_fini(ctx);
@@ -126,6 +128,7 @@ void write_worker_fini(void *worker_ctx)
     wsnap_taker_stop(ctx->snap); /* before the handles it uses */
     wm_close(ctx->wm);
     log_close(ctx->log);
+    free(ctx->snap_dir);
     free(ctx);
 }
 
