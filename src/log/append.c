@@ -52,13 +52,9 @@ static int unlink_after(struct log *lg, const uint64_t *segs, size_t n, uint64_t
     return count;
 }
 
-/* Cuts the head segment to the end of the published head record and removes segments
- * after it. The published head position is the only thing trusted: a dead holder may have
- * stored head_seg/head_off without head_pos, so both are recomputed from the files. */
-int log_repair_tail(struct log *lg)
+int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, struct log_cut *out)
 {
-    struct log_control *c = lg->ctl;
-    uint64_t pos = atomic_load(&c->head_pos), *segs = NULL;
+    uint64_t *segs = NULL;
     size_t n = 0;
     int fd = -1, err = log_seg_list(lg->dir, &segs, &n);
     char *path = NULL;
@@ -78,7 +74,7 @@ int log_repair_tail(struct log *lg)
     }
     if (sc.last_pos != pos) {
         err = LOG_ECORRUPT;
-        log_set_error(lg, "segment %s offset %" PRIu64 ": published position %" PRIu64 " not found", path, sc.end, pos);
+        log_set_error(lg, "segment %s offset %" PRIu64 ": position %" PRIu64 " not found", path, sc.end, pos);
         goto fail;
     }
     if (sc.size > sc.end && log_io.ftruncate(fd, (off_t)sc.end) < 0) {
@@ -86,25 +82,45 @@ int log_repair_tail(struct log *lg)
         log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
         goto fail;
     }
+    if (sync && sc.size > sc.end && log_io.fdatasync(fd) < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot sync segment %s: %s", path, strerror(errno));
+        goto fail;
+    }
     int removed = unlink_after(lg, segs, n, seg);
     if (removed < 0) {
         err = removed;
-        log_set_error(lg, "cannot remove unpublished segments of %s: %s", lg->dir, strerror(-err));
+        log_set_error(lg, "cannot remove segments after position %" PRIu64 " of %s: %s", pos, lg->dir,
+                      strerror(-err));
         goto fail;
     }
-    atomic_store_explicit(&c->head_off, sc.end, memory_order_release);
-    atomic_store_explicit(&c->head_seg, seg, memory_order_release);
-    atomic_fetch_add_explicit(&c->repair_gen, 1, memory_order_acq_rel);
-    atomic_store(&c->tail_dirty, 0);
+    *out = (struct log_cut){ .seg = seg, .end = sc.end, .bytes = sc.size - sc.end, .removed = removed };
     if (sc.size > sc.end || removed > 0)
-        LOG_WARN("log: cut unpublished tail segment=%s offset=%" PRIu64 " bytes=%" PRIu64 " segments_removed=%d",
-                 path, sc.end, sc.size - sc.end, removed);
+        LOG_WARN("log: cut %s after position=%" PRIu64 " segment=%s offset=%" PRIu64 " bytes=%" PRIu64
+                 " segments_removed=%d", what, pos, path, sc.end, sc.size - sc.end, removed);
 fail:
     if (fd >= 0)
         log_io.close(fd);
     free(path);
     free(segs);
     return err;
+}
+
+/* Cuts what follows the published head record. The published head position is the only
+ * thing trusted: a dead holder may have stored head_seg/head_off without head_pos, so both
+ * are recomputed from the files. */
+int log_repair_tail(struct log *lg)
+{
+    struct log_control *c = lg->ctl;
+    struct log_cut cut;
+    int err = log_cut_after(lg, atomic_load(&c->head_pos), 0, "unpublished tail", &cut);
+    if (err)
+        return err;
+    atomic_store_explicit(&c->head_off, cut.end, memory_order_release);
+    atomic_store_explicit(&c->head_seg, cut.seg, memory_order_release);
+    atomic_fetch_add_explicit(&c->repair_gen, 1, memory_order_acq_rel);
+    atomic_store(&c->tail_dirty, 0);
+    return 0;
 }
 
 int log_append_begin(struct log *lg)

@@ -141,5 +141,13 @@ int log_control_open(struct log *lg);
 void log_control_close(struct log *lg);
 /* Cuts what a dead append-lock holder left after the published head (append.c). */
 int log_repair_tail(struct log *lg);
+/* Cuts the log right after the record at pos: truncates its segment (fdatasync'ed when
+ * sync) and removes the segments after it, then syncs the directory if it removed any.
+ * LOG_ECORRUPT when pos is not found whole. Logs what it cut, as `what` (append.c). */
+struct log_cut {
+    uint64_t seg, end, bytes; /* pos's segment, the offset after pos, the bytes cut from it */
+    int removed;              /* whole segments removed */
+};
+int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, struct log_cut *out);
 
 #endif
