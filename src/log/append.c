@@ -144,6 +144,10 @@ int log_append_begin(struct log *lg)
         return -r;
     }
     atomic_store_explicit(&lg->holder, pthread_self(), memory_order_relaxed);
+    if (atomic_load(&c->sync_failed)) {
+        log_append_end(lg);
+        return log_refuse_after_sync_failure(lg);
+    }
     if (atomic_load(&c->tail_dirty)) {
         int err = log_repair_tail(lg);
         if (err) {
@@ -182,6 +186,7 @@ static int roll(struct log *lg, uint64_t pos)
     if (log_io.fdatasync(lg->app.fd) < 0) {
         int err = -errno;
         log_set_error(lg, "cannot sync segment %" PRIu64 " before rolling: %s", lg->app.seg, strerror(errno));
+        log_sync_failed(lg, err);
         return err;
     }
     char *path = log_seg_path(lg->dir, pos);

@@ -37,6 +37,7 @@ const char *log_strerror(int err)
     case LOG_EREADONLY: return "log opened read-only";
     case LOG_EBADARG: return "invalid argument";
     case LOG_ELOCKED: return "log append lock not held, or already held";
+    case LOG_ESYNCFAILED: return "an earlier fdatasync of the log failed: restart to recover";
     default: return err < 0 && err > -4096 ? strerror(-err) : "unknown log error";
     }
 }

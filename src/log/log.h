@@ -42,8 +42,13 @@
  *    open judges the newest segment's tail as recovery does, without cutting: a torn tail
  *    is ignored, damage before the tail or a newer record format fails the open.
  *  - After a failed fdatasync the kernel may have dropped the dirty pages, so a later sync
- *    that succeeds does not prove the earlier records reached the disk: a caller should
- *    stop acknowledging and reopen (the first opener recovers from the files).
+ *    that succeeds would not prove the earlier records reached the disk. So the first
+ *    failure (of a sync or of the sync that seals a segment) stops the log for every
+ *    process: log_durable() stays at the last position a completed fdatasync covered (D),
+ *    log_sync() of anything after it and every append fail with LOG_ESYNCFAILED, and a
+ *    marker file DIR/sync-failed records D. The next recovery (the first opener after every
+ *    process has closed the log) cuts the log right after D, since nothing after it was
+ *    ever acknowledged, then removes the marker.
  *  - Failure-prone I/O on segments goes through log_io (io.h) so tests can inject ENOSPC,
  *    EIO and short writes.
  */
@@ -65,6 +70,8 @@ enum {
     LOG_EREADONLY = -10005, /* append on a log opened read-only */
     LOG_EBADARG = -10006,   /* invalid argument (empty stream or type, ...) */
     LOG_ELOCKED = -10007,   /* append lock not held / already held by this handle */
+    LOG_ESYNCFAILED = -10008, /* an earlier fdatasync failed: no more appends or acks until
+                               * the log is recovered (every process reopens it) */
 };
 
 /* Returns a static description of a code (errno strings for negative errno values). */

@@ -33,7 +33,7 @@
 #include "log/log.h"
 
 #define LOG_CONTROL_MAGIC 0x4c43464555ULL /* "UEFCL" */
-#define LOG_CONTROL_VERSION 1
+#define LOG_CONTROL_VERSION 2
 #define LOG_DEFAULT_SEGMENT_BYTES (64ULL << 20)
 #define LOG_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
 #define LOG_ERR_LEN 512
@@ -51,6 +51,7 @@ struct log_control {
     _Atomic uint32_t durable_seq;
     _Atomic uint32_t repair_gen;
     _Atomic uint32_t tail_dirty;
+    _Atomic uint32_t sync_failed; /* an fdatasync failed: see log.h, "After a failed fdatasync" */
 };
 
 /* A per-process descriptor cached for one segment, valid while gen matches repair_gen. */
@@ -133,6 +134,13 @@ void log_segfd_close(struct log_segfd *sf);
 
 /* fsync of the log directory (after creating or unlinking a segment). */
 int log_sync_dir(const char *dir);
+
+/* After a failed fdatasync (of a sync or of a roll): stops the log for every process and
+ * records the durable position in DIR/sync-failed for the next recovery (sync.c). */
+#define LOG_SYNC_FAILED_FILE "sync-failed"
+void log_sync_failed(struct log *lg, int err);
+/* With the sync-failed flag set: LOG_ESYNCFAILED, with the handle's error saying so. */
+int log_refuse_after_sync_failure(struct log *lg);
 
 /* Open-time work (control.c / recover.c). */
 int log_recover(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RO_RETRIES 5 /* read-only scans that see "damage" before believing it */
 
@@ -217,9 +218,62 @@ fail:
     return err;
 }
 
+/* A failed fdatasync stopped the log and left DIR/sync-failed naming the last durable
+ * position (log.h): nothing after it was acknowledged, and what is on disk after it may be
+ * missing pages, so the log is cut right after it before anything else looks at the files. */
+static int cut_after_sync_failure(struct log *lg)
+{
+    char path[4200], text[32];
+    int n = snprintf(path, sizeof path, "%s/" LOG_SYNC_FAILED_FILE, lg->dir);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int err = -errno;
+        log_set_error(lg, "cannot open %s: %s", path, strerror(errno));
+        return err;
+    }
+    ssize_t got = read(fd, text, sizeof text - 1);
+    int rerr = got < 0 ? -errno : 0;
+    close(fd);
+    if (rerr) {
+        log_set_error(lg, "cannot read %s: %s", path, strerror(-rerr));
+        return rerr;
+    }
+    text[got] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long d = strtoull(text, &end, 10);
+    if (errno || end == text || (*end != '\n' && *end != '\0')) {
+        log_set_error(lg, "%s: not a log position: the file names the last durable position after a "
+                      "failed fdatasync", path);
+        return LOG_ECORRUPT;
+    }
+    struct log_cut cut;
+    int err = log_cut_after(lg, d, 1, "records never acknowledged (an fdatasync had failed)", &cut);
+    if (err) {
+        char why[LOG_ERR_LEN];
+        snprintf(why, sizeof why, "%s", lg->err);
+        log_set_error(lg, "cannot cut the log after position %llu, the last durable one before an "
+                      "fdatasync failed (%s): %s", d, path, why);
+        return err;
+    }
+    if (unlink(path) < 0) {
+        err = -errno;
+        log_set_error(lg, "cannot remove %s: %s", path, strerror(errno));
+        return err;
+    }
+    LOG_WARN("log: recovered from a failed fdatasync: cut after position=%llu bytes=%" PRIu64
+             " segments_removed=%d", d, cut.bytes, cut.removed);
+    return log_sync_dir(lg->dir);
+}
+
 int log_recover(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off)
 {
-    return find_head(lg, 1, head_pos, head_seg, head_off);
+    int err = cut_after_sync_failure(lg);
+    return err ? err : find_head(lg, 1, head_pos, head_seg, head_off);
 }
 
 int log_scan_head(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off)

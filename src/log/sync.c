@@ -3,12 +3,14 @@
 #include "log/io.h"
 #include "log/log_int.h"
 #include "util/clock.h"
+#include "util/eflog.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -25,6 +27,51 @@
 #define SYNC_RECHECK_NS (50u * 1000000u)
 
 static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
+static void wake_all(struct log_control *c);
+
+/* DIR/sync-failed holds the durable position as decimal text, made durable itself (as far
+ * as a failing disk allows: if it cannot be written, the next recovery may find records
+ * missing before valid ones, and refuses the log naming segment and offset instead). */
+static int write_marker(const char *dir, uint64_t durable)
+{
+    char path[4200], text[32];
+    int n = snprintf(path, sizeof path, "%s/" LOG_SYNC_FAILED_FILE, dir);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return -ENAMETOOLONG;
+    n = snprintf(text, sizeof text, "%" PRIu64 "\n", durable);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), err = 0;
+    if (fd < 0)
+        return -errno;
+    if (write(fd, text, (size_t)n) != n)
+        err = errno ? -errno : -EIO;
+    else if (fsync(fd) < 0)
+        err = -errno;
+    if (close(fd) < 0 && !err)
+        err = -errno;
+    return err ? err : log_sync_dir(dir);
+}
+
+void log_sync_failed(struct log *lg, int err)
+{
+    struct log_control *c = lg->ctl;
+    if (atomic_exchange(&c->sync_failed, 1) != 0)
+        return; /* another thread or process was first */
+    uint64_t d = atomic_load_explicit(&c->durable, memory_order_acquire);
+    int merr = write_marker(lg->dir, d);
+    LOG_ERROR("log: fdatasync failed err=\"%s\": nothing after position %" PRIu64 " will be "
+              "acknowledged or appended; restart every eventfold program to recover (the records "
+              "after it were never acknowledged and are cut)%s%s", strerror(-err), d,
+              merr ? "; cannot write the marker file: " : "", merr ? strerror(-merr) : "");
+    wake_all(c); /* waiters see the flag instead of sleeping out their timeout */
+}
+
+int log_refuse_after_sync_failure(struct log *lg)
+{
+    log_set_error(lg, "an earlier fdatasync of the log failed, so nothing after position %" PRIu64
+                  " can be acknowledged: restart every eventfold program to recover",
+                  atomic_load_explicit(&lg->ctl->durable, memory_order_acquire));
+    return LOG_ESYNCFAILED;
+}
 
 static void wake_all(struct log_control *c)
 {
@@ -47,6 +94,7 @@ static int lead_sync(struct log *lg)
     if (log_io.fdatasync(lg->syn.fd) < 0) {
         err = -errno;
         log_set_error(lg, "cannot sync segment %" PRIu64 ": %s", seg, strerror(errno));
+        log_sync_failed(lg, err);
         return err;
     }
     if (pos > atomic_load_explicit(&c->durable, memory_order_relaxed))
@@ -68,6 +116,8 @@ int log_sync(struct log *lg, uint64_t position)
         uint32_t seq = atomic_load_explicit(&c->durable_seq, memory_order_acquire);
         if (atomic_load_explicit(&c->durable, memory_order_acquire) >= position)
             return 0;
+        if (atomic_load_explicit(&c->sync_failed, memory_order_acquire))
+            return log_refuse_after_sync_failure(lg);
         int r = pthread_mutex_trylock(&c->sync_mu);
         /* A leader that died mid-fdatasync left nothing to repair: durable only moves
          * after a completed sync. */
@@ -75,7 +125,9 @@ int log_sync(struct log *lg, uint64_t position)
             r = pthread_mutex_consistent(&c->sync_mu);
         if (r == 0) {
             int err = 0;
-            if (atomic_load_explicit(&c->durable, memory_order_acquire) < position)
+            if (atomic_load_explicit(&c->sync_failed, memory_order_acquire))
+                err = log_refuse_after_sync_failure(lg);
+            else if (atomic_load_explicit(&c->durable, memory_order_acquire) < position)
                 err = lead_sync(lg);
             pthread_mutex_unlock(&c->sync_mu);
             wake_all(c); /* after the unlock, so that woken waiters can lead at once */

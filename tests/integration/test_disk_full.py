@@ -47,7 +47,9 @@ def fill(path):
 def main():
     if os.geteuid() != 0:
         raise SkipTest("needs root to mount a tmpfs")
-    config = {"segment_bytes": MIB, "write_map_bytes": 16 * MIB, "read_map_bytes": 16 * MIB, "snapshot_every": 0}
+    # Small maps: their disk blocks are reserved up front (util/lmdb_map.h), and two 16 MiB
+    # maps would take the whole disk, or race the filler when one reservation fails.
+    config = {"segment_bytes": MIB, "write_map_bytes": MIB, "read_map_bytes": MIB, "snapshot_every": 0}
     with Cluster("diskfull", workers=2, config=config, data_tmpfs_bytes=32 * MIB) as c:
         cl = c.client()
         u, item = uid("u"), uid("item")

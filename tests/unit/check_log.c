@@ -791,6 +791,11 @@ START_TEST(test_inject_cut_back_failure)
 }
 END_TEST
 
+/* A failed fdatasync stops the log: the kernel may have dropped the dirty pages, so a later
+ * sync that succeeds proves nothing about the records before it. Nothing after the last
+ * durable position is acknowledged or appended (in any process) until the log is
+ * recovered, and recovery cuts the log after that position: the failed record is gone and
+ * the log is usable again. */
 START_TEST(test_inject_fdatasync)
 {
     const char *dir = newdir("injsync");
@@ -801,15 +806,70 @@ START_TEST(test_inject_fdatasync)
     struct log_event ev;
     lt_event(3, 20, buf, &ev);
     uint64_t pos = 0;
+    lt_stderr_begin();
     ck_assert_int_eq(log_append(lg, &ev, &pos), -EIO);
+    const char *report = lt_stderr_end();
+    ck_assert_msg(strstr(report, "fdatasync failed") && strstr(report, "after position 2"), "report: %s", report);
     ck_assert_uint_eq(log_head(lg), 3); /* published, */
     ck_assert_uint_eq(log_durable(lg), 2); /* but not reported durable */
-    ck_assert_int_eq(log_sync(lg, 3), -EIO);
     log_io_reset();
-    ck_assert_int_eq(log_sync(lg, 3), 0);
-    ck_assert_uint_eq(log_durable(lg), 3);
-    ck_assert_int_eq(log_sync(lg, 4), LOG_EBADARG); /* not published yet */
+    /* The disk works again; the log still refuses, in this handle and in another one. */
+    ck_assert_int_eq(log_sync(lg, 3), LOG_ESYNCFAILED);
+    ck_assert_msg(strstr(log_last_error(lg), "after position 2"), "error: %s", log_last_error(lg));
+    ck_assert_uint_eq(log_durable(lg), 2);
+    lt_event(4, 20, buf, &ev);
+    ck_assert_int_eq(log_append(lg, &ev, &pos), LOG_ESYNCFAILED);
+    struct log *other = lt_open(dir, 0);
+    ck_assert_int_eq(log_append_begin(other), LOG_ESYNCFAILED);
+    ck_assert_int_eq(log_sync(other, 2), 0); /* durable before the failure: still true */
+    log_close(other);
+    ck_assert_int_eq(log_sync(lg, 4), LOG_EBADARG); /* never published */
     log_close(lg);
+
+    char marker[4300];
+    snprintf(marker, sizeof marker, "%s/sync-failed", dir);
+    ck_assert_int_eq(access(marker, F_OK), 0);
+    /* Recovery (every handle closed): cut after 2, marker removed, appends work again. */
+    lt_stderr_begin();
+    lg = lt_open(dir, 0);
+    report = lt_stderr_end();
+    ck_assert_msg(strstr(report, "recovered from a failed fdatasync"), "report: %s", report);
+    ck_assert_int_ne(access(marker, F_OK), 0);
+    ck_assert_uint_eq(log_head(lg), 2);
+    ck_assert_uint_eq(log_durable(lg), 2);
+    lt_append_n(lg, 3, 2, 20);
+    log_close(lg);
+    expect_clean(dir, 4);
+}
+END_TEST
+
+/* The sync that seals a segment before the log rolls counts the same. */
+START_TEST(test_inject_fdatasync_at_roll)
+{
+    const char *dir = newdir("injsyncroll");
+    struct log *lg = lt_open(dir, 256);
+    lt_append_n(lg, 1, 1, 100);
+    log_io.fdatasync = bad_fdatasync;
+    char buf[1024];
+    struct log_event ev;
+    uint64_t pos = 0;
+    lt_stderr_begin();
+    lt_event(2, 100, buf, &ev);
+    ck_assert_int_eq(log_append(lg, &ev, &pos), -EIO);
+    ck_assert_msg(strstr(log_last_error(lg), "before rolling"), "error: %s", log_last_error(lg));
+    lt_stderr_end();
+    log_io_reset();
+    lt_event(9, 100, buf, &ev);
+    ck_assert_int_eq(log_append(lg, &ev, &pos), LOG_ESYNCFAILED);
+    uint64_t durable = log_durable(lg);
+    ck_assert_uint_eq(durable, 1);
+    log_close(lg);
+    lt_stderr_begin();
+    lg = lt_open(dir, 256);
+    lt_stderr_end();
+    ck_assert_uint_eq(log_head(lg), durable);
+    log_close(lg);
+    expect_clean(dir, durable);
 }
 END_TEST
 
@@ -842,6 +902,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_inject_roll_failures);
     tcase_add_test(tc, test_inject_cut_back_failure);
     tcase_add_test(tc, test_inject_fdatasync);
+    tcase_add_test(tc, test_inject_fdatasync_at_roll);
     suite_add_tcase(s, tc);
     return s;
 }
