@@ -42,8 +42,9 @@ static int write_marker(const char *dir, uint64_t durable)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), err = 0;
     if (fd < 0)
         return -errno;
+    errno = 0;
     if (write(fd, text, (size_t)n) != n)
-        err = errno ? -errno : -EIO;
+        err = errno ? -errno : -EIO; /* a short write sets no errno */
     else if (fsync(fd) < 0)
         err = -errno;
     if (close(fd) < 0 && !err)
@@ -97,6 +98,10 @@ static int lead_sync(struct log *lg)
         log_sync_failed(lg, err);
         return err;
     }
+    /* Not after another fdatasync of the segment failed (the seal at a roll, in another
+     * process): this one may have come back clean over pages the kernel had dropped. */
+    if (atomic_load_explicit(&c->sync_failed, memory_order_acquire))
+        return log_refuse_after_sync_failure(lg);
     if (pos > atomic_load_explicit(&c->durable, memory_order_relaxed))
         atomic_store_explicit(&c->durable, pos, memory_order_release);
     return 0;
