@@ -99,9 +99,16 @@ int snapshot_verify(const char *data_dir, const struct snapshot_info *s)
 
 int snapshot_render(const char *data_dir, struct sbuf *out)
 {
+    char dir[RDIR_PATH_MAX];
+    int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
+    return rc ? rc : snapshot_render_dir(dir, out);
+}
+
+int snapshot_render_dir(const char *dir, struct sbuf *out)
+{
     struct snapshot_info list[SNAPDIR_LIST_MAX];
     size_t n;
-    int rc = snapshot_list(data_dir, list, SNAPDIR_LIST_MAX, &n);
+    int rc = snapdir_list(dir, list, SNAPDIR_LIST_MAX, &n);
     if (rc)
         return rc;
     sbuf_putc(out, '[');

@@ -46,5 +46,7 @@ int snapshot_verify(const char *data_dir, const struct snapshot_info *s);
 
 /* Appends [{"position","taken_at","bytes"}...] (newest first) to out. */
 int snapshot_render(const char *data_dir, struct sbuf *out);
+/* The same list for any snapshot directory (the write model's: DIR/write/snapshots). */
+int snapshot_render_dir(const char *dir, struct sbuf *out);
 
 #endif

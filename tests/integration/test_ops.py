@@ -60,6 +60,10 @@ def main():
               "snapshots after eventfoldctl snapshot: %r" % snaps)
         for x in snaps:
             check(isinstance(x.get("taken_at"), str) and isinstance(x.get("bytes"), int), "snapshot entry %r" % x)
+        # `eventfoldctl snapshot` takes the write model's too; the status lists them apart.
+        wsnaps = c.status().get("write_snapshots")
+        check(isinstance(wsnaps, list) and any(x["position"] == w.position and x["bytes"] > 0 for x in wsnaps),
+              "write_snapshots after eventfoldctl snapshot: %r" % wsnaps)
         r = cl.get("/api/users/%s" % u)
         expect(r, 200)
         check(r.position is not None and r.position >= w.position, "query Log-Position %r" % r.position)
