@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "torture"))
 from faultlib import SANITIZER_MARKS, Cluster, Findings, check  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
-from logcheck import Fold, compare  # noqa: E402
+from logcheck import Fold, model_diffs  # noqa: E402
 
 LINES = 100
 ORDERS = 400
@@ -94,15 +94,7 @@ def main():
         check(not fold.violations, "log invariants: %r" % fold.violations[:5])
         c.wait_caught_up(fold.head, timeout=120)
         k = c.client()
-        diffs = []
-        for kind, ids, want in (("users", fold.users, fold.expected_user), ("items", fold.items, fold.expected_item),
-                                ("orders", fold.orders, fold.expected_order)):
-            for i in sorted(ids):
-                r = k.get("/api/%s/%s" % (kind, i))
-                if r.status != 200:
-                    diffs.append("GET /api/%s/%s: %d" % (kind, i, r.status))
-                else:
-                    diffs += compare(kind, i, want(i), r.json)
+        diffs = model_diffs(k, fold)
         k.close()
         check(not diffs, "read model after the restart differs from the log:\n  %s" % "\n  ".join(diffs[:20]))
         log("caught up to %d, read model equals the log" % fold.head)

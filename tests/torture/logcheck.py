@@ -224,3 +224,20 @@ def compare(kind, ident, want, got):
     """Differences between an expected dict and an answer (only the expected keys)."""
     return ["%s %s: %s is %r, the log implies %r" % (kind, ident, k, got.get(k), v)
             for k, v in want.items() if got.get(k) != v]
+
+
+def model_diffs(client, fold, ids=None, headers=None):
+    """What the query side answers against what the log implies, for every user, item and
+    order of the fold (or of ids = (users, items, orders)). client: anything with
+    get(path, headers=...) returning an answer with status, json and body (the harness's)."""
+    users, items, orders = ids or (fold.users, fold.items, fold.orders)
+    diffs = []
+    for kind, keys, want in (("users", users, fold.expected_user), ("items", items, fold.expected_item),
+                             ("orders", orders, fold.expected_order)):
+        for i in sorted(keys):
+            r = client.get("/api/%s/%s" % (kind, i), headers=headers)
+            if r.status != 200:
+                diffs.append("GET /api/%s/%s: %d %r" % (kind, i, r.status, r.body[:200]))
+            else:
+                diffs += compare(kind, i, want(i), r.json)
+    return diffs

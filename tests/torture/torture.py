@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import Cluster, TestFailure, check, log, run  # noqa: E402
-from logcheck import Fold, compare  # noqa: E402
+from logcheck import Fold, model_diffs  # noqa: E402
 
 CYCLES = int(os.environ.get("TORTURE_CYCLES", "100"))
 THREADS = int(os.environ.get("TORTURE_THREADS", "8"))
@@ -252,16 +252,7 @@ class Checker:
 def read_model_diffs(cluster, fold, users, items, orders, min_pos):
     """Compares GET answers (read model caught up to min_pos) with the fold."""
     cl = cluster.client(timeout=30)
-    diffs = []
-    hdr = {"Min-Position": str(min_pos), "Prefer": "wait=10"}
-    for kind, ids, want in (("users", users, fold.expected_user), ("items", items, fold.expected_item),
-                            ("orders", orders, fold.expected_order)):
-        for i in ids:
-            r = cl.get("/api/%s/%s" % (kind, i), headers=hdr)
-            if r.status != 200:
-                diffs.append("GET /api/%s/%s: %d %r" % (kind, i, r.status, r.body[:200]))
-                continue
-            diffs += compare(kind, i, want(i), r.json)
+    diffs = model_diffs(cl, fold, (users, items, orders), {"Min-Position": str(min_pos), "Prefer": "wait=10"})
     cl.close()
     return diffs
 
