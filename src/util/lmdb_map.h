@@ -12,6 +12,8 @@
  * reserved with fallocate(2) when the environment opens and before the map grows
  * (ef_mdb_reserve); where that fails, the environment is opened without MDB_WRITEMAP and
  * a full disk stays an error code of mdb_txn_commit. The data file is as large as the map.
+ * Copy-on-write filesystems (btrfs, bcachefs) count as failing: an overwrite there needs
+ * new blocks whatever was reserved.
  *
  * fallocate(2) itself, never glibc's posix_fallocate emulation (falloc.h): the emulation
  * writes zero bytes into blocks that read as zero, which would race with another process
@@ -37,7 +39,8 @@ int ef_mdb_open(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_
 /* Allocates the blocks of the first bytes of env's data file: before a map grows to bytes,
  * and when a process adopts a size another one grew the map to. 0, or -errno: -ENOSPC or
  * -EDQUOT on a full disk (the map must not grow), -EOPNOTSUPP where the filesystem has no
- * fallocate (no process uses a writable map there: ef_mdb_open could not reserve either). */
+ * fallocate or copies on write (no process uses a writable map there: ef_mdb_open could
+ * not reserve either). */
 int ef_mdb_reserve(MDB_env *env, size_t bytes);
 
 /* LMDB returns system errors as positive errno values and its own codes as negative
