@@ -45,14 +45,18 @@ struct metrics_route {
     _Atomic uint64_t sum_ns;
 };
 
-#define METRICS_MAGIC 0x6566206d65747231ull /* "ef metr1": bump with the layout */
+#define METRICS_MAGIC 0x6566206d65747232ull /* "ef metr2": bump with the layout */
 
 /* Invariant: magic is stored (release) only after slot 0 is ready, so a reader that
  * sees the magic sees an initialised region. */
 struct metrics_shm {
     _Atomic uint64_t magic;
     struct metrics_route routes[METRICS_ROUTES];
+    _Atomic uint64_t stage_count[METRICS_STAGES];
+    _Atomic uint64_t stage_sum_ns[METRICS_STAGES];
 };
+
+static const char *const stage_names[METRICS_STAGES] = { "append_lock_wait", "append_locked", "sync_wait" };
 
 static struct metrics_shm *shm;
 
@@ -172,6 +176,14 @@ void metrics_observe(int route_id, int status, uint64_t duration_ns)
     atomic_fetch_add_explicit(&r->sum_ns, duration_ns, memory_order_relaxed);
 }
 
+void metrics_stage(enum metrics_stage stage, uint64_t duration_ns)
+{
+    if (!shm || (unsigned)stage >= METRICS_STAGES)
+        return;
+    atomic_fetch_add_explicit(&shm->stage_count[stage], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&shm->stage_sum_ns[stage], duration_ns, memory_order_relaxed);
+}
+
 /* Label values escape '\\', '"' and newline (text format 0.0.4). */
 static void put_label(struct sbuf *out, const char *s)
 {
@@ -283,6 +295,30 @@ static void render_histogram(const struct render_set *rs, struct sbuf *out, cons
     sbuf_printf(out, "\"} %llu\n", (unsigned long long)total);
 }
 
+/* The stages of commands, summed over the set; nothing while no command was counted. */
+static void render_stages(const struct render_set *rs, struct sbuf *out)
+{
+    uint64_t count[METRICS_STAGES] = { 0 }, sum[METRICS_STAGES] = { 0 }, any = 0;
+    for (size_t k = 0; k < rs->n; k++)
+        for (int s = 0; s < METRICS_STAGES; s++) {
+            struct metrics_shm *m = (struct metrics_shm *)rs->regions[k];
+            count[s] += atomic_load_explicit(&m->stage_count[s], memory_order_relaxed);
+            sum[s] += atomic_load_explicit(&m->stage_sum_ns[s], memory_order_relaxed);
+            any |= count[s];
+        }
+    if (!any)
+        return;
+    sbuf_puts(out, "# HELP eventfold_command_stage_seconds Time commands spent waiting for the append lock, "
+                   "holding it, and waiting for their fdatasync.\n"
+                   "# TYPE eventfold_command_stage_seconds summary\n");
+    for (int s = 0; s < METRICS_STAGES; s++) {
+        sbuf_printf(out, "eventfold_command_stage_seconds_sum{stage=\"%s\"} %llu.%09llu\n", stage_names[s],
+                    (unsigned long long)(sum[s] / 1000000000u), (unsigned long long)(sum[s] % 1000000000u));
+        sbuf_printf(out, "eventfold_command_stage_seconds_count{stage=\"%s\"} %llu\n", stage_names[s],
+                    (unsigned long long)count[s]);
+    }
+}
+
 /* Maps another program's region read-only; NULL if it is absent or not a region of
  * this layout (that program has not started yet, or is another version). */
 static const struct metrics_shm *map_file(const char *path)
@@ -321,6 +357,7 @@ void server_metrics_render_files(struct sbuf *out, const char *const *paths, siz
     sbuf_puts(out, "# HELP eventfold_http_request_duration_seconds Time from accepting a request to its answer, by route.\n"
                    "# TYPE eventfold_http_request_duration_seconds histogram\n");
     each_label(&rs, out, render_histogram);
+    render_stages(&rs, out);
     for (size_t k = 0; k < rs.n; k++)
         if (rs.regions[k] != shm)
             munmap((void *)rs.regions[k], sizeof(struct metrics_shm));

@@ -42,4 +42,17 @@ int metrics_route_id(const char *route);
 /* Counts one answer. status outside 100..599 counts as 500. No-op without a region. */
 void metrics_observe(int route_id, int status, uint64_t duration_ns);
 
+/* Where a command's time goes, summed over all commands (rendered as a Prometheus summary
+ * without quantiles, eventfold_command_stage_seconds{stage}: rate(_sum) / rate(_count) is
+ * the mean): waiting for the log's append lock, holding it (the write-model transaction
+ * and the append), and waiting for the fdatasync that makes the record durable. */
+enum metrics_stage {
+    METRICS_STAGE_LOCK_WAIT,
+    METRICS_STAGE_LOCKED,
+    METRICS_STAGE_SYNC_WAIT,
+    METRICS_STAGES
+};
+/* Adds one observation of stage. No-op without a region. */
+void metrics_stage(enum metrics_stage stage, uint64_t duration_ns);
+
 #endif

@@ -234,6 +234,12 @@ static int parse_request(struct exec *x)
     return 0;
 }
 
+static void observe(struct exec *x, enum write_stage stage, uint64_t ns)
+{
+    if (x->ctx->observe)
+        x->ctx->observe(stage, ns);
+}
+
 /* --- under the lock ------------------------------------------------------------------ */
 
 /* Catch-up, and a rebuild if the model cannot be caught up: when it is ahead of the log,
@@ -478,11 +484,14 @@ static int run_txn(struct exec *x, struct wm_idem **e, uint64_t *position)
 static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
 {
     struct log *lg = x->ctx->log;
+    uint64_t t0 = ef_mono_ns();
     int rc = log_append_begin(lg);
     if (rc) {
         log_unavailable(x, "taking the append lock", rc);
         return;
     }
+    uint64_t t1 = ef_mono_ns();
+    observe(x, WRITE_STAGE_LOCK_WAIT, t1 - t0);
     /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
      * now and then (cheap, and done under the lock so only one process does it at once). */
     if (++x->ctx->commands % WRITE_READER_CHECK_EVERY == 0)
@@ -494,6 +503,7 @@ static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
         }
     }
     log_append_end(lg);
+    observe(x, WRITE_STAGE_LOCKED, ef_mono_ns() - t1);
 }
 
 /* Step 9: nothing is acknowledged before an fdatasync covers it. */
@@ -502,7 +512,10 @@ static void answer_durable(struct exec *x, const struct wm_idem *e, uint64_t pos
     int rc;
     if (x->p.status || position == 0)
         return;
-    if ((rc = log_sync(x->ctx->log, position)) != 0) {
+    uint64_t t0 = ef_mono_ns();
+    rc = log_sync(x->ctx->log, position);
+    observe(x, WRITE_STAGE_SYNC_WAIT, ef_mono_ns() - t0);
+    if (rc != 0) {
         /* The record is published and cannot be taken back (others may have read it); it
          * may still become durable with a later fdatasync. Not acknowledging it is the
          * only honest answer: a retry with the same Idempotency-Key gets the original

@@ -43,11 +43,19 @@
 
 struct wsnap_taker;
 
+/* The stages of a command whose durations write_ctx.observe is told (metrics). */
+enum write_stage {
+    WRITE_STAGE_LOCK_WAIT, /* waiting for the log's append lock */
+    WRITE_STAGE_LOCKED,    /* holding it: the write-model transaction and the append */
+    WRITE_STAGE_SYNC_WAIT, /* waiting for the fdatasync that makes the record durable */
+};
+
 struct write_ctx {
     struct log *log;
     struct wm *wm;
     struct wsnap_taker *snap;  /* the worker's snapshot thread (wsnap.h), or NULL */
     char *snap_dir;            /* DIR/write/snapshots, for a rebuild (NULL: full replay only) */
+    void (*observe)(enum write_stage stage, uint64_t ns); /* NULL: not measured */
     int idempotency_ttl_hours; /* >= 24 */
     unsigned commands;         /* executed by this handle (for periodic housekeeping) */
     int apply_rebuild_tried;   /* a record failed to apply and a rebuild was tried */

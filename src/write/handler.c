@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "server/metrics.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
 #include "write/command.h"
@@ -96,12 +97,24 @@ void write_preflight_end(void)
     master_log = NULL;
 }
 
+/* The command's stages into the program's shared metrics (server/metrics.h). */
+static void observe_stage(enum write_stage stage, uint64_t ns)
+{
+    static const enum metrics_stage to_metrics[] = {
+        [WRITE_STAGE_LOCK_WAIT] = METRICS_STAGE_LOCK_WAIT,
+        [WRITE_STAGE_LOCKED] = METRICS_STAGE_LOCKED,
+        [WRITE_STAGE_SYNC_WAIT] = METRICS_STAGE_SYNC_WAIT,
+    };
+    metrics_stage(to_metrics[stage], ns);
+}
+
 int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
 {
     char err[EF_PATH_MAX + 1024];
     write_preflight_end(); /* the copy inherited from the master */
     struct write_ctx *ctx = xcalloc(1, sizeof *ctx);
     ctx->idempotency_ttl_hours = cfg->idempotency_ttl_hours < 24 ? 24 : cfg->idempotency_ttl_hours;
+    ctx->observe = observe_stage;
     if (open_both(cfg, ctx, err, sizeof err) < 0) {
         LOG_ERROR("%s", err);
         write_worker_fini(ctx);

@@ -91,6 +91,13 @@ def main():
               "no command counter for POST /api/users in /metrics:\n%s" % text[:3000])
         check(re.search(r'eventfold_http_request_duration_seconds_count\{route="POST /api/users"', text),
               "no command latency histogram in /metrics")
+        # Where the commands' time went: every acknowledged command waited for the lock,
+        # held it, and waited for its fdatasync.
+        for stage in ("append_lock_wait", "append_locked", "sync_wait"):
+            m_ = re.search(r'eventfold_command_stage_seconds_count\{stage="%s"\} (\d+)' % stage, text)
+            check(m_ and int(m_.group(1)) >= 1, "no command stage %s in /metrics:\n%s" % (stage, text[-2000:]))
+            check(re.search(r'eventfold_command_stage_seconds_sum\{stage="%s"\} \d+\.\d{9}\n' % stage, text),
+                  "no sum for command stage %s" % stage)
         for word in ("dead", "snapshot", "lag"):
             soft_check(word in text, "metrics do not mention %r" % word)
 
