@@ -110,6 +110,35 @@ def wrk(port, path, conns, script=None, env=None):
     return rps, pct(50), pct(99), bad
 
 
+STAGES = ("append_lock_wait", "append_locked", "sync_wait")
+
+
+def stage_totals(c):
+    """{stage: (sum_seconds, count)} of eventfold_command_stage_seconds in /metrics."""
+    cl = c.client()
+    try:
+        text = cl.get("/metrics").body.decode()
+    finally:
+        cl.close()
+    out = {}
+    for st in STAGES:
+        s = re.search(r'eventfold_command_stage_seconds_sum\{stage="%s"\} ([0-9.]+)' % st, text)
+        n = re.search(r'eventfold_command_stage_seconds_count\{stage="%s"\} (\d+)' % st, text)
+        out[st] = (float(s.group(1)) if s else 0.0, int(n.group(1)) if n else 0)
+    return out
+
+
+def emit_stages(conns, before, after):
+    """Mean time per command of each stage during one CreateOrder run (from /metrics)."""
+    parts = []
+    for st in STAGES:
+        ds, dn = after[st][0] - before[st][0], after[st][1] - before[st][1]
+        mean_ms = 1000 * ds / dn if dn else float("nan")
+        emit("http_create_c%d_stage_%s_ms" % (conns, st), "%.4f" % mean_ms)
+        parts.append("%s %.3f ms" % (st, mean_ms))
+    print("  (CreateOrder c=%d, mean per command: %s)" % (conns, ", ".join(parts)), flush=True)
+
+
 def row(label, conns, r, ceil=None):
     ratio = "" if not ceil else "  %5.1f%% of %s" % (100 * r[0] / ceil[1][0], ceil[0])
     print("%-34s c=%-3d %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms%s%s"
@@ -245,9 +274,11 @@ def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
     res["orders", n] = wrk(c.port, "/", n, "http_get_ids.lua",
                            {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
     row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n, ""]))
+    before = stage_totals(c)
     res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
                            {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
     row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
+    emit_stages(n, before, stage_totals(c))
     ceilings(" (again)")
     for name in ("static", "trivial"):
         if (name, n, "") in res:

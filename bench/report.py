@@ -136,6 +136,11 @@ def other_rows(R, targets):
     targets.append(("RYW p99", good))
     rows.append(["read-your-writes delay p99", "%s ms" % fmt(p99, 2), "trivial round trip p99 %s ms" % fmt(floor99, 2),
                  "%.1f×" % ratio(p99, floor99), "< %g ms" % RYW_P99_MAX_MS, met(good)])
+    # Where a command's time went at 64 connections (eventfold_command_stage_seconds).
+    st = [g("http", "http_create_c64_stage_%s_ms" % s) for s in ("append_lock_wait", "append_locked", "sync_wait")]
+    rows.append(["CreateOrder at 64 connections, mean per command: append lock wait / lock held / fdatasync wait",
+                 "%s / %s / %s ms" % (fmt(st[0], 3), fmt(st[1], 3), fmt(st[2], 3)),
+                 "p50 latency %s ms" % fmt(g("http", "http_create_c64_p50_ms"), 2), "—", "—", "—"])
     # Folding and rebuilds: the ceiling is reading the log back (framing + checksums).
     n = g("fold", "log_events")
     fold, scan = g("fold", "fold_events_per_second"), g("fold", "scan_events_per_second")
