@@ -232,7 +232,7 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
         rc = ef_mdb_open(dir, flags, 0644, setup_env, &map, &e->env, &e->writemap, &why_not);
         if (rc == 0 && !e->writemap)
             LOG_WARN("read model: its map cannot be reserved on disk (%s): writing it without "
-                     "MDB_WRITEMAP, slower", strerror(-why_not));
+                     "MDB_WRITEMAP, slower", ef_mdb_reserve_strerror(why_not));
     }
     if (rc)
         goto fail;

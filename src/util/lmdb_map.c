@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <string.h>
 #include <sys/vfs.h>
 
 #ifndef BCACHEFS_SUPER_MAGIC
@@ -37,6 +38,13 @@ int ef_mdb_reserve(MDB_env *env, size_t bytes)
         rc = fallocate(fd, 0, 0, (off_t)bytes);
     while (rc < 0 && errno == EINTR);
     return rc < 0 ? -errno : 0;
+}
+
+const char *ef_mdb_reserve_strerror(int err)
+{
+    if (err == -EOPNOTSUPP)
+        return "the filesystem has no fallocate, or copies on write";
+    return strerror(-err);
 }
 
 size_t ef_mdb_mapsize(MDB_env *env)

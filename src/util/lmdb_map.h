@@ -51,6 +51,9 @@ static inline int ef_mdb_rc(int rc)
     return rc > 0 ? -rc : rc;
 }
 
+/* Why a reservation failed, for a log line: -EOPNOTSUPP names both of its causes. */
+const char *ef_mdb_reserve_strerror(int err);
+
 /* The env's current map size in bytes (0 when LMDB cannot say). */
 size_t ef_mdb_mapsize(MDB_env *env);
 

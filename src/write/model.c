@@ -100,7 +100,7 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
         goto fail;
     if (!wm->writemap)
         LOG_WARN("write model: its map cannot be reserved on disk (%s): writing it without "
-                 "MDB_WRITEMAP, slower", strerror(-why_not));
+                 "MDB_WRITEMAP, slower", ef_mdb_reserve_strerror(why_not));
     wm_reader_check(wm); /* stale slots of killed processes */
     if ((rc = open_dbis(wm, 0, MDB_CREATE)) != 0)
         goto fail;
