@@ -333,19 +333,24 @@ void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t k
     __builtin_prefetch(&c->slots[(size_t)h & (c->cap - 1)]);
 }
 
+/* A read or delete of a buffered database must see the rows put before it: they are
+ * written out first (rare: the fold only puts into those). */
+static int flush_if_buffered(struct rm_txn *t, enum rm_dbi db)
+{
+    return !t->rdonly && t->env->cache->nwo && buffered(db) ? rm_cache_flush(t) : 0;
+}
+
 int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
     struct rm_cache *c = t->env->cache;
-    if (!t->rdonly && c->nwo && buffered(db)) {
-        int rc = rm_cache_flush(t);
-        if (rc)
-            return rc;
-    }
+    int rc = flush_if_buffered(t, db);
+    if (rc)
+        return rc;
     if (t->rdonly || !cached(db))
         return rm_get_copy_raw(t, db, k, kn, buf);
     struct wc_entry *e = slot(c, db, k, kn);
     if (e->state == WC_EMPTY) {
-        int rc = rm_get_copy_raw(t, db, k, kn, buf);
+        rc = rm_get_copy_raw(t, db, k, kn, buf);
         if (rc && rc != RM_ENOTFOUND)
             return rc; /* e stays EMPTY: nothing was claimed */
         if (rc == RM_ENOTFOUND) {
@@ -388,14 +393,10 @@ int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, con
 int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
 {
     struct rm_cache *c = t->env->cache;
-    if (!t->rdonly && c->nwo && buffered(db)) {
-        int rc = rm_cache_flush(t);
-        if (rc)
-            return rc;
-    }
-    if (t->rdonly || !cached(db))
-        return rm_del_raw(t, db, k, kn);
-    if (kn == 0 || kn > 511)
+    int rc = flush_if_buffered(t, db);
+    if (rc)
+        return rc;
+    if (t->rdonly || !cached(db) || kn == 0 || kn > 511) /* LMDB reports a bad key */
         return rm_del_raw(t, db, k, kn);
     struct wc_entry *e = slot(c, db, k, kn);
     if (e->state == WC_EMPTY)

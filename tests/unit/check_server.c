@@ -675,13 +675,19 @@ static long file_size(const char *name)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
+/* Creates td_dir/fail (path into fail), which makes the test handler's worker_init fail. */
+static void make_fail_file(char *fail, size_t cap)
+{
+    snprintf(fail, cap, "%s/fail", td_dir);
+    int fd = open(fail, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(close(fd), 0);
+}
+
 START_TEST(test_failing_workers_back_off)
 {
     char fail[192];
-    snprintf(fail, sizeof fail, "%s/fail", td_dir);
-    int fd = open(fail, O_CREAT | O_WRONLY, 0600);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
+    make_fail_file(fail, sizeof fail);
     struct setup s = default_setup;
     s.workers = 1;
     s.expect_fail = 1;
@@ -703,10 +709,7 @@ END_TEST
 START_TEST(test_workers_that_cannot_start_give_up)
 {
     char fail[192];
-    snprintf(fail, sizeof fail, "%s/fail", td_dir);
-    int fd = open(fail, O_CREAT | O_WRONLY, 0600);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
+    make_fail_file(fail, sizeof fail);
     struct setup s = default_setup;
     s.workers = 2;
     s.expect_fail = 1;

@@ -743,27 +743,34 @@ static void add_items(int from, int to)
     }
 }
 
+/* Opens the log and a write model with a 64 KiB map, as a worker does (replacing ctx's
+ * handles, which the caller closed); destroy: remove the model's files first, so no meta
+ * page remembers a larger map. Returns 0, or which open failed (2: log, 3: model). */
+static int open_tiny(int destroy)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/log", tmpdir);
+    if (log_open(path, NULL, &ctx.log) != 0)
+        return 2;
+    snprintf(path, sizeof path, "%s/write", tmpdir);
+    if (destroy && wm_destroy_files(path) != 0)
+        return 3;
+    return write_model_open(path, 64 << 10, ctx.log, &ctx.wm) != 0 ? 3 : 0;
+}
+
 START_TEST(test_map_full)
 {
     /* A write model with a tiny map: filling it doubles the map (wm_grow) and the
      * commands go on; none is refused and each appends exactly one event. */
     close_all();
-    char path[128];
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(wm_destroy_files(path), 0); /* no meta page remembering a larger map */
-    ck_assert_int_eq(write_model_open(path, 64 << 10, ctx.log, &ctx.wm), 0);
+    ck_assert_int_eq(open_tiny(1), 0);
     add_items(0, 1000);
     ck_assert_int_gt(model_file_bytes(), 4 * (64 << 10)); /* it grew at least twice */
     /* Reopened with the small map (a restart keeps the configured size): LMDB maps at
      * least the data, the next full map grows again, and catch-up after a lost commit
      * (the model behind the log) grows it too. */
     close_all();
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(write_model_open(path, 64 << 10, ctx.log, &ctx.wm), 0);
+    ck_assert_int_eq(open_tiny(0), 0);
     add_items(1000, 1300);
     ck_assert_uint_eq(log_head(ctx.log), 1300);
 }
@@ -774,12 +781,7 @@ START_TEST(test_rebuild_grows_map)
     /* A rebuild from a log that does not fit the configured map grows it on the way. */
     add_items(0, 300);
     close_all();
-    char path[128];
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(wm_destroy_files(path), 0);
-    ck_assert_int_eq(write_model_open(path, 64 << 10, ctx.log, &ctx.wm), 0);
+    ck_assert_int_eq(open_tiny(1), 0);
     ck_assert_int_gt(model_file_bytes(), 64 << 10);
     ck_assert_int_eq(run("/api/items/i299/restock", "{\"quantity\":2}"), 200);
     ck_assert_str_eq(resp.body.data, "{\"item_id\":\"i299\",\"available\":2,\"version\":2,\"position\":301}");
@@ -791,12 +793,7 @@ START_TEST(test_map_grown_by_another_process)
     /* Two processes with a tiny map: the child grows it past the parent's; the parent's
      * next transaction sees MDB_MAP_RESIZED, adopts the size and goes on. */
     close_all();
-    char path[128];
-    snprintf(path, sizeof path, "%s/log", tmpdir);
-    ck_assert_int_eq(log_open(path, NULL, &ctx.log), 0);
-    snprintf(path, sizeof path, "%s/write", tmpdir);
-    ck_assert_int_eq(wm_destroy_files(path), 0); /* no meta page remembering a larger map */
-    ck_assert_int_eq(write_model_open(path, 64 << 10, ctx.log, &ctx.wm), 0);
+    ck_assert_int_eq(open_tiny(1), 0);
     add_items(0, 10);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -805,12 +802,9 @@ START_TEST(test_map_grown_by_another_process)
         if (have_resp)
             write_response_free(&resp);
         have_resp = 0;
-        snprintf(path, sizeof path, "%s/log", tmpdir);
-        if (log_open(path, NULL, &ctx.log) != 0)
-            _exit(2);
-        snprintf(path, sizeof path, "%s/write", tmpdir);
-        if (write_model_open(path, 64 << 10, ctx.log, &ctx.wm) != 0)
-            _exit(3);
+        int rc = open_tiny(0);
+        if (rc)
+            _exit(rc);
         add_items(10, 600);
         close_all();
         _exit(0);

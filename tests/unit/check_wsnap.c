@@ -203,6 +203,27 @@ static size_t count_snapshots(void)
     return n;
 }
 
+/* The live model, a replay of the whole log and a restore (the newest snapshot, which must
+ * be the one at snap_pos, plus the log up to head) are byte for byte the same. Returns the
+ * size of the model's dump. */
+static size_t assert_three_agree(uint64_t snap_pos, uint64_t head)
+{
+    struct sbuf live = SBUF_INIT, replay = SBUF_INIT, rest = SBUF_INIT;
+    struct wsnap_restored res;
+    dump(ctx.wm, &live);
+    rebuilt_from_log("w-replay", &replay);
+    ck_assert_int_eq(restored("w-restored", &rest, &res), 0);
+    ck_assert_uint_eq(res.snap.position, snap_pos);
+    ck_assert_uint_eq(res.replayed, head - snap_pos);
+    assert_same(&replay, &rest);
+    assert_same(&live, &rest);
+    size_t n = live.len;
+    sbuf_free(&live);
+    sbuf_free(&replay);
+    sbuf_free(&rest);
+    return n;
+}
+
 START_TEST(test_restore_equals_replay)
 {
     traffic(2000);
@@ -212,19 +233,8 @@ START_TEST(test_restore_equals_replay)
     traffic(1500);
     uint64_t head = log_head(ctx.log);
     ck_assert_uint_gt(head, s.position + 300);
-    struct sbuf live = SBUF_INIT, replay = SBUF_INIT, rest = SBUF_INIT;
-    struct wsnap_restored res;
-    dump(ctx.wm, &live);
-    rebuilt_from_log("w-replay", &replay);
-    ck_assert_int_eq(restored("w-restored", &rest, &res), 0);
-    ck_assert_uint_eq(res.snap.position, s.position);
-    ck_assert_uint_eq(res.replayed, head - s.position);
-    assert_same(&replay, &rest);
-    assert_same(&live, &rest);
-    ck_assert_uint_gt(live.len, 10000); /* a real model, not two empty ones */
-    sbuf_free(&live);
-    sbuf_free(&replay);
-    sbuf_free(&rest);
+    /* a real model, not two empty ones */
+    ck_assert_uint_gt(assert_three_agree(s.position, head), 10000);
 }
 END_TEST
 
@@ -308,18 +318,7 @@ START_TEST(test_snapshot_ahead_of_log_is_rejected)
     /* The old model is ahead of this log: the start rebuilds it, from snapshot a. */
     open_all();
     ck_assert_uint_eq(log_head(ctx.log), cut);
-    struct sbuf live = SBUF_INIT, replay = SBUF_INIT, rest = SBUF_INIT;
-    struct wsnap_restored res;
-    dump(ctx.wm, &live);
-    rebuilt_from_log("w-replay", &replay);
-    ck_assert_int_eq(restored("w-restored", &rest, &res), 0);
-    ck_assert_uint_eq(res.snap.position, a.position);
-    ck_assert_uint_eq(res.replayed, cut - a.position);
-    assert_same(&replay, &rest);
-    assert_same(&replay, &live);
-    sbuf_free(&live);
-    sbuf_free(&replay);
-    sbuf_free(&rest);
+    assert_three_agree(a.position, cut);
 }
 END_TEST
 
