@@ -3,6 +3,7 @@
 #include "log/io.h"
 #include "log/log_int.h"
 #include "util/clock.h"
+#include "util/durable.h"
 #include "util/eflog.h"
 
 #include <errno.h>
@@ -31,25 +32,14 @@ static void wake_all(struct log_control *c);
 
 /* DIR/sync-failed holds the durable position as decimal text, made durable itself (as far
  * as a failing disk allows: if it cannot be written, the next recovery may find records
- * missing before valid ones, and refuses the log naming segment and offset instead). */
+ * missing before valid ones, and refuses the log naming segment and offset instead). A
+ * marker whose own fsync failed is kept: it is in the page cache, which a restart of the
+ * programs (without a reboot) still reads. */
 static int write_marker(const char *dir, uint64_t durable)
 {
-    char path[4200], text[32];
-    int n = snprintf(path, sizeof path, "%s/" LOG_SYNC_FAILED_FILE, dir);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return -ENAMETOOLONG;
-    n = snprintf(text, sizeof text, "%" PRIu64 "\n", durable);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), err = 0;
-    if (fd < 0)
-        return -errno;
-    errno = 0;
-    if (write(fd, text, (size_t)n) != n)
-        err = errno ? -errno : -EIO; /* a short write sets no errno */
-    else if (fsync(fd) < 0)
-        err = -errno;
-    if (close(fd) < 0 && !err)
-        err = -errno;
-    return err ? err : log_sync_dir(dir);
+    char text[32];
+    int n = snprintf(text, sizeof text, "%" PRIu64 "\n", durable);
+    return ef_write_durably(dir, LOG_SYNC_FAILED_FILE, text, (size_t)n);
 }
 
 void log_sync_failed(struct log *lg, int err)

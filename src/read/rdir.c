@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/durable.h"
+
 int rdir_path(const char *data_dir, const char *name, char *out, size_t outlen)
 {
     int n = snprintf(out, outlen, "%s/read%s%s", data_dir, *name ? "/" : "", name);
@@ -29,16 +31,6 @@ static int mkdir_p1(const char *path)
     if (mkdir(path, 0755) == 0 || errno == EEXIST)
         return 0;
     return -errno;
-}
-
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
 }
 
 /* Creates the first model and the symlink unless present. Callers hold the prepare lock. */
@@ -135,12 +127,12 @@ int rdir_switch(const char *data_dir, const char *name, char *old, size_t oldlen
         return -errno;
     if (symlink(name, tmp) < 0)
         return -errno;
-    rc = fsync_dir(dir);
+    rc = ef_fsync_path(dir, 1);
     if (rc)
         return rc;
     if (rename(tmp, cur) < 0)
         return -errno;
-    return fsync_dir(dir);
+    return ef_fsync_path(dir, 1);
 }
 
 int rdir_remove_model(const char *data_dir, const char *name)

@@ -10,6 +10,7 @@
 #include "read/rm.h"
 #include "read/rm_internal.h"
 #include "util/bootid.h"
+#include "util/durable.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -82,17 +83,6 @@ fail:
 
 /* --- lazy sync (rm.h) ------------------------------------------------------------ */
 
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 static int marker_path(const char *dir, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s/%s", dir, RM_UNSYNCED_FILE);
@@ -122,32 +112,18 @@ static int check_marker(const char *dir, const char *boot, int *present)
     return boot[0] && strcmp(then, boot) == 0 ? 0 : RM_EUNSYNCED;
 }
 
-/* Writes the marker durably (file and directory entry) before any unsynced commit. */
+/* Writes the marker durably (file and directory entry) before any unsynced commit. A
+ * short write is ENOSPC: the caller then falls back to synced commits. */
 static int write_marker(struct rm_env *e)
 {
-    char path[4096];
-    int rc = marker_path(e->dir, path, sizeof path);
-    if (rc)
-        return rc;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    size_t len = strlen(e->boot);
-    ssize_t w = write(fd, e->boot, len);
-    if (w < 0)
-        rc = -errno;
-    else if ((size_t)w != len)
-        rc = -ENOSPC; /* a short write of 37 bytes: the disk is full (the synced fallback) */
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = fsync_dir(e->dir);
-    if (rc == 0)
+    int rc = ef_write_durably(e->dir, RM_UNSYNCED_FILE, e->boot, strlen(e->boot));
+    if (rc == 0) {
         e->unsynced = 1;
-    else
-        unlink(path); /* a partial marker would only cost a needless replacement later */
+    } else {
+        char path[4096];
+        if (marker_path(e->dir, path, sizeof path) == 0)
+            unlink(path); /* a partial marker would only cost a needless replacement later */
+    }
     return rc;
 }
 
@@ -183,7 +159,7 @@ int rm_env_sync(struct rm_env *env)
      * write a new one, whether or not the removal itself reaches the disk (if it does not,
      * the old marker survives a crash and only costs a needless replacement). */
     env->unsynced = 0;
-    return fsync_dir(env->dir);
+    return ef_fsync_path(env->dir, 1);
 }
 
 static int setup_env(MDB_env *env, void *arg)

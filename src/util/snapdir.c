@@ -15,6 +15,7 @@
 
 #include "util/clock.h"
 #include "util/crc32c.h"
+#include "util/durable.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
@@ -22,16 +23,6 @@ int snapdir_join(char *out, const char *dir, const char *name)
 {
     int n = snprintf(out, SNAPDIR_PATH_MAX, "%s/%s", dir, name);
     return n < 0 || n >= SNAPDIR_PATH_MAX ? -ENAMETOOLONG : 0;
-}
-
-int snapdir_fsync_path(const char *path, int dir)
-{
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
 }
 
 int snapdir_file_crc(const char *path, uint32_t *crc, uint64_t *bytes)
@@ -130,14 +121,14 @@ int snapdir_seal(const char *tmp, struct snapshot_info *s)
     char data[SNAPDIR_PATH_MAX];
     if (snapdir_join(data, tmp, "data.mdb"))
         return -ENAMETOOLONG;
-    int rc = snapdir_fsync_path(data, 0);
+    int rc = ef_fsync_path(data, 0);
     if (rc == 0)
         rc = snapdir_file_crc(data, &s->crc, &s->bytes);
     s->taken_at = ef_now_ms();
     if (rc == 0)
         rc = write_manifest(tmp, s);
     if (rc == 0)
-        rc = snapdir_fsync_path(tmp, 1);
+        rc = ef_fsync_path(tmp, 1);
     return rc;
 }
 
@@ -156,7 +147,7 @@ int snapdir_publish(const char *dir, const char *tmp, struct snapshot_info *s, i
      * old or the new snapshot under the final name, never none (the old one then sits under
      * the tmp- name, which snapdir_remove_tmp clears). */
     if (replace && renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
-        int rc = snapdir_fsync_path(dir, 1);
+        int rc = ef_fsync_path(dir, 1);
         snapdir_remove(tmp);
         return rc;
     }
@@ -164,7 +155,7 @@ int snapdir_publish(const char *dir, const char *tmp, struct snapshot_info *s, i
         return -errno;
     if (rename(tmp, final) < 0)
         return -errno;
-    return snapdir_fsync_path(dir, 1);
+    return ef_fsync_path(dir, 1);
 }
 
 void snapdir_remove_tmp(const char *dir)

@@ -72,9 +72,6 @@ int snapdir_join(char *out, const char *dir, const char *name);
 /* CRC32C and size of a file. */
 int snapdir_file_crc(const char *path, uint32_t *crc, uint64_t *bytes);
 
-/* fsync of a file (dir == 0) or of a directory. */
-int snapdir_fsync_path(const char *path, int dir);
-
 /* An exclusive flock on dir/lock (dir created if needed); *fd holds it until
  * snapdir_unlock(). nonblock: -EWOULDBLOCK at once when another process holds it. */
 int snapdir_lock(const char *dir, int nonblock, int *fd);

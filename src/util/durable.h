@@ -1,0 +1,22 @@
+/* durable: small files and directory entries made to survive a machine crash.
+ *
+ * One place for fsync of a file or directory by path, and for the marker files the models
+ * and the log write (the read model's "unsynced" marker, the log's "sync-failed" marker).
+ * The log's own segment I/O goes through log_io (log/io.h) instead, so that tests can
+ * inject failures there.
+ */
+#ifndef EF_DURABLE_H
+#define EF_DURABLE_H
+
+#include <stddef.h>
+
+/* fsync of path, a directory when dir (O_DIRECTORY), else a file. 0 or -errno. */
+int ef_fsync_path(const char *path, int dir);
+
+/* Writes dir/name with exactly data (created or truncated, mode 0644), fsyncs it, then
+ * fsyncs dir so that the entry survives too. 0 or -errno; a short write, which on a regular
+ * file means the disk is full, is -ENOSPC. On failure the file may be left partial or not
+ * durable: the caller decides whether to remove it. */
+int ef_write_durably(const char *dir, const char *name, const void *data, size_t len);
+
+#endif
