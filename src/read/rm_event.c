@@ -456,7 +456,7 @@ static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const stru
         ev_restart(ev, &start);
         memset(&p, 0, sizeof p);
         p.ev = ev;
-        yajl_handle h = yajl_alloc(&callbacks, NULL, &p);
+        yajl_handle h = xcheck(yajl_alloc(&callbacks, NULL, &p));
         st = yajl_parse(h, (const unsigned char *)rec->data, rec->data_len);
         if (st == yajl_status_ok)
             st = yajl_complete_parse(h);

@@ -12,6 +12,15 @@ static void oom(size_t n)
     abort();
 }
 
+void *xcheck(void *p)
+{
+    if (!p) {
+        fputs("eventfold: out of memory (a library's allocation failed)\n", stderr);
+        abort();
+    }
+    return p;
+}
+
 void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);

@@ -13,6 +13,9 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
+/* For other libraries' allocators (yajl_alloc, XXH3_createState): p, or out of memory
+ * as above when it is NULL. */
+void *xcheck(void *p);
 /* Caller owns the copy; free() it. */
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);

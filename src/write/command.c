@@ -56,9 +56,7 @@ void write_response_free(struct write_response *resp)
 void write_fingerprint(const char *method, const char *path, const char *body, size_t len,
                        unsigned char out[16])
 {
-    XXH3_state_t *st = XXH3_createState();
-    if (!st)
-        abort(); /* out of memory, as xmalloc */
+    XXH3_state_t *st = xcheck(XXH3_createState());
     XXH3_128bits_reset(st);
     XXH3_128bits_update(st, method, strlen(method));
     XXH3_128bits_update(st, "\n", 1);
