@@ -51,6 +51,7 @@ int main(int argc, char **argv)
         .worker_fini = write_worker_fini,
         .handler = write_handler,
         .metrics_file = metrics,
+        .close_at_once = 1, /* threads wait for fdatasync: do not also wait for nginx */
     };
     status = server_run(&opt);
     write_preflight_end();

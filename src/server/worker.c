@@ -94,6 +94,18 @@ static int wait_for_work(struct srv_thread *t)
     return rc;
 }
 
+/* libfcgi ends a connection with a lingering close: shutdown(SHUT_WR), then poll and read
+ * until nginx has closed its end (up to 2 s), so that a peer still sending never has its
+ * data refused. Once the request's stdin was read to its end (the empty FCGI_STDIN record),
+ * nginx sends nothing more on the connection, and with server_options.close_at_once the
+ * request is detached, which makes FCGX_Finish_r close at once. A request answered before
+ * its body was read (413) always keeps the lingering close. */
+static int can_close_at_once(const struct srv_thread *t)
+{
+    const FCGX_Stream *in = t->fcgx.in;
+    return t->w->opt->close_at_once && in && in->isClosed && in->FCGI_errno == 0;
+}
+
 static void serve_one(struct srv_thread *t)
 {
     struct srv_worker *w = t->w;
@@ -108,6 +120,8 @@ static void serve_one(struct srv_thread *t)
         LOG_INFO("request method=%s path=%s status=%d ms=%.3f", t->req.method, t->req.path, t->status,
                  (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
     srv_request_end(t);
+    if (can_close_at_once(t))
+        FCGX_Detach(&t->fcgx);
     FCGX_Finish_r(&t->fcgx);
     if (server_stopping() && t->fcgx.ipcFd >= 0)
         FCGX_Free(&t->fcgx, 1); /* close a kept connection: no more requests on it */

@@ -20,6 +20,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,7 @@ struct setup {
     int expect_fail;     /* do not wait for the socket */
     int grace_seconds;   /* 0: 10 */
     int log_requests;    /* 1: log_requests on, stderr to td_dir/server.log at info */
+    int close_at_once;   /* server_options.close_at_once */
 };
 
 static void run_server_child(const struct setup *s)
@@ -234,6 +236,7 @@ static void run_server_child(const struct setup *s)
         .worker_fini = test_worker_fini,
         .handler = test_handler,
         .grace_seconds = s->grace_seconds ? s->grace_seconds : 10,
+        .close_at_once = s->close_at_once,
     };
     exit(server_run(&opt));
 }
@@ -636,6 +639,37 @@ START_TEST(test_keep_conn)
         fcgi_response_free(&r);
     }
     close(fd);
+}
+END_TEST
+
+/* One request thread. A first client reads its answer and keeps its connection open; a
+ * second client's request is then answered at once only when the server closes without
+ * waiting: libfcgi's lingering close holds the thread until the peer closes (or 2 s). */
+START_TEST(test_close_at_once)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.close_at_once = _i;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/echo" }, { "QUERY_STRING", "" } };
+    int first = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(first, 0);
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_send(first, 1, 0, p, 3, NULL, 0), 0);
+    ck_assert_int_eq(fcgi_recv(first, 1, &r), 0);
+    fcgi_response_free(&r);
+    int second = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(second, 0);
+    ck_assert_int_eq(fcgi_send(second, 1, 0, p, 3, NULL, 0), 0);
+    struct pollfd pf = { .fd = second, .events = POLLIN };
+    int answered = poll(&pf, 1, _i ? 1500 : 500);
+    ck_assert_int_eq(answered, _i ? 1 : 0);
+    close(first); /* ends the lingering close */
+    ck_assert_int_eq(fcgi_recv(second, 1, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    fcgi_response_free(&r);
+    close(second);
 }
 END_TEST
 
@@ -1118,6 +1152,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_idle_stop_is_quick);
     tcase_add_test(tc, test_metrics_over_fastcgi);
     tcase_add_test(tc, test_keep_conn);
+    tcase_add_loop_test(tc, test_close_at_once, 0, 2);
     tcase_add_test(tc, test_keep_conn_idle_at_stop);
     tcase_add_test(tc, test_grace_period_bounds_stop);
     tcase_add_test(tc, test_failing_workers_back_off);
