@@ -161,9 +161,11 @@ static int fold_item_restocked(struct rm_txn *t, const struct log_record *rec, c
 }
 
 /* Checks the order's own event against the stored order and the order's user: the common
- * first half of every order handler. o is loaded (or zero for OrderCreated) and applied. */
+ * first half of every order handler. o is loaded (or zero for OrderCreated) and applied; u
+ * is the order's user, decoded from t->ubuf, which stays valid until the next
+ * rm_load_user (the handlers write orders, items and categories in between, never users). */
 static int order_check(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev,
-                       struct rm_order *o, int *prev_status)
+                       struct rm_order *o, int *prev_status, struct rm_user *u)
 {
     int rc = rm_load_order(t, ev->order_id, o);
     if (rc == RM_ENOTFOUND && ev->type != RM_EV_ORDER_CREATED)
@@ -174,31 +176,27 @@ static int order_check(struct rm_txn *t, const struct log_record *rec, const str
     rc = rm_order_apply(t, o, rec, ev);
     if (rc)
         return rc;
-    struct rm_user u;
-    return need(rm_load_user(t, o->user, &u), t, "user", o->user);
+    return need(rm_load_user(t, o->user, u), t, "user", o->user);
 }
 
 static int fold_order_created(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
 {
     struct rm_order o = { 0 };
+    struct rm_user u;
     int prev;
-    int rc = order_check(t, rec, ev, &o, &prev);
+    int rc = order_check(t, rec, ev, &o, &prev, &u);
     for (size_t i = 0; rc == 0 && i < o.nlines; i++) {
         struct rm_item it;
         rc = need(rm_load_item(t, o.lines[i].item, &it), t, "item", o.lines[i].item);
     }
     if (rc)
         goto out;
-    /* Writes. order_check left the user decoded in t->ubuf; reload it explicitly. */
     rc = put_order(t, ev->order_id, &o);
     for (size_t i = 0; rc == 0 && i < o.nlines; i++) {
         rc = item_move(t, o.lines[i].item, o.lines[i].quantity, 0);
         if (rc == 0)
             rc = user_cat_add(t, o.user, o.lines[i].category, o.lines[i].quantity);
     }
-    struct rm_user u;
-    if (rc == 0)
-        rc = rm_load_user(t, o.user, &u);
     if (rc == 0) {
         u.order_count++;
         u.last_order_at = rec->timestamp_ms;
@@ -223,8 +221,9 @@ static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
                                  const struct rm_ev *ev)
 {
     struct rm_order o = { 0 };
+    struct rm_user u;
     int prev = 0;
-    int rc = order_check(t, rec, ev, &o, &prev);
+    int rc = order_check(t, rec, ev, &o, &prev, &u);
     if (rc)
         goto out;
     rc = put_order(t, ev->order_id, &o);
@@ -239,10 +238,6 @@ static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
             rc = user_cat_add(t, o.user, o.lines[i].category, -o.lines[i].quantity);
     }
     if (rc || (ev->type != RM_EV_PAYMENT_PROCESSED && ev->type != RM_EV_ORDER_CANCELLED))
-        goto out;
-    struct rm_user u;
-    rc = rm_load_user(t, o.user, &u);
-    if (rc)
         goto out;
     if (ev->type == RM_EV_PAYMENT_PROCESSED) {
         u.balance -= ev->amount;
