@@ -200,8 +200,7 @@ int rm_env_open(const char *dir, const struct rm_options *opt, struct rm_env **o
     e->unsynced = present; /* a process of this boot died with unsynced commits */
     if (e->read_only) {
         /* Read-only: a read-only map, nothing to reserve. */
-        if ((rc = mdb_env_create(&e->env)) == 0 && (rc = setup_env(e->env, &map)) == 0)
-            rc = mdb_env_open(e->env, dir, flags, 0644);
+        rc = ef_mdb_open_plain(dir, flags, 0644, setup_env, &map, &e->env);
     } else {
         /* The tailer (and rebuilds) write through a writable map when it can be reserved. */
         int why_not = 0;
@@ -235,7 +234,7 @@ void rm_env_close(struct rm_env *env)
     if (env->env) {
         if (rm_env_unsynced(env))
             rm_env_sync(env); /* on failure the marker stays: safe, see rm.h */
-        mdb_env_close(env->env);
+        ef_mdb_close(env->env);
     }
     rm_cache_free(env->cache);
     free(env->dir);

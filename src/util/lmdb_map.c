@@ -5,8 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #ifndef BCACHEFS_SUPER_MAGIC
 #define BCACHEFS_SUPER_MAGIC 0xca451a4e
@@ -53,6 +57,59 @@ size_t ef_mdb_mapsize(MDB_env *env)
     return mdb_env_info(env, &info) == 0 ? info.me_mapsize : 0;
 }
 
+/* LMDB sizes lock.mdb with ftruncate and stores into its mapping at once (the mutexes and
+ * the reader table of a new file), and again whenever a reader takes a slot on a page no
+ * reader used before: on a full disk, a store into one of its holes is SIGBUS. So its blocks
+ * are allocated before mdb_env_open, beyond its end (FALLOC_FL_KEEP_SIZE: LMDB still sees
+ * the size it decides by), for the reader table the env is set up for. The descriptor stays
+ * open as long as the env (in its user context): closing it would drop the process's POSIX
+ * locks on the file, LMDB's own (falloc.h); ef_mdb_close closes it after the env. Returns
+ * 0, or -errno: -ENOSPC/-EDQUOT on a full disk. Where the file cannot be opened read-write
+ * (a read-only env on a read-only directory) or the filesystem has no fallocate, LMDB is
+ * left to do as it always did. */
+static int reserve_lock_file(MDB_env *env, const char *path, mdb_mode_t mode)
+{
+    unsigned readers = 0;
+    if (mdb_env_get_maxreaders(env, &readers) != 0)
+        return -EINVAL;
+    char lock[4096];
+    if ((size_t)snprintf(lock, sizeof lock, "%s/lock.mdb", path) >= sizeof lock)
+        return -ENAMETOOLONG;
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (fd < 0)
+        return errno == ENOENT ? -ENOENT : 0; /* no directory: mdb_env_open says so */
+    /* An upper bound of LMDB's size for `readers` slots: a header of a few cache lines,
+     * then one 64-byte slot per reader. */
+    off_t bytes = (off_t)readers * 64 + 4096;
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : 0;
+    if (rc == 0 && st.st_size > bytes)
+        bytes = st.st_size;
+    while (rc == 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EOPNOTSUPP && errno != ENOSYS)
+            rc = -errno;
+        break;
+    }
+    if (rc) {
+        close(fd); /* no env holds the file yet */
+        return rc;
+    }
+    mdb_env_set_userctx(env, (void *)(intptr_t)(fd + 1));
+    return 0;
+}
+
+void ef_mdb_close(MDB_env *env)
+{
+    if (!env)
+        return;
+    intptr_t fd = (intptr_t)mdb_env_get_userctx(env) - 1;
+    mdb_env_close(env);
+    if (fd >= 0)
+        close((int)fd);
+}
+
 static int open_env(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_fn setup,
                     void *arg, MDB_env **out)
 {
@@ -60,12 +117,19 @@ static int open_env(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_se
     int rc = mdb_env_create(&env);
     if (rc)
         return rc;
-    if ((rc = setup(env, arg)) != 0 || (rc = mdb_env_open(env, path, flags, mode)) != 0) {
-        mdb_env_close(env);
+    if ((rc = setup(env, arg)) != 0 || (rc = -reserve_lock_file(env, path, mode)) != 0 ||
+        (rc = mdb_env_open(env, path, flags, mode)) != 0) {
+        ef_mdb_close(env);
         return rc;
     }
     *out = env;
     return 0;
+}
+
+int ef_mdb_open_plain(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_fn setup,
+                      void *arg, MDB_env **out)
+{
+    return open_env(path, flags, mode, setup, arg, out);
 }
 
 int ef_mdb_open(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_fn setup,
@@ -85,7 +149,7 @@ int ef_mdb_open(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_
     }
     /* Nothing was stored through the map yet. Closing the env closes LMDB's descriptors of
      * lock.mdb and data.mdb, and this process holds no other env of the same files. */
-    mdb_env_close(env);
+    ef_mdb_close(env);
     *writemap = 0;
     return open_env(path, flags, mode, setup, arg, out);
 }

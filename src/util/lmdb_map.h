@@ -15,6 +15,10 @@
  * Copy-on-write filesystems (btrfs, bcachefs) count as failing: an overwrite there needs
  * new blocks whatever was reserved.
  *
+ * lock.mdb is sparse in the same way (LMDB sizes it with ftruncate and stores into its map):
+ * its blocks are allocated before LMDB opens it, on a descriptor kept open until the env
+ * closes (ef_mdb_close).
+ *
  * fallocate(2) itself, never glibc's posix_fallocate emulation (falloc.h): the emulation
  * writes zero bytes into blocks that read as zero, which would race with another process
  * storing into its map of the same file.
@@ -35,6 +39,14 @@ typedef int (*ef_mdb_setup_fn)(MDB_env *env, void *arg);
  * *out set, or the code of mdb_env_create, setup or mdb_env_open (as LMDB returns them). */
 int ef_mdb_open(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_fn setup,
                 void *arg, MDB_env **out, int *writemap, int *why_not);
+
+/* The same open without MDB_WRITEMAP (a read-only env: its map is never written). */
+int ef_mdb_open_plain(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_setup_fn setup,
+                      void *arg, MDB_env **out);
+
+/* Closes an env opened by ef_mdb_open or ef_mdb_open_plain (and the descriptor that keeps
+ * lock.mdb's blocks reserved, see lmdb_map.c). NULL is ignored. */
+void ef_mdb_close(MDB_env *env);
 
 /* Allocates the blocks of the first bytes of env's data file: before a map grows to bytes,
  * and when a process adopts a size another one grew the map to. 0, or -errno: -ENOSPC or

@@ -115,8 +115,7 @@ void wm_close(struct wm *wm)
 {
     if (!wm)
         return;
-    if (wm->env)
-        mdb_env_close(wm->env);
+    ef_mdb_close(wm->env);
     pthread_rwlock_destroy(&wm->map_lock);
     free(wm);
 }

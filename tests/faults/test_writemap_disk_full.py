@@ -14,6 +14,10 @@ private 8 MiB tmpfs (the log stays on the normal disk, so commands keep being ap
   2. No room for the maps (the whole data directory on a 6 MiB tmpfs, default maps of 64
      and 256 MiB): both models fall back to write(2) with a warning that says why, and
      commands and queries work.
+  3. A model created on a full disk (its files removed, the tmpfs filled, the program
+     started again): LMDB stores into lock.mdb, which it sizes with ftruncate, as soon as
+     it opens it, so its blocks must be allocated first: the program exits 1 naming the
+     full disk (never killed by SIGBUS), and starts again once space is freed.
 Needs root to mount the tmpfs; exits 77 (skip) otherwise."""
 
 import os
@@ -146,7 +150,40 @@ def no_room_for_the_maps():
         log("6 MiB disk: both models fell back to write(2) and work")
 
 
+def created_on_a_full_disk(sub):
+    prog = PROGRAM[sub]
+    with TmpfsCluster("wmnew" + sub, "4m", sub=sub, workers=1,
+                      config={"write_map_bytes": "1m", "read_map_bytes": "1m"}) as c:
+        cl = c.client()
+        u = uid("wmn")
+        expect(cl.post("/api/users", {"user_id": u, "name": "New"}), 201, what="setup user")
+        c.wait_caught_up(timeout=30)
+        c.kill(prog, 9)
+        model = os.path.dirname(model_file(c, sub))
+        for name in ("data.mdb", "lock.mdb"):
+            os.unlink(os.path.join(model, name))
+        filler = os.path.join(c.mountpoint, "filler")
+        log("%s: model files removed, filled the filesystem with %d bytes" % (sub, fill(filler)))
+        p = c._spawn(prog, c._argv(prog))
+        try:
+            rc = p.wait(timeout=30)
+        except Exception:
+            rc = None
+        text = c.log_text(prog)
+        check(rc == 1, "%s on a full disk should exit 1, got %r:\n%s" % (prog, rc, text[-2000:]))
+        check("signal=" not in text and "No space left on device" in text,
+              "%s should name the full disk:\n%s" % (prog, text[-2000:]))
+        log("%s on a full disk: %s" % (prog, [l for l in text.splitlines() if "No space" in l][-2:]))
+        os.unlink(filler)
+        c.start(prog)
+        expect(cl.post("/api/users", {"user_id": u + "x", "name": "Again"}), 201, what="after space was freed")
+        check_programs(c, "after space was freed")
+        log("%s: a model created on a full disk is refused with ENOSPC, then created once space is freed" % sub)
+
+
 def main():
+    created_on_a_full_disk("write")
+    created_on_a_full_disk("read")
     room_for_the_map("write")
     room_for_the_map("read")
     no_room_for_the_maps()
