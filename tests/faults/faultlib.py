@@ -3,7 +3,8 @@
   - tmpfs mounts for a test (a small filesystem to fill up, or one to remount read-only);
     mounting needs root: without it the test is skipped (exit 77);
   - TmpfsCluster: a harness.Cluster whose data directory (or its log/ directory) is a
-    private tmpfs, mounted before the first program starts and unmounted at teardown;
+    private tmpfs (or another filesystem on a loop device), mounted before the first program
+    starts and unmounted at teardown;
   - run_program(): runs an eventfold program to completion with a time limit and checks
     that it failed cleanly (exit status, no signal, no sanitizer report, an error line);
   - segment helpers (list, read) for tests that damage the log by hand.
@@ -31,6 +32,24 @@ def mount_tmpfs(path, size):
         raise SkipTest("cannot mount a tmpfs (%s): %s" % (path, p.stderr.strip()))
 
 
+def mount_loop(path, fstype, size_mib, image_dir):
+    """Mounts a new filesystem of type fstype (mkfs.FSTYPE), size_mib MiB, made in an image
+    file in image_dir, at path through a loop device (detached again by umount); SkipTest
+    when the tools or loop devices are missing."""
+    mkfs = "/usr/sbin/mkfs." + fstype
+    if not os.access(mkfs, os.X_OK):
+        raise SkipTest("%s not found (Debian: %s-progs)" % (mkfs, fstype))
+    image = os.path.join(image_dir, fstype + ".img")
+    with open(image, "wb") as f:
+        f.truncate(size_mib << 20)
+    p = subprocess.run([mkfs, "-q", image], capture_output=True, text=True)
+    check(p.returncode == 0, "%s: %s" % (mkfs, p.stderr.strip()))
+    os.makedirs(path, exist_ok=True)
+    p = subprocess.run(["mount", "-o", "loop", "-t", fstype, image, path], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SkipTest("cannot mount a loop device (%s): %s" % (path, p.stderr.strip()))
+
+
 def umount(path):
     if os.path.ismount(path):
         p = subprocess.run(["umount", path], capture_output=True, text=True)
@@ -47,9 +66,10 @@ class TmpfsCluster(Cluster):
     """A Cluster whose `sub` directory of the data dir ("" = the data dir itself) is a
     tmpfs of `size`, mounted before the first program starts."""
 
-    def __init__(self, name, size, sub="log", **kw):
+    def __init__(self, name, size, sub="log", fstype="tmpfs", **kw):
         self._tmpfs_size = size
         self._tmpfs_sub = sub
+        self._fstype = fstype
         self.mountpoint = None
         super().__init__(name, **kw)
 
@@ -57,7 +77,10 @@ class TmpfsCluster(Cluster):
         if self.mountpoint is None:
             self.mountpoint = os.path.join(self.data, self._tmpfs_sub) if self._tmpfs_sub else self.data
             try:
-                mount_tmpfs(self.mountpoint, self._tmpfs_size)
+                if self._fstype == "tmpfs":
+                    mount_tmpfs(self.mountpoint, self._tmpfs_size)
+                else:  # size in MiB, on a loop device
+                    mount_loop(self.mountpoint, self._fstype, self._tmpfs_size, self.tmp)
             except SkipTest:
                 self.mountpoint = ""
                 raise
