@@ -12,7 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from faultlib import TmpfsCluster, check, no_sanitizer_reports  # noqa: E402
-from harness import expect, log, run, uid  # noqa: E402
+from harness import expect, log, new_order, run  # noqa: E402
 
 FALLBACK = "cannot be reserved on disk (the filesystem has no fallocate, or copies on write)"
 
@@ -24,13 +24,7 @@ def main():
             check(model + ": its map " + FALLBACK in text,
                   "%s should open the %s without a writable map on btrfs:\n%s" % (name, model, text[-1500:]))
         cl = c.client()
-        u, it = uid("cow-u"), uid("cow-i")
-        expect(cl.post("/api/users", {"user_id": u, "name": "Cow"}), 201)
-        expect(cl.post("/api/users/%s/deposits" % u, {"amount_cents": 1000}), 200)
-        expect(cl.post("/api/items", {"item_id": it, "name": "Bell", "category": "farm", "price_cents": 300}), 201)
-        expect(cl.post("/api/items/%s/restock" % it, {"quantity": 5}), 200)
-        r = expect(cl.post("/api/orders", {"user_id": u, "items": [{"item_id": it, "quantity": 2}]}), 201)
-        order = r.json["order_id"]
+        u, _, order = new_order(cl, "cow", deposit=1000, price=300, stock=5, quantity=2)
         r = expect(cl.post("/api/orders/%s/pay" % order, {}), 200)
         user = expect(cl.get("/api/users/" + u, headers={"Min-Position": str(r.position)}), 200).json
         check(user["wallet_balance_cents"] == 400, "wallet after paying 600 of 1000: %r" % user)

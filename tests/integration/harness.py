@@ -856,3 +856,17 @@ def uid(prefix, n=None):
     """A fresh identifier that matches the id grammar."""
     base = "%s-%x%04x" % (prefix, int(time.time() * 1000) & 0xffffffff, os.getpid() & 0xffff)
     return base if n is None else "%s-%d" % (base, n)
+
+
+def new_order(cl, prefix, deposit, price, stock, quantity, category="c"):
+    """Registers a user with `deposit` cents in the wallet and an item of `price` cents with
+    `stock` units, then orders `quantity` of it. Returns (user_id, item_id, order_id)."""
+    u, item = uid(prefix + "-u"), uid(prefix + "-i")
+    expect(cl.post("/api/users", {"user_id": u, "name": "User " + prefix}), 201, what="register")
+    expect(cl.post("/api/users/%s/deposits" % u, {"amount_cents": deposit}), 200, what="deposit")
+    expect(cl.post("/api/items", {"item_id": item, "name": "Item " + prefix, "category": category,
+                                  "price_cents": price}), 201, what="add item")
+    expect(cl.post("/api/items/%s/restock" % item, {"quantity": stock}), 200, what="restock")
+    r = expect(cl.post("/api/orders", {"user_id": u, "items": [{"item_id": item, "quantity": quantity}]}),
+               201, what="create order")
+    return u, item, r.json["order_id"]

@@ -8,7 +8,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, check, expect, fcgi_params, fcgi_request, log, run, soft_check, uid  # noqa: E402
+from harness import Cluster, check, expect, fcgi_params, fcgi_request, log, new_order, run, soft_check  # noqa: E402
 
 
 def bodies():
@@ -40,13 +40,8 @@ def bodies():
 def main():
     with Cluster("badinput", workers=2) as c:
         cl = c.client()
-        u, item = uid("u"), uid("item")
-        expect(cl.post("/api/users", {"user_id": u, "name": "Bad"}), 201)
         # Funds, so that a pay with a bad body that slipped through would succeed, not 409.
-        expect(cl.post("/api/users/%s/deposits" % u, {"amount_cents": 100000}), 200)
-        expect(cl.post("/api/items", {"item_id": item, "name": "Box", "category": "c", "price_cents": 5}), 201)
-        expect(cl.post("/api/items/%s/restock" % item, {"quantity": 5}), 200)
-        o = expect(cl.post("/api/orders", {"user_id": u, "items": [{"item_id": item, "quantity": 1}]}), 201).json["order_id"]
+        u, item, o = new_order(cl, "bad", deposit=100000, price=5, stock=5, quantity=1)
         head = c.head()
         cmd_workers = sorted(c.worker_pids("command"))
         query_workers = sorted(c.worker_pids("query"))
