@@ -626,7 +626,9 @@ END_TEST
 
 START_TEST(test_keep_conn)
 {
-    start_server(&default_setup);
+    struct setup s = default_setup;
+    s.close_at_once = _i; /* a detached request on a kept connection stays open too */
+    start_server(&s);
     struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/echo?q=1" }, { "QUERY_STRING", "q=1" } };
     int fd = fcgi_connect(spec, TIMEOUT_MS);
     ck_assert_int_ge(fd, 0);
@@ -1151,7 +1153,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_sigterm_finishes_inflight);
     tcase_add_test(tc, test_idle_stop_is_quick);
     tcase_add_test(tc, test_metrics_over_fastcgi);
-    tcase_add_test(tc, test_keep_conn);
+    tcase_add_loop_test(tc, test_keep_conn, 0, 2);
     tcase_add_loop_test(tc, test_close_at_once, 0, 2);
     tcase_add_test(tc, test_keep_conn_idle_at_stop);
     tcase_add_test(tc, test_grace_period_bounds_stop);
