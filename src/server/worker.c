@@ -98,8 +98,8 @@ static int wait_for_work(struct srv_thread *t)
  * until nginx has closed its end (up to 2 s), so that a peer still sending never has its
  * data refused. Once the request's stdin was read to its end (the empty FCGI_STDIN record),
  * nginx sends nothing more on the connection, and with server_options.close_at_once the
- * request is detached, which makes FCGX_Finish_r close at once. A request answered before
- * its body was read (413) always keeps the lingering close. */
+ * request is detached, which makes FCGX_Finish_r close at once. A request whose body was
+ * not read to its end (a 413 beyond what request.c drains) keeps the lingering close. */
 static int can_close_at_once(const struct srv_thread *t)
 {
     const FCGX_Stream *in = t->fcgx.in;
