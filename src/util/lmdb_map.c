@@ -57,6 +57,23 @@ size_t ef_mdb_mapsize(MDB_env *env)
     return mdb_env_info(env, &info) == 0 ? info.me_mapsize : 0;
 }
 
+/* Allocates the first max(bytes, size of the file) bytes of lock.mdb (fd), its size kept.
+ * 0 or -errno; no fallocate on this filesystem counts as done. */
+static int allocate_lock_file(int fd, off_t bytes)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (st.st_size > bytes)
+        bytes = st.st_size;
+    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) < 0) {
+        if (errno == EINTR)
+            continue;
+        return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -errno;
+    }
+    return 0;
+}
+
 /* LMDB sizes lock.mdb with ftruncate and stores into its mapping at once (the mutexes and
  * the reader table of a new file), and again whenever a reader takes a slot on a page no
  * reader used before: on a full disk, a store into one of its holes is SIGBUS. So its blocks
@@ -78,20 +95,10 @@ static int reserve_lock_file(MDB_env *env, const char *path, mdb_mode_t mode)
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, mode);
     if (fd < 0)
         return errno == ENOENT ? -ENOENT : 0; /* no directory: mdb_env_open says so */
-    /* An upper bound of LMDB's size for `readers` slots: a header of a few cache lines,
-     * then one 64-byte slot per reader. */
-    off_t bytes = (off_t)readers * 64 + 4096;
-    struct stat st;
-    int rc = fstat(fd, &st) < 0 ? -errno : 0;
-    if (rc == 0 && st.st_size > bytes)
-        bytes = st.st_size;
-    while (rc == 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) < 0) {
-        if (errno == EINTR)
-            continue;
-        if (errno != EOPNOTSUPP && errno != ENOSYS)
-            rc = -errno;
-        break;
-    }
+    /* An upper bound of LMDB's size for `readers` slots (a header of a few cache lines,
+     * then one 64-byte slot per reader); allocate_lock_file checks LMDB's real size once
+     * the env is open. */
+    int rc = allocate_lock_file(fd, (off_t)readers * 64 + 4096);
     if (rc) {
         close(fd); /* no env holds the file yet */
         return rc;
@@ -119,6 +126,13 @@ static int open_env(const char *path, unsigned flags, mdb_mode_t mode, ef_mdb_se
         return rc;
     if ((rc = setup(env, arg)) != 0 || (rc = -reserve_lock_file(env, path, mode)) != 0 ||
         (rc = mdb_env_open(env, path, flags, mode)) != 0) {
+        ef_mdb_close(env);
+        return rc;
+    }
+    /* The bound above was an estimate: now the file has LMDB's own size (no store into a
+     * reader slot beyond the first one's page has happened yet). */
+    intptr_t fd = (intptr_t)mdb_env_get_userctx(env) - 1;
+    if (fd >= 0 && (rc = -allocate_lock_file((int)fd, 0)) != 0) {
         ef_mdb_close(env);
         return rc;
     }

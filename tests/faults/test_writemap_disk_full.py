@@ -17,7 +17,8 @@ private 8 MiB tmpfs (the log stays on the normal disk, so commands keep being ap
   3. A model created on a full disk (its files removed, the tmpfs filled, the program
      started again): LMDB stores into lock.mdb, which it sizes with ftruncate, as soon as
      it opens it, so its blocks must be allocated first: the program exits 1 naming the
-     full disk (never killed by SIGBUS), and starts again once space is freed.
+     full disk (never killed by SIGBUS), and starts again once space is freed, with a
+     lock.mdb that has no holes.
 Needs root to mount the tmpfs; exits 77 (skip) otherwise."""
 
 import os
@@ -177,6 +178,7 @@ def created_on_a_full_disk(sub):
         os.unlink(filler)
         c.start(prog)
         expect(cl.post("/api/users", {"user_id": u + "x", "name": "Again"}), 201, what="after space was freed")
+        no_holes(os.path.join(model, "lock.mdb"))
         check_programs(c, "after space was freed")
         log("%s: a model created on a full disk is refused with ENOSPC, then created once space is freed" % sub)
 
