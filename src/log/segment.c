@@ -268,8 +268,9 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
     return ret;
 }
 
-/* How much of a sealed segment's end is searched for its last record before falling back
- * to a scan from the start (records are usually far smaller). */
+/* How much of a sealed segment's end is searched for its last record, in two steps, before
+ * falling back to a scan from the start (records are usually far smaller). */
+#define FIRST_WINDOW (4u * 1024)
 #define LAST_WINDOW (64u * 1024)
 
 /* Searches buf (the file bytes [base, size)) backwards for a whole, valid record that ends
@@ -305,19 +306,25 @@ int log_seg_last(int fd, uint64_t first, uint64_t *pos)
     uint64_t size = (uint64_t)st.st_size;
     if (size == 0 || size % 8 != 0)
         return 0; /* not a cleanly ended segment: not ours to judge here */
-    uint64_t base = size > LAST_WINDOW ? size - LAST_WINDOW : 0;
-    unsigned char *buf = xmalloc((size_t)(size - base));
-    int r = read_exact(fd, buf, (size_t)(size - base), base);
-    if (r == 0)
-        r = last_in_window(buf, base, size, pos);
-    else if (r > 0)
-        r = 0; /* shrank under us */
-    free(buf);
-    if (r != 0 || base == 0)
-        return r;
-    /* A last record bigger than the window: scan the segment from its start. */
+    /* A small window first: recovery reads this for every sealed segment, and a record is
+     * usually far smaller than 4 KiB. */
+    static const uint64_t windows[] = { FIRST_WINDOW, LAST_WINDOW };
+    for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
+        uint64_t base = size > windows[i] ? size - windows[i] : 0;
+        unsigned char *buf = xmalloc((size_t)(size - base));
+        int r = read_exact(fd, buf, (size_t)(size - base), base);
+        if (r == 0)
+            r = last_in_window(buf, base, size, pos);
+        else if (r > 0)
+            r = 0; /* shrank under us */
+        free(buf);
+        if (r != 0 || base == 0)
+            return r;
+    }
+    /* A last record bigger than the windows: scan the segment from its start. */
     struct log_seg_scan sc;
-    if ((r = log_seg_scan(fd, first, UINT64_MAX, &sc)) != 0)
+    int r = log_seg_scan(fd, first, UINT64_MAX, &sc);
+    if (r != 0)
         return r;
     if (sc.records == 0 || sc.end != sc.size)
         return 0;

@@ -442,9 +442,9 @@ END_TEST
 /* --- a segment deleted by hand ------------------------------------------------------- */
 
 /* Recovery checks that each sealed segment ends right before the next one starts (found
- * from the end of the file; a last record bigger than the 64 KiB window is found by a scan
- * from the start) and that the log starts at 1: a deleted segment fails the open, naming
- * the segment after the gap, and changes nothing. */
+ * from the end of the file, in a 4 KiB window, then a 64 KiB one; a last record bigger than
+ * that is found by a scan from the start) and that the log starts at 1: a deleted segment
+ * fails the open, naming the segment after the gap, and changes nothing. */
 START_TEST(test_missing_segment)
 {
     char dir[4200];
@@ -455,8 +455,10 @@ START_TEST(test_missing_segment)
     char *big = xmalloc(100 * 1024);
     memset(big, 'b', 100 * 1024);
     struct log_event ev = { .stream = "big", .stream_len = 3, .type = "B", .type_len = 1, .data = big,
-                            .data_len = 100 * 1024 };
+                            .data_len = 10 * 1024 }; /* the 64 KiB window finds it */
     uint64_t bigpos;
+    ck_assert_int_eq(log_append(lg, &ev, &bigpos), 0);
+    ev.data_len = 100 * 1024; /* only the scan finds it */
     ck_assert_int_eq(log_append(lg, &ev, &bigpos), 0);
     free(big);
     lt_append_batch(lg, bigpos + 1, 100, 150);
