@@ -113,6 +113,24 @@ def wrk(port, path, conns, script=None, env=None):
 STAGES = ("append_lock_wait", "append_locked", "sync_wait")
 
 
+def cpu_ticks():
+    """(busy, total) jiffies of the whole machine, from the "cpu" line of /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return sum(v) - idle, sum(v)
+
+
+def emit_cpu(name, conns, before, rps):
+    """How busy the machine's CPUs were during one wrk run, and the machine CPU time per
+    request (nginx, wrk, the programs and the kernel together)."""
+    busy, total = (a - b for a, b in zip(cpu_ticks(), before))
+    frac = busy / total if total else float("nan")
+    emit("http_%s_c%d_cpu_busy" % (name, conns), "%.3f" % frac)
+    emit("http_%s_c%d_cpu_us_per_request" % (name, conns),
+         "%.1f" % (frac * os.cpu_count() * 1e6 / rps if rps else float("nan")))
+
+
 def stage_totals(c):
     """{stage: (sum_seconds, count)} of eventfold_command_stage_seconds in /metrics."""
     cl = c.client()
@@ -262,7 +280,10 @@ def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
         res["static", n, tag] = wrk(c.port, "/static/user.json", n)
         row("static JSON (%d bytes)%s" % (sample_len, tag), n, res["static", n, tag])
         if have_trivial:
+            t0 = cpu_ticks()
             res["trivial", n, tag] = wrk(c.port, "/trivial", n)
+            if not tag:
+                emit_cpu("trivial", n, t0, res["trivial", n, tag][0])
             row("trivial libfcgi responder%s" % tag, n, res["trivial", n, tag])
     ceilings("")
     tri = ("trivial", res["trivial", n, ""]) if have_trivial else None
@@ -275,8 +296,10 @@ def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
                            {"EF_BENCH_IDS": ofile, "EF_BENCH_PREFIX": "/api/orders"})
     row("GET /api/orders/{id}", n, res["orders", n], ("static", res["static", n, ""]))
     before = stage_totals(c)
+    t0 = cpu_ticks()
     res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
                            {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
+    emit_cpu("create", n, t0, res["create", n][0])
     row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
     emit_stages(n, before, stage_totals(c))
     ceilings(" (again)")

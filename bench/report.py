@@ -141,6 +141,15 @@ def other_rows(R, targets):
     rows.append(["CreateOrder at 64 connections, mean per command: append lock wait / lock held / fdatasync wait",
                  "%s / %s / %s ms" % (fmt(st[0], 3), fmt(st[1], 3), fmt(st[2], 3)),
                  "p50 latency %s ms" % fmt(g("http", "http_create_c64_p50_ms"), 2), "—", "—", "—"])
+    # Whether the machine had CPU to spare: /proc/stat around the wrk runs (nginx, wrk, the
+    # programs and the kernel together, per request).
+    rows.append(["CreateOrder at 64 connections: machine CPU busy, and machine CPU time per request",
+                 "%s%%, %s µs" % (fmt(100 * g("http", "http_create_c64_cpu_busy")),
+                                  fmt(g("http", "http_create_c64_cpu_us_per_request"))),
+                 "trivial responder: %s%%, %s µs" % (fmt(100 * g("http", "http_trivial_c64_cpu_busy")),
+                                                    fmt(g("http", "http_trivial_c64_cpu_us_per_request"))),
+                 "%.1f×" % ratio(g("http", "http_create_c64_cpu_us_per_request"),
+                                 g("http", "http_trivial_c64_cpu_us_per_request")), "—", "—"])
     # Folding and rebuilds: the ceiling is reading the log back (framing + checksums).
     n = g("fold", "log_events")
     fold, scan = g("fold", "fold_events_per_second"), g("fold", "scan_events_per_second")
