@@ -2,6 +2,7 @@
 
 #include "log/io.h"
 #include "log/log_int.h"
+#include "util/durable.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
@@ -227,22 +228,13 @@ static int cut_after_sync_failure(struct log *lg)
     int n = snprintf(path, sizeof path, "%s/" LOG_SYNC_FAILED_FILE, lg->dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        int err = -errno;
-        log_set_error(lg, "cannot open %s: %s", path, strerror(errno));
-        return err;
+    int got = ef_read_small(lg->dir, LOG_SYNC_FAILED_FILE, text, sizeof text);
+    if (got == -ENOENT)
+        return 0;
+    if (got < 0) {
+        log_set_error(lg, "cannot read %s: %s", path, strerror(-got));
+        return got;
     }
-    ssize_t got = read(fd, text, sizeof text - 1);
-    int rerr = got < 0 ? -errno : 0;
-    close(fd);
-    if (rerr) {
-        log_set_error(lg, "cannot read %s: %s", path, strerror(-rerr));
-        return rerr;
-    }
-    text[got] = '\0';
     char *end;
     errno = 0;
     unsigned long long d = strtoull(text, &end, 10);

@@ -94,20 +94,11 @@ static int marker_path(const char *dir, char *out, size_t cap)
  * negative errno. boot is this boot's id ("": unknown, then any marker is distrusted). */
 static int check_marker(const char *dir, const char *boot, int *present)
 {
-    char path[4096], then[64];
+    char then[64];
     *present = 0;
-    int rc = marker_path(dir, path, sizeof path);
-    if (rc)
-        return rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    ssize_t n = read(fd, then, sizeof then - 1);
-    rc = n < 0 ? -errno : 0;
-    close(fd);
-    if (rc)
-        return rc;
-    then[n] = '\0';
+    int rc = ef_read_small(dir, RM_UNSYNCED_FILE, then, sizeof then);
+    if (rc < 0)
+        return rc == -ENOENT ? 0 : rc;
     *present = 1;
     return boot[0] && strcmp(then, boot) == 0 ? 0 : RM_EUNSYNCED;
 }
@@ -122,7 +113,8 @@ static int write_marker(struct rm_env *e)
     } else {
         char path[4096];
         if (marker_path(e->dir, path, sizeof path) == 0)
-            unlink(path); /* a partial marker would only cost a needless replacement later */
+            unlink(path); /* a marker that may not be durable would only cost a needless
+                           * replacement later */
     }
     return rc;
 }

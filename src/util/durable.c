@@ -18,13 +18,23 @@ int ef_fsync_path(const char *path, int dir)
     return rc;
 }
 
+static int join(char *path, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(path, cap, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 int ef_write_durably(const char *dir, const char *name, const void *data, size_t len)
 {
-    char path[4200];
-    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= sizeof path)
+    /* Written under a temporary name and renamed over: a reader (ef_read_small, in another
+     * process) sees the old file or the whole new one, never a truncated or partial one. */
+    char path[4200], tmp[4200];
+    if (join(path, sizeof path, dir, name))
         return -ENAMETOOLONG;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int n = snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
     int rc = 0;
@@ -40,5 +50,29 @@ int ef_write_durably(const char *dir, const char *name, const void *data, size_t
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
-    return rc ? rc : ef_fsync_path(dir, 1);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp); /* best effort: a leftover is overwritten by the next write */
+        return rc;
+    }
+    return ef_fsync_path(dir, 1);
+}
+
+int ef_read_small(const char *dir, const char *name, char *buf, size_t cap)
+{
+    char path[4200];
+    if (cap == 0 || join(path, sizeof path, dir, name))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n;
+    do
+        n = read(fd, buf, cap - 1);
+    while (n < 0 && errno == EINTR);
+    int rc = n < 0 ? -errno : (int)n;
+    close(fd); /* read-only: nothing to lose */
+    buf[rc < 0 ? 0 : rc] = '\0';
+    return rc;
 }

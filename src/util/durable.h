@@ -1,7 +1,8 @@
 /* durable: small files and directory entries made to survive a machine crash.
  *
  * One place for fsync of a file or directory by path, and for the marker files the models
- * and the log write (the read model's "unsynced" marker, the log's "sync-failed" marker).
+ * and the log write and read back (the read model's "unsynced" marker, the log's
+ * "sync-failed" marker).
  * The log's own segment I/O goes through log_io (log/io.h) instead, so that tests can
  * inject failures there.
  */
@@ -13,10 +14,15 @@
 /* fsync of path, a directory when dir (O_DIRECTORY), else a file. 0 or -errno. */
 int ef_fsync_path(const char *path, int dir);
 
-/* Writes dir/name with exactly data (created or truncated, mode 0644), fsyncs it, then
- * fsyncs dir so that the entry survives too. 0 or -errno; a short write, which on a regular
- * file means the disk is full, is -ENOSPC. On failure the file may be left partial or not
- * durable: the caller decides whether to remove it. */
+/* Replaces dir/name with exactly data (mode 0644): written to dir/.name.tmp, fsynced and
+ * renamed over, so that a reader never sees it partial; then dir is fsynced so that the
+ * entry survives too. 0 or -errno; a short write, which on a regular file means the disk is
+ * full, is -ENOSPC. On failure dir/name is unchanged, or (when only the directory's fsync
+ * failed) complete but maybe not durable: the caller decides whether to remove it. */
 int ef_write_durably(const char *dir, const char *name, const void *data, size_t len);
+
+/* Reads dir/name, a small file such as those markers, into buf (at most cap - 1 bytes,
+ * then a NUL). The length read, -ENOENT when there is no such file, or another -errno. */
+int ef_read_small(const char *dir, const char *name, char *buf, size_t cap);
 
 #endif

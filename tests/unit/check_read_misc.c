@@ -3,6 +3,8 @@
 #include <config.h>
 
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "read/rdir.h"
 #include "read/rpos.h"
 #include "util/clock.h"
+#include "util/durable.h"
 #include "util/eflog.h"
 
 static char tmpdir[64];
@@ -92,6 +95,31 @@ START_TEST(test_rdir_switch)
 }
 END_TEST
 
+/* The markers (the read model's "unsynced", the log's "sync-failed") are read by other
+ * processes while they are rewritten: a rewrite replaces the file whole (a new inode renamed
+ * over) instead of truncating it in place, where a reader could see it empty. The old
+ * inode, still open, keeps the old content. */
+START_TEST(test_marker_replaced_whole)
+{
+    char buf[64];
+    ck_assert_int_eq(ef_read_small(tmpdir, "marker", buf, sizeof buf), -ENOENT);
+    ck_assert_int_eq(ef_write_durably(tmpdir, "marker", "first boot", 10), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/marker", tmpdir);
+    int old = open(path, O_RDONLY);
+    ck_assert_int_ge(old, 0);
+    ck_assert_int_eq(ef_write_durably(tmpdir, "marker", "second", 6), 0);
+    ck_assert_int_eq((int)pread(old, buf, sizeof buf - 1, 0), 10);
+    close(old);
+    ck_assert_int_eq(ef_read_small(tmpdir, "marker", buf, sizeof buf), 6);
+    ck_assert_str_eq(buf, "second");
+    ck_assert_int_eq(ef_read_small(tmpdir, "marker", buf, 4), 3); /* cut to fit, NUL-ended */
+    ck_assert_str_eq(buf, "sec");
+    snprintf(path, sizeof path, "%s/.marker.tmp", tmpdir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
 START_TEST(test_params)
 {
     uint64_t v;
@@ -127,6 +155,7 @@ static Suite *misc_suite(void)
     tcase_add_test(tc, test_rpos_wakes_other_process);
     tcase_add_test(tc, test_rdir_switch);
     tcase_add_test(tc, test_params);
+    tcase_add_test(tc, test_marker_replaced_whole);
     suite_add_tcase(s, tc);
     return s;
 }
