@@ -257,8 +257,9 @@ int rm_env_grow(struct rm_env *env, uint64_t *bytes)
     if (size >= RM_MAX_MAP)
         return MDB_MAP_FULL;
     size = size * 2 > RM_MAX_MAP ? RM_MAX_MAP : size * 2;
-    /* The blocks first (util/lmdb_map.h); no fallocate here means no writable map. */
-    if ((rc = ef_mdb_reserve(env->env, (size_t)size)) != 0 && rc != -EOPNOTSUPP)
+    /* A writable map's blocks first (util/lmdb_map.h). The tailer is the model's only
+     * writer, so a map written with write(2) needs none: its file grows page by page. */
+    if (env->writemap && (rc = ef_mdb_reserve(env->env, (size_t)size)) != 0)
         return rc;
     rc = mdb_env_set_mapsize(env->env, (size_t)size);
     if (rc)
