@@ -223,7 +223,6 @@ static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, siz
     e->vlen = (uint32_t)n;
 }
 
-
 static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
 {
     if (e->dirty)

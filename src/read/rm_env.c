@@ -38,7 +38,6 @@ const char *rm_strerror(int err)
     return mdb_strerror(err); /* LMDB's codes (MDB_KEYEXIST .. MDB_LAST_ERRCODE) */
 }
 
-
 static int check_format(struct rm_env *e, MDB_txn *txn)
 {
     MDB_val k = { 6, (void *)"format" }, v;

@@ -9,7 +9,6 @@
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
-
 static void json_time_or_null(struct sbuf *out, int64_t ms)
 {
     if (ms == RM_NO_TIME)

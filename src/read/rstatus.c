@@ -2,11 +2,10 @@
 
 #include "read/rstatus.h"
 
-#include <stdio.h>
-
 #include "log/log.h"
 #include "read/rm.h"
 #include "read/snapshot.h"
+#include "util/snapdir.h"
 
 #define SNAP_LIST_MAX 64
 
@@ -52,10 +51,9 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
     int rc = snapshot_render(data_dir, out);
     /* Beyond API.md: the command side's write-model snapshots (wsnap.h), same fields; an
      * unreadable list is shown empty rather than failing the status. */
-    char wdir[4200];
-    int n = snprintf(wdir, sizeof wdir, "%s/write/snapshots", data_dir);
+    char wdir[SNAPDIR_PATH_MAX];
     sbuf_json_key(out, "write_snapshots");
-    if (n <= 0 || (size_t)n >= sizeof wdir || snapshot_render_dir(wdir, out) != 0)
+    if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || snapshot_render_dir(wdir, out) != 0)
         sbuf_puts(out, "[]");
     sbuf_putc(out, '}');
     return rc;

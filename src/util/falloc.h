@@ -21,6 +21,4 @@
  * retried on EINTR. 0 or -errno (-ENOSPC on a full filesystem). */
 int ef_allocate(int fd, off_t len);
 
-
-
 #endif

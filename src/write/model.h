@@ -79,13 +79,14 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn);
 #define WM_MAP_MAX (64ull << 40)
 
 /* Doubles the map after MDB_MAP_FULL (to twice what another process has grown it to, if
- * that is larger), and logs it; the data file only grows as pages are written, so the map
- * is address space, not disk. Other processes adopt the new size in their next wm_begin().
+ * that is larger), and logs it. The larger map's blocks are reserved on disk first, in
+ * every mode, since another process may write it through a writable map (util/lmdb_map.h).
+ * Other processes adopt the new size in their next wm_begin().
  * Caller: no transaction of this environment may be active in this process (the command
  * path holds the log's append lock, under which every write-model transaction runs).
  * Returns 0, MDB_MAP_FULL when the map is at WM_MAP_MAX, or -ENOSPC (-EDQUOT) when the disk
- * cannot hold the larger map, whose blocks are reserved first (util/lmdb_map.h). Aborts the process when LMDB
- * cannot map the environment again (see wm_map_lost in model.c). */
+ * cannot hold the larger map. Aborts the process when LMDB cannot map the environment again
+ * (see wm_map_lost in model.c). */
 int wm_grow(struct wm *wm);
 /* Clears reader slots left by dead processes (mdb_reader_check); returns how many. */
 int wm_reader_check(struct wm *wm);
