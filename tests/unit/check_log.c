@@ -798,24 +798,34 @@ END_TEST
  * durable position is acknowledged or appended (in any process) until the log is
  * recovered, and recovery cuts the log after that position: the failed record is gone and
  * the log is usable again. */
+/* Appends the event at pos (data_len bytes) with every fdatasync failing with EIO, which
+ * must fail the append; log_io is reset after. Returns what the log wrote to stderr. */
+static const char *append_with_failing_sync(struct log *lg, uint64_t pos, size_t data_len)
+{
+    char buf[1024];
+    struct log_event ev;
+    lt_event(pos, data_len, buf, &ev);
+    log_io.fdatasync = bad_fdatasync;
+    lt_stderr_begin();
+    ck_assert_int_eq(log_append(lg, &ev, NULL), -EIO);
+    const char *report = lt_stderr_end();
+    log_io_reset();
+    return report;
+}
+
 START_TEST(test_inject_fdatasync)
 {
     const char *dir = newdir("injsync");
     struct log *lg = lt_open(dir, 0);
     lt_append_n(lg, 1, 2, 20);
-    log_io.fdatasync = bad_fdatasync;
-    char buf[1024];
-    struct log_event ev;
-    lt_event(3, 20, buf, &ev);
-    uint64_t pos = 0;
-    lt_stderr_begin();
-    ck_assert_int_eq(log_append(lg, &ev, &pos), -EIO);
-    const char *report = lt_stderr_end();
+    const char *report = append_with_failing_sync(lg, 3, 20);
     ck_assert_msg(strstr(report, "fdatasync failed") && strstr(report, "after position 2"), "report: %s", report);
     ck_assert_uint_eq(log_head(lg), 3); /* published, */
     ck_assert_uint_eq(log_durable(lg), 2); /* but not reported durable */
-    log_io_reset();
     /* The disk works again; the log still refuses, in this handle and in another one. */
+    char buf[1024];
+    struct log_event ev;
+    uint64_t pos = 0;
     ck_assert_int_eq(log_sync(lg, 3), LOG_ESYNCFAILED);
     ck_assert_msg(strstr(log_last_error(lg), "after position 2"), "error: %s", log_last_error(lg));
     ck_assert_uint_eq(log_durable(lg), 2);
@@ -851,16 +861,11 @@ START_TEST(test_inject_fdatasync_at_roll)
     const char *dir = newdir("injsyncroll");
     struct log *lg = lt_open(dir, 256);
     lt_append_n(lg, 1, 1, 100);
-    log_io.fdatasync = bad_fdatasync;
+    append_with_failing_sync(lg, 2, 100);
+    ck_assert_msg(strstr(log_last_error(lg), "before rolling"), "error: %s", log_last_error(lg));
     char buf[1024];
     struct log_event ev;
     uint64_t pos = 0;
-    lt_stderr_begin();
-    lt_event(2, 100, buf, &ev);
-    ck_assert_int_eq(log_append(lg, &ev, &pos), -EIO);
-    ck_assert_msg(strstr(log_last_error(lg), "before rolling"), "error: %s", log_last_error(lg));
-    lt_stderr_end();
-    log_io_reset();
     lt_event(9, 100, buf, &ev);
     ck_assert_int_eq(log_append(lg, &ev, &pos), LOG_ESYNCFAILED);
     uint64_t durable = log_durable(lg);
