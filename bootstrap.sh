@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 PKGS="build-essential autoconf automake libtool pkg-config \
  libfcgi-dev libyajl-dev liblmdb-dev libisal-dev libxxhash-dev uuid-dev check \
  nginx spawn-fcgi python3 curl wrk lmdb-utils valgrind gnuplot-nox \
- debhelper dpkg-dev lintian rpm fakeroot clang libclang-rt-14-dev btrfs-progs"
+ debhelper dpkg-dev lintian rpm fakeroot clang libclang-rt-14-dev btrfs-progs \
+ libnats-dev nats-server librdkafka-dev kcat python3-jsonschema"
 
 missing=""
 for p in $PKGS; do

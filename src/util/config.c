@@ -14,7 +14,10 @@
 
 /* One row per key. The table is the single place that knows a key's type, its field and
  * its range, so defaults, the file parser and the flags cannot disagree. */
-enum cfg_type { CFG_PATH, CFG_LISTEN, CFG_INT, CFG_U64, CFG_SIZE, CFG_BOOL, CFG_LEVEL };
+/* CFG_TEXT: a non-empty string of at most EF_TEXT_MAX - 1 bytes without blanks at its ends
+ * (names, URLs); CFG_NAME: the same, restricted to [A-Za-z0-9_-] (a NATS stream name). */
+enum cfg_type { CFG_PATH, CFG_LISTEN, CFG_INT, CFG_U64, CFG_SIZE, CFG_BOOL, CFG_LEVEL, CFG_TEXT,
+                CFG_NAME };
 
 struct cfg_key {
     const char *name;
@@ -45,6 +48,14 @@ static const struct cfg_key cfg_keys[] = {
     KEY("idempotency_ttl_hours", CFG_INT, idempotency_ttl_hours, 24, 24 * 366),
     KEY("log_level", CFG_LEVEL, log_level, 0, 0),
     KEY("log_requests", CFG_BOOL, log_requests, 0, 0),
+    KEY("max_waiting", CFG_INT, max_waiting, 0, 1000000),
+    KEY("send_timeout_seconds", CFG_INT, send_timeout_seconds, 1, 3600),
+    KEY("nats_url", CFG_TEXT, nats_url, 0, 0),
+    KEY("nats_stream", CFG_NAME, nats_stream, 0, 0),
+    KEY("nats_replicas", CFG_INT, nats_replicas, 1, 5),
+    KEY("nats_subject_prefix", CFG_TEXT, nats_subject_prefix, 0, 0),
+    KEY("kafka_brokers", CFG_TEXT, kafka_brokers, 0, 0),
+    KEY("kafka_topic", CFG_TEXT, kafka_topic, 0, 0),
 };
 
 void ef_config_defaults(struct ef_config *cfg)
@@ -64,6 +75,15 @@ void ef_config_defaults(struct ef_config *cfg)
     cfg->idempotency_ttl_hours = 48;
     cfg->log_level = EF_INFO;
     cfg->log_requests = 0;
+    cfg->max_waiting = 10000;
+    cfg->send_timeout_seconds = 30;
+    snprintf(cfg->nats_url, sizeof cfg->nats_url, "%s", "nats://127.0.0.1:4222");
+    snprintf(cfg->nats_stream, sizeof cfg->nats_stream, "%s", "EVENTFOLD");
+    cfg->nats_replicas = 3;
+    snprintf(cfg->nats_subject_prefix, sizeof cfg->nats_subject_prefix, "%s", "eventfold");
+    snprintf(cfg->kafka_brokers, sizeof cfg->kafka_brokers, "%s", "127.0.0.1:9092");
+    snprintf(cfg->kafka_topic, sizeof cfg->kafka_topic, "%s", "eventfold.events");
+    cfg->kafka_nprops = 0;
 }
 
 static const struct cfg_key *cfg_find(const char *name)
@@ -163,6 +183,58 @@ static int set_text(char *field, const struct cfg_key *k, const char *value, cha
     return 0;
 }
 
+static int set_name(char *field, const struct cfg_key *k, const char *value, char *err,
+                    size_t errlen)
+{
+    size_t n = strlen(value);
+    if (n == 0) {
+        snprintf(err, errlen, "%s: must not be empty", k->name);
+        return -1;
+    }
+    if (n >= EF_TEXT_MAX) {
+        snprintf(err, errlen, "%s: longer than %d bytes", k->name, EF_TEXT_MAX - 1);
+        return -1;
+    }
+    if (k->type == CFG_NAME && strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                             "0123456789_-") != n) {
+        snprintf(err, errlen, "%s: only letters, digits, '_' and '-' allowed, got '%s'", k->name,
+                 value);
+        return -1;
+    }
+    snprintf(field, EF_TEXT_MAX, "%s", value);
+    return 0;
+}
+
+/* kafka.PROPERTY = VALUE: kept as text for librdkafka, which judges the property itself
+ * when the Kafka sink starts (so an unknown one is reported there, by librdkafka's name). */
+static int set_kafka_prop(struct ef_config *cfg, const char *key, const char *value, char *err,
+                          size_t errlen)
+{
+    const char *name = key + strlen("kafka.");
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof cfg->kafka_props[0].name) {
+        snprintf(err, errlen, "%s: property name empty or longer than %zu bytes", key,
+                 sizeof cfg->kafka_props[0].name - 1);
+        return -1;
+    }
+    if (strlen(value) >= EF_TEXT_MAX) {
+        snprintf(err, errlen, "%s: longer than %d bytes", key, EF_TEXT_MAX - 1);
+        return -1;
+    }
+    int i = 0;
+    while (i < cfg->kafka_nprops && strcmp(cfg->kafka_props[i].name, name) != 0)
+        i++;
+    if (i == EF_KAFKA_PROPS_MAX) {
+        snprintf(err, errlen, "%s: more than %d kafka.* properties", key, EF_KAFKA_PROPS_MAX);
+        return -1;
+    }
+    snprintf(cfg->kafka_props[i].name, sizeof cfg->kafka_props[i].name, "%s", name);
+    snprintf(cfg->kafka_props[i].value, sizeof cfg->kafka_props[i].value, "%s", value);
+    if (i == cfg->kafka_nprops)
+        cfg->kafka_nprops++;
+    return 0;
+}
+
 static int set_number(char *base, const struct cfg_key *k, const char *value, char *err,
                       size_t errlen)
 {
@@ -183,6 +255,8 @@ static int set_number(char *base, const struct cfg_key *k, const char *value, ch
 int ef_config_set(struct ef_config *cfg, const char *key, const char *value, char *err,
                   size_t errlen)
 {
+    if (strncmp(key, "kafka.", 6) == 0)
+        return set_kafka_prop(cfg, key, value, err, errlen);
     const struct cfg_key *k = cfg_find(key);
     if (!k) {
         snprintf(err, errlen, "unknown key '%s'", key);
@@ -193,6 +267,9 @@ int ef_config_set(struct ef_config *cfg, const char *key, const char *value, cha
     case CFG_PATH:
     case CFG_LISTEN:
         return set_text(base + k->offset, k, value, err, errlen);
+    case CFG_TEXT:
+    case CFG_NAME:
+        return set_name(base + k->offset, k, value, err, errlen);
     case CFG_INT:
     case CFG_U64:
     case CFG_SIZE:

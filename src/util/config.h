@@ -19,6 +19,17 @@
  *   idempotency_ttl_hours 48                 how long idempotency keys are remembered (>= 24)
  *   log_level        info                    debug, info, warn, error
  *   log_requests     no                      one log line per request
+ *   max_waiting      10000                   parked waits per query program (then 503)
+ *   send_timeout_seconds 30                  seconds an answer may take to be sent
+ *   nats_url         nats://127.0.0.1:4222   NATS servers, comma-separated (relay, mirror)
+ *   nats_stream      EVENTFOLD               JetStream stream carrying the log
+ *   nats_replicas    3                       replicas of a stream the relay creates
+ *   nats_subject_prefix eventfold            subjects are PREFIX.CATEGORY.TYPE
+ *   kafka_brokers    127.0.0.1:9092          bootstrap servers of the Kafka sink
+ *   kafka_topic      eventfold.events        topic of the Kafka sink
+ *
+ * Besides these, any number of `kafka.PROPERTY = VALUE` lines are kept in kafka_props and
+ * handed to librdkafka as they are by the Kafka sink.
  */
 #ifndef EF_CONFIG_H
 #define EF_CONFIG_H
@@ -27,6 +38,14 @@
 #include <stdint.h>
 
 #define EF_PATH_MAX 4096
+#define EF_TEXT_MAX 1024       /* longest value of a text key (URLs, names) */
+#define EF_KAFKA_PROPS_MAX 64  /* kafka.PROPERTY lines kept */
+
+/* One `kafka.PROPERTY = VALUE` line: name without the "kafka." prefix. */
+struct ef_config_prop {
+    char name[128];
+    char value[EF_TEXT_MAX];
+};
 
 struct ef_config {
     char data_dir[EF_PATH_MAX];
@@ -43,6 +62,17 @@ struct ef_config {
     int idempotency_ttl_hours;
     int log_level; /* enum ef_level */
     int log_requests;
+    int max_waiting;
+    int send_timeout_seconds;
+    char nats_url[EF_TEXT_MAX];
+    char nats_stream[EF_TEXT_MAX];
+    int nats_replicas;
+    char nats_subject_prefix[EF_TEXT_MAX];
+    char kafka_brokers[EF_TEXT_MAX];
+    char kafka_topic[EF_TEXT_MAX];
+    /* kafka.PROPERTY lines in file order; a property given twice keeps the later value. */
+    struct ef_config_prop kafka_props[EF_KAFKA_PROPS_MAX];
+    int kafka_nprops;
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -53,6 +53,13 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.idempotency_ttl_hours, 48);
     ck_assert_int_eq(c.log_level, EF_INFO);
     ck_assert_int_eq(c.log_requests, 0);
+    ck_assert_int_eq(c.max_waiting, 10000);
+    ck_assert_int_eq(c.send_timeout_seconds, 30);
+    ck_assert_str_eq(c.nats_url, "nats://127.0.0.1:4222");
+    ck_assert_str_eq(c.nats_stream, "EVENTFOLD");
+    ck_assert_int_eq(c.nats_replicas, 3);
+    ck_assert_str_eq(c.kafka_topic, "eventfold.events");
+    ck_assert_int_eq(c.kafka_nprops, 0);
 }
 END_TEST
 
@@ -122,7 +129,14 @@ static const struct value_case value_cases[] = {
     { "listen", "127.0.0.1:0", 0 },        { "listen", "127.0.0.1:65536", 0 },
     { "listen", "localhost", 0 },          { "listen", "unix:", 0 },
     { "listen", ":9000", 0 },              { "data", "", 0 },
-    { "nonsense", "1", 0 },
+    { "nonsense", "1", 0 },                { "max_waiting", "0", 1 },
+    { "max_waiting", "1000001", 0 },       { "send_timeout_seconds", "0", 0 },
+    { "nats_url", "nats://a:1,nats://b:2", 1 }, { "nats_url", "", 0 },
+    { "nats_stream", "EF-1_x", 1 },        { "nats_stream", "EF.1", 0 },
+    { "nats_stream", "a b", 0 },           { "nats_replicas", "6", 0 },
+    { "nats_subject_prefix", "shop.events", 1 }, { "kafka_topic", "", 0 },
+    { "kafka_brokers", "127.0.0.1:9092", 1 }, { "kafka.", "x", 0 },
+    { "kafka.linger.ms", "5", 1 },
 };
 
 START_TEST(test_values)
@@ -135,6 +149,29 @@ START_TEST(test_values)
     ck_assert_msg((rc == 0) == vc->ok, "%s = '%s': rc=%d err=%s", vc->key, vc->value, rc, err);
     if (!vc->ok)
         ck_assert_msg(strstr(err, vc->key) != NULL, "error does not name the key: %s", err);
+}
+END_TEST
+
+/* kafka.PROPERTY lines are kept in order; a repeated property keeps its later value. */
+START_TEST(test_kafka_props)
+{
+    struct ef_config c;
+    char err[256];
+    ef_config_defaults(&c);
+    ck_assert_int_eq(ef_config_set(&c, "kafka.linger.ms", "5", err, sizeof err), 0);
+    ck_assert_int_eq(ef_config_set(&c, "kafka.compression.type", "zstd", err, sizeof err), 0);
+    ck_assert_int_eq(ef_config_set(&c, "kafka.linger.ms", "10", err, sizeof err), 0);
+    ck_assert_int_eq(c.kafka_nprops, 2);
+    ck_assert_str_eq(c.kafka_props[0].name, "linger.ms");
+    ck_assert_str_eq(c.kafka_props[0].value, "10");
+    ck_assert_str_eq(c.kafka_props[1].name, "compression.type");
+    for (int i = 2; i < EF_KAFKA_PROPS_MAX; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "kafka.p%d", i);
+        ck_assert_int_eq(ef_config_set(&c, name, "v", err, sizeof err), 0);
+    }
+    ck_assert_int_eq(ef_config_set(&c, "kafka.one.too.many", "v", err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "kafka.one.too.many"));
 }
 END_TEST
 
@@ -418,6 +455,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_every_key_from_file);
     tcase_add_loop_test(tc, test_values, 0, (int)(sizeof value_cases / sizeof value_cases[0]));
     tcase_add_test(tc, test_bool_values_apply);
+    tcase_add_test(tc, test_kafka_props);
     tcase_add_loop_test(tc, test_file_errors, 0, (int)(sizeof error_cases / sizeof error_cases[0]));
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
