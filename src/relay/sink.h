@@ -39,6 +39,25 @@ enum {
     RELAY_EFATAL = -13002, /* the destination disagrees with the log, or bad configuration: stop */
 };
 
+/* The headers every message carries, filled by the relay, in this order (values are ASCII
+ * without CR/LF; numbers in decimal). The first four are the contract's (API.md section 9);
+ * the rest let a replica rebuild the exact record and check it end to end:
+ *   Eventfold-Position, Eventfold-Stream, Eventfold-Type, Eventfold-Schema-Version,
+ *   Eventfold-Stream-Version, Eventfold-Timestamp-Ms,
+ *   Eventfold-Meta      the record's meta bytes as they are (compact printable-ASCII JSON,
+ *                       as the write side produces it; the relay stops on a record whose
+ *                       meta has other bytes), "" when empty,
+ *   Eventfold-Crc32c    the record's CRC32C, 8 lowercase hex digits.
+ * The body is EVENT JSON, whose last member is always "data" written verbatim from the
+ * record: a replica renders the prefix from the headers, checks the body starts with it,
+ * takes the data bytes between it and the final '}', re-encodes the record and compares
+ * its CRC32C with Eventfold-Crc32c. */
+#define RELAY_HEADERS 8
+struct relay_header {
+    const char *name;
+    const char *value; /* NUL-terminated */
+};
+
 /* One durable event, as the relay hands it to a sink. Valid until publish() returns: a
  * sink that keeps it longer (an async send) copies what it needs. */
 struct relay_event {
@@ -49,6 +68,7 @@ struct relay_event {
     const char *category;         /* "user", "item" or "order": the stream's prefix */
     size_t category_len;
     uint32_t record_crc;          /* the record's CRC32C, for end-to-end integrity checks */
+    struct relay_header headers[RELAY_HEADERS];
 };
 
 struct relay_sink_ops {
