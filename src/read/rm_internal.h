@@ -52,7 +52,8 @@ struct rm_txn {
     struct sbuf ubuf, ibuf, obuf, upc; /* copies of a user, an item, an order; upcast text */
     struct rm_ev ev;                   /* the event being folded (parse state reused) */
     int64_t day_start;                 /* day_key is the UTC day of [day_start, +1 day) */
-    char day_key[11];                  /* "" until the first daily_add */
+    char day_key[11];                  /* "" until the first daily_get */
+    struct rm_daily day_new;           /* a transition's new day counters (rm_fold.c) */
 };
 
 /* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
