@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log/log.h"
 #include "read/query_int.h"
@@ -43,9 +44,17 @@ static int open_model(struct query_worker *w, struct rm_env **out)
 int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
+    struct stat st;
+    int rc = stat(cfg->data_dir, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (rc == 0)
+        rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
     if (rc) {
         snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
+        return -1;
+    }
+    /* The one directory the query program writes (the workers prepare it again). */
+    if ((rc = rdir_prepare(cfg->data_dir)) != 0) {
+        snprintf(err, errlen, "read model directory '%s/read': %s", cfg->data_dir, strerror(-rc));
         return -1;
     }
     /* In follow mode like the workers (query_worker_init), and closed at once: a follower
