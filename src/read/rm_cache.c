@@ -155,11 +155,13 @@ static void hash_seed_init(void)
     hash_seed = XXH3_64bits(mix, sizeof mix);
 }
 
-static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n)
+uint64_t rm_cache_hash(enum rm_dbi db, const void *k, size_t n)
 {
     pthread_once(&hash_seed_once, hash_seed_init);
     return XXH3_64bits_withSeed(k, n, hash_seed + (uint64_t)db);
 }
+
+static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n) { return rm_cache_hash(db, k, n); }
 
 static char *arena_alloc(struct rm_cache *c, size_t n)
 {
