@@ -117,7 +117,8 @@ getent passwd eventfold >/dev/null || die "postinst did not create the user even
     || die "/var/lib/eventfold is $(stat -c %U:%G:%a /var/lib/eventfold), want eventfold:eventfold:750"
 for f in /usr/bin/eventfold-command /usr/bin/eventfold-query /usr/bin/eventfold-tailer /usr/bin/eventfoldctl \
          /etc/eventfold/eventfold.conf /etc/nginx/snippets/eventfold.conf /etc/nginx/conf.d/eventfold-upstream.conf \
-         /usr/share/man/man5/eventfold.conf.5.gz /usr/share/man/man8/eventfoldctl.8.gz; do
+         /usr/share/man/man5/eventfold.conf.5.gz /usr/share/man/man8/eventfoldctl.8.gz \
+         /usr/share/doc/eventfold/api.md /usr/share/doc/eventfold/openapi.yaml; do
     [ -e "$f" ] || die "not installed: $f"
 done
 dpkg-query -W -f='${Conffiles}\n' eventfold | grep -q '/etc/eventfold/eventfold.conf' \
