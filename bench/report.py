@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,tailer,http}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,wsnap,tailer,http,parked}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "wsnap", "tailer", "http")
+SECTIONS = ("meta", "log", "fold", "wsnap", "tailer", "http", "parked")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -26,6 +26,7 @@ RYW_P99_MAX_MS = 5.0
 FOLD_MIN_RATE = 200000.0
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
+PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
 
 
 class Missing(Exception):
@@ -150,6 +151,30 @@ def other_rows(R, targets):
                                                     fmt(g("http", "http_trivial_c64_cpu_us_per_request"))),
                  "%.1f×" % ratio(g("http", "http_create_c64_cpu_us_per_request"),
                                  g("http", "http_trivial_c64_cpu_us_per_request")), "—", "—"])
+    # Parked waits: plain queries with thousands of requests waiting, against none waiting.
+    n = g("parked", "parked_count", str)
+    idle99, busy99 = g("parked", "parked_idle_p99_ms"), g("parked", "parked_busy_p99_ms")
+    rows.append(["GET /api/users/{id} at %s connections, p50 with %s parked waits"
+                 % (g("parked", "parked_conns", str), n),
+                 "%s ms (%s req/s)" % (fmt(g("parked", "parked_busy_p50_ms"), 2), fmt(g("parked", "parked_busy_rps"))),
+                 "none waiting %s ms (%s req/s)" % (fmt(g("parked", "parked_idle_p50_ms"), 2),
+                                                    fmt(g("parked", "parked_idle_rps"))),
+                 "%.2f×" % ratio(g("parked", "parked_busy_p50_ms"), g("parked", "parked_idle_p50_ms")), "—", "—"])
+    good = ratio(busy99, idle99) <= PARKED_P99_MAX_RATIO
+    targets.append(("query p99 with parked waits", good))
+    rows.append(["GET /api/users/{id} at %s connections, p99 with %s parked waits"
+                 % (g("parked", "parked_conns", str), n), "%s ms" % fmt(busy99, 2),
+                 "none waiting %s ms" % fmt(idle99, 2), "%.2f×" % ratio(busy99, idle99),
+                 "≤ %.1f× of none waiting" % PARKED_P99_MAX_RATIO, met(good)])
+    rows.append(["memory per parked wait (query workers' RSS delta / %s; RssAnon alone)" % n,
+                 "%s bytes" % fmt(g("parked", "parked_bytes_each")),
+                 "RssAnon %s bytes" % fmt(g("parked", "parked_anon_bytes_each")), "—", "—", "—"])
+    rows.append(["publish → answer of a parked wait: one at a time, p50 / p99",
+                 "%s / %s ms" % (fmt(g("parked", "parked_wake_one_p50_ms"), 2), fmt(g("parked", "parked_wake_one_p99_ms"), 2)),
+                 "—", "—", "—", "—"])
+    rows.append(["publish → answer of a parked wait: all %s woken by one publish, p50 / p99" % n,
+                 "%s / %s ms" % (fmt(g("parked", "parked_wake_all_p50_ms"), 1), fmt(g("parked", "parked_wake_all_p99_ms"), 1)),
+                 "—", "—", "—", "—"])
     # Folding and rebuilds: the ceiling is reading the log back (framing + checksums).
     n = g("fold", "log_events")
     fold, scan = g("fold", "fold_events_per_second"), g("fold", "scan_events_per_second")

@@ -14,6 +14,9 @@
 #   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
 #           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
 #           read-your-writes delay under load; peak RSS of workers and tailer at the end
+#   parked  bench/parked_bench.py: plain-query p50/p99 at 64 connections with no request
+#           waiting and with EF_BENCH_PARKED parked Min-Position waits, memory per parked
+#           wait, time from a publish to the answers of parked requests
 # Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
 #
 # Knobs (environment or `make bench VAR=value`):
@@ -30,6 +33,7 @@
 #   EF_BENCH_ROUNDS         log benchmark repetitions, medians reported (default 3; quick 1)
 #   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
+#   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -45,8 +49,9 @@ esac
 if [ "$quick" = 1 ]; then
     : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
     : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
-    : "${EF_BENCH_WSNAP_EVENTS:=50000}"
+    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_PARKED:=2000}"
 fi
+: "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
 : "${EF_BENCH_WSNAP_EVENTS:=200000}"
@@ -101,6 +106,8 @@ run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
+    EF_BENCH_PARKED="$EF_BENCH_PARKED" "$PYTHON3" "$EF_SRCDIR/bench/parked_bench.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
