@@ -1,11 +1,13 @@
 /* server_int: what the files of src/server share and nobody else sees.
  *
  * listen.c takes or creates the listening socket (master), worker.c runs a worker's
- * request threads, request.c turns an accepted FCGX_Request into a struct
- * server_request, respond.c writes answers. One struct srv_thread per request thread
- * carries everything a request needs, so request threads share nothing but the listen
- * socket, the accept mutex, the wake-up eventfd, the worker context and the metrics
- * region.
+ * request threads, request.c turns an accepted FCGX_Request (or a parked request run
+ * again) into a struct server_request, respond.c renders answers into memory, send.c
+ * frames them as FastCGI records and sends them without blocking, hold.c is the worker's
+ * event loop for parked requests and answers left to send. One struct srv_thread per
+ * request thread (and one for the loop) carries everything a request needs, so request
+ * threads share nothing but the listen socket, the accept mutex, the wake-up eventfd, the
+ * loop's submission queue, the worker context and the metrics region.
  */
 #ifndef EF_SERVER_INT_H
 #define EF_SERVER_INT_H
