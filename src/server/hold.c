@@ -32,6 +32,7 @@
  * behind woken ones, and a held request never leaves the loop's ownership. */
 
 #define MAX_EVENTS 64
+#define DEFAULT_MAX_UNSENT ((size_t)256 << 20)
 #define WATCH_SLICE_MS 200 /* the watcher notices a stop within this */
 
 enum { HEAP_DUE, HEAP_WANT };
@@ -57,6 +58,8 @@ struct srv_hold {
     /* Loop thread only. */
     struct heap due, want;
     size_t nheld;
+    struct srv_held *send_head, *send_tail; /* answers being sent, oldest first */
+    size_t unsent_bytes, max_unsent;        /* what they hold (out_bytes) */
     int stop_seen;
     struct srv_thread t;       /* the context handlers run in for parked requests */
 };
@@ -293,9 +296,28 @@ void srv_hold_submit(struct srv_worker *w, struct srv_held *h)
     wake_loop(H);
 }
 
+/* Memory an answer being sent keeps (its buffers). */
+static size_t out_bytes(const struct srv_out *o) { return o->head.cap + o->body.cap; }
+
+static void sending_unlink(struct srv_hold *H, struct srv_held *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        H->send_head = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    else
+        H->send_tail = h->prev;
+    h->next = h->prev = NULL;
+    H->unsent_bytes -= out_bytes(h->out);
+}
+
 /* Ends a held request: leaves the heaps and epoll, closes its connection, frees it. */
 static void held_end(struct srv_hold *H, struct srv_held *h)
 {
+    if (h->state == HELD_SENDING && h->out)
+        sending_unlink(H, h);
     heap_remove(&H->due, HEAP_DUE, h);
     heap_remove(&H->want, HEAP_WANT, h);
     if (h->state == HELD_PARKED)
@@ -334,13 +356,36 @@ static void hold_parked(struct srv_hold *H, struct srv_held *h, int op)
         held_end(H, h);
 }
 
+/* Abandons the answers waiting longest for their clients while the unsent ones hold more
+ * than max_unsent bytes (but never the newest one). */
+static void shed_unsent(struct srv_hold *H)
+{
+    while (H->unsent_bytes > H->max_unsent && H->send_head != H->send_tail) {
+        struct srv_held *h = H->send_head;
+        LOG_WARN("unsent answers over max_unsent_bytes, closing the oldest connection fd=%d "
+                 "bytes_left=%zu held_bytes=%zu", h->fd, h->out->left, H->unsent_bytes);
+        held_end(H, h);
+    }
+}
+
 static void hold_sending(struct srv_hold *H, struct srv_held *h, int op)
 {
     h->state = HELD_SENDING;
     h->due_ns = ef_mono_ns() + H->send_timeout_ns;
     heap_push(&H->due, HEAP_DUE, h);
-    if (watch(H, h, op, EPOLLOUT) < 0)
+    h->next = NULL;
+    h->prev = H->send_tail;
+    if (H->send_tail)
+        H->send_tail->next = h;
+    else
+        H->send_head = h;
+    H->send_tail = h;
+    H->unsent_bytes += out_bytes(h->out);
+    if (watch(H, h, op, EPOLLOUT) < 0) {
         held_end(H, h);
+        return;
+    }
+    shed_unsent(H);
 }
 
 static void take_submissions(struct srv_hold *H, int *no_more)
@@ -552,6 +597,7 @@ int srv_hold_start(struct srv_worker *w)
     FCGX_InitRequest(&H->t.fcgx, -1, 0);
     H->max_waiting = cfg->max_waiting > 0 ? (uint32_t)cfg->max_waiting : 0;
     H->send_timeout_ns = (uint64_t)(cfg->send_timeout_seconds > 0 ? cfg->send_timeout_seconds : 30) * 1000000000u;
+    H->max_unsent = w->opt->max_unsent_bytes ? w->opt->max_unsent_bytes : DEFAULT_MAX_UNSENT;
     pthread_mutex_init(&H->mu, NULL);
     raise_nofile();
     H->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -31,7 +31,8 @@
  * writes the FastCGI records itself (non-blocking sendmsg, iovecs over the header block
  * and the body, which is not copied again with server_respond_take). What the socket does
  * not take at once is sent by the loop (EPOLLOUT); an answer not sent within
- * send_timeout_seconds is abandoned and its connection closed (one log line). A parked or
+ * send_timeout_seconds, or the oldest unsent ones once they hold more than
+ * max_unsent_bytes, are abandoned and their connections closed (one log line each). A parked or
  * partly sent request's connection is closed after its answer, also when the front end
  * asked to keep it (FCGI_KEEP_CONN); the shipped nginx snippet does not.
  *
@@ -179,6 +180,10 @@ struct server_options {
     void (*wait_position)(void *worker_ctx, uint64_t after, int timeout_ms);
     /* NULL-terminated header names (e.g. "Min-Position") kept for a parked request. */
     const char *const *park_headers;
+    /* Bytes of unsent answers a worker keeps at most (0: 256 MiB). Past it, the answers
+     * waiting longest for their clients are abandoned (connection closed, logged), so
+     * that clients that never read cannot take the worker's memory. */
+    size_t max_unsent_bytes;
 };
 
 /* Errors of server_run (negative; server_strerror() names them). */

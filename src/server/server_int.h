@@ -123,7 +123,8 @@ struct srv_held {
     uint64_t want;            /* parked: the position it waits for */
     uint64_t due_ns;          /* parked: wake time; sending: the send deadline */
     size_t due_idx, want_idx; /* heap slots; SIZE_MAX when out of the heap */
-    struct srv_held *next;    /* submission queue */
+    struct srv_held *next;    /* submission queue; then, sending: the loop's FIFO of them */
+    struct srv_held *prev;    /* sending: the loop's FIFO, oldest first */
     struct srv_out *out;      /* sending: the answer */
     /* What the handler needs to run again. */
     uint64_t started_ns, wait_deadline_ns;

@@ -261,6 +261,7 @@ struct setup {
     int close_at_once;   /* server_options.close_at_once */
     int max_waiting;     /* 0: the default */
     int send_timeout;    /* seconds; 0: the default */
+    size_t max_unsent;   /* server_options.max_unsent_bytes */
 };
 
 static void run_server_child(const struct setup *s)
@@ -314,6 +315,7 @@ static void run_server_child(const struct setup *s)
         .position = test_position,
         .wait_position = test_wait_position,
         .park_headers = test_park_headers,
+        .max_unsent_bytes = s->max_unsent,
     };
     exit(server_run(&opt));
 }
@@ -1415,6 +1417,36 @@ START_TEST(test_slow_reader_holds_nothing)
 }
 END_TEST
 
+/* Unsent answers over max_unsent_bytes: the oldest are abandoned, the newest is kept. */
+START_TEST(test_unsent_bytes_bounded)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.max_unsent = 12u << 20;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/big" }, { "QUERY_STRING", "mb=8" } };
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = connect_small_rcvbuf();
+        ck_assert_int_eq(fcgi_send(fds[i], 1, 0, p, 3, NULL, 0), 0);
+        expect_thread_free(); /* served in order: each is handed to the loop before the next */
+    }
+    for (int i = 0; i < 3; i++) {
+        struct fcgi_response r;
+        int rc = fcgi_recv(fds[i], 1, &r);
+        if (i < 2) {
+            ck_assert_msg(rc == -1, "answer %d was not abandoned", i);
+        } else {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_eq(r.body_len, 8u << 20);
+            fcgi_response_free(&r);
+        }
+        close(fds[i]);
+    }
+}
+END_TEST
+
 /* An answer not taken within send_timeout_seconds is abandoned: the connection closes. */
 START_TEST(test_send_timeout_closes)
 {
@@ -1478,6 +1510,7 @@ static Suite *server_suite(void)
     tcase_add_test(tp, test_park_sigterm);
     tcase_add_loop_test(tp, test_slow_reader_holds_nothing, 0, 2);
     tcase_add_test(tp, test_send_timeout_closes);
+    tcase_add_test(tp, test_unsent_bytes_bounded);
     suite_add_tcase(s, tp);
     TCase *tm = tcase_create("metrics");
     tcase_add_checked_fixture(tm, setup, teardown);
