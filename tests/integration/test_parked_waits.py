@@ -8,6 +8,7 @@ With the default 2 query workers x 4 threads:
    the long-polls carry its event);
  - with max_waiting small, the next request that would wait gets 503 too_many_waiting with
    Retry-After: 1 and a Log-Position, at once;
+ - /api/events with Min-Position and Prefer: wait: both waits share one deadline;
  - SIGTERM to eventfold-query answers parked requests (503 not_caught_up for a Min-Position
    read, the events there are for a long-poll) instead of dropping them."""
 
@@ -125,6 +126,21 @@ def main():
             if i % 2 == 1:
                 check(b'"FundsDeposited"' in body and (b'"position":%d' % w.position) in body,
                       "long-poll %d without the event at %d: %r" % (i, w.position, body[:300]))
+
+        log("/api/events with Min-Position and Prefer: wait: one deadline for both waits")
+        head = c.head()
+        t0 = time.monotonic()
+        socks = [open_request(c.port, "/api/events?after=%d" % (head + 1),
+                              {"Min-Position": str(head + 1), "Prefer": "wait=4"})]
+        time.sleep(2)  # its Min-Position wait, then the command below moves on to the long-poll
+        expect(cl.post("/api/users/%s/deposits" % u, {"amount_cents": 1}), 200)
+        got = collect(socks, 10)
+        took = time.monotonic() - t0
+        check(len(got) == 1, "the combined wait was not answered")
+        status, hdrs, body = got[socks[0]]
+        check(status == 200 and b'"events":[]' in body, "combined wait: %d %r" % (status, body[:200]))
+        # One deadline 4 s after arrival; two waits one after the other would take about 6 s.
+        check(3.5 <= took < 5.5, "combined Min-Position + long-poll answered after %.1f s (wait=4)" % took)
 
         log("SIGTERM answers parked requests")
         head = c.head()
