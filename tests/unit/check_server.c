@@ -1389,6 +1389,7 @@ START_TEST(test_slow_reader_holds_nothing)
     struct setup s = default_setup;
     s.workers = 1;
     s.threads = 1;
+    s.send_timeout = 600; /* not this test's subject: a slow (sanitizer) build must not hit it */
     if (_i == 1)
         use_tcp();
     start_server(&s);
