@@ -117,11 +117,14 @@ static int min_position(struct qreq *q, uint64_t *want)
         query_bad_param(q, "Min-Position", "must be a non-negative integer position");
         return -1;
     }
-    if (*want == 0 || rpos_position(q->w->rp) >= *want)
+    if (*want == 0)
         return 0;
+    /* Prefer is checked on every request with a Min-Position (doc/api.md), reached or not. */
     uint64_t deadline;
     if (query_deadline(q, &deadline))
         return -1;
+    if (rpos_position(q->w->rp) >= *want)
+        return 0;
     if (ef_mono_ns() < deadline && query_park(q, *want, deadline))
         return -1;
     not_caught_up(q, *want);
