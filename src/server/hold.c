@@ -32,7 +32,7 @@
  * behind woken ones, and a held request never leaves the loop's ownership. */
 
 #define MAX_EVENTS 64
-#define DEFAULT_MAX_UNSENT ((size_t)256 << 20)
+#define DEFAULT_MAX_UNSENT ((size_t)128 << 20)
 #define WATCH_SLICE_MS 200 /* the watcher notices a stop within this */
 
 enum { HEAP_DUE, HEAP_WANT };

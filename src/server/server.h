@@ -180,7 +180,7 @@ struct server_options {
     void (*wait_position)(void *worker_ctx, uint64_t after, int timeout_ms);
     /* NULL-terminated header names (e.g. "Min-Position") kept for a parked request. */
     const char *const *park_headers;
-    /* Bytes of unsent answers a worker keeps at most (0: 256 MiB). Past it, the answers
+    /* Bytes of unsent answers a worker keeps at most (0: 128 MiB). Past it, the answers
      * waiting longest for their clients are abandoned (connection closed, logged), so
      * that clients that never read cannot take the worker's memory. */
     size_t max_unsent_bytes;
