@@ -7,7 +7,10 @@
 #   log     bench/bench_log: log_append single writer and 16-process group commit, beside
 #           the raw pwrite+fdatasync ceilings without and with grouping (16 records/fdatasync)
 #   fold    bench/bench_fold: folding rate, snapshot time/size, rebuild from scratch and from
-#           snapshot, beside a log scan and a raw sequential write of the snapshot's size
+#           snapshot, beside a log scan (also with parsing) and a raw sequential write of the
+#           snapshot's size
+#   fold_orders  bench/bench_fold with EF_BENCH_FOLD_MIX=orders: rebuild from scratch of a
+#           log of OrderCreated events only, beside its scan and parse ceilings
 #   wsnap   bench/bench_wsnap: the write model's start: full replay of the log beside
 #           restoring a write-model snapshot taken at 90% and replaying the rest
 #   tailer  bench/tailer_rss.py: the real eventfold-tailer's peak RSS at two log sizes
@@ -26,6 +29,7 @@
 #   EF_BENCH_WORKERS        workers per program, also for the trivial responder (default 4)
 #   EF_BENCH_RYW_SAMPLES    read-your-writes samples (default 1000; quick 200)
 #   EF_BENCH_FOLD_EVENTS    events in the folding benchmark's log (default 1000000; quick 100000)
+#   EF_BENCH_FOLD_ORDERS_EVENTS  events in the all-OrderCreated log (default 450000; quick 100000)
 #   EF_BENCH_WSNAP_EVENTS   events in the write-model start benchmark (default 200000; quick 50000)
 #   EF_BENCH_TAILER_SIZES   the two log sizes for the tailer's RSS ("100000 1000000";
 #                           quick "20000 100000")
@@ -49,12 +53,12 @@ esac
 if [ "$quick" = 1 ]; then
     : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
     : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
-    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_PARKED:=2000}"
+    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
 fi
 : "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
-: "${EF_BENCH_WSNAP_EVENTS:=200000}"
+: "${EF_BENCH_WSNAP_EVENTS:=200000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=450000}"
 : "${EF_BENCH_LOG_SECONDS:=3}" "${EF_BENCH_WORKERS:=4}"
 export EF_BENCH_RYW_SAMPLES EF_BENCH_FOLD_EVENTS EF_BENCH_TAILER_SIZES EF_BENCH_N EF_BENCH_ROUNDS
 export EF_BENCH_WORKERS EF_BENCH_WSNAP_EVENTS
@@ -102,6 +106,8 @@ printf 'eventfold benchmarks on %s (%s CPUs), %s%s\n' "$(uname -n)" "$(nproc)" \
 
 run_section log env EF_BENCH_SECONDS="$EF_BENCH_LOG_SECONDS" "$EF_BUILDDIR/bench/bench_log"
 run_section fold "$EF_BUILDDIR/bench/bench_fold"
+run_section fold_orders env EF_BENCH_FOLD_MIX=orders EF_BENCH_FOLD_EVENTS="$EF_BENCH_FOLD_ORDERS_EVENTS" \
+    "$EF_BUILDDIR/bench/bench_fold"
 run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
