@@ -353,10 +353,11 @@ START_TEST(test_snapshot_take_and_verify)
 }
 END_TEST
 
-/* The fold goes on while a snapshot is copied: the copy (held back by the test seam) waits
- * until the tailer has committed well past the position that triggered it. With a copy
- * inside the fold loop this would wait in vain. */
-static _Atomic uint64_t folded_to;
+/* The fold goes on while a snapshot is copied: the first copy (held back by the test seam)
+ * waits until the tailer has folded the whole log, which it can only do if the loop does
+ * not wait for the copy. With a copy inside the fold loop this would wait in vain. The
+ * condition does not depend on when the copy's thread gets to run. */
+static _Atomic uint64_t folded_to, fold_target;
 static _Atomic int fold_went_on;
 
 static void record_progress(uint64_t position, uint64_t head, void *arg)
@@ -371,9 +372,8 @@ static void hold_first_copy(void)
     static _Atomic int calls;
     if (atomic_fetch_add(&calls, 1) != 0)
         return;
-    uint64_t from = atomic_load(&folded_to);
-    for (int i = 0; i < 1000; i++) { /* at most 10 s */
-        if (atomic_load(&folded_to) >= from + 1000) {
+    for (int i = 0; i < 3000; i++) { /* at most 30 s */
+        if (atomic_load(&folded_to) >= atomic_load(&fold_target)) {
             atomic_store(&fold_went_on, 1);
             return;
         }
@@ -384,6 +384,7 @@ static void hold_first_copy(void)
 START_TEST(test_snapshot_beside_the_fold)
 {
     uint64_t head = build_log(3000, 0);
+    atomic_store(&fold_target, head);
     snapshot_job_before_copy = hold_first_copy;
     struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
                                   .snapshot_every = 500, .snapshot_keep = 3, .batch_max = 50,
