@@ -294,6 +294,14 @@ static void h_metrics(struct qreq *q)
                          (double)st.dead_letters);
     server_metrics_gauge(out, "eventfold_snapshots", "Read-model snapshots kept.",
                          (double)st.snapshots);
+    if (st.replica) {
+        server_metrics_gauge(out, "eventfold_mirror_position",
+                             "Last position eventfold-mirror made durable in this replica's log.",
+                             (double)st.mirror_position);
+        server_metrics_gauge(out, "eventfold_mirror_lag_events",
+                             "The stream's last sequence as the mirror saw it, minus this "
+                             "replica's log head.", (double)st.replica_lag);
+    }
     server_respond(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out->data,
                    out->len);
 }
