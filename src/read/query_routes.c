@@ -9,6 +9,7 @@
 #include "read/query_int.h"
 #include "read/rpos.h"
 #include "read/rstatus.h"
+#include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 
@@ -302,6 +303,7 @@ static void h_metrics(struct qreq *q)
                              "The stream's last sequence as the mirror saw it, minus this "
                              "replica's log head.", (double)st.replica_lag);
     }
+    relay_state_render_metrics(q->w->data_dir, st.head, out);
     server_respond(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out->data,
                    out->len);
 }

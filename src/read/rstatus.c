@@ -5,6 +5,7 @@
 #include "log/log.h"
 #include "read/rm.h"
 #include "read/snapshot.h"
+#include "relay/relay_state.h"
 #include "util/replica.h"
 #include "util/snapdir.h"
 
@@ -84,6 +85,8 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
         sbuf_json_u64(out, st->stream_last);
         sbuf_putc(out, '}');
     }
+    /* The running relays (relay_state.h): "relays": [{"sink", "position", "lag_events"}]. */
+    relay_state_render_status(data_dir, st->head, out);
     sbuf_putc(out, '}');
     return rc;
 }
