@@ -40,6 +40,7 @@ struct mirror {
     uint32_t head_crc;    /* CRC32C of the record at next - 1 (when next > 1) */
     uint64_t stream_last; /* the stream's last sequence, as the newest message told */
     int subscribed;
+    int followed;         /* 1 once following has been logged */
     int backoff_ms;
     char waiting[256];    /* why the mirror waits, as last logged ("" while following) */
     uint64_t state_ns;    /* when mirror.state was last written */
@@ -212,9 +213,10 @@ static void set_waiting(struct mirror *m, const char *why)
 
 static void set_following(struct mirror *m)
 {
-    if (m->waiting[0] || m->state_ns == 0)
+    if (m->waiting[0] || !m->followed)
         LOG_INFO("event=mirror_following stream=%s from=%" PRIu64, m->cfg->nats_stream, m->next);
     m->waiting[0] = '\0';
+    m->followed = 1;
     m->backoff_ms = 0;
 }
 
