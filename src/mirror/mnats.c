@@ -27,7 +27,9 @@ struct mnats {
     jsCtx *js;
     natsSubscription *sub;
     natsMsg *msg;        /* the message handed out by mnats_next */
-    _Atomic int last_async; /* the last asynchronous error logged (0: none since a message) */
+    /* The kinds of asynchronous errors logged since the last message (a bit per status
+     * below 64; libnats alternates a few kinds while it retries, each logged once). */
+    _Atomic uint64_t async_seen;
 };
 
 static int nats_fail(natsStatus s, const char *what, char *err, size_t errlen)
@@ -63,7 +65,8 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 {
     (void)nc, (void)sub;
     struct mnats *mn = closure;
-    if (atomic_exchange(&mn->last_async, (int)s) != (int)s)
+    uint64_t bit = (unsigned)s < 64 ? 1ull << (unsigned)s : 1ull << 63;
+    if (!(atomic_fetch_or(&mn->async_seen, bit) & bit))
         LOG_WARN("event=nats_async_error status=\"%s\" note=\"the client retries by itself\"",
                  natsStatus_GetText(s));
 }
@@ -223,7 +226,8 @@ static int fill_msg(struct mnats *mn, natsMsg *msg, struct mirror_msg *m, uint64
     m->body_len = (size_t)natsMsg_GetDataLength(msg);
     if (!m->body)
         m->body = "";
-    atomic_store(&mn->last_async, 0);
+    if (atomic_load_explicit(&mn->async_seen, memory_order_relaxed))
+        atomic_store(&mn->async_seen, 0);
     return 1;
 }
 
