@@ -14,6 +14,10 @@
 #   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
 #           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
 #           read-your-writes delay under load; peak RSS of workers and tailer at the end
+#   mirror  bench/mirror_bench.py: eventfold-mirror's catch-up from a 3-node JetStream cluster
+#           beside a plain consumer (bench/bench_consume) and the log's group commit;
+#           replication lag (leader answer -> replica read model) at about 2000 commands/s,
+#           with 3 NATS nodes and with the stream's leader node killed
 # Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
 #
 # Knobs (environment or `make bench VAR=value`):
@@ -30,6 +34,9 @@
 #   EF_BENCH_ROUNDS         log benchmark repetitions, medians reported (default 3; quick 1)
 #   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
+#   EF_BENCH_MIRROR_EVENTS  events of the mirror's catch-up (default 100000; quick 20000)
+#   EF_BENCH_MIRROR_RATE    commands/s of the replication-lag load (default 2000)
+#   EF_BENCH_MIRROR_SAMPLES replication-lag samples per case (default 500; quick 150)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -101,6 +108,8 @@ run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+run_section mirror env EF_BENCH_QUICK="$quick" EF_BENCH_OUT="$out/mirror.kv" \
+    "$PYTHON3" "$EF_SRCDIR/bench/mirror_bench.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"

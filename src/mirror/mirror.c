@@ -359,7 +359,8 @@ static int take_batch(struct mirror *m, const struct mirror_msg *first, uint64_t
                  m->next - 1, log_last_error(m->lg));
         return MIRROR_ELOG;
     }
-    write_state(m, 0);
+    /* Caught up: say so at once (status and lag read it), else at most every 200 ms. */
+    write_state(m, m->next - 1 == m->stream_last);
     if (rc == MIRROR_EGAP) {
         char gap[512];
         snprintf(gap, sizeof gap, "%s", m->err);
