@@ -41,8 +41,9 @@ struct tailer {
     int lock_fd;
     uint64_t pos;           /* committed position */
     uint64_t committed;     /* records committed by this run */
-    uint64_t last_snapshot; /* position of the newest snapshot */
+    uint64_t last_snapshot; /* position of the newest snapshot (or the one being taken) */
     uint32_t generation;    /* of the model that is open (live tailer) */
+    struct snapshot_job snap; /* taken beside the fold; joined before env is closed/resized */
 };
 
 static int stopping(const struct tailer *tl)
@@ -227,14 +228,30 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
     return n;
 }
 
+/* Waits for a snapshot being taken (the env is about to be closed or resized). A failed
+ * snapshot was logged by snapshot_take and is retried after the next interval. */
+static void snapshot_settle(struct tailer *tl)
+{
+    snapshot_job_finish(&tl->snap);
+}
+
+/* Snapshots are taken beside the fold (snapshot_job): the loop only starts one when it is
+ * due and none is running, and reaps the one that ended, so folding never pauses for a
+ * copy. Folding goes on whether a snapshot succeeds or fails. */
 static void maybe_snapshot(struct tailer *tl)
 {
     const struct tailer_options *o = tl->opt;
-    if (o->model_dir || !o->snapshot_every || tl->pos < tl->last_snapshot + o->snapshot_every)
+    if (snapshot_job_done(&tl->snap))
+        snapshot_settle(tl);
+    if (o->model_dir || !o->snapshot_every || snapshot_job_running(&tl->snap) ||
+        tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
-    /* A failed snapshot is logged by snapshot_take and retried after the next interval;
-     * folding goes on either way. */
-    snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+    int rc = snapshot_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
+    if (rc) {
+        LOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",
+                 strerror(-rc));
+        snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+    }
     tl->last_snapshot = tl->pos;
 }
 
@@ -242,6 +259,7 @@ static void maybe_snapshot(struct tailer *tl)
  * position the model holds. */
 static int reopen_model(struct tailer *tl)
 {
+    snapshot_settle(tl);
     rm_env_close(tl->env);
     tl->env = NULL;
     log_reader_close(tl->rd);
@@ -304,6 +322,7 @@ static void sync_model(struct tailer *tl)
 static int grow_map(struct tailer *tl)
 {
     uint64_t bytes = 0;
+    snapshot_settle(tl); /* LMDB resizes a map only with no transaction active in the process */
     int rc = rm_env_grow(tl->env, &bytes);
     if (rc) {
         LOG_ERROR("read model map full and cannot grow: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
@@ -385,6 +404,7 @@ int tailer_run(const struct tailer_options *opt)
         rc = follow(&tl);
         LOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
     }
+    snapshot_settle(&tl);
     log_reader_close(tl.rd);
     rpos_close(tl.rp);
     if (tl.env)
