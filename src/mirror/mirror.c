@@ -45,6 +45,7 @@ struct mirror {
     char waiting[256];    /* why the mirror waits, as last logged ("" while following) */
     uint64_t state_ns;    /* when mirror.state was last written */
     uint64_t state_pos;
+    int state_caught_up;  /* the last mirror.state written said position == stream_last */
     char *err;
     size_t errlen;
 };
@@ -200,6 +201,7 @@ static void write_state(struct mirror *m, int force)
                  strerror(-rc));
     m->state_ns = now;
     m->state_pos = pos;
+    m->state_caught_up = pos == m->stream_last;
 }
 
 /* Logs why the mirror waits, once per reason (a retry with the same reason is silent). */
@@ -359,8 +361,9 @@ static int take_batch(struct mirror *m, const struct mirror_msg *first, uint64_t
                  m->next - 1, log_last_error(m->lg));
         return MIRROR_ELOG;
     }
-    /* Caught up: say so at once (status and lag read it), else at most every 200 ms. */
-    write_state(m, m->next - 1 == m->stream_last);
+    /* Catching up is said at once (status and lag read it); otherwise, and while it stays
+     * caught up, mirror.state is rewritten at most every 200 ms. */
+    write_state(m, m->next - 1 == m->stream_last && !m->state_caught_up);
     if (rc == MIRROR_EGAP) {
         char gap[512];
         snprintf(gap, sizeof gap, "%s", m->err);
