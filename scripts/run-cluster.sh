@@ -205,7 +205,7 @@ Watch a write on the leader appear on the replica (H='Content-Type: application/
   curl -si $R/api/users/$u/deposits -H "\$H" -d '{"amount_cents":5000}'
   curl -si -H 'Min-Position: P' $R/api/users/$u
   # 4. how far behind the replica is, on both sides
-  curl -s $R/api/status       # "replica": {"stream","lag_events",...}
+  curl -s $R/api/status       # "replica": {"stream","lag_events"}
   curl -s $L/api/status       # "relays": [{"sink":"nats","position",...}]
   curl -s $R/metrics | grep -E 'eventfold_(mirror|read_model)_'
   # 5. the two logs are the same, line for line

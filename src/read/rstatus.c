@@ -79,10 +79,6 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
         sbuf_json_cstr(out, st->replica_stream);
         sbuf_json_key(out, "lag_events");
         sbuf_json_u64(out, st->replica_lag);
-        sbuf_json_key(out, "position");
-        sbuf_json_u64(out, st->mirror_position);
-        sbuf_json_key(out, "stream_last");
-        sbuf_json_u64(out, st->stream_last);
         sbuf_putc(out, '}');
     }
     /* The running relays (relay_state.h): "relays": [{"sink", "position", "lag_events"}]. */

@@ -4,7 +4,7 @@
  *    "read_model": {"position", "lag_events"}, "dead_letters",
  *    "snapshots": [{"position", "taken_at", "bytes"}],
  *    "write_snapshots": [the same for DIR/write/snapshots],
- *    "replica": {"stream", "lag_events", "position", "stream_last"}   (replicas only),
+ *    "replica": {"stream", "lag_events"}   (replicas only),
  *    "relays": [{"sink", "position", "lag_events"}] (running relays, relay_state.h)}
  *
  * One function renders it for both, so the two cannot drift apart. lag_events is the log
@@ -14,8 +14,8 @@
  * On a read replica (DIR/replica, util/replica.h), "replica" says which stream it copies and
  * how far behind it is: lag_events is the stream's last sequence as eventfold-mirror last saw
  * it (DIR/mirror.state) minus the replica log's head (0 when not behind, or before the mirror
- * ever wrote its state); "position" is the last position the mirror made durable and
- * "stream_last" that sequence. How far the read model is behind the replica's log is
+ * ever wrote its state). /metrics adds the last position the mirror made durable
+ * (eventfold_mirror_position). How far the read model is behind the replica's log is
  * read_model.lag_events, as on the leader.
  */
 #ifndef EF_RSTATUS_H

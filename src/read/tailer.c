@@ -57,11 +57,16 @@ static int take_lock(struct tailer *tl)
 {
     char path[RDIR_PATH_MAX];
     int rc = rdir_path(tl->opt->data_dir, "tailer.lock", path, sizeof path);
-    if (rc)
+    if (rc) {
+        LOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
         return rc;
+    }
     tl->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (tl->lock_fd < 0)
-        return -errno;
+    if (tl->lock_fd < 0) {
+        rc = -errno;
+        LOG_ERROR("cannot open %s: %s", path, strerror(errno));
+        return rc;
+    }
     if (flock(tl->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = -errno;
         LOG_ERROR("another tailer or rebuild holds %s", path);
@@ -117,8 +122,10 @@ static int open_all(struct tailer *tl)
     if (!o->model_dir && (rc = take_lock(tl)) != 0)
         return rc;
     rc = rdir_join(path, sizeof path, o->data_dir, "log");
-    if (rc)
+    if (rc) {
+        LOG_ERROR("data directory path too long data=%s", o->data_dir);
         return rc;
+    }
     struct log_options lo = { .segment_bytes = o->segment_bytes };
     rc = log_open(path, &lo, &tl->lg);
     if (rc) {
@@ -143,10 +150,12 @@ static int read_position(struct tailer *tl)
 {
     struct rm_txn *t;
     int rc = rm_txn_begin(tl->env, 1, &t);
+    if (rc == 0) {
+        rc = rm_position(t, &tl->pos);
+        rm_txn_abort(t);
+    }
     if (rc)
-        return rc;
-    rc = rm_position(t, &tl->pos);
-    rm_txn_abort(t);
+        LOG_ERROR("cannot read the read model's position: %s", rm_strerror(rc));
     return rc;
 }
 
@@ -391,8 +400,8 @@ int tailer_run(const struct tailer_options *opt)
     int rc = open_all(&tl);
     if (rc == 0)
         rc = read_position(&tl);
-    if (rc == 0)
-        rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd);
+    if (rc == 0 && (rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd)) != 0)
+        LOG_ERROR("cannot read the log: %s", log_last_error(tl.lg));
     if (rc == 0) {
         snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
         if (tl.last_snapshot > tl.pos)
