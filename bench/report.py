@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,fold_orders,wsnap,tailer,http,parked}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,fold_orders,wsnap,tailer,http,parked,relay,mirror}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "tailer", "http", "parked")
+SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "tailer", "http", "parked", "relay", "mirror")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -28,6 +28,7 @@ REBUILD_MIN_RATE = 1000000.0        # rebuild from scratch, bench_fold's lifecyc
 REBUILD_ORDERS_MIN_RATE = 400000.0  # rebuild from scratch, all-OrderCreated mix
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
+MIRROR_LAG_P99_MAX_MS = 50.0   # leader answer -> replica read model, at 2000 commands/s
 PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
 RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 
@@ -277,6 +278,35 @@ def other_rows(R, targets):
                  % (fmt(e2), fmt(e1)), "%s MiB" % fmt(a2 / MIB, 1), "%s MiB" % fmt(a1 / MIB, 1),
                  "%.2f×" % ratio(a2, a1), "(the same limit on private memory, not counted)",
                  "yes" if ratio(a2, a1) <= TAILER_FLAT_MAX_GROWTH else "no"])
+    rows += mirror_rows(R, targets)
+    return rows
+
+
+def mirror_rows(R, targets):
+    """eventfold-mirror: catch-up against a plain consumer and the local append ceiling;
+    replication lag under a steady load, with three NATS nodes and with one killed."""
+    g = R.get
+    rows = []
+    rate, plain = g("mirror", "mirror_catchup_events_per_second"), g("mirror", "mirror_consume_events_per_second")
+    rows.append(["mirror catch-up into an empty replica (%s events from a 3-replica stream: checked, "
+                 "appended, fdatasync'd in batches)" % fmt(g("mirror", "mirror_events")),
+                 "%s events/s" % fmt(rate), "plain ordered consumer %s events/s" % fmt(plain),
+                 pct(ratio(rate, plain)), "—", "—"])
+    group = g("log", "log_group_appends_per_second")
+    rows.append(["mirror catch-up against the local append ceiling", "%s events/s" % fmt(rate),
+                 "log_append group commit %s appends/s" % fmt(group), pct(ratio(rate, group)), "—", "—"])
+    for tag, what in (("", "3 NATS nodes"), ("_one_node_down", "the stream's leader node killed, 2 of 3 left")):
+        p50, p99 = g("mirror", "mirror_lag%s_p50_ms" % tag), g("mirror", "mirror_lag%s_p99_ms" % tag)
+        good = p99 < MIRROR_LAG_P99_MAX_MS
+        targets.append(("replication lag p99%s" % tag.replace("_", " "), good))
+        rows.append(["replication lag, leader answer -> replica read model (Min-Position), %s; steady "
+                     "CreateOrder load %s commands/s (aimed at %s), %s samples: p50 / p99"
+                     % (what, fmt(g("mirror", "mirror_lag%s_load_commands_per_second" % tag)),
+                        fmt(g("mirror", "mirror_lag_target_rate")), fmt(g("mirror", "mirror_lag%s_samples" % tag))),
+                     "%s / %s ms" % (fmt(p50, 1), fmt(p99, 1)),
+                     "leader read-your-writes p50 %s ms" % fmt(g("http", "ryw_p50_ms"), 2),
+                     "%.1f×" % ratio(p50, g("http", "ryw_p50_ms")), "p99 < %g ms" % MIRROR_LAG_P99_MAX_MS,
+                     met(good)])
     # The relay: eventfold-relay --sink nats against a plain async publish loop (same message
     # size and headers, same window) into an R3 stream of the same three-node cluster.
     rr, rc = g("relay", "relay_events_per_s"), g("relay", "ceiling_events_per_s")
@@ -311,6 +341,8 @@ def ceiling_rows(R):
                  "%s / %s events/s" % (fmt(g("fold", "parse_events_per_second")),
                                        fmt(g("fold_orders", "parse_events_per_second")))])
     rows.append(["raw sequential write + fdatasync of the snapshot's size", "%s ms" % fmt(g("fold", "raw_write_ms"))])
+    rows.append(["plain ordered JetStream consumer (bench/bench_consume, no checks, no disk)",
+                 "%s events/s" % fmt(g("mirror", "mirror_consume_events_per_second"))])
     return rows
 
 
@@ -416,7 +448,7 @@ def main():
         "group-commit ceiling at 16 and 64. A ratio above 100% means the machine's load changed "
         "between runs.",
         "",
-        "## Read-your-writes, folding, snapshots, appends, memory",
+        "## Read-your-writes, folding, snapshots, appends, memory, replicas",
         "",
         md_table(["figure", "value", "ceiling (same run)", "ratio", "target", "met?"], t2),
         "",

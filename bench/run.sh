@@ -17,6 +17,10 @@
 #   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
 #           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
 #           read-your-writes delay under load; peak RSS of workers and tailer at the end
+#   mirror  bench/mirror_bench.py: eventfold-mirror's catch-up from a 3-node JetStream cluster
+#           beside a plain consumer (bench/bench_consume) and the log's group commit;
+#           replication lag (leader answer -> replica read model) at about 2000 commands/s,
+#           with 3 NATS nodes and with the stream's leader node killed
 #   parked  bench/parked_bench.py: plain-query p50/p99 at 64 connections with no request
 #           waiting and with EF_BENCH_PARKED parked Min-Position waits, memory per parked
 #           wait, time from a publish to the answers of parked requests
@@ -37,6 +41,9 @@
 #   EF_BENCH_ROUNDS         log benchmark repetitions, medians reported (default 3; quick 1)
 #   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
+#   EF_BENCH_MIRROR_EVENTS  events of the mirror's catch-up (default 100000; quick 20000)
+#   EF_BENCH_MIRROR_RATE    commands/s of the replication-lag load (default 2000)
+#   EF_BENCH_MIRROR_SAMPLES replication-lag samples per case (default 500; quick 150)
 #   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
 #   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
@@ -113,6 +120,8 @@ run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+run_section mirror env EF_BENCH_QUICK="$quick" EF_BENCH_OUT="$out/mirror.kv" \
+    "$PYTHON3" "$EF_SRCDIR/bench/mirror_bench.py"
 run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
     EF_BENCH_PARKED="$EF_BENCH_PARKED" "$PYTHON3" "$EF_SRCDIR/bench/parked_bench.py"
 run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"

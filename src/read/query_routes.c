@@ -317,6 +317,14 @@ static void h_metrics(struct qreq *q)
                          (double)st.dead_letters);
     server_metrics_gauge(out, "eventfold_snapshots", "Read-model snapshots kept.",
                          (double)st.snapshots);
+    if (st.replica) {
+        server_metrics_gauge(out, "eventfold_mirror_position",
+                             "Last position eventfold-mirror made durable in this replica's log.",
+                             (double)st.mirror_position);
+        server_metrics_gauge(out, "eventfold_mirror_lag_events",
+                             "The stream's last sequence as the mirror saw it, minus this "
+                             "replica's log head.", (double)st.replica_lag);
+    }
     relay_state_render_metrics(q->w->data_dir, st.head, out);
     server_respond_take(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out);
 }

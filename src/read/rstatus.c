@@ -6,9 +6,24 @@
 #include "read/rm.h"
 #include "read/snapshot.h"
 #include "relay/relay_state.h"
+#include "util/replica.h"
 #include "util/snapdir.h"
 
 #define SNAP_LIST_MAX 64
+
+/* The replica's figures; a missing or unreadable mirror.state leaves them 0 (the mirror has
+ * not run yet, or is writing it). */
+static void collect_replica(const char *data_dir, struct rstatus *st)
+{
+    st->replica = replica_marker_read(data_dir, st->replica_stream, sizeof st->replica_stream) == 1;
+    st->mirror_position = st->stream_last = st->replica_lag = 0;
+    struct replica_state rs;
+    if (!st->replica || replica_state_read(data_dir, &rs) != 0)
+        return;
+    st->mirror_position = rs.position;
+    st->stream_last = rs.stream_last;
+    st->replica_lag = rs.stream_last > st->head ? rs.stream_last - st->head : 0;
+}
 
 int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, struct rstatus *st)
 {
@@ -28,6 +43,7 @@ int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, st
     size_t n = 0;
     rc = snapshot_list(data_dir, list, SNAP_LIST_MAX, &n);
     st->snapshots = n;
+    collect_replica(data_dir, st);
     return rc;
 }
 
@@ -56,6 +72,15 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
     sbuf_json_key(out, "write_snapshots");
     if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || snapshot_render_dir(wdir, out) != 0)
         sbuf_puts(out, "[]");
+    if (st->replica) {
+        sbuf_json_key(out, "replica");
+        sbuf_putc(out, '{');
+        sbuf_json_key(out, "stream");
+        sbuf_json_cstr(out, st->replica_stream);
+        sbuf_json_key(out, "lag_events");
+        sbuf_json_u64(out, st->replica_lag);
+        sbuf_putc(out, '}');
+    }
     /* The running relays (relay_state.h): "relays": [{"sink", "position", "lag_events"}]. */
     relay_state_render_status(data_dir, st->head, out);
     sbuf_putc(out, '}');

@@ -11,6 +11,7 @@
 
 #include "server/metrics.h"
 #include "util/eflog.h"
+#include "util/replica.h"
 #include "util/xalloc.h"
 #include "write/command.h"
 #include "write/replay.h"
@@ -70,6 +71,20 @@ int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
     char path[EF_PATH_MAX + 16];
     if (check_dir("data directory", cfg->data_dir, 0, err, errlen) < 0)
         return -1;
+    /* A replica's log is a copy of the leader's, appended by eventfold-mirror alone: a
+     * command appended here would fork it from the leader's for good. */
+    char stream[REPLICA_STREAM_MAX];
+    int marked = replica_marker_read(cfg->data_dir, stream, sizeof stream);
+    if (marked != 0) {
+        if (marked > 0)
+            snprintf(err, errlen, "%s is a read replica (of the stream '%s'): commands go to "
+                     "the leader", cfg->data_dir, stream);
+        else
+            snprintf(err, errlen, "%s has an unreadable replica marker (%s/%s: %s): commands "
+                     "go to the leader", cfg->data_dir, cfg->data_dir, REPLICA_MARKER,
+                     strerror(-marked));
+        return -1;
+    }
     snprintf(path, sizeof path, "%s/log", cfg->data_dir);
     if (check_dir("log directory", path, 1, err, errlen) < 0)
         return -1;

@@ -448,11 +448,15 @@ class Cluster:
     """One private deployment. Use as a context manager or call stop()."""
 
     def __init__(self, name, workers=4, start_tailer=True, config=None, nginx_workers=2,
-                 extra_server_conf="", data_tmpfs_bytes=None):
+                 extra_server_conf="", data_tmpfs_bytes=None, leader_port=None):
         if not os.access(NGINX, os.X_OK):
             raise SkipTest("nginx not found at %s" % NGINX)
         self.name = name
         self.workers = workers
+        # A read replica (API.md section 9) when leader_port is set: eventfold-mirror in place
+        # of eventfold-command, nginx with eventfold-replica.conf proxying writes to the
+        # leader's nginx on that port.
+        self.leader_port = leader_port
         self.tmp = tempfile.mkdtemp(prefix="ef-it-%s-" % name, dir="/tmp")
         self.data = os.path.join(self.tmp, "data")
         self.cmd_sock = os.path.join(self.tmp, "command.sock")
@@ -484,7 +488,7 @@ class Cluster:
         self._start_nginx()
         # The tailer before the query workers: it creates the read model they open. (A query
         # started first must cope too, but that is not what these tests are about.)
-        self.start("command")
+        self.start("mirror" if leader_port else "command")
         if start_tailer:
             self.start("tailer")
         self.start("query")
@@ -509,9 +513,12 @@ class Cluster:
             up = f.read()
         up = up.replace("/run/eventfold/command.sock", self.cmd_sock)
         up = up.replace("/run/eventfold/query.sock", self.query_sock)
+        if self.leader_port:
+            up += "upstream eventfold_leader { server 127.0.0.1:%d; keepalive 16; }\n" % self.leader_port
         with open(os.path.join(self.tmp, "eventfold-upstream.conf"), "w") as f:
             f.write(up)
-        shutil.copy(os.path.join(conf_dir, "eventfold.conf"), os.path.join(self.tmp, "eventfold.conf.nginx"))
+        snippet = "eventfold-replica.conf" if self.leader_port else "eventfold.conf"
+        shutil.copy(os.path.join(conf_dir, snippet), os.path.join(self.tmp, "eventfold.conf.nginx"))
         params = "/etc/nginx/fastcgi_params"
         if not os.path.exists(params):
             params = os.path.join(os.path.dirname(os.path.dirname(NGINX)), "etc/nginx/fastcgi_params")
@@ -600,6 +607,10 @@ http {{
                 "--listen", "unix:" + self.query_sock, "--workers", str(self.workers)]
         if name == "tailer":
             return [binary("eventfold-tailer")] + common
+        if name == "mirror":
+            return [binary("eventfold-mirror")] + common
+        if name == "relay":
+            return [binary("eventfold-relay")] + common + ["--sink", "nats"]
         raise ValueError(name)
 
     def start(self, name):
