@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "log/log.h"
+#include "relay/relay.h"
 #include "relay/sink.h"
 #include "util/clock.h"
 #include "util/eflog.h"
@@ -68,6 +69,7 @@ struct kafka_sink {
     int failed;         /* a delivery failed: RELAY_ERETRY until the next resume() */
     int fatal_config;   /* the failure cannot heal by retrying (message too large) */
     char fail_msg[512];
+    struct relay_render render; /* the log's record, rendered for resume()'s check */
     int last_err; /* last librdkafka error logged (0: none), for one line per change */
 };
 
@@ -378,36 +380,6 @@ static int kafka_header(rd_kafka_message_t *m, const char *name, char *buf, size
     return 0;
 }
 
-/* The CRC32C of the log's record at pos, as Eventfold-Crc32c carries it. */
-static int kafka_log_crc(struct log *lg, uint64_t pos, uint32_t *crc, char *err, size_t errlen)
-{
-    struct log_reader *rd = NULL;
-    struct log_record rec;
-    int rc = log_reader_open(lg, pos, &rd);
-    if (rc == 0)
-        rc = log_reader_next(rd, log_head(lg), &rec);
-    if (rc != 1 || rec.position != pos) {
-        snprintf(err, errlen, "kafka: cannot read position %" PRIu64 " of the log: %s", pos,
-                 rc < 0 ? log_last_error(lg) : "not found");
-        log_reader_close(rd);
-        return RELAY_EFATAL;
-    }
-    struct log_event ev = {
-        .stream = rec.stream, .stream_len = rec.stream_len, .type = rec.type,
-        .type_len = rec.type_len, .schema_version = rec.schema_version,
-        .stream_version = rec.stream_version, .timestamp_ms = rec.timestamp_ms,
-        .meta = rec.meta, .meta_len = rec.meta_len, .data = rec.data, .data_len = rec.data_len,
-    };
-    size_t n = record_encoded_size(&ev);
-    unsigned char *buf = xmalloc(n);
-    record_encode(&ev, pos, buf);
-    *crc = (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 |
-           (uint32_t)buf[11] << 24;
-    free(buf);
-    log_reader_close(rd);
-    return 0;
-}
-
 /* The position the partition's message at `offset` holds, checked against the log. */
 static int kafka_check_last(struct kafka_sink *s, struct log *lg, int64_t offset, uint64_t *last,
                             char *err, size_t errlen)
@@ -417,7 +389,6 @@ static int kafka_check_last(struct kafka_sink *s, struct log *lg, int64_t offset
     if (rc)
         return rc;
     char pos_s[32], crc_s[16], *end;
-    uint32_t crc = 0;
     rc = RELAY_EFATAL;
     if (kafka_header(m, "Eventfold-Position", pos_s, sizeof pos_s) ||
         kafka_header(m, "Eventfold-Crc32c", crc_s, sizeof crc_s)) {
@@ -432,24 +403,36 @@ static int kafka_check_last(struct kafka_sink *s, struct log *lg, int64_t offset
                  offset, s->topic, pos_s);
         goto out;
     }
-    if (pos > log_head(lg)) {
+    if (pos > log_durable(lg)) {
         snprintf(err, errlen,
                  "kafka: topic %s holds position %" PRIu64 " (offset %" PRId64
-                 "), beyond the log's head %" PRIu64 ": it was fed from another log",
-                 s->topic, pos, offset, log_head(lg));
+                 "), beyond the log's durable head %" PRIu64 ": it was fed from another log",
+                 s->topic, pos, offset, log_durable(lg));
         goto out;
     }
-    rc = kafka_log_crc(lg, pos, &crc, err, errlen);
-    if (rc)
+    struct relay_event ev;
+    char why[512];
+    rc = relay_render_position(lg, pos, &s->render, &ev, why, sizeof why);
+    if (rc) {
+        snprintf(err, errlen, "kafka: checking topic %s against the log: %s", s->topic, why);
+        rc = RELAY_EFATAL;
         goto out;
-    char want[16];
-    snprintf(want, sizeof want, "%08" PRIx32, crc);
-    if (strcmp(want, crc_s) != 0) {
+    }
+    const char *want = relay_event_header(&ev, "Eventfold-Crc32c");
+    const char *key = relay_event_header(&ev, "Eventfold-Stream");
+    const char *what = NULL;
+    if (strcmp(want, crc_s) != 0)
+        what = "Eventfold-Crc32c";
+    else if (m->key_len != strlen(key) || memcmp(m->key, key, m->key_len) != 0)
+        what = "key";
+    else if (m->len != ev.body_len || memcmp(m->payload, ev.body, m->len) != 0)
+        what = "body";
+    if (what) {
         snprintf(err, errlen,
-                 "kafka: topic %s position %" PRIu64 " (offset %" PRId64
-                 ") has Eventfold-Crc32c %s, the log's record has %s: the topic disagrees "
-                 "with the log",
-                 s->topic, pos, offset, crc_s, want);
+                 "kafka: topic %s position %" PRIu64 " (offset %" PRId64 "): its %s differs "
+                 "from the log's record (Eventfold-Crc32c %s, the log's %s): the topic "
+                 "disagrees with the log",
+                 s->topic, pos, offset, what, crc_s, want);
         rc = RELAY_EFATAL;
         goto out;
     }
@@ -608,6 +591,7 @@ static void kafka_close(void *sink)
         rd_kafka_conf_destroy(s->pconf);
     if (s->cconf)
         rd_kafka_conf_destroy(s->cconf);
+    relay_render_free(&s->render);
     free(s);
 }
 

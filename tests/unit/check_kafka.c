@@ -1,7 +1,7 @@
 /* check_kafka: the Kafka sink (src/relay/sink_kafka.c) driven through its relay_sink_ops,
  * against librdkafka's mock cluster in this process (three brokers on loopback ports that
- * speak the real protocol). The relay framework is not involved: events are rendered here,
- * with the headers sink.h fixes, from a log written by the test.
+ * speak the real protocol). The relay's loop is not involved: the test renders the events
+ * of a log it writes (relay_render_event) and drives open/resume/publish/confirmed itself.
  *
  * Covered: an empty topic resumes at 0; what was sent is in partition 0 once each, in
  * order, with key and headers; a restart resumes after the partition's last message; a
@@ -23,6 +23,7 @@
 
 #include "log/log.h"
 #include "log_testutil.h"
+#include "relay/relay.h"
 #include "relay/sink.h"
 #include "util/config.h"
 #include "util/eflog.h"
@@ -99,64 +100,23 @@ static uint64_t resume_ok(void *s, struct log *lg)
     return last;
 }
 
-/* Renders record rec as the relay does (headers; the body stands in for EVENT JSON). */
-struct rendered {
-    char body[256], vals[RELAY_HEADERS][600];
-    struct relay_event ev;
-};
-
-static void render(const struct log_record *rec, struct rendered *r)
-{
-    struct log_event e = {
-        .stream = rec->stream, .stream_len = rec->stream_len, .type = rec->type,
-        .type_len = rec->type_len, .schema_version = rec->schema_version,
-        .stream_version = rec->stream_version, .timestamp_ms = rec->timestamp_ms,
-        .meta = rec->meta, .meta_len = rec->meta_len, .data = rec->data, .data_len = rec->data_len,
-    };
-    unsigned char *buf = xmalloc(record_encoded_size(&e));
-    record_encode(&e, rec->position, buf);
-    uint32_t crc = (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 |
-                   (uint32_t)buf[11] << 24;
-    free(buf);
-    static const char *const names[RELAY_HEADERS] = {
-        "Eventfold-Position", "Eventfold-Stream", "Eventfold-Type", "Eventfold-Schema-Version",
-        "Eventfold-Stream-Version", "Eventfold-Timestamp-Ms", "Eventfold-Meta", "Eventfold-Crc32c"};
-    snprintf(r->vals[0], 600, "%" PRIu64, rec->position);
-    snprintf(r->vals[1], 600, "%.*s", (int)rec->stream_len, rec->stream);
-    snprintf(r->vals[2], 600, "%.*s", (int)rec->type_len, rec->type);
-    snprintf(r->vals[3], 600, "%u", rec->schema_version);
-    snprintf(r->vals[4], 600, "%" PRIu64, rec->stream_version);
-    snprintf(r->vals[5], 600, "%" PRId64, rec->timestamp_ms);
-    snprintf(r->vals[6], 600, "%.*s", (int)rec->meta_len, rec->meta ? rec->meta : "");
-    snprintf(r->vals[7], 600, "%08" PRIx32, crc);
-    memset(&r->ev, 0, sizeof r->ev);
-    for (int i = 0; i < RELAY_HEADERS; i++) {
-        r->ev.headers[i].name = names[i];
-        r->ev.headers[i].value = r->vals[i];
-    }
-    r->ev.position = rec->position;
-    r->ev.rec = rec;
-    r->ev.record_crc = crc;
-    r->ev.body_len = (size_t)snprintf(r->body, sizeof r->body, "{\"position\":%" PRIu64 "}",
-                                      rec->position);
-    r->ev.body = r->body;
-}
-
 /* Publishes positions from..to of lg and waits (bounded) until all are confirmed.
  * Returns the sink's last code (0 when everything was confirmed). */
 static int send_range(void *s, struct log *lg, uint64_t from, uint64_t to, char *err, size_t errlen)
 {
     struct log_reader *rd;
     struct log_record rec;
-    struct rendered r;
+    struct relay_render r = {0};
+    struct relay_event ev;
     ck_assert_int_eq(log_reader_open(lg, from, &rd), 0);
     int rc = 0;
     for (uint64_t p = from; p <= to && rc == 0; p++) {
         ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
-        render(&rec, &r);
-        rc = relay_sink_kafka.publish(s, &r.ev, 5000, err, errlen);
+        ck_assert_int_eq(relay_render_event(&rec, &r, &ev, err, errlen), 0);
+        rc = relay_sink_kafka.publish(s, &ev, 5000, err, errlen);
     }
     log_reader_close(rd);
+    relay_render_free(&r);
     uint64_t conf = 0;
     time_t deadline = time(NULL) + 60;
     while (rc == 0 && conf < to && time(NULL) < deadline)
@@ -257,7 +217,7 @@ START_TEST(disagreement_stops)
     ck_assert_msg(strstr(err, "position 20 ") && strstr(err, "Eventfold-Crc32c"), "%s", err);
     /* A log shorter than the topic. */
     ck_assert_int_eq(relay_sink_kafka.resume(s, c, &last, err, sizeof err), RELAY_EFATAL);
-    ck_assert_msg(strstr(err, "position 20 ") && strstr(err, "beyond the log's head 10"), "%s", err);
+    ck_assert_msg(strstr(err, "position 20 ") && strstr(err, "beyond the log's durable head 10"), "%s", err);
     relay_sink_kafka.close(s);
     log_close(a);
     log_close(b);
