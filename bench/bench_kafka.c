@@ -3,15 +3,17 @@
  * Builds, in a temp dir, a log of EF_BENCH_KAFKA_EVENTS events (default 1 000 000; order,
  * user and item streams, a meta on every fourth), starts librdkafka's mock cluster (three
  * brokers on loopback ports, in this process) with two topics of one partition, then:
- *   - ceiling: a plain producer loop in this process sends the same messages (each record
- *     read from the log and rendered as the relay renders it: key, the eight headers, EVENT
- *     JSON) to topic "ceiling" with the sink's producer settings (idempotence, acks=all,
- *     linger.ms=5), until every delivery report is in;
- *   - relay: the real eventfold-relay --sink kafka on that data directory, to topic "relay",
+ *   - ceiling: a plain producer loop in a child process (forked before the mock's threads
+ *     exist, so that it runs beside the mock as the relay does) sends the same messages
+ *     (each record read from the log and rendered as the relay renders it: key, the eight
+ *     headers, EVENT JSON) to a fresh topic with the sink's producer settings (idempotence,
+ *     acks=all, linger.ms=5), until every delivery report is in;
+ *   - relay: the real eventfold-relay --sink kafka on that data directory, to a fresh topic,
  *     from its start until its state file (DATA/relay-kafka.state) says the last position
  *     is confirmed (the file is rewritten every 200 ms at most: the figure is that much
  *     pessimistic at worst).
- * One line on stdout:
+ * Two rounds of both, interleaved (ceiling, relay, ceiling, relay); the better of each is
+ * kept. One line on stdout:
  *   kafka_events=N kafka_ceiling_seconds=C kafka_ceiling_events_per_second=A
  *   kafka_relay_seconds=R kafka_relay_events_per_second=B kafka_relay_ratio=B/A
  * The mock keeps only the last 5 MB of a partition, so memory stays small. The temp dir is
@@ -112,7 +114,7 @@ static void dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 /* The ceiling: the same messages, the sink's settings, no relay around the producer. */
-static double ceiling(const char *logdir, const char *bootstrap, uint64_t n)
+static double ceiling(const char *logdir, const char *bootstrap, const char *topic, uint64_t n)
 {
     char err[512];
     static const char *const props[][2] = {
@@ -131,11 +133,12 @@ static double ceiling(const char *logdir, const char *bootstrap, uint64_t n)
     struct log_options ro = {.read_only = 1};
     if (log_open(logdir, &ro, &lg) != 0)
         die(log_last_error(NULL));
+    delivered = failed = 0;
     double t0 = now_s();
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
     if (!rk)
         die(err);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, "ceiling", NULL);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     struct log_reader *rd;
     struct log_record rec;
     struct relay_render r = {0};
@@ -160,8 +163,7 @@ static double ceiling(const char *logdir, const char *bootstrap, uint64_t n)
             rd_kafka_poll(rk, 10);
         if (e)
             die(rd_kafka_err2str(e));
-        if (i % 1024 == 0)
-            rd_kafka_poll(rk, 0);
+        rd_kafka_poll(rk, 0); /* delivery reports, as librdkafka's examples do */
     }
     while (delivered + failed < n)
         rd_kafka_poll(rk, 100);
@@ -176,8 +178,65 @@ static double ceiling(const char *logdir, const char *bootstrap, uint64_t n)
     return t;
 }
 
+/* Forks the ceiling's process now, while this one has no threads: it reads the bootstrap
+ * servers on one pipe (fds[0]), then one byte per run (the run's number), and answers each
+ * run's time on the other pipe (fds[3]). */
+static void ceiling_fork(int fds[4], const char *logdir, uint64_t n)
+{
+    if (pipe(fds) != 0 || pipe(fds + 2) != 0)
+        die("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid > 0) {
+        close(fds[0]);
+        close(fds[3]);
+        return;
+    }
+    close(fds[1]);
+    close(fds[2]);
+    char bootstrap[1024], topic[32];
+    ssize_t k = read(fds[0], bootstrap, sizeof bootstrap - 1);
+    if (k <= 0)
+        _exit(1);
+    bootstrap[k] = '\0';
+    unsigned char run;
+    while (read(fds[0], &run, 1) == 1) {
+        snprintf(topic, sizeof topic, "ceiling%u", run);
+        double t = ceiling(logdir, bootstrap, topic, n);
+        if (write(fds[3], &t, sizeof t) != (ssize_t)sizeof t)
+            _exit(1);
+    }
+    _exit(0);
+}
+
+static void ceiling_start(int fds[4], const char *bootstrap)
+{
+    if (write(fds[1], bootstrap, strlen(bootstrap)) != (ssize_t)strlen(bootstrap))
+        die("pipe write");
+    struct timespec ts = {0, 100 * 1000000}; /* the bootstrap string arrives alone */
+    nanosleep(&ts, NULL);
+}
+
+static double ceiling_run(int fds[4], unsigned char run)
+{
+    double t;
+    if (write(fds[1], &run, 1) != 1 || read(fds[2], &t, sizeof t) != (ssize_t)sizeof t)
+        die("the ceiling's process failed");
+    return t;
+}
+
+static void ceiling_end(int fds[4])
+{
+    int status;
+    close(fds[1]);
+    close(fds[2]);
+    if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("the ceiling's process failed");
+}
+
 /* The real relay, from its start to the state file saying position n. */
-static double relay(const char *tmp, const char *data, const char *bootstrap, uint64_t n)
+static double relay(const char *tmp, const char *data, const char *bootstrap, int run, uint64_t n)
 {
     char conf[4200], relay_path[4200], out[4200];
     const char *bd = getenv("EF_BUILDDIR");
@@ -185,8 +244,14 @@ static double relay(const char *tmp, const char *data, const char *bootstrap, ui
     snprintf(conf, sizeof conf, "%s/eventfold.conf", tmp);
     snprintf(out, sizeof out, "%s/relay.log", tmp);
     FILE *f = fopen(conf, "w");
-    if (!f || fprintf(f, "kafka_brokers = %s\nkafka_topic = relay\n", bootstrap) < 0 || fclose(f) != 0)
+    if (!f || fprintf(f, "kafka_brokers = %s\nkafka_topic = relay%d\n", bootstrap, run) < 0 ||
+        fclose(f) != 0)
         die("cannot write the relay's config file");
+    /* The previous run's progress: advisory, the relay asks the topic; removed so that the
+     * wait below sees this run's. */
+    char state[4300];
+    snprintf(state, sizeof state, "%s/relay-kafka.state", data);
+    unlink(state);
     double t0 = now_s();
     pid_t pid = fork();
     if (pid < 0)
@@ -245,19 +310,33 @@ int main(void)
     build_log(logdir, n);
     fprintf(stderr, "bench_kafka: log of %" PRIu64 " events built in %.1f s\n", n, now_s() - tb);
 
+    int fds[4];
+    ceiling_fork(fds, logdir, n);
     rd_kafka_conf_t *mc = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(mc, quiet);
     rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc, err, sizeof err);
     rd_kafka_mock_cluster_t *mock = mrk ? rd_kafka_mock_cluster_new(mrk, 3) : NULL;
-    if (!mock || rd_kafka_mock_topic_create(mock, "ceiling", 1, 3) ||
-        rd_kafka_mock_topic_create(mock, "relay", 1, 3))
+    if (!mock)
         die("cannot start the mock cluster");
+    static const char *const topics[] = {"ceiling1", "ceiling2", "relay1", "relay2"};
+    for (int i = 0; i < 4; i++)
+        if (rd_kafka_mock_topic_create(mock, topics[i], 1, 3))
+            die("cannot create the mock's topics");
     const char *bootstrap = rd_kafka_mock_cluster_bootstraps(mock);
 
-    double c = ceiling(logdir, bootstrap, n);
-    fprintf(stderr, "bench_kafka: ceiling %.2f s\n", c);
-    double r = relay(tmp, data, bootstrap, n);
-    fprintf(stderr, "bench_kafka: relay %.2f s\n", r);
+    /* Two rounds, interleaved, the better of each kept: the first run on a fresh mock is
+     * slower whichever it is, and the machine is shared. */
+    ceiling_start(fds, bootstrap);
+    double c = 1e9, r = 1e9;
+    for (int run = 1; run <= 2; run++) {
+        double t = ceiling_run(fds, (unsigned char)run);
+        fprintf(stderr, "bench_kafka: round %d: ceiling %.2f s\n", run, t);
+        c = t < c ? t : c;
+        t = relay(tmp, data, bootstrap, run, n);
+        fprintf(stderr, "bench_kafka: round %d: relay %.2f s\n", run, t);
+        r = t < r ? t : r;
+    }
+    ceiling_end(fds);
     printf("kafka_events=%" PRIu64 " kafka_ceiling_seconds=%.2f kafka_ceiling_events_per_second=%.0f "
            "kafka_relay_seconds=%.2f kafka_relay_events_per_second=%.0f kafka_relay_ratio=%.3f\n",
            n, c, (double)n / c, r, (double)n / r, c / r);

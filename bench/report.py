@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "wsnap", "tailer", "http")
+SECTIONS = ("meta", "log", "fold", "wsnap", "kafka", "tailer", "http")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -26,6 +26,7 @@ RYW_P99_MAX_MS = 5.0
 FOLD_MIN_RATE = 200000.0
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
+KAFKA_MIN_RATIO = 0.70      # relay into Kafka, of a plain librdkafka producer loop
 
 
 class Missing(Exception):
@@ -185,6 +186,14 @@ def other_rows(R, targets):
                  "%.1f× faster" % ratio(full, rest), "—", "—"])
     rows.append(["write-model snapshot time / size", "%s ms / %s MiB" % (fmt(g("wsnap", "snapshot_ms")),
                  fmt(g("wsnap", "snapshot_bytes") / MIB / MIB, 1)), "—", "—", "—", "—"])
+    # The Kafka sink: the real relay against a plain producer loop of the same messages.
+    kr, kc = g("kafka", "kafka_relay_events_per_second"), g("kafka", "kafka_ceiling_events_per_second")
+    good = ratio(kr, kc) >= KAFKA_MIN_RATIO
+    targets.append(("relay to Kafka", good))
+    rows.append(["eventfold-relay --sink kafka, %s events into the mock cluster (better of 2 runs)"
+                 % fmt(g("kafka", "kafka_events")), "%s events/s" % fmt(kr),
+                 "plain librdkafka producer loop %s events/s" % fmt(kc), pct(ratio(kr, kc)),
+                 "≥ %d%% of the producer loop" % (100 * KAFKA_MIN_RATIO), met(good)])
     # Appends through the log vs the raw ceilings.
     rows.append(["log_append, single writer", "%s appends/s" % fmt(g("log", "log_single_appends_per_second")),
                  "raw pwrite+fdatasync %s /s" % fmt(g("log", "raw_appends_per_second")),

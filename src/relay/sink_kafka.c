@@ -218,15 +218,14 @@ static int kafka_conf_producer(struct kafka_sink *s, const struct ef_config *cfg
 
 /* The consumer that reads the partition's last message at resume(): the same connection
  * settings (kafka.* lines; librdkafka ignores the producer-only ones for a consumer, with a
- * debug-level line), no offsets committed, no group joined (assign() only). */
+ * debug-level line), the simple consumer without a group, no offsets stored. */
 static int kafka_conf_consumer(struct kafka_sink *s, const struct ef_config *cfg, char *err,
                                size_t errlen)
 {
     static const char *const fixed[][2] = {
-        {"client.id", "eventfold-relay-resume"}, {"group.id", "eventfold-relay-resume"},
-        {"enable.auto.commit", "false"},         {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "error"},          {"enable.partition.eof", "false"},
-        {"isolation.level", "read_uncommitted"},
+        {"client.id", "eventfold-relay-resume"}, {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},   {"auto.offset.reset", "error"},
+        {"enable.partition.eof", "false"},       {"isolation.level", "read_uncommitted"},
     };
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     s->cconf = c;
@@ -329,27 +328,31 @@ static int kafka_check_topic(struct kafka_sink *s, char *err, size_t errlen)
     return rc;
 }
 
-/* Reads the message at `offset` of partition 0 into *out (caller destroys it). */
+/* Reads the message at `offset` of partition 0 into *out (caller destroys it), with the
+ * simple consumer (consume_start/consume): no group, so nothing at the group coordinator
+ * (no ACL on a group needed, no group shared between relays). */
 static int kafka_fetch(struct kafka_sink *s, int64_t offset, rd_kafka_message_t **out, char *err,
                        size_t errlen)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, s->topic, 0)->offset = offset;
-    rd_kafka_resp_err_t e = rd_kafka_assign(s->consumer, l);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->consumer, s->topic, NULL);
     int rc = RELAY_ERETRY;
     *out = NULL;
-    if (e) {
-        snprintf(err, errlen, "kafka: cannot read topic %s: %s", s->topic, rd_kafka_err2str(e));
+    if (!rkt || rd_kafka_consume_start(rkt, 0, offset) != 0) {
+        snprintf(err, errlen, "kafka: cannot read topic %s: %s", s->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
         return rc;
     }
     snprintf(err, errlen, "kafka: timed out reading offset %" PRId64 " of topic %s", offset,
              s->topic);
     int64_t deadline = kafka_now_ms() + KAFKA_FETCH_TIMEOUT_MS;
     while (!*out && kafka_now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 100);
-        if (!m)
+        rd_kafka_message_t *m = rd_kafka_consume(rkt, 0, 100);
+        if (!m) {
+            rd_kafka_poll(s->consumer, 0); /* error callbacks */
             continue;
+        }
         if (m->err) {
             snprintf(err, errlen, "kafka: reading offset %" PRId64 " of topic %s: %s", offset,
                      s->topic, rd_kafka_message_errstr(m));
@@ -362,7 +365,8 @@ static int kafka_fetch(struct kafka_sink *s, int64_t offset, rd_kafka_message_t 
         } else
             rd_kafka_message_destroy(m);
     }
-    rd_kafka_assign(s->consumer, NULL);
+    rd_kafka_consume_stop(rkt, 0);
+    rd_kafka_topic_destroy(rkt);
     return rc;
 }
 
@@ -583,10 +587,8 @@ static void kafka_close(void *sink)
     if (s->rk && !s->failed)
         rd_kafka_flush(s->rk, KAFKA_FLUSH_TIMEOUT_MS);
     kafka_drop_producer(s);
-    if (s->consumer) {
-        rd_kafka_consumer_close(s->consumer);
+    if (s->consumer)
         rd_kafka_destroy(s->consumer);
-    }
     if (s->pconf)
         rd_kafka_conf_destroy(s->pconf);
     if (s->cconf)
