@@ -16,6 +16,8 @@
  * kept. One line on stdout:
  *   kafka_events=N kafka_ceiling_seconds=C kafka_ceiling_events_per_second=A
  *   kafka_relay_seconds=R kafka_relay_events_per_second=B kafka_relay_ratio=B/A
+ *   kafka_ceiling_cpu_seconds=X kafka_relay_cpu_seconds=Y (CPU time of each producer's
+ *   process during its run; the mock's brokers are not in either)
  * The mock keeps only the last 5 MB of a partition, so memory stays small. The temp dir is
  * removed at the end. Usage: bench_kafka (EF_BUILDDIR names the build tree).
  */
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +51,19 @@ static void die(const char *what)
 static double now_s(void)
 {
     return (double)ef_mono_ns() / 1e9;
+}
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static double cpu_self_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        die("getrusage");
+    return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
 }
 
 static void quiet(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {}
@@ -114,7 +130,8 @@ static void dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 /* The ceiling: the same messages, the sink's settings, no relay around the producer. */
-static double ceiling(const char *logdir, const char *bootstrap, const char *topic, uint64_t n)
+static double ceiling(const char *logdir, const char *bootstrap, const char *topic, uint64_t n,
+                      double *cpu)
 {
     char err[512];
     static const char *const props[][2] = {
@@ -134,7 +151,7 @@ static double ceiling(const char *logdir, const char *bootstrap, const char *top
     if (log_open(logdir, &ro, &lg) != 0)
         die(log_last_error(NULL));
     delivered = failed = 0;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_self_s();
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
     if (!rk)
         die(err);
@@ -168,6 +185,7 @@ static double ceiling(const char *logdir, const char *bootstrap, const char *top
     while (delivered + failed < n)
         rd_kafka_poll(rk, 100);
     double t = now_s() - t0;
+    *cpu = cpu_self_s() - c0;
     if (failed)
         die("the ceiling producer had failed deliveries");
     log_reader_close(rd);
@@ -203,8 +221,9 @@ static void ceiling_fork(int fds[4], const char *logdir, uint64_t n)
     unsigned char run;
     while (read(fds[0], &run, 1) == 1) {
         snprintf(topic, sizeof topic, "ceiling%u", run);
-        double t = ceiling(logdir, bootstrap, topic, n);
-        if (write(fds[3], &t, sizeof t) != (ssize_t)sizeof t)
+        double t[2];
+        t[0] = ceiling(logdir, bootstrap, topic, n, &t[1]);
+        if (write(fds[3], t, sizeof t) != (ssize_t)sizeof t)
             _exit(1);
     }
     _exit(0);
@@ -218,12 +237,13 @@ static void ceiling_start(int fds[4], const char *bootstrap)
     nanosleep(&ts, NULL);
 }
 
-static double ceiling_run(int fds[4], unsigned char run)
+static double ceiling_run(int fds[4], unsigned char run, double *cpu)
 {
-    double t;
-    if (write(fds[1], &run, 1) != 1 || read(fds[2], &t, sizeof t) != (ssize_t)sizeof t)
+    double t[2];
+    if (write(fds[1], &run, 1) != 1 || read(fds[2], t, sizeof t) != (ssize_t)sizeof t)
         die("the ceiling's process failed");
-    return t;
+    *cpu = t[1];
+    return t[0];
 }
 
 static void ceiling_end(int fds[4])
@@ -236,7 +256,8 @@ static void ceiling_end(int fds[4])
 }
 
 /* The real relay, from its start to the state file saying position n. */
-static double relay(const char *tmp, const char *data, const char *bootstrap, int run, uint64_t n)
+static double relay(const char *tmp, const char *data, const char *bootstrap, int run, uint64_t n,
+                    double *cpu)
 {
     char conf[4200], relay_path[4200], out[4200];
     const char *bd = getenv("EF_BUILDDIR");
@@ -278,9 +299,11 @@ static double relay(const char *tmp, const char *data, const char *bootstrap, in
             die("the relay did not reach the head in 30 minutes");
     }
     double t = now_s() - t0;
+    struct rusage ru;
     kill(pid, SIGTERM);
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         die("eventfold-relay did not exit 0 after SIGTERM");
+    *cpu = tv_s(ru.ru_utime) + tv_s(ru.ru_stime); /* its whole life: start and stop included */
     return t;
 }
 
@@ -327,19 +350,22 @@ int main(void)
     /* Two rounds, interleaved, the better of each kept: the first run on a fresh mock is
      * slower whichever it is, and the machine is shared. */
     ceiling_start(fds, bootstrap);
-    double c = 1e9, r = 1e9;
+    double c = 1e9, r = 1e9, ccpu = 0, rcpu = 0, cpu;
     for (int run = 1; run <= 2; run++) {
-        double t = ceiling_run(fds, (unsigned char)run);
-        fprintf(stderr, "bench_kafka: round %d: ceiling %.2f s\n", run, t);
-        c = t < c ? t : c;
-        t = relay(tmp, data, bootstrap, run, n);
-        fprintf(stderr, "bench_kafka: round %d: relay %.2f s\n", run, t);
-        r = t < r ? t : r;
+        double t = ceiling_run(fds, (unsigned char)run, &cpu);
+        fprintf(stderr, "bench_kafka: round %d: ceiling %.2f s, CPU %.2f s\n", run, t, cpu);
+        if (t < c)
+            c = t, ccpu = cpu;
+        t = relay(tmp, data, bootstrap, run, n, &cpu);
+        fprintf(stderr, "bench_kafka: round %d: relay %.2f s, CPU %.2f s\n", run, t, cpu);
+        if (t < r)
+            r = t, rcpu = cpu;
     }
     ceiling_end(fds);
     printf("kafka_events=%" PRIu64 " kafka_ceiling_seconds=%.2f kafka_ceiling_events_per_second=%.0f "
-           "kafka_relay_seconds=%.2f kafka_relay_events_per_second=%.0f kafka_relay_ratio=%.3f\n",
-           n, c, (double)n / c, r, (double)n / r, c / r);
+           "kafka_relay_seconds=%.2f kafka_relay_events_per_second=%.0f kafka_relay_ratio=%.3f "
+           "kafka_ceiling_cpu_seconds=%.2f kafka_relay_cpu_seconds=%.2f\n",
+           n, c, (double)n / c, r, (double)n / r, c / r, ccpu, rcpu);
     rd_kafka_mock_cluster_destroy(mock);
     rd_kafka_destroy(mrk);
     rmtree(tmp);

@@ -536,7 +536,7 @@ static int kafka_publish(void *sink, const struct relay_event *ev, int timeout_m
     if (rc)
         return rc;
     rd_kafka_headers_t *h = kafka_headers(ev);
-    int64_t deadline = kafka_now_ms() + timeout_ms;
+    int64_t deadline = 0; /* set at the first full queue */
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(0),
@@ -546,6 +546,8 @@ static int kafka_publish(void *sink, const struct relay_event *ev, int timeout_m
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)ev->position), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && deadline == 0)
+            deadline = kafka_now_ms() + timeout_ms;
         int64_t left = deadline - kafka_now_ms();
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || left <= 0) {
             rd_kafka_headers_destroy(h);

@@ -2,7 +2,8 @@
 """eventfold-relay --sink kafka under faults (API.md section 9), against librdkafka's mock
 cluster (three brokers on loopback ports, tests/kafka/ef-kafka-mock): a steady command load
 on the leader while the relay is killed with SIGKILL at random moments, brokers go down and
-come back (one, then all), the partition's leader moves, and produce requests fail with
+come back (one, then all), brokers answer late while it is killed (requests in flight between
+send and delivery report), the partition's leader moves, and produce requests fail with
 NOT_ENOUGH_REPLICAS and REQUEST_TIMED_OUT. At the end kcat (an ordinary Kafka consumer)
 reads partition 0: after the consumer's rule of the README (skip positions <= the last one
 seen) it holds exactly positions 1..head, in order, each message's key, headers and body
@@ -53,12 +54,24 @@ def relay_entry(c):
 
 def fault(c, mk, rnd, i):
     """One fault, chosen at random; each kind is also forced once by the caller's order."""
-    kinds = ["kill", "broker", "leader", "errors", "all-down"]
+    kinds = ["kill", "slow-kill", "broker", "leader", "errors", "all-down"]
     kind = kinds[i] if i < len(kinds) else rnd.choice(kinds)
     if kind == "kill":
         log("kill -9 relay")
         c.kill("relay")
         start_relay(c)
+    elif kind == "slow-kill":
+        # Brokers answer 800 ms late (the mock appends at once, the answer waits): a kill
+        # now lands between sends and their delivery reports, with requests in flight.
+        log("brokers answer 800 ms late; kill -9 relay with requests in flight")
+        for b in (1, 2, 3):
+            mk.cmd("rtt %d 800" % b)
+        time.sleep(rnd.uniform(0.3, 1.5))
+        c.kill("relay")
+        start_relay(c)
+        time.sleep(rnd.uniform(0.5, 1.5))
+        for b in (1, 2, 3):
+            mk.cmd("rtt %d 0" % b)
     elif kind == "broker":
         b = rnd.randint(1, 3)
         log("broker %d down" % b)
