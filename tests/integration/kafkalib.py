@@ -2,17 +2,13 @@
 librdkafka's mock brokers on loopback ports, driven through its stdin), reading a topic's
 partition 0 with kcat, and checking that it holds the log."""
 
-import glob
 import json
 import os
 import shutil
-import struct
 import subprocess
-import time
 
-from harness import binary, check, log
-
-RECORD_MAGIC = 0x31524645  # "EFR1"
+from harness import check, log
+from relaylib import record_crcs
 
 
 class MockKafka:
@@ -53,14 +49,6 @@ class MockKafka:
                 self.p.wait(timeout=10)
 
 
-def start_relay(c, name="relay"):
-    """eventfold-relay --sink kafka on the cluster's data directory and config file."""
-    argv = [binary("eventfold-relay"), "--data", c.data, "--sink", "kafka"]
-    if c.config_path:
-        argv += ["--config", c.config_path]
-    return c._spawn(name, argv)
-
-
 def kcat_messages(bootstrap, topic, timeout=120):
     """Every message of partition 0, from the beginning to the end, read with kcat -J (an
     ordinary Kafka tool): a list of dicts with offset, key, payload and headers (a dict)."""
@@ -75,24 +63,6 @@ def kcat_messages(bootstrap, topic, timeout=120):
         h = m.get("headers") or []
         m["headers"] = dict(zip(h[0::2], h[1::2]))
         out.append(m)
-    return out
-
-
-def record_crcs(data_dir, upto):
-    """{position: crc} for records 1..upto, read from DATA/log/*.seg."""
-    out = {}
-    for seg in sorted(glob.glob(os.path.join(data_dir, "log", "*.seg"))):
-        with open(seg, "rb") as f:
-            buf = f.read()
-        off = 0
-        while off + 56 <= len(buf):
-            magic, length, crc = struct.unpack_from("<III", buf, off)
-            if magic != RECORD_MAGIC or length < 56:
-                break
-            (position,) = struct.unpack_from("<Q", buf, off + 16)
-            if position <= upto:
-                out[position] = crc
-            off += length
     return out
 
 

@@ -20,9 +20,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Cluster, check, expect, log, run  # noqa: E402
-from kafkalib import MockKafka, check_topic_matches_log, kcat_messages, start_relay  # noqa: E402
+from kafkalib import MockKafka, check_topic_matches_log, kcat_messages  # noqa: E402
+from relaylib import start_relay as start_relay_sink  # noqa: E402
+
 
 TOPIC = "eventfold.events"
+
+
+def start_relay(c):
+    return start_relay_sink(c, sink="kafka")
 
 
 def load(c, t, stop, counts):
