@@ -71,12 +71,19 @@ def apply_rule(msgs):
     <= the last position applied. Returns (messages kept, duplicates skipped); a kept message
     that is not the next position is a gap or a reordering: a failure."""
     kept, dups, last = [], 0, 0
-    for m in msgs:
-        p = int(m["headers"]["Eventfold-Position"])
+    pos = [int(m["headers"]["Eventfold-Position"]) for m in msgs]
+    for i, m in enumerate(msgs):
+        p = pos[i]
         if p <= last:
             dups += 1
             continue
-        check(p == last + 1, "offset %d: position %d after %d (a gap)" % (m["offset"], p, last))
+        later = [j for j in range(i + 1, len(msgs)) if pos[j] == last + 1]
+        check(p == last + 1, "offset %d: position %d after %d (a gap; position %d is %s; "
+              "positions at offsets %d..%d: %s)"
+              % (m["offset"], p, last, last + 1,
+                 "at offset %d" % msgs[later[0]]["offset"] if later else "nowhere",
+                 msgs[max(0, i - 5)]["offset"], msgs[min(len(msgs), i + 15) - 1]["offset"],
+                 pos[max(0, i - 5):i + 15]))
         kept.append(m)
         last = p
     return kept, dups
