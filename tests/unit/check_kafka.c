@@ -62,12 +62,14 @@ static void teardown(void)
     rd_kafka_destroy(mock_rk);
 }
 
-/* A log of n records under base (one directory per test process); logs made with another
- * pad hold different records at the same positions. */
+/* A log of n records in a directory of its own under base (also with CK_FORK=no, where the
+ * tests share a process); logs made with another pad hold different records at the same
+ * positions. */
 static struct log *newlog(const char *name, uint64_t n, size_t pad)
 {
+    static unsigned seq;
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s-%ld", base, name, (long)getpid());
+    snprintf(path, sizeof path, "%s/%s-%ld-%u", base, name, (long)getpid(), seq++);
     struct log *lg = lt_open(path, 0);
     if (n)
         lt_append_batch(lg, 1, n, pad);
