@@ -329,6 +329,40 @@ START_TEST(faults_while_sending)
 }
 END_TEST
 
+/* A produce error the idempotent producer cannot retry (OUT_OF_ORDER_SEQUENCE_NUMBER, as after
+ * brokers lost acknowledged messages) stops that producer: confirmed() says RELAY_ERETRY, and
+ * a resume with a new producer from the partition's end completes the topic exactly. */
+START_TEST(fatal_error_resumes)
+{
+    struct ef_config cfg;
+    char err[512];
+    struct log *lg = newlog("a", 400, 40);
+    config(&cfg, "t");
+    ck_assert_int_eq(ef_config_set(&cfg, "kafka.max.in.flight.requests.per.connection", "1", err,
+                                   sizeof err), 0);
+    void *s = open_sink(&cfg);
+    ck_assert_uint_eq(resume_ok(s, lg), 0);
+    ck_assert_int_eq(send_range(s, lg, 1, 200, err, sizeof err), 0);
+    rd_kafka_mock_push_request_errors(mock, 0, 1, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    int retries = 0;
+    uint64_t last = 200;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int rc = send_range(s, lg, last + 1, 400, err, sizeof err);
+        if (rc == 0)
+            break;
+        ck_assert_msg(rc == RELAY_ERETRY, "%d %s", rc, err);
+        ck_assert_msg(strstr(err, "position 201 "), "%s", err);
+        retries++;
+        last = resume_ok(s, lg);
+        ck_assert_uint_le(last, 400);
+    }
+    ck_assert_msg(retries > 0, "the injected error did not stop the producer");
+    relay_sink_kafka.close(s);
+    check_topic("t", lg, 400);
+    log_close(lg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("kafka");
@@ -342,6 +376,7 @@ static Suite *suite(void)
     tcase_add_test(tc, bad_properties);
     tcase_add_test(tc, unreachable);
     tcase_add_test(tc, faults_while_sending);
+    tcase_add_test(tc, fatal_error_resumes);
     suite_add_tcase(s, tc);
     return s;
 }
