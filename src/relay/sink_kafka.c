@@ -26,8 +26,9 @@
  *    twice; nothing is missing and first occurrences stay in order. Consumers skip any
  *    message whose Eventfold-Position is <= the last position they applied (README).
  *
- * Threading: everything runs on the relay's thread; librdkafka calls the delivery, error
- * and log callbacks from rd_kafka_poll()/rd_kafka_flush() on that thread.
+ * Threading: the sink runs on the relay's thread; librdkafka calls the delivery and error
+ * callbacks from rd_kafka_poll()/rd_kafka_flush() on that thread, so the sink's state needs
+ * no lock. Only the log callback comes from librdkafka's threads (eflog is thread-safe).
  */
 #include <librdkafka/rdkafka.h>
 
@@ -61,7 +62,7 @@ struct kafka_sink {
     rd_kafka_conf_t *cconf; /* the same for the consumer that reads the partition's end */
     rd_kafka_t *rk;         /* producer; NULL until resume() */
     rd_kafka_topic_t *rkt;  /* rk's handle of the topic */
-    rd_kafka_t *consumer;   /* created at the first resume(), kept */
+    rd_kafka_t *consumer;   /* reads the partition's end; lives only inside resume() */
     /* Delivery state of the current producer. Invariant: delivered <= sent, and every
      * position in (resumed, delivered] was reported delivered, in order, exactly once. */
     uint64_t sent;      /* last position handed to librdkafka */
@@ -451,14 +452,6 @@ out:
 static int kafka_find_last(struct kafka_sink *s, struct log *lg, uint64_t *last, char *err,
                            size_t errlen)
 {
-    char why[512];
-    if (!s->consumer) {
-        s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, rd_kafka_conf_dup(s->cconf), why, sizeof why);
-        if (!s->consumer) {
-            snprintf(err, errlen, "kafka: cannot create the consumer: %s", why);
-            return RELAY_EFATAL;
-        }
-    }
     int64_t lo, hi;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(s->consumer, s->topic, 0, &lo, &hi, KAFKA_META_TIMEOUT_MS);
@@ -481,6 +474,24 @@ static int kafka_find_last(struct kafka_sink *s, struct log *lg, uint64_t *last,
     return kafka_check_last(s, lg, hi - 1, last, err, errlen);
 }
 
+/* A consumer for one resume: created and destroyed there, so that between resumes it holds
+ * no connections and queues no stale errors. */
+static int kafka_find_last_once(struct kafka_sink *s, struct log *lg, uint64_t *last, char *err,
+                                size_t errlen)
+{
+    char why[512];
+    s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, rd_kafka_conf_dup(s->cconf), why, sizeof why);
+    if (!s->consumer) {
+        snprintf(err, errlen, "kafka: cannot create the consumer: %s", why);
+        return RELAY_EFATAL;
+    }
+    int rc = kafka_find_last(s, lg, last, err, errlen);
+    rd_kafka_poll(s->consumer, 0); /* its error callbacks, before it goes */
+    rd_kafka_destroy(s->consumer);
+    s->consumer = NULL;
+    return rc;
+}
+
 static int kafka_resume(void *sink, struct log *lg, uint64_t *last, char *err, size_t errlen)
 {
     struct kafka_sink *s = sink;
@@ -493,7 +504,7 @@ static int kafka_resume(void *sink, struct log *lg, uint64_t *last, char *err, s
     if (rc == 0)
         rc = kafka_check_topic(s, err, errlen);
     if (rc == 0)
-        rc = kafka_find_last(s, lg, last, err, errlen);
+        rc = kafka_find_last_once(s, lg, last, err, errlen);
     if (rc)
         return rc;
     s->sent = s->delivered = *last;
@@ -532,9 +543,8 @@ static int kafka_publish(void *sink, const struct relay_event *ev, int timeout_m
     struct kafka_sink *s = sink;
     assert(s->rk);
     assert(ev->position == s->sent + 1);
-    int rc = kafka_failed(s, err, errlen);
-    if (rc)
-        return rc;
+    if (s->failed) /* a fatal producer error is found by confirmed(), once per batch */
+        return kafka_failed(s, err, errlen);
     rd_kafka_headers_t *h = kafka_headers(ev);
     int64_t deadline = 0; /* set at the first full queue */
     for (;;) {
@@ -589,8 +599,7 @@ static void kafka_close(void *sink)
     if (s->rk && !s->failed)
         rd_kafka_flush(s->rk, KAFKA_FLUSH_TIMEOUT_MS);
     kafka_drop_producer(s);
-    if (s->consumer)
-        rd_kafka_destroy(s->consumer);
+    assert(!s->consumer);
     if (s->pconf)
         rd_kafka_conf_destroy(s->pconf);
     if (s->cconf)
