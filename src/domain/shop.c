@@ -67,7 +67,11 @@ static int decide_deposit(const struct command *c, const struct shop_view *v, st
 {
     if (!v->user_found)
         return not_found(p, "user", c->id);
-    int64_t after;
+    /* Every money total of the read models is bounded by the sum of all deposits
+     * (doc/events.md, "Money"): keeping that sum in 64 bits keeps them all there. */
+    int64_t after, total;
+    if (__builtin_add_overflow(v->deposited, c->amount, &total))
+        return overflow(p, "amount_cents", "the total of all deposits");
     if (__builtin_add_overflow(v->user.balance, c->amount, &after))
         return overflow(p, "amount_cents", "the balance");
     begin(ev, EV_FUNDS_DEPOSITED, c, v->user.version);

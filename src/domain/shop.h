@@ -23,6 +23,7 @@
 struct shop_view {
     int user_found;
     struct user_state user;     /* RegisterUser/Deposit: the id; Pay/Cancel/CreateOrder: the order's user */
+    int64_t deposited;          /* Deposit: the sum of all deposits so far (write/model.h) */
     int item_found;
     struct item_state item;     /* AddItem/Restock */
     int order_found;

@@ -56,18 +56,22 @@ int log_open(const char *dir, const struct log_options *opt, struct log **out)
 {
     struct log *lg = xcalloc(1, sizeof *lg);
     lg->dir = xstrdup(dir);
-    lg->read_only = opt && opt->read_only;
+    lg->read_only = opt && (opt->read_only || opt->follow);
     lg->salvage = lg->read_only && opt->salvage;
     lg->segment_bytes = opt && opt->segment_bytes ? opt->segment_bytes : LOG_DEFAULT_SEGMENT_BYTES;
     lg->users_fd = -1;
     lg->app.fd = -1;
     lg->syn.fd = -1;
     int err = ensure_dir(lg);
+    if (err == -ENOENT && opt && opt->follow)
+        err = 0; /* an empty log until a writer creates it */
     if (err) {
         log_set_error(lg, "cannot open log directory %s: %s", dir, strerror(-err));
         goto fail;
     }
-    if (lg->read_only) {
+    if (opt && opt->follow) {
+        err = log_follow_open(lg);
+    } else if (lg->read_only) {
         uint64_t seg, off;
         err = log_scan_head(lg, &lg->ro_head, &seg, &off);
     } else {
@@ -91,6 +95,7 @@ void log_close(struct log *lg)
     log_segfd_close(&lg->app);
     log_segfd_close(&lg->syn);
     log_control_close(lg);
+    log_follow_close(lg);
     free(lg->enc);
     free(lg->dir);
     free(lg);
@@ -102,6 +107,8 @@ const char *log_damage(const struct log *lg) { return lg->damage[0] ? lg->damage
 
 uint64_t log_head(const struct log *lg)
 {
+    if (lg->fw)
+        return log_follow_head(lg);
     if (!lg->ctl)
         return lg->ro_head;
     return atomic_load_explicit(&lg->ctl->head_pos, memory_order_acquire);
@@ -109,6 +116,8 @@ uint64_t log_head(const struct log *lg)
 
 uint64_t log_durable(const struct log *lg)
 {
+    if (lg->fw)
+        return log_follow_durable(lg);
     if (!lg->ctl)
         return lg->ro_head;
     return atomic_load_explicit(&lg->ctl->durable, memory_order_acquire);

@@ -37,6 +37,8 @@
  *    mapping are per process.
  *  - A struct log may be shared by threads of one process for appends and syncs (they
  *    serialize on the same shared mutexes); a struct log_reader belongs to one thread.
+ *  - A follow-mode handle (log_options.follow) never writes either, and sees the head
+ *    move while a writer is live; see there.
  *  - A read-only handle needs no control file and never writes: its head is the last valid
  *    record found when it was opened and does not move (log_head() == log_durable()). Its
  *    open judges the newest segment's tail as recovery does, without cutting: a torn tail
@@ -86,6 +88,17 @@ struct log_options {
      * the log just before it instead of failing the open, so that the records before it
      * can still be read (eventfoldctl dump); log_damage() then describes it. */
     int salvage;
+    /* Follow mode (implies read_only): the handle of a process that must never write the
+     * log (eventfold-query). Every file is opened O_RDONLY and the control block is
+     * mapped PROT_READ: it never recovers, cuts, creates a segment or writes the control
+     * file, and it never holds users.lock (so the next writer still recovers after a
+     * crash). While some process has the log open read-write, log_head() and
+     * log_durable() follow the live control block and log_wait_durable() sleeps on its
+     * futex; while nobody has, they say what is whole on disk (as a read-only open, not
+     * beyond DIR/sync-failed), and the block is looked for again every 200 ms or so.
+     * Positions never go back, also across a later writer's recovery. A missing log
+     * directory is an empty log until a writer creates it. */
+    int follow;
 };
 
 /* Opens (creating it and its first segment if needed, unless read_only) the log in dir

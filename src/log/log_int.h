@@ -61,9 +61,20 @@ struct log_segfd {
     uint32_t gen;
 };
 
+/* Follow-mode state (follow.c), behind a pointer so that the const accessors may update
+ * it. ctl is set once, when a live block is found, and then kept until log_close. */
+struct log_follow {
+    _Atomic(struct log_control *) ctl; /* PROT_READ mapping; NULL until a writer is live */
+    _Atomic uint64_t head;             /* highest head seen: never decreases */
+    _Atomic uint64_t durable;          /* highest durable position seen: never decreases */
+    _Atomic uint64_t next_try_ns;      /* while ctl is NULL: when to look for it again */
+    pthread_mutex_t attach_mu;
+};
+
 struct log {
     char *dir;
     int read_only;
+    struct log_follow *fw; /* follow mode (read_only too); NULL otherwise */
     int recovered; /* this open ran recovery and initialized the control block */
     uint64_t segment_bytes;
     struct log_control *ctl; /* NULL when read-only */
@@ -147,6 +158,13 @@ int log_recover(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t
 int log_scan_head(struct log *lg, uint64_t *head_pos, uint64_t *head_seg, uint64_t *head_off);
 int log_control_open(struct log *lg);
 void log_control_close(struct log *lg);
+/* Follow mode (follow.c): open, close, and the accessors behind log_head/log_durable.
+ * log_follow_ctl returns the live block mapped read-only, or NULL while there is none. */
+int log_follow_open(struct log *lg);
+void log_follow_close(struct log *lg);
+const struct log_control *log_follow_ctl(const struct log *lg);
+uint64_t log_follow_head(const struct log *lg);
+uint64_t log_follow_durable(const struct log *lg);
 /* Cuts what a dead append-lock holder left after the published head (append.c). */
 int log_repair_tail(struct log *lg);
 /* Cuts the log right after the record at pos: truncates its segment (fdatasync'ed when

@@ -26,6 +26,7 @@
 /* How long a waiter sleeps before looking again by itself: only matters when a leader
  * died mid-sync (the robust mutex then hands the next trylock EOWNERDEAD). */
 #define SYNC_RECHECK_NS (50u * 1000000u)
+#define FOLLOW_NAP_NS (50u * 1000000u) /* a follower with no live writer: its polling period */
 
 static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
 static void wake_all(struct log_control *c);
@@ -146,11 +147,23 @@ int log_wait_durable(const struct log *lg, uint64_t after, int timeout_ms)
 {
     if (log_durable(lg) > after)
         return 1;
-    if (!lg->ctl || timeout_ms <= 0)
+    if ((!lg->ctl && !lg->fw) || timeout_ms <= 0)
         return 0;
-    struct log_control *c = lg->ctl;
     uint64_t deadline = ef_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
+        /* A follower with no live writer yet: nothing can move the futex word; look for a
+         * writer again now and then (log_follow_ctl rate-limits the look). */
+        const struct log_control *c = lg->fw ? log_follow_ctl(lg) : lg->ctl;
+        if (!c) {
+            uint64_t now = ef_mono_ns();
+            if (log_durable(lg) > after)
+                return 1;
+            if (now >= deadline)
+                return 0;
+            uint64_t nap = deadline - now < FOLLOW_NAP_NS ? deadline - now : FOLLOW_NAP_NS;
+            nanosleep(&(struct timespec){ 0, (long)nap }, NULL);
+            continue;
+        }
         /* Load the word before checking durable: a bump in between makes FUTEX_WAIT
          * return at once instead of missing the wake-up. */
         uint32_t seq = atomic_load_explicit(&c->durable_seq, memory_order_acquire);
@@ -159,6 +172,8 @@ int log_wait_durable(const struct log *lg, uint64_t after, int timeout_ms)
         uint64_t now = ef_mono_ns();
         if (now >= deadline)
             return 0;
-        futex_wait(&c->durable_seq, seq, deadline - now);
+        /* FUTEX_WAIT only reads the word: a follower's PROT_READ mapping will do, and the
+         * key (inode, offset) is the writers' own, so their FUTEX_WAKE reaches it. */
+        futex_wait((_Atomic uint32_t *)&c->durable_seq, seq, deadline - now);
     }
 }

@@ -123,14 +123,17 @@ static int dump_args(struct ctl_ctx *ctx, int argc, char **argv, uint64_t *from,
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         if (c == 'f' && parse_count(optarg, from) == 0 && *from > 0)
             continue;
         if (c == 'l' && parse_count(optarg, limit) == 0)
             continue;
         if (c == 'f' || c == 'l')
-            return cli_usage_error(ctx->prog, "dump: --%s needs a %s number", c == 'f' ? "from" : "limit",
-                                   c == 'f' ? "positive" : "non-negative");
+            return cli_usage_error(ctx->prog, "dump: --%s needs a %s number, got '%s'",
+                                   c == 'f' ? "from" : "limit", c == 'f' ? "positive" : "non-negative",
+                                   optarg);
+        if (c == ':') /* "+:" makes getopt tell a missing value from an unknown option */
+            return cli_usage_error(ctx->prog, "dump: %s needs a value", argv[optind - 1]);
         return cli_usage_error(ctx->prog, "dump: unknown option '%s'", argv[optind - 1]);
     }
     if (optind < argc)

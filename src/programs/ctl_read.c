@@ -1,6 +1,7 @@
 /* eventfoldctl read-side commands: status, snapshot (of the write model too), rebuild, dlq. */
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,17 +239,28 @@ static int dlq_drop(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
 
 static int ctl_dlq(struct ctl_ctx *ctx, int argc, char **argv)
 {
-    int list = argc == 2 && strcmp(argv[1], "list") == 0;
-    int retry = argc == 3 && strcmp(argv[1], "retry") == 0;
-    int drop = argc == 3 && strcmp(argv[1], "drop") == 0;
+    if (argc < 2)
+        return cli_usage_error(ctx->prog, "dlq: missing subcommand (list, retry ID or drop ID)");
+    const char *sub = argv[1];
+    int list = strcmp(sub, "list") == 0;
+    int retry = strcmp(sub, "retry") == 0;
+    int drop = strcmp(sub, "drop") == 0;
     if (!list && !retry && !drop)
-        return cli_usage_error(ctx->prog, "usage: dlq list | dlq retry ID | dlq drop ID");
+        return cli_usage_error(ctx->prog, "dlq: unknown subcommand '%s' (list, retry ID or drop ID)", sub);
+    if (list && argc > 2)
+        return cli_usage_error(ctx->prog, "dlq list: unexpected argument '%s'", argv[2]);
+    if (!list && argc < 3)
+        return cli_usage_error(ctx->prog, "dlq %s: missing ID", sub);
+    if (!list && argc > 3)
+        return cli_usage_error(ctx->prog, "dlq %s: unexpected argument '%s'", sub, argv[3]);
     uint64_t id = 0;
     if (!list) {
         char *end;
+        errno = 0;
         id = strtoull(argv[2], &end, 10);
-        if (*argv[2] < '0' || *argv[2] > '9' || *end || id == 0)
-            return cli_usage_error(ctx->prog, "dlq %s: ID must be a positive integer", argv[1]);
+        if (*argv[2] < '0' || *argv[2] > '9' || *end || id == 0 || errno)
+            return cli_usage_error(ctx->prog, "dlq %s: ID must be a positive integer, got '%s'", sub,
+                                   argv[2]);
     }
     struct read_handles h;
     int rc = open_handles(ctx, list, &h);

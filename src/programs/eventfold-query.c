@@ -41,7 +41,5 @@ int main(int argc, char **argv)
         .worker_fini = query_worker_fini,
         .handler = query_handle,
     };
-    status = server_run(&opt);
-    query_preflight_end();
-    return status;
+    return server_run(&opt);
 }

@@ -66,6 +66,8 @@ int main(int argc, char **argv)
         return status;
     if (first < argc)
         return cli_usage_error(prog, "unexpected argument '%s'", argv[first]);
+    if (cli_check_data_dir(prog, cfg.data_dir) != 0)
+        return 1;
     if (install_signals() < 0) {
         LOG_ERROR("cannot install signal handlers");
         return 1;
@@ -79,10 +81,6 @@ int main(int argc, char **argv)
         .snapshot_keep = cfg.snapshot_keep,
         .stop = &stop_requested,
     };
-    int rc = tailer_run(&opt);
-    if (rc) {
-        fprintf(stderr, "%s: %s\n", prog, tailer_strerror(rc));
-        return 1;
-    }
-    return 0;
+    /* A failure was logged by the tailer with its cause, once. */
+    return tailer_run(&opt) ? 1 : 0;
 }

@@ -58,6 +58,8 @@ int main(int argc, char **argv)
         status = cli_usage_error(prog, "unknown command '%s' (try --help)", argv[first]);
         goto out;
     }
+    if ((status = cli_check_data_dir(prog, cfg.data_dir)) != 0)
+        goto out;
     struct ctl_ctx ctx = { .prog = prog, .cfg = &cfg };
     status = cmd->run(&ctx, argc - first, argv + first);
 out:

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log/log.h"
 #include "read/query_int.h"
@@ -40,40 +41,36 @@ static int open_model(struct query_worker *w, struct rm_env **out)
     return rm_env_open(path, &ro, out);
 }
 
-/* The master's log handle from query_preflight, kept open until query_preflight_end() so
- * that the workers attach to the log instead of the first of them recovering it again. A
- * worker closes its inherited copy first thing (query_worker_init). */
-static struct log *master_log;
-
 int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
+    struct stat st;
+    int rc = stat(cfg->data_dir, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (rc == 0)
+        rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
     if (rc) {
         snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
         return -1;
     }
-    /* Read-write like the workers (query_worker_init). */
-    struct log_options lo = { .segment_bytes = cfg->segment_bytes };
+    /* The one directory the query program writes (the workers prepare it again). */
+    if ((rc = rdir_prepare(cfg->data_dir)) != 0) {
+        snprintf(err, errlen, "read model directory '%s/read': %s", cfg->data_dir, strerror(-rc));
+        return -1;
+    }
+    /* In follow mode like the workers (query_worker_init), and closed at once: a follower
+     * writes nothing and holds nothing the workers would need. */
+    struct log_options lo = { .segment_bytes = cfg->segment_bytes, .follow = 1 };
     struct log *lg;
     if (log_open(path, &lo, &lg) != 0) {
         snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
         return -1;
     }
-    log_close(master_log);
-    master_log = lg;
+    log_close(lg);
     return 0;
-}
-
-void query_preflight_end(void)
-{
-    log_close(master_log);
-    master_log = NULL;
 }
 
 int query_worker_init(void **ctx, const struct ef_config *cfg)
 {
-    query_preflight_end(); /* the copy inherited from the master */
     struct query_worker *w = xcalloc(1, sizeof *w);
     snprintf(w->data_dir, sizeof w->data_dir, "%s", cfg->data_dir);
     w->max_wait = cfg->max_wait_seconds > 0 ? cfg->max_wait_seconds : 10;
@@ -101,10 +98,10 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
     rc = rdir_join(path, sizeof path, w->data_dir, "log");
     if (rc)
         goto fail;
-    /* Opened like the tailer (not read_only) so that log_head() and log_durable() come
-     * live from the shared control block; a read-only handle only knows the head at its
-     * open. Query workers never append. */
-    struct log_options lo = { .segment_bytes = cfg->segment_bytes };
+    /* Follow mode: log_head() and log_durable() come live from the control block mapped
+     * read-only, and the query program never writes a byte of the log (no recovery, no
+     * segment, no control block), whatever starts first. */
+    struct log_options lo = { .segment_bytes = cfg->segment_bytes, .follow = 1 };
     rc = log_open(path, &lo, &w->lg);
     if (rc) {
         LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));

@@ -23,15 +23,12 @@
 #include "server/server.h"
 #include "util/config.h"
 
-/* In the master, before any worker starts: opens the log as the workers do, so that a log
- * that cannot be opened (a missing segment, a record of a newer format) stops the program
- * at once with one line instead of a loop of workers dying in query_worker_init. The
- * handle stays open in the master until query_preflight_end() (so the workers attach to
- * the log it recovered); each worker closes its inherited copy in query_worker_init.
+/* In the master, before any worker starts: opens the log as the workers do (follow mode:
+ * read-only in fact, see log.h), so that a log that cannot be read (a missing segment, a
+ * record of a newer format) stops the program at once with one line instead of a loop of
+ * workers dying in query_worker_init. Closes it again before returning.
  * Returns 0, or -1 with the cause in err ("cannot open the log: segment S offset N: ..."). */
 int query_preflight(const struct ef_config *cfg, char *err, size_t errlen);
-/* Closes the master's log handle of query_preflight (none: no-op). */
-void query_preflight_end(void);
 
 /* server_options callbacks. */
 int query_worker_init(void **ctx, const struct ef_config *cfg);

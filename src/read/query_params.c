@@ -106,7 +106,7 @@ void query_fail(struct qreq *q, int rc, const char *what)
         server_respond_problem(q->req, 404, "not_found", detail, NULL, q->headers);
         return;
     }
-    LOG_ERROR("query failed path=%s: %s", q->req->path, rm_strerror(rc));
+    LOG_ERROR("query failed path=%s: %s", EFLOG_S(q->req->path), rm_strerror(rc));
     snprintf(detail, sizeof detail, "the read model could not be read: %s", rm_strerror(rc));
     server_respond_problem(q->req, 500, "internal_error", detail, NULL, q->headers);
 }

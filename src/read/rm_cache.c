@@ -35,12 +35,20 @@
 #include <config.h>
 
 #include <assert.h>
+#include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "read/rm.h"
 #include "read/rm_internal.h"
+#include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
@@ -124,14 +132,36 @@ static void wo_add(struct rm_cache *c, enum rm_dbi db, const void *k, size_t kn,
     sbuf_append(&c->bytes, v, vn);
 }
 
-static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n)
+/* The keys are ids that clients choose, and the table is open addressing: with a hash
+ * anyone can compute, a client could register ids that all land in one run of slots and
+ * make every lookup walk it. So the hash is XXH3 keyed with a per-process random seed
+ * (getrandom), which a client cannot learn. Early in boot, before the kernel's pool is
+ * ready, the seed falls back to the clock, the pid and an address (logged). */
+static uint64_t hash_seed;
+static pthread_once_t hash_seed_once = PTHREAD_ONCE_INIT;
+
+static void hash_seed_init(void)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)db; /* FNV-1a */
-    const unsigned char *p = k;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
+    uint64_t s;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s) {
+        hash_seed = s;
+        return;
+    }
+    LOG_WARN("getrandom failed, seeding the row cache's hash from the clock err=%s", strerror(errno));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t mix[3] = { (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, (uint64_t)getpid(),
+                        (uint64_t)(uintptr_t)&s };
+    hash_seed = XXH3_64bits(mix, sizeof mix);
 }
+
+uint64_t rm_cache_hash(enum rm_dbi db, const void *k, size_t n)
+{
+    pthread_once(&hash_seed_once, hash_seed_init);
+    return XXH3_64bits_withSeed(k, n, hash_seed + (uint64_t)db);
+}
+
+static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n) { return rm_cache_hash(db, k, n); }
 
 static char *arena_alloc(struct rm_cache *c, size_t n)
 {

@@ -353,10 +353,15 @@ static const unsigned char *fast_value(struct pstate *p, const unsigned char *s,
         const unsigned char *b = s + neg;
         long long v = 0;
         s = b;
-        while (s < end && *s >= '0' && *s <= '9')
+        /* At most 18 digits here, so v cannot overflow; longer ones go to yajl, whose
+         * range check is exact. */
+        while (s < end && *s >= '0' && *s <= '9') {
+            if (s - b >= 18)
+                return NULL;
             v = v * 10 + (*s++ - '0');
+        }
         size_t digits = (size_t)(s - b);
-        if (digits == 0 || digits > 18 || (digits > 1 && *b == '0'))
+        if (digits == 0 || (digits > 1 && *b == '0'))
             return NULL;
         if (s < end && (*s == '.' || *s == 'e' || *s == 'E'))
             return NULL;

@@ -57,33 +57,111 @@ static int absent(struct rm_txn *t, enum rm_dbi db, const char *what, struct rm_
     return rc == RM_ENOTFOUND ? 0 : rc;
 }
 
-/* Adds deltas to an item's reserved and sold counts (the item was checked to exist). */
+/* Checked arithmetic for every sum the folds keep (money and quantities): an event whose
+ * sum would leave the 64-bit range is a dead letter, never a wrapped or undefined value.
+ * The command side refuses such commands (doc/events.md, "Money"), so only a log written
+ * by an older build, or by hand, can get here. Returns 0 with *out set, or 1 with the
+ * reason. */
+static int checked_add(struct rm_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
+{
+    if (!__builtin_add_overflow(a, b, out))
+        return 0;
+    sbuf_printf(&t->reason, "%s would overflow: %lld + %lld", what, (long long)a, (long long)b);
+    return 1;
+}
+
+static int checked_sub(struct rm_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
+{
+    if (!__builtin_sub_overflow(a, b, out))
+        return 0;
+    sbuf_printf(&t->reason, "%s would overflow: %lld - %lld", what, (long long)a, (long long)b);
+    return 1;
+}
+
+/* The summed quantity of an order's lines (each > 0: rm_ev_parse checks it). Every count
+ * an order moves changes by at most this much, so checking a counter against it before
+ * the first write covers lines that name the same item or category twice. */
+static int order_quantity(struct rm_txn *t, const struct rm_order *o, int64_t *q)
+{
+    *q = 0;
+    for (size_t i = 0; i < o->nlines; i++)
+        if (checked_add(t, "the order's total quantity", *q, o->lines[i].quantity, q))
+            return 1;
+    return 0;
+}
+
+/* Before any write: every item of the order can take +-q on reserved and sold. */
+static int items_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
+{
+    for (size_t i = 0; i < o->nlines; i++) {
+        struct rm_item it;
+        int64_t x;
+        int rc = need(rm_load_item(t, o->lines[i].item, &it), t, "item", o->lines[i].item);
+        if (rc == 0 && (checked_add(t, "an item's reserved count", it.reserved, q, &x) ||
+                        checked_sub(t, "an item's reserved count", it.reserved, q, &x) ||
+                        checked_add(t, "an item's sold count", it.sold, q, &x)))
+            rc = 1;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Adds deltas to an item's reserved and sold counts (the item was checked to exist and to
+ * take them: items_can_move). */
 static int item_move(struct rm_txn *t, struct rm_str id, int64_t reserved, int64_t sold)
 {
     struct rm_item it;
     int rc = rm_load_item(t, id, &it);
     if (rc)
         return rc == RM_ENOTFOUND ? RM_EFORMAT : rc;
-    it.reserved += reserved;
-    it.sold += sold;
+    if (__builtin_add_overflow(it.reserved, reserved, &it.reserved) ||
+        __builtin_add_overflow(it.sold, sold, &it.sold))
+        return RM_EFORMAT; /* items_can_move said it could not happen */
     return put_item(t, id, &it);
 }
 
 /* Adds delta to the user's quantity in a category; a zero total is deleted, so the
  * preferred-category scan only meets categories of placed orders. */
-static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat, int64_t delta)
+static int user_cat_get(struct rm_txn *t, struct rm_str user, struct rm_str cat, int64_t *q)
 {
     struct sbuf *k = &t->key;
     rm_key2(k, user.p, user.n, cat.p, cat.n);
-    int64_t q = 0;
+    *q = 0;
     int rc = rm_get_copy(t, RM_DB_USER_CAT, k->data, k->len, &t->json);
     if (rc == 0 && t->json.len == 8) {
         struct rm_reader r = { (const unsigned char *)t->json.data, 8, 0 };
-        q = (int64_t)rm_read_u64(&r);
+        *q = (int64_t)rm_read_u64(&r);
     } else if (rc != RM_ENOTFOUND) {
         return rc ? rc : RM_EFORMAT;
     }
-    q += delta;
+    return 0;
+}
+
+/* Before any write: every category of the order's lines can take +-q for the user. */
+static int cats_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
+{
+    for (size_t i = 0; i < o->nlines; i++) {
+        int64_t have, x;
+        int rc = user_cat_get(t, o->user, o->lines[i].category, &have);
+        if (rc)
+            return rc;
+        if (checked_add(t, "a category's quantity", have, q, &x) ||
+            checked_sub(t, "a category's quantity", have, q, &x))
+            return 1;
+    }
+    return 0;
+}
+
+static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat, int64_t delta)
+{
+    struct sbuf *k = &t->key;
+    int64_t q;
+    int rc = user_cat_get(t, user, cat, &q);
+    if (rc)
+        return rc;
+    if (__builtin_add_overflow(q, delta, &q))
+        return RM_EFORMAT; /* cats_can_move said it could not happen */
     if (q == 0)
         return rm_del(t, RM_DB_USER_CAT, k->data, k->len);
     sbuf_reset(&t->val);
@@ -91,9 +169,8 @@ static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat,
     return rm_put(t, RM_DB_USER_CAT, k->data, k->len, t->val.data, t->val.len);
 }
 
-/* Adds to the counters of the UTC day of the event time. */
-static int daily_add(struct rm_txn *t, int64_t at, uint64_t created, uint64_t paid,
-                     uint64_t cancelled, int64_t revenue)
+/* Loads the counters of the UTC day of the event time (zero for a new day). */
+static int daily_get(struct rm_txn *t, int64_t at, struct rm_daily *d)
 {
     /* Events come in time order, so consecutive ones share a day: format it once. */
     const int64_t day_ms = 86400000;
@@ -104,22 +181,19 @@ static int daily_add(struct rm_txn *t, int64_t at, uint64_t created, uint64_t pa
         ef_format_day(at, t->day_key);
         t->day_start = start;
     }
-    const char *day = t->day_key;
-    struct rm_daily d = { 0, 0, 0, 0 };
-    int rc = rm_get_copy(t, RM_DB_DAILY, day, 10, &t->key);
+    *d = (struct rm_daily){ 0, 0, 0, 0 };
+    int rc = rm_get_copy(t, RM_DB_DAILY, t->day_key, 10, &t->key);
     if (rc == 0)
-        rc = rm_daily_decode(t->key.data, t->key.len, &d);
-    else if (rc == RM_ENOTFOUND)
-        rc = 0;
-    if (rc)
-        return rc;
-    d.created += created;
-    d.paid += paid;
-    d.cancelled += cancelled;
-    d.revenue += revenue;
+        return rm_daily_decode(t->key.data, t->key.len, d);
+    return rc == RM_ENOTFOUND ? 0 : rc;
+}
+
+/* Stores the counters of the day daily_get loaded last. */
+static int daily_put(struct rm_txn *t, const struct rm_daily *d)
+{
     sbuf_reset(&t->val);
-    rm_daily_encode(&d, &t->val);
-    return rm_put(t, RM_DB_DAILY, day, 10, t->val.data, t->val.len);
+    rm_daily_encode(d, &t->val);
+    return rm_put(t, RM_DB_DAILY, t->day_key, 10, t->val.data, t->val.len);
 }
 
 static int fold_user_registered(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
@@ -137,7 +211,8 @@ static int fold_funds_deposited(struct rm_txn *t, const struct log_record *rec, 
     int rc = need(rm_load_user(t, ev->user_id, &u), t, "user", ev->user_id);
     if (rc)
         return rc;
-    u.balance += ev->amount;
+    if (checked_add(t, "the wallet balance", u.balance, ev->amount, &u.balance))
+        return 1;
     return put_user(t, ev->user_id, &u);
 }
 
@@ -156,7 +231,8 @@ static int fold_item_restocked(struct rm_txn *t, const struct log_record *rec, c
     int rc = need(rm_load_item(t, ev->item_id, &it), t, "item", ev->item_id);
     if (rc)
         return rc;
-    it.restocked += ev->quantity;
+    if (checked_add(t, "the item's restocked count", it.restocked, ev->quantity, &it.restocked))
+        return 1;
     return put_item(t, ev->item_id, &it);
 }
 
@@ -184,11 +260,17 @@ static int fold_order_created(struct rm_txn *t, const struct log_record *rec, co
     struct rm_order o = { 0 };
     struct rm_user u;
     int prev;
+    int64_t q;
+    struct rm_daily d;
     int rc = order_check(t, rec, ev, &o, &prev, &u);
-    for (size_t i = 0; rc == 0 && i < o.nlines; i++) {
-        struct rm_item it;
-        rc = need(rm_load_item(t, o.lines[i].item, &it), t, "item", o.lines[i].item);
-    }
+    if (rc == 0)
+        rc = order_quantity(t, &o, &q);
+    if (rc == 0)
+        rc = items_can_move(t, &o, q);
+    if (rc == 0)
+        rc = cats_can_move(t, &o, q);
+    if (rc == 0)
+        rc = daily_get(t, rec->timestamp_ms, &d);
     if (rc)
         goto out;
     rc = put_order(t, ev->order_id, &o);
@@ -208,11 +290,55 @@ static int fold_order_created(struct rm_txn *t, const struct log_record *rec, co
         rm_key2(&t->key, o.user.p, o.user.n, be, 8);
         rc = rm_put(t, RM_DB_USER_ORDERS, t->key.data, t->key.len, ev->order_id.p, ev->order_id.n);
     }
-    if (rc == 0)
-        rc = daily_add(t, rec->timestamp_ms, 1, 0, 0, 0);
+    if (rc == 0) {
+        d.created++;
+        rc = daily_put(t, &d);
+    }
 out:
     rm_order_clear(&o);
     return rc;
+}
+
+/* Before any write of a transition: computes the user's and the day's new money figures
+ * into *u and t->day_new, and checks that the items and categories can move, all with
+ * checked arithmetic (1 and a reason when something would overflow). */
+static int transition_check(struct rm_txn *t, const struct log_record *rec,
+                            const struct rm_ev *ev, struct rm_order *o, int prev, struct rm_user *u)
+{
+    int64_t q;
+    int rc = 0;
+    if (ev->type == RM_EV_ORDER_SHIPPED || ev->type == RM_EV_ORDER_CANCELLED) {
+        if ((rc = order_quantity(t, o, &q)) == 0)
+            rc = items_can_move(t, o, q);
+        if (rc == 0 && ev->type == RM_EV_ORDER_CANCELLED)
+            rc = cats_can_move(t, o, q);
+        if (rc)
+            return rc;
+    }
+    if (ev->type != RM_EV_PAYMENT_PROCESSED && ev->type != RM_EV_ORDER_CANCELLED)
+        return 0;
+    struct rm_daily *d = &t->day_new;
+    if ((rc = daily_get(t, rec->timestamp_ms, d)) != 0)
+        return rc;
+    if (ev->type == RM_EV_PAYMENT_PROCESSED) {
+        if (checked_sub(t, "the wallet balance", u->balance, ev->amount, &u->balance) ||
+            checked_add(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent) ||
+            checked_add(t, "the day's revenue", d->revenue, ev->amount, &d->revenue))
+            return 1;
+        u->spent_orders++;
+        d->paid++;
+        return 0;
+    }
+    if (checked_add(t, "the wallet balance", u->balance, ev->refunded, &u->balance) ||
+        (prev == RM_PAID &&
+         checked_sub(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent)) ||
+        checked_sub(t, "the day's revenue", d->revenue, ev->refunded, &d->revenue))
+        return 1;
+    u->order_count--;
+    if (prev == RM_PAID)
+        u->spent_orders--;
+    d->cancelled++;
+    return 0;
 }
 
 /* Payment, shipping, delivery, cancellation: the order changes status, then the user, the
@@ -224,6 +350,8 @@ static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
     struct rm_user u;
     int prev = 0;
     int rc = order_check(t, rec, ev, &o, &prev, &u);
+    if (rc == 0)
+        rc = transition_check(t, rec, ev, &o, prev, &u);
     if (rc)
         goto out;
     rc = put_order(t, ev->order_id, &o);
@@ -237,26 +365,10 @@ static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
         if (rc == 0 && ev->type == RM_EV_ORDER_CANCELLED)
             rc = user_cat_add(t, o.user, o.lines[i].category, -o.lines[i].quantity);
     }
-    if (rc || (ev->type != RM_EV_PAYMENT_PROCESSED && ev->type != RM_EV_ORDER_CANCELLED))
-        goto out;
-    if (ev->type == RM_EV_PAYMENT_PROCESSED) {
-        u.balance -= ev->amount;
-        u.total_spent += o.amount;
-        u.spent_orders++;
+    if (rc == 0 && (ev->type == RM_EV_PAYMENT_PROCESSED || ev->type == RM_EV_ORDER_CANCELLED))
         rc = put_user(t, o.user, &u);
-        if (rc == 0)
-            rc = daily_add(t, rec->timestamp_ms, 0, 1, 0, ev->amount);
-    } else {
-        u.balance += ev->refunded;
-        u.order_count--;
-        if (prev == RM_PAID) {
-            u.total_spent -= o.amount;
-            u.spent_orders--;
-        }
-        rc = put_user(t, o.user, &u);
-        if (rc == 0)
-            rc = daily_add(t, rec->timestamp_ms, 0, 0, 1, -ev->refunded);
-    }
+    if (rc == 0 && (ev->type == RM_EV_PAYMENT_PROCESSED || ev->type == RM_EV_ORDER_CANCELLED))
+        rc = daily_put(t, &t->day_new);
 out:
     rm_order_clear(&o);
     return rc;

@@ -52,7 +52,8 @@ struct rm_txn {
     struct sbuf ubuf, ibuf, obuf, upc; /* copies of a user, an item, an order; upcast text */
     struct rm_ev ev;                   /* the event being folded (parse state reused) */
     int64_t day_start;                 /* day_key is the UTC day of [day_start, +1 day) */
-    char day_key[11];                  /* "" until the first daily_add */
+    char day_key[11];                  /* "" until the first daily_get */
+    struct rm_daily day_new;           /* a transition's new day counters (rm_fold.c) */
 };
 
 /* mdb_get that copies the value into buf (so later puts cannot move it). Returns 0,
@@ -73,6 +74,9 @@ int rm_del_raw(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);
 /* The row cache of write txns (rm_cache.c). new/free own the cache; reset empties it
  * (discarding unflushed writes); flush writes the dirty rows to LMDB (0 or a store error:
  * then the txn must be aborted). get/put/del implement rm_get_copy/rm_put/rm_del. */
+/* The cache's key hash: XXH3 keyed with this process's random seed (rm_cache.c says
+ * why). Exposed for the tests. */
+uint64_t rm_cache_hash(enum rm_dbi db, const void *k, size_t n);
 struct rm_cache *rm_cache_new(void);
 void rm_cache_free(struct rm_cache *c); /* accepts NULL */
 void rm_cache_reset(struct rm_cache *c); /* accepts NULL */

@@ -9,6 +9,27 @@
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
 
+/* avg_order_value_cents. The fold keeps total_spent exact and spent_orders >= 1 while it
+ * is non-zero; the guards keep even a damaged row from a division by zero or the one
+ * overflowing division (INT64_MIN / -1). */
+static int64_t average(int64_t total, uint64_t orders)
+{
+    if (orders == 0 || orders > INT64_MAX)
+        return 0;
+    return total / (int64_t)orders;
+}
+
+/* available = restocked - reserved - sold, which a folded log keeps in [0, restocked];
+ * a damaged row saturates instead of overflowing. */
+static int64_t available(const struct rm_item *it)
+{
+    int64_t a;
+    if (__builtin_sub_overflow(it->restocked, it->reserved, &a) ||
+        __builtin_sub_overflow(a, it->sold, &a))
+        return a < 0 ? INT64_MAX : INT64_MIN; /* the wrapped result has the wrong sign */
+    return a;
+}
+
 static void json_time_or_null(struct sbuf *out, int64_t ms)
 {
     if (ms == RM_NO_TIME)
@@ -123,7 +144,7 @@ int rm_render_user(struct rm_txn *t, const char *id, size_t id_len, struct sbuf 
     sbuf_json_key(out, "total_spent_cents");
     sbuf_json_i64(out, u.total_spent);
     sbuf_json_key(out, "avg_order_value_cents");
-    sbuf_json_i64(out, u.spent_orders ? u.total_spent / (int64_t)u.spent_orders : 0);
+    sbuf_json_i64(out, average(u.total_spent, u.spent_orders));
     sbuf_json_key(out, "last_order_at");
     json_time_or_null(out, u.last_order_at);
     sbuf_json_key(out, "preferred_category");
@@ -243,7 +264,7 @@ int rm_render_item(struct rm_txn *t, const char *id, size_t id_len, struct sbuf 
     sbuf_json_key(out, "price_cents");
     sbuf_json_i64(out, it.price);
     sbuf_json_key(out, "available");
-    sbuf_json_i64(out, it.restocked - it.reserved - it.sold);
+    sbuf_json_i64(out, available(&it));
     sbuf_json_key(out, "reserved");
     sbuf_json_i64(out, it.reserved);
     sbuf_json_key(out, "sold");

@@ -2,6 +2,7 @@
 
 #include "read/snapshot.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -71,6 +72,52 @@ int snapshot_take(const char *data_dir, struct rm_env *env, int keep, struct sna
     if (info)
         *info = s;
     return 0;
+}
+
+void (*snapshot_job_before_copy)(void);
+
+static void *job_main(void *arg)
+{
+    struct snapshot_job *j = arg;
+    if (snapshot_job_before_copy)
+        snapshot_job_before_copy();
+    j->rc = snapshot_take(j->data_dir, j->env, j->keep, &j->info);
+    atomic_store_explicit(&j->done, 1, memory_order_release);
+    return NULL;
+}
+
+int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rm_env *env, int keep)
+{
+    assert(!j->running);
+    j->data_dir = data_dir;
+    j->env = env;
+    j->keep = keep;
+    j->rc = 0;
+    memset(&j->info, 0, sizeof j->info);
+    atomic_store(&j->done, 0);
+    int err = pthread_create(&j->tid, NULL, job_main, j);
+    if (err)
+        return -err;
+    j->running = 1;
+    return 0;
+}
+
+int snapshot_job_running(const struct snapshot_job *j) { return j->running; }
+
+int snapshot_job_done(const struct snapshot_job *j)
+{
+    return j->running && atomic_load_explicit(&j->done, memory_order_acquire);
+}
+
+int snapshot_job_finish(struct snapshot_job *j)
+{
+    if (!j->running)
+        return 0;
+    int err = pthread_join(j->tid, NULL);
+    assert(err == 0); /* a joinable thread of ours: EDEADLK/EINVAL/ESRCH cannot happen */
+    (void)err;
+    j->running = 0;
+    return j->rc;
 }
 
 int snapshot_list(const char *data_dir, struct snapshot_info *list, size_t max, size_t *n)

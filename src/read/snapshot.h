@@ -16,11 +16,14 @@
  *    snapshot is detected before a rebuild trusts it.
  *
  * Caveat: taking a snapshot holds a read transaction for the time of the copy; the writer
- * (tailer) keeps folding meanwhile.
+ * (tailer) keeps folding meanwhile (snapshot_job_start), but pages freed during the copy
+ * cannot be reused until it ends, so the map may grow by what is written meanwhile.
  */
 #ifndef EF_SNAPSHOT_H
 #define EF_SNAPSHOT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +36,38 @@ struct rm_env;
 /* Takes a snapshot of env now and prunes to the newest `keep` (keep < 1 counts as 1).
  * Returns 0 (info filled if non-NULL) or a negative code; failures are logged. */
 int snapshot_take(const char *data_dir, struct rm_env *env, int keep, struct snapshot_info *info);
+
+/* A snapshot taken beside the fold: snapshot_take in a thread of its own, so that the
+ * tailer goes on folding and committing while the model is copied (the copy reads one
+ * LMDB read transaction, which a concurrent writer does not disturb).
+ *
+ * Invariant: while a job runs, nobody may close env or change its map size (LMDB requires
+ * no active transaction in the process for mdb_env_set_mapsize): the owner calls
+ * snapshot_job_finish() first, which waits for the copy to end. */
+struct snapshot_job {
+    pthread_t tid;
+    int running;          /* a thread was started and not yet joined */
+    _Atomic int done;     /* set by the thread as it ends */
+    const char *data_dir; /* borrowed: valid until joined */
+    struct rm_env *env;   /* borrowed */
+    int keep;
+    int rc;               /* snapshot_take's result, once joined */
+    struct snapshot_info info;
+};
+
+/* Test seam: when set, a job calls it in its thread before copying (NULL in production). */
+extern void (*snapshot_job_before_copy)(void);
+
+/* Starts a job (j must not be running). Returns 0, or a negative errno when no thread
+ * could be started (then nothing runs; the caller may take the snapshot inline or later). */
+int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rm_env *env, int keep);
+/* 1 while a started job has not been joined yet. */
+int snapshot_job_running(const struct snapshot_job *j);
+/* 1 when a started job has ended (joining it will not wait). */
+int snapshot_job_done(const struct snapshot_job *j);
+/* Joins the job if one was started (waiting for the copy to end) and returns its result
+ * (0 when none was running). */
+int snapshot_job_finish(struct snapshot_job *j);
 
 /* Lists the snapshots, newest first, into list (at most max); *n how many. Manifests that
  * cannot be read are skipped (logged). */

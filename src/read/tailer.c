@@ -41,8 +41,9 @@ struct tailer {
     int lock_fd;
     uint64_t pos;           /* committed position */
     uint64_t committed;     /* records committed by this run */
-    uint64_t last_snapshot; /* position of the newest snapshot */
+    uint64_t last_snapshot; /* position of the newest snapshot (or the one being taken) */
     uint32_t generation;    /* of the model that is open (live tailer) */
+    struct snapshot_job snap; /* taken beside the fold; joined before env is closed/resized */
 };
 
 static int stopping(const struct tailer *tl)
@@ -56,11 +57,16 @@ static int take_lock(struct tailer *tl)
 {
     char path[RDIR_PATH_MAX];
     int rc = rdir_path(tl->opt->data_dir, "tailer.lock", path, sizeof path);
-    if (rc)
+    if (rc) {
+        LOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
         return rc;
+    }
     tl->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (tl->lock_fd < 0)
-        return -errno;
+    if (tl->lock_fd < 0) {
+        rc = -errno;
+        LOG_ERROR("cannot open %s: %s", path, strerror(errno));
+        return rc;
+    }
     if (flock(tl->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = -errno;
         LOG_ERROR("another tailer or rebuild holds %s", path);
@@ -116,8 +122,10 @@ static int open_all(struct tailer *tl)
     if (!o->model_dir && (rc = take_lock(tl)) != 0)
         return rc;
     rc = rdir_join(path, sizeof path, o->data_dir, "log");
-    if (rc)
+    if (rc) {
+        LOG_ERROR("data directory path too long data=%s", o->data_dir);
         return rc;
+    }
     struct log_options lo = { .segment_bytes = o->segment_bytes };
     rc = log_open(path, &lo, &tl->lg);
     if (rc) {
@@ -142,10 +150,12 @@ static int read_position(struct tailer *tl)
 {
     struct rm_txn *t;
     int rc = rm_txn_begin(tl->env, 1, &t);
+    if (rc == 0) {
+        rc = rm_position(t, &tl->pos);
+        rm_txn_abort(t);
+    }
     if (rc)
-        return rc;
-    rc = rm_position(t, &tl->pos);
-    rm_txn_abort(t);
+        LOG_ERROR("cannot read the read model's position: %s", rm_strerror(rc));
     return rc;
 }
 
@@ -227,14 +237,30 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
     return n;
 }
 
+/* Waits for a snapshot being taken (the env is about to be closed or resized). A failed
+ * snapshot was logged by snapshot_take and is retried after the next interval. */
+static void snapshot_settle(struct tailer *tl)
+{
+    snapshot_job_finish(&tl->snap);
+}
+
+/* Snapshots are taken beside the fold (snapshot_job): the loop only starts one when it is
+ * due and none is running, and reaps the one that ended, so folding never pauses for a
+ * copy. Folding goes on whether a snapshot succeeds or fails. */
 static void maybe_snapshot(struct tailer *tl)
 {
     const struct tailer_options *o = tl->opt;
-    if (o->model_dir || !o->snapshot_every || tl->pos < tl->last_snapshot + o->snapshot_every)
+    if (snapshot_job_done(&tl->snap))
+        snapshot_settle(tl);
+    if (o->model_dir || !o->snapshot_every || snapshot_job_running(&tl->snap) ||
+        tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
-    /* A failed snapshot is logged by snapshot_take and retried after the next interval;
-     * folding goes on either way. */
-    snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+    int rc = snapshot_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
+    if (rc) {
+        LOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",
+                 strerror(-rc));
+        snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+    }
     tl->last_snapshot = tl->pos;
 }
 
@@ -242,6 +268,7 @@ static void maybe_snapshot(struct tailer *tl)
  * position the model holds. */
 static int reopen_model(struct tailer *tl)
 {
+    snapshot_settle(tl);
     rm_env_close(tl->env);
     tl->env = NULL;
     log_reader_close(tl->rd);
@@ -304,6 +331,7 @@ static void sync_model(struct tailer *tl)
 static int grow_map(struct tailer *tl)
 {
     uint64_t bytes = 0;
+    snapshot_settle(tl); /* LMDB resizes a map only with no transaction active in the process */
     int rc = rm_env_grow(tl->env, &bytes);
     if (rc) {
         LOG_ERROR("read model map full and cannot grow: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
@@ -372,8 +400,8 @@ int tailer_run(const struct tailer_options *opt)
     int rc = open_all(&tl);
     if (rc == 0)
         rc = read_position(&tl);
-    if (rc == 0)
-        rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd);
+    if (rc == 0 && (rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd)) != 0)
+        LOG_ERROR("cannot read the log: %s", log_last_error(tl.lg));
     if (rc == 0) {
         snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
         if (tl.last_snapshot > tl.pos)
@@ -385,6 +413,7 @@ int tailer_run(const struct tailer_options *opt)
         rc = follow(&tl);
         LOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
     }
+    snapshot_settle(&tl);
     log_reader_close(tl.rd);
     rpos_close(tl.rp);
     if (tl.env)

@@ -19,6 +19,9 @@
  *  - A full disk or a full LMDB map is not fatal: the batch is aborted, logged, and retried
  *    every second from the committed position.
  *  - Memory is bounded by one batch's transaction, whatever the log's length.
+ *  - Snapshots (every snapshot_every events) are copied by a thread of their own while
+ *    folding goes on: the loop never waits for a copy, except when the model must be
+ *    closed or its map grown (rare: a rebuild's switch, a full map) and at exit.
  *  - When a rebuild switches DIR/read/current (the generation in the position file moves),
  *    the live tailer closes its model, opens the new one and resumes from its position.
  */

@@ -52,7 +52,8 @@ void server_respond(struct server_request *req, int status, const char *content_
     struct srv_thread *t = req->impl;
     assert(status >= 100 && status <= 599);
     if (t->responded) {
-        LOG_ERROR("second answer to one request ignored status=%d path=%s", status, req->path);
+        LOG_ERROR("second answer to one request ignored status=%d path=%s", status,
+                  EFLOG_S(req->path));
         return;
     }
     t->responded = 1;
@@ -65,7 +66,7 @@ void server_respond(struct server_request *req, int status, const char *content_
     sbuf_puts(&t->out, "\r\n");
     sbuf_append(&t->out, body, body_len);
     if (t->out.len > INT_MAX || FCGX_PutStr(t->out.data, (int)t->out.len, t->fcgx.out) < 0)
-        LOG_DEBUG("answer not delivered, client gone status=%d path=%s", status, req->path);
+        LOG_DEBUG("answer not delivered, client gone status=%d path=%s", status, EFLOG_S(req->path));
     metrics_observe(metrics_route_id(t->route), status, ef_mono_ns() - req->started_ns);
 }
 

@@ -112,12 +112,14 @@ static void serve_one(struct srv_thread *t)
     if (srv_request_begin(t, w->max_body) == 0) {
         w->opt->handler(&t->req, w->ctx);
         if (!t->responded) {
-            LOG_ERROR("handler returned without an answer method=%s path=%s", t->req.method, t->req.path);
+            LOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
+                      EFLOG_S(t->req.path));
             server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
         }
     }
     if (w->opt->cfg->log_requests)
-        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", t->req.method, t->req.path, t->status,
+        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
+                 EFLOG_S(t->req.path), t->status,
                  (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
     srv_request_end(t);
     if (can_close_at_once(t))

@@ -1,6 +1,8 @@
 /* <config.h>, not "config.h": the quoted form would find util/config.h next to this file
  * before the build directory's autoconf header. */
 #include <config.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "util/cli.h"
 
@@ -197,4 +199,20 @@ out:
     free(seen);
     free(lo);
     return result;
+}
+
+int cli_check_data_dir(const char *prog, const char *dir)
+{
+    struct stat st;
+    int err = 0;
+    if (stat(dir, &st) < 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    else if (access(dir, R_OK | X_OK) < 0)
+        err = errno;
+    if (!err)
+        return 0;
+    fprintf(stderr, "%s: data directory '%s': %s\n", prog, dir, strerror(err));
+    return 1;
 }

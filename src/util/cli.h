@@ -68,4 +68,9 @@ enum cli_result cli_parse(const struct cli_spec *spec, int argc, char **argv,
  * (a missing operand, an unknown COMMAND). Returns 2, the bad-usage exit status. */
 int cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Checks that dir is an existing directory this process may search and read (a program's
+ * start, before anything that would report a missing one less clearly). Returns 0, or 1
+ * (the failure exit status) after writing "PROG: data directory 'DIR': CAUSE" to stderr. */
+int cli_check_data_dir(const char *prog, const char *dir);
+
 #endif

@@ -60,3 +60,35 @@ void eflog_write(enum ef_level level, const char *file, int line, const char *fm
     ssize_t w = write(STDERR_FILENO, buf, len);
     (void)w;
 }
+
+const char *eflog_esc(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cap == 0)
+        return "";
+    if (!s) {
+        snprintf(out, cap, "-");
+        return out;
+    }
+    size_t o = 0, i = 0, keep = n < EFLOG_FIELD_MAX ? n : EFLOG_FIELD_MAX;
+    for (; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '"';
+        if (o + (plain ? 1 : 4) + 4 > cap) /* room for this, "..." and the NUL */
+            break;
+        if (plain) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (i < n && o + 4 <= cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}

@@ -9,6 +9,9 @@
 #ifndef EF_EFLOG_H
 #define EF_EFLOG_H
 
+#include <stddef.h>
+#include <string.h>
+
 enum ef_level { EF_DEBUG = 0, EF_INFO = 1, EF_WARN = 2, EF_ERROR = 3 };
 
 /* prog is kept by pointer: pass a string literal or argv[0]-lifetime string. */
@@ -20,6 +23,20 @@ int eflog_parse_level(const char *s);
 
 void eflog_write(enum ef_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Client-supplied bytes (paths, ids, methods, header values) go into a log line only
+ * through eflog_esc, so that a client cannot forge lines (a newline), hide text (control
+ * characters, terminal escapes) or make a line huge: bytes outside printable ASCII, and
+ * the backslash and the double quote, become \xNN; at most EFLOG_FIELD_MAX input bytes are
+ * kept, followed by "..." when there were more. NULL becomes "-". Writes into out (cap
+ * bytes, at least EFLOG_ESC_CAP for an uncut result) and returns it, NUL-terminated. */
+#define EFLOG_FIELD_MAX 256
+#define EFLOG_ESC_CAP (EFLOG_FIELD_MAX * 4 + 4)
+const char *eflog_esc(const char *s, size_t n, char *out, size_t cap);
+/* eflog_esc of a NUL-terminated string into a buffer that lives until the end of the
+ * enclosing block (a compound literal): for one LOG_* call's arguments. */
+static inline size_t eflog_len(const char *s) { return s ? strlen(s) : 0; }
+#define EFLOG_S(s) eflog_esc((s), eflog_len(s), (char[EFLOG_ESC_CAP]){ 0 }, EFLOG_ESC_CAP)
 
 #define EF_LOG(level, ...) eflog_write((level), __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_DEBUG(...) EF_LOG(EF_DEBUG, __VA_ARGS__)

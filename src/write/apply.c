@@ -73,9 +73,11 @@ static int move_stock(struct applier *a, int d_available, int d_reserved, int d_
         int rc = load_item(a, l->item_id);
         if (rc)
             return rc;
-        a->item.available += d_available * l->quantity;
-        a->item.reserved += d_reserved * l->quantity;
-        a->item.sold += d_sold * l->quantity;
+        /* quantity > 0 (apply_order_created checks it), so d * quantity is exact. */
+        if (__builtin_add_overflow(a->item.available, d_available * l->quantity, &a->item.available) ||
+            __builtin_add_overflow(a->item.reserved, d_reserved * l->quantity, &a->item.reserved) ||
+            __builtin_add_overflow(a->item.sold, d_sold * l->quantity, &a->item.sold))
+            return broken(a, "stock of item '%s' would overflow", l->item_id);
         if (a->item.available < 0 || a->item.reserved < 0 || a->item.sold < 0)
             return broken(a, "stock of item '%s' would go negative", l->item_id);
         if ((rc = wm_put_item(a->wm, a->txn, l->item_id, &a->item)) != 0)
@@ -97,6 +99,20 @@ static int apply_user_registered(struct applier *a)
     return wm_put_user(a->wm, a->txn, ev->id, &u);
 }
 
+/* Adds a deposit to the model's deposit total. A log of an older build may hold more than
+ * INT64_MAX in deposits (nothing refused them then): the total saturates, so that such a
+ * log still builds a model, and every further deposit is refused by the rules. */
+static int add_deposited(struct applier *a, int64_t amount)
+{
+    int64_t total;
+    int rc = wm_get_deposited(a->wm, a->txn, &total);
+    if (rc < 0)
+        return rc;
+    if (__builtin_add_overflow(total, amount, &total))
+        total = INT64_MAX;
+    return wm_set_deposited(a->wm, a->txn, total);
+}
+
 static int apply_funds_deposited(struct applier *a)
 {
     const struct event *ev = a->ev;
@@ -110,7 +126,8 @@ static int apply_funds_deposited(struct applier *a)
                       ev->id, a->user.version, a->user.balance);
     a->user.balance = after;
     a->user.version = ev->version;
-    return wm_put_user(a->wm, a->txn, ev->id, &a->user);
+    rc = wm_put_user(a->wm, a->txn, ev->id, &a->user);
+    return rc ? rc : add_deposited(a, ev->amount);
 }
 
 static int apply_item_added(struct applier *a)
@@ -152,8 +169,8 @@ static int apply_order_created(struct applier *a)
     int rc = wm_get_order(a->wm, a->txn, ev->id, &a->order);
     if (rc < 0)
         return rc;
-    if (rc == 1 || ev->version != 1 || ev->nlines < 1)
-        return broken(a, "order '%s' already exists, or bad version or lines", ev->id);
+    if (rc == 1 || ev->version != 1 || ev->nlines < 1 || ev->amount < 0)
+        return broken(a, "order '%s' already exists, or bad version, lines or amount", ev->id);
     if ((rc = load_user(a, ev->user_id)) != 0)
         return rc;
     memset(&a->order, 0, sizeof a->order);
@@ -185,8 +202,10 @@ static int apply_payment_processed(struct applier *a)
         rc = load_user(a, a->order.user_id);
     if (rc)
         return rc;
+    int64_t after;
     if (a->order.status != ORDER_CREATED || ev->amount != a->order.amount ||
-        a->user.balance - a->order.amount != ev->balance || ev->balance < 0)
+        __builtin_sub_overflow(a->user.balance, a->order.amount, &after) ||
+        after != ev->balance || ev->balance < 0)
         return broken(a, "order '%s' is %s, amount %" PRId64 ", balance %" PRId64, ev->id,
                       order_status_name(a->order.status), a->order.amount, a->user.balance);
     a->user.balance = ev->balance;
@@ -300,6 +319,8 @@ int wm_apply_event(struct wm *wm, MDB_txn *txn, const struct event *ev, char *er
     int rc = wm_get_applied(wm, txn, &applied);
     if (rc == 0 && ev->position != applied + 1)
         rc = broken(a, "the model has applied up to %" PRIu64, applied);
+    if (rc == 0 && applied == 0)
+        rc = wm_set_deposited(wm, txn, 0); /* marks a model of this build (model.h) */
     if (rc == 0)
         rc = appliers[ev->type](a);
     if (rc == 0 && ev->has_idem)
@@ -328,6 +349,8 @@ static int skip_foreign(struct wm *wm, MDB_txn *txn, const struct log_record *re
         return WM_EAPPLY;
     }
     LOG_WARN("write model skips a record position=%" PRIu64 " reason=\"%s\"", rec->position, err);
+    if (applied == 0 && (rc = wm_set_deposited(wm, txn, 0)) != 0)
+        return rc;
     return wm_set_applied(wm, txn, rec->position);
 }
 

@@ -293,8 +293,11 @@ static int load_view(struct exec *x, MDB_txn *txn)
     int rc = 0;
     switch (c->kind) {
     case CMD_REGISTER_USER:
-    case CMD_DEPOSIT:
         rc = v->user_found = wm_get_user(wm, txn, c->id, &v->user);
+        break;
+    case CMD_DEPOSIT:
+        if ((rc = v->user_found = wm_get_user(wm, txn, c->id, &v->user)) >= 0)
+            rc = wm_get_deposited(wm, txn, &v->deposited);
         break;
     case CMD_ADD_ITEM:
     case CMD_RESTOCK:

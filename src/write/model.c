@@ -323,6 +323,26 @@ int wm_set_applied(struct wm *wm, MDB_txn *txn, uint64_t pos)
     return ef_mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
 }
 
+int wm_get_deposited(struct wm *wm, MDB_txn *txn, int64_t *total)
+{
+    MDB_val v;
+    *total = 0;
+    int rc = get(wm, txn, DBI_META, key_of("deposited"), &v);
+    if (rc <= 0)
+        return rc;
+    if (v.mv_size != sizeof *total)
+        return WM_ECORRUPT;
+    memcpy(total, v.mv_data, sizeof *total);
+    return *total < 0 ? WM_ECORRUPT : 1;
+}
+
+int wm_set_deposited(struct wm *wm, MDB_txn *txn, int64_t total)
+{
+    assert(total >= 0);
+    MDB_val k = key_of("deposited"), v = { sizeof total, &total };
+    return ef_mdb_rc(mdb_put(txn, wm->dbi[DBI_META], &k, &v, 0));
+}
+
 int wm_get_boot_id(struct wm *wm, MDB_txn *txn, char *out, size_t cap)
 {
     MDB_val v;

@@ -11,6 +11,13 @@
  * Every value starts with a format byte (WM_FORMAT); another value fails with WM_ECORRUPT.
  *   meta       "applied" -> u64 position of the last applied record
  *              "boot_id" -> the kernel boot id of the boot that last wrote the model
+ *              "deposited" -> i64 sum of every FundsDeposited amount applied, saturated at
+ *                         INT64_MAX: it bounds every money total the read models derive
+ *                         (doc/events.md, "Money"), so a deposit that would take it past
+ *                         INT64_MAX is refused. Written with the first record applied, so
+ *                         it is absent only in an empty model and in one of an older build:
+ *                         wm_catch_up refuses such a model (applied > 0), which makes its
+ *                         opener rebuild it from the log.
  *   users      user id -> fmt u8, pad[7], balance i64, version u64                (24 bytes)
  *   items      item id -> fmt u8, pad u8, name_len u16, category_len u16, pad[2],
  *                         price i64, available i64, reserved i64, sold i64, version u64
@@ -93,6 +100,9 @@ int wm_reader_check(struct wm *wm);
 
 int wm_get_applied(struct wm *wm, MDB_txn *txn, uint64_t *pos);
 int wm_set_applied(struct wm *wm, MDB_txn *txn, uint64_t pos);
+/* The deposit total: 1 with *total set, 0 when absent (*total = 0), or a negative code. */
+int wm_get_deposited(struct wm *wm, MDB_txn *txn, int64_t *total);
+int wm_set_deposited(struct wm *wm, MDB_txn *txn, int64_t total);
 /* The stored boot id ("" when none) into out (cap >= 64). */
 int wm_get_boot_id(struct wm *wm, MDB_txn *txn, char *out, size_t cap);
 int wm_set_boot_id(struct wm *wm, MDB_txn *txn, const char *boot_id);

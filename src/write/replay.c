@@ -80,11 +80,20 @@ static int catch_up_once(struct wm *wm, struct log *lg, uint64_t *total, char *e
         snprintf(err, errlen, "begin: %s", write_strerror(rc));
         return rc;
     }
+    int64_t deposited;
     rc = wm_get_applied(wm, txn, &pos);
+    int has_deposited = rc == 0 ? wm_get_deposited(wm, txn, &deposited) : 0;
     mdb_txn_abort(txn);
-    if (rc) {
+    if (rc || has_deposited < 0) {
+        rc = rc ? rc : has_deposited;
         snprintf(err, errlen, "reading the applied position: %s", write_strerror(rc));
         return rc;
+    }
+    if (pos > 0 && !has_deposited) {
+        /* The model (or the snapshot it was restored from) predates the deposit total,
+         * which only a replay from position 1 can compute. */
+        snprintf(err, errlen, "write model of an older build: it has no deposit total");
+        return WM_EAPPLY;
     }
     if (pos > head) {
         snprintf(err, errlen, "write model at %" PRIu64 ", log head %" PRIu64, pos, head);

@@ -445,6 +445,29 @@ START_TEST(test_cli_usage_error_helper)
 }
 END_TEST
 
+/* Client bytes in a log line: control characters, a forged newline, quotes and bytes past
+ * ASCII are escaped, a long field is cut, and NULL is "-". */
+START_TEST(test_eflog_esc)
+{
+    char out[EFLOG_ESC_CAP];
+    const char evil[] = "/api/x\nerror: forged\x1b[2J\"q\"\\\xff";
+    ck_assert_str_eq(eflog_esc(evil, sizeof evil - 1, out, sizeof out),
+                     "/api/x\\x0aerror: forged\\x1b[2J\\x22q\\x22\\x5c\\xff");
+    ck_assert_str_eq(eflog_esc("a\0b", 3, out, sizeof out), "a\\x00b");
+    ck_assert_str_eq(EFLOG_S((const char *)NULL), "-");
+    ck_assert_str_eq(EFLOG_S("GET"), "GET");
+    char big[5000];
+    memset(big, '\n', sizeof big);
+    const char *e = eflog_esc(big, sizeof big, out, sizeof out);
+    ck_assert_uint_eq(strlen(e), EFLOG_FIELD_MAX * 4 + 3);
+    ck_assert_str_eq(e + strlen(e) - 7, "\\x0a...");
+    memset(big, 'a', sizeof big);
+    ck_assert_uint_eq(strlen(eflog_esc(big, sizeof big, out, sizeof out)), EFLOG_FIELD_MAX + 3);
+    char tiny[8];
+    ck_assert_str_eq(eflog_esc(evil, sizeof evil - 1, tiny, sizeof tiny), "/api...");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -468,6 +491,7 @@ static Suite *config_suite(void)
     tcase_add_test(tcli, test_cli_help_version);
     tcase_add_test(tcli, test_cli_operands);
     tcase_add_test(tcli, test_cli_usage_error_helper);
+    tcase_add_test(tcli, test_eflog_esc);
     suite_add_tcase(s, tcli);
     return s;
 }

@@ -1,6 +1,7 @@
 /* check_log_mp: the event log across processes and threads: concurrent appenders with
  * group commit, threads sharing one handle, an append-lock holder killed mid-write, futex
- * wake-ups of log_wait_durable, and a crash loop of SIGKILLed appenders. Every child is waited for (and killed by PID on timeout). */
+ * wake-ups of log_wait_durable, a crash loop of SIGKILLed appenders, and follow mode (a
+ * reader process that writes nothing yet sees a writer's appends). Every child is waited for (and killed by PID on timeout). */
 #include <config.h>
 
 #include <check.h>
@@ -416,6 +417,189 @@ START_TEST(test_crash_loop)
 }
 END_TEST
 
+/* --- follow mode: read-only in fact ------------------------------------------------------ */
+
+static struct log *follow_open(const char *dir)
+{
+    struct log_options opt = { .follow = 1 };
+    struct log *lg = NULL;
+    int err = log_open(dir, &opt, &lg);
+    ck_assert_msg(err == 0, "follow open: %s", log_last_error(NULL));
+    return lg;
+}
+
+/* Counts the records readable up to limit from position 1, checking their sequence. */
+static uint64_t read_count(struct log *lg, uint64_t limit)
+{
+    struct log_reader *rd;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    uint64_t n = 0;
+    int r;
+    while ((r = log_reader_next(rd, limit, &rec)) == 1)
+        ck_assert_uint_eq(rec.position, ++n);
+    ck_assert_msg(r == 0, "reader: %s", log_last_error(lg));
+    log_reader_close(rd);
+    return n;
+}
+
+/* A child in follow mode sees a writer's appends as they become durable (futex wake-ups
+ * through its read-only mapping) and reads them all; its durable position never moves
+ * past what the writer made durable. */
+START_TEST(test_follow_writer)
+{
+    const char *dir = newdir("follow");
+    struct log *lg = lt_open(dir, 4096); /* small segments: the child crosses into new ones */
+    lt_append_n(lg, 1, 3, 0);
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    const uint64_t total = 40;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        log_close(lg);
+        struct log *f = follow_open(dir);
+        int ok = log_head(f) == 3 && log_durable(f) == 3;
+        ok = ok && write(ready[1], "r", 1) == 1;
+        uint64_t deadline = ef_mono_ns() + 60ull * 1000000000u, seen = 3;
+        while (ok && seen < total && ef_mono_ns() < deadline) {
+            log_wait_durable(f, seen, 1000);
+            uint64_t d = log_durable(f);
+            ok = d >= seen && d <= total;
+            seen = d;
+        }
+        ok = ok && seen == total && read_count(f, log_durable(f)) == total;
+        log_close(f);
+        _exit(ok ? 0 : 1);
+    }
+    char c;
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    lt_append_n(lg, 4, total - 3, 300);
+    int st = wait_child(pid, ef_mono_ns() + 90ull * 1000000000u);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "follower failed");
+    close(ready[0]);
+    close(ready[1]);
+    log_close(lg);
+}
+END_TEST
+
+struct file_state {
+    char name[256];
+    struct stat st;
+};
+
+/* Every entry of dir with its stat: the evidence that nothing was written. */
+static size_t dir_state(const char *dir, struct file_state *out, size_t cap)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "ls -A '%s'", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = 0;
+    while (n < cap && fgets(out[n].name, sizeof out[n].name, p)) {
+        out[n].name[strcspn(out[n].name, "\n")] = 0;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, out[n].name);
+        ck_assert_int_eq(stat(path, &out[n].st), 0);
+        n++;
+    }
+    pclose(p);
+    return n;
+}
+
+static void expect_same_state(const char *dir, const struct file_state *before, size_t n)
+{
+    struct file_state after[32];
+    size_t m = dir_state(dir, after, 32);
+    ck_assert_uint_eq(m, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(after[i].name, before[i].name);
+        ck_assert_msg(after[i].st.st_size == before[i].st.st_size &&
+                      after[i].st.st_mtim.tv_sec == before[i].st.st_mtim.tv_sec &&
+                      after[i].st.st_mtim.tv_nsec == before[i].st.st_mtim.tv_nsec &&
+                      after[i].st.st_ctim.tv_nsec == before[i].st.st_ctim.tv_nsec,
+                      "%s was modified", after[i].name);
+    }
+}
+
+/* With nobody else on the log, a follow open finds the head on disk, ignores a torn tail
+ * without cutting it, stops at a sync-failure marker, and modifies no file; a writer that
+ * then starts recovers (it was not fooled into attaching) and the follower picks it up. */
+START_TEST(test_follow_writes_nothing)
+{
+    const char *dir = newdir("follow-ro");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 5, 0);
+    log_close(lg);
+    /* A torn tail: half a record's worth of garbage after the last one. */
+    int fd = open(lt_seg(dir, 1), O_WRONLY | O_APPEND);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "\x01\x02\x03\x04\x05\x06\x07\x08garbage!", 16), 16);
+    close(fd);
+    struct file_state before[32];
+    size_t n = dir_state(dir, before, 32);
+    usleep(20 * 1000); /* a write now would move an mtime */
+
+    struct log *f = follow_open(dir);
+    ck_assert_uint_eq(log_head(f), 5);
+    ck_assert_uint_eq(log_durable(f), 5);
+    ck_assert_uint_eq(read_count(f, log_durable(f)), 5);
+    struct log_event ev;
+    char buf[1024];
+    lt_event(6, 0, buf, &ev);
+    ck_assert_int_eq(log_append_begin(f), LOG_EREADONLY);
+    ck_assert_int_eq(log_wait_durable(f, 5, 50), 0);
+    expect_same_state(dir, before, n);
+
+    /* A failed fdatasync had left position 3 as the last durable one. */
+    char marker[4400];
+    snprintf(marker, sizeof marker, "%s/sync-failed", dir);
+    lt_write_file(marker, "3\n", 2);
+    struct log *g = follow_open(dir);
+    ck_assert_uint_eq(log_durable(g), 3);
+    log_close(g);
+    ck_assert_int_eq(unlink(marker), 0);
+
+    /* A writer now finds itself alone (the follower holds no lock): it recovers, cutting
+     * the torn tail, and the follower follows its appends. */
+    lg = lt_open(dir, 0);
+    ck_assert_int_eq(log_recovered(lg), 1);
+    lt_append_n(lg, 6, 2, 0);
+    uint64_t deadline = ef_mono_ns() + 20ull * 1000000000u;
+    while (log_durable(f) < 7 && ef_mono_ns() < deadline)
+        log_wait_durable(f, log_durable(f), 500);
+    ck_assert_uint_eq(log_durable(f), 7);
+    ck_assert_uint_eq(log_head(f), 7);
+    ck_assert_uint_eq(read_count(f, 7), 7);
+
+    /* Every writer leaves and a new one re-initializes the block: positions never go back. */
+    log_close(lg);
+    ck_assert_uint_eq(log_durable(f), 7);
+    lg = lt_open(dir, 0);
+    ck_assert_int_eq(log_recovered(lg), 1);
+    ck_assert_uint_eq(log_durable(f), 7);
+    lt_append_n(lg, 8, 1, 0);
+    ck_assert_uint_eq(log_durable(f), 8);
+    log_close(lg);
+    log_close(f);
+}
+END_TEST
+
+/* A follower on a log nobody ever opened (no directory yet) is an empty log, and never
+ * creates anything. */
+START_TEST(test_follow_empty)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/follow-none", base);
+    struct log *f = follow_open(dir);
+    ck_assert_uint_eq(log_head(f), 0);
+    ck_assert_int_eq(log_wait_durable(f, 0, 30), 0);
+    ck_assert_int_eq(access(dir, F_OK), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    log_close(f);
+}
+END_TEST
+
 static Suite *log_mp_suite(void)
 {
     Suite *s = suite_create("log_mp");
@@ -428,6 +612,9 @@ static Suite *log_mp_suite(void)
     tcase_add_test(tc, test_holder_killed_while_rolling);
     tcase_add_test(tc, test_wait_durable);
     tcase_add_test(tc, test_crash_loop);
+    tcase_add_test(tc, test_follow_writer);
+    tcase_add_test(tc, test_follow_writes_nothing);
+    tcase_add_test(tc, test_follow_empty);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -520,6 +520,100 @@ START_TEST(test_dlq_retry_after_upgrade)
 }
 END_TEST
 
+/* Renders like expect() and checks that the answer contains want. */
+static void expect_has(enum what w, const char *id, const char *want)
+{
+    struct rm_txn *t;
+    struct sbuf out = SBUF_INIT;
+    uint64_t version = 0;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    int rc = -1;
+    switch (w) {
+    case USER: rc = rm_render_user(t, id, strlen(id), &out); break;
+    case ITEM: rc = rm_render_item(t, id, strlen(id), &out); break;
+    case ORDER: rc = rm_render_order(t, id, strlen(id), &out, &version); break;
+    case DAILY: rc = rm_render_daily(t, "2026-01-01", id, &out); break;
+    case ORDERS: rc = rm_render_user_orders(t, id, strlen(id), 100, 0, &out); break;
+    }
+    rm_txn_abort(t);
+    ck_assert_msg(rc == 0, "render %s: %s", id, rm_strerror(rc));
+    ck_assert_msg(strstr(sbuf_str(&out), want), "%s lacks %s", sbuf_str(&out), want);
+    sbuf_free(&out);
+}
+
+#define MAXS "9223372036854775807"
+
+/* A log an older build could have written (nothing refused these amounts then): every
+ * sum that would leave 64 bits makes its event a dead letter, applied not at all (the
+ * user, the items, the categories and the day keep their values), and folding goes on. */
+START_TEST(test_money_overflow_dead_letters)
+{
+    FOLD_OK("user-u1", 1, "UserRegistered", 1, D1, "{\"user_id\":\"u1\",\"name\":\"Ann\",\"email\":null}");
+    FOLD_OK("user-u1", 2, "FundsDeposited", 1, D1,
+            "{\"user_id\":\"u1\",\"amount_cents\":" MAXS ",\"balance_cents\":" MAXS "}");
+    /* 3: the balance would pass INT64_MAX */
+    ck_assert_int_eq(fold("user-u1", 3, "FundsDeposited", 1, D1,
+                          "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":0}"), 1);
+    expect_has(USER, "u1", "\"wallet_balance_cents\":" MAXS ",");
+    FOLD_OK("item-X", 1, "ItemAdded", 1, D1,
+            "{\"item_id\":\"X\",\"name\":\"Gold\",\"category\":\"metal\",\"price_cents\":" MAXS "}");
+    FOLD_OK("item-X", 2, "ItemRestocked", 1, D1, "{\"item_id\":\"X\",\"quantity\":2,\"available\":2}");
+    /* 7: the restocked count would pass INT64_MAX */
+    ck_assert_int_eq(fold("item-X", 3, "ItemRestocked", 1, D1,
+                          "{\"item_id\":\"X\",\"quantity\":" MAXS ",\"available\":0}"), 1);
+    expect_has(ITEM, "X", "\"available\":2,\"reserved\":0,");
+    FOLD_OK("order-o1", 1, "OrderCreated", 2, D1,
+            "{\"order_id\":\"o1\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"X\",\"name\":\"Gold\","
+            "\"category\":\"metal\",\"quantity\":1,\"price_cents\":" MAXS "}],\"amount_cents\":" MAXS "}");
+    FOLD_OK("order-o1", 2, "PaymentProcessed", 1, D1,
+            "{\"order_id\":\"o1\",\"user_id\":\"u1\",\"amount_cents\":" MAXS ",\"balance_cents\":0}");
+    expect_has(USER, "u1", "\"total_spent_cents\":" MAXS ",\"avg_order_value_cents\":" MAXS ",");
+    FOLD_OK("order-o2", 1, "OrderCreated", 2, D1,
+            "{\"order_id\":\"o2\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"X\",\"name\":\"Gold\","
+            "\"category\":\"metal\",\"quantity\":1,\"price_cents\":1}],\"amount_cents\":1}");
+    /* 12: the user's total spent (and the day's revenue) would pass INT64_MAX */
+    ck_assert_int_eq(fold("order-o2", 2, "PaymentProcessed", 1, D1,
+                          "{\"order_id\":\"o2\",\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":4}"), 1);
+    expect_has(USER, "u1", "\"wallet_balance_cents\":0,\"order_count\":2,\"total_spent_cents\":" MAXS ",");
+    expect_has(ORDER, "o2", "\"status\":\"created\"");
+    expect_has(DAILY, "2026-01-01", "\"orders_created\":2,\"orders_paid\":1,\"orders_cancelled\":0,"
+                                    "\"revenue_cents\":" MAXS "}");
+    /* 13: a refund of -INT64_MAX: the day's revenue minus it would overflow. */
+    ck_assert_int_eq(fold("order-o2", 2, "OrderCancelled", 1, D1,
+                          "{\"order_id\":\"o2\",\"user_id\":\"u1\",\"reason\":null,"
+                          "\"refunded_cents\":-9223372036854775807,\"previous_status\":\"created\"}"), 1);
+    expect_has(ITEM, "X", "\"available\":0,\"reserved\":2,\"sold\":0");
+    expect_has(USER, "u1", "\"wallet_balance_cents\":0,\"order_count\":2,");
+    /* 14: a line of a huge quantity: the reserved count would overflow. */
+    ck_assert_int_eq(fold("order-o3", 1, "OrderCreated", 2, D1,
+                          "{\"order_id\":\"o3\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"X\",\"name\":\"Gold\","
+                          "\"category\":\"metal\",\"quantity\":" MAXS ",\"price_cents\":1}],\"amount_cents\":1}"), 1);
+    expect_has(ITEM, "X", "\"reserved\":2,");
+    /* The cancellation of the paid maximal order brings the day back to 0 exactly. */
+    FOLD_OK("order-o1", 3, "OrderCancelled", 1, D1,
+            "{\"order_id\":\"o1\",\"user_id\":\"u1\",\"reason\":null,\"refunded_cents\":" MAXS ","
+            "\"previous_status\":\"paid\"}");
+    expect_has(DAILY, "2026-01-01", "\"orders_cancelled\":1,\"revenue_cents\":0}");
+    expect_has(USER, "u1", "\"wallet_balance_cents\":" MAXS ",\"order_count\":1,\"total_spent_cents\":0,"
+                           "\"avg_order_value_cents\":0,");
+
+    struct rm_txn *t;
+    uint64_t n;
+    struct sbuf out = SBUF_INIT;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_int_eq(rm_dlq_render(t, &out), 0);
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the wallet balance would overflow"));
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the item's restocked count would overflow"));
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the user's total spent would overflow"));
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the day's revenue would overflow"));
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "an item's reserved count would overflow"));
+    rm_txn_abort(t);
+    sbuf_free(&out);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
     Suite *s = suite_create("read_fold");
@@ -534,6 +628,7 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_dead_letters_and_retry);
     tcase_add_test(tc, test_upcast_order_created_v1);
     tcase_add_test(tc, test_dlq_retry_after_upgrade);
+    tcase_add_test(tc, test_money_overflow_dead_letters);
     suite_add_tcase(s, tc);
     return s;
 }

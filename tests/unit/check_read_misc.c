@@ -14,6 +14,7 @@
 
 #include "read/query_int.h"
 #include "read/rdir.h"
+#include "read/rm_internal.h"
 #include "read/rpos.h"
 #include "util/clock.h"
 #include "util/durable.h"
@@ -146,6 +147,34 @@ START_TEST(test_params)
 }
 END_TEST
 
+/* The row cache's hash is keyed per process: the same id hashes the same within one
+ * process, and differently in another (a fresh process draws its own seed: this binary run
+ * again with EF_PRINT_CACHE_HASH set prints its hash of the key), so a client cannot
+ * precompute colliding ids. */
+static const char *self_path; /* argv[0] */
+
+static uint64_t hash_in_new_process(void)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "EF_PRINT_CACHE_HASH=1 '%s'", self_path);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    unsigned long long h = 0;
+    ck_assert_int_eq(fscanf(p, "%llx", &h), 1);
+    ck_assert_int_eq(pclose(p), 0);
+    return h;
+}
+
+START_TEST(test_cache_hash_seeded)
+{
+    uint64_t mine = rm_cache_hash(RM_DB_USERS, "user-1", 6);
+    ck_assert_uint_eq(rm_cache_hash(RM_DB_USERS, "user-1", 6), mine);
+    ck_assert_uint_ne(rm_cache_hash(RM_DB_ITEMS, "user-1", 6), mine);
+    uint64_t a = hash_in_new_process(), b = hash_in_new_process();
+    ck_assert_msg(a != b && a != mine, "processes share the hash seed");
+}
+END_TEST
+
 static Suite *misc_suite(void)
 {
     Suite *s = suite_create("read_misc");
@@ -156,12 +185,19 @@ static Suite *misc_suite(void)
     tcase_add_test(tc, test_rdir_switch);
     tcase_add_test(tc, test_params);
     tcase_add_test(tc, test_marker_replaced_whole);
+    tcase_add_test(tc, test_cache_hash_seeded);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    self_path = argv[0];
+    if (getenv("EF_PRINT_CACHE_HASH")) { /* test_cache_hash_seeded's other process */
+        printf("%llx\n", (unsigned long long)rm_cache_hash(RM_DB_USERS, "user-1", 6));
+        return 0;
+    }
     eflog_init("check_read_misc", EF_ERROR);
     SRunner *sr = srunner_create(misc_suite());
     srunner_run_all(sr, CK_ENV);

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -351,6 +352,56 @@ START_TEST(test_snapshot_take_and_verify)
 }
 END_TEST
 
+/* The fold goes on while a snapshot is copied: the copy (held back by the test seam) waits
+ * until the tailer has committed well past the position that triggered it. With a copy
+ * inside the fold loop this would wait in vain. */
+static _Atomic uint64_t folded_to;
+static _Atomic int fold_went_on;
+
+static void record_progress(uint64_t position, uint64_t head, void *arg)
+{
+    (void)head;
+    (void)arg;
+    atomic_store(&folded_to, position);
+}
+
+static void hold_first_copy(void)
+{
+    static _Atomic int calls;
+    if (atomic_fetch_add(&calls, 1) != 0)
+        return;
+    uint64_t from = atomic_load(&folded_to);
+    for (int i = 0; i < 1000; i++) { /* at most 10 s */
+        if (atomic_load(&folded_to) >= from + 1000) {
+            atomic_store(&fold_went_on, 1);
+            return;
+        }
+        usleep(10000);
+    }
+}
+
+START_TEST(test_snapshot_beside_the_fold)
+{
+    uint64_t head = build_log(3000, 0);
+    snapshot_job_before_copy = hold_first_copy;
+    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
+                                  .snapshot_every = 500, .snapshot_keep = 3, .batch_max = 50,
+                                  .progress = record_progress };
+    ck_assert_int_eq(tailer_run(&opt), 0);
+    snapshot_job_before_copy = NULL;
+    ck_assert_msg(atomic_load(&fold_went_on), "folding waited for the snapshot copy");
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    struct snapshot_info list[8];
+    size_t n;
+    ck_assert_int_eq(snapshot_list(tmpdir, list, 8, &n), 0);
+    ck_assert_uint_ge(n, 1);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(snapshot_verify(tmpdir, &list[i]), 0);
+    /* The held copy started at or after position 500 and holds what it read then. */
+    ck_assert_uint_ge(list[n - 1].position, 500);
+}
+END_TEST
+
 static void rebuild(int from_scratch, uint64_t want_from)
 {
     struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = from_scratch };
@@ -492,6 +543,7 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_kill9_mid_catch_up);
     tcase_add_test(tc, test_stops_on_damage);
     tcase_add_test(tc, test_snapshot_take_and_verify);
+    tcase_add_test(tc, test_snapshot_beside_the_fold);
     tcase_add_test(tc, test_rebuild_scratch_snapshot_fallback);
     tcase_add_test(tc, test_log_with_both_order_schemas);
     tcase_add_test(tc, test_map_full_grows);

@@ -271,6 +271,47 @@ START_TEST(test_errors_append_nothing)
 END_TEST
 
 
+/* Every money total of the read models is bounded by the sum of all deposits ever made
+ * (doc/events.md, "Money"): a deposit that would take that sum past INT64_MAX is refused,
+ * also when the balance itself would fit (the sum counts what was spent too). A model
+ * without the sum (an older build's) is rebuilt from the log at the next open. */
+START_TEST(test_deposit_total_bounded)
+{
+    seed(); /* u1 deposited 10000 */
+    ck_assert_int_eq(run("/api/users", "{\"user_id\":\"u2\",\"name\":\"Bea\"}"), 201);
+    ck_assert_int_eq(run("/api/users/u2/deposits", "{\"amount_cents\":9223372036854765807}"), 200);
+    ASSERT_FAILS(run("/api/users/u1/deposits", "{\"amount_cents\":1}"), 400, "validation_failed");
+    ck_assert_ptr_nonnull(strstr(resp.body.data, "\"errors\":[{\"field\":\"amount_cents\","));
+    ck_assert_ptr_nonnull(strstr(resp.body.data, "the total of all deposits would overflow"));
+    /* Spending makes room in the balance, not in the sum. */
+    ck_assert_int_eq(run("/api/orders", "{\"user_id\":\"u2\",\"order_id\":\"m\",\"items\":[{\"item_id\":\"i1\",\"quantity\":2}]}"), 201);
+    ck_assert_int_eq(run("/api/orders/m/pay", "{}"), 200);
+    ASSERT_FAILS(run("/api/users/u2/deposits", "{\"amount_cents\":1}"), 400, "validation_failed");
+    /* A refund is not a deposit: cancelling the paid order is fine. */
+    ck_assert_int_eq(run("/api/orders/m/cancel", "{}"), 200);
+
+    /* Drop the sum, as a model of an older build lacks it: the next open rebuilds. */
+    MDB_txn *txn;
+    MDB_dbi meta;
+    ck_assert_int_eq(wm_dbi(ctx.wm, 0, &meta), 0);
+    ck_assert_int_eq(wm_begin(ctx.wm, 1, &txn), 0);
+    MDB_val k = { 9, (void *)"deposited" };
+    ck_assert_int_eq(mdb_del(txn, meta, &k, NULL), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    int64_t total = 0;
+    ck_assert_int_eq(wm_begin(ctx.wm, 0, &txn), 0);
+    ck_assert_int_eq(wm_get_deposited(ctx.wm, txn, &total), 0);
+    mdb_txn_abort(txn);
+    close_all();
+    open_all();
+    ck_assert_int_eq(wm_begin(ctx.wm, 0, &txn), 0);
+    ck_assert_int_eq(wm_get_deposited(ctx.wm, txn, &total), 1);
+    mdb_txn_abort(txn);
+    ck_assert_int_eq(total, INT64_MAX);
+    ASSERT_FAILS(run("/api/users/u2/deposits", "{\"amount_cents\":1}"), 400, "validation_failed");
+}
+END_TEST
+
 /* A copy of one answer, to compare a repeat with. */
 struct answer {
     int status;
@@ -1026,6 +1067,7 @@ static Suite *write_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_success_paths);
     tcase_add_test(tc, test_errors_append_nothing);
+    tcase_add_test(tc, test_deposit_total_bounded);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_idempotency_ttl);
     tcase_add_test(tc, test_if_match);
