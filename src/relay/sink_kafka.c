@@ -556,6 +556,14 @@ static int kafka_publish(void *sink, const struct relay_event *ev, int timeout_m
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)ev->position), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
+        if (e == RD_KAFKA_RESP_ERR__FATAL) {
+            rd_kafka_headers_destroy(h);
+            int rc = kafka_failed(s, err, errlen); /* names the first undelivered position */
+            if (rc == 0) /* not reported fatal yet: still never "sent" */
+                snprintf(err, errlen, "kafka: cannot send position %" PRIu64 ": %s",
+                         ev->position, rd_kafka_err2str(e));
+            return rc ? rc : RELAY_ERETRY;
+        }
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && deadline == 0)
             deadline = kafka_now_ms() + timeout_ms;
         int64_t left = deadline - kafka_now_ms();
