@@ -117,7 +117,8 @@ getent passwd eventfold >/dev/null || die "postinst did not create the user even
     || die "/var/lib/eventfold is $(stat -c %U:%G:%a /var/lib/eventfold), want eventfold:eventfold:750"
 for f in /usr/bin/eventfold-command /usr/bin/eventfold-query /usr/bin/eventfold-tailer /usr/bin/eventfoldctl \
          /etc/eventfold/eventfold.conf /etc/nginx/snippets/eventfold.conf /etc/nginx/conf.d/eventfold-upstream.conf \
-         /usr/share/man/man5/eventfold.conf.5.gz /usr/share/man/man8/eventfoldctl.8.gz; do
+         /usr/share/man/man5/eventfold.conf.5.gz /usr/share/man/man8/eventfoldctl.8.gz \
+         /usr/share/doc/eventfold/api.md /usr/share/doc/eventfold/openapi.yaml; do
     [ -e "$f" ] || die "not installed: $f"
 done
 dpkg-query -W -f='${Conffiles}\n' eventfold | grep -q '/etc/eventfold/eventfold.conf' \
@@ -202,7 +203,7 @@ start_socket_service() {
         spawn-fcgi -n -s "$T/run/$1.sock" -U "$sock_user" -G "$sock_group" -M "$sock_mode" -- \
         $launch "$SANDBOX" sandbox "$sandbox_mode" "$rw" "$user" "$group" $exec_start \
         >"$T/$1.log" 2>&1 &
-    pids="$pids $!" prog_pids="$prog_pids $!"
+    pids="$pids $!" prog_pids="$prog_pids $!:$rw"
     say "started $svc (pid $!): $exec_start"
 }
 
@@ -218,7 +219,7 @@ rw=$(unit_key $svc ReadWritePaths)
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     $launch "$SANDBOX" sandbox "$sandbox_mode" "$rw" "$user" "$group" $exec_start \
     >"$T/tailer.log" 2>&1 &
-pids="$pids $!" prog_pids="$prog_pids $!"
+pids="$pids $!" prog_pids="$prog_pids $!:$rw"
 say "started $svc (pid $!): $exec_start"
 
 # --- private nginx with the installed configuration ---------------------------
@@ -281,15 +282,19 @@ done
 say "nginx on 127.0.0.1:$port answers"
 
 # The programs really run sandboxed: as eventfold, without privileges, and (with
-# mount namespaces) on a read-only root with a writable data directory.
-for pid in $prog_pids; do
+# mount namespaces) on a read-only root where only the unit's ReadWritePaths= is
+# writable (eventfold-query: read/ only, the log and the write model read-only).
+for entry in $prog_pids; do
+    pid=${entry%%:*} rw=${entry#*:}
     [ "$(stat -c %U "/proc/$pid")" = eventfold ] || die "pid $pid does not run as eventfold"
     grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status" || die "pid $pid: no_new_privs not set"
     grep -q '^CapBnd:[[:space:]]*0*$' "/proc/$pid/status" || die "pid $pid: capability bounding set not empty"
     if [ "$sandbox_mode" = ns ]; then
         awk '$5 == "/" { print $6 }' "/proc/$pid/mountinfo" | grep -q '^ro' || die "pid $pid: / is not read-only"
-        awk '$5 == "/var/lib/eventfold" { print $6 }' "/proc/$pid/mountinfo" | grep -q '^rw' \
-            || die "pid $pid: /var/lib/eventfold is not writable"
+        awk -v p="$rw" '$5 == p { print $6 }' "/proc/$pid/mountinfo" | grep -q '^rw' \
+            || die "pid $pid: $rw is not writable"
+        [ "$rw" = /var/lib/eventfold ] || ! (: >"/proc/$pid/root/var/lib/eventfold/log/.probe") 2>/dev/null \
+            || die "pid $pid: /var/lib/eventfold/log is writable, its unit says only $rw"
     fi
 done
 

@@ -13,8 +13,14 @@ on an exception and when the test's time budget (SIGALRM) runs out.
 Tests talk only the public contract (API.md): HTTP through nginx, `eventfoldctl`, and, for the
 few rules about requests that reach a program directly (section 8), a minimal FastCGI client.
 
-Only the Python standard library is used. Exit codes follow automake: 0 pass, 1 fail,
-77 skip (only when nginx itself is missing).
+Every answer received (Client.request, fcgi_request) is checked against doc/openapi.yaml
+(tests/integration/openapi.py, which needs python3-yaml and python3-jsonschema): a mismatch
+fails the test at its end, like soft_check. Each test prints how many answers it checked, and
+appends the count to $EF_OPENAPI_COUNTS when that is set. EF_OPENAPI=0 turns the check off
+(benchmarks, whose timings must not include it).
+
+Otherwise only the Python standard library is used. Exit codes follow automake: 0 pass, 1
+fail, 77 skip (only when nginx itself is missing).
 """
 
 import atexit
@@ -44,6 +50,8 @@ KEEP_TMP = os.environ.get("EF_KEEP_TMP") == "1"
 # stop() ends the programs with SIGTERM so that their leak checks run, and any non-empty
 # report fails the test.
 VALGRIND = os.environ.get("EF_VALGRIND") == "1"
+# Answers are checked against the OpenAPI document unless EF_OPENAPI=0 (see above).
+CHECK_ANSWERS = os.environ.get("EF_OPENAPI", "1") != "0"
 
 
 class TestFailure(Exception):
@@ -69,6 +77,56 @@ def soft_check(cond, msg):
 
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+_checker = None
+_checker_lock = threading.Lock()
+_openapi_mismatches = [0]
+
+
+def answer_checker():
+    """The OpenAPI checker of doc/openapi.yaml, loaded once (None when EF_OPENAPI=0)."""
+    global _checker
+    if not CHECK_ANSWERS:
+        return None
+    with _checker_lock:
+        if _checker is None:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import openapi
+            try:
+                _checker = openapi.Checker(os.path.join(SRCDIR, "doc", "openapi.yaml"))
+            except (OSError, openapi.SpecError) as e:
+                raise TestFailure("cannot load doc/openapi.yaml: %s" % e)
+        return _checker
+
+
+def check_answer(method, target, resp, wrong_side=False):
+    """Checks one answer against doc/openapi.yaml; a mismatch fails the test at its end."""
+    c = answer_checker()
+    if c is None:
+        return
+    errs = c.check(method, target, resp.status, resp.headers, resp.body, wrong_side)
+    if errs:
+        _openapi_mismatches[0] += len(errs)
+        for e in errs[:5]:
+            soft_check(False, "OpenAPI: " + e)
+
+
+def _report_checked():
+    if _checker is None:
+        return
+    print("openapi: %d answers checked against doc/openapi.yaml, %d mismatches"
+          % (_checker.checked, _openapi_mismatches[0]), flush=True)
+    out = os.environ.get("EF_OPENAPI_COUNTS")
+    if out:
+        # One short line per test, appended in one write (O_APPEND), so that tests running
+        # in parallel do not mix their lines.
+        line = "%s %d %d\n" % (os.path.basename(sys.argv[0]), _checker.checked, _openapi_mismatches[0])
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,6 +201,7 @@ def run(main, budget):
     finally:
         signal.alarm(0)
         _cleanup_all()
+        _report_checked()
     sys.stdout.flush()
     os._exit(code)
 
@@ -232,7 +291,9 @@ class Client:
                 h = {k.lower(): v for k, v in r.getheaders()}
                 if (h.get("connection") or "").lower() == "close":
                     self.close()
-                return Response(r.status, h, data)
+                resp = Response(r.status, h, data)
+                check_answer(method, path, resp)
+                return resp
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # Only a kept-alive connection that the server closed while idle is retried:
                 # nginx has not seen this request then. A fresh connection failing is an error.
@@ -328,7 +389,16 @@ def fcgi_request(sock_path, params, body=b"", timeout=10):
         headers[k.strip().lower()] = v.strip()
     if "status" in headers:
         status = int(headers["status"].split()[0])
-    return Response(status, headers, resp_body)
+    resp = Response(status, headers, resp_body)
+    # Through nginx, GET and HEAD reach the query program and every other method the
+    # command program; a request sent directly to the other one is answered 405.
+    method = params.get("REQUEST_METHOD", "")
+    reads = method in ("GET", "HEAD")
+    side = os.path.basename(sock_path)
+    wrong_side = (side.startswith("command") and reads) or (side.startswith("query") and not reads)
+    target = params.get("DOCUMENT_URI") or params.get("REQUEST_URI", "").split("?")[0]
+    check_answer(method, target, resp, wrong_side)
+    return resp
 
 
 def fcgi_params(method, path, query="", ctype="", length=0, extra=None):
