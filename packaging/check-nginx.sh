@@ -84,8 +84,12 @@ for u in command query tailer; do
     fi
 done
 q="$src/packaging/systemd/eventfold-query.service.in"
-grep -q '^ReadOnlyPaths=/var/lib/eventfold$' "$q" || bad "$q: the data directory is not read-only"
-grep -q '^ReadWritePaths=/var/lib/eventfold/read$' "$q" || bad "$q: read/ is not writable"
+# ProtectSystem=strict (hardening.inc) makes everything read-only but ReadWritePaths=:
+# for eventfold-query that is read/ alone, never the whole data directory.
+grep -q '^ProtectSystem=strict$' "$src/packaging/systemd/hardening.inc" || bad "hardening.inc: no ProtectSystem=strict"
+! grep -q '^ReadWritePaths=' "$src/packaging/systemd/hardening.inc" || bad "hardening.inc: a ReadWritePaths= for every unit"
+[ "$(grep -c '^ReadWritePaths=' "$q")" = 1 ] && grep -q '^ReadWritePaths=/var/lib/eventfold/read$' "$q" ||
+    bad "$q: want exactly ReadWritePaths=/var/lib/eventfold/read"
 grep -q '^d /var/lib/eventfold/read ' "$src/packaging/tmpfiles/eventfold.conf" ||
     bad "tmpfiles does not create /var/lib/eventfold/read (eventfold-query's ReadWritePaths)"
 
