@@ -9,6 +9,7 @@
 #include "read/query_int.h"
 #include "read/rpos.h"
 #include "read/rstatus.h"
+#include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 
@@ -294,6 +295,7 @@ static void h_metrics(struct qreq *q)
                          (double)st.dead_letters);
     server_metrics_gauge(out, "eventfold_snapshots", "Read-model snapshots kept.",
                          (double)st.snapshots);
+    relay_state_render_metrics(q->w->data_dir, st.head, out);
     server_respond(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out->data,
                    out->len);
 }

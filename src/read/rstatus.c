@@ -5,6 +5,7 @@
 #include "log/log.h"
 #include "read/rm.h"
 #include "read/snapshot.h"
+#include "relay/relay_state.h"
 #include "util/snapdir.h"
 
 #define SNAP_LIST_MAX 64
@@ -55,6 +56,8 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
     sbuf_json_key(out, "write_snapshots");
     if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || snapshot_render_dir(wdir, out) != 0)
         sbuf_puts(out, "[]");
+    /* The running relays (relay_state.h): "relays": [{"sink", "position", "lag_events"}]. */
+    relay_state_render_status(data_dir, st->head, out);
     sbuf_putc(out, '}');
     return rc;
 }

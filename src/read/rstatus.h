@@ -3,7 +3,8 @@
  *   {"log": {"head_position", "segments", "bytes"},
  *    "read_model": {"position", "lag_events"}, "dead_letters",
  *    "snapshots": [{"position", "taken_at", "bytes"}],
- *    "write_snapshots": [the same for DIR/write/snapshots]}
+ *    "write_snapshots": [the same for DIR/write/snapshots],
+ *    "relays": [{"sink", "position", "lag_events"}] (running relays, relay_state.h)}
  *
  * One function renders it for both, so the two cannot drift apart. lag_events is the log
  * head minus the read position (0 if the model is somehow ahead, which cannot happen for a
