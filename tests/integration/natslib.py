@@ -19,6 +19,7 @@ headers. Only the Python standard library is used.
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ import time
 import urllib.request
 
 import harness
-from harness import SkipTest, TestFailure, check, free_port, log
+from harness import SkipTest, TestFailure, check, log
 
 NATS_SERVER = os.environ.get("EF_NATS_SERVER") or "/usr/sbin/nats-server"
 
@@ -251,16 +252,36 @@ def render_headers(headers):
     return (out + "\r\n").encode()
 
 
+def pick_port():
+    """A free 127.0.0.1 port below the kernel's ephemeral range (32768 and up), so that a
+    node restarted on the same ports does not find them taken by some outgoing
+    connection's source port meanwhile."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise TestFailure("no free port in 20000..32000")
+
+
 class NatsNode:
     def __init__(self, name, tmp):
         self.name = name
-        self.port = free_port()
-        self.cport = free_port()
-        self.mport = free_port()
         self.store = os.path.join(tmp, "nats-" + name)
         self.conf = os.path.join(tmp, "nats-%s.conf" % name)
         self.logpath = os.path.join(tmp, "nats-%s.log" % name)
         self.proc = None
+        self.new_ports()
+
+    def new_ports(self):
+        self.port = pick_port()
+        self.cport = pick_port()
+        self.mport = pick_port()
 
     @property
     def url(self):
@@ -284,11 +305,26 @@ class NatsCluster:
         self.nodes = [NatsNode("n%d" % (i + 1), self.tmp) for i in range(nodes)]
         self.stopped = False
         harness._clusters.append(self)
-        for n in self.nodes:
-            self._write_conf(n)
-        for n in self.nodes:
-            self._spawn(n)
-        self.wait_ready()
+        for attempt in range(5):
+            for n in self.nodes:
+                self._write_conf(n)
+            for n in self.nodes:
+                self._spawn(n)
+            try:
+                self.wait_ready()
+                return
+            except TestFailure:
+                if "address already in use" not in "".join(self._read_log(n) for n in self.nodes) \
+                        or attempt == 4:
+                    raise
+            log("nats: a port was taken meanwhile; new ports")
+            for n in self.nodes:
+                self.kill(n.name)
+                n.new_ports()
+                try:
+                    os.unlink(n.logpath)
+                except OSError:
+                    pass
 
     def __enter__(self):
         return self

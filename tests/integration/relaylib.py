@@ -1,0 +1,108 @@
+"""relaylib: what the eventfold-relay tests share: starting the relay on a harness Cluster,
+reading the log's records (CRC32C and position) straight from the segment files, and
+checking that a JetStream stream holds exactly the log, message by message."""
+
+import glob
+import json
+import os
+import struct
+import time
+
+from harness import binary, check, log
+
+RECORD_MAGIC = 0x31524645  # "EFR1"
+
+
+def start_relay(c, sink="nats", name="relay"):
+    """Starts eventfold-relay on the cluster's data directory (its config file carries the
+    sink's settings); returns the Popen."""
+    argv = [binary("eventfold-relay"), "--data", c.data, "--sink", sink]
+    if c.config_path:
+        argv += ["--config", c.config_path]
+    return c._spawn(name, argv)
+
+
+def record_crcs(data_dir, upto):
+    """{position: crc} for records 1..upto, read from DATA/log/*.seg."""
+    out = {}
+    for seg in sorted(glob.glob(os.path.join(data_dir, "log", "*.seg"))):
+        with open(seg, "rb") as f:
+            buf = f.read()
+        off = 0
+        while off + 56 <= len(buf):
+            magic, length, crc = struct.unpack_from("<III", buf, off)
+            if magic != RECORD_MAGIC or length < 56:
+                break
+            (position,) = struct.unpack_from("<Q", buf, off + 16)
+            if position <= upto:
+                out[position] = crc
+            off += length
+    return out
+
+
+def wait_stream_at(nc, stream, head, timeout=120):
+    """Waits until the stream's last sequence is head (the relay caught up)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        info = nc.stream_info(stream)
+        last = info["state"] if info else None
+        if last and last["last_seq"] == head:
+            return last
+        check(not last or last["last_seq"] <= head, "stream %s is beyond the log head %d: %s"
+              % (stream, head, last))
+        time.sleep(0.2)
+    try:
+        with nc.client() as cl:
+            got = cl.get_msg(stream, last["last_seq"]) if last else None
+    except Exception as e:
+        got = e
+    check(False, "stream %s did not reach position %d within %d s: %s; its last message: %s"
+          % (stream, head, timeout, last, got))
+
+
+def check_stream_matches_log(c, nc, stream, prefix="eventfold"):
+    """The stream holds positions 1..head, once each, in order (sequence == position), and
+    each message's subject, headers and body agree with `eventfoldctl dump` and the
+    record's CRC32C."""
+    events = c.dump()
+    head = events[-1]["position"] if events else 0
+    check([e["position"] for e in events] == list(range(1, head + 1)), "dump is not 1..head")
+    state = nc.stream_info(stream)["state"]
+    check(state["first_seq"] == 1 and state["last_seq"] == head and state["messages"] == head,
+          "stream state %s, log head %d" % (state, head))
+    crcs = record_crcs(c.data, head)
+    check(len(crcs) == head, "read %d record CRCs from the segments, head %d" % (len(crcs), head))
+    msgs = nc.read_stream(stream, 1, head)
+    for e, m in zip(events, msgs):
+        p = e["position"]
+        check(m is not None, "stream message %d missing" % p)
+        check(m["seq"] == p, "sequence %d carries %r" % (p, m))
+        h = m["headers"]
+        e = dict(e)
+        meta = e.pop("meta", None)  # dump shows a non-empty meta; EVENT has none
+        hm = h.get("Eventfold-Meta")
+        check(hm is not None and (hm in ("", "{}") if meta is None else json.loads(hm) == meta),
+              "position %d: Eventfold-Meta %r, dump's meta %r" % (p, hm, meta))
+        want = {
+            "Eventfold-Position": str(p),
+            "Eventfold-Stream": e["stream"],
+            "Eventfold-Type": e["type"],
+            "Eventfold-Schema-Version": str(e["schema_version"]),
+            "Eventfold-Stream-Version": str(e["version"]),
+            "Eventfold-Crc32c": "%08x" % crcs[p],
+            "Nats-Msg-Id": str(p),
+        }
+        for k, v in want.items():
+            check(h.get(k) == v, "position %d: header %s = %r, expected %r (headers %s)"
+                  % (p, k, h.get(k), v, h))
+        category = e["stream"].split("-", 1)[0]
+        check(m["subject"] == "%s.%s.%s" % (prefix, category, e["type"]),
+              "position %d: subject %s" % (p, m["subject"]))
+        try:
+            body = json.loads(m["data"])
+        except ValueError:
+            check(False, "position %d: body is not JSON: %r" % (p, m["data"][:200]))
+        check(body == e, "position %d: body %r differs from dump %r" % (p, body, e))
+    log("stream %s holds positions 1..%d exactly, matching the log" % (stream, head))
+    return head
