@@ -79,9 +79,6 @@ int relay_render_event(const struct log_record *rec, struct relay_render *r, str
     rm_render_event(rec, &r->body);
     ev->body = r->body.data;
     ev->body_len = r->body.len;
-    const char *dash = memchr(rec->stream, '-', rec->stream_len);
-    ev->category = rec->stream;
-    ev->category_len = dash ? (size_t)(dash - rec->stream) : rec->stream_len;
     ev->record_crc = record_crc(rec, &r->encoded);
     snprintf(r->position, sizeof r->position, "%" PRIu64, rec->position);
     snprintf(r->schema, sizeof r->schema, "%u", (unsigned)rec->schema_version);
@@ -99,6 +96,10 @@ int relay_render_event(const struct log_record *rec, struct relay_render *r, str
         { "Eventfold-Crc32c", r->crc },
     };
     memcpy(ev->headers, h, sizeof h);
+    /* The category points into r's copy of the stream, so that it outlives rec. */
+    const char *dash = memchr(r->stream, '-', rec->stream_len);
+    ev->category = r->stream;
+    ev->category_len = dash ? (size_t)(dash - r->stream) : rec->stream_len;
     return 0;
 }
 

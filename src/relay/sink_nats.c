@@ -35,11 +35,13 @@
 #include <string.h>
 
 #include <nats/nats.h>
+#include <yajl/yajl_tree.h>
 
 #include "log/log.h"
 #include "relay/relay.h"
 #include "relay/sink.h"
 #include "util/eflog.h"
+#include "util/sbuf.h"
 #include "util/xalloc.h"
 
 #define NATS_WINDOW 4096           /* asynchronous publishes in flight at most */
@@ -58,6 +60,7 @@ struct nats_sink {
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
+    int js_published; /* js has published asynchronously (see drop_pending) */
     int closing; /* set (atomically) by close(): the disconnection then is ours */
     struct relay_render check; /* the log's record for the resume check */
     char subject[EF_TEXT_MAX + 2 * LOG_TYPE_MAX + LOG_STREAM_MAX];
@@ -247,7 +250,9 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
  * by libnats). What the server did with them, resume() reads from the stream. */
 static void drop_pending(struct nats_sink *s)
 {
-    if (!s->js)
+    /* libnats 3.4 crashes in js_PublishAsyncGetPendingList on a context that never
+     * published asynchronously (its pending table does not exist yet). */
+    if (!s->js || !s->js_published)
         return;
     natsMsgList pending;
     if (js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK)
@@ -342,47 +347,212 @@ static int stream_info(struct nats_sink *s, jsStreamInfo **si, char *err, size_t
     return 0;
 }
 
+/* --- reading one stored message ($JS.API.STREAM.MSG.GET) -------------------------------
+ * A plain request rather than js_GetMsg: libnats 3.4's js_GetMsg was seen timing out
+ * for minutes after a stream leader change while the same request, sent by hand on
+ * another connection to the same server, was answered at once. */
+
+struct stored_msg {
+    uint64_t seq;
+    struct sbuf subject, hdrs, data;
+};
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Standard base64 (padding optional) into out; -1 on a bad character. */
+static int b64_decode(const char *in, struct sbuf *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    sbuf_reset(out);
+    for (; *in && *in != '='; in++) {
+        int v = b64_value((unsigned char)*in);
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            sbuf_putc(out, (char)(acc >> bits & 0xff));
+        }
+    }
+    return 0;
+}
+
+/* The value of header `name` in a NATS/1.0 header block, copied into out (NUL-terminated);
+ * NULL when absent. */
+static const char *hdr_get(const struct sbuf *hdrs, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = hdrs->data, *end = hdrs->data + hdrs->len;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if ((size_t)(le - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < le && *v == ' ')
+                v++;
+            size_t n = (size_t)(le - v);
+            if (n && v[n - 1] == '\r')
+                n--;
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return out;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int parse_stored(const char *json, struct stored_msg *m, char *why, size_t whylen)
+{
+    char ebuf[128];
+    yajl_val root = yajl_tree_parse(json, ebuf, sizeof ebuf);
+    if (!root) {
+        snprintf(why, whylen, "answer is not JSON");
+        return -1;
+    }
+    const char *err_desc[] = { "error", "description", NULL };
+    const char *p_subj[] = { "message", "subject", NULL };
+    const char *p_seq[] = { "message", "seq", NULL };
+    const char *p_hdrs[] = { "message", "hdrs", NULL };
+    const char *p_data[] = { "message", "data", NULL };
+    int rc = -1;
+    yajl_val e = yajl_tree_get(root, err_desc, yajl_t_string);
+    yajl_val subj = yajl_tree_get(root, p_subj, yajl_t_string);
+    yajl_val seq = yajl_tree_get(root, p_seq, yajl_t_number);
+    yajl_val hdrs = yajl_tree_get(root, p_hdrs, yajl_t_string);
+    yajl_val data = yajl_tree_get(root, p_data, yajl_t_string);
+    if (e)
+        snprintf(why, whylen, "%s", YAJL_GET_STRING(e));
+    else if (!subj || !seq || !YAJL_IS_INTEGER(seq))
+        snprintf(why, whylen, "answer without message subject or seq");
+    else if ((hdrs && b64_decode(YAJL_GET_STRING(hdrs), &m->hdrs) != 0) ||
+             (data && b64_decode(YAJL_GET_STRING(data), &m->data) != 0))
+        snprintf(why, whylen, "bad base64 in the answer");
+    else
+        rc = 0;
+    if (rc == 0) {
+        m->seq = (uint64_t)YAJL_GET_INTEGER(seq);
+        sbuf_reset(&m->subject);
+        sbuf_puts(&m->subject, YAJL_GET_STRING(subj));
+        if (!hdrs)
+            sbuf_reset(&m->hdrs);
+        if (!data)
+            sbuf_reset(&m->data);
+    }
+    yajl_tree_free(root);
+    return rc;
+}
+
+static int stream_get(struct nats_sink *s, uint64_t seq, struct stored_msg *m, char *err, size_t errlen)
+{
+    char subj[EF_TEXT_MAX + 32], req[48];
+    snprintf(subj, sizeof subj, "$JS.API.STREAM.MSG.GET.%s", s->stream);
+    int n = snprintf(req, sizeof req, "{\"seq\":%" PRIu64 "}", seq);
+    natsMsg *reply = NULL;
+    natsStatus st = natsConnection_Request(&reply, s->nc, subj, req, n, NATS_API_WAIT_MS);
+    char url[256] = "", why[256];
+    if (st != NATS_OK) {
+        natsConnection_GetConnectedUrl(s->nc, url, sizeof url);
+        set_err(err, errlen, "stream %s: getting message %" PRIu64 " through %s: %s", s->stream, seq,
+                url, nats_text(st));
+        return RELAY_ERETRY;
+    }
+    struct sbuf json = SBUF_INIT;
+    sbuf_append(&json, natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    int rc = parse_stored(sbuf_str(&json), m, why, sizeof why);
+    sbuf_free(&json);
+    if (rc) {
+        set_err(err, errlen, "stream %s: getting message %" PRIu64 ": %s", s->stream, seq, why);
+        return RELAY_ERETRY;
+    }
+    return 0;
+}
+
 /* The stream's message `seq` must be the log's record at that position. */
 static int check_message(struct nats_sink *s, struct log *lg, uint64_t seq, char *err, size_t errlen)
 {
-    natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    natsStatus st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
-    if (st != NATS_OK) {
-        set_err(err, errlen, "stream %s: getting message %" PRIu64 ": %s (code %d)", s->stream, seq,
-                nats_text(st), (int)jerr);
-        return RELAY_ERETRY;
-    }
+    struct stored_msg m = { 0 };
+    int rc = stream_get(s, seq, &m, err, errlen);
     struct relay_event ev;
-    int rc = relay_render_position(lg, seq, &s->check, &ev, err, errlen);
-    if (rc) {
-        natsMsg_Destroy(m);
-        return rc == RELAY_EFATAL ? rc : RELAY_EFATAL;
+    if (rc == 0 && (rc = relay_render_position(lg, seq, &s->check, &ev, err, errlen)) != 0)
+        rc = RELAY_EFATAL;
+    if (rc == 0) {
+        char pos[32], crc[32];
+        const char *why = NULL;
+        const char *hp = hdr_get(&m.hdrs, "Eventfold-Position", pos, sizeof pos);
+        const char *hc = hdr_get(&m.hdrs, "Eventfold-Crc32c", crc, sizeof crc);
+        snprintf(s->subject, sizeof s->subject, "%s.%.*s.%s", s->prefix, (int)ev.category_len, ev.category,
+                 relay_event_header(&ev, "Eventfold-Type"));
+        if (m.seq != seq)
+            why = "the server returned another sequence";
+        else if (!hp || strcmp(hp, relay_event_header(&ev, "Eventfold-Position")) != 0)
+            why = "its Eventfold-Position header differs";
+        else if (!hc || strcmp(hc, relay_event_header(&ev, "Eventfold-Crc32c")) != 0)
+            why = "its Eventfold-Crc32c header differs from the record's CRC";
+        else if (strcmp(sbuf_str(&m.subject), s->subject) != 0)
+            why = "its subject differs";
+        else if (m.data.len != ev.body_len || memcmp(m.data.data, ev.body, ev.body_len) != 0)
+            why = "its body differs from the event";
+        if (why) {
+            set_err(err, errlen, "stream %s disagrees with the log at position %" PRIu64 ": %s (message "
+                    "position %s, crc %s; log crc %s)", s->stream, seq, why, hp ? hp : "none", hc ? hc : "none",
+                    relay_event_header(&ev, "Eventfold-Crc32c"));
+            rc = RELAY_EFATAL;
+        }
     }
-    const char *pos = NULL, *crc = NULL, *why = NULL;
-    natsMsgHeader_Get(m, "Eventfold-Position", &pos);
-    natsMsgHeader_Get(m, "Eventfold-Crc32c", &crc);
-    snprintf(s->subject, sizeof s->subject, "%s.%.*s.%s", s->prefix, (int)ev.category_len, ev.category,
-             relay_event_header(&ev, "Eventfold-Type"));
-    if (!pos || strcmp(pos, relay_event_header(&ev, "Eventfold-Position")) != 0)
-        why = "its Eventfold-Position header differs";
-    else if (!crc || strcmp(crc, relay_event_header(&ev, "Eventfold-Crc32c")) != 0)
-        why = "its Eventfold-Crc32c header differs from the record's CRC";
-    else if (strcmp(natsMsg_GetSubject(m), s->subject) != 0)
-        why = "its subject differs";
-    else if ((size_t)natsMsg_GetDataLength(m) != ev.body_len || memcmp(natsMsg_GetData(m), ev.body, ev.body_len) != 0)
-        why = "its body differs from the event";
-    if (why)
-        set_err(err, errlen, "stream %s disagrees with the log at position %" PRIu64 ": %s (header "
-                "position %s, crc %s; log crc %s)", s->stream, seq, why, pos ? pos : "none", crc ? crc : "none",
-                relay_event_header(&ev, "Eventfold-Crc32c"));
-    natsMsg_Destroy(m);
-    return why ? RELAY_EFATAL : 0;
+    sbuf_free(&m.subject);
+    sbuf_free(&m.hdrs);
+    sbuf_free(&m.data);
+    return rc;
+}
+
+static int resume_checked(struct nats_sink *s, struct log *lg, uint64_t *last, char *err, size_t errlen);
+
+/* Drops the connection so that the next resume() connects afresh, to a server picked at
+ * random from the list. After a kill -9 of the whole cluster, nats-server 2.9 was seen
+ * with one node answering stream info for a stream it no longer leads (an old last
+ * sequence) and never answering message requests, for minutes, while the other nodes
+ * answered correctly: staying on that node would stall the relay. */
+static void disconnect(struct nats_sink *s)
+{
+    drop_pending(s);
+    jsCtx_Destroy(s->js);
+    s->js = NULL;
+    s->js_published = 0;
+    if (s->nc) {
+        __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
+        natsConnection_Close(s->nc);
+        natsConnection_Destroy(s->nc);
+        s->nc = NULL;
+        __atomic_store_n(&s->closing, 0, __ATOMIC_RELEASE);
+    }
 }
 
 static int nats_resume(void *sink, struct log *lg, uint64_t *last, char *err, size_t errlen)
 {
     struct nats_sink *s = sink;
+    int rc = resume_checked(s, lg, last, err, errlen);
+    if (rc == RELAY_ERETRY)
+        disconnect(s);
+    return rc;
+}
+
+static int resume_checked(struct nats_sink *s, struct log *lg, uint64_t *last, char *err, size_t errlen)
+{
     drop_pending(s);
     pthread_mutex_lock(&s->mu);
     s->failed = 0;
@@ -462,6 +632,7 @@ static int nats_publish(void *sink, const struct relay_event *ev, int timeout_ms
         jsPubOptions_Init(&po);
         po.MaxWait = NATS_ACK_WAIT_MS;
         st = js_PublishMsgAsync(s->js, &m, &po);
+        s->js_published = 1;
     }
     natsMsg_Destroy(m); /* NULL once libnats took it */
     if (st != NATS_OK) {

@@ -9,6 +9,7 @@ import struct
 import time
 
 from harness import binary, check, log
+from natslib import NatsClient
 
 RECORD_MAGIC = 0x31524645  # "EFR1"
 
@@ -16,7 +17,7 @@ RECORD_MAGIC = 0x31524645  # "EFR1"
 def start_relay(c, sink="nats", name="relay"):
     """Starts eventfold-relay on the cluster's data directory (its config file carries the
     sink's settings); returns the Popen."""
-    argv = [binary("eventfold-relay"), "--data", c.data, "--sink", sink]
+    argv = [binary("eventfold-relay"), "--data", c.data, "--sink", sink, "--log-level", "debug"]
     if c.config_path:
         argv += ["--config", c.config_path]
     return c._spawn(name, argv)
@@ -40,7 +41,18 @@ def record_crcs(data_dir, upto):
     return out
 
 
-def wait_stream_at(nc, stream, head, timeout=120):
+def stacks(pid):
+    """The threads' stacks of a process (gdb), for a relay that does not move."""
+    import subprocess
+    try:
+        p = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
+                           capture_output=True, text=True, timeout=60)
+        return p.stdout[-6000:] + p.stderr[-1000:]
+    except (OSError, subprocess.SubprocessError) as e:
+        return "gdb: %s" % e
+
+
+def wait_stream_at(nc, stream, head, timeout=120, pid=None, proc=None):
     """Waits until the stream's last sequence is head (the relay caught up)."""
     deadline = time.monotonic() + timeout
     last = None
@@ -51,14 +63,17 @@ def wait_stream_at(nc, stream, head, timeout=120):
             return last
         check(not last or last["last_seq"] <= head, "stream %s is beyond the log head %d: %s"
               % (stream, head, last))
+        check(proc is None or proc.poll() is None, "the relay exited with %s" % (proc and proc.poll()))
         time.sleep(0.2)
-    try:
-        with nc.client() as cl:
-            got = cl.get_msg(stream, last["last_seq"]) if last else None
-    except Exception as e:
-        got = e
-    check(False, "stream %s did not reach position %d within %d s: %s; its last message: %s"
-          % (stream, head, timeout, last, got))
+    got = []
+    for n in nc.nodes:
+        try:
+            with NatsClient(n.url, timeout=5) as cl:
+                got.append((n.name, n.port, cl.get_msg(stream, last["last_seq"])["seq"] if last else None))
+        except Exception as e:
+            got.append((n.name, n.port, str(e)))
+    check(False, "stream %s did not reach position %d within %d s: %s; its last message: %s\n%s"
+          % (stream, head, timeout, last, got, stacks(pid) if pid else ""))
 
 
 def check_stream_matches_log(c, nc, stream, prefix="eventfold"):

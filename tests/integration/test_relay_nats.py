@@ -103,7 +103,8 @@ def main():
             head = c.head()
             log("load done: %d rounds, head %d" % (sum(counts.values()), head))
             check(head > 1000, "too little load to mean anything: head %d" % head)
-            wait_stream_at(nc, STREAM, head)
+            check(c.running("relay"), "relay exited with %s: %s" % (c.procs["relay"].poll(), c.log_text("relay")[-2000:]))
+            wait_stream_at(nc, STREAM, head, pid=c.pid("relay"), proc=c.procs["relay"])
             deadline = time.monotonic() + 30
             while not relay_seen(c) or relay_seen(c)[0]["position"] != head:
                 check(time.monotonic() < deadline, "relay status not at head %d: %s" % (head, c.status()))
