@@ -148,7 +148,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     (void)closure;
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    LOG_INFO("nats: reconnected to %s", url);
+    LOG_INFO("nats: connected to %s", url);
 }
 
 static int make_options(struct nats_sink *s, char *err, size_t errlen)
@@ -176,7 +176,9 @@ static int make_options(struct nats_sink *s, char *err, size_t errlen)
     if (st == NATS_OK)
         st = natsOptions_SetReconnectWait(s->opts, NATS_RECONNECT_WAIT_MS);
     if (st == NATS_OK)
-        st = natsOptions_SetRetryOnFailedConnect(s->opts, true, NULL, NULL);
+        /* With a callback the first connect runs in the background too (without one,
+         * natsConnection_Connect would retry synchronously, forever, deaf to SIGTERM). */
+        st = natsOptions_SetRetryOnFailedConnect(s->opts, true, on_reconnected, s);
     if (st == NATS_OK)
         st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
     if (st == NATS_OK)
