@@ -26,6 +26,7 @@ RYW_P99_MAX_MS = 5.0
 FOLD_MIN_RATE = 200000.0
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
+RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 
 
 class Missing(Exception):
@@ -233,6 +234,15 @@ def other_rows(R, targets):
                  % (fmt(e2), fmt(e1)), "%s MiB" % fmt(a2 / MIB, 1), "%s MiB" % fmt(a1 / MIB, 1),
                  "%.2f×" % ratio(a2, a1), "(the same limit on private memory, not counted)",
                  "yes" if ratio(a2, a1) <= TAILER_FLAT_MAX_GROWTH else "no"])
+    # The relay: eventfold-relay --sink nats against a plain async publish loop (same message
+    # size and headers, same window) into an R3 stream of the same three-node cluster.
+    rr, rc = g("relay", "relay_events_per_s"), g("relay", "ceiling_events_per_s")
+    good = ratio(rr, rc) >= RELAY_MIN_RATIO
+    targets.append(("relay to NATS", good))
+    rows.append(["relay to an R3 JetStream stream, %s events of about %s bytes"
+                 % (fmt(g("relay", "relay_events")), fmt(g("relay", "relay_body_bytes"))),
+                 "%s events/s" % fmt(rr), "async publish loop %s msgs/s" % fmt(rc), pct(ratio(rr, rc)),
+                 "≥ %d%%" % (100 * RELAY_MIN_RATIO), met(good)])
     return rows
 
 

@@ -30,6 +30,7 @@
 #   EF_BENCH_ROUNDS         log benchmark repetitions, medians reported (default 3; quick 1)
 #   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
+#   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -101,6 +102,7 @@ run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
