@@ -522,37 +522,8 @@ static int check_message(struct nats_sink *s, struct log *lg, uint64_t seq, char
     return rc;
 }
 
-static int resume_checked(struct nats_sink *s, struct log *lg, uint64_t *last, char *err, size_t errlen);
-
-/* Drops the connection so that the next resume() connects afresh, to a server picked at
- * random from the list. After a kill -9 of the whole cluster, nats-server 2.9 was seen
- * with one node answering stream info for a stream it no longer leads (an old last
- * sequence) and never answering message requests, for minutes, while the other nodes
- * answered correctly: staying on that node would stall the relay. */
-static void disconnect(struct nats_sink *s)
-{
-    drop_pending(s);
-    jsCtx_Destroy(s->js);
-    s->js = NULL;
-    s->js_published = 0;
-    if (s->nc) {
-        __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
-        natsConnection_Close(s->nc);
-        natsConnection_Destroy(s->nc);
-        s->nc = NULL;
-        __atomic_store_n(&s->closing, 0, __ATOMIC_RELEASE);
-    }
-}
-
-static int nats_resume(void *sink, struct log *lg, uint64_t *last, char *err, size_t errlen)
-{
-    struct nats_sink *s = sink;
-    int rc = resume_checked(s, lg, last, err, errlen);
-    if (rc == RELAY_ERETRY)
-        disconnect(s);
-    return rc;
-}
-
+/* resume(): forgets what was in flight, (re)connects, makes sure the stream exists and
+ * covers our subjects, and checks its last message against the log. */
 static int resume_checked(struct nats_sink *s, struct log *lg, uint64_t *last, char *err, size_t errlen)
 {
     drop_pending(s);
@@ -584,6 +555,35 @@ static int resume_checked(struct nats_sink *s, struct log *lg, uint64_t *last, c
     pthread_mutex_unlock(&s->mu);
     *last = seq;
     return 0;
+}
+
+/* Drops the connection so that the next resume() connects afresh, to a server picked at
+ * random from the list. After a kill -9 of the whole cluster, nats-server 2.9 was seen
+ * with one node answering stream info for a stream it no longer leads (an old last
+ * sequence) and never answering message requests, for minutes, while the other nodes
+ * answered correctly: staying on that node would stall the relay. */
+static void disconnect(struct nats_sink *s)
+{
+    drop_pending(s);
+    jsCtx_Destroy(s->js);
+    s->js = NULL;
+    s->js_published = 0;
+    if (s->nc) {
+        __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
+        natsConnection_Close(s->nc);
+        natsConnection_Destroy(s->nc);
+        s->nc = NULL;
+        __atomic_store_n(&s->closing, 0, __ATOMIC_RELEASE);
+    }
+}
+
+static int nats_resume(void *sink, struct log *lg, uint64_t *last, char *err, size_t errlen)
+{
+    struct nats_sink *s = sink;
+    int rc = resume_checked(s, lg, last, err, errlen);
+    if (rc == RELAY_ERETRY)
+        disconnect(s);
+    return rc;
 }
 
 /* The first recorded ack failure, as the call's result. */
