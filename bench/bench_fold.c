@@ -16,11 +16,19 @@
  * Ceilings from the same run, for the ratios in bench/report.md:
  *   scan_seconds scan_events_per_second  reading the whole log back through a log_reader
  *       (framing and checksums, no folding): folding and rebuilding cannot beat it;
+ *   parse_seconds parse_events_per_second  the same scan, each event's data parsed as the
+ *       fold parses it (rm_ev_parse), nothing applied: the floor of any fold of this log;
  *   raw_write_ms  writing snapshot_bytes sequentially to a new file plus fdatasync: taking
  *       or restoring a snapshot of that size cannot beat it.
  *
- * EF_BENCH_FOLD_BUILD_ONLY=DIR: only build the log, in DIR/log (DIR must not exist yet), and
- * keep it; bench/run.sh runs the real eventfold-tailer on it to measure its RSS.
+ * EF_BENCH_FOLD_MIX=orders: the log is the all-OrderCreated mix instead (10 000 users and
+ * 200 items registered and stocked, then only OrderCreated events of 1 to 3 lines); only
+ * the scans and a rebuild from scratch run. Every rebuild also prints its events per second
+ * (rebuild_*_events_per_second, wall clock) and its CPU time (rebuild_*_cpu_seconds).
+ *
+ * EF_BENCH_FOLD_BUILD_ONLY=DIR: only build the log (of either mix), in DIR/log (DIR must not
+ * exist yet), and keep it; bench/run.sh runs the real eventfold-tailer on it to measure its
+ * RSS.
  */
 #include <config.h>
 
@@ -38,6 +46,7 @@
 #include "read/rdir.h"
 #include "read/rebuild.h"
 #include "read/rm.h"
+#include "read/rm_event.h"
 #include "read/snapshot.h"
 #include "read/tailer.h"
 #include "util/clock.h"
@@ -49,6 +58,9 @@
 
 #define USERS 1000
 #define ITEMS 1000
+/* The all-OrderCreated mix (EF_BENCH_FOLD_MIX=orders). */
+#define ORDERS_MIX_USERS 10000
+#define ORDERS_MIX_ITEMS 200
 
 static void append(struct log *lg, const char *stream, uint64_t ver, const char *type, const char *data)
 {
@@ -64,7 +76,7 @@ static void append(struct log *lg, const char *stream, uint64_t ver, const char 
     }
 }
 
-static void build_log(const char *dir, uint64_t n)
+static struct log *open_for_append(const char *dir)
 {
     struct log *lg;
     struct log_options lo = { .segment_bytes = 0 };
@@ -72,16 +84,32 @@ static void build_log(const char *dir, uint64_t n)
         fprintf(stderr, "bench_fold: cannot open the log: %s\n", log_last_error(NULL));
         exit(1);
     }
+    return lg;
+}
+
+static void close_after_append(struct log *lg)
+{
+    log_append_end(lg);
+    if (log_sync(lg, log_head(lg))) {
+        fprintf(stderr, "bench_fold: sync failed\n");
+        exit(1);
+    }
+    log_close(lg);
+}
+
+/* Registers and funds users u0..; adds and restocks items i0..; returns the events written. */
+static uint64_t build_shop(struct log *lg, int users, int items)
+{
     char s[64], d[512];
     uint64_t count = 0;
-    for (int i = 0; i < USERS; i++, count += 2) {
+    for (int i = 0; i < users; i++, count += 2) {
         snprintf(s, sizeof s, "user-u%d", i);
         snprintf(d, sizeof d, "{\"user_id\":\"u%d\",\"name\":\"User %d\",\"email\":null}", i, i);
         append(lg, s, 1, "UserRegistered", d);
         snprintf(d, sizeof d, "{\"user_id\":\"u%d\",\"amount_cents\":1000000000,\"balance_cents\":1000000000}", i);
         append(lg, s, 2, "FundsDeposited", d);
     }
-    for (int i = 0; i < ITEMS; i++, count += 2) {
+    for (int i = 0; i < items; i++, count += 2) {
         snprintf(s, sizeof s, "item-i%d", i);
         snprintf(d, sizeof d, "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"price_cents\":%d}",
                  i, i, i % 17, 100 + i);
@@ -89,6 +117,38 @@ static void build_log(const char *dir, uint64_t n)
         snprintf(d, sizeof d, "{\"item_id\":\"i%d\",\"quantity\":100000000,\"available\":100000000}", i);
         append(lg, s, 2, "ItemRestocked", d);
     }
+    return count;
+}
+
+/* The all-OrderCreated mix: the shop's users and items, then only OrderCreated events (one
+ * new order each, 1 to 3 lines of distinct items), n events in all. */
+static void build_orders_log(const char *dir, uint64_t n)
+{
+    struct log *lg = open_for_append(dir);
+    uint64_t count = build_shop(lg, ORDERS_MIX_USERS, ORDERS_MIX_ITEMS);
+    char s[64], d[1024];
+    for (uint64_t k = 0; count < n; k++, count++) {
+        int u = (int)(k * 7919 % ORDERS_MIX_USERS), nl = (int)(k % 3) + 1, amount = 0;
+        int len = snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"lines\":[", k, u);
+        for (int l = 0; l < nl; l++) {
+            int it = (int)((k * 31 + (uint64_t)l * 67) % ORDERS_MIX_ITEMS), q = l + 1;
+            amount += q * (100 + it);
+            len += snprintf(d + len, sizeof d - (size_t)len,
+                            "%s{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"quantity\":%d,"
+                            "\"price_cents\":%d}", l ? "," : "", it, it, it % 17, q, 100 + it);
+        }
+        snprintf(d + len, sizeof d - (size_t)len, "],\"amount_cents\":%d}", amount);
+        snprintf(s, sizeof s, "order-o%" PRIu64, k);
+        append(lg, s, 1, "OrderCreated", d);
+    }
+    close_after_append(lg);
+}
+
+static void build_log(const char *dir, uint64_t n)
+{
+    struct log *lg = open_for_append(dir);
+    char s[64], d[512];
+    uint64_t count = build_shop(lg, USERS, ITEMS);
     static const char *const steps[] = { "PaymentProcessed", "OrderShipped", "OrderDelivered" };
     for (uint64_t k = 0; count < n; k++) {
         int u = (int)(k % USERS), a = (int)(k % ITEMS), b = (int)((k * 7 + 3) % ITEMS);
@@ -117,18 +177,18 @@ static void build_log(const char *dir, uint64_t n)
             append(lg, s, 2 + st, steps[st], d);
         }
     }
-    log_append_end(lg);
-    if (log_sync(lg, log_head(lg))) {
-        fprintf(stderr, "bench_fold: sync failed\n");
-        exit(1);
-    }
-    log_close(lg);
+    close_after_append(lg);
 }
 
 /* Reads every record of the log in dir once; returns the count, the seconds in *secs and
- * the log's size in bytes in *bytes. */
-static uint64_t scan_log(const char *dir, double *secs, uint64_t *bytes)
+ * the log's size in bytes in *bytes. With parse, each record's data is also parsed as the
+ * fold parses it (rm_ev_parse), and *bad counts those it refused. */
+static uint64_t scan_log(const char *dir, int parse, double *secs, uint64_t *bytes, uint64_t *bad)
 {
+    struct rm_ev ev;
+    struct sbuf reason = SBUF_INIT;
+    memset(&ev, 0, sizeof ev);
+    *bad = 0;
     struct log *lg;
     struct log_reader *rd;
     struct log_stats st;
@@ -139,14 +199,19 @@ static uint64_t scan_log(const char *dir, double *secs, uint64_t *bytes)
         exit(1);
     }
     int rc;
-    while ((rc = log_reader_next(rd, log_head(lg), &rec)) == 1)
+    while ((rc = log_reader_next(rd, log_head(lg), &rec)) == 1) {
         n++;
+        if (parse && rm_ev_parse(&ev, &rec, &reason) != 0)
+            (*bad)++;
+    }
     *secs = (double)(ef_mono_ns() - t0) / 1e9;
     if (rc < 0 || log_stats(lg, &st)) {
         fprintf(stderr, "bench_fold: log scan failed: %s\n", log_last_error(lg));
         exit(1);
     }
     *bytes = st.bytes;
+    rm_ev_free(&ev);
+    sbuf_free(&reason);
     log_reader_close(rd);
     log_close(lg);
     return n;
@@ -225,13 +290,51 @@ static int snapshot_at(const char *data, uint64_t pos)
     return rc;
 }
 
+/* Rebuilds the read model of data dir `data` (from scratch, or from the newest snapshot)
+ * and prints its figures; returns rebuild_run's code. */
+static int rebuild_once(const char *data, int scratch)
+{
+    struct rebuild_options ropt = { .data_dir = data, .map_bytes = READ_MAP_BYTES, .from_scratch = scratch };
+    struct rebuild_result res;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    int rc = rebuild_run(&ropt, &res);
+    getrusage(RUSAGE_SELF, &r1);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
+                 (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    const char *what = scratch ? "from_scratch" : "from_snapshot";
+    uint64_t folded = res.position - res.from_position;
+    printf("rebuild_%s_seconds=%.2f rebuild_%s_from_position=%" PRIu64 " rebuild_%s_position=%" PRIu64
+           " rebuild_%s_events_per_second=%.0f rebuild_%s_cpu_seconds=%.2f rebuild_%s_status=%d\n",
+           what, res.seconds, what, res.from_position, what, res.position, what,
+           res.seconds > 0 ? (double)folded / res.seconds : 0, what, cpu, what, rc);
+    fflush(stdout);
+    return rc;
+}
+
+static void remove_tree(const char *tmp)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp); /* our mkdtemp dir only */
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_fold: could not remove %s\n", tmp);
+}
+
 int main(void)
 {
     eflog_init("bench_fold", EF_WARN);
     const char *env = getenv("EF_BENCH_FOLD_EVENTS");
     uint64_t n = env ? strtoull(env, NULL, 10) : 1000000;
-    if (n < 5000)
-        n = 5000;
+    const char *mix = getenv("EF_BENCH_FOLD_MIX");
+    int orders_only = mix && strcmp(mix, "orders") == 0;
+    if (mix && *mix && !orders_only && strcmp(mix, "lifecycle") != 0) {
+        fprintf(stderr, "bench_fold: EF_BENCH_FOLD_MIX must be lifecycle or orders\n");
+        return 2;
+    }
+    void (*build)(const char *, uint64_t) = orders_only ? build_orders_log : build_log;
+    uint64_t least = orders_only ? 2 * (ORDERS_MIX_USERS + ORDERS_MIX_ITEMS) + 5000 : 5000;
+    if (n < least)
+        n = least;
     const char *only = getenv("EF_BENCH_FOLD_BUILD_ONLY");
     if (only && *only) {
         char dir[4096];
@@ -240,7 +343,7 @@ int main(void)
             perror(only);
             return 1;
         }
-        build_log(dir, n);
+        build(dir, n);
         printf("log_events=%" PRIu64 " log_dir=%s\n", n, dir);
         return 0;
     }
@@ -251,13 +354,22 @@ int main(void)
     }
     snprintf(logdir, sizeof logdir, "%s/log", tmp);
     uint64_t t0 = ef_mono_ns();
-    build_log(logdir, n);
-    printf("log_events=%" PRIu64 " log_build_seconds=%.2f\n", n, (double)(ef_mono_ns() - t0) / 1e9);
-    double scan_s;
-    uint64_t log_bytes, scanned = scan_log(logdir, &scan_s, &log_bytes);
+    build(logdir, n);
+    printf("fold_mix=%s log_events=%" PRIu64 " log_build_seconds=%.2f\n", orders_only ? "orders" : "lifecycle",
+           n, (double)(ef_mono_ns() - t0) / 1e9);
+    double scan_s, parse_s;
+    uint64_t log_bytes, bad, scanned = scan_log(logdir, 0, &scan_s, &log_bytes, &bad);
     printf("log_bytes=%" PRIu64 " scan_events=%" PRIu64 " scan_seconds=%.3f scan_events_per_second=%.0f\n",
            log_bytes, scanned, scan_s, scan_s > 0 ? (double)scanned / scan_s : 0);
+    uint64_t parsed = scan_log(logdir, 1, &parse_s, &log_bytes, &bad);
+    printf("parse_seconds=%.3f parse_events_per_second=%.0f parse_refused=%" PRIu64 "\n", parse_s,
+           parse_s > 0 ? (double)parsed / parse_s : 0, bad);
     fflush(stdout);
+    if (orders_only) {
+        int orc = rebuild_once(tmp, 1);
+        remove_tree(tmp);
+        return orc ? 1 : 0;
+    }
 
     long rss = 0;
     double cpu = 0;
@@ -294,18 +406,9 @@ int main(void)
     for (int scratch = 1; scratch >= 0 && rc == 0; scratch--) {
         if (!scratch)
             rc = snapshot_at(tmp, n - n / 10);
-        if (rc)
-            break;
-        struct rebuild_options ropt = { .data_dir = tmp, .map_bytes = READ_MAP_BYTES, .from_scratch = scratch };
-        struct rebuild_result res;
-        rc = rebuild_run(&ropt, &res);
-        const char *what = scratch ? "from_scratch" : "from_snapshot";
-        printf("rebuild_%s_seconds=%.2f rebuild_%s_from_position=%" PRIu64 " rebuild_%s_position=%" PRIu64
-               " rebuild_%s_status=%d\n", what, res.seconds, what, res.from_position, what, res.position, what, rc);
-        fflush(stdout);
+        if (rc == 0)
+            rc = rebuild_once(tmp, scratch);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp); /* our mkdtemp dir only */
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_fold: could not remove %s\n", tmp);
+    remove_tree(tmp);
     return rc ? 1 : 0;
 }

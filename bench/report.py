@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,tailer,http}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,fold_orders,wsnap,tailer,http,parked}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "wsnap", "kafka", "tailer", "http", "relay")
+SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "parked", "relay")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -24,10 +24,13 @@ QUERY_MIN_RATIO = 0.60      # of the trivial FastCGI responder
 COMMAND_MIN_RATIO = 0.50    # of min(group-commit append ceiling, trivial FastCGI), at 64 connections
 RYW_P99_MAX_MS = 5.0
 FOLD_MIN_RATE = 200000.0
+REBUILD_MIN_RATE = 1000000.0        # rebuild from scratch, bench_fold's lifecycle mix
+REBUILD_ORDERS_MIN_RATE = 400000.0  # rebuild from scratch, all-OrderCreated mix
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
 RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 KAFKA_MIN_RATIO = 0.70  # relay into Kafka, of a plain librdkafka producer loop
+PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
 
 
 class Missing(Exception):
@@ -152,6 +155,30 @@ def other_rows(R, targets):
                                                     fmt(g("http", "http_trivial_c64_cpu_us_per_request"))),
                  "%.1f×" % ratio(g("http", "http_create_c64_cpu_us_per_request"),
                                  g("http", "http_trivial_c64_cpu_us_per_request")), "—", "—"])
+    # Parked waits: plain queries with thousands of requests waiting, against none waiting.
+    n = g("parked", "parked_count", str)
+    idle99, busy99 = g("parked", "parked_idle_p99_ms"), g("parked", "parked_busy_p99_ms")
+    rows.append(["GET /api/users/{id} at %s connections, p50 with %s parked waits"
+                 % (g("parked", "parked_conns", str), n),
+                 "%s ms (%s req/s)" % (fmt(g("parked", "parked_busy_p50_ms"), 2), fmt(g("parked", "parked_busy_rps"))),
+                 "none waiting %s ms (%s req/s)" % (fmt(g("parked", "parked_idle_p50_ms"), 2),
+                                                    fmt(g("parked", "parked_idle_rps"))),
+                 "%.2f×" % ratio(g("parked", "parked_busy_p50_ms"), g("parked", "parked_idle_p50_ms")), "—", "—"])
+    good = ratio(busy99, idle99) <= PARKED_P99_MAX_RATIO
+    targets.append(("query p99 with parked waits", good))
+    rows.append(["GET /api/users/{id} at %s connections, p99 with %s parked waits"
+                 % (g("parked", "parked_conns", str), n), "%s ms" % fmt(busy99, 2),
+                 "none waiting %s ms" % fmt(idle99, 2), "%.2f×" % ratio(busy99, idle99),
+                 "≤ %.1f× of none waiting" % PARKED_P99_MAX_RATIO, met(good)])
+    rows.append(["memory per parked wait (query workers' RSS delta / %s; RssAnon alone)" % n,
+                 "%s bytes" % fmt(g("parked", "parked_bytes_each")),
+                 "RssAnon %s bytes" % fmt(g("parked", "parked_anon_bytes_each")), "—", "—", "—"])
+    rows.append(["publish → answer of a parked wait: one at a time, p50 / p99",
+                 "%s / %s ms" % (fmt(g("parked", "parked_wake_one_p50_ms"), 2), fmt(g("parked", "parked_wake_one_p99_ms"), 2)),
+                 "—", "—", "—", "—"])
+    rows.append(["publish → answer of a parked wait: all %s woken by one publish, p50 / p99" % n,
+                 "%s / %s ms" % (fmt(g("parked", "parked_wake_all_p50_ms"), 1), fmt(g("parked", "parked_wake_all_p99_ms"), 1)),
+                 "—", "—", "—", "—"])
     # Folding and rebuilds: the ceiling is reading the log back (framing + checksums).
     n = g("fold", "log_events")
     fold, scan = g("fold", "fold_events_per_second"), g("fold", "scan_events_per_second")
@@ -161,10 +188,26 @@ def other_rows(R, targets):
                  % (fmt(n), fmt(g("fold", "fold_events_per_cpu_second"))),
                  "%s events/s" % fmt(fold), "log scan %s events/s" % fmt(scan), pct(ratio(fold, scan)),
                  "≥ %s events/s" % fmt(FOLD_MIN_RATE), met(good)])
-    scan_s = g("fold", "scan_seconds")
-    rs = g("fold", "rebuild_from_scratch_seconds")
-    rows.append(["rebuild from scratch (%s events)" % fmt(n), "%s s" % fmt(rs, 2), "log scan %s s" % fmt(scan_s, 2),
-                 pct(ratio(scan_s, rs)), "—", "—"])
+    # Rebuilds from scratch, both mixes: against the log scan and against the scan that also
+    # parses every event (rm_ev_parse), the floor of any fold.
+    for sec, name, label, floor in (
+            ("fold", "lifecycle", "lifecycle mix (60% cheap transitions)", REBUILD_MIN_RATE),
+            ("fold_orders", "all-OrderCreated", "all-OrderCreated mix (10 000 users, 200 items, 1-3 lines)",
+             REBUILD_ORDERS_MIN_RATE)):
+        rate = g(sec, "rebuild_from_scratch_events_per_second")
+        cpu = g(sec, "rebuild_from_scratch_cpu_seconds")
+        events = g(sec, "rebuild_from_scratch_position")
+        good = rate >= floor
+        targets.append(("rebuild from scratch, %s" % name, good))
+        rows.append(["rebuild from scratch, %s, %s events, %s s (per CPU-second: %s events)"
+                     % (label, fmt(events), fmt(g(sec, "rebuild_from_scratch_seconds"), 2),
+                        fmt(ratio(events, cpu))),
+                     "%s events/s" % fmt(rate),
+                     "log scan %s events/s; scan + parse %s events/s" % (fmt(g(sec, "scan_events_per_second")),
+                                                                      fmt(g(sec, "parse_events_per_second"))),
+                     "%s of scan, %s of scan + parse" % (pct(ratio(rate, g(sec, "scan_events_per_second"))),
+                                                         pct(ratio(rate, g(sec, "parse_events_per_second")))),
+                     "≥ %s events/s" % fmt(floor), met(good)])
     raw_ms = g("fold", "raw_write_ms")
     rsnap = g("fold", "rebuild_from_snapshot_seconds")
     spos = g("fold", "rebuild_snapshot_position")
@@ -273,6 +316,9 @@ def ceiling_rows(R):
                                                         fmt(g("log", "raw_group_concurrent_appends_per_second"))),
                  "%s records/s" % fmt(g("log", "raw_group_appends_per_second"))])
     rows.append(["log scan (read back + checksums, no folding)", "%s events/s" % fmt(g("fold", "scan_events_per_second"))])
+    rows.append(["log scan + parsing every event as the fold does (rm_ev_parse), lifecycle / all-OrderCreated mix",
+                 "%s / %s events/s" % (fmt(g("fold", "parse_events_per_second")),
+                                       fmt(g("fold_orders", "parse_events_per_second")))])
     rows.append(["raw sequential write + fdatasync of the snapshot's size", "%s ms" % fmt(g("fold", "raw_write_ms"))])
     return rows
 
@@ -337,9 +383,10 @@ def main():
     a = ap.parse_args()
     try:
         R = Results(a.out)
-        for s in ("fold_status", "snapshot_status", "rebuild_from_scratch_status", "rebuild_from_snapshot_status"):
-            if R.get("fold", s, str) not in ("0", ""):
-                raise Missing("bench_fold: %s=%s" % (s, R.kv["fold"][s]))
+        for sec, s in (("fold", "fold_status"), ("fold", "snapshot_status"), ("fold", "rebuild_from_scratch_status"),
+                       ("fold", "rebuild_from_snapshot_status"), ("fold_orders", "rebuild_from_scratch_status")):
+            if R.get(sec, s, str) not in ("0", ""):
+                raise Missing("bench_fold: %s %s=%s" % (sec, s, R.kv[sec][s]))
         targets = []
         t1 = http_rows(R, targets)
         t2 = other_rows(R, targets)

@@ -7,7 +7,10 @@
 #   log     bench/bench_log: log_append single writer and 16-process group commit, beside
 #           the raw pwrite+fdatasync ceilings without and with grouping (16 records/fdatasync)
 #   fold    bench/bench_fold: folding rate, snapshot time/size, rebuild from scratch and from
-#           snapshot, beside a log scan and a raw sequential write of the snapshot's size
+#           snapshot, beside a log scan (also with parsing) and a raw sequential write of the
+#           snapshot's size
+#   fold_orders  bench/bench_fold with EF_BENCH_FOLD_MIX=orders: rebuild from scratch of a
+#           log of OrderCreated events only, beside its scan and parse ceilings
 #   wsnap   bench/bench_wsnap: the write model's start: full replay of the log beside
 #           restoring a write-model snapshot taken at 90% and replaying the rest
 #   tailer  bench/tailer_rss.py: the real eventfold-tailer's peak RSS at two log sizes
@@ -16,6 +19,9 @@
 #   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
 #           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
 #           read-your-writes delay under load; peak RSS of workers and tailer at the end
+#   parked  bench/parked_bench.py: plain-query p50/p99 at 64 connections with no request
+#           waiting and with EF_BENCH_PARKED parked Min-Position waits, memory per parked
+#           wait, time from a publish to the answers of parked requests
 # Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
 #
 # Knobs (environment or `make bench VAR=value`):
@@ -25,6 +31,7 @@
 #   EF_BENCH_WORKERS        workers per program, also for the trivial responder (default 4)
 #   EF_BENCH_RYW_SAMPLES    read-your-writes samples (default 1000; quick 200)
 #   EF_BENCH_FOLD_EVENTS    events in the folding benchmark's log (default 1000000; quick 100000)
+#   EF_BENCH_FOLD_ORDERS_EVENTS  events in the all-OrderCreated log (default 450000; quick 100000)
 #   EF_BENCH_WSNAP_EVENTS   events in the write-model start benchmark (default 200000; quick 50000)
 #   EF_BENCH_KAFKA_EVENTS   events relayed to Kafka (default 1000000; quick 100000)
 #   EF_BENCH_TAILER_SIZES   the two log sizes for the tailer's RSS ("100000 1000000";
@@ -34,6 +41,7 @@
 #   EF_BENCH_LOG_SECONDS    cap per log measurement (default 3)
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
 #   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
+#   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -49,11 +57,12 @@ esac
 if [ "$quick" = 1 ]; then
     : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
     : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
-    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_KAFKA_EVENTS:=100000}"
+    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_KAFKA_EVENTS:=100000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
 fi
+: "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
-: "${EF_BENCH_WSNAP_EVENTS:=200000}" "${EF_BENCH_KAFKA_EVENTS:=1000000}"
+: "${EF_BENCH_WSNAP_EVENTS:=200000}" "${EF_BENCH_KAFKA_EVENTS:=1000000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=450000}"
 : "${EF_BENCH_LOG_SECONDS:=3}" "${EF_BENCH_WORKERS:=4}"
 export EF_BENCH_RYW_SAMPLES EF_BENCH_FOLD_EVENTS EF_BENCH_TAILER_SIZES EF_BENCH_N EF_BENCH_ROUNDS
 export EF_BENCH_WORKERS EF_BENCH_WSNAP_EVENTS EF_BENCH_KAFKA_EVENTS
@@ -101,12 +110,16 @@ printf 'eventfold benchmarks on %s (%s CPUs), %s%s\n' "$(uname -n)" "$(nproc)" \
 
 run_section log env EF_BENCH_SECONDS="$EF_BENCH_LOG_SECONDS" "$EF_BUILDDIR/bench/bench_log"
 run_section fold "$EF_BUILDDIR/bench/bench_fold"
+run_section fold_orders env EF_BENCH_FOLD_MIX=orders EF_BENCH_FOLD_EVENTS="$EF_BENCH_FOLD_ORDERS_EVENTS" \
+    "$EF_BUILDDIR/bench/bench_fold"
 run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
 run_section kafka "$EF_BUILDDIR/bench/bench_kafka"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
 run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"
+run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
+    EF_BENCH_PARKED="$EF_BENCH_PARKED" "$PYTHON3" "$EF_SRCDIR/bench/parked_bench.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"

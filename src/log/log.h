@@ -179,6 +179,10 @@ int log_reader_next(struct log_reader *rd, uint64_t limit, struct log_record *re
  * a multiple of 8), e.g. from an index; the next next() returns that record (whatever its
  * position, which the reader then takes as the start of the dense sequence). */
 int log_reader_seek(struct log_reader *rd, uint64_t segment, uint64_t offset);
+/* Makes rd read only what the records it is asked for need (at most 4 KiB, or the
+ * record's length when larger, per record) instead of reading ahead 1 MiB: for a reader
+ * that seeks to each record it reads (history of one stream). */
+void log_reader_sparse(struct log_reader *rd);
 
 /* --- inspection (eventfoldctl) ------------------------------------------------------ */
 

@@ -111,6 +111,7 @@ struct log_segbuf {
     size_t cap;
     uint64_t off; /* file offset of buf[0] */
     size_t len;   /* valid bytes in buf */
+    int sparse;   /* 1: read what a record needs (SEGBUF_SPARSE or its length), no read-ahead */
 };
 void log_segbuf_init(struct log_segbuf *sb);
 void log_segbuf_free(struct log_segbuf *sb);

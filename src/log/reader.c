@@ -89,6 +89,8 @@ int log_reader_seek(struct log_reader *rd, uint64_t segment, uint64_t offset)
     return 0;
 }
 
+void log_reader_sparse(struct log_reader *rd) { rd->sb.sparse = 1; }
+
 /* Opens rd->seg if needed: 1 when open, 0 when the segment does not exist. */
 static int reader_open_fd(struct log_reader *rd)
 {

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #define SEGBUF_MIN (1u << 20)
+#define SEGBUF_SPARSE 4096u /* a sparse buffer's first read of a record */
 
 char *log_seg_path(const char *dir, uint64_t first)
 {
@@ -94,10 +95,12 @@ void log_segbuf_free(struct log_segbuf *sb)
 void log_segbuf_drop(struct log_segbuf *sb) { sb->len = 0; }
 
 /* Fills the buffer from file offset off with as much as fits (at least want bytes of
- * room). Returns 0 or a negative errno; sb->len < want only at end of file. */
+ * room), or with want bytes only when sparse. Returns 0 or a negative errno; sb->len <
+ * want only at end of file. */
 static int segbuf_fill(struct log_segbuf *sb, int fd, uint64_t off, size_t want)
 {
-    size_t cap = want > SEGBUF_MIN ? want : SEGBUF_MIN;
+    size_t min = sb->sparse ? SEGBUF_SPARSE : SEGBUF_MIN;
+    size_t cap = want > min ? want : min;
     if (sb->cap < cap) {
         free(sb->buf);
         sb->buf = xmalloc(cap);
@@ -105,8 +108,9 @@ static int segbuf_fill(struct log_segbuf *sb, int fd, uint64_t off, size_t want)
     }
     sb->off = off;
     sb->len = 0;
-    while (sb->len < sb->cap) {
-        ssize_t r = log_io.pread(fd, sb->buf + sb->len, sb->cap - sb->len, (off_t)(off + sb->len));
+    size_t fill = sb->sparse ? want : sb->cap;
+    while (sb->len < fill) {
+        ssize_t r = log_io.pread(fd, sb->buf + sb->len, fill - sb->len, (off_t)(off + sb->len));
         if (r < 0)
             return -errno;
         if (r == 0)
@@ -132,7 +136,7 @@ int log_segbuf_decode(struct log_segbuf *sb, int fd, uint64_t off, int fresh, st
         return st;
     /* Short in the buffer: read again from off, big enough for the whole record when its
      * header is already visible. */
-    size_t want = SEGBUF_MIN;
+    size_t want = sb->sparse ? SEGBUF_SPARSE : SEGBUF_MIN;
     if (avail >= 8) {
         uint32_t len;
         memcpy(&len, sb->buf + (off - sb->off) + 4, 4);
@@ -148,7 +152,7 @@ int log_segbuf_decode(struct log_segbuf *sb, int fd, uint64_t off, int fresh, st
         uint32_t len;
         memcpy(&len, sb->buf + 4, 4);
         len = le32toh(len);
-        if (len <= LOG_RECORD_MAX && len > sb->cap) {
+        if (len <= LOG_RECORD_MAX && len > (sb->sparse ? sb->len : sb->cap)) {
             if ((err = segbuf_fill(sb, fd, off, len)) != 0)
                 return err;
             st = (int)record_decode(sb->buf, sb->len, rec);

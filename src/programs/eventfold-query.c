@@ -40,6 +40,9 @@ int main(int argc, char **argv)
         .worker_init = query_worker_init,
         .worker_fini = query_worker_fini,
         .handler = query_handle,
+        .position = query_position,
+        .wait_position = query_wait_published,
+        .park_headers = query_park_headers,
     };
     return server_run(&opt);
 }

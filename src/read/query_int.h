@@ -63,9 +63,17 @@ void query_events(struct qreq *q);
 void query_order_events(struct qreq *q);
 void query_order_as_of(struct qreq *q, uint64_t as_of);
 
-/* Sleeps on the read-position futex until the published position is >= want, the time
- * passes, or the worker is stopping. Returns 1 if reached. */
-int query_wait_position(struct query_worker *w, uint64_t want, int timeout_ms);
+/* The request's one deadline for all its waits (Min-Position, long-poll), from Prefer:
+ * wait=S counted from its arrival, kept while it is parked. 0, or -1 after answering 400
+ * for a bad Prefer. */
+int query_deadline(struct qreq *q, uint64_t *deadline_ns);
+/* Parks the request until the published position is >= want or wake_ns (the handler
+ * then runs again from the start). Returns 1 when it is parked or was answered (503
+ * too_many_waiting), 0 when it cannot wait (the worker is stopping): answer now. */
+int query_park(struct qreq *q, uint64_t want, uint64_t wake_ns);
+
+/* /api/events pages stop at about this much JSON (always at least one event). */
+#define QUERY_PAGE_BYTES (1024 * 1024)
 
 /* Begins q->txn on the current model and reads q->position (reopens the model first if
  * a rebuild switched it). Holds the env lock until query_end(). */

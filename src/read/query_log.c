@@ -7,6 +7,7 @@
 #include "log/log.h"
 #include "read/query_int.h"
 #include "read/rpos.h"
+#include "util/clock.h"
 #include "util/eflog.h"
 
 #define LOCS_CHUNK 256
@@ -52,8 +53,11 @@ static int each_order_event(struct qreq *q, uint64_t upto, record_fn fn, void *a
         rc = rm_stream_locs(q->txn, stream, (size_t)sn, version, locs, LOCS_CHUNK, &n, &more);
         if (rc)
             break;
-        if (!rd && (rc = log_reader_open(q->w->lg, locs[0].position, &rd)) != 0)
-            break;
+        if (!rd) {
+            if ((rc = log_reader_open(q->w->lg, locs[0].position, &rd)) != 0)
+                break;
+            log_reader_sparse(rd); /* one seek per record: no read-ahead */
+        }
         for (size_t i = 0; i < n && rc == 0; i++) {
             if (locs[i].position > upto) {
                 more = 0;
@@ -123,9 +127,11 @@ void query_order_as_of(struct qreq *q, uint64_t as_of)
     query_ok(q, etag);
 }
 
-/* Appends up to limit events after `after` (and <= q->position) to the body. */
+/* Appends up to limit events after `after` (and <= q->position) to the body, stopping
+ * before the page's events would pass QUERY_PAGE_BYTES (unless it is the first one). */
 static int read_events(struct qreq *q, uint64_t after, uint64_t limit, uint64_t *last)
 {
+    size_t start = q->body.len;
     *last = after;
     if (q->position <= after)
         return 0;
@@ -144,7 +150,13 @@ static int read_events(struct qreq *q, uint64_t after, uint64_t limit, uint64_t 
         rc = 0;
         if (rec.position <= after)
             continue;
+        size_t before = q->body.len;
         add_event(q, &rec, NULL);
+        if (n > 0 && q->body.len - start > QUERY_PAGE_BYTES) {
+            q->body.len = before; /* the page is full: this event starts the next one */
+            q->body.data[before] = '\0';
+            break;
+        }
         *last = rec.position;
         n++;
     }
@@ -165,15 +177,16 @@ void query_events(struct qreq *q)
         query_bad_param(q, "limit", "must be an integer from 1 to 1000");
         return;
     }
+    /* Long-poll: park until an event after `after` is published, or the request's
+     * deadline (shared with its Min-Position wait); then answer what there is. */
     const char *prefer = server_header(q->req, "Prefer");
     if (prefer && strstr(prefer, "wait")) {
-        int wait_ms = query_wait_ms(q->req, q->w->max_wait);
-        if (wait_ms < 0) {
-            query_bad_param(q, "Prefer", "wait must be a non-negative number of seconds");
+        uint64_t deadline;
+        if (query_deadline(q, &deadline))
             return;
-        }
-        if (after < UINT64_MAX)
-            query_wait_position(q->w, after + 1, wait_ms); /* long-poll; no answer on timeout */
+        if (after < UINT64_MAX && rpos_position(q->w->rp) <= after && ef_mono_ns() < deadline &&
+            query_park(q, after + 1, deadline))
+            return;
     }
     int rc = query_begin(q);
     if (rc) {

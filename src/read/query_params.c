@@ -115,5 +115,5 @@ void query_ok(struct qreq *q, const char *extra_headers)
 {
     char headers[512];
     snprintf(headers, sizeof headers, "%s%s", q->headers, extra_headers ? extra_headers : "");
-    server_respond_json(q->req, 200, headers, &q->body);
+    server_respond_take(q->req, 200, "application/json", headers, &q->body);
 }

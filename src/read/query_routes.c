@@ -66,20 +66,6 @@ static int match(const char *pattern, const char *path, struct qreq *q)
     return *p == '\0' && *s == '\0';
 }
 
-int query_wait_position(struct query_worker *w, uint64_t want, int timeout_ms)
-{
-    uint64_t deadline = ef_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (rpos_position(w->rp) < want) {
-        uint64_t now = ef_mono_ns();
-        if (now >= deadline || server_stopping())
-            return 0;
-        uint64_t left_ms = (deadline - now) / 1000000u + 1;
-        /* Short slices only so a stopping worker answers soon; each is a futex sleep. */
-        rpos_wait(w->rp, want - 1, left_ms > 250 ? 250 : (int)left_ms);
-    }
-    return 1;
-}
-
 static void not_caught_up(struct qreq *q, uint64_t want)
 {
     char detail[128], headers[320];
@@ -88,9 +74,45 @@ static void not_caught_up(struct qreq *q, uint64_t want)
     server_respond_problem(q->req, 503, "not_caught_up", detail, NULL, headers);
 }
 
-/* Min-Position: parses it and waits (futex) for the published position. *want is 0 when
- * there is none. Returns 0 to go on, -1 when an answer (400 or 503) was sent. */
-static int min_position(struct qreq *q, uint64_t *want, uint64_t *deadline_ns)
+static void too_many_waiting(struct qreq *q)
+{
+    char headers[320];
+    snprintf(headers, sizeof headers, "%sRetry-After: 1\r\n", q->headers);
+    server_respond_problem(q->req, 503, "too_many_waiting",
+                           "too many requests are waiting for the read model already", NULL, headers);
+}
+
+int query_deadline(struct qreq *q, uint64_t *deadline_ns)
+{
+    if (!q->req->wait_deadline_ns) {
+        int wait_ms = query_wait_ms(q->req, q->w->max_wait);
+        if (wait_ms < 0) {
+            query_bad_param(q, "Prefer", "wait must be a non-negative number of seconds");
+            return -1;
+        }
+        /* From the request's arrival: the same on every run of a parked request. */
+        q->req->wait_deadline_ns = q->req->started_ns + (uint64_t)wait_ms * 1000000u + 1;
+    }
+    *deadline_ns = q->req->wait_deadline_ns;
+    return 0;
+}
+
+int query_park(struct qreq *q, uint64_t want, uint64_t wake_ns)
+{
+    int rc = server_park(q->req, want, wake_ns);
+    if (rc == SERVER_PARKED)
+        return 1;
+    if (rc == SERVER_PARK_FULL) {
+        too_many_waiting(q);
+        return 1;
+    }
+    return 0;
+}
+
+/* Min-Position: parses it and, while the published position is below it, parks the
+ * request until it is (or the request's deadline). *want is 0 when there is none.
+ * Returns 0 to go on, -1 when the request was answered (400, 503) or parked. */
+static int min_position(struct qreq *q, uint64_t *want)
 {
     if (query_min_position(q->req, want)) {
         query_bad_param(q, "Min-Position", "must be a non-negative integer position");
@@ -98,40 +120,40 @@ static int min_position(struct qreq *q, uint64_t *want, uint64_t *deadline_ns)
     }
     if (*want == 0)
         return 0;
-    int wait_ms = query_wait_ms(q->req, q->w->max_wait);
-    if (wait_ms < 0) {
-        query_bad_param(q, "Prefer", "wait must be a non-negative number of seconds");
+    /* Prefer is checked on every request with a Min-Position (doc/api.md), reached or not. */
+    uint64_t deadline;
+    if (query_deadline(q, &deadline))
         return -1;
-    }
-    *deadline_ns = ef_mono_ns() + (uint64_t)wait_ms * 1000000u;
-    if (query_wait_position(q->w, *want, wait_ms))
+    if (rpos_position(q->w->rp) >= *want)
         return 0;
+    if (ef_mono_ns() < deadline && query_park(q, *want, deadline))
+        return -1;
     not_caught_up(q, *want);
     return -1;
 }
 
 /* Begins the request's txn; with a Min-Position, makes sure the txn itself is at or past
- * it (the published position can briefly run ahead of the model around a model switch).
- * Returns 0, or -1 when an answer was sent. */
-static int begin_at(struct qreq *q, uint64_t want, uint64_t deadline_ns)
+ * it: around a model switch the published position can briefly run ahead of the model
+ * this worker has open, and then the request is parked for a moment (20 ms) and tried
+ * again. Returns 0, or -1 when the request was answered or parked. */
+static int begin_at(struct qreq *q, uint64_t want)
 {
-    for (;;) {
-        int rc = query_begin(q);
-        if (rc) {
-            query_fail(q, rc, "read model");
-            return -1;
-        }
-        if (q->position >= want)
-            return 0;
-        query_end(q);
-        uint64_t now = ef_mono_ns();
-        if (now >= deadline_ns) {
-            not_caught_up(q, want);
-            return -1;
-        }
-        uint64_t left_ms = (deadline_ns - now) / 1000000u + 1;
-        rpos_wait(q->w->rp, rpos_position(q->w->rp), left_ms > 50 ? 50 : (int)left_ms);
+    int rc = query_begin(q);
+    if (rc) {
+        query_fail(q, rc, "read model");
+        return -1;
     }
+    if (q->position >= want)
+        return 0;
+    query_end(q);
+    uint64_t deadline, now = ef_mono_ns();
+    if (query_deadline(q, &deadline))
+        return -1;
+    uint64_t retry = now + 20 * 1000000u;
+    if (now < deadline && query_park(q, UINT64_MAX, retry < deadline ? retry : deadline))
+        return -1;
+    not_caught_up(q, want);
+    return -1;
 }
 
 void query_handle(struct server_request *req, void *ctx)
@@ -163,10 +185,10 @@ void query_handle(struct server_request *req, void *ctx)
         query_bad_param(&q, "id", "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
         return;
     }
-    uint64_t want = 0, deadline_ns = 0;
-    if ((r->flags & R_API) && min_position(&q, &want, &deadline_ns))
+    uint64_t want = 0;
+    if ((r->flags & R_API) && min_position(&q, &want))
         return;
-    if ((r->flags & R_TXN) && begin_at(&q, want, deadline_ns))
+    if ((r->flags & R_TXN) && begin_at(&q, want))
         return;
     r->fn(&q);
     query_end(&q);
@@ -296,6 +318,19 @@ static void h_metrics(struct qreq *q)
     server_metrics_gauge(out, "eventfold_snapshots", "Read-model snapshots kept.",
                          (double)st.snapshots);
     relay_state_render_metrics(q->w->data_dir, st.head, out);
-    server_respond(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out->data,
-                   out->len);
+    server_respond_take(q->req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out);
 }
+
+uint64_t query_position(void *ctx)
+{
+    struct query_worker *w = ctx;
+    return rpos_position(w->rp);
+}
+
+void query_wait_published(void *ctx, uint64_t after, int timeout_ms)
+{
+    struct query_worker *w = ctx;
+    rpos_wait(w->rp, after, timeout_ms);
+}
+
+const char *const query_park_headers[] = { "Min-Position", "Prefer", NULL };

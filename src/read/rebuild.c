@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "read/rdir.h"
@@ -133,16 +134,31 @@ static int take_lock(const char *data_dir, int *fd)
     return 0;
 }
 
+/* The map to open the new model with: the configured size, or the current model's if that
+ * grew larger, so that folding a long log does not fill the map again step by step (a
+ * bulk transaction that fills it is folded again from its start in the grown map). */
+static uint64_t map_size(const struct rebuild_options *opt)
+{
+    char cur[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
+    struct stat st;
+    if (rdir_path(opt->data_dir, "current", cur, sizeof cur) == 0 &&
+        rdir_join(path, sizeof path, cur, "data.mdb") == 0 && stat(path, &st) == 0 &&
+        (uint64_t)st.st_size > opt->map_bytes)
+        return (uint64_t)st.st_size;
+    return opt->map_bytes;
+}
+
 /* Folds the new model up to the durable head, twice: the second pass picks up what arrived
- * during the first, so the switch happens close to the head. */
+ * during the first, so the switch happens close to the head. Both passes fold in bulk
+ * transactions (tailer.h): in memory, up to the budget, then written at once. */
 static int catch_up(const struct rebuild_options *opt, const char *model, struct progress *pg)
 {
     struct tailer_options to = {
-        .data_dir = opt->data_dir, .segment_bytes = opt->segment_bytes, .map_bytes = opt->map_bytes,
-        .once = 1, .model_dir = model, .progress = show_progress, .progress_arg = pg,
+        .data_dir = opt->data_dir, .segment_bytes = opt->segment_bytes, .map_bytes = map_size(opt),
+        .once = 2, .model_dir = model, .progress = show_progress, .progress_arg = pg,
+        .bulk_bytes = opt->memory_bytes ? opt->memory_bytes : REBUILD_MEMORY_BYTES,
     };
-    int rc = tailer_run(&to);
-    return rc ? rc : tailer_run(&to);
+    return tailer_run(&to);
 }
 
 static int model_position(const char *model, uint64_t map, uint64_t *pos)

@@ -21,7 +21,20 @@ struct rebuild_options {
     uint64_t segment_bytes;
     int from_scratch;
     int progress; /* 1: progress lines on stderr (events, rate, time left) */
+    /* Memory budget of the fold's pending rows (0: REBUILD_MEMORY_BYTES); see below. */
+    uint64_t memory_bytes;
 };
+
+/* A rebuild folds in bulk transactions (tailer.h, bulk_bytes): the rows it writes stay in
+ * memory and reach LMDB sorted, at once, when they hold this many bytes or the log ends.
+ * Into a new, empty model the first of them appends (rm_txn_begin_bulk), so a log whose
+ * rows fit the budget is written in one pass; a longer one costs more commits of ordinary
+ * sorted puts, never more memory. LMDB's own dirty pages of that commit come on top (with
+ * a writable map, the default, they are the map's file pages, not private memory). A
+ * larger budget appends more of a long log, but its rows are touched in fresh memory and
+ * sorted out of the CPU caches: past this size that cost more than appending saved
+ * (bench/README.md, "Rebuild memory budget"). */
+#define REBUILD_MEMORY_BYTES (64ull << 20)
 
 struct rebuild_result {
     uint64_t from_position; /* where folding started (the snapshot's position, or 0) */

@@ -133,6 +133,17 @@ int rm_env_sync(struct rm_env *env);
  * rm_txn_commit()/rm_txn_abort(), which free it. */
 int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out);
 int rm_txn_commit(struct rm_txn *txn); /* frees txn even on failure */
+/* Begins a write transaction for loading many records at once (a rebuild): its rows stay
+ * in memory until the commit, which writes them sorted. When the model's projections and
+ * indexes are empty (a rebuild from scratch), rows the txn has not written are known not
+ * to exist without reading LMDB, and the commit appends them (MDB_APPEND: no search,
+ * dense pages). The txn grows without bound: the caller commits it when rm_txn_bytes()
+ * reaches its memory budget and begins another. The model it commits is the one the
+ * same records folded by ordinary txns would give, row for row. rows: how many rows the
+ * txn is expected to write (a hint: its table is sized for them at once). */
+int rm_txn_begin_bulk(struct rm_env *env, size_t rows, struct rm_txn **out);
+/* Memory the write txn's pending rows hold (and the sort of its commit will need). */
+size_t rm_txn_bytes(const struct rm_txn *txn);
 void rm_txn_abort(struct rm_txn *txn); /* accepts NULL */
 
 /* The applied position (0 for an empty model). */

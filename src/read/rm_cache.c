@@ -31,6 +31,14 @@
  * arrive in random order (one stream or user after another), and sorted writes through one
  * cursor mostly land in the leaf page the cursor is on (see rm_cache_flush).
  *  - Between transactions the buffered list is empty.
+ *
+ * Bulk transactions (rm_txn_begin_bulk: rebuilds) use the same cache, the same fold and the
+ * same flush, without keeping rows across txns: every row the txn writes stays in memory
+ * until its commit (the caller bounds that memory with rm_cache_bytes); when it ends its
+ * table is freed and its arena's blocks are kept for the next bulk txn. Into a model whose cached and buffered databases are empty
+ * ("fresh"), a row the cache does not hold does not exist, so no lookup reaches LMDB, and
+ * the flush appends the sorted rows (MDB_APPEND) instead of searching for each one's place;
+ * the first flush ends freshness (LMDB holds rows from then on).
  */
 #include <config.h>
 
@@ -41,6 +49,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +64,24 @@
 enum { WC_EMPTY = 0, WC_PRESENT = 1, WC_ABSENT = 2 };
 
 #define WC_CHUNK (256u << 10)
+/* A bulk txn's memory comes in large blocks that the kernel may back with huge pages
+ * (madvise): it is touched once, page after page, and faulting it in 4 KiB pages was a
+ * large part of a rebuild's time (bench/README.md). */
+#define WC_BULK_CHUNK (4u << 20)
+#define WC_HUGE (2u << 20)
+
+/* n bytes (any size), 2 MiB-aligned and marked for huge pages when big enough (a hint:
+ * without transparent huge pages it is ordinary memory). Freed with free(). */
+static void *huge_alloc(size_t n)
+{
+    if (n < WC_HUGE)
+        return xmalloc(n);
+    void *p;
+    if (posix_memalign(&p, WC_HUGE, n) != 0)
+        return xmalloc(n); /* aborts if memory is really short */
+    (void)madvise(p, n & ~(size_t)(WC_HUGE - 1), MADV_HUGEPAGE);
+    return p;
+}
 
 struct wc_entry {
     uint64_t hash;
@@ -90,11 +117,27 @@ struct rm_cache {
     /* The buffered rows of write-only databases: key and value bytes in bytes, in put order. */
     struct wo_row *wo;
     size_t nwo, wo_cap;
-    struct sbuf bytes;
+    /* Their bytes, in chunks (appending never copies what was buffered before); the first
+     * is kept when the list is emptied. */
+    struct wc_chunk *wo_chunks;
+    size_t wo_chunk_bytes;
+    /* Bulk loading (rm_txn_begin_bulk). fresh: the cached and buffered databases were empty
+     * in LMDB when the txn began and nothing was flushed since, so a row the cache does not
+     * hold does not exist (no LMDB lookup), and the flush appends (MDB_APPEND) instead of
+     * searching each key's place. Cleared by the first flush and at the txn's end. */
+    int fresh;
+    int bulk;           /* a bulk txn is running: its rows go when it ends */
+    size_t chunk_bytes; /* memory of the arena's chunks (rm_cache_bytes) */
+    /* Memory of ended bulk txns, kept for the next one (a rebuild commits several): chunks
+     * of WC_BULK_CHUNK bytes, and the flush's sort buffer. Touching new memory costs page
+     * faults and zeroing; reusing it does not. Never more than one bulk txn used. */
+    struct wc_chunk *spare;
+    void *sort_buf;
+    size_t sort_cap;
 };
 
 struct wo_row {
-    size_t off; /* key at bytes.data + off, then the value */
+    const char *key; /* in wo_chunks: the key, then the value */
     uint32_t klen, vlen;
     uint8_t db;
 };
@@ -114,10 +157,83 @@ static int buffered(enum rm_dbi db)
     return db == RM_DB_STREAMS || db == RM_DB_USER_ORDERS;
 }
 
+/* n bytes from the chunk list *head (a new chunk of at least WC_CHUNK when the first is
+ * full); *bytes counts the chunks' memory. */
+static char *chunk_alloc(struct rm_cache *c, struct wc_chunk **head, size_t *bytes, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct wc_chunk *ch = *head;
+    if (!ch || ch->cap - ch->used < n) {
+        size_t least = c->bulk ? WC_BULK_CHUNK - sizeof *ch : WC_CHUNK;
+        size_t cap = n > least ? n : least;
+        struct wc_chunk *nc;
+        if (c->bulk && cap == least && c->spare) {
+            nc = c->spare;
+            c->spare = nc->next;
+        } else {
+            nc = c->bulk ? huge_alloc(sizeof *nc + cap) : xmalloc(sizeof *nc + cap);
+        }
+        *bytes += sizeof *nc + cap;
+        nc->cap = cap;
+        nc->used = 0;
+        nc->next = ch;
+        *head = nc;
+        ch = nc;
+    }
+    char *p = ch->mem + ch->used;
+    ch->used += n;
+    return p;
+}
+
+/* Gives the chunks of list back: bulk-sized ones to the spare list, the others to free(). */
+static void chunks_release(struct rm_cache *c, struct wc_chunk *list)
+{
+    while (list) {
+        struct wc_chunk *n = list->next;
+        if (list->cap == WC_BULK_CHUNK - sizeof *list) {
+            list->next = c->spare;
+            c->spare = list;
+        } else {
+            free(list);
+        }
+        list = n;
+    }
+}
+
+/* Frees every chunk of *head but the newest, which is emptied; *bytes follows. */
+static void chunks_trim(struct wc_chunk **head, size_t *bytes)
+{
+    struct wc_chunk *keep = *head;
+    if (!keep)
+        return;
+    for (struct wc_chunk *ch = keep->next, *next; ch; ch = next) {
+        next = ch->next;
+        free(ch);
+    }
+    keep->next = NULL;
+    keep->used = 0;
+    *bytes = sizeof *keep + keep->cap;
+}
+
+static void chunks_free(struct wc_chunk *ch)
+{
+    while (ch) {
+        struct wc_chunk *n = ch->next;
+        free(ch);
+        ch = n;
+    }
+}
+
 static void wo_clear(struct rm_cache *c)
 {
     c->nwo = 0;
-    sbuf_reset(&c->bytes);
+    if (c->bulk) {
+        chunks_release(c, c->wo_chunks);
+        c->wo_chunks = NULL;
+        c->wo_chunk_bytes = 0;
+        return;
+    }
+    chunks_trim(&c->wo_chunks, &c->wo_chunk_bytes);
 }
 
 static void wo_add(struct rm_cache *c, enum rm_dbi db, const void *k, size_t kn, const void *v,
@@ -127,9 +243,11 @@ static void wo_add(struct rm_cache *c, enum rm_dbi db, const void *k, size_t kn,
         c->wo_cap = c->wo_cap ? 2 * c->wo_cap : 4096;
         c->wo = xrealloc(c->wo, c->wo_cap * sizeof *c->wo);
     }
-    c->wo[c->nwo++] = (struct wo_row){ c->bytes.len, (uint32_t)kn, (uint32_t)vn, (uint8_t)db };
-    sbuf_append(&c->bytes, k, kn);
-    sbuf_append(&c->bytes, v, vn);
+    char *p = chunk_alloc(c, &c->wo_chunks, &c->wo_chunk_bytes, kn + vn);
+    memcpy(p, k, kn);
+    if (vn)
+        memcpy(p + kn, v, vn);
+    c->wo[c->nwo++] = (struct wo_row){ p, (uint32_t)kn, (uint32_t)vn, (uint8_t)db };
 }
 
 /* The keys are ids that clients choose, and the table is open addressing: with a hash
@@ -165,20 +283,7 @@ static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n) { return rm_ca
 
 static char *arena_alloc(struct rm_cache *c, size_t n)
 {
-    n = (n + 7) & ~(size_t)7;
-    struct wc_chunk *ch = c->chunks;
-    if (!ch || ch->cap - ch->used < n) {
-        size_t cap = n > WC_CHUNK ? n : WC_CHUNK;
-        struct wc_chunk *nc = xmalloc(sizeof *nc + cap);
-        nc->cap = cap;
-        nc->used = 0;
-        nc->next = ch;
-        c->chunks = nc;
-        ch = nc;
-    }
-    char *p = ch->mem + ch->used;
-    ch->used += n;
-    return p;
+    return chunk_alloc(c, &c->chunks, &c->chunk_bytes, n);
 }
 
 static void grow(struct rm_cache *c);
@@ -208,14 +313,25 @@ static struct wc_entry *slot(struct rm_cache *c, enum rm_dbi db, const void *k, 
     }
 }
 
-static void grow(struct rm_cache *c)
+static void resize(struct rm_cache *c, size_t ncap);
+
+static void grow(struct rm_cache *c) { resize(c, c->cap ? 2 * c->cap : 4096); }
+
+/* Moves the entries into a table of ncap slots (a power of two, more than twice used). */
+static void resize(struct rm_cache *c, size_t ncap)
 {
-    size_t ncap = c->cap ? 2 * c->cap : 4096;
+    assert((ncap & (ncap - 1)) == 0 && ncap > 2 * c->used);
     struct wc_entry *old = c->slots;
     size_t ocap = c->cap;
     memset(c->recent, 0, sizeof c->recent);
-    c->slots = xcalloc(ncap, sizeof *c->slots);
+    if (c->bulk) {
+        c->slots = huge_alloc(ncap * sizeof *c->slots);
+        memset(c->slots, 0, ncap * sizeof *c->slots);
+    } else {
+        c->slots = xcalloc(ncap, sizeof *c->slots);
+    }
     c->cap = ncap;
+    c->ndirty = 0;
     for (size_t i = 0; i < ocap; i++) {
         if (old[i].state == WC_EMPTY)
             continue;
@@ -223,12 +339,10 @@ static void grow(struct rm_cache *c)
         while (c->slots[j].state != WC_EMPTY)
             j = (j + 1) & (ncap - 1);
         c->slots[j] = old[i];
+        if (old[i].dirty)
+            c->dirty[c->ndirty++] = &c->slots[j]; /* fits: the same entries as before */
     }
     free(old);
-    c->ndirty = 0;
-    for (size_t i = 0; i < ncap; i++)
-        if (c->slots[i].state != WC_EMPTY && c->slots[i].dirty)
-            c->dirty[c->ndirty++] = &c->slots[i]; /* fits: the same entries as before */
 }
 
 /* Stores value v (n bytes) in a new or existing entry e (whose key is set, or k to copy). */
@@ -279,15 +393,38 @@ void rm_cache_free(struct rm_cache *c)
     free(c->slots);
     free(c->dirty);
     free(c->wo);
-    sbuf_free(&c->bytes);
+    chunks_free(c->wo_chunks);
+    chunks_free(c->spare);
+    free(c->sort_buf);
     free(c);
+}
+
+/* Frees the table and the arena of a bulk txn that ended: its rows are not worth keeping
+ * (a rebuild's next txn reads few of them), and emptying a table that large would cost
+ * more than a new small one. */
+static void drop_bulk(struct rm_cache *c)
+{
+    free(c->slots);
+    c->slots = NULL;
+    c->cap = c->used = c->ndirty = 0;
+    memset(c->recent, 0, sizeof c->recent);
+    chunks_release(c, c->chunks);
+    c->chunks = NULL;
+    c->chunk_bytes = 0;
+    c->txnid = 0;
+    c->bulk = c->fresh = 0;
 }
 
 void rm_cache_reset(struct rm_cache *c)
 {
     if (!c)
         return;
+    c->fresh = 0;
     wo_clear(c);
+    if (c->bulk) {
+        drop_bulk(c);
+        return;
+    }
     if (c->used == 0)
         return;
     memset(c->slots, 0, c->cap * sizeof *c->slots);
@@ -304,6 +441,7 @@ void rm_cache_reset(struct rm_cache *c)
     }
     keep->next = NULL;
     keep->used = 0;
+    c->chunk_bytes = sizeof *keep + keep->cap;
 }
 
 /* Keeps the rows worth keeping after a commit: every row but orders, in a fresh table
@@ -315,6 +453,7 @@ static void keep_hot_rows(struct rm_cache *c)
     struct wc_chunk *chunks = c->chunks;
     c->slots = xcalloc(ocap, sizeof *c->slots);
     c->chunks = NULL;
+    c->chunk_bytes = 0;
     c->used = 0;
     memset(c->recent, 0, sizeof c->recent);
     for (size_t i = 0; i < ocap; i++) {
@@ -342,7 +481,14 @@ void rm_cache_begin(struct rm_cache *c, size_t txnid)
 
 void rm_cache_committed(struct rm_cache *c, size_t txnid)
 {
-    if (!c || c->used == 0)
+    if (!c)
+        return;
+    c->fresh = 0;
+    if (c->bulk) {
+        drop_bulk(c);
+        return;
+    }
+    if (c->used == 0)
         return;
     assert(c->ndirty == 0 && c->nwo == 0);
     c->txnid = txnid;
@@ -379,7 +525,7 @@ int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, str
         return rm_get_copy_raw(t, db, k, kn, buf);
     struct wc_entry *e = slot(c, db, k, kn);
     if (e->state == WC_EMPTY) {
-        rc = rm_get_copy_raw(t, db, k, kn, buf);
+        rc = c->fresh ? RM_ENOTFOUND : rm_get_copy_raw(t, db, k, kn, buf);
         if (rc && rc != RM_ENOTFOUND)
             return rc; /* e stays EMPTY: nothing was claimed */
         if (rc == RM_ENOTFOUND) {
@@ -436,44 +582,197 @@ int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
     return 0;
 }
 
-/* A row to write at the flush (a dirty entry, or a buffered row: e NULL) and its sort key:
- * the database, then the key's first 7 bytes (big-endian, zero-padded), which decides most
- * comparisons without touching the key; seq keeps equal keys in put order. */
-struct wc_sorted {
-    uint64_t pre;
+/* A row to write at the flush: a dirty entry, or a buffered row. */
+struct wc_row {
     const char *key, *val;
     uint32_t klen, vlen;
-    uint32_t seq;
     uint8_t db, present;
-    struct wc_entry *e;
 };
 
-static uint64_t sort_prefix(uint8_t db, const char *key, uint32_t klen)
+/* Row i of the flush: the dirty entries (unique keys), then the buffered rows in put
+ * order. Nothing is copied out: a flush of millions of rows (a bulk txn) sorts indexes. */
+static struct wc_row row_at(const struct rm_cache *c, uint32_t i)
 {
-    uint64_t pre = (uint64_t)db << 56;
-    for (uint32_t i = 0; i < 7 && i < klen; i++)
-        pre |= (uint64_t)(unsigned char)key[i] << (48 - 8 * i);
-    return pre;
+    if (i < c->ndirty) {
+        const struct wc_entry *e = c->dirty[i];
+        return (struct wc_row){ e->key, e->val, e->klen, e->vlen, e->db, e->state == WC_PRESENT };
+    }
+    const struct wo_row *r = &c->wo[i - c->ndirty];
+    return (struct wc_row){ r->key, r->key + r->klen, r->klen, r->vlen, r->db, 1 };
 }
 
-/* LMDB's default key order (memcmp, then the shorter first), within a database. */
-static int cmp_sorted(const void *a, const void *b)
+/* LMDB's order of rows i and j: database, then key bytes (memcmp, the shorter first), then
+ * put order. */
+static int cmp_rows(const struct rm_cache *c, uint32_t i, uint32_t j)
 {
-    const struct wc_sorted *x = a, *y = b;
-    if (x->pre != y->pre)
-        return x->pre < y->pre ? -1 : 1;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int r = memcmp(x->key, y->key, n);
+    struct wc_row x = row_at(c, i), y = row_at(c, j);
+    if (x.db != y.db)
+        return x.db < y.db ? -1 : 1;
+    int r = memcmp(x.key, y.key, x.klen < y.klen ? x.klen : y.klen);
     if (r)
         return r;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    if (x.klen != y.klen)
+        return x.klen < y.klen ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* The flush's sort: rows in LMDB's order (database, then key bytes, the shorter key first
+ * when one is a prefix of the other), equal keys in put order. A most-significant-byte-
+ * first radix sort of small items (8 key bytes at a time, copied out of the rows so most
+ * passes do not touch the keys), stable, on the "virtual key" of a row: its database byte
+ * then its key. Keys share long prefixes ("order-o..."), which cost one counting pass per
+ * shared byte and no comparisons; a comparison sort spent most of the flush there. */
+struct rs_item {
+    uint64_t pre;    /* the virtual key's bytes [depth, depth + 8), big-endian, 0-padded */
+    const char *key; /* the row's key (its bytes 8 on are read from here, not via the row) */
+    uint32_t len;    /* the virtual key's length */
+    uint32_t idx;    /* the row's index: its put order */
+};
+
+#define RS_SMALL 24 /* buckets this small are insertion-sorted */
+
+/* The virtual key's bytes [depth, depth + 8) of a row with database db and key. */
+static uint64_t rs_pre(uint8_t db, const char *key, size_t len, size_t depth)
+{
+    uint64_t v = 0;
+    for (size_t b = 0; b < 8 && depth + b < len; b++) {
+        size_t d = depth + b;
+        unsigned char ch = d == 0 ? db : (unsigned char)key[d - 1];
+        v |= (uint64_t)ch << (56 - 8 * b);
+    }
+    return v;
+}
+
+/* Bucket of item x at byte sh of its pre: 0 when the key has ended, else the byte + 1. */
+static unsigned rs_bucket(const struct rs_item *x, size_t depth, unsigned sh)
+{
+    return depth + sh < x->len ? (unsigned)(x->pre >> (56 - 8 * sh) & 0xff) + 1 : 0;
+}
+
+/* x before y? Both agree on their first depth bytes; pre holds the next 8 (zero-padded:
+ * when the pres differ that decides, a padded key being a prefix of, or smaller than, the
+ * other; when they are equal the lengths or the bytes beyond do). Equal keys: put order. */
+static int rs_less(const struct rs_item *x, const struct rs_item *y, const struct rm_cache *c,
+                   size_t depth)
+{
+    if (x->pre != y->pre)
+        return x->pre < y->pre;
+    if (x->len <= depth + 8 || y->len <= depth + 8)
+        return x->len != y->len ? x->len < y->len : x->idx < y->idx;
+    return cmp_rows(c, x->idx, y->idx) < 0;
+}
+
+static void rs_insertion(struct rs_item *a, size_t n, const struct rm_cache *c, size_t depth)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct rs_item x = a[i];
+        size_t j = i;
+        while (j > 0 && rs_less(&x, &a[j - 1], c, depth)) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+}
+
+/* Sorts a[0..n) whose virtual keys agree on their first depth + sh bytes. The largest
+ * bucket is sorted by the loop itself and the others recursively, so the recursion is at
+ * most log2(n) deep. Only the range of buckets in use is walked (keys are mostly a few
+ * distinct bytes per position: digits, letters). */
+static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const struct rm_cache *c,
+                    size_t depth, unsigned sh)
+{
+    while (n > RS_SMALL) {
+        if (sh == 8) {
+            depth += 8;
+            sh = 0;
+            for (size_t i = 0; i < n; i++)
+                a[i].pre = rs_pre(0, a[i].key, a[i].len, depth); /* depth > 0: no db */
+        }
+        /* Bytes every key has alike (a shared prefix: "order-o..." ) are skipped at once. */
+        uint64_t diff = 0;
+        uint32_t minlen = UINT32_MAX;
+        for (size_t i = 0; i < n; i++) {
+            diff |= a[i].pre ^ a[0].pre;
+            minlen = a[i].len < minlen ? a[i].len : minlen;
+        }
+        size_t same = diff ? (size_t)__builtin_clzll(diff) / 8 : 8;
+        size_t alive = minlen > depth ? minlen - depth : 0; /* bytes no key has ended within */
+        if (same > alive)
+            same = alive;
+        if (same > sh) {
+            sh = (unsigned)same;
+            continue;
+        }
+        uint32_t count[257] = { 0 };
+        unsigned lo = 256, hi = 0;
+        for (size_t i = 0; i < n; i++) {
+            unsigned b = rs_bucket(&a[i], depth, sh);
+            lo = b < lo ? b : lo;
+            hi = b > hi ? b : hi;
+            count[b]++;
+        }
+        if (lo == hi) {
+            if (lo == 0)
+                return; /* equal keys, already in put order */
+            sh++;       /* one byte shared by all: the next one */
+            continue;
+        }
+        size_t start[257], pos[257], at = 0;
+        unsigned big = hi;
+        for (unsigned b = lo; b <= hi; b++) {
+            start[b] = pos[b] = at;
+            at += count[b];
+            if (b > 0 && count[b] > count[big])
+                big = b;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[pos[rs_bucket(&a[i], depth, sh)]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+        for (unsigned b = lo > 0 ? lo : 1; b <= hi; b++)
+            if (b != big && count[b] > 1)
+                rs_sort(a + start[b], tmp + start[b], count[b], c, depth, sh + 1);
+        a += start[big];
+        tmp += start[big];
+        n = count[big];
+        sh++;
+    }
+    rs_insertion(a, n, c, depth);
+}
+
+/* The order to write the flush's n rows in (row_at indexes). Owned by the caller (free). */
+static uint32_t *sort_rows(struct rm_cache *c, size_t n)
+{
+    assert(n <= UINT32_MAX);
+    struct rs_item *a;
+    if (c->bulk) { /* the buffer of the last bulk flush, if it is large enough */
+        size_t need = (n ? n : 1) * 2 * sizeof *a;
+        if (c->sort_cap < need) {
+            free(c->sort_buf);
+            c->sort_buf = huge_alloc(need);
+            c->sort_cap = need;
+        }
+        a = c->sort_buf;
+    } else {
+        a = huge_alloc((n ? n : 1) * 2 * sizeof *a);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct wc_row w = row_at(c, (uint32_t)i);
+        a[i] = (struct rs_item){ rs_pre(w.db, w.key, (size_t)w.klen + 1, 0), w.key, w.klen + 1,
+                                 (uint32_t)i };
+    }
+    rs_sort(a, a + n, n, c, 0, 0);
+    uint32_t *order = huge_alloc((n ? n : 1) * sizeof *order);
+    for (size_t i = 0; i < n; i++)
+        order[i] = a[i].idx;
+    if (!c->bulk)
+        free(a);
+    return order;
 }
 
 /* Writes one row through cursor c (on the row's database): its value, or its deletion (a
  * key LMDB does not have is already deleted). */
-static int write_row(MDB_cursor *c, const struct wc_sorted *w)
+static int write_row(MDB_cursor *c, const struct wc_row *w)
 {
     MDB_val k = { w->klen, (void *)w->key };
     if (w->present) {
@@ -486,26 +785,22 @@ static int write_row(MDB_cursor *c, const struct wc_sorted *w)
     return ef_mdb_rc(rc ? rc : mdb_cursor_del(c, 0));
 }
 
-/* The rows to write, dirty entries then buffered rows, unsorted; *n gets their count. */
-static struct wc_sorted *collect(struct rm_cache *c, size_t *n)
+/* Into a database that was empty (a fresh bulk txn), sorted rows go at the end of the
+ * B-tree: no search, and pages filled densely. */
+static int append_row(MDB_cursor *c, const struct wc_row *w)
 {
-    size_t total = c->ndirty + c->nwo;
-    assert(total <= UINT32_MAX);
-    struct wc_sorted *w = xmalloc(total * sizeof *w);
-    size_t k = 0;
-    for (size_t i = 0; i < c->ndirty; i++, k++) {
-        struct wc_entry *e = c->dirty[i];
-        w[k] = (struct wc_sorted){ sort_prefix(e->db, e->key, e->klen), e->key, e->val, e->klen,
-                                   e->vlen, (uint32_t)k, e->db, e->state == WC_PRESENT, e };
-    }
-    for (size_t i = 0; i < c->nwo; i++, k++) {
-        const struct wo_row *r = &c->wo[i];
-        const char *key = c->bytes.data + r->off;
-        w[k] = (struct wc_sorted){ sort_prefix(r->db, key, r->klen), key, key + r->klen, r->klen,
-                                   r->vlen, (uint32_t)k, r->db, 1, NULL };
-    }
-    *n = total;
-    return w;
+    MDB_val k = { w->klen, (void *)w->key }, v = { w->vlen, (void *)w->val };
+    return ef_mdb_rc(mdb_cursor_put(c, &k, &v, MDB_APPEND));
+}
+
+/* Appending skips what a put-by-put write would not leave behind: a deletion (the key is
+ * in no empty database), and a row whose key the next row puts again (equal keys are
+ * sorted in put order, so the last one wins as it would by overwriting). */
+static int skip_append(const struct wc_row *x, const struct wc_row *next)
+{
+    if (!x->present)
+        return 1;
+    return next && next->db == x->db && next->klen == x->klen && memcmp(next->key, x->key, x->klen) == 0;
 }
 
 int rm_cache_flush(struct rm_txn *t)
@@ -513,36 +808,65 @@ int rm_cache_flush(struct rm_txn *t)
     struct rm_cache *c = t->env->cache;
     if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
         return 0;
-    size_t n;
-    struct wc_sorted *w = collect(c, &n);
-    c->ndirty = 0;
+    size_t n = c->ndirty + c->nwo;
     /* Sorted puts walk the B-trees in order, and through one cursor per database: when a
      * key falls inside the leaf page the cursor is on, LMDB searches that page only instead
      * of descending from the root (mdb_cursor_set), which sorted keys make the common case. */
-    qsort(w, n, sizeof *w, cmp_sorted);
+    uint32_t *order = sort_rows(c, n);
+    int append = c->fresh;
+    c->fresh = 0; /* LMDB holds rows now: later misses must look there */
     int rc = 0;
     MDB_cursor *cur = NULL;
     int cur_db = -1;
+    struct wc_row x, next = n ? row_at(c, order[0]) : (struct wc_row){ 0 };
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (w[i].db != cur_db) {
+        x = next;
+        if (i + 1 < n)
+            next = row_at(c, order[i + 1]);
+        if (append && skip_append(&x, i + 1 < n ? &next : NULL))
+            continue;
+        if (x.db != cur_db) {
             if (cur)
                 mdb_cursor_close(cur);
             cur = NULL;
-            rc = ef_mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[w[i].db], &cur));
+            rc = ef_mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[x.db], &cur));
             if (rc)
                 break;
-            cur_db = w[i].db;
+            cur_db = x.db;
         }
-        rc = write_row(cur, &w[i]);
+        rc = append ? append_row(cur, &x) : write_row(cur, &x);
     }
+    free(order);
     if (cur)
         mdb_cursor_close(cur);
-    for (size_t i = 0; i < n; i++)
-        if (w[i].e)
-            w[i].e->dirty = 0;
-    free(w);
+    for (size_t i = 0; i < c->ndirty; i++)
+        c->dirty[i]->dirty = 0;
+    c->ndirty = 0;
     wo_clear(c);
     /* Entries stay (clean) so later reads in this txn still hit; on an error the txn is
      * doomed anyway (callers abort it). */
     return rc;
+}
+
+void rm_cache_bulk(struct rm_cache *c, int fresh, size_t rows)
+{
+    if (fresh)
+        rm_cache_reset(c); /* kept rows of an empty model: none, or stale */
+    c->fresh = fresh;
+    c->bulk = 1;
+    /* Sized once for the rows expected (at most half full), rather than doubled step by
+     * step: each doubling moves every entry to a random slot of a new table. */
+    size_t cap = 4096;
+    while (cap / 2 < rows && cap < (SIZE_MAX / sizeof *c->slots) / 4)
+        cap *= 2;
+    if (cap > c->cap)
+        resize(c, cap);
+}
+
+size_t rm_cache_bytes(const struct rm_cache *c)
+{
+    /* Everything the txn's rows hold, and the sort array the flush will allocate. */
+    return c->chunk_bytes + c->cap * sizeof *c->slots + c->dirty_cap * sizeof *c->dirty +
+           c->wo_cap * sizeof *c->wo + c->wo_chunk_bytes +
+           (c->ndirty + c->nwo) * (2 * sizeof(struct rs_item) + sizeof(uint32_t));
 }

@@ -303,6 +303,33 @@ int rm_txn_begin(struct rm_env *env, int rdonly, struct rm_txn **out)
     return 0;
 }
 
+/* 1 when every database the cache holds or buffers is empty in txn (positions, meta and
+ * dead letters are written straight to LMDB, so they do not count). */
+static int projections_empty(struct rm_txn *t)
+{
+    static const enum rm_dbi dbs[] = { RM_DB_ORDERS, RM_DB_USERS, RM_DB_USER_CAT,
+                                       RM_DB_USER_ORDERS, RM_DB_ITEMS, RM_DB_DAILY, RM_DB_STREAMS };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        MDB_stat st;
+        if (mdb_stat(t->txn, t->env->dbi[dbs[i]], &st) != 0 || st.ms_entries != 0)
+            return 0;
+    }
+    return 1;
+}
+
+int rm_txn_begin_bulk(struct rm_env *env, size_t rows, struct rm_txn **out)
+{
+    int rc = rm_txn_begin(env, 0, out);
+    if (rc == 0)
+        rm_cache_bulk(env->cache, projections_empty(*out), rows);
+    return rc;
+}
+
+size_t rm_txn_bytes(const struct rm_txn *txn)
+{
+    return txn->rdonly ? 0 : rm_cache_bytes(txn->env->cache);
+}
+
 static void txn_free(struct rm_txn *t)
 {
     sbuf_free(&t->key);

@@ -71,34 +71,35 @@ static int find_type(const char *name, size_t n)
  * rm_line for line fields) and its JSON type. */
 struct field {
     const char *key;
+    size_t klen; /* strlen(key) */
     unsigned bit;
     size_t off;
     int is_str;
 };
 
 static const struct field top_fields[] = {
-    { "order_id", F_ORDER_ID, offsetof(struct rm_ev, order_id), 1 },
-    { "user_id", F_USER_ID, offsetof(struct rm_ev, user_id), 1 },
-    { "item_id", F_ITEM_ID, offsetof(struct rm_ev, item_id), 1 },
-    { "name", F_NAME, offsetof(struct rm_ev, name), 1 },
-    { "category", F_CATEGORY, offsetof(struct rm_ev, category), 1 },
-    { "amount_cents", F_AMOUNT, offsetof(struct rm_ev, amount), 0 },
-    { "balance_cents", F_BALANCE, offsetof(struct rm_ev, balance), 0 },
-    { "price_cents", F_PRICE, offsetof(struct rm_ev, price), 0 },
-    { "quantity", F_QUANTITY, offsetof(struct rm_ev, quantity), 0 },
-    { "available", F_AVAILABLE, offsetof(struct rm_ev, available), 0 },
-    { "refunded_cents", F_REFUNDED, offsetof(struct rm_ev, refunded), 0 },
-    { "lines", F_LINES, 0, 0 }, /* an array: handled by the array callbacks */
-    { NULL, 0, 0, 0 },
+    { "order_id", 8, F_ORDER_ID, offsetof(struct rm_ev, order_id), 1 },
+    { "user_id", 7, F_USER_ID, offsetof(struct rm_ev, user_id), 1 },
+    { "item_id", 7, F_ITEM_ID, offsetof(struct rm_ev, item_id), 1 },
+    { "name", 4, F_NAME, offsetof(struct rm_ev, name), 1 },
+    { "category", 8, F_CATEGORY, offsetof(struct rm_ev, category), 1 },
+    { "amount_cents", 12, F_AMOUNT, offsetof(struct rm_ev, amount), 0 },
+    { "balance_cents", 13, F_BALANCE, offsetof(struct rm_ev, balance), 0 },
+    { "price_cents", 11, F_PRICE, offsetof(struct rm_ev, price), 0 },
+    { "quantity", 8, F_QUANTITY, offsetof(struct rm_ev, quantity), 0 },
+    { "available", 9, F_AVAILABLE, offsetof(struct rm_ev, available), 0 },
+    { "refunded_cents", 14, F_REFUNDED, offsetof(struct rm_ev, refunded), 0 },
+    { "lines", 5, F_LINES, 0, 0 }, /* an array: handled by the array callbacks */
+    { NULL, 0, 0, 0, 0 },
 };
 
 static const struct field line_fields[] = {
-    { "item_id", F_ITEM_ID, offsetof(struct rm_line, item), 1 },
-    { "quantity", F_QUANTITY, offsetof(struct rm_line, quantity), 0 },
-    { "name", F_NAME, offsetof(struct rm_line, name), 1 },
-    { "category", F_CATEGORY, offsetof(struct rm_line, category), 1 },
-    { "price_cents", F_PRICE, offsetof(struct rm_line, price), 0 },
-    { NULL, 0, 0, 0 },
+    { "item_id", 7, F_ITEM_ID, offsetof(struct rm_line, item), 1 },
+    { "quantity", 8, F_QUANTITY, offsetof(struct rm_line, quantity), 0 },
+    { "name", 4, F_NAME, offsetof(struct rm_line, name), 1 },
+    { "category", 8, F_CATEGORY, offsetof(struct rm_line, category), 1 },
+    { "price_cents", 11, F_PRICE, offsetof(struct rm_line, price), 0 },
+    { NULL, 0, 0, 0, 0 },
 };
 
 /* Streaming parse state (yajl callbacks). Depth 1 is inside the top object, 2 inside the
@@ -110,6 +111,10 @@ struct pstate {
     int depth;
     int in_lines;
     const struct field *pending; /* the used field whose value comes next, or NULL */
+    /* 1: strings are copied into ev's arena (yajl hands out decoded strings that die with
+     * its handle); 0: they point into the record's data (the fast path only accepts
+     * strings without escapes, which are their own JSON text). */
+    int copy;
     unsigned seen, line_seen;
     char bad_key[40];
     int bad;
@@ -123,7 +128,7 @@ static const struct field *lookup(const struct field *f, const unsigned char *k,
         return NULL; /* no field has an empty name */
     /* First byte first: most keys are told apart without a string compare. */
     for (; f->key; f++)
-        if ((unsigned char)f->key[0] == k[0] && strlen(f->key) == n && memcmp(f->key, k, n) == 0)
+        if ((unsigned char)f->key[0] == k[0] && f->klen == n && memcmp(f->key, k, n) == 0)
             return f;
     return NULL;
 }
@@ -192,14 +197,18 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n)
         return cb_other(ctx);
     if (n > UINT16_MAX)
         return fail(p, f->key);
-    /* The arena was reserved for the whole input (decoded strings are never longer than
-     * their JSON text), so appending never moves what earlier strings point to. */
-    struct sbuf *a = &p->ev->arena;
-    assert(a->len + n < a->cap);
     struct rm_str *dst = (struct rm_str *)(void *)(target(p) + f->off);
-    dst->p = a->data + a->len;
     dst->n = n;
-    sbuf_append(a, s, n);
+    if (!p->copy) {
+        dst->p = (const char *)s;
+    } else {
+        /* The arena was reserved for the whole input (decoded strings are never longer
+         * than their JSON text), so appending never moves what earlier strings point to. */
+        struct sbuf *a = &p->ev->arena;
+        assert(a->len + n < a->cap);
+        dst->p = a->data + a->len;
+        sbuf_append(a, s, n);
+    }
     mark(p, f->bit);
     p->pending = NULL;
     return 1;
@@ -454,13 +463,14 @@ static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const stru
     memset(&p, 0, sizeof p);
     p.ev = ev;
     sbuf_reset(&ev->arena);
-    sbuf_reserve(&ev->arena, rec->data_len + 1);
     yajl_status st = yajl_status_ok;
     const struct rm_ev start = *ev;
     if (fast_parse(&p, (const unsigned char *)rec->data, rec->data_len) == FAST_GIVE_UP) {
         ev_restart(ev, &start);
         memset(&p, 0, sizeof p);
         p.ev = ev;
+        p.copy = 1;
+        sbuf_reserve(&ev->arena, rec->data_len + 1);
         yajl_handle h = xcheck(yajl_alloc(&callbacks, NULL, &p));
         st = yajl_parse(h, (const unsigned char *)rec->data, rec->data_len);
         if (st == yajl_status_ok)

@@ -54,8 +54,8 @@ int rm_ev_set_max_schema(enum rm_ev_type type, int max);
 /* Parses rec into ev with yajl's streaming parser (no tree; no allocation once warm),
  * reusing ev's memory from a previous parse; a zeroed rm_ev is ready for use. Returns 0,
  * or 1 with a one-line reason in reason (unknown type, unknown schema, bad JSON, missing
- * or mistyped field, nesting over 32). Strings in ev are valid until the next parse or
- * rm_ev_free. */
+ * or mistyped field, nesting over 32). Strings in ev point into rec's data or into ev's
+ * memory: they are valid until the next parse or rm_ev_free, and while rec's data is. */
 int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *reason);
 void rm_ev_free(struct rm_ev *ev);
 

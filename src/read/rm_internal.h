@@ -85,6 +85,12 @@ void rm_cache_reset(struct rm_cache *c); /* accepts NULL */
 void rm_cache_begin(struct rm_cache *c, size_t txnid);
 void rm_cache_committed(struct rm_cache *c, size_t txnid);
 int rm_cache_flush(struct rm_txn *t);
+/* Bulk txn (rm_txn_begin_bulk): fresh when the cached and buffered databases are empty in
+ * LMDB (the cache then answers every lookup itself and the flush appends); its table is
+ * sized for rows rows. */
+void rm_cache_bulk(struct rm_cache *c, int fresh, size_t rows);
+/* Bytes the cache holds for the txn, including the sort array of its next flush. */
+size_t rm_cache_bytes(const struct rm_cache *c);
 /* A hint: the slot of (db, k) is about to be looked up (its cache line is fetched now, so
  * that the misses of an event's rows overlap instead of following one another). */
 void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn);

@@ -4,7 +4,8 @@
  * has committed, a futex word bumped at each publish, and a model generation bumped when a
  * rebuilt model replaces the current one (query workers then reopen it). The tailer
  * publishes after each commit and wakes every waiter (FUTEX_WAKE on a shared mapping, so it
- * crosses processes); a query that needs R >= P sleeps on the futex, with no polling.
+ * crosses processes); in each query worker one watcher thread sleeps on the futex (no
+ * polling) and wakes the worker's parked queries (server.h).
  *
  * Guarantees
  *  - rpos_position() never exceeds what the read model has committed: the tailer publishes

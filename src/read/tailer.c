@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -182,18 +183,50 @@ static int next_record(struct tailer *tl, uint64_t limit, struct log_record *rec
 
 static int is_capacity_error(int rc) { return rc == -ENOSPC || rc == -EDQUOT || rc == MDB_MAP_FULL; }
 
+/* Checked every 256 records: 1 when the batch should commit now. A live batch ends after
+ * TAILER_BATCH_MS; a bulk one when its memory reaches the budget (it reports progress
+ * meanwhile, every 65536 records, since it commits rarely). */
+static int batch_done(struct tailer *tl, struct rm_txn *t, int n, uint64_t start, uint64_t pos)
+{
+    const struct tailer_options *o = tl->opt;
+    if (!o->bulk_bytes)
+        return ef_mono_ns() - start > TAILER_BATCH_MS * 1000000ull;
+    if ((n & 0xffff) == 0 && o->progress)
+        o->progress(pos, log_durable(tl->lg), o->progress_arg);
+    size_t bytes = rm_txn_bytes(t);
+    if (bytes < o->bulk_bytes)
+        return 0;
+    LOG_INFO("bulk batch reached its memory budget: committing position=%" PRIu64 " records=%d "
+             "bytes=%zu", pos, n, bytes);
+    return 1;
+}
+
+/* The rows a bulk batch to limit is expected to cache, to size its table at once: one per
+ * two records (lifecycle events add none, an OrderCreated one or two: a log of those only
+ * grows the table once or twice; a table sized for more than it holds costs its zeroing),
+ * as far as the memory budget lets the table grow (a row costs far more than 512 bytes of
+ * the budget with its entry, key, value and index rows). */
+static size_t bulk_rows(const struct tailer *tl, uint64_t limit)
+{
+    uint64_t records = limit > tl->pos ? limit - tl->pos : 0;
+    uint64_t rows = records / 2, most = tl->opt->bulk_bytes / 512;
+    return (size_t)(rows < most ? rows : most);
+}
+
 /* Folds one batch up to limit and commits it with its position. Returns the number of
  * records committed (0: nothing was durable yet) or a negative code. */
 static int fold_batch(struct tailer *tl, uint64_t limit)
 {
+    const struct tailer_options *o = tl->opt;
     struct rm_txn *t;
-    int rc = rm_txn_begin(tl->env, 0, &t);
+    int rc = o->bulk_bytes ? rm_txn_begin_bulk(tl->env, bulk_rows(tl, limit), &t)
+                           : rm_txn_begin(tl->env, 0, &t);
     if (rc)
         return rc;
     uint64_t pos = tl->pos, start = ef_mono_ns();
     int n = 0;
-    uint64_t max = tl->opt->max_records ? tl->opt->max_records - tl->committed : UINT64_MAX;
-    int batch = tl->opt->batch_max > 0 ? tl->opt->batch_max : TAILER_BATCH_MAX;
+    uint64_t max = o->max_records ? o->max_records - tl->committed : UINT64_MAX;
+    int batch = o->bulk_bytes ? INT_MAX : o->batch_max > 0 ? o->batch_max : TAILER_BATCH_MAX;
     while (n < batch && (uint64_t)n < max) {
         struct log_record rec;
         rc = next_record(tl, limit, &rec);
@@ -208,7 +241,7 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
         }
         tl->pos = rec.position;
         n++;
-        if ((n & 255) == 0 && ef_mono_ns() - start > TAILER_BATCH_MS * 1000000ull)
+        if ((n & 255) == 0 && batch_done(tl, t, n, start, tl->pos))
             break;
         if (stopping(tl))
             break;
@@ -348,7 +381,7 @@ static int grow_map(struct tailer *tl)
 static int follow(struct tailer *tl)
 {
     uint64_t target = log_durable(tl->lg); /* --once: the head at start */
-    int caught_up = 0;
+    int caught_up = 0, passes_left = tl->opt->once > 1 ? tl->opt->once - 1 : 0;
     for (;;) {
         int rc = reopen_if_switched(tl);
         if (rc)
@@ -384,6 +417,8 @@ static int follow(struct tailer *tl)
         if (!caught_up)
             LOG_INFO("caught up position=%" PRIu64, tl->pos);
         caught_up = 1;
+        if (tl->opt->once && passes_left-- > 0 && (target = log_durable(tl->lg)) > tl->pos)
+            continue; /* what arrived during the pass before */
         if (tl->opt->once)
             return 0;
         /* The timeout only bounds how late a stop request is noticed, and how long the

@@ -18,7 +18,8 @@
  *    folding goes on.
  *  - A full disk or a full LMDB map is not fatal: the batch is aborted, logged, and retried
  *    every second from the committed position.
- *  - Memory is bounded by one batch's transaction, whatever the log's length.
+ *  - Memory is bounded by one batch's transaction, whatever the log's length: at most
+ *    TAILER_BATCH_MAX records, or bulk_bytes of pending rows in bulk mode (rebuilds).
  *  - Snapshots (every snapshot_every events) are copied by a thread of their own while
  *    folding goes on: the loop never waits for a copy, except when the model must be
  *    closed or its map grown (rare: a rebuild's switch, a full map) and at exit.
@@ -45,7 +46,9 @@ struct tailer_options {
     const char *data_dir;
     uint64_t segment_bytes;  /* passed to log_open (0: default) */
     uint64_t map_bytes;      /* read model map size (0: default) */
-    int once;                /* catch up to the durable head seen at start, then return */
+    /* Catch up to the durable head seen at start, then return; n > 1: then catch up n - 1
+     * more times to the head seen when the pass before ended (what arrived meanwhile). */
+    int once;
     uint64_t snapshot_every; /* events between snapshots (0: never) */
     int snapshot_keep;
     /* Set (by a signal handler) to stop: the current batch is committed first. */
@@ -57,7 +60,12 @@ struct tailer_options {
     /* Rebuild: fold into this model directory instead of DIR/read/current, without the
      * tailer lock, the shared position or snapshots (NULL: the live tailer). */
     const char *model_dir;
-    /* Called after each committed batch (may be NULL): position reached, durable head. */
+    /* Bulk loading (rebuilds, with model_dir): a batch is one bulk transaction
+     * (rm_txn_begin_bulk) that commits when its pending rows hold this many bytes, or at
+     * the end; batch_max and TAILER_BATCH_MS do not apply. 0: live batches. */
+    uint64_t bulk_bytes;
+    /* Called after each committed batch (may be NULL): position reached, durable head; in
+     * bulk mode also every 65536 records folded (the position folded, not yet committed). */
     void (*progress)(uint64_t position, uint64_t head, void *arg);
     void *progress_arg;
 };

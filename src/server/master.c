@@ -78,6 +78,7 @@ static int spawn_worker(struct master *m, int slot)
     fflush(NULL); /* or buffered output would be written twice */
     pid_t master = getpid();
     atomic_store(&m->progress->ready[slot], 0);
+    atomic_store(&m->progress->parked[slot], 0); /* a dead worker's parked requests are gone */
     m->served_at_start[slot] = atomic_load(&m->progress->served);
     pid_t pid = fork();
     if (pid < 0) {
@@ -311,13 +312,16 @@ static int open_metrics(const struct server_options *opt)
 /* Maps the region the workers report their progress in (zero-filled). */
 static int open_progress(struct master *m)
 {
-    m->progress_len = sizeof *m->progress + (size_t)m->nworkers * sizeof m->progress->ready[0];
+    /* ready[nworkers], then parked[nworkers] (both uint32_t). */
+    m->progress_len = sizeof *m->progress + 2 * (size_t)m->nworkers * sizeof m->progress->ready[0];
     void *p = mmap(NULL, m->progress_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         LOG_ERROR("cannot map the worker progress region err=%s", strerror(errno));
         return -1;
     }
     m->progress = p;
+    m->progress->nslots = (uint32_t)m->nworkers;
+    m->progress->parked = &m->progress->ready[m->nworkers];
     return 0;
 }
 

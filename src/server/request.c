@@ -136,7 +136,7 @@ static int read_body(struct srv_thread *t, size_t max_body)
     }
 }
 
-int srv_request_begin(struct srv_thread *t, size_t max_body)
+static void request_init(struct srv_thread *t)
 {
     struct server_request *r = &t->req;
     memset(r, 0, sizeof *r);
@@ -145,6 +145,30 @@ int srv_request_begin(struct srv_thread *t, size_t max_body)
     t->route = NULL;
     t->responded = 0;
     t->status = 0;
+    t->parked = NULL;
+}
+
+void srv_request_resume(struct srv_thread *t)
+{
+    struct srv_held *h = t->held;
+    struct server_request *r = &t->req;
+    request_init(t);
+    r->started_ns = h->started_ns;
+    r->wait_deadline_ns = h->wait_deadline_ns;
+    r->runs = h->runs;
+    r->method = h->method;
+    r->path = h->path;
+    r->query = h->query;
+    r->content_type = "";
+    r->body = "";
+    t->route = h->route;
+}
+
+int srv_request_begin(struct srv_thread *t, size_t max_body)
+{
+    struct server_request *r = &t->req;
+    t->held = NULL;
+    request_init(t);
     r->method = param_or_empty(t, "REQUEST_METHOD");
     r->path = request_path(t);
     r->query = param_or_empty(t, "QUERY_STRING");
@@ -175,20 +199,16 @@ void srv_request_end(struct srv_thread *t)
     srv_arena_reset(&t->arena);
     if (t->body.cap > 4 * READ_CHUNK)
         sbuf_free(&t->body); /* do not pin a large body's memory per thread */
-    if (t->out.cap > 4 * READ_CHUNK)
-        sbuf_free(&t->out);
     memset(&t->req, 0, sizeof t->req);
 }
 
 /* CGI names a header "If-Match" HTTP_IF_MATCH; Content-Type and Content-Length have no
- * HTTP_ prefix. */
-const char *server_header(struct server_request *req, const char *name)
+ * HTTP_ prefix. Returns -1 when the name does not fit in cap bytes. */
+int srv_cgi_name(const char *name, char *key, size_t cap)
 {
-    struct srv_thread *t = req->impl;
-    char key[160];
     size_t n = strlen(name);
-    if (n + 6 > sizeof key)
-        return NULL;
+    if (n + 6 > cap)
+        return -1;
     int plain = strcasecmp(name, "Content-Type") == 0 || strcasecmp(name, "Content-Length") == 0;
     size_t off = plain ? 0 : 5;
     memcpy(key, "HTTP_", off);
@@ -197,6 +217,17 @@ const char *server_header(struct server_request *req, const char *name)
         key[off + i] = c == '-' ? '_' : (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
     }
     key[off + n] = '\0';
+    return 0;
+}
+
+const char *server_header(struct server_request *req, const char *name)
+{
+    struct srv_thread *t = req->impl;
+    char key[160];
+    if (srv_cgi_name(name, key, sizeof key) < 0)
+        return NULL;
+    if (t->held)
+        return srv_held_header(t->held, key);
     return FCGX_GetParam(key, t->fcgx.envp);
 }
 

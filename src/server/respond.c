@@ -44,30 +44,47 @@ void server_set_route(struct server_request *req, const char *route)
     t->route = route;
 }
 
-/* The whole answer (CGI header block and body) is assembled in the thread's buffer and
- * handed to libfcgi in one FCGX_PutStr, which packs it into as few records as it can. */
+/* The answer is only rendered here: the header block (and a body given by pointer, copied
+ * once) goes to t->ans.head, a body handed over by server_respond_take to t->ans.body. The
+ * server sends it after the handler returned (worker.c, hold.c), so never while the
+ * handler holds a transaction or a lock. */
+static int begin_answer(struct server_request *req, int status, const char *content_type,
+                        const char *headers, size_t body_len)
+{
+    struct srv_thread *t = req->impl;
+    assert(status >= 100 && status <= 599);
+    if (t->responded || t->parked) {
+        LOG_ERROR("second answer to one request ignored status=%d path=%s", status, EFLOG_S(req->path));
+        return -1;
+    }
+    t->responded = 1;
+    t->status = status;
+    srv_out_reset(&t->ans);
+    sbuf_printf(&t->ans.head, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
+                srv_reason(status), content_type, body_len);
+    if (headers)
+        sbuf_puts(&t->ans.head, headers);
+    sbuf_puts(&t->ans.head, "\r\n");
+    metrics_observe(metrics_route_id(t->route), status, ef_mono_ns() - req->started_ns);
+    return 0;
+}
+
 void server_respond(struct server_request *req, int status, const char *content_type,
                     const char *headers, const char *body, size_t body_len)
 {
     struct srv_thread *t = req->impl;
-    assert(status >= 100 && status <= 599);
-    if (t->responded) {
-        LOG_ERROR("second answer to one request ignored status=%d path=%s", status,
-                  EFLOG_S(req->path));
-        return;
+    if (begin_answer(req, status, content_type, headers, body_len) == 0)
+        sbuf_append(&t->ans.head, body, body_len);
+}
+
+void server_respond_take(struct server_request *req, int status, const char *content_type,
+                         const char *headers, struct sbuf *body)
+{
+    struct srv_thread *t = req->impl;
+    if (begin_answer(req, status, content_type, headers, body->len) == 0) {
+        t->ans.body = *body;
+        sbuf_init(body);
     }
-    t->responded = 1;
-    t->status = status;
-    sbuf_reset(&t->out);
-    sbuf_printf(&t->out, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
-                srv_reason(status), content_type, body_len);
-    if (headers)
-        sbuf_puts(&t->out, headers);
-    sbuf_puts(&t->out, "\r\n");
-    sbuf_append(&t->out, body, body_len);
-    if (t->out.len > INT_MAX || FCGX_PutStr(t->out.data, (int)t->out.len, t->fcgx.out) < 0)
-        LOG_DEBUG("answer not delivered, client gone status=%d path=%s", status, EFLOG_S(req->path));
-    metrics_observe(metrics_route_id(t->route), status, ef_mono_ns() - req->started_ns);
 }
 
 void server_respond_json(struct server_request *req, int status, const char *headers,

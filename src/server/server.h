@@ -13,13 +13,35 @@
  * attempt would come 5 s or more after the first of them (about 3 s of attempts with one
  * worker); a program should check what it can in the master first (write_preflight) so
  * that a known cause stops it at once. Each worker runs `threads` threads that each
- * accept requests with FCGX_Accept_r, so a request that waits (Min-Position, long-poll)
- * does not block the others.
+ * accept requests with FCGX_Accept_r and run the handler.
+ *
+ * Waiting and sending hold no request thread. Each worker also runs one event loop
+ * thread (hold.c: epoll, a deadline heap, a heap of wanted positions) and a watcher
+ * thread that turns changes of the position given by server_options.position into
+ * wake-ups of the loop. A handler that must wait for a position calls server_park() and
+ * returns: the request (its connection, FastCGI request id, method, path, query and the
+ * headers named in park_headers, about 200 bytes) is held by the loop, libfcgi's streams
+ * are freed and the thread accepts the next request. The loop runs the handler again for
+ * it when the position reaches what it wants, at its wake time, or when the worker stops,
+ * and drops it at once (counted, nothing sent) when the front end closes the connection.
+ * Parked requests of all workers together are bounded by max_waiting (server_park then
+ * fails with SERVER_PARK_FULL; the count may overshoot by the number of request threads
+ * parking at the same instant). Answers are rendered into memory by the handler and sent
+ * after it returned (so after its read transaction and locks are gone): the server
+ * writes the FastCGI records itself (non-blocking sendmsg, iovecs over the header block
+ * and the body, which is not copied again with server_respond_take). What the socket does
+ * not take at once is sent by the loop (EPOLLOUT); an answer not sent within
+ * send_timeout_seconds, or the oldest unsent ones once they hold more than
+ * max_unsent_bytes, are abandoned and their connections closed (one log line each). A parked or
+ * partly sent request's connection is closed after its answer, also when the front end
+ * asked to keep it (FCGI_KEEP_CONN); the shipped nginx snippet does not.
  *
  * Stopping: SIGTERM/SIGINT to the master are forwarded to the workers as SIGTERM. A worker
  * stops accepting at once (threads wait for the listen socket and a wake-up eventfd, never
  * in a blocking accept), lets in-flight requests finish and be answered, then exits 0;
- * handlers that wait should poll server_stopping(). A worker whose requests have not
+ * parked requests are run again at once (server_stopping() is then 1: the handler answers
+ * with what it has and must not park again), answers being sent get the rest of the grace
+ * period. A worker whose requests have not
  * finished `grace_seconds` after SIGTERM exits 1 anyway, and the master SIGKILLs a worker
  * still alive a few seconds after that. The master exits 0 when all are gone. SIGHUP is
  * ignored. A worker gets SIGTERM if the master dies.
@@ -32,7 +54,10 @@
  * with metrics_file set they live in a file another program can render too.
  *
  * Caveats: open LMDB environments and the log in worker_init (after fork), never in the
- * master. The listening socket is made non-blocking (O_NONBLOCK is shared by every
+ * master. Handlers run in request threads and, for parked requests, in the loop thread:
+ * they must be thread-safe and must not block for long. A worker raises its open-file
+ * limit to the hard limit (a parked request holds its connection). Memory: an unsent
+ * answer is held until sent or send_timeout_seconds pass. The listening socket is made non-blocking (O_NONBLOCK is shared by every
  * process holding the socket, e.g. systemd; none of them blocks in accept on it). With
  * nginx `fastcgi_keep_conn on`, a kept connection pins one request thread. libfcgi
  * reads a request with blocking I/O, so a client that connects and stalls mid-request
@@ -58,6 +83,11 @@ struct server_request {
     const char *body;         /* NUL-terminated after body_len; "" if none */
     size_t body_len;
     uint64_t started_ns;      /* ef_mono_ns() when the request was accepted */
+    /* For a handler that parks: 0 on its first run; whatever the handler stores here is
+     * kept while the request is parked and given back on the next run (e.g. the wait's
+     * deadline, so that several waits of one request share it). */
+    uint64_t wait_deadline_ns;
+    unsigned runs;            /* 0 on the first run, then how often it was run again */
     void *impl;               /* the server's own state (FCGX_Request, ...) */
 };
 
@@ -81,6 +111,10 @@ const char *server_query_param(struct server_request *req, const char *name);
  * not an error (logged at debug level). */
 void server_respond(struct server_request *req, int status, const char *content_type,
                     const char *headers, const char *body, size_t body_len);
+/* server_respond, but the body's buffer is taken over (not copied): *body is left empty
+ * and its memory is freed by the server once the answer is sent. For large answers. */
+void server_respond_take(struct server_request *req, int status, const char *content_type,
+                         const char *headers, struct sbuf *body);
 /* server_respond with Content-Type application/json and the text in body. */
 void server_respond_json(struct server_request *req, int status, const char *headers,
                          const struct sbuf *body);
@@ -95,6 +129,23 @@ void server_respond_problem(struct server_request *req, int status, const char *
  * the concrete path: the table has METRICS_ROUTES = 64 slots). `route` must stay valid
  * until the request ends (a string literal). */
 void server_set_route(struct server_request *req, const char *route);
+
+/* Results of server_park. */
+enum server_park_result {
+    SERVER_PARKED = 0,          /* held: return without answering */
+    SERVER_PARK_FULL = -1,      /* max_waiting requests already wait: answer 503 now */
+    SERVER_PARK_STOPPING = -2,  /* the worker is stopping: answer with what there is */
+    SERVER_PARK_UNAVAILABLE = -3, /* the program set no position source, or the request's
+                                 * body was not read to its end: answer now */
+};
+/* Parks the request without an answer: the handler returns at once, and the server runs
+ * the handler again for the same request (req->runs > 0, req->wait_deadline_ns kept, the
+ * body gone, only the headers of server_options.park_headers available) as soon as the
+ * position (server_options.position) is >= want, or at wake_ns (ef_mono_ns() time), or
+ * when the worker stops, whichever comes first. The run may park again. A request whose
+ * front end closes the connection meanwhile is dropped without running again. Its answer
+ * is counted in the metrics (latency from the first accept) like any other. */
+int server_park(struct server_request *req, uint64_t want, uint64_t wake_ns);
 
 typedef void (*server_handler_fn)(struct server_request *req, void *worker_ctx);
 
@@ -121,6 +172,18 @@ struct server_options {
      * are CPU-bound are better left lingering: the wait keeps their threads from taking
      * the CPUs nginx needs (queries lost 17-40% with it on a 2-core machine). */
     int close_at_once;
+    /* Parking (server_park). position: the published position parked requests wait for,
+     * read by any thread; wait_position: blocks until position > after or timeout_ms
+     * passes (spurious returns allowed), run by the worker's watcher thread. Both NULL:
+     * server_park answers SERVER_PARK_UNAVAILABLE. */
+    uint64_t (*position)(void *worker_ctx);
+    void (*wait_position)(void *worker_ctx, uint64_t after, int timeout_ms);
+    /* NULL-terminated header names (e.g. "Min-Position") kept for a parked request. */
+    const char *const *park_headers;
+    /* Bytes of unsent answers a worker keeps at most (0: 128 MiB). Past it, the answers
+     * waiting longest for their clients are abandoned (connection closed, logged), so
+     * that clients that never read cannot take the worker's memory. */
+    size_t max_unsent_bytes;
 };
 
 /* Errors of server_run (negative; server_strerror() names them). */

@@ -6,6 +6,8 @@
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
+#include <assert.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -34,18 +36,6 @@
  * an idle thread, one of its threads is polling or about to, so a connection never waits
  * behind a busy thread while another one idles. Polling is level-triggered and not
  * exclusive: a connection wakes one poller per worker; the losers get EAGAIN. */
-struct srv_worker {
-    const struct server_options *opt;
-    void *ctx;
-    int listen_fd;
-    int wake_fd;
-    size_t max_body;
-    pthread_mutex_t accept_mu; /* held by the thread polling the listen socket */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int live;            /* request threads still running; under mu */
-    _Atomic int fatal;   /* a thread failed in a way the worker cannot serve on */
-};
 
 static _Atomic int stopping;
 static struct srv_progress *progress; /* shared with the master; NULL: not reported */
@@ -98,33 +88,89 @@ static int wait_for_work(struct srv_thread *t)
  * until nginx has closed its end (up to 2 s), so that a peer still sending never has its
  * data refused. Once the request's stdin was read to its end (the empty FCGI_STDIN record),
  * nginx sends nothing more on the connection, and with server_options.close_at_once the
- * request is detached, which makes FCGX_Finish_r close at once. A request whose body was
+ * request is detached, which makes FCGX_Free close at once. A request whose body was
  * not read to its end (a 413 beyond what request.c drains) keeps the lingering close. */
-static int can_close_at_once(const struct srv_thread *t)
+static int stdin_done(const struct srv_thread *t)
 {
     const FCGX_Stream *in = t->fcgx.in;
-    return t->w->opt->close_at_once && in && in->isClosed && in->FCGI_errno == 0;
+    return in && in->isClosed && in->FCGI_errno == 0;
+}
+
+void srv_run_handler(struct srv_thread *t)
+{
+    struct srv_worker *w = t->w;
+    w->opt->handler(&t->req, w->ctx);
+    if (!t->responded && !t->parked) {
+        LOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
+                  EFLOG_S(t->req.path));
+        server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
+    }
+    if (w->opt->cfg->log_requests && !t->parked)
+        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
+                 EFLOG_S(t->req.path), t->status, (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
+}
+
+/* Takes the connection away from libfcgi (its streams and parameters are freed, the fd
+ * stays open) and readies t->fcgx for the next accept. Returns the fd. */
+static int take_connection(struct srv_thread *t)
+{
+    int fd = t->fcgx.ipcFd;
+    FCGX_Free(&t->fcgx, 0);
+    FCGX_InitRequest(&t->fcgx, t->w->listen_fd, 0);
+    return fd;
+}
+
+/* Ends the request on libfcgi's connection after its answer went out (or could not):
+ * keeps a kept connection for the next request, else closes it (at once when detached). */
+static void end_connection(struct srv_thread *t, int sent)
+{
+    int keep = sent && t->fcgx.keepConnection && stdin_done(t) && !server_stopping();
+    if (!keep && (!sent || (t->w->opt->close_at_once && stdin_done(t))))
+        FCGX_Detach(&t->fcgx);
+    FCGX_Free(&t->fcgx, !keep);
+}
+
+/* Sends the answer the handler rendered: now, as far as the socket takes it; the rest
+ * through the loop, which then owns the connection. Never blocks. */
+static void send_answer(struct srv_thread *t)
+{
+    srv_out_frame(&t->ans, (uint16_t)t->fcgx.requestId);
+    int rc = srv_out_send(&t->ans, t->fcgx.ipcFd);
+    if (rc != 0) {
+        if (rc < 0)
+            LOG_DEBUG("answer not delivered, client gone status=%d path=%s err=%s", t->status,
+                      EFLOG_S(t->req.path), strerror(errno));
+        srv_out_reset(&t->ans);
+        end_connection(t, rc > 0);
+        return;
+    }
+    struct srv_held *h = xcalloc(1, sizeof *h);
+    h->due_idx = h->want_idx = SIZE_MAX;
+    h->state = HELD_SENDING;
+    h->out = xmalloc(sizeof *h->out);
+    *h->out = t->ans;
+    memset(&t->ans, 0, sizeof t->ans);
+    h->fd = take_connection(t);
+    srv_hold_submit(t->w, h);
 }
 
 static void serve_one(struct srv_thread *t)
 {
     struct srv_worker *w = t->w;
-    if (srv_request_begin(t, w->max_body) == 0) {
-        w->opt->handler(&t->req, w->ctx);
-        if (!t->responded) {
-            LOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
-                      EFLOG_S(t->req.path));
-            server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
-        }
+    if (srv_request_begin(t, w->max_body) == 0)
+        srv_run_handler(t);
+    if (t->parked) {
+        struct srv_held *h = t->parked;
+        h->request_id = (uint16_t)t->fcgx.requestId;
+        h->fd = take_connection(t);
+        t->parked = NULL;
+        srv_hold_submit(w, h);
+    } else if (t->responded && t->status) {
+        send_answer(t);
+    } else {
+        end_connection(t, 0); /* the client went away while sending its body */
     }
-    if (w->opt->cfg->log_requests)
-        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
-                 EFLOG_S(t->req.path), t->status,
-                 (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
     srv_request_end(t);
-    if (can_close_at_once(t))
-        FCGX_Detach(&t->fcgx);
-    FCGX_Finish_r(&t->fcgx);
     if (server_stopping() && t->fcgx.ipcFd >= 0)
         FCGX_Free(&t->fcgx, 1); /* close a kept connection: no more requests on it */
 }
@@ -293,7 +339,10 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     }
     stop_threads(w);
     int grace = w->opt->grace_seconds > 0 ? w->opt->grace_seconds : SRV_DEFAULT_GRACE_SECONDS;
-    if (wait_threads(w, grace) < 0) {
+    uint64_t deadline = ef_mono_ns() + (uint64_t)grace * 1000000000u;
+    /* Request threads first (they may still hand requests to the loop), then the loop
+     * answers what is parked and sends what is left, within the same grace period. */
+    if (wait_threads(w, grace) < 0 || srv_hold_finish(w, deadline) < 0) {
         /* Threads still inside handlers use ctx and the listen socket: do not free
          * anything under them, just leave. */
         LOG_WARN("requests still running after the grace period, exiting grace=%d", grace);
@@ -302,7 +351,7 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     for (int i = 0; i < started; i++) {
         pthread_join(tids[i], NULL);
         sbuf_free(&ts[i].body);
-        sbuf_free(&ts[i].out);
+        srv_out_free(&ts[i].ans);
         srv_arena_free(&ts[i].arena);
     }
     free(tids);
@@ -316,7 +365,7 @@ int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t maste
     progress = shared;
     sigset_t stop_set;
     struct srv_worker w = { .opt = opt, .listen_fd = listen_fd, .wake_fd = -1,
-                            .max_body = opt->max_body };
+                            .max_body = opt->max_body, .progress = shared, .slot = slot };
     int rc = 1;
     if (worker_signals(&stop_set) < 0) {
         LOG_ERROR("worker signal setup failed err=%s", strerror(errno));
@@ -340,9 +389,12 @@ int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t maste
         LOG_ERROR("eventfd failed err=%s", strerror(errno));
         goto fini;
     }
+    if (srv_hold_start(&w) < 0)
+        goto wake;
     int nthreads = opt->threads > 0 ? opt->threads : opt->cfg->threads;
     LOG_DEBUG("worker started threads=%d", nthreads);
     rc = serve_until_stopped(&w, &stop_set, nthreads, slot);
+wake:
     close(w.wake_fd);
 fini:
     if (opt->worker_fini)

@@ -238,6 +238,62 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* --- sparse reading (one seek per record) ------------------------------------------ */
+
+static uint64_t pread_bytes;
+static ssize_t counting_pread(int fd, void *buf, size_t n, off_t off)
+{
+    ssize_t r = pread(fd, buf, n, off);
+    if (r > 0)
+        pread_bytes += (uint64_t)r;
+    return r;
+}
+
+/* A sparse reader that seeks to records reads only what each one needs: at most 4 KiB, or
+ * the record's length when larger (a second read), never the 1 MiB read-ahead. */
+START_TEST(test_sparse_reader)
+{
+    const char *dir = newdir("sparse");
+    struct log *lg = lt_open(dir, 0);
+    enum { N = 300 };
+    static char data[10000];
+    memset(data, 'd', sizeof data);
+    for (int i = 0; i < N; i++) {
+        struct log_event ev = { .stream = "s", .stream_len = 1, .type = "T", .type_len = 1,
+                                .data = data, .data_len = i % 3 == 0 ? sizeof data : 100 };
+        ck_assert_int_eq(log_append(lg, &ev, NULL), 0);
+    }
+    struct log_reader *rd = NULL;
+    struct log_record rec;
+    uint64_t seg[N + 1], off[N + 1], len[N + 1];
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    for (int i = 1; i <= N; i++) {
+        ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+        seg[i] = rec.segment;
+        off[i] = rec.offset;
+        len[i] = rec.length;
+    }
+    log_reader_close(rd);
+    log_io.pread = counting_pread;
+    pread_bytes = 0;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    log_reader_sparse(rd);
+    uint64_t bound = 0, wrong = 0;
+    for (int i = N; i >= 1; i -= 2) { /* backwards: no read-ahead could serve the next one */
+        ck_assert_int_eq(log_reader_seek(rd, seg[i], off[i]), 0);
+        ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+        wrong += rec.position != (uint64_t)i || rec.data_len != ((i - 1) % 3 == 0 ? sizeof data : 100);
+        bound += 4096 + (len[i] > 4096 ? len[i] : 0);
+    }
+    log_reader_close(rd);
+    log_io_reset();
+    ck_assert_uint_eq(wrong, 0);
+    ck_assert_msg(pread_bytes <= bound, "sparse reads took %" PRIu64 " bytes for %d records (bound %" PRIu64 ")",
+                  pread_bytes, N / 2, bound);
+    log_close(lg);
+}
+END_TEST
+
 /* --- roll-over -------------------------------------------------------------------- */
 
 START_TEST(test_roll_over)
@@ -893,6 +949,7 @@ static Suite *log_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_sparse_reader);
     tcase_add_test(tc, test_roll_over);
     tcase_add_test(tc, test_follow_tail);
     tcase_add_test(tc, test_torn_tail_every_offset);

@@ -25,6 +25,7 @@
 #include "read/rpos.h"
 #include "read/snapshot.h"
 #include "read/tailer.h"
+#include "util/clock.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
@@ -521,6 +522,132 @@ START_TEST(test_log_with_both_order_schemas)
 }
 END_TEST
 
+/* Appends, after build_log's events, what a rebuild must fold exactly as the live tailer:
+ * OrderCreated of schema 1 (lines upcast from the items) beside schema 2, dead letters of
+ * every kind (unknown type, unknown schema, bad JSON, unknown order, unknown item in an
+ * upcast, an existing user registered again), a category counter that falls back to zero
+ * (its row deleted), and two records of one stream version (the later one is indexed). */
+static void append_odd_events(void)
+{
+    char dir[128];
+    log_dir(dir, sizeof dir);
+    struct log *lg;
+    struct log_options lo = { .segment_bytes = 0 };
+    ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
+    ck_assert_int_eq(log_append_begin(lg), 0);
+    append(lg, "user-u99", 1, "UserRegistered", 1, "{\"user_id\":\"u99\",\"name\":\"Zed\",\"email\":null}");
+    append(lg, "user-u99", 2, "UserRegistered", 1, "{\"user_id\":\"u99\",\"name\":\"Zed\",\"email\":null}");
+    append(lg, "user-u99", 3, "FundsDeposited", 1, "{\"user_id\":\"u99\",\"amount_cents\":5000,\"balance_cents\":5000}");
+    append(lg, "order-v1", 1, "OrderCreated", 1,
+           "{\"order_id\":\"v1\",\"user_id\":\"u99\",\"lines\":[{\"item_id\":\"i3\",\"quantity\":2},"
+           "{\"item_id\":\"i4\",\"quantity\":1}],\"amount_cents\":310}");
+    append(lg, "order-v1", 2, "OrderCancelled", 1,
+           "{\"order_id\":\"v1\",\"user_id\":\"u99\",\"reason\":null,\"refunded_cents\":0,"
+           "\"previous_status\":\"created\"}");
+    append(lg, "order-v2", 1, "OrderCreated", 1,
+           "{\"order_id\":\"v2\",\"user_id\":\"u99\",\"lines\":[{\"item_id\":\"nope\",\"quantity\":2}],"
+           "\"amount_cents\":10}");
+    append(lg, "order-v3", 1, "OrderCreated", 2,
+           "{\"order_id\":\"v3\",\"user_id\":\"u99\",\"lines\":[{\"item_id\":\"i5\",\"name\":\"Item 5\","
+           "\"category\":\"c2\",\"quantity\":1,\"price_cents\":105}],\"amount_cents\":105}");
+    append(lg, "order-v3", 2, "PaymentProcessed", 1,
+           "{\"order_id\":\"v3\",\"user_id\":\"u99\",\"amount_cents\":105,\"balance_cents\":4895}");
+    append(lg, "order-v4", 1, "OrderCreated", 9, "{\"order_id\":\"v4\"}");
+    append(lg, "order-zz", 1, "OrderShipped", 1, "{\"order_id\":\"zz\"}");
+    append(lg, "user-u98", 1, "FundsDeposited", 1, "{");
+    append(lg, "odd-1", 1, "Bogus", 1, "{}");
+    append(lg, "odd-1", 1, "Bogus", 1, "{\"again\":true}");
+    log_append_end(lg);
+    ck_assert_int_eq(log_sync(lg, log_head(lg)), 0);
+    log_close(lg);
+}
+
+static uint64_t dead_letters(const char *model_dir)
+{
+    struct rm_env *env;
+    struct rm_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
+    struct rm_txn *t;
+    uint64_t n;
+    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    rm_txn_abort(t);
+    rm_env_close(env);
+    return n;
+}
+
+/* A rebuild folds with bulk transactions (in memory, appended at once into the empty model;
+ * several commits when the memory budget is small) and the live tailer with small batches:
+ * the same log gives the same rows in every database, dead letters included (their time
+ * is the clock's, fixed here). */
+START_TEST(test_rebuild_same_as_live_batches)
+{
+    ef_clock_set_fixed(1767261600000);
+    uint64_t head = build_log(3000, 64 << 10);
+    append_odd_events();
+    head += 13;
+    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1, .batch_max = 7 };
+    ck_assert_int_eq(tailer_run(&opt), 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    char cur[128];
+    snprintf(cur, sizeof cur, "%s/read/current", tmpdir);
+    ck_assert_uint_eq(dead_letters(cur), 7);
+    struct sbuf live = SBUF_INIT, rebuilt = SBUF_INIT;
+    dump_model(cur, &live);
+    ck_assert_uint_gt(live.len, 1000);
+    /* One bulk txn, then budgets that force several commits (the later ones into a model
+     * that is no longer empty), then one that commits every 256 records. */
+    static const uint64_t budgets[] = { 0, 1u << 20, 1 };
+    for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
+        struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = 1,
+                                      .memory_bytes = budgets[i] };
+        struct rebuild_result res;
+        ck_assert_int_eq(rebuild_run(&ro, &res), 0);
+        ck_assert_uint_eq(res.position, head);
+        sbuf_reset(&rebuilt);
+        dump_model(cur, &rebuilt);
+        ck_assert_uint_eq(live.len, rebuilt.len);
+        ck_assert_msg(memcmp(live.data, rebuilt.data, live.len) == 0, "models differ (budget %" PRIu64 ")",
+                      budgets[i]);
+    }
+    sbuf_free(&live);
+    sbuf_free(&rebuilt);
+    ef_clock_set_fixed(-1);
+}
+END_TEST
+
+/* A damaged record in the middle of a sealed segment stops a rebuild's bulk fold there
+ * (nothing is skipped), and the current model is kept. */
+START_TEST(test_rebuild_stops_on_damage)
+{
+    uint64_t head = build_log(2000, 32 << 10);
+    ck_assert_int_eq(run_tailer(tmpdir, 1, 0), 0);
+    char dir[128], path[512], cmd[256], name[64] = "";
+    log_dir(dir, sizeof dir);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep '\\.seg$' | sort | sed -n 2p", dir);
+    FILE *ls = popen(cmd, "r");
+    ck_assert_ptr_nonnull(ls);
+    ck_assert_ptr_nonnull(fgets(name, sizeof name, ls));
+    pclose(ls);
+    name[strcspn(name, "\n")] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, 8000), 1); /* well after the segment's first record */
+    b ^= 0x20;
+    ck_assert_int_eq(pwrite(fd, &b, 1, 8000), 1);
+    close(fd);
+    struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = 1 };
+    struct rebuild_result res;
+    int rc = rebuild_run(&ro, &res);
+    ck_assert_msg(rc == TAILER_EDAMAGE || rc == LOG_ECORRUPT, "rc=%d %s", rc, tailer_strerror(rc));
+    ck_assert_uint_eq(model_position(tmpdir), head); /* not switched */
+    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
+    ck_assert_int_eq(system(cmd), 0); /* the unfinished model was removed */
+}
+END_TEST
+
 /* A map too small for the log is grown by the tailer (doubled, several times here) and the
  * batch that did not fit is folded again: one run reaches the head, nothing skipped. */
 START_TEST(test_map_full_grows)
@@ -545,6 +672,8 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_snapshot_take_and_verify);
     tcase_add_test(tc, test_snapshot_beside_the_fold);
     tcase_add_test(tc, test_rebuild_scratch_snapshot_fallback);
+    tcase_add_test(tc, test_rebuild_same_as_live_batches);
+    tcase_add_test(tc, test_rebuild_stops_on_damage);
     tcase_add_test(tc, test_log_with_both_order_schemas);
     tcase_add_test(tc, test_map_full_grows);
     tcase_add_test(tc, test_unsynced_model_after_machine_crash);

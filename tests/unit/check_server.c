@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -159,6 +161,71 @@ static void h_twice(struct server_request *req, struct test_ctx *c)
     server_respond(req, 500, "text/plain", NULL, "second", 6);
 }
 
+/* The position parked test requests wait for: shared by the test process and the server
+ * it forks (mapped before the fork), moved by the tests. */
+static _Atomic uint64_t *test_pos;
+
+static uint64_t test_position(void *ctx)
+{
+    (void)ctx;
+    return atomic_load(test_pos);
+}
+
+static void test_wait_position(void *ctx, uint64_t after, int timeout_ms)
+{
+    (void)ctx;
+    for (int waited = 0; waited < timeout_ms && atomic_load(test_pos) <= after; waited += 2)
+        nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+}
+
+static const char *const test_park_headers[] = { "X-Kept", NULL };
+
+/* /park?want=N&wait=MS: answers 200 once test_pos >= N, 503 "timeout" after MS ms from
+ * its arrival, parking meanwhile; reports its runs and the kept header. */
+static void h_park(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    server_set_route(req, "PARK");
+    const char *ws = server_query_param(req, "want"), *ms = server_query_param(req, "wait");
+    uint64_t want = ws ? strtoull(ws, NULL, 10) : 1;
+    if (!req->wait_deadline_ns)
+        req->wait_deadline_ns = req->started_ns + (ms ? strtoull(ms, NULL, 10) : 5000) * 1000000u;
+    char body[160];
+    const char *kept = server_header(req, "X-Kept");
+    if (atomic_load(test_pos) >= want) {
+        int n = snprintf(body, sizeof body, "ok runs=%u kept=%s absent=%s", req->runs, or_null(kept),
+                         or_null(server_header(req, "X-Not-Kept")));
+        server_respond(req, 200, "text/plain", NULL, body, (size_t)n);
+        return;
+    }
+    const char *why = "timeout";
+    if (ef_mono_ns() < req->wait_deadline_ns) {
+        int rc = server_park(req, want, req->wait_deadline_ns);
+        if (rc == SERVER_PARKED)
+            return;
+        why = rc == SERVER_PARK_FULL ? "too_many_waiting" : rc == SERVER_PARK_STOPPING ? "stopping" : "unavailable";
+    }
+    int n = snprintf(body, sizeof body, "%s runs=%u", why, req->runs);
+    server_respond(req, 503, "text/plain", "Retry-After: 1\r\n", body, (size_t)n);
+}
+
+/* /big?mb=N: an answer of N MiB ('a'..'z' repeated), handed over without a copy. */
+static void h_big(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    const char *mb = server_query_param(req, "mb");
+    size_t n = (size_t)(mb ? atol(mb) : 1) << 20;
+    struct sbuf sb = SBUF_INIT;
+    sbuf_reserve(&sb, n);
+    for (size_t i = 0; i < n; i++)
+        sb.data[i] = (char)('a' + i % 26);
+    sb.len = n;
+    sb.data[n] = '\0';
+    server_respond_take(req, 200, "text/plain", NULL, &sb);
+    if (sb.len != 0 || sb.data)
+        abort(); /* the body must have been taken over */
+}
+
 struct route {
     const char *path;
     void (*fn)(struct server_request *, struct test_ctx *);
@@ -167,7 +234,8 @@ struct route {
 static const struct route routes[] = {
     { "/echo", h_echo },       { "/slow", h_slow },         { "/crash", h_crash },
     { "/pid", h_pid },         { "/metrics", h_metrics },   { "/problem", h_problem },
-    { "/noanswer", h_noanswer }, { "/twice", h_twice },
+    { "/noanswer", h_noanswer }, { "/twice", h_twice },     { "/park", h_park },
+    { "/big", h_big },
 };
 
 static void test_handler(struct server_request *req, void *worker_ctx)
@@ -191,6 +259,9 @@ struct setup {
     int grace_seconds;   /* 0: 10 */
     int log_requests;    /* 1: log_requests on, stderr to td_dir/server.log at info */
     int close_at_once;   /* server_options.close_at_once */
+    int max_waiting;     /* 0: the default */
+    int send_timeout;    /* seconds; 0: the default */
+    size_t max_unsent;   /* server_options.max_unsent_bytes */
 };
 
 static void run_server_child(const struct setup *s)
@@ -211,6 +282,10 @@ static void run_server_child(const struct setup *s)
     }
     cfg.workers = s->workers;
     cfg.threads = s->threads;
+    if (s->max_waiting)
+        cfg.max_waiting = s->max_waiting;
+    if (s->send_timeout)
+        cfg.send_timeout_seconds = s->send_timeout;
     snprintf(cfg.listen, sizeof cfg.listen, "%s", s->listen ? s->listen : spec);
     if (s->inherit_fd >= 0) {
         cfg.listen[0] = '\0';
@@ -237,6 +312,10 @@ static void run_server_child(const struct setup *s)
         .handler = test_handler,
         .grace_seconds = s->grace_seconds ? s->grace_seconds : 10,
         .close_at_once = s->close_at_once,
+        .position = test_position,
+        .wait_position = test_wait_position,
+        .park_headers = test_park_headers,
+        .max_unsent_bytes = s->max_unsent,
     };
     exit(server_run(&opt));
 }
@@ -297,6 +376,12 @@ static void stop_server(void)
 static void setup(void)
 {
     td_setup();
+    if (!test_pos) {
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ck_assert(p != MAP_FAILED);
+        test_pos = p;
+    }
+    atomic_store(test_pos, 0);
     snprintf(sock_path, sizeof sock_path, "%s/s", td_dir);
     snprintf(spec, sizeof spec, "unix:%s", sock_path);
     server_pid = -1;
@@ -1136,6 +1221,252 @@ START_TEST(test_strerror_and_bad_options)
 }
 END_TEST
 
+/* ---- parked requests and sending ---- */
+
+static int send_get(const char *uri, const char *kept)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(uri, "?"), uri);
+    const char *q = strchr(uri, '?');
+    struct fcgi_param p[] = {
+        { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", uri }, { "QUERY_STRING", q ? q + 1 : "" },
+        { "HTTP_X_KEPT", kept }, { "HTTP_X_NOT_KEPT", "dropped" },
+    };
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fcgi_send(fd, 1, 0, p, kept ? 5 : 3, NULL, 0), 0);
+    return fd;
+}
+
+static void recv_expect(int fd, int status, const char *body_prefix)
+{
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_recv(fd, 1, &r), 0);
+    ck_assert_msg(r.status == status && strncmp(r.body, body_prefix, strlen(body_prefix)) == 0,
+                  "got %d '%s', wanted %d '%s...'", r.status, r.body, status, body_prefix);
+    fcgi_response_free(&r);
+    close(fd);
+}
+
+/* The single request thread answers /pid while requests are parked or answers unsent.
+ * The bound is loose (the machine may be loaded): a held thread would not answer before
+ * the parked requests' deadlines or the client's reads, which come later than it. */
+static void expect_thread_free(void)
+{
+    uint64_t t0 = now_ms();
+    int fd = send_get("/pid", NULL);
+    recv_expect(fd, 200, "");
+    ck_assert_msg(now_ms() - t0 < 8000, "a plain request took %llu ms with requests parked",
+                  (unsigned long long)(now_ms() - t0));
+}
+
+#define NPARK 50
+
+/* More parked requests than threads (one worker, one thread): none holds the thread, and
+ * all are answered when the position moves, with their kept header and only that. */
+START_TEST(test_park_and_wake)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    start_server(&s);
+    int fds[NPARK];
+    for (int i = 0; i < NPARK; i++)
+        fds[i] = send_get("/park?want=5&wait=20000", "k");
+    expect_thread_free();
+    expect_thread_free();
+    struct pollfd pf = { fds[0], POLLIN, 0 };
+    ck_assert_int_eq(poll(&pf, 1, 200), 0); /* still parked */
+    uint64_t t0 = now_ms();
+    atomic_store(test_pos, 4);
+    ck_assert_int_eq(poll(&pf, 1, 300), 0); /* not enough */
+    atomic_store(test_pos, 5);
+    for (int i = 0; i < NPARK; i++)
+        recv_expect(fds[i], 200, "ok runs=1 kept=k absent=(null)");
+    ck_assert_msg(now_ms() - t0 < 10000, "wake-up took %llu ms", (unsigned long long)(now_ms() - t0));
+}
+END_TEST
+
+/* A parked request's deadline answers it (503 from the handler) without any publish. */
+START_TEST(test_park_deadline)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    start_server(&s);
+    uint64_t t0 = now_ms();
+    int a = send_get("/park?want=9&wait=400", NULL);
+    int b = send_get("/park?want=9&wait=30000", NULL);
+    recv_expect(a, 503, "timeout runs=1");
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(took >= 400 && took < 8000, "deadline answer after %llu ms", (unsigned long long)took);
+    expect_thread_free();
+    atomic_store(test_pos, 9);
+    recv_expect(b, 200, "ok runs=1");
+}
+END_TEST
+
+/* max_waiting bounds parked requests; a parked request whose client went away is dropped
+ * at once and frees its place. */
+START_TEST(test_max_waiting_and_gone)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.max_waiting = 3;
+    start_server(&s);
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = send_get("/park?want=7&wait=30000", NULL);
+    expect_thread_free(); /* served in order: the three are parked by now */
+    int full = send_get("/park?want=7&wait=30000", NULL);
+    recv_expect(full, 503, "too_many_waiting runs=0");
+    close(fds[2]); /* the front end gives up on one */
+    int parked = 0;
+    for (int i = 0; i < 100 && !parked; i++) {
+        int fd = send_get("/park?want=7&wait=300", NULL);
+        struct fcgi_response r;
+        ck_assert_int_eq(fcgi_recv(fd, 1, &r), 0);
+        parked = r.status == 503 && strcmp(r.body, "timeout runs=1") == 0;
+        ck_assert_msg(parked || strcmp(r.body, "too_many_waiting runs=0") == 0, "got '%s'", r.body);
+        fcgi_response_free(&r);
+        close(fd);
+    }
+    ck_assert_msg(parked, "the place of a closed parked request was not freed");
+    atomic_store(test_pos, 7);
+    recv_expect(fds[0], 200, "ok runs=1");
+    recv_expect(fds[1], 200, "ok runs=1");
+}
+END_TEST
+
+/* SIGTERM answers parked requests (the handler sees the stop) and the worker exits 0. */
+START_TEST(test_park_sigterm)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    start_server(&s);
+    int fds[10];
+    for (int i = 0; i < 10; i++)
+        fds[i] = send_get("/park?want=3&wait=60000", NULL);
+    expect_thread_free(); /* served in order: the ten are parked by now */
+    uint64_t t0 = now_ms();
+    ck_assert_int_eq(kill(server_pid, SIGTERM), 0);
+    for (int i = 0; i < 10; i++)
+        recv_expect(fds[i], 503, "stopping runs=1");
+    int status = wait_server(10000);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "master status %d", status);
+    ck_assert_msg(now_ms() - t0 < 8000, "stop took %llu ms", (unsigned long long)(now_ms() - t0));
+}
+END_TEST
+
+/* A client with a small receive buffer (64 KiB on TCP, where a tinier window would make
+ * reading crawl), so that a multi-megabyte answer cannot be absorbed by the kernel. */
+static int connect_small_rcvbuf(void)
+{
+    int fd = fcgi_connect(spec, TIMEOUT_MS);
+    ck_assert_int_ge(fd, 0);
+    int small = strncmp(spec, "unix:", 5) == 0 ? 4096 : 65536;
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    return fd;
+}
+
+/* spec becomes 127.0.0.1:PORT with a free port. */
+static void use_tcp(void)
+{
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(probe, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(probe, (struct sockaddr *)&sa, &len), 0);
+    close(probe);
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", ntohs(sa.sin_port));
+}
+
+/* A client that does not read a multi-megabyte answer holds nothing: the worker's only
+ * thread goes on serving others, and the answer arrives whole when the client reads.
+ * Over a unix socket (_i 0) and TCP (_i 1). */
+START_TEST(test_slow_reader_holds_nothing)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.send_timeout = 600; /* not this test's subject: a slow (sanitizer) build must not hit it */
+    if (_i == 1)
+        use_tcp();
+    start_server(&s);
+    const char *mb = "mb=8";
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/big" }, { "QUERY_STRING", mb } };
+    int slow[3];
+    for (int i = 0; i < 3; i++) {
+        slow[i] = connect_small_rcvbuf();
+        ck_assert_int_eq(fcgi_send(slow[i], 1, 0, p, 3, NULL, 0), 0);
+    }
+    for (int i = 0; i < 5; i++)
+        expect_thread_free();
+    for (int i = 0; i < 3; i++) {
+        struct fcgi_response r;
+        ck_assert_int_eq(fcgi_recv(slow[i], 1, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.body_len, (size_t)atoi(mb + 3) << 20);
+        for (size_t k = 0; k < r.body_len; k += 4099)
+            ck_assert_int_eq(r.body[k], 'a' + (int)(k % 26));
+        fcgi_response_free(&r);
+        close(slow[i]);
+    }
+}
+END_TEST
+
+/* Unsent answers over max_unsent_bytes: the oldest are abandoned, the newest is kept. */
+START_TEST(test_unsent_bytes_bounded)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.max_unsent = 12u << 20;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/big" }, { "QUERY_STRING", "mb=8" } };
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = connect_small_rcvbuf();
+        ck_assert_int_eq(fcgi_send(fds[i], 1, 0, p, 3, NULL, 0), 0);
+        expect_thread_free(); /* served in order: each is handed to the loop before the next */
+    }
+    for (int i = 0; i < 3; i++) {
+        struct fcgi_response r;
+        int rc = fcgi_recv(fds[i], 1, &r);
+        if (i < 2) {
+            ck_assert_msg(rc == -1, "answer %d was not abandoned", i);
+        } else {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_eq(r.body_len, 8u << 20);
+            fcgi_response_free(&r);
+        }
+        close(fds[i]);
+    }
+}
+END_TEST
+
+/* An answer not taken within send_timeout_seconds is abandoned: the connection closes. */
+START_TEST(test_send_timeout_closes)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.send_timeout = 1;
+    start_server(&s);
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/big" }, { "QUERY_STRING", "mb=8" } };
+    int fd = connect_small_rcvbuf();
+    ck_assert_int_eq(fcgi_send(fd, 1, 0, p, 3, NULL, 0), 0);
+    expect_thread_free();
+    sleep_ms(2500);
+    struct fcgi_response r;
+    ck_assert_int_eq(fcgi_recv(fd, 1, &r), -1); /* cut off before END_REQUEST */
+    close(fd);
+    expect_thread_free();
+}
+END_TEST
+
 static Suite *server_suite(void)
 {
     Suite *s = suite_create("server");
@@ -1169,6 +1500,18 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_listen_path_not_a_socket);
     tcase_add_test(tc, test_tcp_listen);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("park");
+    tcase_add_checked_fixture(tp, setup, teardown);
+    tcase_add_unchecked_fixture(tp, td_case_setup, td_case_teardown);
+    tcase_set_timeout(tp, 60);
+    tcase_add_test(tp, test_park_and_wake);
+    tcase_add_test(tp, test_park_deadline);
+    tcase_add_test(tp, test_max_waiting_and_gone);
+    tcase_add_test(tp, test_park_sigterm);
+    tcase_add_loop_test(tp, test_slow_reader_holds_nothing, 0, 2);
+    tcase_add_test(tp, test_send_timeout_closes);
+    tcase_add_test(tp, test_unsent_bytes_bounded);
+    suite_add_tcase(s, tp);
     TCase *tm = tcase_create("metrics");
     tcase_add_checked_fixture(tm, setup, teardown);
     tcase_add_unchecked_fixture(tm, td_case_setup, td_case_teardown);
