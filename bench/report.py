@@ -31,6 +31,7 @@ TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
 RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 KAFKA_MIN_RATIO = 0.70  # relay into Kafka, of a plain librdkafka producer loop
 PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
+RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 
 
 class Missing(Exception):

@@ -42,6 +42,7 @@
 #   EF_BENCH_DIR            file system for the log and tailer benchmarks (default /tmp)
 #   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
 #   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
+#   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -120,6 +121,7 @@ run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$ou
 run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"
 run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
     EF_BENCH_PARKED="$EF_BENCH_PARKED" "$PYTHON3" "$EF_SRCDIR/bench/parked_bench.py"
+run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
