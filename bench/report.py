@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,fold_orders,wsnap,tailer,http,parked,relay,mirror}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,parked,relay,mirror}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "tailer", "http", "parked", "relay", "mirror")
+SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "parked", "relay", "mirror")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -29,6 +29,7 @@ REBUILD_ORDERS_MIN_RATE = 400000.0  # rebuild from scratch, all-OrderCreated mix
 WORKER_RSS_MAX_KIB = 16 * 1024
 TAILER_FLAT_MAX_GROWTH = 1.25  # peak RSS at the larger log / at the smaller one
 MIRROR_LAG_P99_MAX_MS = 50.0   # leader answer -> replica read model, at 2000 commands/s
+KAFKA_MIN_RATIO = 0.70  # relay into Kafka, of a plain librdkafka producer loop
 PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
 RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
 
@@ -230,6 +231,14 @@ def other_rows(R, targets):
                  "%.1f× faster" % ratio(full, rest), "—", "—"])
     rows.append(["write-model snapshot time / size", "%s ms / %s MiB" % (fmt(g("wsnap", "snapshot_ms")),
                  fmt(g("wsnap", "snapshot_bytes") / MIB / MIB, 1)), "—", "—", "—", "—"])
+    # The Kafka sink: the real relay against a plain producer loop of the same messages.
+    kr, kc = g("kafka", "kafka_relay_events_per_second"), g("kafka", "kafka_ceiling_events_per_second")
+    good = ratio(kr, kc) >= KAFKA_MIN_RATIO
+    targets.append(("relay to Kafka", good))
+    rows.append(["eventfold-relay --sink kafka, %s events into the mock cluster (better of 2 runs)"
+                 % fmt(g("kafka", "kafka_events")), "%s events/s" % fmt(kr),
+                 "plain librdkafka producer loop %s events/s" % fmt(kc), pct(ratio(kr, kc)),
+                 "≥ %d%% of the producer loop" % (100 * KAFKA_MIN_RATIO), met(good)])
     # Appends through the log vs the raw ceilings.
     rows.append(["log_append, single writer", "%s appends/s" % fmt(g("log", "log_single_appends_per_second")),
                  "raw pwrite+fdatasync %s /s" % fmt(g("log", "raw_appends_per_second")),

@@ -14,6 +14,8 @@
 #   wsnap   bench/bench_wsnap: the write model's start: full replay of the log beside
 #           restoring a write-model snapshot taken at 90% and replaying the rest
 #   tailer  bench/tailer_rss.py: the real eventfold-tailer's peak RSS at two log sizes
+#   kafka   bench/bench_kafka: eventfold-relay --sink kafka from a log into librdkafka's mock
+#           cluster, beside a plain producer loop of the same messages
 #   http    bench/http_bench.py: wrk through a private nginx at 1/16/64 connections against
 #           CreateOrder and the GET queries, beside nginx static file and bench/fcgi_trivial;
 #           read-your-writes delay under load; peak RSS of workers and tailer at the end
@@ -35,6 +37,7 @@
 #   EF_BENCH_FOLD_EVENTS    events in the folding benchmark's log (default 1000000; quick 100000)
 #   EF_BENCH_FOLD_ORDERS_EVENTS  events in the all-OrderCreated log (default 450000; quick 100000)
 #   EF_BENCH_WSNAP_EVENTS   events in the write-model start benchmark (default 200000; quick 50000)
+#   EF_BENCH_KAFKA_EVENTS   events relayed to Kafka (default 1000000; quick 100000)
 #   EF_BENCH_TAILER_SIZES   the two log sizes for the tailer's RSS ("100000 1000000";
 #                           quick "20000 100000")
 #   EF_BENCH_N              single-writer appends of the log benchmark (default 2000; quick 500)
@@ -61,15 +64,15 @@ esac
 if [ "$quick" = 1 ]; then
     : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
     : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
-    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
+    : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_KAFKA_EVENTS:=100000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
 fi
 : "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
-: "${EF_BENCH_WSNAP_EVENTS:=200000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=450000}"
+: "${EF_BENCH_WSNAP_EVENTS:=200000}" "${EF_BENCH_KAFKA_EVENTS:=1000000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=450000}"
 : "${EF_BENCH_LOG_SECONDS:=3}" "${EF_BENCH_WORKERS:=4}"
 export EF_BENCH_RYW_SAMPLES EF_BENCH_FOLD_EVENTS EF_BENCH_TAILER_SIZES EF_BENCH_N EF_BENCH_ROUNDS
-export EF_BENCH_WORKERS EF_BENCH_WSNAP_EVENTS
+export EF_BENCH_WORKERS EF_BENCH_WSNAP_EVENTS EF_BENCH_KAFKA_EVENTS
 
 out="$EF_BUILDDIR/bench/out"
 rm -rf "$out"
@@ -117,6 +120,7 @@ run_section fold "$EF_BUILDDIR/bench/bench_fold"
 run_section fold_orders env EF_BENCH_FOLD_MIX=orders EF_BENCH_FOLD_EVENTS="$EF_BENCH_FOLD_ORDERS_EVENTS" \
     "$EF_BUILDDIR/bench/bench_fold"
 run_section wsnap "$EF_BUILDDIR/bench/bench_wsnap"
+run_section kafka "$EF_BUILDDIR/bench/bench_kafka"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"

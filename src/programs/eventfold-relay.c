@@ -19,6 +19,7 @@ enum { OPT_SINK = 256 };
 /* The sinks this build has: one row per engine. */
 static const struct relay_sink_ops *const sinks[] = {
     &relay_sink_nats,
+    &relay_sink_kafka,
 };
 
 static volatile sig_atomic_t stop_requested;
