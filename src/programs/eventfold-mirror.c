@@ -14,27 +14,6 @@
 #include "util/config.h"
 #include "util/eflog.h"
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* No SA_RESTART: a signal cuts a backoff sleep short, and the loop sees the flag at once. */
-static int install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *prog = "eventfold-mirror";
@@ -53,12 +32,11 @@ int main(int argc, char **argv)
         return status;
     if (first < argc)
         return cli_usage_error(prog, "unexpected argument '%s'", argv[first]);
-    if (install_signals() < 0) {
-        LOG_ERROR("cannot install signal handlers");
+    volatile sig_atomic_t *stop_requested = cli_stop_signals(prog);
+    if (!stop_requested)
         return 1;
-    }
     char err[EF_PATH_MAX + 1024];
-    struct mirror_options opt = { .cfg = &cfg, .stop = &stop_requested };
+    struct mirror_options opt = { .cfg = &cfg, .stop = stop_requested };
     int rc = mirror_run(&opt, err, sizeof err);
     nats_Close();
     if (rc) {

@@ -22,27 +22,6 @@ static const struct relay_sink_ops *const sinks[] = {
     &relay_sink_kafka,
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* No SA_RESTART: a signal interrupts the sleeps and waits, and the loop sees the flag. */
-static int install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 static void sink_names(char *out, size_t cap)
 {
     size_t used = 0;
@@ -94,15 +73,14 @@ int main(int argc, char **argv)
         return cli_usage_error(prog, "unexpected argument '%s'", argv[first]);
     if (!sink)
         return cli_usage_error(prog, "--sink is required (nats or kafka)");
-    if (install_signals() < 0) {
-        LOG_ERROR("cannot install signal handlers");
+    volatile sig_atomic_t *stop_requested = cli_stop_signals(prog);
+    if (!stop_requested)
         return 1;
-    }
     const struct relay_options opt = {
         .data_dir = cfg.data_dir,
         .cfg = &cfg,
         .sink = sink,
-        .stop = &stop_requested,
+        .stop = stop_requested,
     };
     char err[1024];
     int rc = relay_run(&opt, err, sizeof err);

@@ -14,32 +14,11 @@
 
 enum { OPT_ONCE = 256 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 static int on_option(int id, const char *arg, void *ctx, char *err, size_t errlen)
 {
     (void)arg, (void)err, (void)errlen;
     if (id == OPT_ONCE)
         *(int *)ctx = 1;
-    return 0;
-}
-
-/* No SA_RESTART: a signal interrupts the futex wait, and the loop sees the flag at once. */
-static int install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-        return -1;
-    signal(SIGPIPE, SIG_IGN);
     return 0;
 }
 
@@ -68,10 +47,9 @@ int main(int argc, char **argv)
         return cli_usage_error(prog, "unexpected argument '%s'", argv[first]);
     if (cli_check_data_dir(prog, cfg.data_dir) != 0)
         return 1;
-    if (install_signals() < 0) {
-        LOG_ERROR("cannot install signal handlers");
+    volatile sig_atomic_t *stop_requested = cli_stop_signals(prog);
+    if (!stop_requested)
         return 1;
-    }
     struct tailer_options opt = {
         .data_dir = cfg.data_dir,
         .segment_bytes = cfg.segment_bytes,
@@ -79,7 +57,7 @@ int main(int argc, char **argv)
         .once = once,
         .snapshot_every = cfg.snapshot_every,
         .snapshot_keep = cfg.snapshot_keep,
-        .stop = &stop_requested,
+        .stop = stop_requested,
     };
     /* A failure was logged by the tailer with its cause, once. */
     return tailer_run(&opt) ? 1 : 0;

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,4 +216,29 @@ int cli_check_data_dir(const char *prog, const char *dir)
         return 0;
     fprintf(stderr, "%s: data directory '%s': %s\n", prog, dir, strerror(err));
     return 1;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+volatile sig_atomic_t *cli_stop_signals(const char *prog)
+{
+    struct sigaction sa, ign;
+    memset(&sa, 0, sizeof sa);
+    memset(&ign, 0, sizeof ign);
+    sa.sa_handler = on_stop_signal;
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&ign.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
+        sigaction(SIGPIPE, &ign, NULL) < 0) {
+        fprintf(stderr, "%s: cannot install signal handlers: %s\n", prog, strerror(errno));
+        return NULL;
+    }
+    return &stop_requested;
 }

@@ -20,6 +20,8 @@
 #ifndef EF_CLI_H
 #define EF_CLI_H
 
+#include <signal.h>
+
 #include "util/config.h"
 
 /* Which common flags a program accepts (--config, --log-level, --help, --version
@@ -72,5 +74,12 @@ int cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((forma
  * start, before anything that would report a missing one less clearly). Returns 0, or 1
  * (the failure exit status) after writing "PROG: data directory 'DIR': CAUSE" to stderr. */
 int cli_check_data_dir(const char *prog, const char *dir);
+
+/* For the programs that run a loop until asked to stop (tailer, relay, mirror): SIGTERM and
+ * SIGINT set the returned flag, without SA_RESTART so that a sleep or a futex wait in the
+ * loop is cut short and the loop sees the flag at once; SIGPIPE is ignored (a peer that went
+ * away is an error return, not a death). Returns the flag, or NULL after writing
+ * "PROG: cannot install signal handlers: CAUSE" to stderr. Call once. */
+volatile sig_atomic_t *cli_stop_signals(const char *prog);
 
 #endif
