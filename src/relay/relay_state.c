@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include "relay/relay_state.h"
+#include "util/durable.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -65,29 +66,15 @@ int relay_state_running(const char *data_dir, const char *sink)
 
 int relay_state_write(const char *data_dir, const struct relay_state *st)
 {
-    char path[EF_PATH_MAX], tmp[EF_PATH_MAX];
-    int rc = state_path(path, sizeof path, data_dir, st->sink, "state");
-    if (rc == 0)
-        rc = state_path(tmp, sizeof tmp, data_dir, st->sink, "state.tmp");
-    if (rc)
-        return rc;
-    char buf[256];
+    char name[128], buf[256];
+    int k = snprintf(name, sizeof name, "relay-%s.state", st->sink);
+    if (k < 0 || (size_t)k >= sizeof name)
+        return -ENAMETOOLONG;
     int n = snprintf(buf, sizeof buf, "sink=%s\nposition=%" PRIu64 "\npid=%" PRId64 "\nupdated_ms=%" PRId64 "\n",
                      st->sink, st->position, st->pid, st->updated_ms);
     if (n < 0 || (size_t)n >= sizeof buf)
         return -EINVAL;
-    int f = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f < 0)
-        return -errno;
-    ssize_t w = write(f, buf, (size_t)n);
-    rc = w == n ? 0 : w < 0 ? -errno : -EIO;
-    if (close(f) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return ef_replace_file(data_dir, name, buf, (size_t)n);
 }
 
 /* Parses one "key=value" line into st; unknown keys are ignored (newer writers). */

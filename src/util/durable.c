@@ -24,7 +24,9 @@ static int join(char *path, size_t cap, const char *dir, const char *name)
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-int ef_write_durably(const char *dir, const char *name, const void *data, size_t len)
+/* Writes dir/name whole under a temporary name and renames it over; with sync, the file is
+ * fsynced before the rename and dir after it. */
+static int replace_file(const char *dir, const char *name, const void *data, size_t len, int sync)
 {
     /* Written under a temporary name and renamed over: a reader (ef_read_small, in another
      * process) sees the old file or the whole new one, never a truncated or partial one. */
@@ -46,7 +48,7 @@ int ef_write_durably(const char *dir, const char *name, const void *data, size_t
         rc = -errno;
     else if ((size_t)w != len)
         rc = -ENOSPC;
-    if (rc == 0 && fsync(fd) < 0)
+    if (rc == 0 && sync && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
@@ -56,7 +58,17 @@ int ef_write_durably(const char *dir, const char *name, const void *data, size_t
         unlink(tmp); /* best effort: a leftover is overwritten by the next write */
         return rc;
     }
-    return ef_fsync_path(dir, 1);
+    return sync ? ef_fsync_path(dir, 1) : 0;
+}
+
+int ef_write_durably(const char *dir, const char *name, const void *data, size_t len)
+{
+    return replace_file(dir, name, data, len, 1);
+}
+
+int ef_replace_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    return replace_file(dir, name, data, len, 0);
 }
 
 int ef_read_small(const char *dir, const char *name, char *buf, size_t cap)

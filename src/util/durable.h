@@ -21,6 +21,11 @@ int ef_fsync_path(const char *path, int dir);
  * failed) complete but maybe not durable: the caller decides whether to remove it. */
 int ef_write_durably(const char *dir, const char *name, const void *data, size_t len);
 
+/* ef_write_durably without the fsyncs: readers still see the old file or the whole new one,
+ * but after a machine crash either may be there, or neither. For progress files rewritten
+ * often whose loss costs nothing (the relay's and the mirror's state files). */
+int ef_replace_file(const char *dir, const char *name, const void *data, size_t len);
+
 /* Reads dir/name, a small file such as those markers, into buf (at most cap - 1 bytes,
  * then a NUL). The length read, -ENOENT when there is no such file, or another -errno. */
 int ef_read_small(const char *dir, const char *name, char *buf, size_t cap);

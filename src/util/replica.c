@@ -39,32 +39,14 @@ int replica_marker_write(const char *data_dir, const char *stream)
 
 int replica_state_write(const char *data_dir, const struct replica_state *st)
 {
-    char path[4200], tmp[4200], buf[REPLICA_STREAM_MAX + 160];
+    char buf[REPLICA_STREAM_MAX + 160];
     int n = snprintf(buf, sizeof buf,
                      "stream=%s\nposition=%" PRIu64 "\nstream_last=%" PRIu64 "\npid=%ld\n"
                      "time_ms=%" PRId64 "\n",
                      st->stream, st->position, st->stream_last, (long)st->pid, st->time_ms);
     if (n < 0 || (size_t)n >= sizeof buf)
         return -EINVAL;
-    int a = snprintf(path, sizeof path, "%s/%s", data_dir, REPLICA_STATE);
-    int b = snprintf(tmp, sizeof tmp, "%s/.%s.tmp", data_dir, REPLICA_STATE);
-    if (a < 0 || (size_t)a >= sizeof path || b < 0 || (size_t)b >= sizeof tmp)
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    ssize_t w;
-    do
-        w = write(fd, buf, (size_t)n);
-    while (w < 0 && errno == EINTR);
-    int rc = w < 0 ? -errno : w != n ? -ENOSPC : 0;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return ef_replace_file(data_dir, REPLICA_STATE, buf, (size_t)n);
 }
 
 /* One "key=value" line's value as a number; -EINVAL when absent or not a number. */
