@@ -97,8 +97,10 @@ static natsStatus set_options(struct mnats *mn, const struct ef_config *cfg)
         s = natsOptions_SetReconnectWait(o, 500);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectJitter(o, 250, 1000);
+    /* With a callback the first connect runs in the background too: without one,
+     * natsConnection_Connect retries in place, forever (MaxReconnect -1), deaf to SIGTERM. */
     if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+        s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, mn);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(o, 2000);
     if (s == NATS_OK)

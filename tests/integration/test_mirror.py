@@ -213,11 +213,28 @@ def refusals(replica):
         log("eventfold-mirror refused:", p.stderr.strip())
 
 
+def unreachable(tmp):
+    # No NATS server at all: the mirror waits in the background (one line), and SIGTERM stops
+    # it at once with exit 0, not after the service manager's timeout.
+    port = harness.free_port()
+    m = Mirror(tmp, "nowhere", "nats://127.0.0.1:%d" % port, "NW", "nw").start()
+    deadline = time.monotonic() + 30
+    while "nats_not_connected" not in m.log_text():
+        check(m.proc.poll() is None, "mirror exited (%s) without NATS: %s" % (m.proc.returncode, m.log_text()))
+        check(time.monotonic() < deadline, "no 'not connected' line in 30 s: %s" % m.log_text())
+        time.sleep(0.1)
+    os.killpg(m.proc.pid, signal.SIGTERM)
+    rc = m.wait_exit(timeout=10)
+    check(rc == 0, "mirror without NATS: exit %s after SIGTERM: %s" % (rc, m.log_text()[-1000:]))
+    log("mirror without NATS stopped on SIGTERM")
+
+
 def main():
     with natslib.NatsCluster("mirror") as nats:
         replica = catch_up_follow_restart(nats)
         bad_streams(nats)
         refusals(replica)
+        unreachable(os.path.dirname(replica.data))
 
 
 if __name__ == "__main__":
