@@ -2,6 +2,8 @@
 
 #include "mirror/mnats.h"
 
+#include "bus/nats_options.h"
+
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,7 +15,6 @@
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
-#define MNATS_SERVERS_MAX 32
 #define MNATS_API_WAIT_MS 3000
 /* The server sends heartbeats at this interval when there is nothing to deliver; libnats
  * recreates the consumer after two missed ones. */
@@ -71,74 +72,28 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
                  natsStatus_GetText(s));
 }
 
-/* nats_url is "nats://h:p,nats://h:p"; libnats wants an array. */
-static natsStatus set_servers(natsOptions *o, const char *urls, char *copy, size_t cap)
-{
-    const char *list[MNATS_SERVERS_MAX];
-    int n = 0;
-    snprintf(copy, cap, "%s", urls);
-    for (char *save = NULL, *t = strtok_r(copy, ", ", &save); t && n < MNATS_SERVERS_MAX;
-         t = strtok_r(NULL, ", ", &save))
-        list[n++] = t;
-    return n ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
-}
-
-static natsStatus set_options(struct mnats *mn, const struct ef_config *cfg)
-{
-    char copy[EF_TEXT_MAX];
-    natsOptions *o = mn->opts;
-    natsStatus s = set_servers(o, cfg->nats_url, copy, sizeof copy);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(o, "eventfold-mirror");
-    /* Reconnect forever: a replica waits for its cluster, whatever the outage. */
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(o, 500);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectJitter(o, 250, 1000);
-    /* With a callback the first connect runs in the background too: without one,
-     * natsConnection_Connect retries in place, forever (MaxReconnect -1), deaf to SIGTERM. */
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, mn);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, 2000);
-    if (s == NATS_OK)
-        s = natsOptions_SetPingInterval(o, 5000);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxPingsOut(o, 2);
-    if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(o, on_disconnected, mn);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(o, on_reconnected, mn);
-    if (s == NATS_OK)
-        s = natsOptions_SetClosedCB(o, on_closed, mn);
-    if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(o, on_async_error, mn);
-    return s;
-}
-
 int mnats_open(const struct ef_config *cfg, struct mnats **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct mnats *mn = xcalloc(1, sizeof *mn);
     snprintf(mn->stream, sizeof mn->stream, "%s", cfg->nats_stream);
     snprintf(mn->subject, sizeof mn->subject, "%s.>", cfg->nats_subject_prefix);
-    natsStatus s = natsOptions_Create(&mn->opts);
-    if (s == NATS_OK && set_options(mn, cfg) != NATS_OK) {
-        snprintf(err, errlen, "bad nats_url '%s'", cfg->nats_url);
+    const struct ef_nats_callbacks cb = { .connected = on_reconnected, .disconnected = on_disconnected,
+                                          .closed = on_closed, .async_error = on_async_error,
+                                          .closure = mn };
+    if (ef_nats_options("eventfold-mirror", cfg->nats_url, &cb, &mn->opts, err, errlen)) {
         mnats_close(mn);
         return MNATS_EFATAL;
     }
-    if (s == NATS_OK) {
-        s = natsConnection_Connect(&mn->nc, mn->opts);
-        if (s == NATS_NOT_YET_CONNECTED) {
-            LOG_WARN("event=nats_not_connected url=\"%s\" note=\"retrying in the background\"",
-                     cfg->nats_url);
-            s = NATS_OK;
-        } else if (s == NATS_OK) {
-            on_reconnected(mn->nc, mn);
-        }
+    /* No server answering yet is not an error: the connection is retried in the background
+     * (ef_nats_options) and on_reconnected says when it is up. */
+    natsStatus s = natsConnection_Connect(&mn->nc, mn->opts);
+    if (s == NATS_NOT_YET_CONNECTED) {
+        LOG_WARN("event=nats_not_connected url=\"%s\" note=\"retrying in the background\"",
+                 cfg->nats_url);
+        s = NATS_OK;
+    } else if (s == NATS_OK) {
+        on_reconnected(mn->nc, mn);
     }
     jsOptions jo;
     jsOptions_Init(&jo);

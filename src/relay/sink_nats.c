@@ -39,6 +39,7 @@
 
 #include "log/log.h"
 #include "relay/relay.h"
+#include "bus/nats_options.h"
 #include "relay/sink.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
@@ -47,9 +48,6 @@
 #define NATS_WINDOW 4096           /* asynchronous publishes in flight at most */
 #define NATS_ACK_WAIT_MS 5000      /* an ack not back by then fails the publish */
 #define NATS_API_WAIT_MS 5000      /* JetStream API requests (stream info, get message) */
-#define NATS_CONNECT_TIMEOUT_MS 2000
-#define NATS_RECONNECT_WAIT_MS 250
-#define NATS_SERVERS_MAX 32
 
 struct nats_sink {
     char stream[EF_TEXT_MAX];
@@ -153,41 +151,9 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
 static int make_options(struct nats_sink *s, char *err, size_t errlen)
 {
-    char list[EF_TEXT_MAX];
-    const char *servers[NATS_SERVERS_MAX];
-    int n = 0;
-    snprintf(list, sizeof list, "%s", s->url);
-    char *save = NULL;
-    for (char *u = strtok_r(list, ", ", &save); u && n < NATS_SERVERS_MAX; u = strtok_r(NULL, ", ", &save))
-        servers[n++] = u;
-    if (n == 0) {
-        set_err(err, errlen, "nats_url is empty");
-        return RELAY_EFATAL;
-    }
-    natsStatus st = natsOptions_Create(&s->opts);
-    if (st == NATS_OK)
-        st = natsOptions_SetServers(s->opts, servers, n);
-    if (st == NATS_OK)
-        st = natsOptions_SetName(s->opts, "eventfold-relay");
-    if (st == NATS_OK)
-        st = natsOptions_SetTimeout(s->opts, NATS_CONNECT_TIMEOUT_MS);
-    if (st == NATS_OK)
-        st = natsOptions_SetMaxReconnect(s->opts, -1);
-    if (st == NATS_OK)
-        st = natsOptions_SetReconnectWait(s->opts, NATS_RECONNECT_WAIT_MS);
-    if (st == NATS_OK)
-        /* With a callback the first connect runs in the background too (without one,
-         * natsConnection_Connect would retry synchronously, forever, deaf to SIGTERM). */
-        st = natsOptions_SetRetryOnFailedConnect(s->opts, true, on_reconnected, s);
-    if (st == NATS_OK)
-        st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
-    if (st == NATS_OK)
-        st = natsOptions_SetReconnectedCB(s->opts, on_reconnected, s);
-    if (st != NATS_OK) {
-        set_err(err, errlen, "nats_url '%s': %s", s->url, nats_text(st));
-        return RELAY_EFATAL;
-    }
-    return 0;
+    const struct ef_nats_callbacks cb = { .connected = on_reconnected,
+                                          .disconnected = on_disconnected, .closure = s };
+    return ef_nats_options("eventfold-relay", s->url, &cb, &s->opts, err, errlen) ? RELAY_EFATAL : 0;
 }
 
 static int nats_open(const struct ef_config *cfg, void **out, char *err, size_t errlen)
