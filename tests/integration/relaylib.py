@@ -76,6 +76,37 @@ def wait_stream_at(nc, stream, head, timeout=120, pid=None, proc=None):
           % (stream, head, timeout, last, got, stacks(pid) if pid else ""))
 
 
+def check_relayed(e, h, crc, payload, extra=None):
+    """Checks one relayed message (headers h, body payload) against its line of `eventfoldctl
+    dump` (e) and the record's CRC32C, for any sink; extra: more headers the sink must set.
+    Returns the dump line as EVENT JSON (without "meta"), for sink-specific checks."""
+    p = e["position"]
+    e = dict(e)
+    meta = e.pop("meta", None)  # dump shows a non-empty meta; EVENT has none
+    hm = h.get("Eventfold-Meta")
+    check(hm is not None and (hm in ("", "{}") if meta is None else json.loads(hm) == meta),
+          "position %d: Eventfold-Meta %r, dump's meta %r" % (p, hm, meta))
+    want = {
+        "Eventfold-Position": str(p),
+        "Eventfold-Stream": e["stream"],
+        "Eventfold-Type": e["type"],
+        "Eventfold-Schema-Version": str(e["schema_version"]),
+        "Eventfold-Stream-Version": str(e["version"]),
+        "Eventfold-Crc32c": "%08x" % crc,
+    }
+    want.update(extra or {})
+    for k, v in want.items():
+        check(h.get(k) == v, "position %d: header %s = %r, expected %r (headers %s)"
+              % (p, k, h.get(k), v, h))
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+        check(False, "position %d: body is not JSON: %r" % (p, payload[:200]))
+    check(body == e, "position %d: body %r differs from dump %r" % (p, body, e))
+    return e
+
+
 def check_stream_matches_log(c, nc, stream, prefix="eventfold"):
     """The stream holds positions 1..head, once each, in order (sequence == position), and
     each message's subject, headers and body agree with `eventfoldctl dump` and the
@@ -93,31 +124,9 @@ def check_stream_matches_log(c, nc, stream, prefix="eventfold"):
         p = e["position"]
         check(m is not None, "stream message %d missing" % p)
         check(m["seq"] == p, "sequence %d carries %r" % (p, m))
-        h = m["headers"]
-        e = dict(e)
-        meta = e.pop("meta", None)  # dump shows a non-empty meta; EVENT has none
-        hm = h.get("Eventfold-Meta")
-        check(hm is not None and (hm in ("", "{}") if meta is None else json.loads(hm) == meta),
-              "position %d: Eventfold-Meta %r, dump's meta %r" % (p, hm, meta))
-        want = {
-            "Eventfold-Position": str(p),
-            "Eventfold-Stream": e["stream"],
-            "Eventfold-Type": e["type"],
-            "Eventfold-Schema-Version": str(e["schema_version"]),
-            "Eventfold-Stream-Version": str(e["version"]),
-            "Eventfold-Crc32c": "%08x" % crcs[p],
-            "Nats-Msg-Id": str(p),
-        }
-        for k, v in want.items():
-            check(h.get(k) == v, "position %d: header %s = %r, expected %r (headers %s)"
-                  % (p, k, h.get(k), v, h))
+        e = check_relayed(e, m["headers"], crcs[p], m["data"], {"Nats-Msg-Id": str(p)})
         category = e["stream"].split("-", 1)[0]
         check(m["subject"] == "%s.%s.%s" % (prefix, category, e["type"]),
               "position %d: subject %s" % (p, m["subject"]))
-        try:
-            body = json.loads(m["data"])
-        except ValueError:
-            check(False, "position %d: body is not JSON: %r" % (p, m["data"][:200]))
-        check(body == e, "position %d: body %r differs from dump %r" % (p, body, e))
     log("stream %s holds positions 1..%d exactly, matching the log" % (stream, head))
     return head
