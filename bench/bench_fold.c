@@ -43,12 +43,12 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "read/rdir.h"
-#include "read/rebuild.h"
-#include "read/rm.h"
-#include "read/rm_event.h"
-#include "read/snapshot.h"
-#include "read/tailer.h"
+#include "readmodel/rdir.h"
+#include "fold/rebuild.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_event.h"
+#include "readmodel/snapshot.h"
+#include "fold/tailer.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 

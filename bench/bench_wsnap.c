@@ -23,7 +23,7 @@
 #include "log/log.h"
 #include "util/clock.h"
 #include "util/eflog.h"
-#include "write/command.h"
+#include "write/execute.h"
 #include "write/model.h"
 #include "write/replay.h"
 #include "write/wsnap.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "read/rm.h"
+#include "readmodel/rmodel.h"
 #include "util/xalloc.h"
 
 const char *const mcheck_header_names[MH_COUNT] = {

@@ -1,10 +1,10 @@
 /* eventfold-query: FastCGI query workers (read side). The process model is the server
- * module's; the handlers are src/read/query*.c. */
+ * module's; the handlers are src/query/query*.c. */
 #include <config.h>
 
 #include <stdio.h>
 
-#include "read/query.h"
+#include "query/query.h"
 #include "server/server.h"
 #include "util/cli.h"
 #include "util/config.h"

@@ -1,4 +1,4 @@
-/* eventfold-tailer: folds the log into the read model (src/read/tailer.c does the work).
+/* eventfold-tailer: folds the log into the read model (src/fold/tailer.c does the work).
  * Exit status: 0 after SIGTERM/SIGINT or --once, 1 on an error (logged: damage names
  * segment and offset), 2 on bad usage. */
 #include <config.h>
@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "read/tailer.h"
+#include "fold/tailer.h"
 #include "util/cli.h"
 #include "util/config.h"
 #include "util/eflog.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "read/rm.h"
+#include "readmodel/rmodel.h"
 #include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/eflog.h"

@@ -2,7 +2,7 @@
  *
  * One line per event worth knowing, to stderr (journald reads it):
  *   eventfold-command[1234]: info: worker started pid=1240
- *   eventfold-tailer[99]: error: checksum mismatch segment=... offset=... (src/read/tailer.c:120)
+ *   eventfold-tailer[99]: error: checksum mismatch segment=... offset=... (src/fold/tailer.c:120)
  * Level first, then a short message and key=value pairs; errors add file:line.
  * Lines are written with one write(2) so concurrent processes do not interleave them.
  */

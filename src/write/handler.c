@@ -13,7 +13,7 @@
 #include "util/eflog.h"
 #include "util/replica.h"
 #include "util/xalloc.h"
-#include "write/command.h"
+#include "write/execute.h"
 #include "write/replay.h"
 #include "write/wsnap.h"
 

@@ -13,7 +13,7 @@
 
 #include "log/record.h"
 #include "mirror/mcheck.h"
-#include "read/rm.h"
+#include "readmodel/rmodel.h"
 #include "util/replica.h"
 #include "util/sbuf.h"
 

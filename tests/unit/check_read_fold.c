@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "read/rm.h"
-#include "read/rm_event.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_event.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
 

@@ -12,10 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "read/query_int.h"
-#include "read/rdir.h"
-#include "read/rm_internal.h"
-#include "read/rpos.h"
+#include "query/query_int.h"
+#include "readmodel/rdir.h"
+#include "readmodel/rmodel_internal.h"
+#include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/durable.h"
 #include "util/eflog.h"

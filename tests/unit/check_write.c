@@ -25,7 +25,7 @@
 #include "util/sbuf.h"
 #include "util/xalloc.h"
 #include "util/config.h"
-#include "write/command.h"
+#include "write/execute.h"
 #include "write/handler.h"
 #include "write/model.h"
 #include "write/replay.h"

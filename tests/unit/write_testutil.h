@@ -3,7 +3,7 @@
 #define EF_WRITE_TESTUTIL_H
 
 #include "util/sbuf.h"
-#include "write/command.h"
+#include "write/execute.h"
 #include "write/model.h"
 
 /* Opens dir/log and dir/write (write_model_open) into ctx, idempotency TTL 48 h. */

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "read/query_int.h"
+#include "query/query_int.h"
 #include "util/eflog.h"
 
 int query_valid_id(const char *s, size_t n)

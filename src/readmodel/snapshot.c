@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/snapshot.h"
+#include "readmodel/snapshot.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "read/rdir.h"
-#include "read/rm.h"
+#include "readmodel/rdir.h"
+#include "readmodel/rmodel.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 

@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/query.h"
+#include "query/query.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 
 #include "log/log.h"
-#include "read/query_int.h"
-#include "read/rdir.h"
-#include "read/rpos.h"
+#include "query/query_int.h"
+#include "readmodel/rdir.h"
+#include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"

@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/tailer.h"
+#include "fold/tailer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "read/rdir.h"
-#include "read/rebuild.h"
-#include "read/rm.h"
-#include "read/rpos.h"
-#include "read/snapshot.h"
+#include "readmodel/rdir.h"
+#include "fold/rebuild.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rpos.h"
+#include "readmodel/snapshot.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "read/rm.h"
-#include "read/rm_internal.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_internal.h"
 #include "util/bootid.h"
 #include "util/durable.h"
 #include "util/eflog.h"

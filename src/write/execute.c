@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "write/command.h"
+#include "write/execute.h"
 
 #include <assert.h>
 #include <ctype.h>

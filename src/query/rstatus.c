@@ -1,10 +1,10 @@
 #include <config.h>
 
-#include "read/rstatus.h"
+#include "query/rstatus.h"
 
 #include "log/log.h"
-#include "read/rm.h"
-#include "read/snapshot.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/snapshot.h"
 #include "relay/relay_state.h"
 #include "util/replica.h"
 #include "util/snapdir.h"

@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/rpos.h"
+#include "readmodel/rpos.h"
 
 #include <errno.h>
 #include <fcntl.h>

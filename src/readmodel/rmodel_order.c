@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "log/record.h"
-#include "read/rm.h"
-#include "read/rm_internal.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_internal.h"
 #include "util/xalloc.h"
 
 int rm_load_user(struct rm_txn *t, struct rm_str id, struct rm_user *u)

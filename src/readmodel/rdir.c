@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/rdir.h"
+#include "readmodel/rdir.h"
 
 #include <dirent.h>
 #include <errno.h>

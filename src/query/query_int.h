@@ -1,11 +1,11 @@
-/* query_int: shared state of the query handlers (internal to src/read/query*.c). */
+/* query_int: shared state of the query handlers (internal to src/query/query*.c). */
 #ifndef EF_QUERY_INT_H
 #define EF_QUERY_INT_H
 
 #include <pthread.h>
 #include <stdint.h>
 
-#include "read/rm.h"
+#include "readmodel/rmodel.h"
 #include "server/server.h"
 #include "util/config.h"
 #include "util/sbuf.h"

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "log/record.h"
-#include "read/rm_layout.h"
+#include "readmodel/rmodel_layout.h"
 #include "util/sbuf.h"
 
 enum rm_ev_type {

@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/rm_event.h"
+#include "readmodel/rmodel_event.h"
 
 #include <assert.h>
 #include <stddef.h>

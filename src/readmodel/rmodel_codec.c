@@ -1,13 +1,13 @@
 #include <config.h>
 
-#include "read/rm_layout.h"
+#include "readmodel/rmodel_layout.h"
 
 #include <assert.h>
 #include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "read/rm.h"
+#include "readmodel/rmodel.h"
 #include "util/xalloc.h"
 
 static const char *const status_names[] = { NULL, "created", "paid", "shipped", "delivered",

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "read/rm_event.h"
-#include "read/rm_layout.h"
+#include "readmodel/rmodel_event.h"
+#include "readmodel/rmodel_layout.h"
 #include "util/sbuf.h"
 
 enum rm_dbi {

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "log/log.h"
-#include "read/query_int.h"
-#include "read/rpos.h"
+#include "query/query_int.h"
+#include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 

@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "log/log.h"
-#include "read/query.h"
-#include "read/query_int.h"
-#include "read/rpos.h"
-#include "read/rstatus.h"
+#include "query/query.h"
+#include "query/query_int.h"
+#include "readmodel/rpos.h"
+#include "query/rstatus.h"
 #include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/eflog.h"

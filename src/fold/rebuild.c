@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "read/rebuild.h"
+#include "fold/rebuild.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "read/rdir.h"
-#include "read/rm.h"
-#include "read/rpos.h"
-#include "read/snapshot.h"
-#include "read/tailer.h"
+#include "readmodel/rdir.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rpos.h"
+#include "readmodel/snapshot.h"
+#include "fold/tailer.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 

@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "log/record.h"
-#include "read/rm.h"
-#include "read/rm_internal.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_internal.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"

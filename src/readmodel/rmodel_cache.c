@@ -55,8 +55,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "read/rm.h"
-#include "read/rm_internal.h"
+#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_internal.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
