@@ -17,7 +17,7 @@
  *   scan_seconds scan_events_per_second  reading the whole log back through a log_reader
  *       (framing and checksums, no folding): folding and rebuilding cannot beat it;
  *   parse_seconds parse_events_per_second  the same scan, each event's data parsed as the
- *       fold parses it (rm_ev_parse), nothing applied: the floor of any fold of this log;
+ *       fold parses it (rmodel_ev_parse), nothing applied: the floor of any fold of this log;
  *   raw_write_ms  writing snapshot_bytes sequentially to a new file plus fdatasync: taking
  *       or restoring a snapshot of that size cannot beat it.
  *
@@ -182,10 +182,10 @@ static void build_log(const char *dir, uint64_t n)
 
 /* Reads every record of the log in dir once; returns the count, the seconds in *secs and
  * the log's size in bytes in *bytes. With parse, each record's data is also parsed as the
- * fold parses it (rm_ev_parse), and *bad counts those it refused. */
+ * fold parses it (rmodel_ev_parse), and *bad counts those it refused. */
 static uint64_t scan_log(const char *dir, int parse, double *secs, uint64_t *bytes, uint64_t *bad)
 {
-    struct rm_ev ev;
+    struct rmodel_ev ev;
     struct sbuf reason = SBUF_INIT;
     memset(&ev, 0, sizeof ev);
     *bad = 0;
@@ -201,7 +201,7 @@ static uint64_t scan_log(const char *dir, int parse, double *secs, uint64_t *byt
     int rc;
     while ((rc = log_reader_next(rd, log_head(lg), &rec)) == 1) {
         n++;
-        if (parse && rm_ev_parse(&ev, &rec, &reason) != 0)
+        if (parse && rmodel_ev_parse(&ev, &rec, &reason) != 0)
             (*bad)++;
     }
     *secs = (double)(ef_mono_ns() - t0) / 1e9;
@@ -210,7 +210,7 @@ static uint64_t scan_log(const char *dir, int parse, double *secs, uint64_t *byt
         exit(1);
     }
     *bytes = st.bytes;
-    rm_ev_free(&ev);
+    rmodel_ev_free(&ev);
     sbuf_free(&reason);
     log_reader_close(rd);
     log_close(lg);
@@ -276,15 +276,15 @@ static int snapshot_at(const char *data, uint64_t pos)
     snprintf(side, sizeof side, "%s/side-model", data);
     long rss;
     double cpu;
-    struct rm_env *e;
-    struct rm_options ro = { READ_MAP_BYTES, 1 };
+    struct rmodel_env *e;
+    struct rmodel_options ro = { READ_MAP_BYTES, 1 };
     struct snapshot_info info;
-    if (mkdir(side, 0755) < 0 || run_child_tailer(data, side, pos, &rss, &cpu) != 0 || rm_env_open(side, &ro, &e)) {
+    if (mkdir(side, 0755) < 0 || run_child_tailer(data, side, pos, &rss, &cpu) != 0 || rmodel_env_open(side, &ro, &e)) {
         fprintf(stderr, "bench_fold: folding %" PRIu64 " events into %s failed\n", pos, side);
         return -1;
     }
     int rc = snapshot_take(data, e, 2, &info);
-    rm_env_close(e);
+    rmodel_env_close(e);
     if (rc == 0)
         printf("rebuild_snapshot_position=%" PRIu64 "\n", info.position);
     return rc;
@@ -386,16 +386,16 @@ int main(void)
     /* Snapshot of the live model (timed, then removed: the rebuild from a snapshot below
      * must find the one at 90%), then rebuilds from scratch and from a snapshot. */
     char model[RDIR_PATH_MAX], cmd[4400];
-    struct rm_env *e;
-    struct rm_options ro = { READ_MAP_BYTES, 1 };
+    struct rmodel_env *e;
+    struct rmodel_options ro = { READ_MAP_BYTES, 1 };
     struct snapshot_info info;
     rdir_path(tmp, "current", model, sizeof model);
-    if (rc == 0 && rm_env_open(model, &ro, &e) == 0) {
+    if (rc == 0 && rmodel_env_open(model, &ro, &e) == 0) {
         t0 = ef_mono_ns();
         rc = snapshot_take(tmp, e, 2, &info);
         printf("snapshot_ms=%.0f snapshot_bytes=%" PRIu64 " snapshot_status=%d\n",
                (double)(ef_mono_ns() - t0) / 1e6, rc ? 0 : info.bytes, rc);
-        rm_env_close(e);
+        rmodel_env_close(e);
         if (rc == 0)
             printf("raw_write_ms=%.0f\n", raw_write_ms(tmp, info.bytes));
         rdir_path(tmp, "snapshots", model, sizeof model);

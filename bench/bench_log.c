@@ -235,7 +235,7 @@ static double bench_raw_concurrent(const char *dir, uint64_t per_proc, size_t re
     return (double)n / secs;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int rmodel_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
     return remove(path) < 0 ? -1 : 0;
@@ -298,9 +298,9 @@ int main(void)
         single[r] = bench_single(d1, n);
         sync();
         group[r] = bench_group(d2, (n * 4) / GROUP_PROCS + 1, &per_sync[r]);
-        nftw(d1, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        nftw(d2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        nftw(d3, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(d1, rmodel_one, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(d2, rmodel_one, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(d3, rmodel_one, 16, FTW_DEPTH | FTW_PHYS);
         free(d1), free(d2), free(d3);
     }
     double s = median(single, rounds), g = median(group, rounds), ps = median(per_sync, rounds);

@@ -190,7 +190,7 @@ def other_rows(R, targets):
                  "%s events/s" % fmt(fold), "log scan %s events/s" % fmt(scan), pct(ratio(fold, scan)),
                  "≥ %s events/s" % fmt(FOLD_MIN_RATE), met(good)])
     # Rebuilds from scratch, both mixes: against the log scan and against the scan that also
-    # parses every event (rm_ev_parse), the floor of any fold.
+    # parses every event (rmodel_ev_parse), the floor of any fold.
     for sec, name, label, floor in (
             ("fold", "lifecycle", "lifecycle mix (60% cheap transitions)", REBUILD_MIN_RATE),
             ("fold_orders", "all-OrderCreated", "all-OrderCreated mix (10 000 users, 200 items, 1-3 lines)",
@@ -346,7 +346,7 @@ def ceiling_rows(R):
                                                         fmt(g("log", "raw_group_concurrent_appends_per_second"))),
                  "%s records/s" % fmt(g("log", "raw_group_appends_per_second"))])
     rows.append(["log scan (read back + checksums, no folding)", "%s events/s" % fmt(g("fold", "scan_events_per_second"))])
-    rows.append(["log scan + parsing every event as the fold does (rm_ev_parse), lifecycle / all-OrderCreated mix",
+    rows.append(["log scan + parsing every event as the fold does (rmodel_ev_parse), lifecycle / all-OrderCreated mix",
                  "%s / %s events/s" % (fmt(g("fold", "parse_events_per_second")),
                                        fmt(g("fold_orders", "parse_events_per_second")))])
     rows.append(["raw sequential write + fdatasync of the snapshot's size", "%s ms" % fmt(g("fold", "raw_write_ms"))])

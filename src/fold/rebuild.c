@@ -76,7 +76,7 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
     for (size_t i = 0; i < n; i++) {
         rc = snapshot_verify(data_dir, &list[i]);
         if (rc) {
-            LOG_WARN("snapshot %s failed its integrity check (%s): trying an older one",
+            EFLOG_WARN("snapshot %s failed its integrity check (%s): trying an older one",
                      list[i].name, strerror(-rc));
             fprintf(stderr, "rebuild: snapshot at position %" PRIu64 " is damaged (%s), skipped\n",
                     list[i].position, strerror(-rc));
@@ -91,11 +91,11 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
         if (rc)
             return rc;
         *from = list[i].position;
-        LOG_INFO("rebuild starts from snapshot position=%" PRIu64, list[i].position);
+        EFLOG_INFO("rebuild starts from snapshot position=%" PRIu64, list[i].position);
         return 0;
     }
     if (n)
-        LOG_WARN("no valid snapshot: rebuilding from scratch");
+        EFLOG_WARN("no valid snapshot: rebuilding from scratch");
     return 0;
 }
 
@@ -128,7 +128,7 @@ static int take_lock(const char *data_dir, int *fd)
     if (*fd < 0)
         return -errno;
     if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
-        LOG_ERROR("another rebuild is running (%s)", path);
+        EFLOG_ERROR("another rebuild is running (%s)", path);
         return -EBUSY;
     }
     return 0;
@@ -163,18 +163,18 @@ static int catch_up(const struct rebuild_options *opt, const char *model, struct
 
 static int model_position(const char *model, uint64_t map, uint64_t *pos)
 {
-    struct rm_env *env;
-    struct rm_options ro = { map, 1 };
-    int rc = rm_env_open(model, &ro, &env);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { map, 1 };
+    int rc = rmodel_env_open(model, &ro, &env);
     if (rc)
         return rc;
-    struct rm_txn *t;
-    rc = rm_txn_begin(env, 1, &t);
+    struct rmodel_txn *t;
+    rc = rmodel_txn_begin(env, 1, &t);
     if (rc == 0) {
-        rc = rm_position(t, pos);
-        rm_txn_abort(t);
+        rc = rmodel_position(t, pos);
+        rmodel_txn_abort(t);
     }
-    rm_env_close(env);
+    rmodel_env_close(env);
     return rc;
 }
 
@@ -194,13 +194,13 @@ static int switch_model(const char *data_dir, const char *name, uint64_t positio
     rpos_reset(rp, position);
     rpos_bump_generation(rp);
     rpos_close(rp);
-    LOG_INFO("read model switched model=%s position=%" PRIu64 " old=%s", name, position, old);
+    EFLOG_INFO("read model switched model=%s position=%" PRIu64 " old=%s", name, position, old);
     /* Processes that still have the old model open keep their mapping (the files are only
      * unlinked); they reopen at their next request or batch. */
     if (old[0] && strchr(old, '/') == NULL && strcmp(old, name) != 0) {
         rc = rdir_remove_model(data_dir, old);
         if (rc)
-            LOG_WARN("cannot remove the old model %s: %s", old, strerror(-rc));
+            EFLOG_WARN("cannot remove the old model %s: %s", old, strerror(-rc));
     }
     return 0;
 }
@@ -239,7 +239,7 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
                 res->seconds, "");
     goto out;
 fail:
-    LOG_ERROR("rebuild failed: %s", rm_strerror(rc));
+    EFLOG_ERROR("rebuild failed: %s", rmodel_strerror(rc));
     rdir_remove_model(opt->data_dir, name);
 out:
     if (lock_fd >= 0)
@@ -265,7 +265,7 @@ int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t
     if (rc == 0)
         rc = switch_model(data_dir, name, *position);
     if (rc) {
-        LOG_ERROR("cannot replace the untrusted read model: %s", rm_strerror(rc));
+        EFLOG_ERROR("cannot replace the untrusted read model: %s", rmodel_strerror(rc));
         rdir_remove_model(data_dir, name);
     }
 out:

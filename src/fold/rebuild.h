@@ -27,7 +27,7 @@ struct rebuild_options {
 
 /* A rebuild folds in bulk transactions (tailer.h, bulk_bytes): the rows it writes stay in
  * memory and reach LMDB sorted, at once, when they hold this many bytes or the log ends.
- * Into a new, empty model the first of them appends (rm_txn_begin_bulk), so a log whose
+ * Into a new, empty model the first of them appends (rmodel_txn_begin_bulk), so a log whose
  * rows fit the budget is written in one pass; a longer one costs more commits of ordinary
  * sorted puts, never more memory. LMDB's own dirty pages of that commit come on top (with
  * a writable map, the default, they are the map's file pages, not private memory). A
@@ -47,7 +47,7 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res);
 
 /* Replaces DIR/read/current at once, without folding, by a model seeded from the newest
  * valid snapshot (or an empty one): for a current model that cannot be trusted
- * (rm_env_open said RM_EUNSYNCED: the machine went down while it had unsynced commits).
+ * (rmodel_env_open said RMODEL_EUNSYNCED: the machine went down while it had unsynced commits).
  * Queries then answer from that consistent, older model while the live tailer folds on
  * from *position. Takes the rebuild lock (-EBUSY while a rebuild runs). */
 int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position);

@@ -30,14 +30,14 @@ const char *tailer_strerror(int err)
     }
     if (err <= -10001 && err >= -10999)
         return log_strerror(err);
-    return rm_strerror(err);
+    return rmodel_strerror(err);
 }
 
 struct tailer {
     const struct tailer_options *opt;
     struct log *lg;
     struct log_reader *rd;
-    struct rm_env *env;
+    struct rmodel_env *env;
     struct rpos *rp;
     int lock_fd;
     uint64_t pos;           /* committed position */
@@ -59,18 +59,18 @@ static int take_lock(struct tailer *tl)
     char path[RDIR_PATH_MAX];
     int rc = rdir_path(tl->opt->data_dir, "tailer.lock", path, sizeof path);
     if (rc) {
-        LOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
+        EFLOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
         return rc;
     }
     tl->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (tl->lock_fd < 0) {
         rc = -errno;
-        LOG_ERROR("cannot open %s: %s", path, strerror(errno));
+        EFLOG_ERROR("cannot open %s: %s", path, strerror(errno));
         return rc;
     }
     if (flock(tl->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = -errno;
-        LOG_ERROR("another tailer or rebuild holds %s", path);
+        EFLOG_ERROR("another tailer or rebuild holds %s", path);
         return rc;
     }
     return 0;
@@ -85,29 +85,29 @@ static int open_model(struct tailer *tl)
         snprintf(path, sizeof path, "%s", o->model_dir);
     else
         rc = rdir_path(o->data_dir, "current", path, sizeof path);
-    /* Lazy sync (rm.h): commits do not wait for the disk, so a folded write reaches the
+    /* Lazy sync (rmodel.h): commits do not wait for the disk, so a folded write reaches the
      * queries within a fraction of a millisecond; the marker protocol keeps the model
      * trustworthy across machine crashes, and the tailer syncs when idle. */
-    struct rm_options ro = { o->map_bytes, 0 };
+    struct rmodel_options ro = { o->map_bytes, 0 };
     if (rc == 0)
-        rc = rm_env_open(path, &ro, &tl->env);
-    if (rc == RM_EUNSYNCED && !o->model_dir) {
+        rc = rmodel_env_open(path, &ro, &tl->env);
+    if (rc == RMODEL_EUNSYNCED && !o->model_dir) {
         uint64_t from;
-        LOG_WARN("the read model had unsynced commits when the machine went down: replacing it "
+        EFLOG_WARN("the read model had unsynced commits when the machine went down: replacing it "
                  "with the newest snapshot and folding on from there dir=%s", path);
         rc = rebuild_replace_untrusted(o->data_dir, o->map_bytes, &from);
         if (rc == 0)
-            rc = rm_env_open(path, &ro, &tl->env);
+            rc = rmodel_env_open(path, &ro, &tl->env);
         if (rc == 0)
-            LOG_INFO("read model replaced position=%" PRIu64, from);
+            EFLOG_INFO("read model replaced position=%" PRIu64, from);
     }
-    if (rc == 0 && (rc = rm_env_lazy_sync(tl->env)) >= 0) {
+    if (rc == 0 && (rc = rmodel_env_lazy_sync(tl->env)) >= 0) {
         if (rc == 0)
-            LOG_WARN("no boot id: read-model commits stay synced (slower) dir=%s", path);
+            EFLOG_WARN("no boot id: read-model commits stay synced (slower) dir=%s", path);
         rc = 0;
     }
     if (rc)
-        LOG_ERROR("cannot open the read model dir=%s: %s", path, rm_strerror(rc));
+        EFLOG_ERROR("cannot open the read model dir=%s: %s", path, rmodel_strerror(rc));
     return rc;
 }
 
@@ -117,20 +117,20 @@ static int open_all(struct tailer *tl)
     char path[RDIR_PATH_MAX];
     int rc = rdir_prepare(o->data_dir);
     if (rc) {
-        LOG_ERROR("cannot prepare the read model directory %s/read: %s", o->data_dir, strerror(-rc));
+        EFLOG_ERROR("cannot prepare the read model directory %s/read: %s", o->data_dir, strerror(-rc));
         return rc;
     }
     if (!o->model_dir && (rc = take_lock(tl)) != 0)
         return rc;
     rc = rdir_join(path, sizeof path, o->data_dir, "log");
     if (rc) {
-        LOG_ERROR("data directory path too long data=%s", o->data_dir);
+        EFLOG_ERROR("data directory path too long data=%s", o->data_dir);
         return rc;
     }
     struct log_options lo = { .segment_bytes = o->segment_bytes };
     rc = log_open(path, &lo, &tl->lg);
     if (rc) {
-        LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
+        EFLOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
         return rc;
     }
     if (o->model_dir)
@@ -138,7 +138,7 @@ static int open_all(struct tailer *tl)
     rdir_path(o->data_dir, "position", path, sizeof path);
     rc = rpos_open(path, &tl->rp);
     if (rc) {
-        LOG_ERROR("cannot map %s: %s", path, strerror(-rc));
+        EFLOG_ERROR("cannot map %s: %s", path, strerror(-rc));
         return rc;
     }
     /* The generation is read before the model is opened: a switch in between makes the
@@ -149,14 +149,14 @@ static int open_all(struct tailer *tl)
 
 static int read_position(struct tailer *tl)
 {
-    struct rm_txn *t;
-    int rc = rm_txn_begin(tl->env, 1, &t);
+    struct rmodel_txn *t;
+    int rc = rmodel_txn_begin(tl->env, 1, &t);
     if (rc == 0) {
-        rc = rm_position(t, &tl->pos);
-        rm_txn_abort(t);
+        rc = rmodel_position(t, &tl->pos);
+        rmodel_txn_abort(t);
     }
     if (rc)
-        LOG_ERROR("cannot read the read model's position: %s", rm_strerror(rc));
+        EFLOG_ERROR("cannot read the read model's position: %s", rmodel_strerror(rc));
     return rc;
 }
 
@@ -165,15 +165,15 @@ static int next_record(struct tailer *tl, uint64_t limit, struct log_record *rec
 {
     int rc = log_reader_next(tl->rd, limit, rec);
     if (rc == LOG_ECORRUPT) {
-        LOG_ERROR("tailer stopped: %s (position after %" PRIu64 ")", log_last_error(tl->lg), tl->pos);
+        EFLOG_ERROR("tailer stopped: %s (position after %" PRIu64 ")", log_last_error(tl->lg), tl->pos);
         return TAILER_EDAMAGE;
     }
     if (rc < 0) {
-        LOG_ERROR("tailer stopped: cannot read the log: %s", log_last_error(tl->lg));
+        EFLOG_ERROR("tailer stopped: cannot read the log: %s", log_last_error(tl->lg));
         return rc;
     }
     if (rc == 1 && rec->position != tl->pos + 1) {
-        LOG_ERROR("tailer stopped: expected position %" PRIu64 ", the log gave %" PRIu64
+        EFLOG_ERROR("tailer stopped: expected position %" PRIu64 ", the log gave %" PRIu64
                   " segment=%" PRIu64 " offset=%" PRIu64,
                   tl->pos + 1, rec->position, rec->segment, rec->offset);
         return TAILER_ESEQ;
@@ -186,17 +186,17 @@ static int is_capacity_error(int rc) { return rc == -ENOSPC || rc == -EDQUOT || 
 /* Checked every 256 records: 1 when the batch should commit now. A live batch ends after
  * TAILER_BATCH_MS; a bulk one when its memory reaches the budget (it reports progress
  * meanwhile, every 65536 records, since it commits rarely). */
-static int batch_done(struct tailer *tl, struct rm_txn *t, int n, uint64_t start, uint64_t pos)
+static int batch_done(struct tailer *tl, struct rmodel_txn *t, int n, uint64_t start, uint64_t pos)
 {
     const struct tailer_options *o = tl->opt;
     if (!o->bulk_bytes)
         return ef_mono_ns() - start > TAILER_BATCH_MS * 1000000ull;
     if ((n & 0xffff) == 0 && o->progress)
         o->progress(pos, log_durable(tl->lg), o->progress_arg);
-    size_t bytes = rm_txn_bytes(t);
+    size_t bytes = rmodel_txn_bytes(t);
     if (bytes < o->bulk_bytes)
         return 0;
-    LOG_INFO("bulk batch reached its memory budget: committing position=%" PRIu64 " records=%d "
+    EFLOG_INFO("bulk batch reached its memory budget: committing position=%" PRIu64 " records=%d "
              "bytes=%zu", pos, n, bytes);
     return 1;
 }
@@ -218,9 +218,9 @@ static size_t bulk_rows(const struct tailer *tl, uint64_t limit)
 static int fold_batch(struct tailer *tl, uint64_t limit)
 {
     const struct tailer_options *o = tl->opt;
-    struct rm_txn *t;
-    int rc = o->bulk_bytes ? rm_txn_begin_bulk(tl->env, bulk_rows(tl, limit), &t)
-                           : rm_txn_begin(tl->env, 0, &t);
+    struct rmodel_txn *t;
+    int rc = o->bulk_bytes ? rmodel_txn_begin_bulk(tl->env, bulk_rows(tl, limit), &t)
+                           : rmodel_txn_begin(tl->env, 0, &t);
     if (rc)
         return rc;
     uint64_t pos = tl->pos, start = ef_mono_ns();
@@ -232,11 +232,11 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
         rc = next_record(tl, limit, &rec);
         if (rc <= 0)
             break;
-        rc = rm_fold(t, &rec);
+        rc = rmodel_fold(t, &rec);
         if (rc < 0) {
             if (!is_capacity_error(rc))
-                LOG_ERROR("tailer stopped: fold failed position=%" PRIu64 ": %s", rec.position,
-                          rm_strerror(rc));
+                EFLOG_ERROR("tailer stopped: fold failed position=%" PRIu64 ": %s", rec.position,
+                          rmodel_strerror(rc));
             break;
         }
         tl->pos = rec.position;
@@ -247,18 +247,18 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
             break;
     }
     if (rc < 0 || n == 0) {
-        rm_txn_abort(t);
+        rmodel_txn_abort(t);
         tl->pos = pos; /* nothing was committed */
         return rc < 0 ? rc : 0;
     }
-    rc = rm_set_position(t, tl->pos);
+    rc = rmodel_set_position(t, tl->pos);
     if (rc == 0)
-        rc = rm_txn_commit(t);
+        rc = rmodel_txn_commit(t);
     else
-        rm_txn_abort(t);
+        rmodel_txn_abort(t);
     if (rc) {
         if (!is_capacity_error(rc))
-            LOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", tl->pos, rm_strerror(rc));
+            EFLOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", tl->pos, rmodel_strerror(rc));
         tl->pos = pos;
         return rc;
     }
@@ -290,7 +290,7 @@ static void maybe_snapshot(struct tailer *tl)
         return;
     int rc = snapshot_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
     if (rc) {
-        LOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",
+        EFLOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",
                  strerror(-rc));
         snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
     }
@@ -302,7 +302,7 @@ static void maybe_snapshot(struct tailer *tl)
 static int reopen_model(struct tailer *tl)
 {
     snapshot_settle(tl);
-    rm_env_close(tl->env);
+    rmodel_env_close(tl->env);
     tl->env = NULL;
     log_reader_close(tl->rd);
     tl->rd = NULL;
@@ -325,7 +325,7 @@ static int reopen_if_switched(struct tailer *tl)
     if (rc)
         return rc;
     rpos_reset(tl->rp, tl->pos);
-    LOG_INFO("switched to the rebuilt read model generation=%u position=%" PRIu64,
+    EFLOG_INFO("switched to the rebuilt read model generation=%u position=%" PRIu64,
              tl->generation, tl->pos);
     return 0;
 }
@@ -336,7 +336,7 @@ static int reopen_if_switched(struct tailer *tl)
  * the committed model meanwhile. */
 static int wait_and_reopen(struct tailer *tl, int err)
 {
-    LOG_WARN("read model cannot grow (%s)%s; retrying in 1 s position=%" PRIu64, rm_strerror(err),
+    EFLOG_WARN("read model cannot grow (%s)%s; retrying in 1 s position=%" PRIu64, rmodel_strerror(err),
              err == MDB_MAP_FULL ? ": raise read_map_bytes" : "", tl->pos);
     for (int i = 0; i < 10 && !stopping(tl); i++)
         usleep(100000);
@@ -349,28 +349,28 @@ static int wait_and_reopen(struct tailer *tl, int err)
 static void sync_model(struct tailer *tl)
 {
     uint64_t t0 = ef_mono_ns();
-    int rc = rm_env_sync(tl->env);
+    int rc = rmodel_env_sync(tl->env);
     if (rc)
-        LOG_WARN("cannot sync the read model: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
+        EFLOG_WARN("cannot sync the read model: %s position=%" PRIu64, rmodel_strerror(rc), tl->pos);
     else
-        LOG_DEBUG("read model synced position=%" PRIu64 " ms=%.1f", tl->pos,
+        EFLOG_DEBUG("read model synced position=%" PRIu64 " ms=%.1f", tl->pos,
                   (double)(ef_mono_ns() - t0) / 1e6);
 }
 
 /* When a batch does not fit the map, the tailer (the only writer) doubles it rather than
  * stop folding; query workers adopt the new size on their next transaction. A map that
- * cannot grow (RM_MAX_MAP, no disk space for its blocks, which are reserved first: see
+ * cannot grow (RMODEL_MAX_MAP, no disk space for its blocks, which are reserved first: see
  * util/lmdb_map.h, or no address space) falls back to the wait-and-retry of a full disk. */
 static int grow_map(struct tailer *tl)
 {
     uint64_t bytes = 0;
     snapshot_settle(tl); /* LMDB resizes a map only with no transaction active in the process */
-    int rc = rm_env_grow(tl->env, &bytes);
+    int rc = rmodel_env_grow(tl->env, &bytes);
     if (rc) {
-        LOG_ERROR("read model map full and cannot grow: %s position=%" PRIu64, rm_strerror(rc), tl->pos);
+        EFLOG_ERROR("read model map full and cannot grow: %s position=%" PRIu64, rmodel_strerror(rc), tl->pos);
         return rc;
     }
-    LOG_WARN("read model map full: grown to map_bytes=%" PRIu64 " (raise read_map_bytes to "
+    EFLOG_WARN("read model map full: grown to map_bytes=%" PRIu64 " (raise read_map_bytes to "
              "start at this size) position=%" PRIu64, bytes, tl->pos);
     /* The aborted batch is read again: back to the record after the committed position. */
     log_reader_close(tl->rd);
@@ -415,15 +415,15 @@ static int follow(struct tailer *tl)
             continue; /* far behind: next batch at once */
         }
         if (!caught_up)
-            LOG_INFO("caught up position=%" PRIu64, tl->pos);
+            EFLOG_INFO("caught up position=%" PRIu64, tl->pos);
         caught_up = 1;
         if (tl->opt->once && passes_left-- > 0 && (target = log_durable(tl->lg)) > tl->pos)
             continue; /* what arrived during the pass before */
         if (tl->opt->once)
             return 0;
         /* The timeout only bounds how late a stop request is noticed, and how long the
-         * model stays unsynced once the log is idle (rm.h, "Lazy sync"). */
-        int dirty = rm_env_unsynced(tl->env);
+         * model stays unsynced once the log is idle (rmodel.h, "Lazy sync"). */
+        int dirty = rmodel_env_unsynced(tl->env);
         if (!log_wait_durable(tl->lg, tl->pos, dirty ? TAILER_IDLE_SYNC_MS : 500) && dirty)
             sync_model(tl);
     }
@@ -436,24 +436,24 @@ int tailer_run(const struct tailer_options *opt)
     if (rc == 0)
         rc = read_position(&tl);
     if (rc == 0 && (rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd)) != 0)
-        LOG_ERROR("cannot read the log: %s", log_last_error(tl.lg));
+        EFLOG_ERROR("cannot read the log: %s", log_last_error(tl.lg));
     if (rc == 0) {
         snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
         if (tl.last_snapshot > tl.pos)
             tl.last_snapshot = tl.pos;
         if (tl.rp)
             rpos_reset(tl.rp, tl.pos);
-        LOG_INFO("tailer started data=%s position=%" PRIu64 " durable=%" PRIu64, opt->data_dir,
+        EFLOG_INFO("tailer started data=%s position=%" PRIu64 " durable=%" PRIu64, opt->data_dir,
                  tl.pos, log_durable(tl.lg));
         rc = follow(&tl);
-        LOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
+        EFLOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
     }
     snapshot_settle(&tl);
     log_reader_close(tl.rd);
     rpos_close(tl.rp);
     if (tl.env)
         sync_model(&tl); /* logged if it fails: the marker then stays, which is safe */
-    rm_env_close(tl.env);
+    rmodel_env_close(tl.env);
     log_close(tl.lg);
     if (tl.lock_fd >= 0)
         close(tl.lock_fd);

@@ -9,7 +9,7 @@
  *  - Batches adapt: up to TAILER_BATCH_MAX records or TAILER_BATCH_MS while far behind
  *    (throughput); when the durable head is reached the batch commits at once (low lag).
  *    Caught up, it sleeps in log_wait_durable() (a futex): no polling.
- *  - Commits do not wait for the disk (rm.h, "Lazy sync"): a batch is visible to queries
+ *  - Commits do not wait for the disk (rmodel.h, "Lazy sync"): a batch is visible to queries
  *    as soon as LMDB has written it to the page cache. After TAILER_IDLE_SYNC_MS without
  *    new records, and on exit, the model is synced. A model found torn by a machine crash
  *    is replaced by the newest snapshot (rebuild_replace_untrusted) and folded on.
@@ -34,7 +34,7 @@
 
 #define TAILER_BATCH_MAX 10000
 #define TAILER_BATCH_MS 250
-/* Caught up with an unsynced model (rm.h, "Lazy sync"): sync after this much idleness. */
+/* Caught up with an unsynced model (rmodel.h, "Lazy sync"): sync after this much idleness. */
 #define TAILER_IDLE_SYNC_MS 1000
 
 enum {
@@ -61,7 +61,7 @@ struct tailer_options {
      * tailer lock, the shared position or snapshots (NULL: the live tailer). */
     const char *model_dir;
     /* Bulk loading (rebuilds, with model_dir): a batch is one bulk transaction
-     * (rm_txn_begin_bulk) that commits when its pending rows hold this many bytes, or at
+     * (rmodel_txn_begin_bulk) that commits when its pending rows hold this many bytes, or at
      * the end; batch_max and TAILER_BATCH_MS do not apply. 0: live batches. */
     uint64_t bulk_bytes;
     /* Called after each committed batch (may be NULL): position reached, durable head; in

@@ -96,7 +96,7 @@ int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, stru
     }
     *out = (struct log_cut){ .seg = seg, .end = sc.end, .bytes = sc.size - sc.end, .removed = removed };
     if (sc.size > sc.end || removed > 0)
-        LOG_WARN("log: cut %s after position=%" PRIu64 " segment=%s offset=%" PRIu64 " bytes=%" PRIu64
+        EFLOG_WARN("log: cut %s after position=%" PRIu64 " segment=%s offset=%" PRIu64 " bytes=%" PRIu64
                  " segments_removed=%d", what, pos, path, sc.end, sc.size - sc.end, removed);
 fail:
     if (fd >= 0)
@@ -134,7 +134,7 @@ int log_append_begin(struct log *lg)
          * head are garbage. Mark them before making the mutex usable again, so that even if
          * the cut fails below, the next holder retries it. */
         atomic_store(&c->tail_dirty, 1);
-        LOG_WARN("log: previous append lock holder died, repairing tail dir=%s", lg->dir);
+        EFLOG_WARN("log: previous append lock holder died, repairing tail dir=%s", lg->dir);
         r = pthread_mutex_consistent(&c->append_mu);
     }
     if (r == EDEADLK)
@@ -222,7 +222,7 @@ static void cut_back(struct log *lg, uint64_t off, int rolled)
         return;
     }
     if (log_io.ftruncate(lg->app.fd, (off_t)off) < 0) {
-        LOG_ERROR("log: cannot cut back failed append segment=%" PRIu64 " offset=%" PRIu64 " err=%s",
+        EFLOG_ERROR("log: cannot cut back failed append segment=%" PRIu64 " offset=%" PRIu64 " err=%s",
                   lg->app.seg, off, strerror(errno));
         atomic_store(&lg->ctl->tail_dirty, 1);
     }

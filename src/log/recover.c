@@ -111,7 +111,7 @@ static int settle_tail(struct log *lg, int fd, const char *path, const struct lo
         log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
         return err;
     }
-    LOG_WARN("log: torn tail truncated segment=%s offset=%" PRIu64 " bytes=%" PRIu64, path, sc->end,
+    EFLOG_WARN("log: torn tail truncated segment=%s offset=%" PRIu64 " bytes=%" PRIu64, path, sc->end,
              sc->size - sc->end);
     return 0;
 }
@@ -257,7 +257,7 @@ static int cut_after_sync_failure(struct log *lg)
         log_set_error(lg, "cannot remove %s: %s", path, strerror(errno));
         return err;
     }
-    LOG_WARN("log: recovered from a failed fdatasync: cut after position=%llu bytes=%" PRIu64
+    EFLOG_WARN("log: recovered from a failed fdatasync: cut after position=%llu bytes=%" PRIu64
              " segments_removed=%d", d, cut.bytes, cut.removed);
     return log_sync_dir(lg->dir);
 }

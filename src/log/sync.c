@@ -50,7 +50,7 @@ void log_sync_failed(struct log *lg, int err)
         return; /* another thread or process was first */
     uint64_t d = atomic_load_explicit(&c->durable, memory_order_acquire);
     int merr = write_marker(lg->dir, d);
-    LOG_ERROR("log: fdatasync failed err=\"%s\": nothing after position %" PRIu64 " will be "
+    EFLOG_ERROR("log: fdatasync failed err=\"%s\": nothing after position %" PRIu64 " will be "
               "acknowledged or appended; restart every eventfold program to recover (the records "
               "after it were never acknowledged and are cut)%s%s", strerror(-err), d,
               merr ? "; cannot write the marker file: " : "", merr ? strerror(-merr) : "");

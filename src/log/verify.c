@@ -47,7 +47,7 @@ static int verify_segment(struct log *lg, uint64_t seg, int newest, uint64_t *ex
             goto fail;
         }
         if (r == 0) {
-            LOG_INFO("log: verify found an incomplete tail segment=%s offset=%" PRIu64 " bytes=%" PRIu64,
+            EFLOG_INFO("log: verify found an incomplete tail segment=%s offset=%" PRIu64 " bytes=%" PRIu64,
                      path, sc.end, sc.size - sc.end);
             goto fail;
         }

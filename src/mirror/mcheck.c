@@ -146,7 +146,7 @@ static int rebuild_data(struct mcheck *c, const struct mirror_msg *m, uint64_t e
         .type_len = ev->type_len,
     };
     sbuf_reset(&c->prefix);
-    rm_render_event(&r, &c->prefix); /* ends in "data":} with no data */
+    rmodel_render_event(&r, &c->prefix); /* ends in "data":} with no data */
     size_t plen = c->prefix.len - 1;
     if (m->body_len < plen + 1 || memcmp(m->body, c->prefix.data, plen) != 0 ||
         m->body[m->body_len - 1] != '}')

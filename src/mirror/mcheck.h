@@ -3,7 +3,7 @@
  * The relay (src/relay/sink.h) sends each durable record as EVENT JSON (as /api/events
  * renders it, "data" last and verbatim) with headers carrying the rest of the record and
  * its CRC32C. mcheck rebuilds the record from the headers, renders the body's prefix
- * itself with the same renderer as /api/events (rm_render_event) and checks that the body
+ * itself with the same renderer as /api/events (rmodel_render_event) and checks that the body
  * starts with exactly that prefix; the data is what lies between the prefix and the final
  * '}'. It then encodes the record at the expected position and compares its CRC32C with
  * the relay's: a record the mirror appends is therefore byte for byte the leader's.

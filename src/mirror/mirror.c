@@ -135,7 +135,7 @@ static int claim_dir(struct mirror *m)
                  rc ? strerror(-rc) : "stream name too long");
         return MIRROR_EREFUSED;
     }
-    LOG_INFO("event=replica_marked dir=%s stream=%s", dir, m->cfg->nats_stream);
+    EFLOG_INFO("event=replica_marked dir=%s stream=%s", dir, m->cfg->nats_stream);
     return 0;
 }
 
@@ -197,7 +197,7 @@ static void write_state(struct mirror *m, int force)
     snprintf(st.stream, sizeof st.stream, "%.*s", (int)sizeof st.stream - 1, m->cfg->nats_stream);
     int rc = replica_state_write(m->cfg->data_dir, &st);
     if (rc && m->state_ns == 0)
-        LOG_WARN("event=state_not_written file=%s/%s error=\"%s\"", m->cfg->data_dir, REPLICA_STATE,
+        EFLOG_WARN("event=state_not_written file=%s/%s error=\"%s\"", m->cfg->data_dir, REPLICA_STATE,
                  strerror(-rc));
     m->state_ns = now;
     m->state_pos = pos;
@@ -208,7 +208,7 @@ static void write_state(struct mirror *m, int force)
 static void set_waiting(struct mirror *m, const char *why)
 {
     if (strcmp(m->waiting, why) != 0) {
-        LOG_WARN("event=mirror_waiting position=%" PRIu64 " reason=\"%s\"", m->next, why);
+        EFLOG_WARN("event=mirror_waiting position=%" PRIu64 " reason=\"%s\"", m->next, why);
         snprintf(m->waiting, sizeof m->waiting, "%s", why);
     }
 }
@@ -216,7 +216,7 @@ static void set_waiting(struct mirror *m, const char *why)
 static void set_following(struct mirror *m)
 {
     if (m->waiting[0] || !m->followed)
-        LOG_INFO("event=mirror_following stream=%s from=%" PRIu64, m->cfg->nats_stream, m->next);
+        EFLOG_INFO("event=mirror_following stream=%s from=%" PRIu64, m->cfg->nats_stream, m->next);
     m->waiting[0] = '\0';
     m->followed = 1;
     m->backoff_ms = 0;
@@ -291,7 +291,7 @@ static int confirm_gap(struct mirror *m, const char *gap)
     if (rc < 0)
         set_waiting(m, why);
     else
-        LOG_WARN("event=delivery_gap position=%" PRIu64 " note=\"the stream holds it: following "
+        EFLOG_WARN("event=delivery_gap position=%" PRIu64 " note=\"the stream holds it: following "
                  "again from it\"", m->next);
     return 0;
 }
@@ -424,14 +424,14 @@ int mirror_run(const struct mirror_options *opt, char *err, size_t errlen)
             rc = MIRROR_EREFUSED;
     }
     if (rc == 0) {
-        LOG_INFO("event=mirror_start dir=%s stream=%s head=%" PRIu64 " servers=\"%s\"",
+        EFLOG_INFO("event=mirror_start dir=%s stream=%s head=%" PRIu64 " servers=\"%s\"",
                  m.cfg->data_dir, m.cfg->nats_stream, m.next - 1, m.cfg->nats_url);
         write_state(&m, 1);
         rc = follow(&m);
         write_state(&m, 1);
     }
     if (rc == 0)
-        LOG_INFO("event=mirror_stop position=%" PRIu64, m.next - 1);
+        EFLOG_INFO("event=mirror_stop position=%" PRIu64, m.next - 1);
     mnats_close(m.mn);
     mcheck_free(&m.mc);
     log_close(m.lg);

@@ -43,7 +43,7 @@ static int nats_fail(natsStatus s, const char *what, char *err, size_t errlen)
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc, (void)closure;
-    LOG_WARN("event=nats_disconnected note=\"reconnecting in the background\"");
+    EFLOG_WARN("event=nats_disconnected note=\"reconnecting in the background\"");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -51,13 +51,13 @@ static void on_reconnected(natsConnection *nc, void *closure)
     (void)closure;
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    LOG_INFO("event=nats_connected url=%s", url);
+    EFLOG_INFO("event=nats_connected url=%s", url);
 }
 
 static void on_closed(natsConnection *nc, void *closure)
 {
     (void)nc, (void)closure;
-    LOG_INFO("event=nats_closed");
+    EFLOG_INFO("event=nats_closed");
 }
 
 /* Missed heartbeats, slow consumer, a failed consumer re-creation: libnats retries by itself,
@@ -68,7 +68,7 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     struct mnats *mn = closure;
     uint64_t bit = (unsigned)s < 64 ? 1ull << (unsigned)s : 1ull << 63;
     if (!(atomic_fetch_or(&mn->async_seen, bit) & bit))
-        LOG_WARN("event=nats_async_error status=\"%s\" note=\"the client retries by itself\"",
+        EFLOG_WARN("event=nats_async_error status=\"%s\" note=\"the client retries by itself\"",
                  natsStatus_GetText(s));
 }
 
@@ -89,7 +89,7 @@ int mnats_open(const struct ef_config *cfg, struct mnats **out, char *err, size_
      * (ef_nats_options) and on_reconnected says when it is up. */
     natsStatus s = natsConnection_Connect(&mn->nc, mn->opts);
     if (s == NATS_NOT_YET_CONNECTED) {
-        LOG_WARN("event=nats_not_connected url=\"%s\" note=\"retrying in the background\"",
+        EFLOG_WARN("event=nats_not_connected url=\"%s\" note=\"retrying in the background\"",
                  cfg->nats_url);
         s = NATS_OK;
     } else if (s == NATS_OK) {

@@ -22,12 +22,12 @@
 /* The handles a read command needs: the log (never appended to) and the current model. */
 struct read_handles {
     struct log *lg;
-    struct rm_env *env;
+    struct rmodel_env *env;
 };
 
 static void close_handles(struct read_handles *h)
 {
-    rm_env_close(h->env);
+    rmodel_env_close(h->env);
     log_close(h->lg);
 }
 
@@ -43,22 +43,22 @@ static int open_handles(struct ctl_ctx *ctx, int rdonly_model, struct read_handl
         fprintf(stderr, "%s: cannot open the log: %s\n", ctx->prog, log_last_error(NULL));
         return 1;
     }
-    struct rm_options ro = { ctx->cfg->read_map_bytes, rdonly_model };
+    struct rmodel_options ro = { ctx->cfg->read_map_bytes, rdonly_model };
     rc = rdir_prepare(ctx->cfg->data_dir);
     if (rc == 0)
         rc = rdir_path(ctx->cfg->data_dir, "current", model, sizeof model);
     if (rc == 0)
-        rc = rm_env_open(model, &ro, &h->env);
+        rc = rmodel_env_open(model, &ro, &h->env);
     if (rc && rdonly_model) { /* never initialized: create it empty, then read it */
-        struct rm_options rw = { ctx->cfg->read_map_bytes, 0 };
-        if (rm_env_open(model, &rw, &h->env) == 0) {
-            rm_env_close(h->env);
+        struct rmodel_options rw = { ctx->cfg->read_map_bytes, 0 };
+        if (rmodel_env_open(model, &rw, &h->env) == 0) {
+            rmodel_env_close(h->env);
             h->env = NULL;
-            rc = rm_env_open(model, &ro, &h->env);
+            rc = rmodel_env_open(model, &ro, &h->env);
         }
     }
     if (rc) {
-        fprintf(stderr, "%s: cannot open the read model: %s\n", ctx->prog, rm_strerror(rc));
+        fprintf(stderr, "%s: cannot open the read model: %s\n", ctx->prog, rmodel_strerror(rc));
         close_handles(h);
         return 1;
     }
@@ -73,19 +73,19 @@ static int ctl_status(struct ctl_ctx *ctx, int argc, char **argv)
     int rc = open_handles(ctx, 1, &h);
     if (rc)
         return rc;
-    struct rm_txn *t = NULL;
+    struct rmodel_txn *t = NULL;
     struct rstatus st;
     struct sbuf out = SBUF_INIT;
-    rc = rm_txn_begin(h.env, 1, &t);
+    rc = rmodel_txn_begin(h.env, 1, &t);
     if (rc == 0)
         rc = rstatus_collect(h.lg, t, ctx->cfg->data_dir, &st);
-    rm_txn_abort(t);
+    rmodel_txn_abort(t);
     if (rc == 0)
         rc = rstatus_render(&st, ctx->cfg->data_dir, &out);
     if (rc == 0)
         printf("%s\n", sbuf_str(&out));
     else
-        fprintf(stderr, "%s: status: %s\n", ctx->prog, rm_strerror(rc));
+        fprintf(stderr, "%s: status: %s\n", ctx->prog, rmodel_strerror(rc));
     sbuf_free(&out);
     close_handles(&h);
     return rc ? 1 : 0;
@@ -119,7 +119,7 @@ static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
     struct snapshot_info info, winfo;
     rc = snapshot_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
     if (rc) {
-        fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, rm_strerror(rc));
+        fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, rmodel_strerror(rc));
         close_handles(&h);
         return 1;
     }
@@ -152,7 +152,7 @@ static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
     struct rebuild_result res;
     int rc = rebuild_run(&opt, &res);
     if (rc) {
-        fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, rm_strerror(rc));
+        fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, rmodel_strerror(rc));
         return 1;
     }
     printf("{\"from_position\":%" PRIu64 ",\"position\":%" PRIu64 ",\"seconds\":%.3f}\n",
@@ -162,17 +162,17 @@ static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
 
 static int dlq_list(struct ctl_ctx *ctx, struct read_handles *h)
 {
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
-    int rc = rm_txn_begin(h->env, 1, &t);
+    int rc = rmodel_txn_begin(h->env, 1, &t);
     if (rc == 0) {
-        rc = rm_dlq_render(t, &out);
-        rm_txn_abort(t);
+        rc = rmodel_dlq_render(t, &out);
+        rmodel_txn_abort(t);
     }
     if (rc == 0)
         printf("%s\n", sbuf_str(&out));
     else
-        fprintf(stderr, "%s: dlq list: %s\n", ctx->prog, rm_strerror(rc));
+        fprintf(stderr, "%s: dlq list: %s\n", ctx->prog, rmodel_strerror(rc));
     sbuf_free(&out);
     return rc ? 1 : 0;
 }
@@ -180,12 +180,12 @@ static int dlq_list(struct ctl_ctx *ctx, struct read_handles *h)
 /* Reads the dead letter's record back from the log and applies it again. */
 static int dlq_retry(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
 {
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct log_reader *rd = NULL;
     uint64_t pos, seg, off;
-    int rc = rm_txn_begin(h->env, 0, &t);
+    int rc = rmodel_txn_begin(h->env, 0, &t);
     if (rc == 0)
-        rc = rm_dlq_get(t, id, &pos, &seg, &off);
+        rc = rmodel_dlq_get(t, id, &pos, &seg, &off);
     if (rc == 0)
         rc = log_reader_open(h->lg, pos, &rd);
     struct log_record rec;
@@ -193,24 +193,24 @@ static int dlq_retry(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
         rc = log_reader_seek(rd, seg, off);
     if (rc == 0) {
         rc = log_reader_next(rd, log_durable(h->lg), &rec);
-        rc = rc == 1 && rec.position == pos ? 0 : rc < 0 ? rc : RM_ENOTFOUND;
+        rc = rc == 1 && rec.position == pos ? 0 : rc < 0 ? rc : RMODEL_ENOTFOUND;
     }
     int applied = 0;
     if (rc == 0) {
-        rc = rm_dlq_retry(t, id, &rec);
+        rc = rmodel_dlq_retry(t, id, &rec);
         applied = rc == 0;
         if (rc == 1)
             rc = 0;
     }
     log_reader_close(rd);
     if (rc == 0) {
-        rc = rm_txn_commit(t);
+        rc = rmodel_txn_commit(t);
     } else {
-        rm_txn_abort(t);
+        rmodel_txn_abort(t);
     }
     if (rc) {
         fprintf(stderr, "%s: dlq retry %" PRIu64 ": %s\n", ctx->prog, id,
-                rc <= -10001 && rc >= -10999 ? log_last_error(h->lg) : rm_strerror(rc));
+                rc <= -10001 && rc >= -10999 ? log_last_error(h->lg) : rmodel_strerror(rc));
         return 1;
     }
     printf("{\"id\":%" PRIu64 ",\"position\":%" PRIu64 ",\"applied\":%s}\n", id, pos,
@@ -220,17 +220,17 @@ static int dlq_retry(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
 
 static int dlq_drop(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
 {
-    struct rm_txn *t;
-    int rc = rm_txn_begin(h->env, 0, &t);
+    struct rmodel_txn *t;
+    int rc = rmodel_txn_begin(h->env, 0, &t);
     if (rc == 0) {
-        rc = rm_dlq_drop(t, id);
+        rc = rmodel_dlq_drop(t, id);
         if (rc == 0)
-            rc = rm_txn_commit(t);
+            rc = rmodel_txn_commit(t);
         else
-            rm_txn_abort(t);
+            rmodel_txn_abort(t);
     }
     if (rc) {
-        fprintf(stderr, "%s: dlq drop %" PRIu64 ": %s\n", ctx->prog, id, rm_strerror(rc));
+        fprintf(stderr, "%s: dlq drop %" PRIu64 ": %s\n", ctx->prog, id, rmodel_strerror(rc));
         return 1;
     }
     printf("{\"id\":%" PRIu64 ",\"dropped\":true}\n", id);

@@ -22,23 +22,23 @@
 
 /* Opens DIR/read/current read-only. A model the tailer has not created yet is created
  * empty first (a read-only LMDB open needs the file), so queries answer at position 0. */
-static int open_model(struct query_worker *w, struct rm_env **out)
+static int open_model(struct query_worker *w, struct rmodel_env **out)
 {
     char path[RDIR_PATH_MAX];
     int rc = rdir_path(w->data_dir, "current", path, sizeof path);
     if (rc)
         return rc;
-    struct rm_options ro = { w->map_bytes, 1 };
-    rc = rm_env_open(path, &ro, out);
-    if (rc != -ENOENT && rc != RM_ENOTFOUND)
+    struct rmodel_options ro = { w->map_bytes, 1 };
+    rc = rmodel_env_open(path, &ro, out);
+    if (rc != -ENOENT && rc != RMODEL_ENOTFOUND)
         return rc;
-    struct rm_options rw = { w->map_bytes, 0 };
-    struct rm_env *e;
-    rc = rm_env_open(path, &rw, &e);
+    struct rmodel_options rw = { w->map_bytes, 0 };
+    struct rmodel_env *e;
+    rc = rmodel_env_open(path, &rw, &e);
     if (rc)
         return rc;
-    rm_env_close(e);
-    return rm_env_open(path, &ro, out);
+    rmodel_env_close(e);
+    return rmodel_env_open(path, &ro, out);
 }
 
 int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
@@ -80,19 +80,19 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
     char path[RDIR_PATH_MAX];
     int rc = rdir_prepare(w->data_dir);
     if (rc) {
-        LOG_ERROR("cannot prepare %s/read: %s", w->data_dir, strerror(-rc));
+        EFLOG_ERROR("cannot prepare %s/read: %s", w->data_dir, strerror(-rc));
         goto fail;
     }
     rdir_path(w->data_dir, "position", path, sizeof path);
     rc = rpos_open(path, &w->rp);
     if (rc) {
-        LOG_ERROR("cannot map %s: %s", path, strerror(-rc));
+        EFLOG_ERROR("cannot map %s: %s", path, strerror(-rc));
         goto fail;
     }
     w->generation = rpos_generation(w->rp);
     rc = open_model(w, &w->env);
     if (rc) {
-        LOG_ERROR("cannot open the read model of %s: %s", w->data_dir, rm_strerror(rc));
+        EFLOG_ERROR("cannot open the read model of %s: %s", w->data_dir, rmodel_strerror(rc));
         goto fail;
     }
     rc = rdir_join(path, sizeof path, w->data_dir, "log");
@@ -104,7 +104,7 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
     struct log_options lo = { .segment_bytes = cfg->segment_bytes, .follow = 1 };
     rc = log_open(path, &lo, &w->lg);
     if (rc) {
-        LOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
+        EFLOG_ERROR("cannot open the log dir=%s: %s", path, log_last_error(NULL));
         goto fail;
     }
     w->next_reader_check_ns = ef_mono_ns() + READER_CHECK_NS;
@@ -121,7 +121,7 @@ void query_worker_fini(void *ctx)
     if (!w)
         return;
     log_close(w->lg);
-    rm_env_close(w->env);
+    rmodel_env_close(w->env);
     rpos_close(w->rp);
     pthread_rwlock_destroy(&w->env_lock);
     pthread_mutex_destroy(&w->check_lock);
@@ -137,14 +137,14 @@ static void reopen_if_switched(struct query_worker *w)
         return;
     pthread_rwlock_wrlock(&w->env_lock);
     if (gen != w->generation) {
-        struct rm_env *e;
+        struct rmodel_env *e;
         int rc = open_model(w, &e);
         if (rc == 0) {
-            rm_env_close(w->env);
+            rmodel_env_close(w->env);
             w->env = e;
-            LOG_INFO("read model reopened generation=%u", gen);
+            EFLOG_INFO("read model reopened generation=%u", gen);
         } else {
-            LOG_ERROR("cannot reopen the read model: %s (keeping the old one)", rm_strerror(rc));
+            EFLOG_ERROR("cannot reopen the read model: %s (keeping the old one)", rmodel_strerror(rc));
         }
         __atomic_store_n(&w->generation, gen, __ATOMIC_RELEASE);
     }
@@ -159,9 +159,9 @@ static void maybe_reader_check(struct query_worker *w)
     if (pthread_mutex_trylock(&w->check_lock) != 0)
         return;
     w->next_reader_check_ns = now + READER_CHECK_NS;
-    int dead = rm_env_reader_check(w->env); /* under the env read lock of the caller */
+    int dead = rmodel_env_reader_check(w->env); /* under the env read lock of the caller */
     if (dead > 0)
-        LOG_WARN("cleared stale LMDB reader slots count=%d", dead);
+        EFLOG_WARN("cleared stale LMDB reader slots count=%d", dead);
     pthread_mutex_unlock(&w->check_lock);
 }
 
@@ -171,11 +171,11 @@ static void maybe_reader_check(struct query_worker *w)
 static void adopt_mapsize(struct query_worker *w)
 {
     pthread_rwlock_wrlock(&w->env_lock);
-    int rc = rm_env_adopt_mapsize(w->env);
+    int rc = rmodel_env_adopt_mapsize(w->env);
     if (rc)
-        LOG_ERROR("cannot adopt the grown read-model map: %s", rm_strerror(rc));
+        EFLOG_ERROR("cannot adopt the grown read-model map: %s", rmodel_strerror(rc));
     else
-        LOG_INFO("read model map grown by the tailer: adopted");
+        EFLOG_INFO("read model map grown by the tailer: adopted");
     pthread_rwlock_unlock(&w->env_lock);
 }
 
@@ -185,16 +185,16 @@ int query_begin(struct qreq *q)
     pthread_rwlock_rdlock(&q->w->env_lock);
     q->locked = 1;
     maybe_reader_check(q->w);
-    int rc = rm_txn_begin(q->w->env, 1, &q->txn);
+    int rc = rmodel_txn_begin(q->w->env, 1, &q->txn);
     if (rc == MDB_MAP_RESIZED) {
         query_end(q);
         adopt_mapsize(q->w);
         pthread_rwlock_rdlock(&q->w->env_lock);
         q->locked = 1;
-        rc = rm_txn_begin(q->w->env, 1, &q->txn);
+        rc = rmodel_txn_begin(q->w->env, 1, &q->txn);
     }
     if (rc == 0)
-        rc = rm_position(q->txn, &q->position);
+        rc = rmodel_position(q->txn, &q->position);
     if (rc) {
         query_end(q);
         return rc;
@@ -205,7 +205,7 @@ int query_begin(struct qreq *q)
 
 void query_end(struct qreq *q)
 {
-    rm_txn_abort(q->txn); /* accepts NULL */
+    rmodel_txn_abort(q->txn); /* accepts NULL */
     q->txn = NULL;
     if (q->locked)
         pthread_rwlock_unlock(&q->w->env_lock);

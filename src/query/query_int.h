@@ -20,7 +20,7 @@ struct query_worker {
     struct log *lg;        /* never appended to */
     struct rpos *rp;
     pthread_rwlock_t env_lock; /* readers: requests; writer: a model reopen */
-    struct rm_env *env;
+    struct rmodel_env *env;
     uint32_t generation;   /* of the env that is open */
     pthread_mutex_t check_lock;
     uint64_t next_reader_check_ns;
@@ -30,7 +30,7 @@ struct query_worker {
 struct qreq {
     struct server_request *req;
     struct query_worker *w;
-    struct rm_txn *txn;     /* the request's read txn (NULL for handlers without one) */
+    struct rmodel_txn *txn;     /* the request's read txn (NULL for handlers without one) */
     uint64_t position;      /* R: the applied position in txn */
     int locked;             /* holds w->env_lock for reading */
     const char *id;         /* the {id} path segment, NUL-terminated copy */
@@ -53,7 +53,7 @@ int query_min_position(struct server_request *req, uint64_t *pos);
 
 /* Answers 400 validation_failed naming field and message. */
 void query_bad_param(struct qreq *q, const char *field, const char *message);
-/* Answers a problem for an rm_* error code (404 for RM_ENOTFOUND, else 500, logged). */
+/* Answers a problem for an rm_* error code (404 for RMODEL_ENOTFOUND, else 500, logged). */
 void query_fail(struct qreq *q, int rc, const char *what);
 /* Answers 200 with q->body and the Log-Position header (plus extra, may be NULL). */
 void query_ok(struct qreq *q, const char *extra_headers);

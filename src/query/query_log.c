@@ -14,7 +14,7 @@
 
 /* Reads the record at loc (from the stream or position index) through rd, verified, and
  * checks it is the one the index names. */
-static int read_at(struct query_worker *w, struct log_reader *rd, const struct rm_loc *loc,
+static int read_at(struct query_worker *w, struct log_reader *rd, const struct rmodel_loc *loc,
                    uint64_t limit, struct log_record *rec)
 {
     int rc = log_reader_seek(rd, loc->segment, loc->offset);
@@ -22,35 +22,35 @@ static int read_at(struct query_worker *w, struct log_reader *rd, const struct r
         rc = log_reader_next(rd, limit, rec);
     if (rc == 1 && rec->position == loc->position)
         return 0;
-    LOG_ERROR("cannot read position=%" PRIu64 " segment=%" PRIu64 " offset=%" PRIu64 ": %s",
+    EFLOG_ERROR("cannot read position=%" PRIu64 " segment=%" PRIu64 " offset=%" PRIu64 ": %s",
               loc->position, loc->segment, loc->offset,
               rc < 0 ? log_last_error(w->lg) : "index and log disagree");
-    return rc < 0 ? rc : RM_EFORMAT;
+    return rc < 0 ? rc : RMODEL_EFORMAT;
 }
 
 static void log_fail(struct qreq *q, int rc)
 {
     char detail[160];
     snprintf(detail, sizeof detail, "the log could not be read: %s",
-             rc <= -10001 && rc >= -10999 ? log_strerror(rc) : rm_strerror(rc));
+             rc <= -10001 && rc >= -10999 ? log_strerror(rc) : rmodel_strerror(rc));
     server_respond_problem(q->req, 500, "internal_error", detail, NULL, q->headers);
 }
 
 typedef int (*record_fn)(struct qreq *q, const struct log_record *rec, void *arg);
 
 /* Calls fn for each event of the order's stream (oldest first) with position <= upto.
- * Returns 0, RM_ENOTFOUND for an unknown stream, or a negative code. */
+ * Returns 0, RMODEL_ENOTFOUND for an unknown stream, or a negative code. */
 static int each_order_event(struct qreq *q, uint64_t upto, record_fn fn, void *arg)
 {
     char stream[160];
     int sn = snprintf(stream, sizeof stream, "order-%s", q->id);
-    struct rm_loc locs[LOCS_CHUNK];
+    struct rmodel_loc locs[LOCS_CHUNK];
     struct log_reader *rd = NULL;
     uint64_t version = 1;
     int more = 1, rc = 0;
     while (more && rc == 0) {
         size_t n;
-        rc = rm_stream_locs(q->txn, stream, (size_t)sn, version, locs, LOCS_CHUNK, &n, &more);
+        rc = rmodel_stream_locs(q->txn, stream, (size_t)sn, version, locs, LOCS_CHUNK, &n, &more);
         if (rc)
             break;
         if (!rd) {
@@ -79,7 +79,7 @@ static int add_event(struct qreq *q, const struct log_record *rec, void *arg)
     (void)arg;
     if (q->body.data[q->body.len - 1] != '[')
         sbuf_putc(&q->body, ',');
-    rm_render_event(rec, &q->body);
+    rmodel_render_event(rec, &q->body);
     return 0;
 }
 
@@ -87,7 +87,7 @@ void query_order_events(struct qreq *q)
 {
     sbuf_puts(&q->body, "{\"events\":[");
     int rc = each_order_event(q, UINT64_MAX, add_event, NULL);
-    if (rc == RM_ENOTFOUND) {
+    if (rc == RMODEL_ENOTFOUND) {
         query_fail(q, rc, "order");
         return;
     }
@@ -102,19 +102,19 @@ void query_order_events(struct qreq *q)
 static int apply_event(struct qreq *q, const struct log_record *rec, void *arg)
 {
     /* An event the fold could not apply either (dead letter) is skipped here too. */
-    int rc = rm_asof_apply(q->txn, arg, rec);
+    int rc = rmodel_asof_apply(q->txn, arg, rec);
     return rc == 1 ? 0 : rc;
 }
 
 void query_order_as_of(struct qreq *q, uint64_t as_of)
 {
-    struct rm_asof *a = rm_asof_new();
+    struct rmodel_asof *a = rmodel_asof_new();
     int rc = each_order_event(q, as_of, apply_event, a);
     uint64_t version = 0;
     if (rc == 0)
-        rc = rm_asof_render(a, &q->body, &version);
-    rm_asof_free(a);
-    if (rc == RM_ENOTFOUND) {
+        rc = rmodel_asof_render(a, &q->body, &version);
+    rmodel_asof_free(a);
+    if (rc == RMODEL_ENOTFOUND) {
         query_fail(q, rc, "order");
         return;
     }
@@ -139,8 +139,8 @@ static int read_events(struct qreq *q, uint64_t after, uint64_t limit, uint64_t 
     int rc = log_reader_open(q->w->lg, after + 1, &rd);
     if (rc)
         return rc;
-    struct rm_loc loc;
-    if (rm_position_loc(q->txn, after + 1, &loc) == 0) /* a hint: skip the in-segment scan */
+    struct rmodel_loc loc;
+    if (rmodel_position_loc(q->txn, after + 1, &loc) == 0) /* a hint: skip the in-segment scan */
         rc = log_reader_seek(rd, loc.segment, loc.offset);
     for (uint64_t n = 0; rc == 0 && n < limit;) {
         struct log_record rec;

@@ -100,14 +100,14 @@ void query_bad_param(struct qreq *q, const char *field, const char *message)
 void query_fail(struct qreq *q, int rc, const char *what)
 {
     char detail[200];
-    if (rc == RM_ENOTFOUND) {
+    if (rc == RMODEL_ENOTFOUND) {
         snprintf(detail, sizeof detail, "%s %.*s does not exist", what, (int)q->id_len,
                  q->id ? q->id : "");
         server_respond_problem(q->req, 404, "not_found", detail, NULL, q->headers);
         return;
     }
-    LOG_ERROR("query failed path=%s: %s", EFLOG_S(q->req->path), rm_strerror(rc));
-    snprintf(detail, sizeof detail, "the read model could not be read: %s", rm_strerror(rc));
+    EFLOG_ERROR("query failed path=%s: %s", EFLOG_S(q->req->path), rmodel_strerror(rc));
+    snprintf(detail, sizeof detail, "the read model could not be read: %s", rmodel_strerror(rc));
     server_respond_problem(q->req, 500, "internal_error", detail, NULL, q->headers);
 }
 

@@ -207,7 +207,7 @@ static void h_order(struct qreq *q)
         return;
     }
     uint64_t version;
-    int rc = rm_render_order(q->txn, q->id, q->id_len, &q->body, &version);
+    int rc = rmodel_render_order(q->txn, q->id, q->id_len, &q->body, &version);
     if (rc) {
         query_fail(q, rc, "order");
         return;
@@ -219,7 +219,7 @@ static void h_order(struct qreq *q)
 
 static void h_user(struct qreq *q)
 {
-    int rc = rm_render_user(q->txn, q->id, q->id_len, &q->body);
+    int rc = rmodel_render_user(q->txn, q->id, q->id_len, &q->body);
     if (rc)
         query_fail(q, rc, "user");
     else
@@ -239,7 +239,7 @@ static void h_user_orders(struct qreq *q)
         query_bad_param(q, "cursor", "must be a next_cursor value from a previous page");
         return;
     }
-    int rc = rm_render_user_orders(q->txn, q->id, q->id_len, (unsigned)limit, cursor, &q->body);
+    int rc = rmodel_render_user_orders(q->txn, q->id, q->id_len, (unsigned)limit, cursor, &q->body);
     if (rc)
         query_fail(q, rc, "user");
     else
@@ -248,7 +248,7 @@ static void h_user_orders(struct qreq *q)
 
 static void h_item(struct qreq *q)
 {
-    int rc = rm_render_item(q->txn, q->id, q->id_len, &q->body);
+    int rc = rmodel_render_item(q->txn, q->id, q->id_len, &q->body);
     if (rc)
         query_fail(q, rc, "item");
     else
@@ -272,7 +272,7 @@ static void h_daily(struct qreq *q)
         query_bad_param(q, "from", "must not be after to");
         return;
     }
-    int rc = rm_render_daily(q->txn, from ? from : "0000-01-01", to ? to : "9999-12-31", &q->body);
+    int rc = rmodel_render_daily(q->txn, from ? from : "0000-01-01", to ? to : "9999-12-31", &q->body);
     if (rc)
         query_fail(q, rc, "stats");
     else

@@ -25,7 +25,7 @@ static void collect_replica(const char *data_dir, struct rstatus *st)
     st->replica_lag = rs.stream_last > st->head ? rs.stream_last - st->head : 0;
 }
 
-int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, struct rstatus *st)
+int rstatus_collect(struct log *lg, struct rmodel_txn *txn, const char *data_dir, struct rstatus *st)
 {
     struct log_stats ls;
     int rc = log_stats(lg, &ls);
@@ -34,9 +34,9 @@ int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, st
     st->head = ls.head_position;
     st->segments = ls.segments;
     st->bytes = ls.bytes;
-    rc = rm_position(txn, &st->position);
+    rc = rmodel_position(txn, &st->position);
     if (rc == 0)
-        rc = rm_dlq_count(txn, &st->dead_letters);
+        rc = rmodel_dlq_count(txn, &st->dead_letters);
     if (rc)
         return rc;
     struct snapshot_info list[SNAP_LIST_MAX];

@@ -26,7 +26,7 @@
 #include "util/sbuf.h"
 
 struct log;
-struct rm_txn;
+struct rmodel_txn;
 
 struct rstatus {
     uint64_t head, segments, bytes, position, dead_letters, snapshots;
@@ -36,7 +36,7 @@ struct rstatus {
 };
 
 /* Gathers the figures: lg may be a read-only handle; txn a read transaction. */
-int rstatus_collect(struct log *lg, struct rm_txn *txn, const char *data_dir, struct rstatus *st);
+int rstatus_collect(struct log *lg, struct rmodel_txn *txn, const char *data_dir, struct rstatus *st);
 /* Appends the JSON document (also lists the snapshots from data_dir). */
 int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *out);
 

@@ -1,4 +1,4 @@
-/* rm_cache: the write-back cache of a write transaction (rm_internal.h).
+/* rmodel_cache: the write-back cache of a write transaction (rmodel_internal.h).
  *
  * The fold reads and rewrites the same few rows over and over: every order event loads
  * and stores its order, its user, its items, the user's category counters and the day.
@@ -6,7 +6,7 @@
  * put) was most of the fold's cost. Within one write transaction this cache holds the
  * newest value of every row of the cached databases that the transaction touched; the
  * dirty ones are written to LMDB, sorted by key, when the transaction commits (or when a
- * cursor is about to read a cached database, rm_cache_flush).
+ * cursor is about to read a cached database, rmodel_cache_flush).
  *
  * Across transactions the clean rows stay (users, items and category counters are hot:
  * a batch then starts with them instead of reading them from LMDB again), but only as long
@@ -18,7 +18,7 @@
  *
  * Invariants
  *  - Only write transactions use the cache, and only one write transaction per environment
- *    exists at a time (LMDB's writer lock), so the cache lives in the rm_env.
+ *    exists at a time (LMDB's writer lock), so the cache lives in the rmodel_env.
  *  - Between transactions every entry is clean and equals the committed value of txn
  *    `txnid`; an aborted txn empties the cache.
  *  - For a cached database, "the value of key k in this txn" is the cache entry when there
@@ -29,12 +29,12 @@
  * buffered: their rows are appended to a list in put order and written with the dirty rows,
  * sorted, at the flush; reading such a database in a write txn flushes first. Their keys
  * arrive in random order (one stream or user after another), and sorted writes through one
- * cursor mostly land in the leaf page the cursor is on (see rm_cache_flush).
+ * cursor mostly land in the leaf page the cursor is on (see rmodel_cache_flush).
  *  - Between transactions the buffered list is empty.
  *
- * Bulk transactions (rm_txn_begin_bulk: rebuilds) use the same cache, the same fold and the
+ * Bulk transactions (rmodel_txn_begin_bulk: rebuilds) use the same cache, the same fold and the
  * same flush, without keeping rows across txns: every row the txn writes stays in memory
- * until its commit (the caller bounds that memory with rm_cache_bytes); when it ends its
+ * until its commit (the caller bounds that memory with rmodel_cache_bytes); when it ends its
  * table is freed and its arena's blocks are kept for the next bulk txn. Into a model whose cached and buffered databases are empty
  * ("fresh"), a row the cache does not hold does not exist, so no lookup reaches LMDB, and
  * the flush appends the sorted rows (MDB_APPEND) instead of searching for each one's place;
@@ -101,7 +101,7 @@ struct wc_chunk {
 
 #define WC_KEEP_MAX 32768 /* rows kept across transactions at most */
 
-struct rm_cache {
+struct rmodel_cache {
     struct wc_entry *slots; /* open addressing, linear probing; cap is a power of two */
     size_t cap, used;
     size_t txnid; /* the commit the kept rows reflect (0: none kept) */
@@ -121,13 +121,13 @@ struct rm_cache {
      * is kept when the list is emptied. */
     struct wc_chunk *wo_chunks;
     size_t wo_chunk_bytes;
-    /* Bulk loading (rm_txn_begin_bulk). fresh: the cached and buffered databases were empty
+    /* Bulk loading (rmodel_txn_begin_bulk). fresh: the cached and buffered databases were empty
      * in LMDB when the txn began and nothing was flushed since, so a row the cache does not
      * hold does not exist (no LMDB lookup), and the flush appends (MDB_APPEND) instead of
      * searching each key's place. Cleared by the first flush and at the txn's end. */
     int fresh;
     int bulk;           /* a bulk txn is running: its rows go when it ends */
-    size_t chunk_bytes; /* memory of the arena's chunks (rm_cache_bytes) */
+    size_t chunk_bytes; /* memory of the arena's chunks (rmodel_cache_bytes) */
     /* Memory of ended bulk txns, kept for the next one (a rebuild commits several): chunks
      * of WC_BULK_CHUNK bytes, and the flush's sort buffer. Touching new memory costs page
      * faults and zeroing; reusing it does not. Never more than one bulk txn used. */
@@ -144,22 +144,22 @@ struct wo_row {
 
 /* Which databases are cached: those the fold reads back. Write-only indexes (streams,
  * positions, user_orders), the meta position and the dead letters go straight to LMDB. */
-static int cached(enum rm_dbi db)
+static int cached(enum rmodel_dbi db)
 {
-    return db == RM_DB_USERS || db == RM_DB_ITEMS || db == RM_DB_ORDERS || db == RM_DB_DAILY ||
-           db == RM_DB_USER_CAT;
+    return db == RMODEL_DB_USERS || db == RMODEL_DB_ITEMS || db == RMODEL_DB_ORDERS || db == RMODEL_DB_DAILY ||
+           db == RMODEL_DB_USER_CAT;
 }
 
 /* Which write-only databases are buffered until the flush (positions are appended in
  * order as they come, MDB_APPEND, so they gain nothing from it). */
-static int buffered(enum rm_dbi db)
+static int buffered(enum rmodel_dbi db)
 {
-    return db == RM_DB_STREAMS || db == RM_DB_USER_ORDERS;
+    return db == RMODEL_DB_STREAMS || db == RMODEL_DB_USER_ORDERS;
 }
 
 /* n bytes from the chunk list *head (a new chunk of at least WC_CHUNK when the first is
  * full); *bytes counts the chunks' memory. */
-static char *chunk_alloc(struct rm_cache *c, struct wc_chunk **head, size_t *bytes, size_t n)
+static char *chunk_alloc(struct rmodel_cache *c, struct wc_chunk **head, size_t *bytes, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
     struct wc_chunk *ch = *head;
@@ -186,7 +186,7 @@ static char *chunk_alloc(struct rm_cache *c, struct wc_chunk **head, size_t *byt
 }
 
 /* Gives the chunks of list back: bulk-sized ones to the spare list, the others to free(). */
-static void chunks_release(struct rm_cache *c, struct wc_chunk *list)
+static void chunks_release(struct rmodel_cache *c, struct wc_chunk *list)
 {
     while (list) {
         struct wc_chunk *n = list->next;
@@ -224,7 +224,7 @@ static void chunks_free(struct wc_chunk *ch)
     }
 }
 
-static void wo_clear(struct rm_cache *c)
+static void wo_clear(struct rmodel_cache *c)
 {
     c->nwo = 0;
     if (c->bulk) {
@@ -236,7 +236,7 @@ static void wo_clear(struct rm_cache *c)
     chunks_trim(&c->wo_chunks, &c->wo_chunk_bytes);
 }
 
-static void wo_add(struct rm_cache *c, enum rm_dbi db, const void *k, size_t kn, const void *v,
+static void wo_add(struct rmodel_cache *c, enum rmodel_dbi db, const void *k, size_t kn, const void *v,
                    size_t vn)
 {
     if (c->nwo == c->wo_cap) {
@@ -265,7 +265,7 @@ static void hash_seed_init(void)
         hash_seed = s;
         return;
     }
-    LOG_WARN("getrandom failed, seeding the row cache's hash from the clock err=%s", strerror(errno));
+    EFLOG_WARN("getrandom failed, seeding the row cache's hash from the clock err=%s", strerror(errno));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t mix[3] = { (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, (uint64_t)getpid(),
@@ -273,23 +273,23 @@ static void hash_seed_init(void)
     hash_seed = XXH3_64bits(mix, sizeof mix);
 }
 
-uint64_t rm_cache_hash(enum rm_dbi db, const void *k, size_t n)
+uint64_t rmodel_cache_hash(enum rmodel_dbi db, const void *k, size_t n)
 {
     pthread_once(&hash_seed_once, hash_seed_init);
     return XXH3_64bits_withSeed(k, n, hash_seed + (uint64_t)db);
 }
 
-static uint64_t hash_key(enum rm_dbi db, const void *k, size_t n) { return rm_cache_hash(db, k, n); }
+static uint64_t hash_key(enum rmodel_dbi db, const void *k, size_t n) { return rmodel_cache_hash(db, k, n); }
 
-static char *arena_alloc(struct rm_cache *c, size_t n)
+static char *arena_alloc(struct rmodel_cache *c, size_t n)
 {
     return chunk_alloc(c, &c->chunks, &c->chunk_bytes, n);
 }
 
-static void grow(struct rm_cache *c);
+static void grow(struct rmodel_cache *c);
 
 /* The entry for (db, k): an existing one, or a new EMPTY-state one ready to fill. */
-static struct wc_entry *slot(struct rm_cache *c, enum rm_dbi db, const void *k, size_t n)
+static struct wc_entry *slot(struct rmodel_cache *c, enum rmodel_dbi db, const void *k, size_t n)
 {
     if (2 * (c->used + 1) > c->cap)
         grow(c);
@@ -313,12 +313,12 @@ static struct wc_entry *slot(struct rm_cache *c, enum rm_dbi db, const void *k, 
     }
 }
 
-static void resize(struct rm_cache *c, size_t ncap);
+static void resize(struct rmodel_cache *c, size_t ncap);
 
-static void grow(struct rm_cache *c) { resize(c, c->cap ? 2 * c->cap : 4096); }
+static void grow(struct rmodel_cache *c) { resize(c, c->cap ? 2 * c->cap : 4096); }
 
 /* Moves the entries into a table of ncap slots (a power of two, more than twice used). */
-static void resize(struct rm_cache *c, size_t ncap)
+static void resize(struct rmodel_cache *c, size_t ncap)
 {
     assert((ncap & (ncap - 1)) == 0 && ncap > 2 * c->used);
     struct wc_entry *old = c->slots;
@@ -346,7 +346,7 @@ static void resize(struct rm_cache *c, size_t ncap)
 }
 
 /* Stores value v (n bytes) in a new or existing entry e (whose key is set, or k to copy). */
-static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, size_t kn,
+static void set_value(struct rmodel_cache *c, struct wc_entry *e, const void *k, size_t kn,
                       const void *v, size_t n)
 {
     assert(kn <= UINT32_MAX && n <= UINT32_MAX);
@@ -367,7 +367,7 @@ static void set_value(struct rm_cache *c, struct wc_entry *e, const void *k, siz
     e->vlen = (uint32_t)n;
 }
 
-static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
+static void mark_dirty(struct rmodel_cache *c, struct wc_entry *e)
 {
     if (e->dirty)
         return;
@@ -379,9 +379,9 @@ static void mark_dirty(struct rm_cache *c, struct wc_entry *e)
     e->dirty = 1;
 }
 
-struct rm_cache *rm_cache_new(void) { return xcalloc(1, sizeof(struct rm_cache)); }
+struct rmodel_cache *rmodel_cache_new(void) { return xcalloc(1, sizeof(struct rmodel_cache)); }
 
-void rm_cache_free(struct rm_cache *c)
+void rmodel_cache_free(struct rmodel_cache *c)
 {
     if (!c)
         return;
@@ -402,7 +402,7 @@ void rm_cache_free(struct rm_cache *c)
 /* Frees the table and the arena of a bulk txn that ended: its rows are not worth keeping
  * (a rebuild's next txn reads few of them), and emptying a table that large would cost
  * more than a new small one. */
-static void drop_bulk(struct rm_cache *c)
+static void drop_bulk(struct rmodel_cache *c)
 {
     free(c->slots);
     c->slots = NULL;
@@ -415,7 +415,7 @@ static void drop_bulk(struct rm_cache *c)
     c->bulk = c->fresh = 0;
 }
 
-void rm_cache_reset(struct rm_cache *c)
+void rmodel_cache_reset(struct rmodel_cache *c)
 {
     if (!c)
         return;
@@ -446,7 +446,7 @@ void rm_cache_reset(struct rm_cache *c)
 
 /* Keeps the rows worth keeping after a commit: every row but orders, in a fresh table
  * and arena (so the memory of dropped rows goes too). */
-static void keep_hot_rows(struct rm_cache *c)
+static void keep_hot_rows(struct rmodel_cache *c)
 {
     struct wc_entry *old = c->slots;
     size_t ocap = c->cap;
@@ -458,10 +458,10 @@ static void keep_hot_rows(struct rm_cache *c)
     memset(c->recent, 0, sizeof c->recent);
     for (size_t i = 0; i < ocap; i++) {
         struct wc_entry *o = &old[i];
-        if (o->state == WC_EMPTY || o->db == RM_DB_ORDERS)
+        if (o->state == WC_EMPTY || o->db == RMODEL_DB_ORDERS)
             continue;
         assert(!o->dirty);
-        struct wc_entry *e = slot(c, (enum rm_dbi)o->db, o->key, o->klen);
+        struct wc_entry *e = slot(c, (enum rmodel_dbi)o->db, o->key, o->klen);
         set_value(c, e, o->key, o->klen, o->val, o->vlen);
         e->state = o->state;
     }
@@ -473,13 +473,13 @@ static void keep_hot_rows(struct rm_cache *c)
     }
 }
 
-void rm_cache_begin(struct rm_cache *c, size_t txnid)
+void rmodel_cache_begin(struct rmodel_cache *c, size_t txnid)
 {
     if (c && c->used && txnid != c->txnid + 1)
-        rm_cache_reset(c); /* someone else committed since: the kept rows may be stale */
+        rmodel_cache_reset(c); /* someone else committed since: the kept rows may be stale */
 }
 
-void rm_cache_committed(struct rm_cache *c, size_t txnid)
+void rmodel_cache_committed(struct rmodel_cache *c, size_t txnid)
 {
     if (!c)
         return;
@@ -496,12 +496,12 @@ void rm_cache_committed(struct rm_cache *c, size_t txnid)
         return;
     keep_hot_rows(c);
     if (c->used > WC_KEEP_MAX / 2)
-        rm_cache_reset(c);
+        rmodel_cache_reset(c);
 }
 
-void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+void rmodel_cache_prefetch(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn)
 {
-    struct rm_cache *c = t->env->cache;
+    struct rmodel_cache *c = t->env->cache;
     if (t->rdonly || !cached(db) || c->cap == 0)
         return;
     uint64_t h = hash_key(db, k, kn);
@@ -510,25 +510,25 @@ void rm_cache_prefetch(struct rm_txn *t, enum rm_dbi db, const void *k, size_t k
 
 /* A read or delete of a buffered database must see the rows put before it: they are
  * written out first (rare: the fold only puts into those). */
-static int flush_if_buffered(struct rm_txn *t, enum rm_dbi db)
+static int flush_if_buffered(struct rmodel_txn *t, enum rmodel_dbi db)
 {
-    return !t->rdonly && t->env->cache->nwo && buffered(db) ? rm_cache_flush(t) : 0;
+    return !t->rdonly && t->env->cache->nwo && buffered(db) ? rmodel_cache_flush(t) : 0;
 }
 
-int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, struct sbuf *buf)
+int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf)
 {
-    struct rm_cache *c = t->env->cache;
+    struct rmodel_cache *c = t->env->cache;
     int rc = flush_if_buffered(t, db);
     if (rc)
         return rc;
     if (t->rdonly || !cached(db))
-        return rm_get_copy_raw(t, db, k, kn, buf);
+        return rmodel_get_copy_raw(t, db, k, kn, buf);
     struct wc_entry *e = slot(c, db, k, kn);
     if (e->state == WC_EMPTY) {
-        rc = c->fresh ? RM_ENOTFOUND : rm_get_copy_raw(t, db, k, kn, buf);
-        if (rc && rc != RM_ENOTFOUND)
+        rc = c->fresh ? RMODEL_ENOTFOUND : rmodel_get_copy_raw(t, db, k, kn, buf);
+        if (rc && rc != RMODEL_ENOTFOUND)
             return rc; /* e stays EMPTY: nothing was claimed */
-        if (rc == RM_ENOTFOUND) {
+        if (rc == RMODEL_ENOTFOUND) {
             set_value(c, e, k, kn, NULL, 0);
             e->state = WC_ABSENT;
         } else {
@@ -539,17 +539,17 @@ int rm_cache_get(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, str
         return rc;
     }
     if (e->state == WC_ABSENT)
-        return RM_ENOTFOUND;
+        return RMODEL_ENOTFOUND;
     sbuf_reset(buf);
     sbuf_append(buf, e->val, e->vlen);
     return 0;
 }
 
-int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     if (t->rdonly || (!cached(db) && !buffered(db)))
-        return rm_put_raw(t, db, k, kn, v, vn);
-    struct rm_cache *c = t->env->cache;
+        return rmodel_put_raw(t, db, k, kn, v, vn);
+    struct rmodel_cache *c = t->env->cache;
     if (kn == 0 || kn > 511) /* LMDB's key limit: report it now, as mdb_put would */
         return ef_mdb_rc(MDB_BAD_VALSIZE);
     if (buffered(db)) {
@@ -565,14 +565,14 @@ int rm_cache_put(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn, con
     return 0;
 }
 
-int rm_cache_del(struct rm_txn *t, enum rm_dbi db, const void *k, size_t kn)
+int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn)
 {
-    struct rm_cache *c = t->env->cache;
+    struct rmodel_cache *c = t->env->cache;
     int rc = flush_if_buffered(t, db);
     if (rc)
         return rc;
     if (t->rdonly || !cached(db) || kn == 0 || kn > 511) /* LMDB reports a bad key */
-        return rm_del_raw(t, db, k, kn);
+        return rmodel_del_raw(t, db, k, kn);
     struct wc_entry *e = slot(c, db, k, kn);
     if (e->state == WC_EMPTY)
         set_value(c, e, k, kn, NULL, 0);
@@ -591,7 +591,7 @@ struct wc_row {
 
 /* Row i of the flush: the dirty entries (unique keys), then the buffered rows in put
  * order. Nothing is copied out: a flush of millions of rows (a bulk txn) sorts indexes. */
-static struct wc_row row_at(const struct rm_cache *c, uint32_t i)
+static struct wc_row row_at(const struct rmodel_cache *c, uint32_t i)
 {
     if (i < c->ndirty) {
         const struct wc_entry *e = c->dirty[i];
@@ -603,7 +603,7 @@ static struct wc_row row_at(const struct rm_cache *c, uint32_t i)
 
 /* LMDB's order of rows i and j: database, then key bytes (memcmp, the shorter first), then
  * put order. */
-static int cmp_rows(const struct rm_cache *c, uint32_t i, uint32_t j)
+static int cmp_rows(const struct rmodel_cache *c, uint32_t i, uint32_t j)
 {
     struct wc_row x = row_at(c, i), y = row_at(c, j);
     if (x.db != y.db)
@@ -652,7 +652,7 @@ static unsigned rs_bucket(const struct rs_item *x, size_t depth, unsigned sh)
 /* x before y? Both agree on their first depth bytes; pre holds the next 8 (zero-padded:
  * when the pres differ that decides, a padded key being a prefix of, or smaller than, the
  * other; when they are equal the lengths or the bytes beyond do). Equal keys: put order. */
-static int rs_less(const struct rs_item *x, const struct rs_item *y, const struct rm_cache *c,
+static int rs_less(const struct rs_item *x, const struct rs_item *y, const struct rmodel_cache *c,
                    size_t depth)
 {
     if (x->pre != y->pre)
@@ -662,7 +662,7 @@ static int rs_less(const struct rs_item *x, const struct rs_item *y, const struc
     return cmp_rows(c, x->idx, y->idx) < 0;
 }
 
-static void rs_insertion(struct rs_item *a, size_t n, const struct rm_cache *c, size_t depth)
+static void rs_insertion(struct rs_item *a, size_t n, const struct rmodel_cache *c, size_t depth)
 {
     for (size_t i = 1; i < n; i++) {
         struct rs_item x = a[i];
@@ -679,7 +679,7 @@ static void rs_insertion(struct rs_item *a, size_t n, const struct rm_cache *c, 
  * bucket is sorted by the loop itself and the others recursively, so the recursion is at
  * most log2(n) deep. Only the range of buckets in use is walked (keys are mostly a few
  * distinct bytes per position: digits, letters). */
-static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const struct rm_cache *c,
+static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const struct rmodel_cache *c,
                     size_t depth, unsigned sh)
 {
     while (n > RS_SMALL) {
@@ -741,7 +741,7 @@ static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const stru
 }
 
 /* The order to write the flush's n rows in (row_at indexes). Owned by the caller (free). */
-static uint32_t *sort_rows(struct rm_cache *c, size_t n)
+static uint32_t *sort_rows(struct rmodel_cache *c, size_t n)
 {
     assert(n <= UINT32_MAX);
     struct rs_item *a;
@@ -803,9 +803,9 @@ static int skip_append(const struct wc_row *x, const struct wc_row *next)
     return next && next->db == x->db && next->klen == x->klen && memcmp(next->key, x->key, x->klen) == 0;
 }
 
-int rm_cache_flush(struct rm_txn *t)
+int rmodel_cache_flush(struct rmodel_txn *t)
 {
-    struct rm_cache *c = t->env->cache;
+    struct rmodel_cache *c = t->env->cache;
     if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
         return 0;
     size_t n = c->ndirty + c->nwo;
@@ -848,10 +848,10 @@ int rm_cache_flush(struct rm_txn *t)
     return rc;
 }
 
-void rm_cache_bulk(struct rm_cache *c, int fresh, size_t rows)
+void rmodel_cache_bulk(struct rmodel_cache *c, int fresh, size_t rows)
 {
     if (fresh)
-        rm_cache_reset(c); /* kept rows of an empty model: none, or stale */
+        rmodel_cache_reset(c); /* kept rows of an empty model: none, or stale */
     c->fresh = fresh;
     c->bulk = 1;
     /* Sized once for the rows expected (at most half full), rather than doubled step by
@@ -863,7 +863,7 @@ void rm_cache_bulk(struct rm_cache *c, int fresh, size_t rows)
         resize(c, cap);
 }
 
-size_t rm_cache_bytes(const struct rm_cache *c)
+size_t rmodel_cache_bytes(const struct rmodel_cache *c)
 {
     /* Everything the txn's rows hold, and the sort array the flush will allocate. */
     return c->chunk_bytes + c->cap * sizeof *c->slots + c->dirty_cap * sizeof *c->dirty +

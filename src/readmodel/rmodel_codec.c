@@ -13,22 +13,22 @@
 static const char *const status_names[] = { NULL, "created", "paid", "shipped", "delivered",
                                             "cancelled" };
 
-const char *rm_status_name(int status)
+const char *rmodel_status_name(int status)
 {
-    if (status < RM_CREATED || status > RM_CANCELLED)
+    if (status < RMODEL_CREATED || status > RMODEL_CANCELLED)
         return NULL;
     return status_names[status];
 }
 
-void rm_put_u8(struct sbuf *sb, uint8_t v) { sbuf_append(sb, &v, 1); }
+void rmodel_put_u8(struct sbuf *sb, uint8_t v) { sbuf_append(sb, &v, 1); }
 
-void rm_put_u64(struct sbuf *sb, uint64_t v)
+void rmodel_put_u64(struct sbuf *sb, uint64_t v)
 {
     v = htole64(v);
     sbuf_append(sb, &v, 8);
 }
 
-void rm_put_str(struct sbuf *sb, struct rm_str s)
+void rmodel_put_str(struct sbuf *sb, struct rmodel_str s)
 {
     assert(s.n <= UINT16_MAX);
     unsigned char b[2] = { (unsigned char)(s.n & 0xff), (unsigned char)(s.n >> 8) };
@@ -36,13 +36,13 @@ void rm_put_str(struct sbuf *sb, struct rm_str s)
     sbuf_append(sb, s.p, s.n);
 }
 
-void rm_put_be64(unsigned char out[8], uint64_t v)
+void rmodel_put_be64(unsigned char out[8], uint64_t v)
 {
     v = htobe64(v);
     memcpy(out, &v, 8);
 }
 
-uint64_t rm_get_be64(const unsigned char in[8])
+uint64_t rmodel_get_be64(const unsigned char in[8])
 {
     uint64_t v;
     memcpy(&v, in, 8);
@@ -50,10 +50,10 @@ uint64_t rm_get_be64(const unsigned char in[8])
 }
 
 /* The fold encodes and decodes a user, an item or an order several times per event, so
- * the value codecs below do not go through the checked per-field functions of rm_layout.h: an
+ * the value codecs below do not go through the checked per-field functions of rmodel_layout.h: an
  * encoder reserves its whole value once and stores the fields with the unchecked w_*
  * helpers; a decoder reads with the inline rd_* helpers (the same bounds rule as
- * rm_reader: a short value sets bad and yields zeros). Same bytes as those functions; the readers among them wrap rd_*. */
+ * rmodel_reader: a short value sets bad and yields zeros). Same bytes as those functions; the readers among them wrap rd_*. */
 static inline unsigned char *w_u8(unsigned char *p, uint8_t v)
 {
     *p = v;
@@ -74,7 +74,7 @@ static inline unsigned char *w_u16(unsigned char *p, size_t v)
     return p + 2;
 }
 
-static inline unsigned char *w_str(unsigned char *p, struct rm_str s)
+static inline unsigned char *w_str(unsigned char *p, struct rmodel_str s)
 {
     assert(s.n <= UINT16_MAX);
     p = w_u16(p, s.n);
@@ -99,7 +99,7 @@ static inline void w_end(struct sbuf *out, unsigned char *end)
 
 /* The reader never reads past n: a short value sets bad and yields zeros, so a decoder can
  * read every field and check bad once at the end. */
-static inline const unsigned char *rd_take(struct rm_reader *r, size_t k)
+static inline const unsigned char *rd_take(struct rmodel_reader *r, size_t k)
 {
     if (r->bad || r->n < k) {
         r->bad = 1;
@@ -111,19 +111,19 @@ static inline const unsigned char *rd_take(struct rm_reader *r, size_t k)
     return p;
 }
 
-static inline uint8_t rd_u8(struct rm_reader *r)
+static inline uint8_t rd_u8(struct rmodel_reader *r)
 {
     const unsigned char *p = rd_take(r, 1);
     return p ? p[0] : 0;
 }
 
-static inline uint16_t rd_u16(struct rm_reader *r)
+static inline uint16_t rd_u16(struct rmodel_reader *r)
 {
     const unsigned char *p = rd_take(r, 2);
     return p ? (uint16_t)(p[0] | (p[1] << 8)) : 0;
 }
 
-static inline uint64_t rd_u64(struct rm_reader *r)
+static inline uint64_t rd_u64(struct rmodel_reader *r)
 {
     const unsigned char *p = rd_take(r, 8);
     uint64_t v = 0;
@@ -132,11 +132,11 @@ static inline uint64_t rd_u64(struct rm_reader *r)
     return le64toh(v);
 }
 
-static inline int64_t read_i64(struct rm_reader *r) { return (int64_t)rd_u64(r); }
+static inline int64_t read_i64(struct rmodel_reader *r) { return (int64_t)rd_u64(r); }
 
-static inline struct rm_str rd_str(struct rm_reader *r)
+static inline struct rmodel_str rd_str(struct rmodel_reader *r)
 {
-    struct rm_str s = { "", 0 };
+    struct rmodel_str s = { "", 0 };
     size_t n = rd_u16(r);
     const unsigned char *p = rd_take(r, n);
     if (p) {
@@ -146,35 +146,35 @@ static inline struct rm_str rd_str(struct rm_reader *r)
     return s;
 }
 
-/* The checked per-field readers of rm_layout.h, for the index values the queries read. */
-uint8_t rm_read_u8(struct rm_reader *r) { return rd_u8(r); }
-uint16_t rm_read_u16(struct rm_reader *r) { return rd_u16(r); }
-uint64_t rm_read_u64(struct rm_reader *r) { return rd_u64(r); }
-struct rm_str rm_read_str(struct rm_reader *r) { return rd_str(r); }
+/* The checked per-field readers of rmodel_layout.h, for the index values the queries read. */
+uint8_t rmodel_read_u8(struct rmodel_reader *r) { return rd_u8(r); }
+uint16_t rmodel_read_u16(struct rmodel_reader *r) { return rd_u16(r); }
+uint64_t rmodel_read_u64(struct rmodel_reader *r) { return rd_u64(r); }
+struct rmodel_str rmodel_read_str(struct rmodel_reader *r) { return rd_str(r); }
 
 /* Opens a reader on a value and checks its version byte. */
-static struct rm_reader reader_open(const void *p, size_t n)
+static struct rmodel_reader reader_open(const void *p, size_t n)
 {
-    struct rm_reader r = { p, n, 0 };
-    if (rd_u8(&r) != RM_VAL_V1)
+    struct rmodel_reader r = { p, n, 0 };
+    if (rd_u8(&r) != RMODEL_VAL_V1)
         r.bad = 1;
     return r;
 }
 
-void rm_order_clear(struct rm_order *o)
+void rmodel_order_clear(struct rmodel_order *o)
 {
     free(o->lines);
     memset(o, 0, sizeof *o);
 }
 
-void rm_order_encode(const struct rm_order *o, struct sbuf *out)
+void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 {
-    assert(rm_status_name(o->status) != NULL && o->nlines <= RM_MAX_LINES);
+    assert(rmodel_status_name(o->status) != NULL && o->nlines <= RMODEL_MAX_LINES);
     size_t n = 2 + 5 * 8 + 2 + o->user.n + 2;
     for (size_t i = 0; i < o->nlines; i++)
         n += 3 * 2 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * 8;
     unsigned char *p = w_begin(out, n);
-    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, RMODEL_VAL_V1);
     p = w_u8(p, (uint8_t)o->status);
     p = w_u64(p, o->version);
     p = w_u64(p, (uint64_t)o->created_at);
@@ -184,7 +184,7 @@ void rm_order_encode(const struct rm_order *o, struct sbuf *out)
     p = w_str(p, o->user);
     p = w_u16(p, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
-        const struct rm_line *l = &o->lines[i];
+        const struct rmodel_line *l = &o->lines[i];
         p = w_str(p, l->item);
         p = w_str(p, l->name);
         p = w_str(p, l->category);
@@ -194,11 +194,11 @@ void rm_order_encode(const struct rm_order *o, struct sbuf *out)
     w_end(out, p);
 }
 
-/* On success o->lines is allocated (rm_order_clear frees it); on failure o is cleared. */
-int rm_order_decode(const void *p, size_t n, struct rm_order *o)
+/* On success o->lines is allocated (rmodel_order_clear frees it); on failure o is cleared. */
+int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
 {
     memset(o, 0, sizeof *o);
-    struct rm_reader r = reader_open(p, n);
+    struct rmodel_reader r = reader_open(p, n);
     o->status = rd_u8(&r);
     o->version = rd_u64(&r);
     o->created_at = read_i64(&r);
@@ -207,11 +207,11 @@ int rm_order_decode(const void *p, size_t n, struct rm_order *o)
     o->created_position = rd_u64(&r);
     o->user = rd_str(&r);
     o->nlines = rd_u16(&r);
-    if (r.bad || o->nlines > RM_MAX_LINES || rm_status_name(o->status) == NULL)
+    if (r.bad || o->nlines > RMODEL_MAX_LINES || rmodel_status_name(o->status) == NULL)
         goto fail;
     o->lines = xcalloc(o->nlines ? o->nlines : 1, sizeof *o->lines);
     for (size_t i = 0; i < o->nlines; i++) {
-        struct rm_line *l = &o->lines[i];
+        struct rmodel_line *l = &o->lines[i];
         l->item = rd_str(&r);
         l->name = rd_str(&r);
         l->category = rd_str(&r);
@@ -222,14 +222,14 @@ int rm_order_decode(const void *p, size_t n, struct rm_order *o)
         goto fail;
     return 0;
 fail:
-    rm_order_clear(o);
-    return RM_EFORMAT;
+    rmodel_order_clear(o);
+    return RMODEL_EFORMAT;
 }
 
-void rm_user_encode(const struct rm_user *u, struct sbuf *out)
+void rmodel_user_encode(const struct rmodel_user *u, struct sbuf *out)
 {
     unsigned char *p = w_begin(out, 2 + 2 + u->name.n + 5 * 8);
-    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, RMODEL_VAL_V1);
     p = w_u8(p, (uint8_t)(u->registered != 0));
     p = w_str(p, u->name);
     p = w_u64(p, (uint64_t)u->balance);
@@ -240,9 +240,9 @@ void rm_user_encode(const struct rm_user *u, struct sbuf *out)
     w_end(out, p);
 }
 
-int rm_user_decode(const void *p, size_t n, struct rm_user *u)
+int rmodel_user_decode(const void *p, size_t n, struct rmodel_user *u)
 {
-    struct rm_reader r = reader_open(p, n);
+    struct rmodel_reader r = reader_open(p, n);
     u->registered = rd_u8(&r);
     u->name = rd_str(&r);
     u->balance = read_i64(&r);
@@ -250,13 +250,13 @@ int rm_user_decode(const void *p, size_t n, struct rm_user *u)
     u->total_spent = read_i64(&r);
     u->spent_orders = rd_u64(&r);
     u->last_order_at = read_i64(&r);
-    return r.bad ? RM_EFORMAT : 0;
+    return r.bad ? RMODEL_EFORMAT : 0;
 }
 
-void rm_item_encode(const struct rm_item *it, struct sbuf *out)
+void rmodel_item_encode(const struct rmodel_item *it, struct sbuf *out)
 {
     unsigned char *p = w_begin(out, 2 + 4 + it->name.n + it->category.n + 4 * 8);
-    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, RMODEL_VAL_V1);
     p = w_u8(p, (uint8_t)(it->registered != 0));
     p = w_str(p, it->name);
     p = w_str(p, it->category);
@@ -267,9 +267,9 @@ void rm_item_encode(const struct rm_item *it, struct sbuf *out)
     w_end(out, p);
 }
 
-int rm_item_decode(const void *p, size_t n, struct rm_item *it)
+int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it)
 {
-    struct rm_reader r = reader_open(p, n);
+    struct rmodel_reader r = reader_open(p, n);
     it->registered = rd_u8(&r);
     it->name = rd_str(&r);
     it->category = rd_str(&r);
@@ -277,13 +277,13 @@ int rm_item_decode(const void *p, size_t n, struct rm_item *it)
     it->restocked = read_i64(&r);
     it->reserved = read_i64(&r);
     it->sold = read_i64(&r);
-    return r.bad ? RM_EFORMAT : 0;
+    return r.bad ? RMODEL_EFORMAT : 0;
 }
 
-void rm_daily_encode(const struct rm_daily *d, struct sbuf *out)
+void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out)
 {
     unsigned char *p = w_begin(out, 1 + 4 * 8);
-    p = w_u8(p, RM_VAL_V1);
+    p = w_u8(p, RMODEL_VAL_V1);
     p = w_u64(p, d->created);
     p = w_u64(p, d->paid);
     p = w_u64(p, d->cancelled);
@@ -291,12 +291,12 @@ void rm_daily_encode(const struct rm_daily *d, struct sbuf *out)
     w_end(out, p);
 }
 
-int rm_daily_decode(const void *p, size_t n, struct rm_daily *d)
+int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
 {
-    struct rm_reader r = reader_open(p, n);
+    struct rmodel_reader r = reader_open(p, n);
     d->created = rd_u64(&r);
     d->paid = rd_u64(&r);
     d->cancelled = rd_u64(&r);
     d->revenue = read_i64(&r);
-    return r.bad ? RM_EFORMAT : 0;
+    return r.bad ? RMODEL_EFORMAT : 0;
 }

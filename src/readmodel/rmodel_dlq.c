@@ -11,10 +11,10 @@
 
 /* Dead letters are keyed by a dense id (u64 big-endian), the last id + 1: ids are never
  * reused while a newer one exists, so `dlq retry ID` names one event. */
-static int next_id(struct rm_txn *t, uint64_t *id)
+static int next_id(struct rmodel_txn *t, uint64_t *id)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DLQ], &c);
+    int rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_DLQ], &c);
     if (rc)
         return ef_mdb_rc(rc);
     MDB_val k, v;
@@ -27,30 +27,30 @@ static int next_id(struct rm_txn *t, uint64_t *id)
     if (rc)
         return ef_mdb_rc(rc);
     if (k.mv_size != 8)
-        return RM_EFORMAT;
-    *id = rm_get_be64(k.mv_data) + 1;
+        return RMODEL_EFORMAT;
+    *id = rmodel_get_be64(k.mv_data) + 1;
     return 0;
 }
 
-static int put_letter(struct rm_txn *t, uint64_t id, uint64_t position, uint64_t segment,
+static int put_letter(struct rmodel_txn *t, uint64_t id, uint64_t position, uint64_t segment,
                       uint64_t offset, const char *projection, const char *reason)
 {
     unsigned char be[8];
-    rm_put_be64(be, id);
+    rmodel_put_be64(be, id);
     struct sbuf *v = &t->val;
     sbuf_reset(v);
-    rm_put_u8(v, RM_VAL_V1);
-    rm_put_u64(v, position);
-    rm_put_u64(v, segment);
-    rm_put_u64(v, offset);
-    rm_put_u64(v, (uint64_t)ef_now_ms());
+    rmodel_put_u8(v, RMODEL_VAL_V1);
+    rmodel_put_u64(v, position);
+    rmodel_put_u64(v, segment);
+    rmodel_put_u64(v, offset);
+    rmodel_put_u64(v, (uint64_t)ef_now_ms());
     size_t rn = strlen(reason);
-    rm_put_str(v, (struct rm_str){ projection, strlen(projection) });
-    rm_put_str(v, (struct rm_str){ reason, rn > 1024 ? 1024 : rn });
-    return rm_put(t, RM_DB_DLQ, be, 8, v->data, v->len);
+    rmodel_put_str(v, (struct rmodel_str){ projection, strlen(projection) });
+    rmodel_put_str(v, (struct rmodel_str){ reason, rn > 1024 ? 1024 : rn });
+    return rmodel_put(t, RMODEL_DB_DLQ, be, 8, v->data, v->len);
 }
 
-int rm_dlq_add(struct rm_txn *t, const struct log_record *rec, const char *projection,
+int rmodel_dlq_add(struct rmodel_txn *t, const struct log_record *rec, const char *projection,
                const char *reason)
 {
     uint64_t id;
@@ -63,32 +63,32 @@ int rm_dlq_add(struct rm_txn *t, const struct log_record *rec, const char *proje
 struct letter {
     uint64_t position, segment, offset;
     int64_t at;
-    struct rm_str projection, reason;
+    struct rmodel_str projection, reason;
 };
 
 static int decode_letter(const void *p, size_t n, struct letter *l)
 {
-    struct rm_reader r = { p, n, 0 };
-    if (rm_read_u8(&r) != RM_VAL_V1)
-        return RM_EFORMAT;
-    l->position = rm_read_u64(&r);
-    l->segment = rm_read_u64(&r);
-    l->offset = rm_read_u64(&r);
-    l->at = (int64_t)rm_read_u64(&r);
-    l->projection = rm_read_str(&r);
-    l->reason = rm_read_str(&r);
-    return r.bad ? RM_EFORMAT : 0;
+    struct rmodel_reader r = { p, n, 0 };
+    if (rmodel_read_u8(&r) != RMODEL_VAL_V1)
+        return RMODEL_EFORMAT;
+    l->position = rmodel_read_u64(&r);
+    l->segment = rmodel_read_u64(&r);
+    l->offset = rmodel_read_u64(&r);
+    l->at = (int64_t)rmodel_read_u64(&r);
+    l->projection = rmodel_read_str(&r);
+    l->reason = rmodel_read_str(&r);
+    return r.bad ? RMODEL_EFORMAT : 0;
 }
 
-static int load_letter(struct rm_txn *t, uint64_t id, struct letter *l)
+static int load_letter(struct rmodel_txn *t, uint64_t id, struct letter *l)
 {
     unsigned char be[8];
-    rm_put_be64(be, id);
-    int rc = rm_get_copy(t, RM_DB_DLQ, be, 8, &t->obuf);
+    rmodel_put_be64(be, id);
+    int rc = rmodel_get_copy(t, RMODEL_DB_DLQ, be, 8, &t->obuf);
     return rc ? rc : decode_letter(t->obuf.data, t->obuf.len, l);
 }
 
-int rm_dlq_get(struct rm_txn *t, uint64_t id, uint64_t *position, uint64_t *segment,
+int rmodel_dlq_get(struct rmodel_txn *t, uint64_t id, uint64_t *position, uint64_t *segment,
                uint64_t *offset)
 {
     struct letter l;
@@ -101,60 +101,60 @@ int rm_dlq_get(struct rm_txn *t, uint64_t id, uint64_t *position, uint64_t *segm
     return 0;
 }
 
-int rm_dlq_retry(struct rm_txn *t, uint64_t id, const struct log_record *rec)
+int rmodel_dlq_retry(struct rmodel_txn *t, uint64_t id, const struct log_record *rec)
 {
     struct letter l;
     int rc = load_letter(t, id, &l);
     if (rc)
         return rc;
     if (rec->position != l.position)
-        return RM_EBADARG;
-    rc = rm_fold_apply(t, rec);
+        return RMODEL_EBADARG;
+    rc = rmodel_fold_apply(t, rec);
     unsigned char be[8];
-    rm_put_be64(be, id);
+    rmodel_put_be64(be, id);
     if (rc == 0) {
-        LOG_INFO("dead letter retried id=%llu position=%llu result=applied",
+        EFLOG_INFO("dead letter retried id=%llu position=%llu result=applied",
                  (unsigned long long)id, (unsigned long long)l.position);
-        return rm_del(t, RM_DB_DLQ, be, 8);
+        return rmodel_del(t, RMODEL_DB_DLQ, be, 8);
     }
     if (rc != 1)
         return rc;
-    LOG_WARN("dead letter retried id=%llu position=%llu result=failed reason=\"%s\"",
+    EFLOG_WARN("dead letter retried id=%llu position=%llu result=failed reason=\"%s\"",
              (unsigned long long)id, (unsigned long long)l.position, sbuf_str(&t->reason));
     const char *projection = t->ev.projection ? t->ev.projection : "read_model";
     rc = put_letter(t, id, rec->position, rec->segment, rec->offset, projection, sbuf_str(&t->reason));
     return rc ? rc : 1;
 }
 
-int rm_dlq_drop(struct rm_txn *t, uint64_t id)
+int rmodel_dlq_drop(struct rmodel_txn *t, uint64_t id)
 {
     struct letter l;
     int rc = load_letter(t, id, &l);
     if (rc)
         return rc;
     unsigned char be[8];
-    rm_put_be64(be, id);
-    rc = rm_del(t, RM_DB_DLQ, be, 8);
+    rmodel_put_be64(be, id);
+    rc = rmodel_del(t, RMODEL_DB_DLQ, be, 8);
     if (rc == 0)
-        LOG_INFO("dead letter dropped id=%llu position=%llu", (unsigned long long)id,
+        EFLOG_INFO("dead letter dropped id=%llu position=%llu", (unsigned long long)id,
                  (unsigned long long)l.position);
     return rc;
 }
 
-int rm_dlq_count(struct rm_txn *t, uint64_t *count)
+int rmodel_dlq_count(struct rmodel_txn *t, uint64_t *count)
 {
     MDB_stat st;
-    int rc = mdb_stat(t->txn, t->env->dbi[RM_DB_DLQ], &st);
+    int rc = mdb_stat(t->txn, t->env->dbi[RMODEL_DB_DLQ], &st);
     if (rc)
         return ef_mdb_rc(rc);
     *count = st.ms_entries;
     return 0;
 }
 
-int rm_dlq_render(struct rm_txn *t, struct sbuf *out)
+int rmodel_dlq_render(struct rmodel_txn *t, struct sbuf *out)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DLQ], &c);
+    int rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_DLQ], &c);
     if (rc)
         return ef_mdb_rc(rc);
     sbuf_puts(out, "{\"dead_letters\":[");
@@ -163,12 +163,12 @@ int rm_dlq_render(struct rm_txn *t, struct sbuf *out)
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         struct letter l;
         if (k.mv_size != 8 || decode_letter(v.mv_data, v.mv_size, &l)) {
-            rc = RM_EFORMAT;
+            rc = RMODEL_EFORMAT;
             break;
         }
         sbuf_puts(out, out->data[out->len - 1] == '[' ? "{" : ",{");
         sbuf_json_key(out, "id");
-        sbuf_json_u64(out, rm_get_be64(k.mv_data));
+        sbuf_json_u64(out, rmodel_get_be64(k.mv_data));
         sbuf_json_key(out, "position");
         sbuf_json_u64(out, l.position);
         sbuf_json_key(out, "projection");

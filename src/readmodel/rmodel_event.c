@@ -34,24 +34,24 @@ struct ev_type_desc {
     unsigned required;
 };
 
-/* Indexed by enum rm_ev_type. Optional fields (email, reason, previous_status) are not
+/* Indexed by enum rmodel_ev_type. Optional fields (email, reason, previous_status) are not
  * used by any projection, so they are not checked either. Written only by the test hook
- * rm_ev_set_max_schema(). */
-static struct ev_type_desc types[RM_EV_COUNT] = {
-    [RM_EV_USER_REGISTERED] = { "UserRegistered", 1, 1, "users", F_USER_ID | F_NAME },
-    [RM_EV_FUNDS_DEPOSITED] = { "FundsDeposited", 1, 1, "users", F_USER_ID | F_AMOUNT | F_BALANCE },
-    [RM_EV_ITEM_ADDED] = { "ItemAdded", 1, 1, "items", F_ITEM_ID | F_NAME | F_CATEGORY | F_PRICE },
-    [RM_EV_ITEM_RESTOCKED] = { "ItemRestocked", 1, 1, "items", F_ITEM_ID | F_QUANTITY | F_AVAILABLE },
-    [RM_EV_ORDER_CREATED] = { "OrderCreated", 1, 2, "orders", F_ORDER_ID | F_USER_ID | F_LINES | F_AMOUNT },
-    [RM_EV_PAYMENT_PROCESSED] = { "PaymentProcessed", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_AMOUNT },
-    [RM_EV_ORDER_SHIPPED] = { "OrderShipped", 1, 1, "orders", F_ORDER_ID },
-    [RM_EV_ORDER_DELIVERED] = { "OrderDelivered", 1, 1, "orders", F_ORDER_ID },
-    [RM_EV_ORDER_CANCELLED] = { "OrderCancelled", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_REFUNDED },
+ * rmodel_ev_set_max_schema(). */
+static struct ev_type_desc types[RMODEL_EV_COUNT] = {
+    [RMODEL_EV_USER_REGISTERED] = { "UserRegistered", 1, 1, "users", F_USER_ID | F_NAME },
+    [RMODEL_EV_FUNDS_DEPOSITED] = { "FundsDeposited", 1, 1, "users", F_USER_ID | F_AMOUNT | F_BALANCE },
+    [RMODEL_EV_ITEM_ADDED] = { "ItemAdded", 1, 1, "items", F_ITEM_ID | F_NAME | F_CATEGORY | F_PRICE },
+    [RMODEL_EV_ITEM_RESTOCKED] = { "ItemRestocked", 1, 1, "items", F_ITEM_ID | F_QUANTITY | F_AVAILABLE },
+    [RMODEL_EV_ORDER_CREATED] = { "OrderCreated", 1, 2, "orders", F_ORDER_ID | F_USER_ID | F_LINES | F_AMOUNT },
+    [RMODEL_EV_PAYMENT_PROCESSED] = { "PaymentProcessed", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_AMOUNT },
+    [RMODEL_EV_ORDER_SHIPPED] = { "OrderShipped", 1, 1, "orders", F_ORDER_ID },
+    [RMODEL_EV_ORDER_DELIVERED] = { "OrderDelivered", 1, 1, "orders", F_ORDER_ID },
+    [RMODEL_EV_ORDER_CANCELLED] = { "OrderCancelled", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_REFUNDED },
 };
 
-int rm_ev_current_schema(enum rm_ev_type type) { return types[type].max_schema; }
+int rmodel_ev_current_schema(enum rmodel_ev_type type) { return types[type].max_schema; }
 
-int rm_ev_set_max_schema(enum rm_ev_type type, int max)
+int rmodel_ev_set_max_schema(enum rmodel_ev_type type, int max)
 {
     int old = types[type].max_schema;
     types[type].max_schema = max;
@@ -60,15 +60,15 @@ int rm_ev_set_max_schema(enum rm_ev_type type, int max)
 
 static int find_type(const char *name, size_t n)
 {
-    for (int i = 0; i < RM_EV_COUNT; i++)
+    for (int i = 0; i < RMODEL_EV_COUNT; i++)
         if (strlen(types[i].name) == n && memcmp(types[i].name, name, n) == 0)
             return i;
     return -1;
 }
 
 
-/* A field the folds use: where its value goes (offset in struct rm_ev, or in struct
- * rm_line for line fields) and its JSON type. */
+/* A field the folds use: where its value goes (offset in struct rmodel_ev, or in struct
+ * rmodel_line for line fields) and its JSON type. */
 struct field {
     const char *key;
     size_t klen; /* strlen(key) */
@@ -78,27 +78,27 @@ struct field {
 };
 
 static const struct field top_fields[] = {
-    { "order_id", 8, F_ORDER_ID, offsetof(struct rm_ev, order_id), 1 },
-    { "user_id", 7, F_USER_ID, offsetof(struct rm_ev, user_id), 1 },
-    { "item_id", 7, F_ITEM_ID, offsetof(struct rm_ev, item_id), 1 },
-    { "name", 4, F_NAME, offsetof(struct rm_ev, name), 1 },
-    { "category", 8, F_CATEGORY, offsetof(struct rm_ev, category), 1 },
-    { "amount_cents", 12, F_AMOUNT, offsetof(struct rm_ev, amount), 0 },
-    { "balance_cents", 13, F_BALANCE, offsetof(struct rm_ev, balance), 0 },
-    { "price_cents", 11, F_PRICE, offsetof(struct rm_ev, price), 0 },
-    { "quantity", 8, F_QUANTITY, offsetof(struct rm_ev, quantity), 0 },
-    { "available", 9, F_AVAILABLE, offsetof(struct rm_ev, available), 0 },
-    { "refunded_cents", 14, F_REFUNDED, offsetof(struct rm_ev, refunded), 0 },
+    { "order_id", 8, F_ORDER_ID, offsetof(struct rmodel_ev, order_id), 1 },
+    { "user_id", 7, F_USER_ID, offsetof(struct rmodel_ev, user_id), 1 },
+    { "item_id", 7, F_ITEM_ID, offsetof(struct rmodel_ev, item_id), 1 },
+    { "name", 4, F_NAME, offsetof(struct rmodel_ev, name), 1 },
+    { "category", 8, F_CATEGORY, offsetof(struct rmodel_ev, category), 1 },
+    { "amount_cents", 12, F_AMOUNT, offsetof(struct rmodel_ev, amount), 0 },
+    { "balance_cents", 13, F_BALANCE, offsetof(struct rmodel_ev, balance), 0 },
+    { "price_cents", 11, F_PRICE, offsetof(struct rmodel_ev, price), 0 },
+    { "quantity", 8, F_QUANTITY, offsetof(struct rmodel_ev, quantity), 0 },
+    { "available", 9, F_AVAILABLE, offsetof(struct rmodel_ev, available), 0 },
+    { "refunded_cents", 14, F_REFUNDED, offsetof(struct rmodel_ev, refunded), 0 },
     { "lines", 5, F_LINES, 0, 0 }, /* an array: handled by the array callbacks */
     { NULL, 0, 0, 0, 0 },
 };
 
 static const struct field line_fields[] = {
-    { "item_id", 7, F_ITEM_ID, offsetof(struct rm_line, item), 1 },
-    { "quantity", 8, F_QUANTITY, offsetof(struct rm_line, quantity), 0 },
-    { "name", 4, F_NAME, offsetof(struct rm_line, name), 1 },
-    { "category", 8, F_CATEGORY, offsetof(struct rm_line, category), 1 },
-    { "price_cents", 11, F_PRICE, offsetof(struct rm_line, price), 0 },
+    { "item_id", 7, F_ITEM_ID, offsetof(struct rmodel_line, item), 1 },
+    { "quantity", 8, F_QUANTITY, offsetof(struct rmodel_line, quantity), 0 },
+    { "name", 4, F_NAME, offsetof(struct rmodel_line, name), 1 },
+    { "category", 8, F_CATEGORY, offsetof(struct rmodel_line, category), 1 },
+    { "price_cents", 11, F_PRICE, offsetof(struct rmodel_line, price), 0 },
     { NULL, 0, 0, 0, 0 },
 };
 
@@ -107,7 +107,7 @@ static const struct field line_fields[] = {
  * looked up; everything else is skipped. A used field with an unexpected JSON type sets
  * `bad` and stops the parse. */
 struct pstate {
-    struct rm_ev *ev;
+    struct rmodel_ev *ev;
     int depth;
     int in_lines;
     const struct field *pending; /* the used field whose value comes next, or NULL */
@@ -197,7 +197,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n)
         return cb_other(ctx);
     if (n > UINT16_MAX)
         return fail(p, f->key);
-    struct rm_str *dst = (struct rm_str *)(void *)(target(p) + f->off);
+    struct rmodel_str *dst = (struct rmodel_str *)(void *)(target(p) + f->off);
     dst->n = n;
     if (!p->copy) {
         dst->p = (const char *)s;
@@ -232,9 +232,9 @@ static int cb_key(void *ctx, const unsigned char *k, size_t n)
 static int cb_start_map(void *ctx)
 {
     struct pstate *p = ctx;
-    struct rm_ev *ev = p->ev;
+    struct rmodel_ev *ev = p->ev;
     if (p->in_lines && p->depth == 2) {
-        if (ev->nlines >= RM_MAX_LINES)
+        if (ev->nlines >= RMODEL_MAX_LINES)
             return fail(p, "lines");
         if (ev->nlines == ev->lines_cap) {
             ev->lines_cap = ev->lines_cap ? 2 * ev->lines_cap : 8;
@@ -253,7 +253,7 @@ static int cb_end_map(void *ctx)
 {
     struct pstate *p = ctx;
     if (p->in_lines && p->depth == 3) {
-        struct rm_line *l = &p->ev->lines[p->ev->nlines];
+        struct rmodel_line *l = &p->ev->lines[p->ev->nlines];
         unsigned need = F_ITEM_ID | F_QUANTITY | (p->ev->upcast ? 0 : F_NAME | F_CATEGORY | F_PRICE);
         if ((p->line_seen & need) != need || l->quantity <= 0 || l->item.n == 0)
             return fail(p, "lines");
@@ -443,9 +443,9 @@ static int fast_parse(struct pstate *p, const unsigned char *s, size_t len)
 }
 
 /* Back to the state parse_data() started from, keeping the memory (lines, arena). */
-static void ev_restart(struct rm_ev *ev, const struct rm_ev *start)
+static void ev_restart(struct rmodel_ev *ev, const struct rmodel_ev *start)
 {
-    struct rm_line *lines = ev->lines;
+    struct rmodel_line *lines = ev->lines;
     size_t cap = ev->lines_cap;
     struct sbuf arena = ev->arena;
     *ev = *start;
@@ -456,7 +456,7 @@ static void ev_restart(struct rm_ev *ev, const struct rm_ev *start)
 }
 
 /* Parses the data into ev: 0, or 1 with the reason (bad JSON, a bad or missing field). */
-static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const struct log_record *rec,
+static int parse_data(struct rmodel_ev *ev, const struct ev_type_desc *d, const struct log_record *rec,
                       struct sbuf *reason)
 {
     struct pstate p;
@@ -464,7 +464,7 @@ static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const stru
     p.ev = ev;
     sbuf_reset(&ev->arena);
     yajl_status st = yajl_status_ok;
-    const struct rm_ev start = *ev;
+    const struct rmodel_ev start = *ev;
     if (fast_parse(&p, (const unsigned char *)rec->data, rec->data_len) == FAST_GIVE_UP) {
         ev_restart(ev, &start);
         memset(&p, 0, sizeof p);
@@ -492,10 +492,10 @@ static int parse_data(struct rm_ev *ev, const struct ev_type_desc *d, const stru
     return 0;
 }
 
-int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *reason)
+int rmodel_ev_parse(struct rmodel_ev *ev, const struct log_record *rec, struct sbuf *reason)
 {
     /* Keep the memory of the previous parse (lines array, arena); clear the rest. */
-    struct rm_line *lines = ev->lines;
+    struct rmodel_line *lines = ev->lines;
     size_t cap = ev->lines_cap;
     struct sbuf arena = ev->arena;
     memset(ev, 0, sizeof *ev);
@@ -510,18 +510,18 @@ int rm_ev_parse(struct rm_ev *ev, const struct log_record *rec, struct sbuf *rea
         return 1;
     }
     const struct ev_type_desc *d = &types[t];
-    ev->type = (enum rm_ev_type)t;
+    ev->type = (enum rmodel_ev_type)t;
     ev->schema = rec->schema_version;
     ev->projection = d->projection;
     if (rec->schema_version < d->min_schema || rec->schema_version > d->max_schema) {
         sbuf_printf(reason, "unknown schema_version %u for %s", rec->schema_version, d->name);
         return 1;
     }
-    ev->upcast = ev->type == RM_EV_ORDER_CREATED && rec->schema_version == 1;
+    ev->upcast = ev->type == RMODEL_EV_ORDER_CREATED && rec->schema_version == 1;
     return parse_data(ev, d, rec, reason);
 }
 
-void rm_ev_free(struct rm_ev *ev)
+void rmodel_ev_free(struct rmodel_ev *ev)
 {
     free(ev->lines);
     sbuf_free(&ev->arena);

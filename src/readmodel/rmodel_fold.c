@@ -14,47 +14,47 @@
  * with t->reason set, before any write), then writes. After its first write a handler only
  * fails for a store error (negative), which aborts the whole batch. So an event is applied
  * whole or not at all without nested transactions. */
-typedef int (*fold_fn)(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev);
+typedef int (*fold_fn)(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev);
 
-static int put_user(struct rm_txn *t, struct rm_str id, const struct rm_user *u)
+static int put_user(struct rmodel_txn *t, struct rmodel_str id, const struct rmodel_user *u)
 {
     sbuf_reset(&t->val);
-    rm_user_encode(u, &t->val);
-    return rm_put(t, RM_DB_USERS, id.p, id.n, t->val.data, t->val.len);
+    rmodel_user_encode(u, &t->val);
+    return rmodel_put(t, RMODEL_DB_USERS, id.p, id.n, t->val.data, t->val.len);
 }
 
-static int put_item(struct rm_txn *t, struct rm_str id, const struct rm_item *it)
+static int put_item(struct rmodel_txn *t, struct rmodel_str id, const struct rmodel_item *it)
 {
     sbuf_reset(&t->val);
-    rm_item_encode(it, &t->val);
-    return rm_put(t, RM_DB_ITEMS, id.p, id.n, t->val.data, t->val.len);
+    rmodel_item_encode(it, &t->val);
+    return rmodel_put(t, RMODEL_DB_ITEMS, id.p, id.n, t->val.data, t->val.len);
 }
 
-static int put_order(struct rm_txn *t, struct rm_str id, const struct rm_order *o)
+static int put_order(struct rmodel_txn *t, struct rmodel_str id, const struct rmodel_order *o)
 {
     sbuf_reset(&t->val);
-    rm_order_encode(o, &t->val);
-    return rm_put(t, RM_DB_ORDERS, id.p, id.n, t->val.data, t->val.len);
+    rmodel_order_encode(o, &t->val);
+    return rmodel_put(t, RMODEL_DB_ORDERS, id.p, id.n, t->val.data, t->val.len);
 }
 
 /* Loads a record that must exist; a missing one becomes the dead-letter reason. */
-static int need(int rc, struct rm_txn *t, const char *what, struct rm_str id)
+static int need(int rc, struct rmodel_txn *t, const char *what, struct rmodel_str id)
 {
-    if (rc == RM_ENOTFOUND) {
+    if (rc == RMODEL_ENOTFOUND) {
         sbuf_printf(&t->reason, "unknown %s %.*s", what, (int)id.n, id.p);
         return 1;
     }
     return rc;
 }
 
-static int absent(struct rm_txn *t, enum rm_dbi db, const char *what, struct rm_str id)
+static int absent(struct rmodel_txn *t, enum rmodel_dbi db, const char *what, struct rmodel_str id)
 {
-    int rc = rm_get_copy(t, db, id.p, id.n, &t->key);
+    int rc = rmodel_get_copy(t, db, id.p, id.n, &t->key);
     if (rc == 0) {
         sbuf_printf(&t->reason, "%s %.*s already exists", what, (int)id.n, id.p);
         return 1;
     }
-    return rc == RM_ENOTFOUND ? 0 : rc;
+    return rc == RMODEL_ENOTFOUND ? 0 : rc;
 }
 
 /* Checked arithmetic for every sum the folds keep (money and quantities): an event whose
@@ -62,7 +62,7 @@ static int absent(struct rm_txn *t, enum rm_dbi db, const char *what, struct rm_
  * The command side refuses such commands (doc/events.md, "Money"), so only a log written
  * by an older build, or by hand, can get here. Returns 0 with *out set, or 1 with the
  * reason. */
-static int checked_add(struct rm_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
+static int checked_add(struct rmodel_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
 {
     if (!__builtin_add_overflow(a, b, out))
         return 0;
@@ -70,7 +70,7 @@ static int checked_add(struct rm_txn *t, const char *what, int64_t a, int64_t b,
     return 1;
 }
 
-static int checked_sub(struct rm_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
+static int checked_sub(struct rmodel_txn *t, const char *what, int64_t a, int64_t b, int64_t *out)
 {
     if (!__builtin_sub_overflow(a, b, out))
         return 0;
@@ -78,10 +78,10 @@ static int checked_sub(struct rm_txn *t, const char *what, int64_t a, int64_t b,
     return 1;
 }
 
-/* The summed quantity of an order's lines (each > 0: rm_ev_parse checks it). Every count
+/* The summed quantity of an order's lines (each > 0: rmodel_ev_parse checks it). Every count
  * an order moves changes by at most this much, so checking a counter against it before
  * the first write covers lines that name the same item or category twice. */
-static int order_quantity(struct rm_txn *t, const struct rm_order *o, int64_t *q)
+static int order_quantity(struct rmodel_txn *t, const struct rmodel_order *o, int64_t *q)
 {
     *q = 0;
     for (size_t i = 0; i < o->nlines; i++)
@@ -91,12 +91,12 @@ static int order_quantity(struct rm_txn *t, const struct rm_order *o, int64_t *q
 }
 
 /* Before any write: every item of the order can take +-q on reserved and sold. */
-static int items_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
+static int items_can_move(struct rmodel_txn *t, const struct rmodel_order *o, int64_t q)
 {
     for (size_t i = 0; i < o->nlines; i++) {
-        struct rm_item it;
+        struct rmodel_item it;
         int64_t x;
-        int rc = need(rm_load_item(t, o->lines[i].item, &it), t, "item", o->lines[i].item);
+        int rc = need(rmodel_load_item(t, o->lines[i].item, &it), t, "item", o->lines[i].item);
         if (rc == 0 && (checked_add(t, "an item's reserved count", it.reserved, q, &x) ||
                         checked_sub(t, "an item's reserved count", it.reserved, q, &x) ||
                         checked_add(t, "an item's sold count", it.sold, q, &x)))
@@ -109,37 +109,37 @@ static int items_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
 
 /* Adds deltas to an item's reserved and sold counts (the item was checked to exist and to
  * take them: items_can_move). */
-static int item_move(struct rm_txn *t, struct rm_str id, int64_t reserved, int64_t sold)
+static int item_move(struct rmodel_txn *t, struct rmodel_str id, int64_t reserved, int64_t sold)
 {
-    struct rm_item it;
-    int rc = rm_load_item(t, id, &it);
+    struct rmodel_item it;
+    int rc = rmodel_load_item(t, id, &it);
     if (rc)
-        return rc == RM_ENOTFOUND ? RM_EFORMAT : rc;
+        return rc == RMODEL_ENOTFOUND ? RMODEL_EFORMAT : rc;
     if (__builtin_add_overflow(it.reserved, reserved, &it.reserved) ||
         __builtin_add_overflow(it.sold, sold, &it.sold))
-        return RM_EFORMAT; /* items_can_move said it could not happen */
+        return RMODEL_EFORMAT; /* items_can_move said it could not happen */
     return put_item(t, id, &it);
 }
 
 /* Adds delta to the user's quantity in a category; a zero total is deleted, so the
  * preferred-category scan only meets categories of placed orders. */
-static int user_cat_get(struct rm_txn *t, struct rm_str user, struct rm_str cat, int64_t *q)
+static int user_cat_get(struct rmodel_txn *t, struct rmodel_str user, struct rmodel_str cat, int64_t *q)
 {
     struct sbuf *k = &t->key;
-    rm_key2(k, user.p, user.n, cat.p, cat.n);
+    rmodel_key2(k, user.p, user.n, cat.p, cat.n);
     *q = 0;
-    int rc = rm_get_copy(t, RM_DB_USER_CAT, k->data, k->len, &t->json);
+    int rc = rmodel_get_copy(t, RMODEL_DB_USER_CAT, k->data, k->len, &t->json);
     if (rc == 0 && t->json.len == 8) {
-        struct rm_reader r = { (const unsigned char *)t->json.data, 8, 0 };
-        *q = (int64_t)rm_read_u64(&r);
-    } else if (rc != RM_ENOTFOUND) {
-        return rc ? rc : RM_EFORMAT;
+        struct rmodel_reader r = { (const unsigned char *)t->json.data, 8, 0 };
+        *q = (int64_t)rmodel_read_u64(&r);
+    } else if (rc != RMODEL_ENOTFOUND) {
+        return rc ? rc : RMODEL_EFORMAT;
     }
     return 0;
 }
 
 /* Before any write: every category of the order's lines can take +-q for the user. */
-static int cats_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
+static int cats_can_move(struct rmodel_txn *t, const struct rmodel_order *o, int64_t q)
 {
     for (size_t i = 0; i < o->nlines; i++) {
         int64_t have, x;
@@ -153,7 +153,7 @@ static int cats_can_move(struct rm_txn *t, const struct rm_order *o, int64_t q)
     return 0;
 }
 
-static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat, int64_t delta)
+static int user_cat_add(struct rmodel_txn *t, struct rmodel_str user, struct rmodel_str cat, int64_t delta)
 {
     struct sbuf *k = &t->key;
     int64_t q;
@@ -161,16 +161,16 @@ static int user_cat_add(struct rm_txn *t, struct rm_str user, struct rm_str cat,
     if (rc)
         return rc;
     if (__builtin_add_overflow(q, delta, &q))
-        return RM_EFORMAT; /* cats_can_move said it could not happen */
+        return RMODEL_EFORMAT; /* cats_can_move said it could not happen */
     if (q == 0)
-        return rm_del(t, RM_DB_USER_CAT, k->data, k->len);
+        return rmodel_del(t, RMODEL_DB_USER_CAT, k->data, k->len);
     sbuf_reset(&t->val);
-    rm_put_u64(&t->val, (uint64_t)q);
-    return rm_put(t, RM_DB_USER_CAT, k->data, k->len, t->val.data, t->val.len);
+    rmodel_put_u64(&t->val, (uint64_t)q);
+    return rmodel_put(t, RMODEL_DB_USER_CAT, k->data, k->len, t->val.data, t->val.len);
 }
 
 /* Loads the counters of the UTC day of the event time (zero for a new day). */
-static int daily_get(struct rm_txn *t, int64_t at, struct rm_daily *d)
+static int daily_get(struct rmodel_txn *t, int64_t at, struct rmodel_daily *d)
 {
     /* Events come in time order, so consecutive ones share a day: format it once. */
     const int64_t day_ms = 86400000;
@@ -181,34 +181,34 @@ static int daily_get(struct rm_txn *t, int64_t at, struct rm_daily *d)
         ef_format_day(at, t->day_key);
         t->day_start = start;
     }
-    *d = (struct rm_daily){ 0, 0, 0, 0 };
-    int rc = rm_get_copy(t, RM_DB_DAILY, t->day_key, 10, &t->key);
+    *d = (struct rmodel_daily){ 0, 0, 0, 0 };
+    int rc = rmodel_get_copy(t, RMODEL_DB_DAILY, t->day_key, 10, &t->key);
     if (rc == 0)
-        return rm_daily_decode(t->key.data, t->key.len, d);
-    return rc == RM_ENOTFOUND ? 0 : rc;
+        return rmodel_daily_decode(t->key.data, t->key.len, d);
+    return rc == RMODEL_ENOTFOUND ? 0 : rc;
 }
 
 /* Stores the counters of the day daily_get loaded last. */
-static int daily_put(struct rm_txn *t, const struct rm_daily *d)
+static int daily_put(struct rmodel_txn *t, const struct rmodel_daily *d)
 {
     sbuf_reset(&t->val);
-    rm_daily_encode(d, &t->val);
-    return rm_put(t, RM_DB_DAILY, t->day_key, 10, t->val.data, t->val.len);
+    rmodel_daily_encode(d, &t->val);
+    return rmodel_put(t, RMODEL_DB_DAILY, t->day_key, 10, t->val.data, t->val.len);
 }
 
-static int fold_user_registered(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
+static int fold_user_registered(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev)
 {
-    int rc = absent(t, RM_DB_USERS, "user", ev->user_id);
+    int rc = absent(t, RMODEL_DB_USERS, "user", ev->user_id);
     if (rc)
         return rc;
-    struct rm_user u = { 1, ev->name, 0, 0, 0, 0, RM_NO_TIME };
+    struct rmodel_user u = { 1, ev->name, 0, 0, 0, 0, RMODEL_NO_TIME };
     return put_user(t, ev->user_id, &u);
 }
 
-static int fold_funds_deposited(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
+static int fold_funds_deposited(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev)
 {
-    struct rm_user u;
-    int rc = need(rm_load_user(t, ev->user_id, &u), t, "user", ev->user_id);
+    struct rmodel_user u;
+    int rc = need(rmodel_load_user(t, ev->user_id, &u), t, "user", ev->user_id);
     if (rc)
         return rc;
     if (checked_add(t, "the wallet balance", u.balance, ev->amount, &u.balance))
@@ -216,19 +216,19 @@ static int fold_funds_deposited(struct rm_txn *t, const struct log_record *rec, 
     return put_user(t, ev->user_id, &u);
 }
 
-static int fold_item_added(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
+static int fold_item_added(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev)
 {
-    int rc = absent(t, RM_DB_ITEMS, "item", ev->item_id);
+    int rc = absent(t, RMODEL_DB_ITEMS, "item", ev->item_id);
     if (rc)
         return rc;
-    struct rm_item it = { 1, ev->name, ev->category, ev->price, 0, 0, 0 };
+    struct rmodel_item it = { 1, ev->name, ev->category, ev->price, 0, 0, 0 };
     return put_item(t, ev->item_id, &it);
 }
 
-static int fold_item_restocked(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
+static int fold_item_restocked(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev)
 {
-    struct rm_item it;
-    int rc = need(rm_load_item(t, ev->item_id, &it), t, "item", ev->item_id);
+    struct rmodel_item it;
+    int rc = need(rmodel_load_item(t, ev->item_id, &it), t, "item", ev->item_id);
     if (rc)
         return rc;
     if (checked_add(t, "the item's restocked count", it.restocked, ev->quantity, &it.restocked))
@@ -239,29 +239,29 @@ static int fold_item_restocked(struct rm_txn *t, const struct log_record *rec, c
 /* Checks the order's own event against the stored order and the order's user: the common
  * first half of every order handler. o is loaded (or zero for OrderCreated) and applied; u
  * is the order's user, decoded from t->ubuf, which stays valid until the next
- * rm_load_user (the handlers write orders, items and categories in between, never users). */
-static int order_check(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev,
-                       struct rm_order *o, int *prev_status, struct rm_user *u)
+ * rmodel_load_user (the handlers write orders, items and categories in between, never users). */
+static int order_check(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev,
+                       struct rmodel_order *o, int *prev_status, struct rmodel_user *u)
 {
-    int rc = rm_load_order(t, ev->order_id, o);
-    if (rc == RM_ENOTFOUND && ev->type != RM_EV_ORDER_CREATED)
+    int rc = rmodel_load_order(t, ev->order_id, o);
+    if (rc == RMODEL_ENOTFOUND && ev->type != RMODEL_EV_ORDER_CREATED)
         return need(rc, t, "order", ev->order_id);
-    if (rc && rc != RM_ENOTFOUND)
+    if (rc && rc != RMODEL_ENOTFOUND)
         return rc;
     *prev_status = o->status;
-    rc = rm_order_apply(t, o, rec, ev);
+    rc = rmodel_order_apply(t, o, rec, ev);
     if (rc)
         return rc;
-    return need(rm_load_user(t, o->user, u), t, "user", o->user);
+    return need(rmodel_load_user(t, o->user, u), t, "user", o->user);
 }
 
-static int fold_order_created(struct rm_txn *t, const struct log_record *rec, const struct rm_ev *ev)
+static int fold_order_created(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev)
 {
-    struct rm_order o = { 0 };
-    struct rm_user u;
+    struct rmodel_order o = { 0 };
+    struct rmodel_user u;
     int prev;
     int64_t q;
-    struct rm_daily d;
+    struct rmodel_daily d;
     int rc = order_check(t, rec, ev, &o, &prev, &u);
     if (rc == 0)
         rc = order_quantity(t, &o, &q);
@@ -286,41 +286,41 @@ static int fold_order_created(struct rm_txn *t, const struct log_record *rec, co
     }
     if (rc == 0) {
         unsigned char be[8];
-        rm_put_be64(be, rec->position);
-        rm_key2(&t->key, o.user.p, o.user.n, be, 8);
-        rc = rm_put(t, RM_DB_USER_ORDERS, t->key.data, t->key.len, ev->order_id.p, ev->order_id.n);
+        rmodel_put_be64(be, rec->position);
+        rmodel_key2(&t->key, o.user.p, o.user.n, be, 8);
+        rc = rmodel_put(t, RMODEL_DB_USER_ORDERS, t->key.data, t->key.len, ev->order_id.p, ev->order_id.n);
     }
     if (rc == 0) {
         d.created++;
         rc = daily_put(t, &d);
     }
 out:
-    rm_order_clear(&o);
+    rmodel_order_clear(&o);
     return rc;
 }
 
 /* Before any write of a transition: computes the user's and the day's new money figures
  * into *u and t->day_new, and checks that the items and categories can move, all with
  * checked arithmetic (1 and a reason when something would overflow). */
-static int transition_check(struct rm_txn *t, const struct log_record *rec,
-                            const struct rm_ev *ev, struct rm_order *o, int prev, struct rm_user *u)
+static int transition_check(struct rmodel_txn *t, const struct log_record *rec,
+                            const struct rmodel_ev *ev, struct rmodel_order *o, int prev, struct rmodel_user *u)
 {
     int64_t q;
     int rc = 0;
-    if (ev->type == RM_EV_ORDER_SHIPPED || ev->type == RM_EV_ORDER_CANCELLED) {
+    if (ev->type == RMODEL_EV_ORDER_SHIPPED || ev->type == RMODEL_EV_ORDER_CANCELLED) {
         if ((rc = order_quantity(t, o, &q)) == 0)
             rc = items_can_move(t, o, q);
-        if (rc == 0 && ev->type == RM_EV_ORDER_CANCELLED)
+        if (rc == 0 && ev->type == RMODEL_EV_ORDER_CANCELLED)
             rc = cats_can_move(t, o, q);
         if (rc)
             return rc;
     }
-    if (ev->type != RM_EV_PAYMENT_PROCESSED && ev->type != RM_EV_ORDER_CANCELLED)
+    if (ev->type != RMODEL_EV_PAYMENT_PROCESSED && ev->type != RMODEL_EV_ORDER_CANCELLED)
         return 0;
-    struct rm_daily *d = &t->day_new;
+    struct rmodel_daily *d = &t->day_new;
     if ((rc = daily_get(t, rec->timestamp_ms, d)) != 0)
         return rc;
-    if (ev->type == RM_EV_PAYMENT_PROCESSED) {
+    if (ev->type == RMODEL_EV_PAYMENT_PROCESSED) {
         if (checked_sub(t, "the wallet balance", u->balance, ev->amount, &u->balance) ||
             checked_add(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent) ||
             checked_add(t, "the day's revenue", d->revenue, ev->amount, &d->revenue))
@@ -330,12 +330,12 @@ static int transition_check(struct rm_txn *t, const struct log_record *rec,
         return 0;
     }
     if (checked_add(t, "the wallet balance", u->balance, ev->refunded, &u->balance) ||
-        (prev == RM_PAID &&
+        (prev == RMODEL_PAID &&
          checked_sub(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent)) ||
         checked_sub(t, "the day's revenue", d->revenue, ev->refunded, &d->revenue))
         return 1;
     u->order_count--;
-    if (prev == RM_PAID)
+    if (prev == RMODEL_PAID)
         u->spent_orders--;
     d->cancelled++;
     return 0;
@@ -343,11 +343,11 @@ static int transition_check(struct rm_txn *t, const struct log_record *rec,
 
 /* Payment, shipping, delivery, cancellation: the order changes status, then the user, the
  * items and the day change by the amounts of the transition. */
-static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
-                                 const struct rm_ev *ev)
+static int fold_order_transition(struct rmodel_txn *t, const struct log_record *rec,
+                                 const struct rmodel_ev *ev)
 {
-    struct rm_order o = { 0 };
-    struct rm_user u;
+    struct rmodel_order o = { 0 };
+    struct rmodel_user u;
     int prev = 0;
     int rc = order_check(t, rec, ev, &o, &prev, &u);
     if (rc == 0)
@@ -356,96 +356,96 @@ static int fold_order_transition(struct rm_txn *t, const struct log_record *rec,
         goto out;
     rc = put_order(t, ev->order_id, &o);
     int64_t reserved = 0, sold = 0; /* per unit of each line */
-    if (ev->type == RM_EV_ORDER_SHIPPED)
+    if (ev->type == RMODEL_EV_ORDER_SHIPPED)
         reserved = -1, sold = 1;
-    else if (ev->type == RM_EV_ORDER_CANCELLED)
+    else if (ev->type == RMODEL_EV_ORDER_CANCELLED)
         reserved = -1;
     for (size_t i = 0; rc == 0 && (reserved || sold) && i < o.nlines; i++) {
         rc = item_move(t, o.lines[i].item, reserved * o.lines[i].quantity, sold * o.lines[i].quantity);
-        if (rc == 0 && ev->type == RM_EV_ORDER_CANCELLED)
+        if (rc == 0 && ev->type == RMODEL_EV_ORDER_CANCELLED)
             rc = user_cat_add(t, o.user, o.lines[i].category, -o.lines[i].quantity);
     }
-    if (rc == 0 && (ev->type == RM_EV_PAYMENT_PROCESSED || ev->type == RM_EV_ORDER_CANCELLED))
+    if (rc == 0 && (ev->type == RMODEL_EV_PAYMENT_PROCESSED || ev->type == RMODEL_EV_ORDER_CANCELLED))
         rc = put_user(t, o.user, &u);
-    if (rc == 0 && (ev->type == RM_EV_PAYMENT_PROCESSED || ev->type == RM_EV_ORDER_CANCELLED))
+    if (rc == 0 && (ev->type == RMODEL_EV_PAYMENT_PROCESSED || ev->type == RMODEL_EV_ORDER_CANCELLED))
         rc = daily_put(t, &t->day_new);
 out:
-    rm_order_clear(&o);
+    rmodel_order_clear(&o);
     return rc;
 }
 
-static const fold_fn handlers[RM_EV_COUNT] = {
-    [RM_EV_USER_REGISTERED] = fold_user_registered,
-    [RM_EV_FUNDS_DEPOSITED] = fold_funds_deposited,
-    [RM_EV_ITEM_ADDED] = fold_item_added,
-    [RM_EV_ITEM_RESTOCKED] = fold_item_restocked,
-    [RM_EV_ORDER_CREATED] = fold_order_created,
-    [RM_EV_PAYMENT_PROCESSED] = fold_order_transition,
-    [RM_EV_ORDER_SHIPPED] = fold_order_transition,
-    [RM_EV_ORDER_DELIVERED] = fold_order_transition,
-    [RM_EV_ORDER_CANCELLED] = fold_order_transition,
+static const fold_fn handlers[RMODEL_EV_COUNT] = {
+    [RMODEL_EV_USER_REGISTERED] = fold_user_registered,
+    [RMODEL_EV_FUNDS_DEPOSITED] = fold_funds_deposited,
+    [RMODEL_EV_ITEM_ADDED] = fold_item_added,
+    [RMODEL_EV_ITEM_RESTOCKED] = fold_item_restocked,
+    [RMODEL_EV_ORDER_CREATED] = fold_order_created,
+    [RMODEL_EV_PAYMENT_PROCESSED] = fold_order_transition,
+    [RMODEL_EV_ORDER_SHIPPED] = fold_order_transition,
+    [RMODEL_EV_ORDER_DELIVERED] = fold_order_transition,
+    [RMODEL_EV_ORDER_CANCELLED] = fold_order_transition,
 };
 
 /* The stream and position indexes locate every record in the local log. */
-static int index_record(struct rm_txn *t, const struct log_record *rec)
+static int index_record(struct rmodel_txn *t, const struct log_record *rec)
 {
     unsigned char be[8];
-    rm_put_be64(be, rec->stream_version);
-    rm_key2(&t->key, rec->stream, rec->stream_len, be, 8);
+    rmodel_put_be64(be, rec->stream_version);
+    rmodel_key2(&t->key, rec->stream, rec->stream_len, be, 8);
     sbuf_reset(&t->val);
-    rm_put_u8(&t->val, RM_VAL_V1);
-    rm_put_u64(&t->val, rec->position);
-    rm_put_u64(&t->val, rec->segment);
-    rm_put_u64(&t->val, rec->offset);
-    int rc = rm_put(t, RM_DB_STREAMS, t->key.data, t->key.len, t->val.data, t->val.len);
+    rmodel_put_u8(&t->val, RMODEL_VAL_V1);
+    rmodel_put_u64(&t->val, rec->position);
+    rmodel_put_u64(&t->val, rec->segment);
+    rmodel_put_u64(&t->val, rec->offset);
+    int rc = rmodel_put(t, RMODEL_DB_STREAMS, t->key.data, t->key.len, t->val.data, t->val.len);
     if (rc)
         return rc;
-    rm_put_be64(be, rec->position);
+    rmodel_put_be64(be, rec->position);
     /* val minus its position field: v, segment, offset */
     sbuf_reset(&t->val);
-    rm_put_u8(&t->val, RM_VAL_V1);
-    rm_put_u64(&t->val, rec->segment);
-    rm_put_u64(&t->val, rec->offset);
+    rmodel_put_u8(&t->val, RMODEL_VAL_V1);
+    rmodel_put_u64(&t->val, rec->segment);
+    rmodel_put_u64(&t->val, rec->offset);
     MDB_val k = { 8, be }, v = { t->val.len, t->val.data };
     /* Positions only grow: MDB_APPEND fills pages densely and skips the search. */
-    rc = mdb_put(t->txn, t->env->dbi[RM_DB_POSITIONS], &k, &v, MDB_APPEND);
+    rc = mdb_put(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v, MDB_APPEND);
     return ef_mdb_rc(rc);
 }
 
 /* Starts fetching the cache slots of the rows the event names, so that their misses
  * overlap (a handler then loads them one after another). */
-static void prefetch_rows(struct rm_txn *t, const struct rm_ev *ev)
+static void prefetch_rows(struct rmodel_txn *t, const struct rmodel_ev *ev)
 {
     if (ev->order_id.n)
-        rm_cache_prefetch(t, RM_DB_ORDERS, ev->order_id.p, ev->order_id.n);
+        rmodel_cache_prefetch(t, RMODEL_DB_ORDERS, ev->order_id.p, ev->order_id.n);
     if (ev->user_id.n)
-        rm_cache_prefetch(t, RM_DB_USERS, ev->user_id.p, ev->user_id.n);
+        rmodel_cache_prefetch(t, RMODEL_DB_USERS, ev->user_id.p, ev->user_id.n);
     for (size_t i = 0; i < ev->nlines; i++)
-        rm_cache_prefetch(t, RM_DB_ITEMS, ev->lines[i].item.p, ev->lines[i].item.n);
+        rmodel_cache_prefetch(t, RMODEL_DB_ITEMS, ev->lines[i].item.p, ev->lines[i].item.n);
 }
 
-int rm_fold_apply(struct rm_txn *t, const struct log_record *rec)
+int rmodel_fold_apply(struct rmodel_txn *t, const struct log_record *rec)
 {
     assert(!t->rdonly);
-    int rc = rm_ev_parse(&t->ev, rec, &t->reason);
+    int rc = rmodel_ev_parse(&t->ev, rec, &t->reason);
     if (rc)
         return rc;
     prefetch_rows(t, &t->ev);
     return handlers[t->ev.type](t, rec, &t->ev);
 }
 
-int rm_fold(struct rm_txn *t, const struct log_record *rec)
+int rmodel_fold(struct rmodel_txn *t, const struct log_record *rec)
 {
     int rc = index_record(t, rec);
     if (rc)
         return rc;
-    rc = rm_fold_apply(t, rec);
+    rc = rmodel_fold_apply(t, rec);
     if (rc != 1)
         return rc;
     const char *projection = t->ev.projection ? t->ev.projection : "read_model";
-    LOG_WARN("dead letter position=%llu type=%.*s projection=%s reason=\"%s\"",
+    EFLOG_WARN("dead letter position=%llu type=%.*s projection=%s reason=\"%s\"",
              (unsigned long long)rec->position, (int)rec->type_len, rec->type, projection,
              sbuf_str(&t->reason));
-    rc = rm_dlq_add(t, rec, projection, sbuf_str(&t->reason));
+    rc = rmodel_dlq_add(t, rec, projection, sbuf_str(&t->reason));
     return rc ? rc : 1;
 }

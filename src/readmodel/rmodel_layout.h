@@ -1,8 +1,8 @@
-/* rm_layout: the binary values of the read model's databases (internal to src/read).
+/* rmodel_layout: the binary values of the read model's databases (internal to src/read).
  *
- * Every value starts with a layout version byte (RM_VAL_V1); integers are little-endian,
+ * Every value starts with a layout version byte (RMODEL_VAL_V1); integers are little-endian,
  * strings are a u16 length and bytes (no NUL). A value of any other version, or one that is
- * shorter than its fields say, decodes as RM_EFORMAT. Keys that must sort by number
+ * shorter than its fields say, decodes as RMODEL_EFORMAT. Keys that must sort by number
  * (positions, versions) are big-endian so LMDB's default byte order is numeric order.
  *
  *   order  v, u8 status, u64 version, i64 created_at, i64 updated_at, i64 amount,
@@ -20,7 +20,7 @@
  *   user_cat: i64 quantity (no version byte: a bare counter); user_orders: the order id.
  *
  * Decoded views hold pointers into the buffer they were decoded from: callers decode from a
- * private copy (rm_get copies) so that later writes to the same txn cannot move them.
+ * private copy (rmodel_get copies) so that later writes to the same txn cannot move them.
  */
 #ifndef EF_RM_LAYOUT_H
 #define EF_RM_LAYOUT_H
@@ -30,43 +30,43 @@
 
 #include "util/sbuf.h"
 
-#define RM_VAL_V1 1
-#define RM_NO_TIME INT64_MIN
-#define RM_MAX_LINES 1000 /* more than the API allows (100); a sanity bound when decoding */
+#define RMODEL_VAL_V1 1
+#define RMODEL_NO_TIME INT64_MIN
+#define RMODEL_MAX_LINES 1000 /* more than the API allows (100); a sanity bound when decoding */
 
-struct rm_str {
+struct rmodel_str {
     const char *p;
     size_t n;
 };
 
-enum rm_order_status {
-    RM_CREATED = 1,
-    RM_PAID = 2,
-    RM_SHIPPED = 3,
-    RM_DELIVERED = 4,
-    RM_CANCELLED = 5,
+enum rmodel_order_status {
+    RMODEL_CREATED = 1,
+    RMODEL_PAID = 2,
+    RMODEL_SHIPPED = 3,
+    RMODEL_DELIVERED = 4,
+    RMODEL_CANCELLED = 5,
 };
 /* "created", ...; NULL for an out-of-range value. */
-const char *rm_status_name(int status);
+const char *rmodel_status_name(int status);
 
-struct rm_line {
-    struct rm_str item, name, category;
+struct rmodel_line {
+    struct rmodel_str item, name, category;
     int64_t quantity, price;
 };
 
-struct rm_order {
+struct rmodel_order {
     int status;
     uint64_t version;
     int64_t created_at, updated_at, amount;
     uint64_t created_position;
-    struct rm_str user;
+    struct rmodel_str user;
     size_t nlines;
-    struct rm_line *lines; /* owned by the order: rm_order_clear() frees the array */
+    struct rmodel_line *lines; /* owned by the order: rmodel_order_clear() frees the array */
 };
 
-struct rm_user {
+struct rmodel_user {
     int registered;
-    struct rm_str name;
+    struct rmodel_str name;
     int64_t balance;
     uint64_t order_count;
     int64_t total_spent;
@@ -74,43 +74,43 @@ struct rm_user {
     int64_t last_order_at;
 };
 
-struct rm_item {
+struct rmodel_item {
     int registered;
-    struct rm_str name, category;
+    struct rmodel_str name, category;
     int64_t price, restocked, reserved, sold;
 };
 
-struct rm_daily {
+struct rmodel_daily {
     uint64_t created, paid, cancelled;
     int64_t revenue;
 };
 
-void rm_order_clear(struct rm_order *o);
+void rmodel_order_clear(struct rmodel_order *o);
 
-void rm_order_encode(const struct rm_order *o, struct sbuf *out);
-int rm_order_decode(const void *p, size_t n, struct rm_order *o);
-void rm_user_encode(const struct rm_user *u, struct sbuf *out);
-int rm_user_decode(const void *p, size_t n, struct rm_user *u);
-void rm_item_encode(const struct rm_item *it, struct sbuf *out);
-int rm_item_decode(const void *p, size_t n, struct rm_item *it);
-void rm_daily_encode(const struct rm_daily *d, struct sbuf *out);
-int rm_daily_decode(const void *p, size_t n, struct rm_daily *d);
+void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out);
+int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o);
+void rmodel_user_encode(const struct rmodel_user *u, struct sbuf *out);
+int rmodel_user_decode(const void *p, size_t n, struct rmodel_user *u);
+void rmodel_item_encode(const struct rmodel_item *it, struct sbuf *out);
+int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it);
+void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out);
+int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d);
 
 /* Primitive writers and a bounds-checked reader. */
-void rm_put_u8(struct sbuf *sb, uint8_t v);
-void rm_put_u64(struct sbuf *sb, uint64_t v);
-void rm_put_str(struct sbuf *sb, struct rm_str s); /* s.n <= UINT16_MAX (asserted) */
-void rm_put_be64(unsigned char out[8], uint64_t v);
-uint64_t rm_get_be64(const unsigned char in[8]);
+void rmodel_put_u8(struct sbuf *sb, uint8_t v);
+void rmodel_put_u64(struct sbuf *sb, uint64_t v);
+void rmodel_put_str(struct sbuf *sb, struct rmodel_str s); /* s.n <= UINT16_MAX (asserted) */
+void rmodel_put_be64(unsigned char out[8], uint64_t v);
+uint64_t rmodel_get_be64(const unsigned char in[8]);
 
-struct rm_reader {
+struct rmodel_reader {
     const unsigned char *p;
     size_t n;
     int bad; /* set on the first read past the end; later reads return zeros */
 };
-uint8_t rm_read_u8(struct rm_reader *r);
-uint16_t rm_read_u16(struct rm_reader *r);
-uint64_t rm_read_u64(struct rm_reader *r);
-struct rm_str rm_read_str(struct rm_reader *r);
+uint8_t rmodel_read_u8(struct rmodel_reader *r);
+uint16_t rmodel_read_u16(struct rmodel_reader *r);
+uint64_t rmodel_read_u64(struct rmodel_reader *r);
+struct rmodel_str rmodel_read_str(struct rmodel_reader *r);
 
 #endif

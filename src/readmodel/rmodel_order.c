@@ -8,36 +8,36 @@
 #include "readmodel/rmodel_internal.h"
 #include "util/xalloc.h"
 
-int rm_load_user(struct rm_txn *t, struct rm_str id, struct rm_user *u)
+int rmodel_load_user(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_user *u)
 {
-    int rc = rm_get_copy(t, RM_DB_USERS, id.p, id.n, &t->ubuf);
-    return rc ? rc : rm_user_decode(t->ubuf.data, t->ubuf.len, u);
+    int rc = rmodel_get_copy(t, RMODEL_DB_USERS, id.p, id.n, &t->ubuf);
+    return rc ? rc : rmodel_user_decode(t->ubuf.data, t->ubuf.len, u);
 }
 
-int rm_load_item(struct rm_txn *t, struct rm_str id, struct rm_item *it)
+int rmodel_load_item(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_item *it)
 {
-    int rc = rm_get_copy(t, RM_DB_ITEMS, id.p, id.n, &t->ibuf);
-    return rc ? rc : rm_item_decode(t->ibuf.data, t->ibuf.len, it);
+    int rc = rmodel_get_copy(t, RMODEL_DB_ITEMS, id.p, id.n, &t->ibuf);
+    return rc ? rc : rmodel_item_decode(t->ibuf.data, t->ibuf.len, it);
 }
 
-int rm_load_order(struct rm_txn *t, struct rm_str id, struct rm_order *o)
+int rmodel_load_order(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_order *o)
 {
-    int rc = rm_get_copy(t, RM_DB_ORDERS, id.p, id.n, &t->obuf);
-    return rc ? rc : rm_order_decode(t->obuf.data, t->obuf.len, o);
+    int rc = rmodel_get_copy(t, RMODEL_DB_ORDERS, id.p, id.n, &t->obuf);
+    return rc ? rc : rmodel_order_decode(t->obuf.data, t->obuf.len, o);
 }
 
 /* Upcasts OrderCreated v1 lines: name, category and price come from the item as the read
  * model has it. The text is gathered in t->upc first and the pointers set afterwards,
  * because appending may move the buffer. */
-static int upcast_lines(struct rm_txn *t, struct rm_line *lines, size_t n)
+static int upcast_lines(struct rmodel_txn *t, struct rmodel_line *lines, size_t n)
 {
     size_t *off = xmalloc(n * 2 * sizeof *off);
     sbuf_reset(&t->upc);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        struct rm_item it;
-        rc = rm_load_item(t, lines[i].item, &it);
-        if (rc == RM_ENOTFOUND) {
+        struct rmodel_item it;
+        rc = rmodel_load_item(t, lines[i].item, &it);
+        if (rc == RMODEL_ENOTFOUND) {
             sbuf_printf(&t->reason, "OrderCreated v1 upcast: unknown item %.*s",
                         (int)lines[i].item.n, lines[i].item.p);
             rc = 1;
@@ -61,14 +61,14 @@ out:
     return rc;
 }
 
-static int apply_created(struct rm_txn *t, struct rm_order *o, const struct log_record *rec,
-                         const struct rm_ev *ev)
+static int apply_created(struct rmodel_txn *t, struct rmodel_order *o, const struct log_record *rec,
+                         const struct rmodel_ev *ev)
 {
     if (o->status != 0) {
         sbuf_printf(&t->reason, "order %.*s already exists", (int)ev->order_id.n, ev->order_id.p);
         return 1;
     }
-    struct rm_line *lines = xmalloc(ev->nlines * sizeof *lines);
+    struct rmodel_line *lines = xmalloc(ev->nlines * sizeof *lines);
     memcpy(lines, ev->lines, ev->nlines * sizeof *lines);
     if (ev->upcast) {
         int rc = upcast_lines(t, lines, ev->nlines);
@@ -77,7 +77,7 @@ static int apply_created(struct rm_txn *t, struct rm_order *o, const struct log_
             return rc;
         }
     }
-    o->status = RM_CREATED;
+    o->status = RMODEL_CREATED;
     o->lines = lines;
     o->nlines = ev->nlines;
     o->user = ev->user_id;
@@ -92,17 +92,17 @@ static int apply_created(struct rm_txn *t, struct rm_order *o, const struct log_
 static const struct {
     unsigned from;
     int to;
-} transitions[RM_EV_COUNT] = {
-    [RM_EV_PAYMENT_PROCESSED] = { 1u << RM_CREATED, RM_PAID },
-    [RM_EV_ORDER_SHIPPED] = { 1u << RM_PAID, RM_SHIPPED },
-    [RM_EV_ORDER_DELIVERED] = { 1u << RM_SHIPPED, RM_DELIVERED },
-    [RM_EV_ORDER_CANCELLED] = { (1u << RM_CREATED) | (1u << RM_PAID), RM_CANCELLED },
+} transitions[RMODEL_EV_COUNT] = {
+    [RMODEL_EV_PAYMENT_PROCESSED] = { 1u << RMODEL_CREATED, RMODEL_PAID },
+    [RMODEL_EV_ORDER_SHIPPED] = { 1u << RMODEL_PAID, RMODEL_SHIPPED },
+    [RMODEL_EV_ORDER_DELIVERED] = { 1u << RMODEL_SHIPPED, RMODEL_DELIVERED },
+    [RMODEL_EV_ORDER_CANCELLED] = { (1u << RMODEL_CREATED) | (1u << RMODEL_PAID), RMODEL_CANCELLED },
 };
 
-int rm_order_apply(struct rm_txn *t, struct rm_order *o, const struct log_record *rec,
-                   const struct rm_ev *ev)
+int rmodel_order_apply(struct rmodel_txn *t, struct rmodel_order *o, const struct log_record *rec,
+                   const struct rmodel_ev *ev)
 {
-    if (ev->type == RM_EV_ORDER_CREATED) {
+    if (ev->type == RMODEL_EV_ORDER_CREATED) {
         int rc = apply_created(t, o, rec, ev);
         if (rc)
             return rc;
@@ -110,7 +110,7 @@ int rm_order_apply(struct rm_txn *t, struct rm_order *o, const struct log_record
         if (o->status == 0 || !(transitions[ev->type].from & (1u << o->status))) {
             sbuf_printf(&t->reason, "%.*s on order %.*s in status %s", (int)rec->type_len,
                         rec->type, (int)ev->order_id.n, ev->order_id.p,
-                        o->status ? rm_status_name(o->status) : "(none)");
+                        o->status ? rmodel_status_name(o->status) : "(none)");
             return 1;
         }
         o->status = transitions[ev->type].to;

@@ -21,7 +21,7 @@ static int64_t average(int64_t total, uint64_t orders)
 
 /* available = restocked - reserved - sold, which a folded log keeps in [0, restocked];
  * a damaged row saturates instead of overflowing. */
-static int64_t available(const struct rm_item *it)
+static int64_t available(const struct rmodel_item *it)
 {
     int64_t a;
     if (__builtin_sub_overflow(it->restocked, it->reserved, &a) ||
@@ -32,13 +32,13 @@ static int64_t available(const struct rm_item *it)
 
 static void json_time_or_null(struct sbuf *out, int64_t ms)
 {
-    if (ms == RM_NO_TIME)
+    if (ms == RMODEL_NO_TIME)
         sbuf_puts(out, "null");
     else
         sbuf_json_time(out, ms);
 }
 
-static void render_order_view(const struct rm_order *o, const char *id, size_t id_len,
+static void render_order_view(const struct rmodel_order *o, const char *id, size_t id_len,
                               struct sbuf *out)
 {
     sbuf_putc(out, '{');
@@ -47,11 +47,11 @@ static void render_order_view(const struct rm_order *o, const char *id, size_t i
     sbuf_json_key(out, "user_id");
     sbuf_json_str(out, o->user.p, o->user.n);
     sbuf_json_key(out, "status");
-    sbuf_json_cstr(out, rm_status_name(o->status));
+    sbuf_json_cstr(out, rmodel_status_name(o->status));
     sbuf_json_key(out, "items");
     sbuf_putc(out, '[');
     for (size_t i = 0; i < o->nlines; i++) {
-        const struct rm_line *l = &o->lines[i];
+        const struct rmodel_line *l = &o->lines[i];
         sbuf_putc(out, '{');
         sbuf_json_key(out, "item_id");
         sbuf_json_str(out, l->item.p, l->item.n);
@@ -77,31 +77,31 @@ static void render_order_view(const struct rm_order *o, const char *id, size_t i
     sbuf_putc(out, '}');
 }
 
-int rm_render_order(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out,
+int rmodel_render_order(struct rmodel_txn *t, const char *id, size_t id_len, struct sbuf *out,
                     uint64_t *version)
 {
-    struct rm_order o;
-    int rc = rm_load_order(t, (struct rm_str){ id, id_len }, &o);
+    struct rmodel_order o;
+    int rc = rmodel_load_order(t, (struct rmodel_str){ id, id_len }, &o);
     if (rc)
         return rc;
     render_order_view(&o, id, id_len, out);
     *version = o.version;
-    rm_order_clear(&o);
+    rmodel_order_clear(&o);
     return 0;
 }
 
 /* The category with the largest quantity over the user's placed orders; keys sort by
  * name, so keeping the first strict maximum breaks ties to the smallest name. */
-static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+static int preferred_category(struct rmodel_txn *t, const char *id, size_t id_len, struct sbuf *out)
 {
     MDB_cursor *c;
-    int rc = rm_cache_flush(t); /* a write txn's cached rows first (rm_internal.h) */
+    int rc = rmodel_cache_flush(t); /* a write txn's cached rows first (rmodel_internal.h) */
     if (rc)
         return rc;
-    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_CAT], &c);
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_USER_CAT], &c);
     if (rc)
         return ef_mdb_rc(rc);
-    rm_key2(&t->key, id, id_len, "", 0);
+    rmodel_key2(&t->key, id, id_len, "", 0);
     MDB_val k = { t->key.len, t->key.data }, v;
     int64_t best = 0;
     const char *best_p = NULL;
@@ -110,8 +110,8 @@ static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, s
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size < t->key.len || memcmp(k.mv_data, t->key.data, t->key.len) != 0)
             break;
-        struct rm_reader r = { v.mv_data, v.mv_size, 0 };
-        int64_t q = (int64_t)rm_read_u64(&r);
+        struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
+        int64_t q = (int64_t)rmodel_read_u64(&r);
         if (!r.bad && q > best) {
             best = q;
             best_p = (const char *)k.mv_data + t->key.len;
@@ -126,10 +126,10 @@ static int preferred_category(struct rm_txn *t, const char *id, size_t id_len, s
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : ef_mdb_rc(rc);
 }
 
-int rm_render_user(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+int rmodel_render_user(struct rmodel_txn *t, const char *id, size_t id_len, struct sbuf *out)
 {
-    struct rm_user u;
-    int rc = rm_load_user(t, (struct rm_str){ id, id_len }, &u);
+    struct rmodel_user u;
+    int rc = rmodel_load_user(t, (struct rmodel_str){ id, id_len }, &u);
     if (rc)
         return rc;
     sbuf_putc(out, '{');
@@ -157,17 +157,17 @@ int rm_render_user(struct rm_txn *t, const char *id, size_t id_len, struct sbuf 
     return 0;
 }
 
-static int render_order_summary(struct rm_txn *t, const MDB_val *order_id, struct sbuf *out)
+static int render_order_summary(struct rmodel_txn *t, const MDB_val *order_id, struct sbuf *out)
 {
-    struct rm_order o;
-    int rc = rm_load_order(t, (struct rm_str){ order_id->mv_data, order_id->mv_size }, &o);
+    struct rmodel_order o;
+    int rc = rmodel_load_order(t, (struct rmodel_str){ order_id->mv_data, order_id->mv_size }, &o);
     if (rc)
-        return rc == RM_ENOTFOUND ? RM_EFORMAT : rc; /* the list names a missing order */
+        return rc == RMODEL_ENOTFOUND ? RMODEL_EFORMAT : rc; /* the list names a missing order */
     sbuf_putc(out, '{');
     sbuf_json_key(out, "order_id");
     sbuf_json_str(out, order_id->mv_data, order_id->mv_size);
     sbuf_json_key(out, "status");
-    sbuf_json_cstr(out, rm_status_name(o.status));
+    sbuf_json_cstr(out, rmodel_status_name(o.status));
     sbuf_json_key(out, "amount_cents");
     sbuf_json_i64(out, o.amount);
     sbuf_json_key(out, "item_count");
@@ -175,7 +175,7 @@ static int render_order_summary(struct rm_txn *t, const MDB_val *order_id, struc
     sbuf_json_key(out, "created_at");
     sbuf_json_time(out, o.created_at);
     sbuf_putc(out, '}');
-    rm_order_clear(&o);
+    rmodel_order_clear(&o);
     return 0;
 }
 
@@ -185,7 +185,7 @@ static int seek_before(MDB_cursor *c, const struct sbuf *prefix, uint64_t before
 {
     unsigned char key[LOG_STREAM_MAX + 9];
     memcpy(key, prefix->data, prefix->len);
-    rm_put_be64(key + prefix->len, before);
+    rmodel_put_be64(key + prefix->len, before);
     *k = (MDB_val){ prefix->len + 8, key };
     int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
     if (rc == MDB_NOTFOUND)
@@ -200,23 +200,23 @@ static int has_prefix(const MDB_val *k, const struct sbuf *prefix)
     return k->mv_size == prefix->len + 8 && memcmp(k->mv_data, prefix->data, prefix->len) == 0;
 }
 
-int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsigned limit,
+int rmodel_render_user_orders(struct rmodel_txn *t, const char *id, size_t id_len, unsigned limit,
                           uint64_t cursor, struct sbuf *out)
 {
     if (id_len > LOG_STREAM_MAX)
-        return RM_EBADARG;
-    struct rm_user u;
-    int rc = rm_load_user(t, (struct rm_str){ id, id_len }, &u);
+        return RMODEL_EBADARG;
+    struct rmodel_user u;
+    int rc = rmodel_load_user(t, (struct rmodel_str){ id, id_len }, &u);
     if (rc == 0)
-        rc = rm_cache_flush(t); /* a write txn's buffered rows first (rm_internal.h) */
+        rc = rmodel_cache_flush(t); /* a write txn's buffered rows first (rmodel_internal.h) */
     if (rc)
         return rc;
     MDB_cursor *c;
-    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_USER_ORDERS], &c);
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_USER_ORDERS], &c);
     if (rc)
         return ef_mdb_rc(rc);
     struct sbuf prefix = SBUF_INIT;
-    rm_key2(&prefix, id, id_len, "", 0);
+    rmodel_key2(&prefix, id, id_len, "", 0);
     MDB_val k, v;
     unsigned n = 0;
     uint64_t last = 0;
@@ -229,7 +229,7 @@ int rm_render_user_orders(struct rm_txn *t, const char *id, size_t id_len, unsig
         rc = render_order_summary(t, &v, out);
         if (rc)
             goto out;
-        last = rm_get_be64((const unsigned char *)k.mv_data + prefix.len);
+        last = rmodel_get_be64((const unsigned char *)k.mv_data + prefix.len);
     }
     if (rc && rc != MDB_NOTFOUND)
         goto out;
@@ -248,10 +248,10 @@ out:
     return ef_mdb_rc(rc);
 }
 
-int rm_render_item(struct rm_txn *t, const char *id, size_t id_len, struct sbuf *out)
+int rmodel_render_item(struct rmodel_txn *t, const char *id, size_t id_len, struct sbuf *out)
 {
-    struct rm_item it;
-    int rc = rm_load_item(t, (struct rm_str){ id, id_len }, &it);
+    struct rmodel_item it;
+    int rc = rmodel_load_item(t, (struct rmodel_str){ id, id_len }, &it);
     if (rc)
         return rc;
     sbuf_putc(out, '{');
@@ -273,15 +273,15 @@ int rm_render_item(struct rm_txn *t, const char *id, size_t id_len, struct sbuf 
     return 0;
 }
 
-int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct sbuf *out)
+int rmodel_render_daily(struct rmodel_txn *t, const char *from, const char *to, struct sbuf *out)
 {
     if (strlen(from) != 10 || strlen(to) != 10)
-        return RM_EBADARG;
+        return RMODEL_EBADARG;
     MDB_cursor *c;
-    int rc = rm_cache_flush(t); /* a write txn's cached rows first (rm_internal.h) */
+    int rc = rmodel_cache_flush(t); /* a write txn's cached rows first (rmodel_internal.h) */
     if (rc)
         return rc;
-    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_DAILY], &c);
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_DAILY], &c);
     if (rc)
         return ef_mdb_rc(rc);
     sbuf_puts(out, "{\"days\":[");
@@ -291,8 +291,8 @@ int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct s
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 10 || memcmp(k.mv_data, to, 10) > 0)
             break;
-        struct rm_daily d;
-        rc = rm_daily_decode(v.mv_data, v.mv_size, &d);
+        struct rmodel_daily d;
+        rc = rmodel_daily_decode(v.mv_data, v.mv_size, &d);
         if (rc)
             break;
         sbuf_puts(out, first ? "{" : ",{");
@@ -316,23 +316,23 @@ int rm_render_daily(struct rm_txn *t, const char *from, const char *to, struct s
     return 0;
 }
 
-int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
-                   struct rm_loc *locs, size_t max, size_t *n, int *more)
+int rmodel_stream_locs(struct rmodel_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
+                   struct rmodel_loc *locs, size_t max, size_t *n, int *more)
 {
     if (stream_len > LOG_STREAM_MAX)
-        return RM_EBADARG;
+        return RMODEL_EBADARG;
     MDB_cursor *c;
-    int rc = rm_cache_flush(t); /* a write txn's buffered rows first (rm_internal.h) */
+    int rc = rmodel_cache_flush(t); /* a write txn's buffered rows first (rmodel_internal.h) */
     if (rc)
         return rc;
-    rc = mdb_cursor_open(t->txn, t->env->dbi[RM_DB_STREAMS], &c);
+    rc = mdb_cursor_open(t->txn, t->env->dbi[RMODEL_DB_STREAMS], &c);
     if (rc)
         return ef_mdb_rc(rc);
     struct sbuf prefix = SBUF_INIT;
-    rm_key2(&prefix, stream, stream_len, "", 0);
+    rmodel_key2(&prefix, stream, stream_len, "", 0);
     unsigned char key[LOG_STREAM_MAX + 9];
     memcpy(key, prefix.data, prefix.len);
-    rm_put_be64(key + prefix.len, from_version);
+    rmodel_put_be64(key + prefix.len, from_version);
     MDB_val k = { prefix.len + 8, key }, v;
     *n = 0;
     *more = 0;
@@ -342,13 +342,13 @@ int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint
             *more = 1;
             break;
         }
-        struct rm_reader r = { v.mv_data, v.mv_size, 0 };
-        int ver = rm_read_u8(&r);
-        locs[*n].position = rm_read_u64(&r);
-        locs[*n].segment = rm_read_u64(&r);
-        locs[*n].offset = rm_read_u64(&r);
-        if (r.bad || ver != RM_VAL_V1) {
-            rc = RM_EFORMAT;
+        struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
+        int ver = rmodel_read_u8(&r);
+        locs[*n].position = rmodel_read_u64(&r);
+        locs[*n].segment = rmodel_read_u64(&r);
+        locs[*n].offset = rmodel_read_u64(&r);
+        if (r.bad || ver != RMODEL_VAL_V1) {
+            rc = RMODEL_EFORMAT;
             break;
         }
         (*n)++;
@@ -357,80 +357,80 @@ int rm_stream_locs(struct rm_txn *t, const char *stream, size_t stream_len, uint
     sbuf_free(&prefix);
     if (rc && rc != MDB_NOTFOUND)
         return ef_mdb_rc(rc);
-    return *n ? 0 : RM_ENOTFOUND;
+    return *n ? 0 : RMODEL_ENOTFOUND;
 }
 
-int rm_position_loc(struct rm_txn *t, uint64_t pos, struct rm_loc *loc)
+int rmodel_position_loc(struct rmodel_txn *t, uint64_t pos, struct rmodel_loc *loc)
 {
     unsigned char be[8];
-    rm_put_be64(be, pos);
+    rmodel_put_be64(be, pos);
     MDB_val k = { 8, be }, v;
-    int rc = mdb_get(t->txn, t->env->dbi[RM_DB_POSITIONS], &k, &v);
+    int rc = mdb_get(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v);
     if (rc == MDB_NOTFOUND)
-        return RM_ENOTFOUND;
+        return RMODEL_ENOTFOUND;
     if (rc)
         return ef_mdb_rc(rc);
-    struct rm_reader r = { v.mv_data, v.mv_size, 0 };
-    int ver = rm_read_u8(&r);
+    struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
+    int ver = rmodel_read_u8(&r);
     loc->position = pos;
-    loc->segment = rm_read_u64(&r);
-    loc->offset = rm_read_u64(&r);
-    return r.bad || ver != RM_VAL_V1 ? RM_EFORMAT : 0;
+    loc->segment = rmodel_read_u64(&r);
+    loc->offset = rmodel_read_u64(&r);
+    return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;
 }
 
 /* Time travel keeps its view self-contained: after each event the order is encoded into
  * enc and decoded back, so its strings never point into a parse tree that is gone. */
-struct rm_asof {
-    struct rm_order o;
+struct rmodel_asof {
+    struct rmodel_order o;
     struct sbuf enc, tmp;
-    struct rm_str id;
+    struct rmodel_str id;
     char id_buf[LOG_STREAM_MAX];
 };
 
-struct rm_asof *rm_asof_new(void) { return xcalloc(1, sizeof(struct rm_asof)); }
+struct rmodel_asof *rmodel_asof_new(void) { return xcalloc(1, sizeof(struct rmodel_asof)); }
 
-void rm_asof_free(struct rm_asof *a)
+void rmodel_asof_free(struct rmodel_asof *a)
 {
     if (!a)
         return;
-    rm_order_clear(&a->o);
+    rmodel_order_clear(&a->o);
     sbuf_free(&a->enc);
     sbuf_free(&a->tmp);
     free(a);
 }
 
-int rm_asof_apply(struct rm_txn *t, struct rm_asof *a, const struct log_record *rec)
+int rmodel_asof_apply(struct rmodel_txn *t, struct rmodel_asof *a, const struct log_record *rec)
 {
-    int rc = rm_ev_parse(&t->ev, rec, &t->reason);
+    int rc = rmodel_ev_parse(&t->ev, rec, &t->reason);
     if (rc)
         return rc;
-    rc = rm_order_apply(t, &a->o, rec, &t->ev);
+    rc = rmodel_order_apply(t, &a->o, rec, &t->ev);
     if (rc)
         return rc;
     if (a->id.n == 0) {
         size_t n = t->ev.order_id.n < sizeof a->id_buf ? t->ev.order_id.n : sizeof a->id_buf;
         memcpy(a->id_buf, t->ev.order_id.p, n);
-        a->id = (struct rm_str){ a->id_buf, n };
+        a->id = (struct rmodel_str){ a->id_buf, n };
     }
     sbuf_reset(&a->tmp);
-    rm_order_encode(&a->o, &a->tmp);
+    rmodel_order_encode(&a->o, &a->tmp);
     struct sbuf swap = a->enc;
     a->enc = a->tmp;
     a->tmp = swap;
-    rm_order_clear(&a->o);
-    return rm_order_decode(a->enc.data, a->enc.len, &a->o);
+    rmodel_order_clear(&a->o);
+    return rmodel_order_decode(a->enc.data, a->enc.len, &a->o);
 }
 
-int rm_asof_render(struct rm_asof *a, struct sbuf *out, uint64_t *version)
+int rmodel_asof_render(struct rmodel_asof *a, struct sbuf *out, uint64_t *version)
 {
     if (a->o.status == 0)
-        return RM_ENOTFOUND;
+        return RMODEL_ENOTFOUND;
     render_order_view(&a->o, a->id.p, a->id.n, out);
     *version = a->o.version;
     return 0;
 }
 
-void rm_render_event(const struct log_record *rec, struct sbuf *out)
+void rmodel_render_event(const struct log_record *rec, struct sbuf *out)
 {
     sbuf_putc(out, '{');
     sbuf_json_key(out, "position");

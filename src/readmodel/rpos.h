@@ -9,7 +9,7 @@
  *
  * Guarantees
  *  - rpos_position() never exceeds what the read model has committed: the tailer publishes
- *    only after rm_txn_commit() returned.
+ *    only after rmodel_txn_commit() returned.
  *  - rpos_wait() returns as soon as the position passes `after`, or at the timeout; spurious
  *    early returns are possible, so callers loop on their own condition.
  *

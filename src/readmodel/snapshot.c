@@ -18,18 +18,18 @@
  * state the copy holds even if the tailer committed during the copy. */
 static int copy_position(const char *dir, uint64_t *pos)
 {
-    struct rm_env *e;
-    struct rm_options ro = { 0, 1 };
-    int rc = rm_env_open(dir, &ro, &e);
+    struct rmodel_env *e;
+    struct rmodel_options ro = { 0, 1 };
+    int rc = rmodel_env_open(dir, &ro, &e);
     if (rc)
         return rc;
-    struct rm_txn *t;
-    rc = rm_txn_begin(e, 1, &t);
+    struct rmodel_txn *t;
+    rc = rmodel_txn_begin(e, 1, &t);
     if (rc == 0) {
-        rc = rm_position(t, pos);
-        rm_txn_abort(t);
+        rc = rmodel_position(t, pos);
+        rmodel_txn_abort(t);
     }
-    rm_env_close(e);
+    rmodel_env_close(e);
     char lock[RDIR_PATH_MAX];
     if (rdir_join(lock, sizeof lock, dir, "lock.mdb"))
         return -ENAMETOOLONG;
@@ -37,9 +37,9 @@ static int copy_position(const char *dir, uint64_t *pos)
     return rc;
 }
 
-static int build(const char *tmp, struct rm_env *env, struct snapshot_info *s)
+static int build(const char *tmp, struct rmodel_env *env, struct snapshot_info *s)
 {
-    int rc = rm_env_copy(env, tmp);
+    int rc = rmodel_env_copy(env, tmp);
     if (rc == 0)
         rc = copy_position(tmp, &s->position);
     if (rc == 0)
@@ -47,7 +47,7 @@ static int build(const char *tmp, struct rm_env *env, struct snapshot_info *s)
     return rc;
 }
 
-int snapshot_take(const char *data_dir, struct rm_env *env, int keep, struct snapshot_info *info)
+int snapshot_take(const char *data_dir, struct rmodel_env *env, int keep, struct snapshot_info *info)
 {
     char dir[RDIR_PATH_MAX], tmp[SNAPDIR_PATH_MAX];
     struct snapshot_info s;
@@ -62,11 +62,11 @@ int snapshot_take(const char *data_dir, struct rm_env *env, int keep, struct sna
     if (rc == 0)
         rc = snapdir_publish(dir, tmp, &s, 1); /* a snapshot at the same position is replaced */
     if (rc) {
-        LOG_ERROR("snapshot failed: %s", rm_strerror(rc));
+        EFLOG_ERROR("snapshot failed: %s", rmodel_strerror(rc));
         snapdir_remove(tmp);
         return rc;
     }
-    LOG_INFO("snapshot taken position=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64, s.position,
+    EFLOG_INFO("snapshot taken position=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64, s.position,
              s.bytes, (ef_mono_ns() - t0) / 1000000u);
     snapdir_prune(dir, keep);
     if (info)
@@ -86,7 +86,7 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rm_env *env, int keep)
+int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rmodel_env *env, int keep)
 {
     assert(!j->running);
     j->data_dir = data_dir;

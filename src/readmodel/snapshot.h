@@ -30,12 +30,12 @@
 #include "util/sbuf.h"
 #include "util/snapdir.h" /* struct snapshot_info, the directory protocol */
 
-struct rm_env;
+struct rmodel_env;
 
 
 /* Takes a snapshot of env now and prunes to the newest `keep` (keep < 1 counts as 1).
  * Returns 0 (info filled if non-NULL) or a negative code; failures are logged. */
-int snapshot_take(const char *data_dir, struct rm_env *env, int keep, struct snapshot_info *info);
+int snapshot_take(const char *data_dir, struct rmodel_env *env, int keep, struct snapshot_info *info);
 
 /* A snapshot taken beside the fold: snapshot_take in a thread of its own, so that the
  * tailer goes on folding and committing while the model is copied (the copy reads one
@@ -49,7 +49,7 @@ struct snapshot_job {
     int running;          /* a thread was started and not yet joined */
     _Atomic int done;     /* set by the thread as it ends */
     const char *data_dir; /* borrowed: valid until joined */
-    struct rm_env *env;   /* borrowed */
+    struct rmodel_env *env;   /* borrowed */
     int keep;
     int rc;               /* snapshot_take's result, once joined */
     struct snapshot_info info;
@@ -60,7 +60,7 @@ extern void (*snapshot_job_before_copy)(void);
 
 /* Starts a job (j must not be running). Returns 0, or a negative errno when no thread
  * could be started (then nothing runs; the caller may take the snapshot inline or later). */
-int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rm_env *env, int keep);
+int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rmodel_env *env, int keep);
 /* 1 while a started job has not been joined yet. */
 int snapshot_job_running(const struct snapshot_job *j);
 /* 1 when a started job has ended (joining it will not wait). */

@@ -76,7 +76,7 @@ int relay_render_event(const struct log_record *rec, struct relay_render *r, str
     ev->position = rec->position;
     ev->rec = rec;
     sbuf_reset(&r->body);
-    rm_render_event(rec, &r->body);
+    rmodel_render_event(rec, &r->body);
     ev->body = r->body.data;
     ev->body_len = r->body.len;
     ev->record_crc = record_crc(rec, &r->encoded);
@@ -187,7 +187,7 @@ static void write_state(struct relay *r, int force)
     r->state_written_ns = now;
     int rc = relay_state_write(r->opt->data_dir, &r->state);
     if (rc)
-        LOG_WARN("cannot write the relay's state file in %s: %s", r->opt->data_dir, strerror(-rc));
+        EFLOG_WARN("cannot write the relay's state file in %s: %s", r->opt->data_dir, strerror(-rc));
 }
 
 /* Sleeps ms unless a stop comes first (a signal interrupts nanosleep: no SA_RESTART). */
@@ -208,10 +208,10 @@ static void note_failure(struct relay *r, const char *msg)
 {
     r->failures++;
     if (!r->failing) {
-        LOG_WARN("relay to %s failing, retrying with backoff: %s", r->ops->name, msg);
+        EFLOG_WARN("relay to %s failing, retrying with backoff: %s", r->ops->name, msg);
         r->failing = 1;
     } else {
-        LOG_DEBUG("relay to %s still failing: %s", r->ops->name, msg);
+        EFLOG_DEBUG("relay to %s still failing: %s", r->ops->name, msg);
     }
     snprintf(r->last_err, sizeof r->last_err, "%s", msg);
     sleep_ms(r, r->backoff_ms);
@@ -221,10 +221,10 @@ static void note_failure(struct relay *r, const char *msg)
 static void note_resumed(struct relay *r, uint64_t last)
 {
     if (r->failing)
-        LOG_INFO("relay to %s recovered after %u failed attempts; resuming after position %" PRIu64,
+        EFLOG_INFO("relay to %s recovered after %u failed attempts; resuming after position %" PRIu64,
                  r->ops->name, r->failures, last);
     else
-        LOG_INFO("relay to %s resuming after position %" PRIu64 " (durable head %" PRIu64 ")",
+        EFLOG_INFO("relay to %s resuming after position %" PRIu64 " (durable head %" PRIu64 ")",
                  r->ops->name, last, log_durable(r->lg));
     r->failing = 0;
     r->failures = 0;
@@ -364,7 +364,7 @@ int relay_run(const struct relay_options *opt, char *err, size_t errlen)
     if (rc == 0 && r.sink) {
         drain(&r);
         write_state(&r, 1);
-        LOG_INFO("relay to %s stopped at position %" PRIu64, r.ops->name, r.confirmed);
+        EFLOG_INFO("relay to %s stopped at position %" PRIu64, r.ops->name, r.confirmed);
     }
     if (r.ops && r.sink)
         r.ops->close(r.sink);

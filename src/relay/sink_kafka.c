@@ -111,7 +111,7 @@ static int kafka_fixed_check(const struct ef_config_prop *p, char *err, size_t e
  * the states worth a line reach kafka_error_cb and delivery reports. */
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    LOG_DEBUG("kafka: librdkafka level=%d %s %s", level, fac, buf);
+    EFLOG_DEBUG("kafka: librdkafka level=%d %s %s", level, fac, buf);
 }
 
 /* One line per change of the cluster's state (brokers down, back, leader moved), not one per
@@ -124,7 +124,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     if (err == s->last_err)
         return;
     s->last_err = err;
-    LOG_WARN("kafka: %s (%s); librdkafka keeps retrying", reason, rd_kafka_err2name(err));
+    EFLOG_WARN("kafka: %s (%s); librdkafka keeps retrying", reason, rd_kafka_err2name(err));
 }
 
 static void kafka_fail(struct kafka_sink *s, const char *fmt, ...)
@@ -162,7 +162,7 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     s->delivered = pos;
     if (s->last_err) {
         s->last_err = 0;
-        LOG_INFO("kafka: delivering again position=%" PRIu64, pos);
+        EFLOG_INFO("kafka: delivering again position=%" PRIu64, pos);
     }
 }
 
@@ -509,7 +509,7 @@ static int kafka_resume(void *sink, struct log *lg, uint64_t *last, char *err, s
         return rc;
     s->sent = s->delivered = *last;
     s->failed = 0;
-    LOG_INFO("kafka: resuming topic=%s after position=%" PRIu64, s->topic, *last);
+    EFLOG_INFO("kafka: resuming topic=%s after position=%" PRIu64, s->topic, *last);
     return 0;
 }
 

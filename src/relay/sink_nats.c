@@ -138,7 +138,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     (void)nc;
     const struct nats_sink *s = closure;
     if (!__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
-        LOG_INFO("nats: disconnected; reconnecting");
+        EFLOG_INFO("nats: disconnected; reconnecting");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -146,7 +146,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     (void)closure;
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    LOG_INFO("nats: connected to %s", url);
+    EFLOG_INFO("nats: connected to %s", url);
 }
 
 static int make_options(struct nats_sink *s, char *err, size_t errlen)
@@ -277,7 +277,7 @@ static int create_stream(struct nats_sink *s, jsStreamInfo **si, char *err, size
     jsErrCode jerr = 0;
     natsStatus st = js_AddStream(si, s->js, &sc, NULL, &jerr);
     if (st == NATS_OK) {
-        LOG_INFO("nats: created stream %s (subjects %s, %d replicas, file storage)", s->stream, s->filter,
+        EFLOG_INFO("nats: created stream %s (subjects %s, %d replicas, file storage)", s->stream, s->filter,
                  s->replicas);
         return 0;
     }

@@ -240,7 +240,7 @@ int server_park(struct server_request *req, uint64_t want, uint64_t wake_ns)
     struct srv_thread *t = req->impl;
     struct srv_worker *w = t->w;
     if (t->responded || t->parked) {
-        LOG_ERROR("server_park after an answer ignored path=%s", EFLOG_S(req->path));
+        EFLOG_ERROR("server_park after an answer ignored path=%s", EFLOG_S(req->path));
         return SERVER_PARK_UNAVAILABLE;
     }
     if (!w->hold || !w->opt->position || !w->opt->wait_position)
@@ -278,7 +278,7 @@ static void wake_loop(struct srv_hold *H)
 {
     uint64_t one = 1;
     if (write(H->efd, &one, sizeof one) != sizeof one && errno != EAGAIN)
-        LOG_ERROR("cannot wake the wait loop err=%s", strerror(errno));
+        EFLOG_ERROR("cannot wake the wait loop err=%s", strerror(errno));
 }
 
 void srv_hold_submit(struct srv_worker *w, struct srv_held *h)
@@ -325,7 +325,7 @@ static void held_end(struct srv_hold *H, struct srv_held *h)
     if (h->counted)
         srv_hold_uncount(H->w);
     if (epoll_ctl(H->epfd, EPOLL_CTL_DEL, h->fd, NULL) < 0)
-        LOG_ERROR("epoll_ctl DEL failed fd=%d err=%s", h->fd, strerror(errno));
+        EFLOG_ERROR("epoll_ctl DEL failed fd=%d err=%s", h->fd, strerror(errno));
     close(h->fd);
     srv_out_free(h->out);
     free(h->out);
@@ -338,7 +338,7 @@ static int watch(struct srv_hold *H, struct srv_held *h, int op, uint32_t events
     struct epoll_event ev = { .events = events, .data.ptr = h };
     if (epoll_ctl(H->epfd, op, h->fd, &ev) == 0)
         return 0;
-    LOG_ERROR("epoll_ctl failed fd=%d err=%s", h->fd, strerror(errno));
+    EFLOG_ERROR("epoll_ctl failed fd=%d err=%s", h->fd, strerror(errno));
     return -1;
 }
 
@@ -362,7 +362,7 @@ static void shed_unsent(struct srv_hold *H)
 {
     while (H->unsent_bytes > H->max_unsent && H->send_head != H->send_tail) {
         struct srv_held *h = H->send_head;
-        LOG_WARN("unsent answers over max_unsent_bytes, closing the oldest connection fd=%d "
+        EFLOG_WARN("unsent answers over max_unsent_bytes, closing the oldest connection fd=%d "
                  "bytes_left=%zu held_bytes=%zu", h->fd, h->out->left, H->unsent_bytes);
         held_end(H, h);
     }
@@ -392,7 +392,7 @@ static void take_submissions(struct srv_hold *H, int *no_more)
 {
     uint64_t v;
     if (read(H->efd, &v, sizeof v) < 0 && errno != EAGAIN)
-        LOG_ERROR("cannot read the wait loop's eventfd err=%s", strerror(errno));
+        EFLOG_ERROR("cannot read the wait loop's eventfd err=%s", strerror(errno));
     pthread_mutex_lock(&H->mu);
     struct srv_held *h = H->sub_head;
     H->sub_head = H->sub_tail = NULL;
@@ -414,7 +414,7 @@ static void send_more(struct srv_hold *H, struct srv_held *h)
 {
     int rc = srv_out_send(h->out, h->fd);
     if (rc < 0)
-        LOG_DEBUG("answer not delivered, client gone err=%s", strerror(errno));
+        EFLOG_DEBUG("answer not delivered, client gone err=%s", strerror(errno));
     if (rc != 0)
         held_end(H, h);
 }
@@ -446,7 +446,7 @@ static void resume(struct srv_hold *H, struct srv_held *h)
     int rc = srv_out_send(&t->ans, h->fd);
     if (rc != 0) {
         if (rc < 0)
-            LOG_DEBUG("answer not delivered, client gone err=%s", strerror(errno));
+            EFLOG_DEBUG("answer not delivered, client gone err=%s", strerror(errno));
         srv_out_reset(&t->ans);
         h->state = HELD_SENDING; /* so held_end does not count it as parked */
         held_end(H, h);
@@ -462,7 +462,7 @@ static void on_event(struct srv_hold *H, struct srv_held *h, uint32_t ev)
 {
     if (h->state == HELD_SENDING) {
         if (ev & (EPOLLERR | EPOLLHUP)) {
-            LOG_DEBUG("answer not delivered, client gone");
+            EFLOG_DEBUG("answer not delivered, client gone");
             held_end(H, h);
         } else {
             send_more(H, h);
@@ -471,7 +471,7 @@ static void on_event(struct srv_hold *H, struct srv_held *h, uint32_t ev)
     }
     /* Parked: the front end sends nothing more on this connection, so readable means it
      * closed it (the client went away), or sent something a parked request cannot take. */
-    LOG_DEBUG("parked request dropped, connection closed by the front end path=%s", EFLOG_S(h->path));
+    EFLOG_DEBUG("parked request dropped, connection closed by the front end path=%s", EFLOG_S(h->path));
     held_end(H, h);
 }
 
@@ -494,7 +494,7 @@ static void wake_due(struct srv_hold *H)
             resume(H, h);
             continue;
         }
-        LOG_WARN("answer not sent within send_timeout_seconds, closing the connection "
+        EFLOG_WARN("answer not sent within send_timeout_seconds, closing the connection "
                  "fd=%d bytes_left=%zu", h->fd, h->out->left);
         held_end(H, h);
     }
@@ -540,7 +540,7 @@ static void *loop_main(void *arg)
             break;
         int n = epoll_wait(H->epfd, evs, MAX_EVENTS, next_timeout_ms(H));
         if (n < 0 && errno != EINTR) {
-            LOG_ERROR("epoll_wait failed err=%s", strerror(errno));
+            EFLOG_ERROR("epoll_wait failed err=%s", strerror(errno));
             nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
         }
         for (int i = 0; i < n; i++) {
@@ -577,7 +577,7 @@ static void raise_nofile(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            LOG_WARN("cannot raise the open-file limit err=%s", strerror(errno));
+            EFLOG_WARN("cannot raise the open-file limit err=%s", strerror(errno));
     }
 }
 
@@ -604,19 +604,19 @@ int srv_hold_start(struct srv_worker *w)
     H->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (H->epfd < 0 || H->efd < 0 || add_tag(H->epfd, H->efd, &efd_tag) < 0 ||
         add_tag(H->epfd, w->wake_fd, &wake_tag) < 0) {
-        LOG_ERROR("cannot set up the wait loop err=%s", strerror(errno));
+        EFLOG_ERROR("cannot set up the wait loop err=%s", strerror(errno));
         goto fail;
     }
     w->hold = H;
     int err = pthread_create(&H->loop_tid, NULL, loop_main, H);
     if (err) {
-        LOG_ERROR("cannot start the wait loop err=%s", strerror(err));
+        EFLOG_ERROR("cannot start the wait loop err=%s", strerror(err));
         w->hold = NULL;
         goto fail;
     }
     if (w->opt->position && w->opt->wait_position &&
         (err = pthread_create(&H->watch_tid, NULL, watch_main, H)) != 0) {
-        LOG_ERROR("cannot start the position watcher err=%s", strerror(err));
+        EFLOG_ERROR("cannot start the position watcher err=%s", strerror(err));
         srv_hold_finish(w, ef_mono_ns());
         return -1;
     }

@@ -46,7 +46,7 @@ static int inherited_fd(void)
         if (n >= 1)
             fd = SD_LISTEN_FDS_START;
         if (n > 1)
-            LOG_WARN("socket activation passed several sockets, serving the first LISTEN_FDS=%ld", n);
+            EFLOG_WARN("socket activation passed several sockets, serving the first LISTEN_FDS=%ld", n);
     }
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
@@ -58,11 +58,11 @@ static int listen_inherited(struct srv_listener *l)
 {
     int fd = inherited_fd();
     if (!is_listening_socket(fd)) {
-        LOG_ERROR("no listening socket: fd %d is not a listening socket; use --listen unix:PATH or HOST:PORT", fd);
+        EFLOG_ERROR("no listening socket: fd %d is not a listening socket; use --listen unix:PATH or HOST:PORT", fd);
         return SERVER_ERR_LISTEN;
     }
     if (set_flags(fd) < 0) {
-        LOG_ERROR("fcntl on listening socket failed fd=%d err=%s", fd, strerror(errno));
+        EFLOG_ERROR("fcntl on listening socket failed fd=%d err=%s", fd, strerror(errno));
         return SERVER_ERR_LISTEN;
     }
     l->fd = fd;
@@ -77,7 +77,7 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa)
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : SERVER_ERR_LISTEN;
     if (!S_ISSOCK(st.st_mode)) {
-        LOG_ERROR("listen path exists and is not a socket path=%s", path);
+        EFLOG_ERROR("listen path exists and is not a socket path=%s", path);
         return SERVER_ERR_LISTEN;
     }
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -87,16 +87,16 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa)
     int err = errno;
     close(probe);
     if (rc == 0 || err == EAGAIN) {
-        LOG_ERROR("listen socket is in use by a running server path=%s", path);
+        EFLOG_ERROR("listen socket is in use by a running server path=%s", path);
         return SERVER_ERR_IN_USE;
     }
     if (err != ECONNREFUSED)
         return err == ENOENT ? 0 : SERVER_ERR_LISTEN;
     if (unlink(path) < 0 && errno != ENOENT) {
-        LOG_ERROR("cannot remove stale socket path=%s err=%s", path, strerror(errno));
+        EFLOG_ERROR("cannot remove stale socket path=%s err=%s", path, strerror(errno));
         return SERVER_ERR_LISTEN;
     }
-    LOG_INFO("removed stale socket path=%s", path);
+    EFLOG_INFO("removed stale socket path=%s", path);
     return 0;
 }
 
@@ -105,14 +105,14 @@ static int bind_unix(int fd, const char *path, const struct sockaddr_un *sa)
     if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
         return 0;
     if (errno != EADDRINUSE) {
-        LOG_ERROR("bind failed path=%s err=%s", path, strerror(errno));
+        EFLOG_ERROR("bind failed path=%s err=%s", path, strerror(errno));
         return SERVER_ERR_LISTEN;
     }
     int rc = remove_stale(path, sa);
     if (rc < 0)
         return rc;
     if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) < 0) {
-        LOG_ERROR("bind failed path=%s err=%s", path, strerror(errno));
+        EFLOG_ERROR("bind failed path=%s err=%s", path, strerror(errno));
         return SERVER_ERR_LISTEN;
     }
     return 0;
@@ -124,13 +124,13 @@ static int listen_unix(const char *path, struct srv_listener *l)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof sa.sun_path || strlen(path) >= sizeof l->path) {
-        LOG_ERROR("unix socket path too long path=%s", path);
+        EFLOG_ERROR("unix socket path too long path=%s", path);
         return SERVER_ERR_LISTEN;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        LOG_ERROR("socket failed err=%s", strerror(errno));
+        EFLOG_ERROR("socket failed err=%s", strerror(errno));
         return SERVER_ERR_SYSTEM;
     }
     int rc = bind_unix(fd, path, &sa);
@@ -139,7 +139,7 @@ static int listen_unix(const char *path, struct srv_listener *l)
     struct stat st;
     rc = SERVER_ERR_LISTEN;
     if (chmod(path, 0666) < 0 || stat(path, &st) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        LOG_ERROR("cannot set up unix socket path=%s err=%s", path, strerror(errno));
+        EFLOG_ERROR("cannot set up unix socket path=%s err=%s", path, strerror(errno));
         unlink(path);
         goto fail;
     }
@@ -195,7 +195,7 @@ static int listen_tcp(const char *spec, struct srv_listener *l)
     char host[256];
     const char *port;
     if (split_host_port(spec, host, sizeof host, &port) < 0) {
-        LOG_ERROR("bad listen address listen=%s", spec);
+        EFLOG_ERROR("bad listen address listen=%s", spec);
         return SERVER_ERR_LISTEN;
     }
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -203,7 +203,7 @@ static int listen_tcp(const char *spec, struct srv_listener *l)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, port, &hints, &res);
     if (gai != 0) {
-        LOG_ERROR("cannot resolve listen address listen=%s err=%s", spec, gai_strerror(gai));
+        EFLOG_ERROR("cannot resolve listen address listen=%s err=%s", spec, gai_strerror(gai));
         return SERVER_ERR_LISTEN;
     }
     int err = 0;
@@ -215,7 +215,7 @@ static int listen_tcp(const char *spec, struct srv_listener *l)
     }
     freeaddrinfo(res);
     if (l->fd < 0) {
-        LOG_ERROR("cannot listen listen=%s err=%s", spec, strerror(err));
+        EFLOG_ERROR("cannot listen listen=%s err=%s", spec, strerror(err));
         return SERVER_ERR_LISTEN;
     }
     return 0;
@@ -241,6 +241,6 @@ void srv_listen_close(struct srv_listener *l)
         return;
     struct stat st;
     if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino && unlink(l->path) < 0)
-        LOG_WARN("cannot remove socket path=%s err=%s", l->path, strerror(errno));
+        EFLOG_WARN("cannot remove socket path=%s err=%s", l->path, strerror(errno));
     l->created = 0;
 }

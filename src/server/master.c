@@ -67,7 +67,7 @@ static int check_options(const struct server_options *opt)
 {
     if (!opt->handler || !opt->cfg || opt->cfg->workers < 1 || opt->max_body == 0 ||
         (opt->threads < 1 && opt->cfg->threads < 1)) {
-        LOG_ERROR("bad server options (handler, cfg, workers >= 1, threads >= 1, max_body > 0)");
+        EFLOG_ERROR("bad server options (handler, cfg, workers >= 1, threads >= 1, max_body > 0)");
         return SERVER_ERR_USAGE;
     }
     return 0;
@@ -82,7 +82,7 @@ static int spawn_worker(struct master *m, int slot)
     m->served_at_start[slot] = atomic_load(&m->progress->served);
     pid_t pid = fork();
     if (pid < 0) {
-        LOG_ERROR("fork failed err=%s", strerror(errno));
+        EFLOG_ERROR("fork failed err=%s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -91,7 +91,7 @@ static int spawn_worker(struct master *m, int slot)
     }
     m->pids[slot] = pid;
     m->started_ns[slot] = ef_mono_ns();
-    LOG_DEBUG("worker started pid=%ld slot=%d", (long)pid, slot);
+    EFLOG_DEBUG("worker started pid=%ld slot=%d", (long)pid, slot);
     return 0;
 }
 
@@ -157,7 +157,7 @@ static void maybe_give_up(struct master *m, uint64_t now)
     uint64_t next = m->next_spawn_ns > now ? m->next_spawn_ns : now;
     if (m->futile < GIVE_UP_DEATHS || next - m->futile_since_ns < GIVE_UP_NS)
         return;
-    LOG_ERROR("workers cannot start, giving up: %d died in a row within ms=%llu without "
+    EFLOG_ERROR("workers cannot start, giving up: %d died in a row within ms=%llu without "
               "answering a request (their errors are above)", m->futile,
               (unsigned long long)((now - m->futile_since_ns) / NS_PER_MS));
     m->gave_up = 1;
@@ -192,7 +192,7 @@ static void reap(struct master *m)
         }
         maybe_give_up(m, now);
         if (young && !m->stopping)
-            LOG_WARN("worker died young, restarting in ms=%llu",
+            EFLOG_WARN("worker died young, restarting in ms=%llu",
                      (unsigned long long)((m->next_spawn_ns - now) / NS_PER_MS));
     }
 }
@@ -238,9 +238,9 @@ static void supervise(struct master *m, const sigset_t *set)
         else if (sig == SIGTERM || sig == SIGINT)
             m->stopping = 1;
         else if (sig == SIGHUP)
-            LOG_INFO("SIGHUP ignored");
+            EFLOG_INFO("SIGHUP ignored");
         else if (sig < 0)
-            LOG_ERROR("sigtimedwait failed err=%s", strerror(errno));
+            EFLOG_ERROR("sigtimedwait failed err=%s", strerror(errno));
     }
 }
 
@@ -250,7 +250,7 @@ static void stop_workers(struct master *m, const sigset_t *set)
 {
     for (int i = 0; i < m->nworkers; i++)
         if (m->pids[i] > 0 && kill(m->pids[i], SIGTERM) < 0)
-            LOG_WARN("kill failed pid=%ld err=%s", (long)m->pids[i], strerror(errno));
+            EFLOG_WARN("kill failed pid=%ld err=%s", (long)m->pids[i], strerror(errno));
     int grace = m->opt->grace_seconds > 0 ? m->opt->grace_seconds : SRV_DEFAULT_GRACE_SECONDS;
     uint64_t deadline = ef_mono_ns() + (uint64_t)(grace + KILL_MARGIN_S) * 1000000000u;
     reap(m);
@@ -261,7 +261,7 @@ static void stop_workers(struct master *m, const sigset_t *set)
     for (int i = 0; i < m->nworkers; i++) {
         if (m->pids[i] <= 0)
             continue;
-        LOG_WARN("worker did not stop, killing pid=%ld", (long)m->pids[i]);
+        EFLOG_WARN("worker did not stop, killing pid=%ld", (long)m->pids[i]);
         kill(m->pids[i], SIGKILL);
         int status;
         if (waitpid(m->pids[i], &status, 0) == m->pids[i])
@@ -280,7 +280,7 @@ static int master_signals(sigset_t *set, sigset_t *old)
     /* SIGCHLD must not be SIG_IGN, or children are reaped by the kernel unseen. */
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     if (sigprocmask(SIG_BLOCK, set, old) < 0 || sigaction(SIGCHLD, &dfl, NULL) < 0) {
-        LOG_ERROR("signal setup failed err=%s", strerror(errno));
+        EFLOG_ERROR("signal setup failed err=%s", strerror(errno));
         return SERVER_ERR_SYSTEM;
     }
     return 0;
@@ -296,14 +296,14 @@ static int open_metrics(const struct server_options *opt)
     if (rc == 0)
         return 0;
     if (opt->metrics_file) {
-        LOG_WARN("cannot create the metrics file, counting in memory only file=%s err=%s",
+        EFLOG_WARN("cannot create the metrics file, counting in memory only file=%s err=%s",
                  opt->metrics_file, strerror(-rc));
         if (unlink(opt->metrics_file) < 0 && errno != ENOENT)
-            LOG_WARN("cannot remove the stale metrics file file=%s err=%s", opt->metrics_file,
+            EFLOG_WARN("cannot remove the stale metrics file file=%s err=%s", opt->metrics_file,
                      strerror(errno));
     }
     if ((rc = metrics_init()) < 0) {
-        LOG_ERROR("cannot map the metrics region err=%s", strerror(-rc));
+        EFLOG_ERROR("cannot map the metrics region err=%s", strerror(-rc));
         return -1;
     }
     return 0;
@@ -316,7 +316,7 @@ static int open_progress(struct master *m)
     m->progress_len = sizeof *m->progress + 2 * (size_t)m->nworkers * sizeof m->progress->ready[0];
     void *p = mmap(NULL, m->progress_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        LOG_ERROR("cannot map the worker progress region err=%s", strerror(errno));
+        EFLOG_ERROR("cannot map the worker progress region err=%s", strerror(errno));
         return -1;
     }
     m->progress = p;
@@ -344,7 +344,7 @@ int server_run(const struct server_options *opt)
     m.pids = xcalloc((size_t)m.nworkers, sizeof *m.pids);
     m.started_ns = xcalloc((size_t)m.nworkers, sizeof *m.started_ns);
     m.served_at_start = xcalloc((size_t)m.nworkers, sizeof *m.served_at_start);
-    LOG_INFO("started prog=%s workers=%d threads=%d listen=%s fd=%d", opt->prog ? opt->prog : "-",
+    EFLOG_INFO("started prog=%s workers=%d threads=%d listen=%s fd=%d", opt->prog ? opt->prog : "-",
              m.nworkers, opt->threads > 0 ? opt->threads : opt->cfg->threads,
              opt->cfg->listen[0] ? opt->cfg->listen : "inherited", m.listener.fd);
     supervise(&m, &set);
@@ -355,7 +355,7 @@ int server_run(const struct server_options *opt)
     free(m.served_at_start);
     munmap(m.progress, m.progress_len);
     if (!m.gave_up)
-        LOG_INFO("stopped");
+        EFLOG_INFO("stopped");
     sigprocmask(SIG_SETMASK, &old, NULL);
     return m.gave_up ? 1 : 0;
 fail:

@@ -184,7 +184,7 @@ int srv_request_begin(struct srv_thread *t, size_t max_body)
         return 1;
     }
     if (rc < 0) {
-        LOG_DEBUG("request body unreadable, client gone method=%s path=%s", EFLOG_S(r->method),
+        EFLOG_DEBUG("request body unreadable, client gone method=%s path=%s", EFLOG_S(r->method),
                   EFLOG_S(r->path));
         t->responded = 1; /* nothing can be answered on a broken stream */
         return 1;

@@ -54,7 +54,7 @@ static int begin_answer(struct server_request *req, int status, const char *cont
     struct srv_thread *t = req->impl;
     assert(status >= 100 && status <= 599);
     if (t->responded || t->parked) {
-        LOG_ERROR("second answer to one request ignored status=%d path=%s", status, EFLOG_S(req->path));
+        EFLOG_ERROR("second answer to one request ignored status=%d path=%s", status, EFLOG_S(req->path));
         return -1;
     }
     t->responded = 1;

@@ -101,12 +101,12 @@ void srv_run_handler(struct srv_thread *t)
     struct srv_worker *w = t->w;
     w->opt->handler(&t->req, w->ctx);
     if (!t->responded && !t->parked) {
-        LOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
+        EFLOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
                   EFLOG_S(t->req.path));
         server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
     }
     if (w->opt->cfg->log_requests && !t->parked)
-        LOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
+        EFLOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
                  EFLOG_S(t->req.path), t->status, (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
 }
 
@@ -138,7 +138,7 @@ static void send_answer(struct srv_thread *t)
     int rc = srv_out_send(&t->ans, t->fcgx.ipcFd);
     if (rc != 0) {
         if (rc < 0)
-            LOG_DEBUG("answer not delivered, client gone status=%d path=%s err=%s", t->status,
+            EFLOG_DEBUG("answer not delivered, client gone status=%d path=%s err=%s", t->status,
                       EFLOG_S(t->req.path), strerror(errno));
         srv_out_reset(&t->ans);
         end_connection(t, rc > 0);
@@ -202,7 +202,7 @@ static void accept_pause(int rc, uint64_t *last_log_ns)
 {
     uint64_t now = ef_mono_ns();
     if (now - *last_log_ns >= 1000000000u) {
-        LOG_WARN("accept failed, pausing err=%s", strerror(-rc));
+        EFLOG_WARN("accept failed, pausing err=%s", strerror(-rc));
         *last_log_ns = now;
     }
     nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
@@ -216,7 +216,7 @@ static int serve_loop(struct srv_thread *t)
     for (;;) {
         int rc = wait_for_work(t);
         if (rc < 0) {
-            LOG_ERROR("waiting for requests failed err=%s", strerror(errno));
+            EFLOG_ERROR("waiting for requests failed err=%s", strerror(errno));
             return -1;
         }
         if (rc == 0)
@@ -232,7 +232,7 @@ static int serve_loop(struct srv_thread *t)
         }
         enum accept_fate fate = accept_fate(rc);
         if (fate == ACCEPT_FATAL) {
-            LOG_ERROR("accept failed err=%s", strerror(-rc));
+            EFLOG_ERROR("accept failed err=%s", strerror(-rc));
             return -1;
         }
         if (fate == ACCEPT_PAUSE)
@@ -294,7 +294,7 @@ static void stop_threads(struct srv_worker *w)
     FCGX_ShutdownPending();
     uint64_t one = 1;
     if (write(w->wake_fd, &one, sizeof one) != sizeof one)
-        LOG_ERROR("cannot wake request threads err=%s", strerror(errno));
+        EFLOG_ERROR("cannot wake request threads err=%s", strerror(errno));
 }
 
 /* Starts n request threads; returns how many started. */
@@ -313,7 +313,7 @@ static int start_threads(struct srv_worker *w, struct srv_thread *ts, pthread_t 
             pthread_mutex_lock(&w->mu);
             w->live--;
             pthread_mutex_unlock(&w->mu);
-            LOG_ERROR("cannot start request thread err=%s", strerror(err));
+            EFLOG_ERROR("cannot start request thread err=%s", strerror(err));
             break;
         }
     }
@@ -333,7 +333,7 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
         int sig = 0;
         while (sigwait(stop_set, &sig) != 0)
             ;
-        LOG_DEBUG("worker stopping signal=%d", sig);
+        EFLOG_DEBUG("worker stopping signal=%d", sig);
     } else {
         atomic_store(&w->fatal, 1);
     }
@@ -345,7 +345,7 @@ static int serve_until_stopped(struct srv_worker *w, const sigset_t *stop_set, i
     if (wait_threads(w, grace) < 0 || srv_hold_finish(w, deadline) < 0) {
         /* Threads still inside handlers use ctx and the listen socket: do not free
          * anything under them, just leave. */
-        LOG_WARN("requests still running after the grace period, exiting grace=%d", grace);
+        EFLOG_WARN("requests still running after the grace period, exiting grace=%d", grace);
         _exit(1);
     }
     for (int i = 0; i < started; i++) {
@@ -368,7 +368,7 @@ int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t maste
                             .max_body = opt->max_body, .progress = shared, .slot = slot };
     int rc = 1;
     if (worker_signals(&stop_set) < 0) {
-        LOG_ERROR("worker signal setup failed err=%s", strerror(errno));
+        EFLOG_ERROR("worker signal setup failed err=%s", strerror(errno));
         return 1;
     }
     if (getppid() != master)
@@ -377,22 +377,22 @@ int srv_worker_main(const struct server_options *opt, int listen_fd, pid_t maste
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     if (opt->worker_init && opt->worker_init(&w.ctx, opt->cfg) < 0) {
-        LOG_ERROR("worker init failed");
+        EFLOG_ERROR("worker init failed");
         goto fail;
     }
     if (FCGX_Init() != 0) {
-        LOG_ERROR("FCGX_Init failed");
+        EFLOG_ERROR("FCGX_Init failed");
         goto fini;
     }
     w.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (w.wake_fd < 0) {
-        LOG_ERROR("eventfd failed err=%s", strerror(errno));
+        EFLOG_ERROR("eventfd failed err=%s", strerror(errno));
         goto fini;
     }
     if (srv_hold_start(&w) < 0)
         goto wake;
     int nthreads = opt->threads > 0 ? opt->threads : opt->cfg->threads;
-    LOG_DEBUG("worker started threads=%d", nthreads);
+    EFLOG_DEBUG("worker started threads=%d", nthreads);
     rc = serve_until_stopped(&w, &stop_set, nthreads, slot);
 wake:
     close(w.wake_fd);

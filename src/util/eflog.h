@@ -39,9 +39,9 @@ static inline size_t eflog_len(const char *s) { return s ? strlen(s) : 0; }
 #define EFLOG_S(s) eflog_esc((s), eflog_len(s), (char[EFLOG_ESC_CAP]){ 0 }, EFLOG_ESC_CAP)
 
 #define EF_LOG(level, ...) eflog_write((level), __FILE__, __LINE__, __VA_ARGS__)
-#define LOG_DEBUG(...) EF_LOG(EF_DEBUG, __VA_ARGS__)
-#define LOG_INFO(...) EF_LOG(EF_INFO, __VA_ARGS__)
-#define LOG_WARN(...) EF_LOG(EF_WARN, __VA_ARGS__)
-#define LOG_ERROR(...) EF_LOG(EF_ERROR, __VA_ARGS__)
+#define EFLOG_DEBUG(...) EF_LOG(EF_DEBUG, __VA_ARGS__)
+#define EFLOG_INFO(...) EF_LOG(EF_INFO, __VA_ARGS__)
+#define EFLOG_WARN(...) EF_LOG(EF_WARN, __VA_ARGS__)
+#define EFLOG_ERROR(...) EF_LOG(EF_ERROR, __VA_ARGS__)
 
 #endif

@@ -94,12 +94,12 @@ int snapdir_remove(const char *path)
             rc = -ENAMETOOLONG;
         } else if (unlink(file) < 0 && errno != ENOENT) {
             rc = -errno;
-            LOG_WARN("cannot remove file=%s: %s", file, strerror(errno));
+            EFLOG_WARN("cannot remove file=%s: %s", file, strerror(errno));
         }
     }
     if (rmdir(path) < 0 && errno != ENOENT) {
         rc = rc ? rc : -errno;
-        LOG_WARN("cannot remove snapshot dir=%s: %s", path, strerror(errno));
+        EFLOG_WARN("cannot remove snapshot dir=%s: %s", path, strerror(errno));
     }
     return rc;
 }
@@ -186,7 +186,7 @@ void snapdir_prune(const char *dir, int keep)
              * (logged); the next prune tries again. */
             if (snapdir_join(path, dir, list[i].name) != 0 || snapdir_remove(path) != 0)
                 return;
-            LOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
+            EFLOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
         }
     } while (n == SNAPDIR_LIST_MAX);
 }
@@ -230,7 +230,7 @@ int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t
             continue;
         memset(&s, 0, sizeof s);
         if (read_manifest(path, &s) != 0) {
-            LOG_WARN("snapshot without a valid manifest skipped dir=%s", path);
+            EFLOG_WARN("snapshot without a valid manifest skipped dir=%s", path);
             continue;
         }
         strcpy(s.name, e->d_name);

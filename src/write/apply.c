@@ -348,7 +348,7 @@ static int skip_foreign(struct wm *wm, MDB_txn *txn, const struct log_record *re
                  applied);
         return WM_EAPPLY;
     }
-    LOG_WARN("write model skips a record position=%" PRIu64 " reason=\"%s\"", rec->position, err);
+    EFLOG_WARN("write model skips a record position=%" PRIu64 " reason=\"%s\"", rec->position, err);
     if (applied == 0 && (rc = wm_set_deposited(wm, txn, 0)) != 0)
         return rc;
     return wm_set_applied(wm, txn, rec->position);

@@ -98,7 +98,7 @@ static void answer_ok(struct exec *x, int status, const char *body, size_t len, 
 
 static void log_unavailable(struct exec *x, const char *what, int rc)
 {
-    LOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, write_strerror(rc),
+    EFLOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, write_strerror(rc),
               log_last_error(x->ctx->log),
               rc == MDB_MAP_FULL ? " hint=\"the write model's map cannot grow any more\"" : "");
     problem_set(&x->p, 503, "log_unavailable", "the log cannot be written (%s: %s); nothing was appended",
@@ -250,17 +250,17 @@ static int catch_up(struct exec *x)
     uint64_t n = 0;
     int rc = wm_catch_up(x->ctx->wm, x->ctx->log, &n, err, sizeof err);
     if (n)
-        LOG_INFO("write model caught up with the log records=%" PRIu64, n);
+        EFLOG_INFO("write model caught up with the log records=%" PRIu64, n);
     if (rc == WM_EAHEAD || (rc == WM_EAPPLY && !x->ctx->apply_rebuild_tried)) {
         x->ctx->apply_rebuild_tried |= rc == WM_EAPPLY;
-        LOG_WARN("rebuilding the write model reason=\"%s\"", err);
+        EFLOG_WARN("rebuilding the write model reason=\"%s\"", err);
         /* From the newest usable snapshot when there is one: a full replay would hold the
          * append lock, and so every command, for as long as the whole log takes. */
         rc = x->ctx->snap_dir ? wsnap_rebuild(x->ctx->wm, x->ctx->log, x->ctx->snap_dir, err, sizeof err)
                               : write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
     }
     if (rc)
-        LOG_ERROR("write model catch-up failed err=\"%s\"", err);
+        EFLOG_ERROR("write model catch-up failed err=\"%s\"", err);
     return rc;
 }
 
@@ -356,7 +356,7 @@ static int apply_own(struct exec *x, MDB_txn *txn)
     char err[512];
     int rc = wm_apply_event(x->ctx->wm, txn, &x->ev, err, sizeof err);
     if (rc && rc != MDB_MAP_FULL)
-        LOG_ERROR("own event does not apply err=\"%s\"", err);
+        EFLOG_ERROR("own event does not apply err=\"%s\"", err);
     return rc;
 }
 
@@ -367,12 +367,12 @@ static int apply_own(struct exec *x, MDB_txn *txn)
 static void commit_failed(struct exec *x, uint64_t position, int rc)
 {
     if (rc == MDB_MAP_FULL) {
-        LOG_INFO("write model commit after append filled the map position=%" PRIu64
+        EFLOG_INFO("write model commit after append filled the map position=%" PRIu64
                  ": growing it and catching up", position);
         catch_up(x);
         return;
     }
-    LOG_ERROR("write model commit failed after append position=%" PRIu64
+    EFLOG_ERROR("write model commit failed after append position=%" PRIu64
               " err=\"%s\": the event stands, the next command catches the model up",
               position, write_strerror(rc));
 }
@@ -521,7 +521,7 @@ static void answer_durable(struct exec *x, const struct wm_idem *e, uint64_t pos
          * may still become durable with a later fdatasync. Not acknowledging it is the
          * only honest answer: a retry with the same Idempotency-Key gets the original
          * answer once it is durable. */
-        LOG_ERROR("fdatasync failed position=%" PRIu64 " err=\"%s\"", position, log_strerror(rc));
+        EFLOG_ERROR("fdatasync failed position=%" PRIu64 " err=\"%s\"", position, log_strerror(rc));
         problem_set(&x->p, 503, "log_unavailable",
                     "the log could not be synced (%s); the command was not acknowledged",
                     log_strerror(rc));

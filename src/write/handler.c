@@ -131,7 +131,7 @@ int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
     ctx->idempotency_ttl_hours = cfg->idempotency_ttl_hours < 24 ? 24 : cfg->idempotency_ttl_hours;
     ctx->observe = observe_stage;
     if (open_both(cfg, ctx, err, sizeof err) < 0) {
-        LOG_ERROR("%s", err);
+        EFLOG_ERROR("%s", err);
         write_worker_fini(ctx);
         return -1;
     }

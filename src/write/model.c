@@ -99,7 +99,7 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
                                  &wm->env, &wm->writemap, &why_not))) != 0)
         goto fail;
     if (!wm->writemap)
-        LOG_WARN("write model: its map cannot be reserved on disk (%s): writing it without "
+        EFLOG_WARN("write model: its map cannot be reserved on disk (%s): writing it without "
                  "MDB_WRITEMAP, slower", ef_mdb_reserve_strerror(why_not));
     wm_reader_check(wm); /* stale slots of killed processes */
     if ((rc = open_dbis(wm, 0, MDB_CREATE)) != 0)
@@ -139,7 +139,7 @@ int wm_destroy_files(const char *dir)
  * which maps the configured size again. */
 static void wm_map_lost(int rc)
 {
-    LOG_ERROR("write model: cannot map the environment again err=\"%s\"; aborting",
+    EFLOG_ERROR("write model: cannot map the environment again err=\"%s\"; aborting",
               mdb_strerror(rc));
     abort();
 }
@@ -166,11 +166,11 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
          * take the size it recorded in the meta page and begin again. */
         set_mapsize(wm, 0);
         size_t bytes = ef_mdb_mapsize(wm->env);
-        LOG_INFO("write model map grown by another process, adopted bytes=%zu", bytes);
+        EFLOG_INFO("write model map grown by another process, adopted bytes=%zu", bytes);
         /* The grower reserved it first (wm_grow); a writable map is stored into only once
          * its blocks are there, so check rather than trust. */
         if (wm->writemap && (rc = ef_mdb_reserve(wm->env, bytes)) != 0) {
-            LOG_ERROR("write model: cannot reserve the adopted map bytes=%zu err=\"%s\"",
+            EFLOG_ERROR("write model: cannot reserve the adopted map bytes=%zu err=\"%s\"",
                       bytes, strerror(-rc));
             return rc;
         }
@@ -193,19 +193,19 @@ int wm_grow(struct wm *wm)
         return ef_mdb_rc(rc);
     size_t cur = info.me_mapsize > old ? info.me_mapsize : old;
     if (cur >= WM_MAP_MAX / 2) {
-        LOG_ERROR("write model: map full and at its limit bytes=%zu max=%llu", cur,
+        EFLOG_ERROR("write model: map full and at its limit bytes=%zu max=%llu", cur,
                   (unsigned long long)WM_MAP_MAX);
         return MDB_MAP_FULL;
     }
     /* Blocks first, whatever this process's mode: another process may map it writable.
      * No fallocate on this filesystem means nobody does (ef_mdb_open). */
     if ((rc = ef_mdb_reserve(wm->env, cur * 2)) != 0 && rc != -EOPNOTSUPP) {
-        LOG_ERROR("write model: map full, and no disk space to grow it bytes=%zu err=\"%s\"",
+        EFLOG_ERROR("write model: map full, and no disk space to grow it bytes=%zu err=\"%s\"",
                   cur * 2, strerror(-rc));
         return rc;
     }
     set_mapsize(wm, cur * 2);
-    LOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);
+    EFLOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);
     return 0;
 }
 
@@ -215,7 +215,7 @@ int wm_reader_check(struct wm *wm)
     if (mdb_reader_check(wm->env, &dead) != 0)
         return 0;
     if (dead)
-        LOG_WARN("cleared stale write-model readers count=%d", dead);
+        EFLOG_WARN("cleared stale write-model readers count=%d", dead);
     return dead;
 }
 

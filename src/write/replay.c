@@ -153,7 +153,7 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
     uint64_t t0 = ef_mono_ns();
     if ((rc = wm_catch_up(wm, lg, &n, err, errlen)) != 0)
         return rc;
-    LOG_INFO("write model rebuilt from the log records=%" PRIu64 " ms=%" PRIu64, n,
+    EFLOG_INFO("write model rebuilt from the log records=%" PRIu64 " ms=%" PRIu64, n,
              (ef_mono_ns() - t0) / 1000000);
     return 0;
 }
@@ -197,14 +197,14 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
     int rc = wm_open(dir, map_bytes, &wm);
     if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
         rc == MDB_PAGE_NOTFOUND) {
-        LOG_WARN("write model unreadable, re-creating it dir=%s err=\"%s\"", dir,
+        EFLOG_WARN("write model unreadable, re-creating it dir=%s err=\"%s\"", dir,
                  write_strerror(rc));
         if ((rc = wm_destroy_files(dir)) == 0)
             rc = wm_open(dir, map_bytes, &wm);
         if (rc == 0)
             rc = WM_ECORRUPT; /* force the rebuild below */
     } else if (rc != 0) {
-        LOG_ERROR("cannot open the write model dir=%s err=\"%s\"", dir, write_strerror(rc));
+        EFLOG_ERROR("cannot open the write model dir=%s err=\"%s\"", dir, write_strerror(rc));
         return rc;
     }
     const char *why = NULL;
@@ -216,9 +216,9 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
         why = rc == WM_EAHEAD ? "ahead of the log" : "catch-up failed";
     char snaps[SNAPDIR_PATH_MAX];
     if (why && (rc = wsnap_dir(dir, snaps)) == 0) {
-        LOG_WARN("rebuilding the write model reason=\"%s\" detail=\"%s\"", why, err);
+        EFLOG_WARN("rebuilding the write model reason=\"%s\" detail=\"%s\"", why, err);
         if ((rc = wsnap_rebuild(wm, lg, snaps, err, sizeof err)) != 0) {
-            LOG_ERROR("write model rebuild failed err=\"%s\"", err);
+            EFLOG_ERROR("write model rebuild failed err=\"%s\"", err);
             wm_close(wm);
             return rc;
         }
@@ -226,7 +226,7 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
         rc = stamp_boot(wm);
     }
     if (rc) {
-        LOG_ERROR("write model not usable err=\"%s\"", write_strerror(rc));
+        EFLOG_ERROR("write model not usable err=\"%s\"", write_strerror(rc));
         wm_close(wm);
         return rc;
     }
@@ -238,7 +238,7 @@ int write_model_open(const char *dir, uint64_t map_bytes, struct log *lg, struct
 {
     int rc = log_append_begin(lg);
     if (rc) {
-        LOG_ERROR("cannot take the log append lock err=\"%s\"", log_last_error(lg));
+        EFLOG_ERROR("cannot take the log append lock err=\"%s\"", log_last_error(lg));
         return rc;
     }
     rc = open_locked(dir, map_bytes, lg, out);

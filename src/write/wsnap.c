@@ -109,13 +109,13 @@ int wsnap_take(struct wm *wm, struct log *lg, const char *snap_dir, int keep, in
     if (rc < 0) {
         snapdir_unlock(lock);
         if (rc == WSNAP_EBOOT || rc == WSNAP_EEMPTY)
-            LOG_INFO("write-model snapshot skipped dir=%s reason=\"%s\"", snap_dir, wsnap_strerror(rc));
+            EFLOG_INFO("write-model snapshot skipped dir=%s reason=\"%s\"", snap_dir, wsnap_strerror(rc));
         else
-            LOG_ERROR("write-model snapshot failed dir=%s err=\"%s\"", snap_dir, wsnap_strerror(rc));
+            EFLOG_ERROR("write-model snapshot failed dir=%s err=\"%s\"", snap_dir, wsnap_strerror(rc));
         return rc;
     }
     if (rc == 0)
-        LOG_INFO("write-model snapshot taken position=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64,
+        EFLOG_INFO("write-model snapshot taken position=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64,
                  s.position, s.bytes, (ef_mono_ns() - t0) / 1000000u);
     snapdir_prune(snap_dir, keep);
     snapdir_unlock(lock);
@@ -210,7 +210,7 @@ static int try_snapshot(struct wm *wm, struct log *lg, const char *snap_dir,
     const char *why = NULL;
     int rc = 0;
     if (s->position > log_head(lg)) {
-        LOG_WARN("write-model snapshot ahead of the log skipped snapshot=%s/%s position=%" PRIu64
+        EFLOG_WARN("write-model snapshot ahead of the log skipped snapshot=%s/%s position=%" PRIu64
                  " log_head=%" PRIu64, snap_dir, s->name, s->position, log_head(lg));
         return WSNAP_EAHEAD;
     }
@@ -230,7 +230,7 @@ static int try_snapshot(struct wm *wm, struct log *lg, const char *snap_dir,
         why = "its content is at another position than its manifest";
     wm_close(src);
     if (why)
-        LOG_WARN("write-model snapshot skipped snapshot=%s/%s reason=\"%s\" err=\"%s\"", snap_dir,
+        EFLOG_WARN("write-model snapshot skipped snapshot=%s/%s reason=\"%s\" err=\"%s\"", snap_dir,
                  s->name, why, wsnap_strerror(rc));
     return rc;
 }
@@ -243,17 +243,17 @@ int wsnap_restore(struct wm *wm, struct log *lg, const char *snap_dir,
     uint64_t t0 = ef_mono_ns();
     int rc = snapdir_list(snap_dir, list, SNAPDIR_LIST_MAX, &n);
     if (rc)
-        LOG_WARN("cannot list write-model snapshots dir=%s err=\"%s\"", snap_dir, strerror(-rc));
+        EFLOG_WARN("cannot list write-model snapshots dir=%s err=\"%s\"", snap_dir, strerror(-rc));
     for (size_t i = 0; i < n; i++) {
         if (try_snapshot(wm, lg, snap_dir, &list[i]) != 0)
             continue;
         uint64_t replayed = 0;
         if ((rc = wm_catch_up(wm, lg, &replayed, err, errlen)) != 0) {
-            LOG_WARN("catch-up after write-model snapshot failed snapshot=%s/%s err=\"%s\"",
+            EFLOG_WARN("catch-up after write-model snapshot failed snapshot=%s/%s err=\"%s\"",
                      snap_dir, list[i].name, err);
             return 1;
         }
-        LOG_INFO("write model restored from snapshot snapshot=%s/%s position=%" PRIu64
+        EFLOG_INFO("write model restored from snapshot snapshot=%s/%s position=%" PRIu64
                  " replayed=%" PRIu64 " ms=%" PRIu64, snap_dir, list[i].name, list[i].position,
                  replayed, (ef_mono_ns() - t0) / 1000000u);
         if (res) {
@@ -270,7 +270,7 @@ int wsnap_rebuild(struct wm *wm, struct log *lg, const char *snap_dir, char *err
     int rc = wsnap_restore(wm, lg, snap_dir, NULL, err, errlen);
     if (rc <= 0)
         return rc;
-    LOG_INFO("no usable write-model snapshot, replaying the whole log dir=%s", snap_dir);
+    EFLOG_INFO("no usable write-model snapshot, replaying the whole log dir=%s", snap_dir);
     return write_model_rebuild(wm, lg, err, errlen);
 }
 
@@ -370,7 +370,7 @@ int wsnap_taker_start(struct wm *wm, struct log *lg, const char *model_dir, uint
         pthread_condattr_destroy(&ca);
     }
     if (rc) {
-        LOG_ERROR("cannot start the write-model snapshot thread err=%s", strerror(rc));
+        EFLOG_ERROR("cannot start the write-model snapshot thread err=%s", strerror(rc));
         pthread_mutex_destroy(&t->mu);
         free(t);
         return -rc;
@@ -389,7 +389,7 @@ int wsnap_taker_start(struct wm *wm, struct log *lg, const char *model_dir, uint
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (err) {
-        LOG_ERROR("cannot start the write-model snapshot thread err=%s", strerror(err));
+        EFLOG_ERROR("cannot start the write-model snapshot thread err=%s", strerror(err));
         pthread_cond_destroy(&t->cv);
         pthread_mutex_destroy(&t->mu);
         free(t);

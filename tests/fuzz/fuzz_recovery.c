@@ -53,7 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 static char root[512];    /* the mkdtemp() directory, removed at exit */
 static char logdir[600];  /* root/log, recreated for every input */
 
-static void rm_flat_dir(const char *dir)
+static void rmodel_flat_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -75,7 +75,7 @@ static void rm_flat_dir(const char *dir)
 static void cleanup(void)
 {
     if (root[0]) {
-        rm_flat_dir(logdir);
+        rmodel_flat_dir(logdir);
         rmdir(root);
     }
 }
@@ -259,7 +259,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *seg = data + 1;
     size_t seg_n = size - 1;
 
-    rm_flat_dir(logdir);
+    rmodel_flat_dir(logdir);
     PROP(mkdir(logdir, 0755) == 0);
 
     static struct expect ex;

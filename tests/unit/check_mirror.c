@@ -58,7 +58,7 @@ static void relay_render(struct relayed *r, const struct log_event *ev, uint64_t
         .type = ev->type, .type_len = ev->type_len, .meta = ev->meta, .meta_len = ev->meta_len,
         .data = ev->data, .data_len = ev->data_len,
     };
-    rm_render_event(&rec, &r->body);
+    rmodel_render_event(&rec, &r->body);
     snprintf(r->vals[MH_POSITION], 256, "%" PRIu64, position);
     snprintf(r->vals[MH_STREAM], 256, "%.*s", (int)ev->stream_len, ev->stream);
     snprintf(r->vals[MH_TYPE], 256, "%.*s", (int)ev->type_len, ev->type);

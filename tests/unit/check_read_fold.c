@@ -19,21 +19,21 @@
 #define D3 1767398401000LL /* 2026-01-03T00:00:01Z */
 
 static char tmpdir[64];
-static struct rm_env *env;
+static struct rmodel_env *env;
 static uint64_t next_pos;
 
 static void setup(void)
 {
     strcpy(tmpdir, "/tmp/check_read_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    struct rm_options opt = { 64u << 20, 0 };
-    ck_assert_int_eq(rm_env_open(tmpdir, &opt, &env), 0);
+    struct rmodel_options opt = { 64u << 20, 0 };
+    ck_assert_int_eq(rmodel_env_open(tmpdir, &opt, &env), 0);
     next_pos = 1;
 }
 
 static void teardown(void)
 {
-    rm_env_close(env);
+    rmodel_env_close(env);
     env = NULL;
     char path[128];
     snprintf(path, sizeof path, "%s/data.mdb", tmpdir);
@@ -65,17 +65,17 @@ static struct log_record mkrec(const char *stream, uint64_t ver, const char *typ
     return r;
 }
 
-/* Folds one record in its own transaction; returns rm_fold's result. */
+/* Folds one record in its own transaction; returns rmodel_fold's result. */
 static int fold(const char *stream, uint64_t ver, const char *type, int schema, int64_t at,
                 const char *data)
 {
     struct log_record r = mkrec(stream, ver, type, schema, at, data);
-    struct rm_txn *t;
-    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
-    int rc = rm_fold(t, &r);
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    int rc = rmodel_fold(t, &r);
     ck_assert_int_ge(rc, 0);
-    ck_assert_int_eq(rm_set_position(t, r.position), 0);
-    ck_assert_int_eq(rm_txn_commit(t), 0);
+    ck_assert_int_eq(rmodel_set_position(t, r.position), 0);
+    ck_assert_int_eq(rmodel_txn_commit(t), 0);
     return rc;
 }
 
@@ -86,20 +86,20 @@ enum what { USER, ITEM, ORDER, DAILY, ORDERS };
 /* Renders one query answer in a fresh read txn and compares it with expected. */
 static void expect(enum what w, const char *id, const char *expected)
 {
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
     uint64_t version = 0;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
     int rc = -1;
     switch (w) {
-    case USER: rc = rm_render_user(t, id, strlen(id), &out); break;
-    case ITEM: rc = rm_render_item(t, id, strlen(id), &out); break;
-    case ORDER: rc = rm_render_order(t, id, strlen(id), &out, &version); break;
-    case DAILY: rc = rm_render_daily(t, "2026-01-01", id, &out); break;
-    case ORDERS: rc = rm_render_user_orders(t, id, strlen(id), 100, 0, &out); break;
+    case USER: rc = rmodel_render_user(t, id, strlen(id), &out); break;
+    case ITEM: rc = rmodel_render_item(t, id, strlen(id), &out); break;
+    case ORDER: rc = rmodel_render_order(t, id, strlen(id), &out, &version); break;
+    case DAILY: rc = rmodel_render_daily(t, "2026-01-01", id, &out); break;
+    case ORDERS: rc = rmodel_render_user_orders(t, id, strlen(id), 100, 0, &out); break;
     }
-    rm_txn_abort(t);
-    ck_assert_msg(rc == 0, "render %s: %s", id, rm_strerror(rc));
+    rmodel_txn_abort(t);
+    ck_assert_msg(rc == 0, "render %s: %s", id, rmodel_strerror(rc));
     ck_assert_str_eq(sbuf_str(&out), expected);
     sbuf_free(&out);
 }
@@ -210,14 +210,14 @@ START_TEST(test_lifecycle_complete)
            "{\"order_id\":\"o1\",\"status\":\"delivered\",\"amount_cents\":4500,\"item_count\":2,"
            "\"created_at\":\"2026-01-01T10:00:00.000Z\"}],\"next_cursor\":null}");
 
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     uint64_t pos, n;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_position(t, &pos), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_position(t, &pos), 0);
     ck_assert_uint_eq(pos, 15);
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
     ck_assert_uint_eq(n, 0);
-    rm_txn_abort(t);
+    rmodel_txn_abort(t);
 }
 END_TEST
 
@@ -281,12 +281,12 @@ static void create_order(const char *user, int i)
 /* Reads one page; returns the cursor ("" at the end) and appends the ids to seen. */
 static void read_page(const char *user, unsigned limit, char *cursor, struct sbuf *seen)
 {
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
     uint64_t c = cursor[0] ? strtoull(cursor, NULL, 10) : 0;
-    ck_assert_int_eq(rm_render_user_orders(t, user, strlen(user), limit, c, &out), 0);
-    rm_txn_abort(t);
+    ck_assert_int_eq(rmodel_render_user_orders(t, user, strlen(user), limit, c, &out), 0);
+    rmodel_txn_abort(t);
     const char *p = sbuf_str(&out);
     unsigned n = 0;
     while ((p = strstr(p, "\"order_id\":\"")) != NULL) {
@@ -332,11 +332,11 @@ START_TEST(test_pagination_stable_while_adding)
     sbuf_free(&seen);
     sbuf_free(&want);
     /* Limit validation happens in the caller; an unknown user is not found. */
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_render_user_orders(t, "nobody", 6, 10, 0, &out), RM_ENOTFOUND);
-    rm_txn_abort(t);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_render_user_orders(t, "nobody", 6, 10, 0, &out), RMODEL_ENOTFOUND);
+    rmodel_txn_abort(t);
     sbuf_free(&out);
 }
 END_TEST
@@ -347,23 +347,23 @@ START_TEST(test_as_of_each_position)
     lifecycle_rest();
     /* o1's stream: created@7, paid@8, shipped@14, delivered@15. */
     static const char *const status[] = { "created", "paid", "shipped", "delivered" };
-    struct rm_txn *t;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    struct rm_loc locs[8];
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    struct rmodel_loc locs[8];
     size_t n;
     int more;
-    ck_assert_int_eq(rm_stream_locs(t, "order-o1", 8, 1, locs, 8, &n, &more), 0);
+    ck_assert_int_eq(rmodel_stream_locs(t, "order-o1", 8, 1, locs, 8, &n, &more), 0);
     ck_assert_uint_eq(n, 4);
     ck_assert_int_eq(more, 0);
     ck_assert_uint_eq(locs[0].position, 7);
     ck_assert_uint_eq(locs[3].position, 15);
     ck_assert_uint_eq(locs[3].offset, 15 * 256);
-    struct rm_loc pl;
-    ck_assert_int_eq(rm_position_loc(t, 8, &pl), 0);
+    struct rmodel_loc pl;
+    ck_assert_int_eq(rmodel_position_loc(t, 8, &pl), 0);
     ck_assert_uint_eq(pl.offset, 8 * 256);
-    ck_assert_int_eq(rm_position_loc(t, 99, &pl), RM_ENOTFOUND);
-    ck_assert_int_eq(rm_stream_locs(t, "order-none", 10, 1, locs, 8, &n, &more), RM_ENOTFOUND);
-    rm_txn_abort(t);
+    ck_assert_int_eq(rmodel_position_loc(t, 99, &pl), RMODEL_ENOTFOUND);
+    ck_assert_int_eq(rmodel_stream_locs(t, "order-none", 10, 1, locs, 8, &n, &more), RMODEL_ENOTFOUND);
+    rmodel_txn_abort(t);
 
     struct log_record recs[4];
     next_pos = 7;
@@ -374,15 +374,15 @@ START_TEST(test_as_of_each_position)
     recs[3] = mkrec("order-o1", 4, "OrderDelivered", 1, D3, "{\"order_id\":\"o1\"}");
     recs[1].position = 8, recs[2].position = 14, recs[3].position = 15;
     for (int upto = 0; upto <= 4; upto++) {
-        ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-        struct rm_asof *a = rm_asof_new();
+        ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+        struct rmodel_asof *a = rmodel_asof_new();
         for (int i = 0; i < upto; i++)
-            ck_assert_int_eq(rm_asof_apply(t, a, &recs[i]), 0);
+            ck_assert_int_eq(rmodel_asof_apply(t, a, &recs[i]), 0);
         struct sbuf out = SBUF_INIT;
         uint64_t version = 0;
-        int rc = rm_asof_render(a, &out, &version);
+        int rc = rmodel_asof_render(a, &out, &version);
         if (upto == 0) {
-            ck_assert_int_eq(rc, RM_ENOTFOUND);
+            ck_assert_int_eq(rc, RMODEL_ENOTFOUND);
         } else {
             ck_assert_int_eq(rc, 0);
             ck_assert_uint_eq(version, (uint64_t)upto);
@@ -393,8 +393,8 @@ START_TEST(test_as_of_each_position)
             ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"amount_cents\":4500"));
         }
         sbuf_free(&out);
-        rm_asof_free(a);
-        rm_txn_abort(t);
+        rmodel_asof_free(a);
+        rmodel_txn_abort(t);
     }
 }
 END_TEST
@@ -416,21 +416,21 @@ START_TEST(test_dead_letters_and_retry)
            "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000,"
            "\"available\":8,\"reserved\":2,\"sold\":0}");
 
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     uint64_t n, pos, seg, off;
     struct sbuf out = SBUF_INIT;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
     ck_assert_uint_eq(n, 5);
-    ck_assert_int_eq(rm_dlq_get(t, 2, &pos, &seg, &off), 0);
+    ck_assert_int_eq(rmodel_dlq_get(t, 2, &pos, &seg, &off), 0);
     ck_assert_uint_eq(pos, 8);
-    ck_assert_int_eq(rm_dlq_render(t, &out), 0);
+    ck_assert_int_eq(rmodel_dlq_render(t, &out), 0);
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"id\":1,\"position\":7,\"projection\":\"read_model\","
                                                  "\"reason\":\"unknown event type UserRenamed\""));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "unknown schema_version 3 for OrderCreated"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "unknown order zz"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "OrderShipped on order o1 in status created"));
-    rm_txn_abort(t);
+    rmodel_txn_abort(t);
     sbuf_free(&out);
 
     /* Retry: the order now exists, so "zz" still fails; drop it. Then the shipment of o1
@@ -441,15 +441,15 @@ START_TEST(test_dead_letters_and_retry)
     struct log_record ship = mkrec("order-o1", 2, "OrderShipped", 1, D1, "{\"order_id\":\"o1\"}");
     next_pos = 10;
     struct log_record zz = mkrec("order-zz", 1, "OrderShipped", 1, D1, "{\"order_id\":\"zz\"}");
-    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
-    ck_assert_int_eq(rm_dlq_retry(t, 4, &zz), 1);
-    ck_assert_int_eq(rm_dlq_retry(t, 4, &ship), RM_EBADARG); /* not the letter's record */
-    ck_assert_int_eq(rm_dlq_retry(t, 5, &ship), 0);
-    ck_assert_int_eq(rm_dlq_drop(t, 4), 0);
-    ck_assert_int_eq(rm_dlq_drop(t, 4), RM_ENOTFOUND);
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    ck_assert_int_eq(rmodel_dlq_retry(t, 4, &zz), 1);
+    ck_assert_int_eq(rmodel_dlq_retry(t, 4, &ship), RMODEL_EBADARG); /* not the letter's record */
+    ck_assert_int_eq(rmodel_dlq_retry(t, 5, &ship), 0);
+    ck_assert_int_eq(rmodel_dlq_drop(t, 4), 0);
+    ck_assert_int_eq(rmodel_dlq_drop(t, 4), RMODEL_ENOTFOUND);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
     ck_assert_uint_eq(n, 3);
-    ck_assert_int_eq(rm_txn_commit(t), 0);
+    ck_assert_int_eq(rmodel_txn_commit(t), 0);
     expect(ITEM, "A",
            "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000,"
            "\"available\":8,\"reserved\":0,\"sold\":2}");
@@ -496,23 +496,23 @@ START_TEST(test_dlq_retry_after_upgrade)
     ck_assert_int_eq(fold("order-o1", 1, "OrderCreated", 3, D1, O1_CREATED), 1);
     FOLD_OK("user-u1", 3, "FundsDeposited", 1, D1,
             "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":200001}");
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_render_order(t, "o1", 2, &out, &(uint64_t){ 0 }), RM_ENOTFOUND);
-    rm_txn_abort(t);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_render_order(t, "o1", 2, &out, &(uint64_t){ 0 }), RMODEL_ENOTFOUND);
+    rmodel_txn_abort(t);
     /* "Upgrade": schema 3 becomes known; the retry applies it and removes the letter. */
     next_pos = 7;
     struct log_record r = mkrec("order-o1", 1, "OrderCreated", 3, D1, O1_CREATED);
-    int old = rm_ev_set_max_schema(RM_EV_ORDER_CREATED, 3);
-    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
-    int rc = rm_dlq_retry(t, 1, &r);
-    rm_ev_set_max_schema(RM_EV_ORDER_CREATED, old);
+    int old = rmodel_ev_set_max_schema(RMODEL_EV_ORDER_CREATED, 3);
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    int rc = rmodel_dlq_retry(t, 1, &r);
+    rmodel_ev_set_max_schema(RMODEL_EV_ORDER_CREATED, old);
     ck_assert_int_eq(rc, 0);
     uint64_t n;
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
     ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(rm_txn_commit(t), 0);
+    ck_assert_int_eq(rmodel_txn_commit(t), 0);
     expect(ITEM, "A",
            "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000,"
            "\"available\":8,\"reserved\":2,\"sold\":0}");
@@ -523,20 +523,20 @@ END_TEST
 /* Renders like expect() and checks that the answer contains want. */
 static void expect_has(enum what w, const char *id, const char *want)
 {
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     struct sbuf out = SBUF_INIT;
     uint64_t version = 0;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
     int rc = -1;
     switch (w) {
-    case USER: rc = rm_render_user(t, id, strlen(id), &out); break;
-    case ITEM: rc = rm_render_item(t, id, strlen(id), &out); break;
-    case ORDER: rc = rm_render_order(t, id, strlen(id), &out, &version); break;
-    case DAILY: rc = rm_render_daily(t, "2026-01-01", id, &out); break;
-    case ORDERS: rc = rm_render_user_orders(t, id, strlen(id), 100, 0, &out); break;
+    case USER: rc = rmodel_render_user(t, id, strlen(id), &out); break;
+    case ITEM: rc = rmodel_render_item(t, id, strlen(id), &out); break;
+    case ORDER: rc = rmodel_render_order(t, id, strlen(id), &out, &version); break;
+    case DAILY: rc = rmodel_render_daily(t, "2026-01-01", id, &out); break;
+    case ORDERS: rc = rmodel_render_user_orders(t, id, strlen(id), 100, 0, &out); break;
     }
-    rm_txn_abort(t);
-    ck_assert_msg(rc == 0, "render %s: %s", id, rm_strerror(rc));
+    rmodel_txn_abort(t);
+    ck_assert_msg(rc == 0, "render %s: %s", id, rmodel_strerror(rc));
     ck_assert_msg(strstr(sbuf_str(&out), want), "%s lacks %s", sbuf_str(&out), want);
     sbuf_free(&out);
 }
@@ -597,19 +597,19 @@ START_TEST(test_money_overflow_dead_letters)
     expect_has(USER, "u1", "\"wallet_balance_cents\":" MAXS ",\"order_count\":1,\"total_spent_cents\":0,"
                            "\"avg_order_value_cents\":0,");
 
-    struct rm_txn *t;
+    struct rmodel_txn *t;
     uint64_t n;
     struct sbuf out = SBUF_INIT;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
     ck_assert_uint_eq(n, 5);
-    ck_assert_int_eq(rm_dlq_render(t, &out), 0);
+    ck_assert_int_eq(rmodel_dlq_render(t, &out), 0);
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the wallet balance would overflow"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the item's restocked count would overflow"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the user's total spent would overflow"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "the day's revenue would overflow"));
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "an item's reserved count would overflow"));
-    rm_txn_abort(t);
+    rmodel_txn_abort(t);
     sbuf_free(&out);
 }
 END_TEST

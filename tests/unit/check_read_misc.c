@@ -167,9 +167,9 @@ static uint64_t hash_in_new_process(void)
 
 START_TEST(test_cache_hash_seeded)
 {
-    uint64_t mine = rm_cache_hash(RM_DB_USERS, "user-1", 6);
-    ck_assert_uint_eq(rm_cache_hash(RM_DB_USERS, "user-1", 6), mine);
-    ck_assert_uint_ne(rm_cache_hash(RM_DB_ITEMS, "user-1", 6), mine);
+    uint64_t mine = rmodel_cache_hash(RMODEL_DB_USERS, "user-1", 6);
+    ck_assert_uint_eq(rmodel_cache_hash(RMODEL_DB_USERS, "user-1", 6), mine);
+    ck_assert_uint_ne(rmodel_cache_hash(RMODEL_DB_ITEMS, "user-1", 6), mine);
     uint64_t a = hash_in_new_process(), b = hash_in_new_process();
     ck_assert_msg(a != b && a != mine, "processes share the hash seed");
 }
@@ -195,7 +195,7 @@ int main(int argc, char **argv)
     (void)argc;
     self_path = argv[0];
     if (getenv("EF_PRINT_CACHE_HASH")) { /* test_cache_hash_seeded's other process */
-        printf("%llx\n", (unsigned long long)rm_cache_hash(RM_DB_USERS, "user-1", 6));
+        printf("%llx\n", (unsigned long long)rmodel_cache_hash(RMODEL_DB_USERS, "user-1", 6));
         return 0;
     }
     eflog_init("check_read_misc", EF_ERROR);

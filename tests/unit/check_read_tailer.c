@@ -136,31 +136,31 @@ static uint64_t model_position(const char *data_dir)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/read/current", data_dir);
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rm_env_open(path, &ro, &env), 0);
-    struct rm_txn *t;
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(path, &ro, &env), 0);
+    struct rmodel_txn *t;
     uint64_t pos;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_position(t, &pos), 0);
-    rm_txn_abort(t);
-    rm_env_close(env);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_position(t, &pos), 0);
+    rmodel_txn_abort(t);
+    rmodel_env_close(env);
     return pos;
 }
 
 /* Every key and value of every dbi, in order, as one byte string. */
 static void dump_model(const char *model_dir, struct sbuf *out)
 {
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
-    struct rm_txn *t;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    for (int i = 0; i < RM_DB_COUNT; i++) {
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(model_dir, &ro, &env), 0);
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    for (int i = 0; i < RMODEL_DB_COUNT; i++) {
         MDB_cursor *c;
         ck_assert_int_eq(mdb_cursor_open(t->txn, env->dbi[i], &c), 0);
         MDB_val k, v;
-        sbuf_printf(out, "[%s]", rm_dbi_names[i]);
+        sbuf_printf(out, "[%s]", rmodel_dbi_names[i]);
         int rc;
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
             sbuf_printf(out, "%zu:", k.mv_size);
@@ -171,8 +171,8 @@ static void dump_model(const char *model_dir, struct sbuf *out)
         ck_assert_int_eq(rc, MDB_NOTFOUND);
         mdb_cursor_close(c);
     }
-    rm_txn_abort(t);
-    rm_env_close(env);
+    rmodel_txn_abort(t);
+    rmodel_env_close(env);
 }
 
 /* A model built from scratch: every record of the log folded in one transaction. */
@@ -185,20 +185,20 @@ static void build_reference(const char *model_dir)
     ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
     struct log_reader *rd;
     ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 0 };
-    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
-    struct rm_txn *t;
-    ck_assert_int_eq(rm_txn_begin(env, 0, &t), 0);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 0 };
+    ck_assert_int_eq(rmodel_env_open(model_dir, &ro, &env), 0);
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
     struct log_record rec;
     uint64_t pos = 0;
     while (log_reader_next(rd, log_durable(lg), &rec) == 1) {
-        ck_assert_int_eq(rm_fold(t, &rec), 0);
+        ck_assert_int_eq(rmodel_fold(t, &rec), 0);
         pos = rec.position;
     }
-    ck_assert_int_eq(rm_set_position(t, pos), 0);
-    ck_assert_int_eq(rm_txn_commit(t), 0);
-    rm_env_close(env);
+    ck_assert_int_eq(rmodel_set_position(t, pos), 0);
+    ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    rmodel_env_close(env);
     log_reader_close(rd);
     log_close(lg);
 }
@@ -440,14 +440,14 @@ END_TEST
 static void plant_foreign_marker(void)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s/read/current/%s", tmpdir, RM_UNSYNCED_FILE);
+    snprintf(path, sizeof path, "%s/read/current/%s", tmpdir, RMODEL_UNSYNCED_FILE);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fputs("00000000-0000-0000-0000-000000000000", f);
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Lazy sync (rm.h): a clean exit leaves no marker; a marker of this boot (a killed tailer)
+/* Lazy sync (rmodel.h): a clean exit leaves no marker; a marker of this boot (a killed tailer)
  * is trusted; a marker of another boot (the machine went down with unsynced commits) makes
  * every open refuse the model, and the next tailer replaces it with the newest snapshot and
  * folds on to a model identical to one built from scratch. */
@@ -456,14 +456,14 @@ START_TEST(test_unsynced_model_after_machine_crash)
     uint64_t head = build_log(3000, 0);
     fold_some(1500, 1500); /* snapshot at 1500 */
     char marker[256];
-    snprintf(marker, sizeof marker, "%s/read/current/%s", tmpdir, RM_UNSYNCED_FILE);
+    snprintf(marker, sizeof marker, "%s/read/current/%s", tmpdir, RMODEL_UNSYNCED_FILE);
     ck_assert_int_eq(access(marker, F_OK), -1); /* synced on close */
     plant_foreign_marker();
     char cur[128];
     snprintf(cur, sizeof cur, "%s/read/current", tmpdir);
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rm_env_open(cur, &ro, &env), RM_EUNSYNCED);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), RMODEL_EUNSYNCED);
     fold_some(0, 0);
     ck_assert_uint_eq(model_position(tmpdir), head);
     assert_same_as_reference();
@@ -502,23 +502,23 @@ START_TEST(test_log_with_both_order_schemas)
 
     char path[256];
     snprintf(path, sizeof path, "%s/read/current", tmpdir);
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rm_env_open(path, &ro, &env), 0);
-    struct rm_txn *t;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(path, &ro, &env), 0);
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
     struct sbuf out = SBUF_INIT;
     uint64_t version, dead;
-    ck_assert_int_eq(rm_render_order(t, "old", 3, &out, &version), 0);
+    ck_assert_int_eq(rmodel_render_order(t, "old", 3, &out, &version), 0);
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"items\":[{\"item_id\":\"A\",\"name\":\"Book\","
                                                  "\"quantity\":3,\"price_cents\":1000}]"));
     sbuf_reset(&out);
-    ck_assert_int_eq(rm_render_item(t, "A", 1, &out), 0);
+    ck_assert_int_eq(rmodel_render_item(t, "A", 1, &out), 0);
     ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"available\":6,\"reserved\":4,\"sold\":0"));
-    ck_assert_int_eq(rm_dlq_count(t, &dead), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &dead), 0);
     ck_assert_uint_eq(dead, 0);
-    rm_txn_abort(t);
-    rm_env_close(env);
+    rmodel_txn_abort(t);
+    rmodel_env_close(env);
     sbuf_free(&out);
 }
 END_TEST
@@ -565,15 +565,15 @@ static void append_odd_events(void)
 
 static uint64_t dead_letters(const char *model_dir)
 {
-    struct rm_env *env;
-    struct rm_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rm_env_open(model_dir, &ro, &env), 0);
-    struct rm_txn *t;
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(model_dir, &ro, &env), 0);
+    struct rmodel_txn *t;
     uint64_t n;
-    ck_assert_int_eq(rm_txn_begin(env, 1, &t), 0);
-    ck_assert_int_eq(rm_dlq_count(t, &n), 0);
-    rm_txn_abort(t);
-    rm_env_close(env);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);
+    rmodel_txn_abort(t);
+    rmodel_env_close(env);
     return n;
 }
 

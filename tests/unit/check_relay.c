@@ -50,7 +50,7 @@ START_TEST(test_render_headers_body_crc)
     char err[256];
     ck_assert_int_eq(relay_render_event(&rec, &r, &ev, err, sizeof err), 0);
     ck_assert_uint_eq(ev.position, 7);
-    rm_render_event(&rec, &want);
+    rmodel_render_event(&rec, &want);
     ck_assert_uint_eq(ev.body_len, want.len);
     ck_assert(memcmp(ev.body, want.data, want.len) == 0);
     /* "data" is the last member, written verbatim: the body ends with the data and '}'. */

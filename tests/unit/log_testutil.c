@@ -29,7 +29,7 @@ char *lt_mkdtemp(const char *name)
     return xstrdup(tmpl);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int rmodel_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
     if (remove(path) < 0)
@@ -40,7 +40,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 void lt_rmtree(const char *path)
 {
     if (path)
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(path, rmodel_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 struct log *lt_open(const char *dir, uint64_t segment_bytes)

@@ -27,7 +27,7 @@ void wt_close(struct write_ctx *ctx)
     ctx->log = NULL;
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+static int rmodel_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
     (void)st, (void)flag, (void)f;
     return remove(p);
@@ -35,7 +35,7 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
 
 void wt_rmtree(const char *dir)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(dir, rmodel_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void wm_test_dump(struct wm *wm, struct sbuf *out)
