@@ -581,8 +581,8 @@ int cmd_parse_body(const struct cmd_route *route, const char *body, size_t body_
         return -1;
     }
     /* An empty body is not JSON, for every command, pay/ship/deliver/cancel included: the
-     * contract's body for those is `{}`, and issue 3 lists the empty body among the bad
-     * inputs that must get a 4xx and append nothing. (Reading it as `{}` was considered and
+     * contract's body for those is `{}`, and an empty body is a bad input that must get a
+     * 4xx and append nothing. (Reading it as `{}` was considered and
      * rejected: it would make a truncated request act.) */
     if (body_len == 0) {
         problem_set(p, 400, "invalid_json", "the body is empty; a JSON object is required");

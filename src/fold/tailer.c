@@ -52,8 +52,8 @@ static int stopping(const struct tailer *tl)
     return tl->opt->stop && *tl->opt->stop;
 }
 
-/* One tailer per data directory: an exclusive flock on DIR/read/tailer.lock (also taken by
- * rebuild). Released by the kernel when the process dies. */
+/* One tailer per data directory: an exclusive flock on DIR/read/tailer.lock (a rebuild
+ * takes DIR/read/rebuild.lock instead: it folds into a model of its own). Released by the kernel when the process dies. */
 static int take_lock(struct tailer *tl)
 {
     char path[RDIR_PATH_MAX];

@@ -3,7 +3,7 @@
  *   DIR/read/position      the shared read position (rpos.h)
  *   DIR/read/current       symlink to the model in use, e.g. "model-0000000001"
  *   DIR/read/model-N/      an LMDB environment (data.mdb, lock.mdb)
- *   DIR/read/snapshots/    snapshots (issue 5)
+ *   DIR/read/snapshots/    snapshots
  *
  * Switching models is one rename(2) of a new symlink over "current": a process that opens
  * "current" gets either the old or the new model, never a mix.

@@ -59,8 +59,12 @@ const char *rmodel_strerror(int err);
 struct rmodel_env;
 struct rmodel_txn;
 
+/* The map size a model opens with when its options name none (a model file written with a
+ * larger map keeps the size recorded in it: LMDB does not shrink a map on open). */
+#define RMODEL_DEFAULT_MAP (256ull << 20)
+
 struct rmodel_options {
-    uint64_t map_bytes; /* LMDB map size; 0 = 4 GiB */
+    uint64_t map_bytes; /* LMDB map size; 0: RMODEL_DEFAULT_MAP; the tailer grows it when full */
     int read_only;      /* MDB_RDONLY: query workers, status */
 };
 

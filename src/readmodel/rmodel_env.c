@@ -20,7 +20,6 @@ const char *const rmodel_dbi_names[RMODEL_DB_COUNT] = {
     "items", "daily", "streams", "positions", "dlq",
 };
 
-#define RMODEL_DEFAULT_MAP (256ull << 20)
 
 const char *rmodel_strerror(int err)
 {

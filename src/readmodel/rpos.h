@@ -16,7 +16,11 @@
  * Caveats
  *  - The file holds no data that cannot be recomputed: at start the tailer publishes the
  *    model's position. A missing file is created (zero) by whoever opens it first.
- *  - One process (the tailer, or a rebuild holding the tailer's lock) publishes.
+ *  - Positions are published by the tailer. A rebuild, at its switch, resets the position to
+ *    the new model's and bumps the generation (under the rebuild lock, not the tailer's):
+ *    until the tailer sees the new generation it may still publish the old model's
+ *    position. Readers answer with the position stored in their own read transaction, so
+ *    that costs at most an early wake-up, never a wrong Log-Position.
  */
 #ifndef EF_RPOS_H
 #define EF_RPOS_H

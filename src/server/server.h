@@ -20,7 +20,7 @@
  * thread that turns changes of the position given by server_options.position into
  * wake-ups of the loop. A handler that must wait for a position calls server_park() and
  * returns: the request (its connection, FastCGI request id, method, path, query and the
- * headers named in park_headers, about 200 bytes) is held by the loop, libfcgi's streams
+ * headers named in park_headers: a few hundred bytes) is held by the loop, libfcgi's streams
  * are freed and the thread accepts the next request. The loop runs the handler again for
  * it when the position reaches what it wants, at its wake time, or when the worker stops,
  * and drops it at once (counted, nothing sent) when the front end closes the connection.

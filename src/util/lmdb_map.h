@@ -3,7 +3,7 @@
  * Both models are written with MDB_WRITEMAP when their map can be reserved on disk: a commit
  * then stores its pages in place, where without it LMDB copies every dirty page into the
  * page cache with pwrite at commit. That copy was the largest single cost of the fold and
- * of a command's write transaction (bench: folding 1.7x faster).
+ * of a command's write transaction (bench/README.md has the figures).
  *
  * The catch: with MDB_WRITEMAP, LMDB sizes data.mdb to the whole map with ftruncate, so the
  * file is sparse, and the first store into an unbacked page of a shared mapping kills the
