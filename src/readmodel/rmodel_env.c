@@ -156,8 +156,6 @@ static int setup_env(MDB_env *env, void *arg)
 {
     int rc = mdb_env_set_maxdbs(env, RMODEL_DB_COUNT);
     if (!rc)
-        rc = mdb_env_set_mapsize(env, (size_t)*(uint64_t *)arg);
-    if (!rc)
         rc = mdb_env_set_maxreaders(env, 512);
     return rc;
 }
@@ -190,11 +188,12 @@ int rmodel_env_open(const char *dir, const struct rmodel_options *opt, struct rm
     e->unsynced = present; /* a process of this boot died with unsynced commits */
     if (e->read_only) {
         /* Read-only: a read-only map, nothing to reserve. */
-        rc = ef_mdb_open_plain(dir, flags, 0644, setup_env, &map, &e->env);
+        rc = ef_mdb_open_plain(dir, flags, 0644, (size_t)map, setup_env, NULL, &e->env);
     } else {
         /* The tailer (and rebuilds) write through a writable map when it can be reserved. */
         int why_not = 0;
-        rc = ef_mdb_open(dir, flags, 0644, setup_env, &map, &e->env, &e->writemap, &why_not);
+        rc = ef_mdb_open(dir, flags, 0644, (size_t)map, setup_env, NULL, &e->env, &e->writemap,
+                         &why_not);
         if (rc == 0 && !e->writemap)
             EFLOG_WARN("read model: its map cannot be reserved on disk (%s): writing it without "
                      "MDB_WRITEMAP, slower", ef_mdb_reserve_strerror(why_not));
@@ -240,7 +239,7 @@ int rmodel_env_reader_check(struct rmodel_env *env)
 
 int rmodel_env_adopt_mapsize(struct rmodel_env *env)
 {
-    return ef_mdb_rc(mdb_env_set_mapsize(env->env, 0)); /* 0: the size in the file's meta page */
+    return ef_mdb_set_mapsize(env->env, 0, env->writemap); /* 0: what the writer grew it to */
 }
 
 int rmodel_env_grow(struct rmodel_env *env, uint64_t *bytes)
@@ -255,13 +254,11 @@ int rmodel_env_grow(struct rmodel_env *env, uint64_t *bytes)
     if (size >= RMODEL_MAX_MAP)
         return MDB_MAP_FULL;
     size = size * 2 > RMODEL_MAX_MAP ? RMODEL_MAX_MAP : size * 2;
-    /* A writable map's blocks first (util/lmdb_map.h). The tailer is the model's only
-     * writer, so a map written with write(2) needs none: its file grows page by page. */
-    if (env->writemap && (rc = ef_mdb_reserve(env->env, (size_t)size)) != 0)
-        return rc;
-    rc = mdb_env_set_mapsize(env->env, (size_t)size);
+    /* A writable map's blocks first (ef_mdb_set_mapsize does it). The tailer is the model's
+     * only writer, so a map written with write(2) needs none: its file grows page by page. */
+    rc = ef_mdb_set_mapsize(env->env, (size_t)size, env->writemap);
     if (rc)
-        return ef_mdb_rc(rc);
+        return rc;
     *bytes = size;
     return 0;
 }

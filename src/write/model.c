@@ -78,8 +78,7 @@ static int open_dbis(struct wm *wm, unsigned txn_flags, unsigned dbi_flags)
 
 static int setup_env(MDB_env *env, void *arg)
 {
-    int rc = mdb_env_set_maxdbs(env, WM_NDBI);
-    return rc ? rc : mdb_env_set_mapsize(env, (size_t)*(uint64_t *)arg);
+    return mdb_env_set_maxdbs(env, WM_NDBI);
 }
 
 int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
@@ -95,8 +94,8 @@ int wm_open(const char *dir, uint64_t map_bytes, struct wm **out)
     /* MDB_NOSYNC: derived data, see the header. MDB_NOTLS: read txns are not tied to a
      * thread (the server may run handlers on several threads). */
     int why_not = 0;
-    if ((rc = ef_mdb_rc(ef_mdb_open(dir, MDB_NOSYNC | MDB_NOTLS, 0640, setup_env, &map_bytes,
-                                 &wm->env, &wm->writemap, &why_not))) != 0)
+    if ((rc = ef_mdb_rc(ef_mdb_open(dir, MDB_NOSYNC | MDB_NOTLS, 0640, (size_t)map_bytes,
+                                    setup_env, NULL, &wm->env, &wm->writemap, &why_not))) != 0)
         goto fail;
     if (!wm->writemap)
         EFLOG_WARN("write model: its map cannot be reserved on disk (%s): writing it without "
@@ -144,17 +143,20 @@ static void wm_map_lost(int rc)
     abort();
 }
 
-/* Resizes the map (0: adopt the size in the meta page) with no transaction of this
- * process open (map_lock, see struct wm). */
-static void set_mapsize(struct wm *wm, size_t bytes)
+/* Resizes the map (0: adopt what other processes grew it to; never below the file: see
+ * util/lmdb_map.h) with no transaction of this process open (map_lock, see struct wm).
+ * 0, or -errno when the map could not grow (its blocks could not be reserved: it is
+ * unchanged). */
+static int set_mapsize(struct wm *wm, size_t bytes)
 {
     int rc = pthread_rwlock_wrlock(&wm->map_lock);
-    if (rc == 0) {
-        rc = mdb_env_set_mapsize(wm->env, bytes);
-        pthread_rwlock_unlock(&wm->map_lock);
-    }
     if (rc != 0)
         wm_map_lost(rc);
+    rc = ef_mdb_set_mapsize(wm->env, bytes, wm->writemap);
+    pthread_rwlock_unlock(&wm->map_lock);
+    if (rc == MDB_PANIC)
+        wm_map_lost(rc);
+    return rc;
 }
 
 int wm_begin(struct wm *wm, int write, MDB_txn **txn)
@@ -164,16 +166,14 @@ int wm_begin(struct wm *wm, int write, MDB_txn **txn)
     if (rc == MDB_MAP_RESIZED) {
         /* Another process grew the map (wm_grow) and has written past the end of ours:
          * take the size it recorded in the meta page and begin again. */
-        set_mapsize(wm, 0);
-        size_t bytes = ef_mdb_mapsize(wm->env);
-        EFLOG_INFO("write model map grown by another process, adopted bytes=%zu", bytes);
         /* The grower reserved it first (wm_grow); a writable map is stored into only once
-         * its blocks are there, so check rather than trust. */
-        if (wm->writemap && (rc = ef_mdb_reserve(wm->env, bytes)) != 0) {
-            EFLOG_ERROR("write model: cannot reserve the adopted map bytes=%zu err=\"%s\"",
-                      bytes, strerror(-rc));
+         * its blocks are there, so set_mapsize checks rather than trusts. */
+        if ((rc = set_mapsize(wm, 0)) != 0) {
+            EFLOG_ERROR("write model: cannot reserve the adopted map err=\"%s\"", strerror(-rc));
             return rc;
         }
+        EFLOG_INFO("write model map grown by another process, adopted bytes=%zu",
+                   ef_mdb_mapsize(wm->env));
         rc = mdb_txn_begin(wm->env, NULL, flags, txn);
     }
     return ef_mdb_rc(rc);
@@ -188,7 +188,10 @@ int wm_grow(struct wm *wm)
     size_t old = info.me_mapsize;
     /* First the size another process may have grown it to (0: the one in the meta page;
      * LMDB never goes below the data's size), then twice the larger of the two. */
-    set_mapsize(wm, 0);
+    if ((rc = set_mapsize(wm, 0)) != 0) {
+        EFLOG_ERROR("write model: cannot reserve the adopted map err=\"%s\"", strerror(-rc));
+        return rc;
+    }
     if ((rc = mdb_env_info(wm->env, &info)) != 0)
         return ef_mdb_rc(rc);
     size_t cur = info.me_mapsize > old ? info.me_mapsize : old;
@@ -198,13 +201,14 @@ int wm_grow(struct wm *wm)
         return MDB_MAP_FULL;
     }
     /* Blocks first, whatever this process's mode: another process may map it writable.
-     * No fallocate on this filesystem means nobody does (ef_mdb_open). */
-    if ((rc = ef_mdb_reserve(wm->env, cur * 2)) != 0 && rc != -EOPNOTSUPP) {
+     * No fallocate on this filesystem means nobody does (ef_mdb_open). A writable map's
+     * blocks are reserved by set_mapsize itself. */
+    if ((!wm->writemap && (rc = ef_mdb_reserve(wm->env, cur * 2)) != 0 && rc != -EOPNOTSUPP) ||
+        (rc = set_mapsize(wm, cur * 2)) != 0) {
         EFLOG_ERROR("write model: map full, and no disk space to grow it bytes=%zu err=\"%s\"",
                   cur * 2, strerror(-rc));
         return rc;
     }
-    set_mapsize(wm, cur * 2);
     EFLOG_WARN("write model map full, grown old_bytes=%zu new_bytes=%zu", old, cur * 2);
     return 0;
 }

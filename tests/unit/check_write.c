@@ -860,6 +860,41 @@ START_TEST(test_map_grown_by_another_process)
 }
 END_TEST
 
+START_TEST(test_open_does_not_cut_a_grown_map)
+{
+    /* LMDB truncates data.mdb to the map of every process that maps it writable. A process
+     * that opens with the small configured map while another has grown its map (and may
+     * store into the new pages before any commit records the size) must not cut the file
+     * below that map: the other's next store there would be SIGBUS. */
+    close_all();
+    ck_assert_int_eq(open_tiny(1), 0);
+    add_items(0, 10);
+    ck_assert_int_eq(wm_grow(ctx.wm), 0);
+    ck_assert_int_eq(wm_grow(ctx.wm), 0);
+    long grown = model_file_bytes();
+    ck_assert_int_ge(grown, 4 * (64 << 10));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close_all();
+        if (have_resp)
+            write_response_free(&resp);
+        have_resp = 0;
+        int rc = open_tiny(0); /* 64 KiB configured, less than the file */
+        close_all();
+        _exit(rc);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_ge(model_file_bytes(), grown);
+    /* The parent fills its grown map (no growth needed up to it): stores past the old size
+     * of the file, which a cut file would kill. */
+    add_items(10, 400);
+    ck_assert_uint_eq(log_head(ctx.log), 400);
+}
+END_TEST
+
 /* --- concurrency ----------------------------------------------------------------------- */
 
 #define PROCS 4
@@ -1084,6 +1119,7 @@ static Suite *write_suite(void)
     tcase_add_test(tc, test_fdatasync_failure);
     tcase_add_test(tc, test_map_full);
     tcase_add_test(tc, test_map_grown_by_another_process);
+    tcase_add_test(tc, test_open_does_not_cut_a_grown_map);
     tcase_add_test(tc, test_rebuild_grows_map);
     tcase_add_test(tc, test_concurrent_orders);
     tcase_add_test(tc, test_concurrent_orders_threads);
