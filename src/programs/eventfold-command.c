@@ -50,6 +50,7 @@ int main(int argc, char **argv)
         .worker_init = write_worker_init,
         .worker_fini = write_worker_fini,
         .handler = write_handler,
+        .answer_position = write_position,
         .metrics_file = metrics,
         .close_at_once = 1, /* threads wait for fdatasync: do not also wait for nginx */
     };

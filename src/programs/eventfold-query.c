@@ -41,6 +41,7 @@ int main(int argc, char **argv)
         .worker_fini = query_worker_fini,
         .handler = query_handle,
         .position = query_position,
+        .answer_position = query_position,
         .wait_position = query_wait_published,
         .park_headers = query_park_headers,
     };

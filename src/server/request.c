@@ -180,7 +180,7 @@ int srv_request_begin(struct srv_thread *t, size_t max_body)
         drain_body(t);
         char detail[96];
         snprintf(detail, sizeof detail, "the request body is larger than %zu bytes", max_body);
-        server_respond_problem(r, 413, "payload_too_large", detail, NULL, NULL);
+        srv_respond_own_problem(t, 413, "payload_too_large", detail);
         return 1;
     }
     if (rc < 0) {

@@ -7,6 +7,7 @@
 #include "util/eflog.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +37,16 @@ const char *srv_reason(int status)
         if (reasons[i].status == status)
             return reasons[i].text;
     return "Unknown";
+}
+
+void srv_respond_own_problem(struct srv_thread *t, int status, const char *code, const char *detail)
+{
+    char headers[48] = "";
+    const struct server_options *opt = t->w->opt;
+    if (opt->answer_position)
+        snprintf(headers, sizeof headers, "Log-Position: %" PRIu64 "\r\n",
+                 opt->answer_position(t->w->ctx));
+    server_respond_problem(&t->req, status, code, detail, NULL, headers[0] ? headers : NULL);
 }
 
 void server_set_route(struct server_request *req, const char *route)

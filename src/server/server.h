@@ -170,7 +170,7 @@ struct server_options {
      * For handlers whose threads are the scarce resource (commands wait for fdatasync):
      * the wait costs each request a round trip through nginx's event loop. Handlers that
      * are CPU-bound are better left lingering: the wait keeps their threads from taking
-     * the CPUs nginx needs (queries lost 17-40% with it on a 2-core machine). */
+     * the CPUs nginx needs (queries were measurably slower with it on a 2-core machine). */
     int close_at_once;
     /* Parking (server_park). position: the published position parked requests wait for,
      * read by any thread; wait_position: blocks until position > after or timeout_ms
@@ -178,6 +178,10 @@ struct server_options {
      * server_park answers SERVER_PARK_UNAVAILABLE. */
     uint64_t (*position)(void *worker_ctx);
     void (*wait_position)(void *worker_ctx, uint64_t after, int timeout_ms);
+    /* The Log-Position of the answers the server makes itself (413 for a body over
+     * max_body, 500 for a handler that returned without answering), since every /api/
+     * answer carries one (API.md). Any thread may call it. NULL: they carry none. */
+    uint64_t (*answer_position)(void *worker_ctx);
     /* NULL-terminated header names (e.g. "Min-Position") kept for a parked request. */
     const char *const *park_headers;
     /* Bytes of unsent answers a worker keeps at most (0: 128 MiB). Past it, the answers

@@ -107,6 +107,9 @@ void srv_request_end(struct srv_thread *t);
 
 /* Standard reason phrase of status ("Not Found"); "Unknown" for codes we never send. */
 const char *srv_reason(int status);
+/* A problem answer the server makes itself (not a handler's), with the program's
+ * Log-Position when it gives one (server_options.answer_position). */
+void srv_respond_own_problem(struct srv_thread *t, int status, const char *code, const char *detail);
 
 /* ---- hold.c ---- */
 

@@ -103,7 +103,7 @@ void srv_run_handler(struct srv_thread *t)
     if (!t->responded && !t->parked) {
         EFLOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
                   EFLOG_S(t->req.path));
-        server_respond_problem(&t->req, 500, "internal_error", "the request was not answered", NULL, NULL);
+        srv_respond_own_problem(t, 500, "internal_error", "the request was not answered");
     }
     if (w->opt->cfg->log_requests && !t->parked)
         EFLOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),

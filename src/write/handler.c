@@ -160,6 +160,12 @@ void write_worker_fini(void *worker_ctx)
     free(ctx);
 }
 
+uint64_t write_position(void *worker_ctx)
+{
+    const struct write_ctx *ctx = worker_ctx;
+    return log_durable(ctx->log);
+}
+
 void write_handler(struct server_request *req, void *worker_ctx)
 {
     struct write_request q = {

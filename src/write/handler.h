@@ -30,5 +30,8 @@ int write_worker_init(void **worker_ctx, const struct ef_config *cfg);
 void write_worker_fini(void *worker_ctx);
 /* server_options.handler. */
 void write_handler(struct server_request *req, void *worker_ctx);
+/* The log's durable position: the Log-Position of answers the server makes itself
+ * (server_options.answer_position), as of the write side's own problem answers. */
+uint64_t write_position(void *worker_ctx);
 
 #endif

@@ -314,6 +314,7 @@ static void run_server_child(const struct setup *s)
         .close_at_once = s->close_at_once,
         .position = test_position,
         .wait_position = test_wait_position,
+        .answer_position = test_position,
         .park_headers = test_park_headers,
         .max_unsent_bytes = s->max_unsent,
     };
@@ -486,6 +487,12 @@ START_TEST(test_body_limit)
     ck_assert_ptr_nonnull(strstr(r.body, "\"status\":413"));
     ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"payload_too_large\""));
     fcgi_response_free(&r);
+    /* the server's own answers carry the program's Log-Position, like the handlers' */
+    atomic_store(test_pos, 41);
+    ck_assert_int_eq(post("/echo", cl, body, big, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_str_eq(fcgi_header(&r, "Log-Position", buf, sizeof buf), "41");
+    fcgi_response_free(&r);
     /* declared small, turns out larger */
     ck_assert_int_eq(post("/echo", "10", body, big, &r), 0);
     ck_assert_int_eq(r.status, 413);
@@ -522,6 +529,7 @@ START_TEST(test_problem_and_answer_rules)
     ck_assert_int_eq(get("/noanswer", &r), 0);
     ck_assert_int_eq(r.status, 500);
     ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"internal_error\""));
+    ck_assert_str_eq(fcgi_header(&r, "Log-Position", buf, sizeof buf), "0");
     fcgi_response_free(&r);
     /* a second answer is dropped */
     ck_assert_int_eq(get("/twice", &r), 0);
