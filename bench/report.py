@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,parked,relay,mirror}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,parked,relay,mirror,snapshot}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,7 +15,8 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "parked", "relay", "mirror")
+SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "parked", "relay", "mirror",
+            "snapshot")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -32,6 +33,8 @@ MIRROR_LAG_P99_MAX_MS = 50.0   # leader answer -> replica read model, at 2000 co
 KAFKA_MIN_RATIO = 0.70  # relay into Kafka, of a plain librdkafka producer loop
 PARKED_P99_MAX_RATIO = 1.5     # plain-query p99 with parked waits / without
 RELAY_MIN_RATIO = 0.70  # relay throughput against the engine's async publish ceiling
+SNAPSHOT_RYW_MAX_MS = 50.0     # read-your-writes max while a >= 1 GB read model is copied, no 503
+SNAPSHOT_MODEL_MIN_BYTES = 1e9
 
 
 class Missing(Exception):
@@ -328,6 +331,32 @@ def mirror_rows(R, targets):
     return rows
 
 
+def snapshot_rows(R, targets):
+    """Read-your-writes while the tailer snapshots a large read model (bench/snapshot_pause.py),
+    against the samples of the same run taken between snapshots."""
+    g = R.get
+    size = g("snapshot", "snapshot_model_bytes")
+    big = size >= SNAPSHOT_MODEL_MIN_BYTES
+    mx, n503 = g("snapshot", "ryw_snap_max_ms"), g("snapshot", "ryw_snap_503")
+    good = big and mx < SNAPSHOT_RYW_MAX_MS and n503 == 0
+    targets.append(("RYW max during a snapshot", good))
+    what = ("read-your-writes while the tailer snapshots a %s MB read model (%s copies, the longest %s ms; "
+            "steady CreateOrder load %s commands/s), %s samples overlapping a copy: p50 / p99 / max, 503s"
+            % (fmt(size / 1e6), fmt(g("snapshot", "snapshot_count")), fmt(g("snapshot", "snapshot_copy_ms_max")),
+               fmt(g("snapshot", "snapshot_load_commands_per_second")), fmt(g("snapshot", "ryw_snap_samples"))))
+    rows = [[what,
+             "%s / %s / %s ms, %s" % (fmt(g("snapshot", "ryw_snap_p50_ms"), 2), fmt(g("snapshot", "ryw_snap_p99_ms"), 2),
+                                       fmt(mx, 1), fmt(n503)),
+             "between snapshots (%s samples): %s / %s / %s ms, %s"
+             % (fmt(g("snapshot", "ryw_between_samples")), fmt(g("snapshot", "ryw_between_p50_ms"), 2),
+                fmt(g("snapshot", "ryw_between_p99_ms"), 2), fmt(g("snapshot", "ryw_between_max_ms"), 1),
+                fmt(g("snapshot", "ryw_between_503"))),
+             "max %.2f×" % ratio(mx, g("snapshot", "ryw_between_max_ms")),
+             "max < %g ms, no 503, model ≥ 1 GB%s" % (SNAPSHOT_RYW_MAX_MS, "" if big else " (smaller here)"),
+             met(good)]]
+    return rows
+
+
 def ceiling_rows(R):
     g = R.get
     rows = []
@@ -421,7 +450,7 @@ def main():
                 raise Missing("bench_fold: %s %s=%s" % (sec, s, R.kv[sec][s]))
         targets = []
         t1 = http_rows(R, targets)
-        t2 = other_rows(R, targets)
+        t2 = other_rows(R, targets) + snapshot_rows(R, targets)
         t3 = ceiling_rows(R)
         if R.missing:
             raise Missing("figures missing from the sections' output: " + ", ".join(sorted(set(R.missing))))

@@ -23,6 +23,9 @@
 #           beside a plain consumer (bench/bench_consume) and the log's group commit;
 #           replication lag (leader answer -> replica read model) at about 2000 commands/s,
 #           with 3 NATS nodes and with the stream's leader node killed
+#   snapshot  bench/snapshot_pause.py: read-your-writes while the tailer snapshots a read
+#           model of about 1 GB (a log of EF_BENCH_SNAPSHOT_EVENTS OrderCreated events), against
+#           the samples between snapshots
 #   parked  bench/parked_bench.py: plain-query p50/p99 at 64 connections with no request
 #           waiting and with EF_BENCH_PARKED parked Min-Position waits, memory per parked
 #           wait, time from a publish to the answers of parked requests
@@ -49,6 +52,8 @@
 #   EF_BENCH_MIRROR_SAMPLES replication-lag samples per case (default 500; quick 150)
 #   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
 #   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
+#   EF_BENCH_SNAPSHOT_EVENTS  events behind the snapshot section's read model (default 2400000,
+#                           about 1 GB of model; quick 200000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
 : "${EF_BUILDDIR:=.}"
@@ -65,7 +70,9 @@ if [ "$quick" = 1 ]; then
     : "${EF_BENCH_HTTP_SECONDS:=2}" "${EF_BENCH_RYW_SAMPLES:=200}" "${EF_BENCH_FOLD_EVENTS:=100000}"
     : "${EF_BENCH_TAILER_SIZES:=20000 100000}" "${EF_BENCH_N:=500}" "${EF_BENCH_ROUNDS:=1}"
     : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_KAFKA_EVENTS:=100000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
+    : "${EF_BENCH_SNAPSHOT_EVENTS:=200000}"
 fi
+: "${EF_BENCH_SNAPSHOT_EVENTS:=2400000}"
 : "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"
@@ -129,6 +136,8 @@ run_section mirror env EF_BENCH_QUICK="$quick" EF_BENCH_OUT="$out/mirror.kv" \
 run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
     EF_BENCH_PARKED="$EF_BENCH_PARKED" "$PYTHON3" "$EF_SRCDIR/bench/parked_bench.py"
 run_section relay "$PYTHON3" "$EF_SRCDIR/bench/relay_bench.py"
+run_section snapshot env EF_BENCH_SNAPSHOT_EVENTS="$EF_BENCH_SNAPSHOT_EVENTS" \
+    "$PYTHON3" "$EF_SRCDIR/bench/snapshot_pause.py"
 
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"

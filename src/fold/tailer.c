@@ -277,6 +277,26 @@ static void snapshot_settle(struct tailer *tl)
     snapshot_job_finish(&tl->snap);
 }
 
+/* A copy holds a read transaction for as long as it runs, and LMDB resizes a map only with
+ * no transaction active in the process: a map that filled during a copy would stop the
+ * fold until the copy ended (grow_map waits for it), and the copy pins the pages freed
+ * meanwhile, so the model grows faster while it runs. So a copy starts with at least half
+ * the map free: one more than half full is grown here, between batches, first. A map that
+ * cannot grow now is left as it is (grow_map says why when it really fills). */
+static void make_room_for_copy(struct tailer *tl)
+{
+    uint64_t used = 0, map = 0, bytes = 0;
+    if (rmodel_env_usage(tl->env, &used, &map) != 0 || used <= map / 2)
+        return;
+    int rc = rmodel_env_grow(tl->env, &bytes);
+    if (rc)
+        EFLOG_WARN("cannot grow the read model's map before a snapshot: %s used_bytes=%" PRIu64
+                   " map_bytes=%" PRIu64, rmodel_strerror(rc), used, map);
+    else
+        EFLOG_INFO("read model map grown before a snapshot map_bytes=%" PRIu64 " used_bytes=%" PRIu64,
+                   bytes, used);
+}
+
 /* Snapshots are taken beside the fold (snapshot_job): the loop only starts one when it is
  * due and none is running, and reaps the one that ended, so folding never pauses for a
  * copy. Folding goes on whether a snapshot succeeds or fails. */
@@ -288,6 +308,7 @@ static void maybe_snapshot(struct tailer *tl)
     if (o->model_dir || !o->snapshot_every || snapshot_job_running(&tl->snap) ||
         tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
+    make_room_for_copy(tl);
     int rc = snapshot_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
     if (rc) {
         EFLOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",

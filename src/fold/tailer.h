@@ -22,7 +22,8 @@
  *    TAILER_BATCH_MAX records, or bulk_bytes of pending rows in bulk mode (rebuilds).
  *  - Snapshots (every snapshot_every events) are copied by a thread of their own while
  *    folding goes on: the loop never waits for a copy, except when the model must be
- *    closed or its map grown (rare: a rebuild's switch, a full map) and at exit.
+ *    closed or its map grown (a rebuild's switch; a map that fills during a copy, which
+ *    starts only with half the map free) and at exit.
  *  - When a rebuild switches DIR/read/current (the generation in the position file moves),
  *    the live tailer closes its model, opens the new one and resumes from its position.
  */

@@ -120,6 +120,9 @@ int rmodel_env_adopt_mapsize(struct rmodel_env *env);
  * map, whose blocks are reserved before it grows (util/lmdb_map.h). */
 #define RMODEL_MAX_MAP (1ull << 46) /* 64 TiB, as the write model */
 int rmodel_env_grow(struct rmodel_env *env, uint64_t *bytes);
+/* How much of the map the data uses (up to its last page, committed) and the map's size,
+ * in bytes. 0 or an LMDB code. */
+int rmodel_env_usage(struct rmodel_env *env, uint64_t *used, uint64_t *map);
 /* Copies the environment, compacted, into directory dst (which must exist and be empty). */
 int rmodel_env_copy(struct rmodel_env *env, const char *dst);
 /* Turns lazy sync on for a writable env (right after rmodel_env_open, before any txn): its

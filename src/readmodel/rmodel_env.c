@@ -263,6 +263,20 @@ int rmodel_env_grow(struct rmodel_env *env, uint64_t *bytes)
     return 0;
 }
 
+int rmodel_env_usage(struct rmodel_env *env, uint64_t *used, uint64_t *map)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int rc = mdb_env_info(env->env, &info);
+    if (rc == 0)
+        rc = mdb_env_stat(env->env, &st);
+    if (rc)
+        return ef_mdb_rc(rc);
+    *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *map = (uint64_t)info.me_mapsize;
+    return 0;
+}
+
 int rmodel_env_copy(struct rmodel_env *env, const char *dst)
 {
     return ef_mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));

@@ -448,7 +448,8 @@ class Cluster:
     """One private deployment. Use as a context manager or call stop()."""
 
     def __init__(self, name, workers=4, start_tailer=True, config=None, nginx_workers=2,
-                 extra_server_conf="", data_tmpfs_bytes=None, leader_port=None):
+                 extra_server_conf="", data_tmpfs_bytes=None, leader_port=None, data_dir=None,
+                 start_seconds=15):
         if not os.access(NGINX, os.X_OK):
             raise SkipTest("nginx not found at %s" % NGINX)
         self.name = name
@@ -458,7 +459,11 @@ class Cluster:
         # leader's nginx on that port.
         self.leader_port = leader_port
         self.tmp = tempfile.mkdtemp(prefix="ef-it-%s-" % name, dir="/tmp")
-        self.data = os.path.join(self.tmp, "data")
+        # data_dir: an existing data directory to serve (benchmarks prepare large ones); it
+        # is the caller's to remove.
+        self.data = data_dir or os.path.join(self.tmp, "data")
+        # How long a program may take to start answering (a large data directory takes longer).
+        self.start_seconds = start_seconds
         self.cmd_sock = os.path.join(self.tmp, "command.sock")
         self.query_sock = os.path.join(self.tmp, "query.sock")
         self.config_path = None
@@ -623,22 +628,22 @@ http {{
         p = self._spawn(name, self._argv(name))
         if name in ("command", "query"):
             sock = self.cmd_sock if name == "command" else self.query_sock
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + self.start_seconds
             while not os.path.exists(sock):
                 if p.poll() is not None:
                     raise TestFailure("%s exited with %s at start: %s"
                                       % (name, p.returncode, self._read_log(name)[-2000:]))
-                check(time.monotonic() < deadline, "%s: socket %s not created in 15 s" % (name, sock))
+                check(time.monotonic() < deadline, "%s: socket %s not created in %d s" % (name, sock, self.start_seconds))
                 time.sleep(0.02)
             # Then every worker is forked, and one accepts.
             while len(self.worker_pids(name)) < self.workers:
                 if p.poll() is not None:
                     raise TestFailure("%s exited with %s at start: %s"
                                       % (name, p.returncode, self._read_log(name)[-2000:]))
-                check(time.monotonic() < deadline, "%s: %d workers after 15 s, expected %d"
-                      % (name, len(self.worker_pids(name)), self.workers))
+                check(time.monotonic() < deadline, "%s: %d workers after %d s, expected %d"
+                      % (name, len(self.worker_pids(name)), self.start_seconds, self.workers))
                 time.sleep(0.02)
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + self.start_seconds
             while True:
                 try:
                     method = "GET" if name == "query" else "POST"
