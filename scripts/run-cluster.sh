@@ -34,7 +34,7 @@ workers=${EF_WORKERS:-2}
 var=$(pwd)/var-cluster
 
 die() { echo "run-cluster.sh: $*" >&2; exit 1; }
-alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+. "$src/scripts/stack-lib.sh"
 
 [ -x "$nginx" ] || die "nginx not found at $nginx (Debian: apt-get install nginx-light)"
 [ -x "$nats" ] || die "nats-server not found at $nats (Debian: apt-get install nats-server)"
@@ -56,17 +56,8 @@ stop() {
     echo
     echo "run-cluster.sh: stopping"
     for group in "$nginx_pids" "$prog_pids" "$nats_pids"; do
-        for pid in $group; do
-            kill -TERM "$pid" 2>/dev/null || true
-        done
-        for pid in $group; do
-            n=0
-            while alive "$pid" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-            if alive "$pid"; then
-                echo "run-cluster.sh: $pid did not stop in 10 s, killing it" >&2
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-        done
+        # shellcheck disable=SC2086
+        stop_pids run-cluster.sh $group
     done
     echo "run-cluster.sh: stopped; the data stays in $var"
     exit 0
@@ -100,44 +91,16 @@ done
 stack() {
     name=$1 sport=$2 role=$3
     d="$var/$name"
-    mkdir -p "$d/data" "$d/nginx/tmp" "$d/www"
+    mkdir -p "$d/data"
     cat > "$d/eventfold.conf" <<EOF
 nats_url = $urls
 nats_stream = EVENTFOLD
 EOF
-    sed -e "s#/run/eventfold/command.sock#$d/command.sock#" -e "s#/run/eventfold/query.sock#$d/query.sock#" \
-        "$src/conf/nginx/eventfold-upstream.conf" > "$d/nginx/eventfold-upstream.conf"
-    cp /etc/nginx/fastcgi_params "$d/nginx/fastcgi_params"
-    if [ "$role" = leader ]; then
-        cp "$src/conf/nginx/eventfold.conf" "$d/nginx/eventfold.conf"
-    else
-        cp "$src/conf/nginx/eventfold-replica.conf" "$d/nginx/eventfold.conf"
+    snippet=eventfold.conf
+    [ "$role" = leader ] || snippet=eventfold-replica.conf
+    nginx_conf "$d" "$sport" 1 "$snippet" || die "cannot write the nginx configuration of $name"
+    [ "$role" = leader ] ||
         echo "upstream eventfold_leader { server 127.0.0.1:$port; keepalive 16; }" >> "$d/nginx/eventfold-upstream.conf"
-    fi
-    user=""
-    [ "$(id -u)" = 0 ] && user="user root root;"
-    cat > "$d/nginx/nginx.conf" <<EOF
-$user
-worker_processes 1;
-error_log $d/nginx/error.log warn;
-pid $d/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $d/nginx/tmp/body;
-    fastcgi_temp_path $d/nginx/tmp/fastcgi;
-    proxy_temp_path $d/nginx/tmp/proxy;
-    uwsgi_temp_path $d/nginx/tmp/uwsgi;
-    scgi_temp_path $d/nginx/tmp/scgi;
-    include $d/nginx/eventfold-upstream.conf;
-    server {
-        listen 127.0.0.1:$sport;
-        server_name localhost;
-        root $d/www;
-        include $d/nginx/eventfold.conf;
-    }
-}
-EOF
     rm -f "$d/command.sock" "$d/query.sock"
     c="--data $d/data --config $d/eventfold.conf"
     if [ "$role" = leader ]; then

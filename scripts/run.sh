@@ -21,8 +21,7 @@ workers=${EF_WORKERS:-2}
 var=$(pwd)/var
 
 die() { echo "run.sh: $*" >&2; exit 1; }
-# A child that exited stays a zombie until reaped, and kill -0 succeeds on a zombie.
-alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+. "$src/scripts/stack-lib.sh"
 
 [ -x "$nginx" ] || die "nginx not found at $nginx (Debian: apt-get install nginx-light)"
 for p in eventfold-command eventfold-query eventfold-tailer eventfoldctl; do
@@ -32,7 +31,7 @@ for p in eventfold-command eventfold-query eventfold-tailer eventfoldctl; do
     fi
 done
 
-mkdir -p "$var/data" "$var/nginx/tmp" "$var/www"
+mkdir -p "$var/data"
 pids=""
 
 stop() {
@@ -41,17 +40,8 @@ stop() {
     echo "run.sh: stopping"
     # nginx first so no new request arrives, then the programs (SIGTERM: finish in-flight
     # requests, acknowledged data is already durable), waiting for each by PID.
-    for pid in $pids; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in $pids; do
-        n=0
-        while alive "$pid" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-        if alive "$pid"; then
-            echo "run.sh: $pid did not stop in 10 s, killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    # shellcheck disable=SC2086
+    stop_pids run.sh $pids
     rm -f "$var/command.sock" "$var/query.sock"
     echo "run.sh: stopped; the data stays in $var/data"
     exit 0
@@ -59,35 +49,7 @@ stop() {
 trap stop INT TERM EXIT
 
 # nginx: the project's own snippets with the sockets moved into ./var.
-sed -e "s#/run/eventfold/command.sock#$var/command.sock#" -e "s#/run/eventfold/query.sock#$var/query.sock#" \
-    "$src/conf/nginx/eventfold-upstream.conf" > "$var/nginx/eventfold-upstream.conf"
-cp "$src/conf/nginx/eventfold.conf" "$var/nginx/eventfold.conf"
-cp /etc/nginx/fastcgi_params "$var/nginx/fastcgi_params" 2>/dev/null ||
-    die "no /etc/nginx/fastcgi_params (it comes with nginx-common)"
-user=""
-[ "$(id -u)" = 0 ] && user="user root root;"
-cat > "$var/nginx/nginx.conf" <<EOF
-$user
-worker_processes 2;
-error_log $var/nginx/error.log warn;
-pid $var/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $var/nginx/tmp/body;
-    fastcgi_temp_path $var/nginx/tmp/fastcgi;
-    proxy_temp_path $var/nginx/tmp/proxy;
-    uwsgi_temp_path $var/nginx/tmp/uwsgi;
-    scgi_temp_path $var/nginx/tmp/scgi;
-    include $var/nginx/eventfold-upstream.conf;
-    server {
-        listen 127.0.0.1:$port;
-        server_name localhost;
-        root $var/www;
-        include $var/nginx/eventfold.conf;
-    }
-}
-EOF
+nginx_conf "$var" "$port" 2 eventfold.conf || die "cannot write the nginx configuration"
 
 for s in command query; do
     [ -S "$var/$s.sock" ] && rm -f "$var/$s.sock"
