@@ -17,6 +17,7 @@
 #include "readmodel/snapshot.h"
 #include "fold/tailer.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 
 #define SNAP_MAX 64
@@ -239,7 +240,7 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
                 res->seconds, "");
     goto out;
 fail:
-    EFLOG_ERROR("rebuild failed: %s", rmodel_strerror(rc));
+    EFLOG_ERROR("rebuild failed: %s", ef_strerror(rc));
     rdir_remove_model(opt->data_dir, name);
 out:
     if (lock_fd >= 0)
@@ -265,7 +266,7 @@ int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t
     if (rc == 0)
         rc = switch_model(data_dir, name, *position);
     if (rc) {
-        EFLOG_ERROR("cannot replace the untrusted read model: %s", rmodel_strerror(rc));
+        EFLOG_ERROR("cannot replace the untrusted read model: %s", ef_strerror(rc));
         rdir_remove_model(data_dir, name);
     }
 out:

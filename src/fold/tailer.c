@@ -19,6 +19,7 @@
 #include "readmodel/rpos.h"
 #include "readmodel/snapshot.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 
 const char *tailer_strerror(int err)
@@ -26,11 +27,8 @@ const char *tailer_strerror(int err)
     switch (err) {
     case TAILER_EDAMAGE: return "damaged record in the log";
     case TAILER_ESEQ: return "log positions out of sequence";
-    default: break;
+    default: return ef_strerror_except(EF_ERR_TAILER, err);
     }
-    if (err <= -10001 && err >= -10999)
-        return log_strerror(err);
-    return rmodel_strerror(err);
 }
 
 struct tailer {
@@ -107,7 +105,7 @@ static int open_model(struct tailer *tl)
         rc = 0;
     }
     if (rc)
-        EFLOG_ERROR("cannot open the read model dir=%s: %s", path, rmodel_strerror(rc));
+        EFLOG_ERROR("cannot open the read model dir=%s: %s", path, ef_strerror(rc));
     return rc;
 }
 

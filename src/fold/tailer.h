@@ -38,6 +38,8 @@
 /* Caught up with an unsynced model (rmodel.h, "Lazy sync"): sync after this much idleness. */
 #define TAILER_IDLE_SYNC_MS 1000
 
+/* The tailer's own codes (its range in util/ef_error.h); it also passes on the log's, the
+ * read model's, LMDB's and negative errno values. */
 enum {
     TAILER_EDAMAGE = -12001, /* a record failed verification (log_last_error says where) */
     TAILER_ESEQ = -12002,    /* the log returned a position other than the next one */
@@ -75,6 +77,7 @@ struct tailer_options {
  * negative code (logged with its cause). */
 int tailer_run(const struct tailer_options *opt);
 
+/* Returns a static description of a code: the tailer's own, or ef_strerror()'s for any other. */
 const char *tailer_strerror(int err);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include "log/io.h"
 #include "log/log_int.h"
+#include "util/ef_error.h"
 #include "util/xalloc.h"
 
 #include <errno.h>
@@ -29,7 +30,6 @@ const char *log_last_error(const struct log *lg) { return lg ? lg->err : open_er
 const char *log_strerror(int err)
 {
     switch (err) {
-    case 0: return "success";
     case LOG_ECORRUPT: return "log record failed its checksum or framing";
     case LOG_EVERSION: return "log file of an unknown or newer format";
     case LOG_ETOOBIG: return "log record too large";
@@ -38,7 +38,7 @@ const char *log_strerror(int err)
     case LOG_EBADARG: return "invalid argument";
     case LOG_ELOCKED: return "log append lock not held, or already held";
     case LOG_ESYNCFAILED: return "an earlier fdatasync of the log failed: restart to recover";
-    default: return err < 0 && err > -4096 ? strerror(-err) : "unknown log error";
+    default: return ef_strerror_except(EF_ERR_LOG, err);
     }
 }
 

@@ -63,7 +63,7 @@
 #include "log/record.h"
 
 /* Error codes: 0 is success; negative errno values for system errors (-ENOSPC, -EIO, ...);
- * these for the log's own conditions. */
+ * these for the log's own conditions (the log's range in util/ef_error.h). */
 enum {
     LOG_ECORRUPT = -10001,  /* a record failed its checksum or framing before the tail */
     LOG_EVERSION = -10002,  /* a segment or control file of a newer/unknown format */
@@ -76,7 +76,7 @@ enum {
                                * the log is recovered (every process reopens it) */
 };
 
-/* Returns a static description of a code (errno strings for negative errno values). */
+/* Returns a static description of a code: the log's own, or ef_strerror()'s for any other. */
 const char *log_strerror(int err);
 
 struct log;

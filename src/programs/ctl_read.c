@@ -16,6 +16,7 @@
 #include "query/rstatus.h"
 #include "readmodel/snapshot.h"
 #include "util/cli.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "write/wsnap.h"
 
@@ -58,7 +59,7 @@ static int open_handles(struct ctl_ctx *ctx, int rdonly_model, struct read_handl
         }
     }
     if (rc) {
-        fprintf(stderr, "%s: cannot open the read model: %s\n", ctx->prog, rmodel_strerror(rc));
+        fprintf(stderr, "%s: cannot open the read model: %s\n", ctx->prog, ef_strerror(rc));
         close_handles(h);
         return 1;
     }
@@ -85,7 +86,7 @@ static int ctl_status(struct ctl_ctx *ctx, int argc, char **argv)
     if (rc == 0)
         printf("%s\n", sbuf_str(&out));
     else
-        fprintf(stderr, "%s: status: %s\n", ctx->prog, rmodel_strerror(rc));
+        fprintf(stderr, "%s: status: %s\n", ctx->prog, ef_strerror(rc));
     sbuf_free(&out);
     close_handles(&h);
     return rc ? 1 : 0;
@@ -101,10 +102,10 @@ static int write_snapshot(struct ctl_ctx *ctx, struct log *lg, struct snapshot_i
     if (rc == 0 || rc == WSNAP_ENONE)
         return rc ? 1 : 0;
     if (rc == WSNAP_EBOOT || rc == WSNAP_EEMPTY) {
-        fprintf(stderr, "%s: write-model snapshot skipped: %s\n", ctx->prog, wsnap_strerror(rc));
+        fprintf(stderr, "%s: write-model snapshot skipped: %s\n", ctx->prog, ef_strerror(rc));
         return 1;
     }
-    fprintf(stderr, "%s: write-model snapshot failed: %s\n", ctx->prog, wsnap_strerror(rc));
+    fprintf(stderr, "%s: write-model snapshot failed: %s\n", ctx->prog, ef_strerror(rc));
     return -1;
 }
 
@@ -119,7 +120,7 @@ static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
     struct snapshot_info info, winfo;
     rc = snapshot_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
     if (rc) {
-        fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, rmodel_strerror(rc));
+        fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, ef_strerror(rc));
         close_handles(&h);
         return 1;
     }
@@ -152,7 +153,7 @@ static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
     struct rebuild_result res;
     int rc = rebuild_run(&opt, &res);
     if (rc) {
-        fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, rmodel_strerror(rc));
+        fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, ef_strerror(rc));
         return 1;
     }
     printf("{\"from_position\":%" PRIu64 ",\"position\":%" PRIu64 ",\"seconds\":%.3f}\n",
@@ -172,7 +173,7 @@ static int dlq_list(struct ctl_ctx *ctx, struct read_handles *h)
     if (rc == 0)
         printf("%s\n", sbuf_str(&out));
     else
-        fprintf(stderr, "%s: dlq list: %s\n", ctx->prog, rmodel_strerror(rc));
+        fprintf(stderr, "%s: dlq list: %s\n", ctx->prog, ef_strerror(rc));
     sbuf_free(&out);
     return rc ? 1 : 0;
 }
@@ -209,8 +210,10 @@ static int dlq_retry(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
         rmodel_txn_abort(t);
     }
     if (rc) {
-        fprintf(stderr, "%s: dlq retry %" PRIu64 ": %s\n", ctx->prog, id,
-                rc <= -10001 && rc >= -10999 ? log_last_error(h->lg) : rmodel_strerror(rc));
+        /* The log keeps where it failed beside its code. */
+        int from_log = ef_err_module_of(rc) == EF_ERR_LOG;
+        fprintf(stderr, "%s: dlq retry %" PRIu64 ": %s%s%s\n", ctx->prog, id, ef_strerror(rc),
+                from_log ? ": " : "", from_log ? log_last_error(h->lg) : "");
         return 1;
     }
     printf("{\"id\":%" PRIu64 ",\"position\":%" PRIu64 ",\"applied\":%s}\n", id, pos,
@@ -230,7 +233,7 @@ static int dlq_drop(struct ctl_ctx *ctx, struct read_handles *h, uint64_t id)
             rmodel_txn_abort(t);
     }
     if (rc) {
-        fprintf(stderr, "%s: dlq drop %" PRIu64 ": %s\n", ctx->prog, id, rmodel_strerror(rc));
+        fprintf(stderr, "%s: dlq drop %" PRIu64 ": %s\n", ctx->prog, id, ef_strerror(rc));
         return 1;
     }
     printf("{\"id\":%" PRIu64 ",\"dropped\":true}\n", id);

@@ -12,6 +12,7 @@
 #include "mirror/mirror.h"
 #include "util/cli.h"
 #include "util/config.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 
 int main(int argc, char **argv)
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
     int rc = mirror_run(&opt, err, sizeof err);
     nats_Close();
     if (rc) {
-        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "failed");
+        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : ef_strerror(rc));
         return 1;
     }
     return 0;

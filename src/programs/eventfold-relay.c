@@ -12,6 +12,7 @@
 #include "relay/sink.h"
 #include "util/cli.h"
 #include "util/config.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 
 enum { OPT_SINK = 256 };
@@ -85,7 +86,7 @@ int main(int argc, char **argv)
     char err[1024];
     int rc = relay_run(&opt, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "failed");
+        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : ef_strerror(rc));
         return 1;
     }
     return 0;

@@ -8,6 +8,7 @@
 #include "query/query_int.h"
 #include "readmodel/rpos.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 
 #define LOCS_CHUNK 256
@@ -31,8 +32,7 @@ static int read_at(struct query_worker *w, struct log_reader *rd, const struct r
 static void log_fail(struct qreq *q, int rc)
 {
     char detail[160];
-    snprintf(detail, sizeof detail, "the log could not be read: %s",
-             rc <= -10001 && rc >= -10999 ? log_strerror(rc) : rmodel_strerror(rc));
+    snprintf(detail, sizeof detail, "the log could not be read: %s", ef_strerror(rc));
     server_respond_problem(q->req, 500, "internal_error", detail, NULL, q->headers);
 }
 

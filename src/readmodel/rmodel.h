@@ -42,7 +42,7 @@
 #include "util/sbuf.h"
 
 /* Error codes: 0 is success; negative errno values; LMDB's own codes (MDB_MAP_FULL, ...,
- * all negative) are passed through; and these. */
+ * all negative) are passed through; and these (the read model's range in util/ef_error.h). */
 enum {
     RMODEL_ENOTFOUND = -11001, /* no such user, item, order, stream, dead letter */
     RMODEL_EFORMAT = -11002,   /* a stored value of an unknown layout version, or truncated */
@@ -51,7 +51,8 @@ enum {
     RMODEL_EUNSYNCED = -11005, /* the machine went down while the model had unsynced commits */
 };
 
-/* Returns a static description of any code returned by this module. */
+/* Returns a static description of a code: the read model's own, or ef_strerror()'s for any
+ * other (errno values, LMDB's codes, other modules'). */
 const char *rmodel_strerror(int err);
 
 #define RMODEL_FORMAT 1 /* layout version stored in meta "format" */

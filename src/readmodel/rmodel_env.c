@@ -11,6 +11,7 @@
 #include "readmodel/rmodel_internal.h"
 #include "util/bootid.h"
 #include "util/durable.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -24,17 +25,13 @@ const char *const rmodel_dbi_names[RMODEL_DB_COUNT] = {
 const char *rmodel_strerror(int err)
 {
     switch (err) {
-    case 0: return "success";
     case RMODEL_ENOTFOUND: return "not found";
     case RMODEL_EFORMAT: return "read model value of an unknown format, or truncated";
     case RMODEL_EBADARG: return "invalid argument";
     case RMODEL_EORDER: return "record out of order";
     case RMODEL_EUNSYNCED: return "read model had unsynced commits when the machine went down";
-    default: break;
+    default: return ef_strerror_except(EF_ERR_RMODEL, err);
     }
-    if (err < 0 && err > -4096)
-        return strerror(-err);
-    return mdb_strerror(err); /* LMDB's codes (MDB_KEYEXIST .. MDB_LAST_ERRCODE) */
 }
 
 static int check_format(struct rmodel_env *e, MDB_txn *txn)

@@ -16,6 +16,7 @@
 #include "readmodel/rmodel.h"
 #include "relay/relay_state.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
@@ -61,6 +62,15 @@ static uint32_t record_crc(const struct log_record *rec, struct sbuf *enc)
     record_encode(&e, rec->position, enc->data);
     const unsigned char *b = (const unsigned char *)enc->data + 8;
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+const char *relay_strerror(int err)
+{
+    switch (err) {
+    case RELAY_ERETRY: return "the destination failed for now: retrying";
+    case RELAY_EFATAL: return "the destination disagrees with the log, or bad configuration";
+    default: return ef_strerror_except(EF_ERR_RELAY, err);
+    }
 }
 
 int relay_render_event(const struct log_record *rec, struct relay_render *r, struct relay_event *ev,

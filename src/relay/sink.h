@@ -34,10 +34,15 @@
 
 struct log;
 
+/* The relay's codes (its range in util/ef_error.h); the sinks and the relay also pass on the
+ * log's codes and negative errno values. The cause goes to the caller's err buffer. */
 enum {
     RELAY_ERETRY = -13001, /* transient (connection lost, timeout, leader moved): back off, resume */
     RELAY_EFATAL = -13002, /* the destination disagrees with the log, or bad configuration: stop */
 };
+/* Returns a static description of a code: the relay's own, or ef_strerror()'s for any other.
+ * (Defined in relay.c, which every program with a sink links.) */
+const char *relay_strerror(int err);
 
 /* The headers every message carries, filled by the relay, in this order (values are ASCII
  * without CR/LF; numbers in decimal). The first four are the contract's (API.md section 9);

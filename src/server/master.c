@@ -4,6 +4,7 @@
 #include "server/server_int.h"
 
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/xalloc.h"
 
@@ -54,12 +55,14 @@ struct master {
 const char *server_strerror(int err)
 {
     switch (err) {
-    case 0: return "success";
     case SERVER_ERR_USAGE: return "bad server options";
     case SERVER_ERR_LISTEN: return "no listening socket";
     case SERVER_ERR_IN_USE: return "socket in use by another server";
     case SERVER_ERR_SYSTEM: return "system call failed";
-    default: return "unknown server error";
+    case SERVER_PARK_FULL: return "too many requests already wait";
+    case SERVER_PARK_STOPPING: return "the worker is stopping";
+    case SERVER_PARK_UNAVAILABLE: return "the request cannot wait here";
+    default: return ef_strerror_except(EF_ERR_SERVER, err);
     }
 }
 

@@ -130,13 +130,13 @@ void server_respond_problem(struct server_request *req, int status, const char *
  * until the request ends (a string literal). */
 void server_set_route(struct server_request *req, const char *route);
 
-/* Results of server_park. */
+/* Results of server_park (in the server's range of util/ef_error.h, after enum server_err). */
 enum server_park_result {
-    SERVER_PARKED = 0,          /* held: return without answering */
-    SERVER_PARK_FULL = -1,      /* max_waiting requests already wait: answer 503 now */
-    SERVER_PARK_STOPPING = -2,  /* the worker is stopping: answer with what there is */
-    SERVER_PARK_UNAVAILABLE = -3, /* the program set no position source, or the request's
-                                 * body was not read to its end: answer now */
+    SERVER_PARKED = 0,               /* held: return without answering */
+    SERVER_PARK_FULL = -15005,       /* max_waiting requests already wait: answer 503 now */
+    SERVER_PARK_STOPPING = -15006,   /* the worker is stopping: answer with what there is */
+    SERVER_PARK_UNAVAILABLE = -15007, /* the program set no position source, or the request's
+                                      * body was not read to its end: answer now */
 };
 /* Parks the request without an answer: the handler returns at once, and the server runs
  * the handler again for the same request (req->runs > 0, req->wait_deadline_ns kept, the
@@ -190,13 +190,16 @@ struct server_options {
     size_t max_unsent_bytes;
 };
 
-/* Errors of server_run (negative; server_strerror() names them). */
+/* Errors of server_run (negative, in the server's range of util/ef_error.h, away from the
+ * errno values they once overlapped; server_strerror() names them). */
 enum server_err {
-    SERVER_ERR_USAGE = -1,    /* bad options (threads < 1, no handler, ...) */
-    SERVER_ERR_LISTEN = -2,   /* no listening socket: cannot create it, or fd 0 is none */
-    SERVER_ERR_IN_USE = -3,   /* unix socket path is served by a live process */
-    SERVER_ERR_SYSTEM = -4,   /* fork, mmap, signal setup failed (logged with errno) */
+    SERVER_ERR_USAGE = -15001,  /* bad options (threads < 1, no handler, ...) */
+    SERVER_ERR_LISTEN = -15002, /* no listening socket: cannot create it, or fd 0 is none */
+    SERVER_ERR_IN_USE = -15003, /* unix socket path is served by a live process */
+    SERVER_ERR_SYSTEM = -15004, /* fork, mmap, signal setup failed (logged with errno) */
 };
+/* Returns a static description of a code: the server's own (enum server_err and enum
+ * server_park_result), or ef_strerror()'s for any other. */
 const char *server_strerror(int err);
 
 /* Runs the master until SIGTERM/SIGINT. Returns the process exit status: 0 after a clean

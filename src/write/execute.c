@@ -17,6 +17,7 @@
 #include "domain/command.h"
 #include "domain/shop.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -98,11 +99,11 @@ static void answer_ok(struct exec *x, int status, const char *body, size_t len, 
 
 static void log_unavailable(struct exec *x, const char *what, int rc)
 {
-    EFLOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, write_strerror(rc),
+    EFLOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, ef_strerror(rc),
               log_last_error(x->ctx->log),
               rc == MDB_MAP_FULL ? " hint=\"the write model's map cannot grow any more\"" : "");
     problem_set(&x->p, 503, "log_unavailable", "the log cannot be written (%s: %s); nothing was appended",
-                what, write_strerror(rc));
+                what, ef_strerror(rc));
 }
 
 /* --- request checks (no lock) ------------------------------------------------------- */
@@ -374,7 +375,7 @@ static void commit_failed(struct exec *x, uint64_t position, int rc)
     }
     EFLOG_ERROR("write model commit failed after append position=%" PRIu64
               " err=\"%s\": the event stands, the next command catches the model up",
-              position, write_strerror(rc));
+              position, ef_strerror(rc));
 }
 
 /* Steps 5-8 of the flow; txn is consumed (committed or aborted). On success *position is

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "server/metrics.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/replica.h"
 #include "util/xalloc.h"
@@ -60,7 +61,7 @@ static int open_both(const struct ef_config *cfg, struct write_ctx *ctx, char *e
     }
     snprintf(path, sizeof path, "%s/write", cfg->data_dir);
     if ((rc = write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0) {
-        snprintf(err, errlen, "cannot open the write model '%s': %s", path, write_strerror(rc));
+        snprintf(err, errlen, "cannot open the write model '%s': %s", path, ef_strerror(rc));
         return -1;
     }
     return 0;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -53,8 +54,7 @@ const char *wm_strerror(int err)
     case WM_EAPPLY:
         return "log record cannot be applied to the write model";
     default:
-        /* mdb_strerror knows both its own codes and errno values. */
-        return mdb_strerror(err < 0 && err > -10000 ? -err : err);
+        return ef_strerror_except(EF_ERR_WM, err);
     }
 }
 

@@ -58,14 +58,15 @@
 #define WM_BODY_MAX 1024 /* stored answer bodies; the largest is about 250 bytes */
 
 /* Error codes: 0 success; LMDB codes (MDB_MAP_FULL, ...) as they are; negative errno
- * values; and these. */
+ * values; and these (the write model's range in util/ef_error.h). */
 enum {
     WM_ECORRUPT = -20001, /* a stored value does not match its layout */
     WM_EAHEAD = -20002,   /* the model has applied positions the log does not have */
     WM_EAPPLY = -20003,   /* a record cannot be applied (gap, unknown event, broken invariant) */
 };
 
-/* A static description of any code this module returns. */
+/* Returns a static description of a code: the write model's own, or ef_strerror()'s for any
+ * other. */
 const char *wm_strerror(int err);
 
 struct wm;

@@ -11,22 +11,11 @@
 
 #include "util/bootid.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "write/apply.h"
 #include "write/wsnap.h"
-
-const char *write_strerror(int err)
-{
-    if (err <= -10000 && err > -11000)
-        return log_strerror(err);
-    if (err <= -20000 && err > -21000)
-        return wm_strerror(err);
-    if (err < 0 && err > -10000)
-        return strerror(-err);
-    return mdb_strerror(err); /* MDB_* codes */
-}
-
 
 /* Applies up to WM_REPLAY_BATCH records from rd in one transaction. Returns the number
  * applied (0: nothing more up to head) or a negative code. */
@@ -36,7 +25,7 @@ static int64_t replay_batch(struct wm *wm, struct log_reader *rd, uint64_t head,
     MDB_txn *txn;
     int rc = wm_begin(wm, 1, &txn);
     if (rc) {
-        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        snprintf(err, errlen, "begin: %s", ef_strerror(rc));
         return rc;
     }
     int64_t n = 0;
@@ -46,7 +35,7 @@ static int64_t replay_batch(struct wm *wm, struct log_reader *rd, uint64_t head,
         if (rc == 0)
             break;
         if (rc < 0) {
-            snprintf(err, errlen, "reading the log: %s", write_strerror(rc));
+            snprintf(err, errlen, "reading the log: %s", ef_strerror(rc));
             goto fail;
         }
         if ((rc = wm_apply_record(wm, txn, &rec, err, errlen)) != 0)
@@ -59,7 +48,7 @@ static int64_t replay_batch(struct wm *wm, struct log_reader *rd, uint64_t head,
     }
     rc = mdb_txn_commit(txn);
     if (rc) {
-        snprintf(err, errlen, "commit: %s", write_strerror(rc));
+        snprintf(err, errlen, "commit: %s", ef_strerror(rc));
         return ef_mdb_rc(rc);
     }
     return n;
@@ -77,7 +66,7 @@ static int catch_up_once(struct wm *wm, struct log *lg, uint64_t *total, char *e
     MDB_txn *txn;
     int rc = wm_begin(wm, 0, &txn);
     if (rc) {
-        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        snprintf(err, errlen, "begin: %s", ef_strerror(rc));
         return rc;
     }
     int64_t deposited;
@@ -86,7 +75,7 @@ static int catch_up_once(struct wm *wm, struct log *lg, uint64_t *total, char *e
     mdb_txn_abort(txn);
     if (rc || has_deposited < 0) {
         rc = rc ? rc : has_deposited;
-        snprintf(err, errlen, "reading the applied position: %s", write_strerror(rc));
+        snprintf(err, errlen, "reading the applied position: %s", ef_strerror(rc));
         return rc;
     }
     if (pos > 0 && !has_deposited) {
@@ -104,7 +93,7 @@ static int catch_up_once(struct wm *wm, struct log *lg, uint64_t *total, char *e
     struct log_reader *rd;
     if ((rc = log_reader_open(lg, pos + 1, &rd)) != 0) {
         snprintf(err, errlen, "opening a log reader at %" PRIu64 ": %s", pos + 1,
-                 write_strerror(rc));
+                 ef_strerror(rc));
         return rc;
     }
     int64_t n;
@@ -137,16 +126,16 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
     ef_boot_id(boot, sizeof boot);
     int rc = wm_begin(wm, 1, &txn);
     if (rc) {
-        snprintf(err, errlen, "begin: %s", write_strerror(rc));
+        snprintf(err, errlen, "begin: %s", ef_strerror(rc));
         return rc;
     }
     if ((rc = wm_clear(wm, txn)) != 0 || (rc = wm_set_boot_id(wm, txn, boot)) != 0) {
-        snprintf(err, errlen, "emptying the model: %s", write_strerror(rc));
+        snprintf(err, errlen, "emptying the model: %s", ef_strerror(rc));
         mdb_txn_abort(txn);
         return rc;
     }
     if ((rc = mdb_txn_commit(txn)) != 0) {
-        snprintf(err, errlen, "commit: %s", write_strerror(rc));
+        snprintf(err, errlen, "commit: %s", ef_strerror(rc));
         return ef_mdb_rc(rc);
     }
     uint64_t n;
@@ -198,13 +187,13 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
     if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
         rc == MDB_PAGE_NOTFOUND) {
         EFLOG_WARN("write model unreadable, re-creating it dir=%s err=\"%s\"", dir,
-                 write_strerror(rc));
+                 ef_strerror(rc));
         if ((rc = wm_destroy_files(dir)) == 0)
             rc = wm_open(dir, map_bytes, &wm);
         if (rc == 0)
             rc = WM_ECORRUPT; /* force the rebuild below */
     } else if (rc != 0) {
-        EFLOG_ERROR("cannot open the write model dir=%s err=\"%s\"", dir, write_strerror(rc));
+        EFLOG_ERROR("cannot open the write model dir=%s err=\"%s\"", dir, ef_strerror(rc));
         return rc;
     }
     const char *why = NULL;
@@ -226,7 +215,7 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
         rc = stamp_boot(wm);
     }
     if (rc) {
-        EFLOG_ERROR("write model not usable err=\"%s\"", write_strerror(rc));
+        EFLOG_ERROR("write model not usable err=\"%s\"", ef_strerror(rc));
         wm_close(wm);
         return rc;
     }

@@ -25,9 +25,6 @@
 
 #define WM_REPLAY_BATCH 4096
 
-/* Any code of the log, the write model, LMDB or errno, as text. */
-const char *write_strerror(int err);
-
 /* Applies the records after the model's position; *applied (may be NULL) counts them. On
  * failure err says why (record position and reason). Append lock held. */
 int wm_catch_up(struct wm *wm, struct log *lg, uint64_t *applied, char *err, size_t errlen);

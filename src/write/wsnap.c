@@ -16,6 +16,7 @@
 
 #include "util/bootid.h"
 #include "util/clock.h"
+#include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -38,7 +39,7 @@ const char *wsnap_strerror(int err)
     case WSNAP_ENONE:
         return "there is no write model";
     default:
-        return write_strerror(err);
+        return ef_strerror_except(EF_ERR_WSNAP, err);
     }
 }
 

@@ -39,7 +39,8 @@
 #include "util/snapdir.h"
 #include "write/model.h"
 
-/* Codes besides those of write_strerror(). */
+/* Codes besides the log's, the write model's, LMDB's and errno values (the write
+ * snapshots' range in util/ef_error.h). */
 enum {
     WSNAP_EBUSY = -20101,  /* another process is taking a snapshot (non-blocking take) */
     WSNAP_EBOOT = -20102,  /* the model was not validated in this boot */
@@ -48,6 +49,8 @@ enum {
     WSNAP_ENONE = -20105,  /* no write model to snapshot (wsnap_take_now) */
 };
 
+/* Returns a static description of a code: a write snapshot's own, or ef_strerror()'s for any
+ * other. */
 const char *wsnap_strerror(int err);
 
 /* model_dir/snapshots into out (SNAPDIR_PATH_MAX bytes): 0 or -ENAMETOOLONG. */
