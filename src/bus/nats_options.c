@@ -2,6 +2,7 @@
 
 #include "bus/nats_options.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,7 +62,7 @@ int ef_nats_options(const char *name, const char *urls, const struct ef_nats_cal
         else
             snprintf(err, errlen, "nats_url '%s': %s", urls, natsStatus_GetText(st));
         natsOptions_Destroy(o);
-        return -1;
+        return st == NATS_NO_MEMORY ? -ENOMEM : -EINVAL;
     }
     *out = o;
     return 0;

@@ -35,8 +35,8 @@ struct ef_nats_callbacks {
 };
 
 /* Creates *out for client `name` (e.g. "eventfold-mirror") and the servers in urls. Returns
- * 0, or -1 with a one-line message in err naming nats_url ("nats_url 'x': no server", or
- * libnats's reason); *out is then NULL. The caller destroys *out with natsOptions_Destroy. */
+ * 0, or -EINVAL (-ENOMEM) with a one-line message in err naming nats_url ("nats_url 'x': no
+ * server", or libnats's reason); *out is then NULL. The caller destroys *out with natsOptions_Destroy. */
 int ef_nats_options(const char *name, const char *urls, const struct ef_nats_callbacks *cb,
                     natsOptions **out, char *err, size_t errlen);
 

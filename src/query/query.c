@@ -50,20 +50,20 @@ int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
         rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
     if (rc) {
         snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
-        return -1;
+        return rc;
     }
     /* The one directory the query program writes (the workers prepare it again). */
     if ((rc = rdir_prepare(cfg->data_dir)) != 0) {
         snprintf(err, errlen, "read model directory '%s/read': %s", cfg->data_dir, strerror(-rc));
-        return -1;
+        return rc;
     }
     /* In follow mode like the workers (query_worker_init), and closed at once: a follower
      * writes nothing and holds nothing the workers would need. */
     struct log_options lo = { .segment_bytes = cfg->segment_bytes, .follow = 1 };
     struct log *lg;
-    if (log_open(path, &lo, &lg) != 0) {
+    if ((rc = log_open(path, &lo, &lg)) != 0) {
         snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
-        return -1;
+        return rc;
     }
     log_close(lg);
     return 0;

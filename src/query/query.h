@@ -43,7 +43,8 @@
  * read-only in fact, see log.h), so that a log that cannot be read (a missing segment, a
  * record of a newer format) stops the program at once with one line instead of a loop of
  * workers dying in query_worker_init. Closes it again before returning.
- * Returns 0, or -1 with the cause in err ("cannot open the log: segment S offset N: ..."). */
+ * Returns 0, or a negative code (errno's or the log's) with the cause in err ("cannot open
+ * the log: segment S offset N: ..."). */
 int query_preflight(const struct ef_config *cfg, char *err, size_t errlen);
 
 /* server_options callbacks. */

@@ -99,12 +99,12 @@ static const struct cfg_key *cfg_find(const char *name)
 static int parse_u64(const char *s, int allow_suffix, uint64_t *out)
 {
     if (*s < '0' || *s > '9')
-        return -1;
+        return -EINVAL;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno == ERANGE)
-        return -1;
+        return -EINVAL;
     uint64_t mult = 1;
     if (allow_suffix && *end) {
         switch (*end) {
@@ -112,14 +112,14 @@ static int parse_u64(const char *s, int allow_suffix, uint64_t *out)
         case 'm': case 'M': mult = MIB; break;
         case 'g': case 'G': mult = GIB; break;
         case 't': case 'T': mult = TIB; break;
-        default: return -1;
+        default: return -EINVAL;
         }
         end++;
     }
     if (*end)
-        return -1;
+        return -EINVAL;
     if (v > UINT64_MAX / mult)
-        return -1;
+        return -EINVAL;
     *out = (uint64_t)v * mult;
     return 0;
 }
@@ -138,7 +138,7 @@ static int parse_bool(const char *s, int *out)
             return 0;
         }
     }
-    return -1;
+    return -EINVAL;
 }
 
 /* A listen spec is "unix:PATH" (PATH must fit sun_path) or "HOST:PORT" (PORT 1..65535),
@@ -153,7 +153,7 @@ static int check_listen(const char *s, char *err, size_t errlen)
         if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
             snprintf(err, errlen, "listen: unix socket path empty or longer than %zu bytes",
                      sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-            return -1;
+            return -EINVAL;
         }
         return 0;
     }
@@ -161,7 +161,7 @@ static int check_listen(const char *s, char *err, size_t errlen)
     uint64_t port;
     if (!colon || colon == s || parse_u64(colon + 1, 0, &port) < 0 || port < 1 || port > 65535) {
         snprintf(err, errlen, "listen: expected unix:PATH or HOST:PORT, got '%s'", s);
-        return -1;
+        return -EINVAL;
     }
     return 0;
 }
@@ -171,14 +171,14 @@ static int set_text(char *field, const struct cfg_key *k, const char *value, cha
 {
     if (k->type == CFG_PATH && *value == '\0') {
         snprintf(err, errlen, "%s: must not be empty", k->name);
-        return -1;
+        return -EINVAL;
     }
     if (strlen(value) >= EF_PATH_MAX) {
         snprintf(err, errlen, "%s: longer than %d bytes", k->name, EF_PATH_MAX - 1);
-        return -1;
+        return -EINVAL;
     }
     if (k->type == CFG_LISTEN && check_listen(value, err, errlen) < 0)
-        return -1;
+        return -EINVAL;
     snprintf(field, EF_PATH_MAX, "%s", value);
     return 0;
 }
@@ -189,17 +189,17 @@ static int set_name(char *field, const struct cfg_key *k, const char *value, cha
     size_t n = strlen(value);
     if (n == 0) {
         snprintf(err, errlen, "%s: must not be empty", k->name);
-        return -1;
+        return -EINVAL;
     }
     if (n >= EF_TEXT_MAX) {
         snprintf(err, errlen, "%s: longer than %d bytes", k->name, EF_TEXT_MAX - 1);
-        return -1;
+        return -EINVAL;
     }
     if (k->type == CFG_NAME && strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                              "0123456789_-") != n) {
         snprintf(err, errlen, "%s: only letters, digits, '_' and '-' allowed, got '%s'", k->name,
                  value);
-        return -1;
+        return -EINVAL;
     }
     snprintf(field, EF_TEXT_MAX, "%s", value);
     return 0;
@@ -215,18 +215,18 @@ static int set_kafka_prop(struct ef_config *cfg, const char *key, const char *va
     if (n == 0 || n >= sizeof cfg->kafka_props[0].name) {
         snprintf(err, errlen, "%s: property name empty or longer than %zu bytes", key,
                  sizeof cfg->kafka_props[0].name - 1);
-        return -1;
+        return -EINVAL;
     }
     if (strlen(value) >= EF_TEXT_MAX) {
         snprintf(err, errlen, "%s: longer than %d bytes", key, EF_TEXT_MAX - 1);
-        return -1;
+        return -EINVAL;
     }
     int i = 0;
     while (i < cfg->kafka_nprops && strcmp(cfg->kafka_props[i].name, name) != 0)
         i++;
     if (i == EF_KAFKA_PROPS_MAX) {
         snprintf(err, errlen, "%s: more than %d kafka.* properties", key, EF_KAFKA_PROPS_MAX);
-        return -1;
+        return -EINVAL;
     }
     snprintf(cfg->kafka_props[i].name, sizeof cfg->kafka_props[i].name, "%s", name);
     snprintf(cfg->kafka_props[i].value, sizeof cfg->kafka_props[i].value, "%s", value);
@@ -243,7 +243,7 @@ static int set_number(char *base, const struct cfg_key *k, const char *value, ch
         snprintf(err, errlen, "%s: expected %s %llu..%llu, got '%s'", k->name,
                  k->type == CFG_SIZE ? "a size (bytes, optional K/M/G/T suffix)" : "an integer",
                  (unsigned long long)k->min, (unsigned long long)k->max, value);
-        return -1;
+        return -EINVAL;
     }
     if (k->type == CFG_INT)
         *(int *)(void *)(base + k->offset) = (int)v;
@@ -260,7 +260,7 @@ int ef_config_set(struct ef_config *cfg, const char *key, const char *value, cha
     const struct cfg_key *k = cfg_find(key);
     if (!k) {
         snprintf(err, errlen, "unknown key '%s'", key);
-        return -1;
+        return -EINVAL;
     }
     char *base = (char *)cfg;
     switch (k->type) {
@@ -278,7 +278,7 @@ int ef_config_set(struct ef_config *cfg, const char *key, const char *value, cha
         if (parse_bool(value, (int *)(void *)(base + k->offset)) == 0)
             return 0;
         snprintf(err, errlen, "%s: expected yes/no/true/false/1/0, got '%s'", k->name, value);
-        return -1;
+        return -EINVAL;
     case CFG_LEVEL: {
         int level = eflog_parse_level(value);
         if (level >= 0) {
@@ -286,11 +286,11 @@ int ef_config_set(struct ef_config *cfg, const char *key, const char *value, cha
             return 0;
         }
         snprintf(err, errlen, "%s: expected debug/info/warn/error, got '%s'", k->name, value);
-        return -1;
+        return -EINVAL;
     }
     }
     snprintf(err, errlen, "%s: internal error: bad key type", key);
-    return -1;
+    return -EINVAL;
 }
 
 static char *trim(char *s)
@@ -315,8 +315,8 @@ static void strip_comment(char *s)
     }
 }
 
-/* Applies one line; returns 0 (also for blank and comment lines) or -1 with err set to
- * a message without the FILE:LINE prefix. */
+/* Applies one line; returns 0 (also for blank and comment lines) or -EINVAL with err set
+ * to a message without the FILE:LINE prefix. */
 static int config_line(struct ef_config *cfg, char *line, char *err, size_t errlen)
 {
     strip_comment(line);
@@ -326,27 +326,28 @@ static int config_line(struct ef_config *cfg, char *line, char *err, size_t errl
     char *eq = strchr(s, '=');
     if (!eq) {
         snprintf(err, errlen, "expected 'key = value', got '%.64s'", s);
-        return -1;
+        return -EINVAL;
     }
     *eq = '\0';
     char *key = trim(s);
     char *value = trim(eq + 1);
     if (*key == '\0') {
         snprintf(err, errlen, "missing key before '='");
-        return -1;
+        return -EINVAL;
     }
     return ef_config_set(cfg, key, value, err, errlen);
 }
 
 int ef_config_load(struct ef_config *cfg, const char *path, char *err, size_t errlen)
 {
-    int rc = -1;
+    int rc = -EINVAL;
     char *line = NULL;
     size_t cap = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
     }
     char msg[512];
     for (unsigned lineno = 1;; lineno++) {
@@ -354,7 +355,8 @@ int ef_config_load(struct ef_config *cfg, const char *path, char *err, size_t er
         ssize_t n = getline(&line, &cap, f);
         if (n < 0) {
             if (errno != 0) {
-                snprintf(err, errlen, "%s:%u: %s", path, lineno, strerror(errno));
+                rc = -errno;
+                snprintf(err, errlen, "%s:%u: %s", path, lineno, strerror(-rc));
                 goto fail;
             }
             break;

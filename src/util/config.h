@@ -77,10 +77,12 @@ struct ef_config {
 
 /* Fills cfg with the built-in defaults. */
 void ef_config_defaults(struct ef_config *cfg);
-/* Reads path into cfg. Returns 0, or -1 with a one-line message in err
+/* Reads path into cfg. Returns 0, or a negative errno value (-EINVAL for a bad line, else
+ * why the file could not be read) with a one-line message in err
  * ("FILE:LINE: unknown key 'x'"). */
 int ef_config_load(struct ef_config *cfg, const char *path, char *err, size_t errlen);
-/* Sets one key from its text form, as the file and flags do. Returns 0 or -1 with err set. */
+/* Sets one key from its text form, as the file and flags do. Returns 0 or -EINVAL with err
+ * set. */
 int ef_config_set(struct ef_config *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 #endif

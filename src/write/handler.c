@@ -19,26 +19,22 @@
 #include "write/wsnap.h"
 
 /* One directory: it must be a directory we may write into (EROFS on a read-only mount,
- * even for root). missing_ok: an absent one is fine (created later). */
+ * even for root). missing_ok: an absent one is fine (created later). 0 or -errno, with err
+ * set. */
 static int check_dir(const char *what, const char *path, int missing_ok, char *err,
                      size_t errlen)
 {
     struct stat st;
-    if (stat(path, &st) < 0) {
-        if (errno == ENOENT && missing_ok)
-            return 0;
-        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(ENOTDIR));
-        return -1;
-    }
-    if (access(path, W_OK | X_OK) < 0) {
-        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    int rc = 0;
+    if (stat(path, &st) < 0)
+        rc = errno == ENOENT && missing_ok ? 0 : -errno;
+    else if (!S_ISDIR(st.st_mode))
+        rc = -ENOTDIR;
+    else if (access(path, W_OK | X_OK) < 0)
+        rc = -errno;
+    if (rc)
+        snprintf(err, errlen, "%s '%s': %s", what, path, strerror(-rc));
+    return rc;
 }
 
 /* The master's log handle from write_preflight, kept open until write_preflight_end() so
@@ -57,21 +53,20 @@ static int open_both(const struct ef_config *cfg, struct write_ctx *ctx, char *e
     int rc = log_open(path, &lo, &ctx->log);
     if (rc) {
         snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
-        return -1;
+        return rc;
     }
     snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    if ((rc = write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0) {
+    if ((rc = write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0)
         snprintf(err, errlen, "cannot open the write model '%s': %s", path, ef_strerror(rc));
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
 {
     char path[EF_PATH_MAX + 16];
-    if (check_dir("data directory", cfg->data_dir, 0, err, errlen) < 0)
-        return -1;
+    int rc = check_dir("data directory", cfg->data_dir, 0, err, errlen);
+    if (rc)
+        return rc;
     /* A replica's log is a copy of the leader's, appended by eventfold-mirror alone: a
      * command appended here would fork it from the leader's for good. */
     char stream[REPLICA_STREAM_MAX];
@@ -84,19 +79,19 @@ int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "%s has an unreadable replica marker (%s/%s: %s): commands "
                      "go to the leader", cfg->data_dir, cfg->data_dir, REPLICA_MARKER,
                      strerror(-marked));
-        return -1;
+        return marked > 0 ? -EROFS : marked; /* a replica's log is read-only to commands */
     }
     snprintf(path, sizeof path, "%s/log", cfg->data_dir);
-    if (check_dir("log directory", path, 1, err, errlen) < 0)
-        return -1;
+    if ((rc = check_dir("log directory", path, 1, err, errlen)) != 0)
+        return rc;
     snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    if (check_dir("write model directory", path, 1, err, errlen) < 0)
-        return -1;
+    if ((rc = check_dir("write model directory", path, 1, err, errlen)) != 0)
+        return rc;
     /* The model is closed again before the master forks (model.h: open after fork); its
      * catch-up or rebuild done here is not lost: the workers find it caught up. The log
      * stays open (master_log). */
     struct write_ctx ctx = { 0 };
-    int rc = open_both(cfg, &ctx, err, errlen);
+    rc = open_both(cfg, &ctx, err, errlen);
     wm_close(ctx.wm);
     if (rc == 0) {
         log_close(master_log);

@@ -16,8 +16,9 @@
  * model's catch-up or rebuild, which the workers then need not repeat; it creates log/
  * and write/ when they are absent. The write model is closed again; the log stays open in
  * the master until write_preflight_end() (each worker closes its inherited copy in
- * write_worker_init, before opening its own). Returns 0, or -1 with the cause in err
- * ("data directory 'X': ...", "cannot open the log: segment S offset N: ..."). */
+ * write_worker_init, before opening its own). Returns 0, or a negative code (errno's, the
+ * log's, the write model's; -EROFS for a read replica) with the cause in err ("data
+ * directory 'X': ...", "cannot open the log: segment S offset N: ..."). */
 int write_preflight(const struct ef_config *cfg, char *err, size_t errlen);
 /* Closes the master's log handle of write_preflight (none: no-op). */
 void write_preflight_end(void);

@@ -10,6 +10,7 @@
 #include "util/eflog.h"
 
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,8 @@ START_TEST(test_values)
     char err[256] = "";
     ef_config_defaults(&c);
     int rc = ef_config_set(&c, vc->key, vc->value, err, sizeof err);
-    ck_assert_msg((rc == 0) == vc->ok, "%s = '%s': rc=%d err=%s", vc->key, vc->value, rc, err);
+    ck_assert_msg(rc == (vc->ok ? 0 : -EINVAL), "%s = '%s': rc=%d err=%s", vc->key, vc->value, rc,
+                  err);
     if (!vc->ok)
         ck_assert_msg(strstr(err, vc->key) != NULL, "error does not name the key: %s", err);
 }
@@ -170,7 +172,7 @@ START_TEST(test_kafka_props)
         snprintf(name, sizeof name, "kafka.p%d", i);
         ck_assert_int_eq(ef_config_set(&c, name, "v", err, sizeof err), 0);
     }
-    ck_assert_int_eq(ef_config_set(&c, "kafka.one.too.many", "v", err, sizeof err), -1);
+    ck_assert_int_eq(ef_config_set(&c, "kafka.one.too.many", "v", err, sizeof err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "kafka.one.too.many"));
 }
 END_TEST
@@ -208,7 +210,7 @@ START_TEST(test_file_errors)
     struct ef_config c;
     char err[512] = "", expect[512];
     ef_config_defaults(&c);
-    ck_assert_int_eq(ef_config_load(&c, p, err, sizeof err), -1);
+    ck_assert_int_eq(ef_config_load(&c, p, err, sizeof err), -EINVAL);
     snprintf(expect, sizeof expect, "%s%s", p, error_cases[_i].expect);
     ck_assert_str_eq(err, expect);
 }
@@ -220,7 +222,7 @@ START_TEST(test_missing_file)
     char err[512] = "", path[128];
     ef_config_defaults(&c);
     snprintf(path, sizeof path, "%s/nope.conf", td_dir);
-    ck_assert_int_eq(ef_config_load(&c, path, err, sizeof err), -1);
+    ck_assert_int_eq(ef_config_load(&c, path, err, sizeof err), -ENOENT);
     ck_assert_ptr_nonnull(strstr(err, path));
     ck_assert_ptr_nonnull(strstr(err, "No such file"));
 }

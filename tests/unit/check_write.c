@@ -687,11 +687,11 @@ START_TEST(test_preflight)
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", tmpdir);
     ck_assert_int_eq(write_preflight(&cfg, err, sizeof err), 0);
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s/no/such", tmpdir);
-    ck_assert_int_eq(write_preflight(&cfg, err, sizeof err), -1);
+    ck_assert_int_eq(write_preflight(&cfg, err, sizeof err), -ENOENT);
     ck_assert(strstr(err, "data directory"));
     ck_assert(strstr(err, "No such file"));
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s/log/00000000000000000001.seg", tmpdir);
-    ck_assert_int_eq(write_preflight(&cfg, err, sizeof err), -1);
+    ck_assert_int_eq(write_preflight(&cfg, err, sizeof err), -ENOTDIR);
     ck_assert(strstr(err, "Not a directory"));
     struct stat st;
     char path[128];
