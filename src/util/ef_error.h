@@ -16,10 +16,14 @@
  * every other one to ef_strerror_except(), so it too is right for any code; code that
  * passes on the codes of other modules (rebuild, the programs) calls ef_strerror().
  *
- * Where a module knows more than the code (which file, which position), it keeps that in a
- * message beside the code, not instead of it: the log in its handle (log_last_error()),
- * the relay, the mirror and the write model's replay in a buffer of the caller's
- * (char *err, size_t errlen). The code says what failed; the message says where.
+ * Where a module knows more than the code (which file, which position, which line), it
+ * keeps that in a message beside the code, not instead of it: the log in its handle
+ * (log_last_error()); the configuration, the programs' preflights, the relay, the mirror
+ * and the write model's replay in a buffer of the caller's (char *err, size_t errlen). The
+ * code says what failed; the message says where. Not codes (yet): event_decode()'s -1 and
+ * EVENT_UNKNOWN_TYPE (a verdict on input, with the reason), the programs' option callbacks
+ * (-1: a usage error, exit status 2) and server_options.worker_init (-1: logged, the
+ * worker exits); none of them reaches ef_strerror().
  *
  * Adding a module's codes: take the next free range, add a row to EF_ERR_TABLE, define the
  * codes in the module's header, name them in its *_strerror() (whose default is
