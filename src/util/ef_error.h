@@ -34,9 +34,10 @@
  * model, nothing but eventfold-relay links a sink). A registration call in each module
  * could be forgotten, and a dispatcher above the modules would make every program link
  * every module. So the table names each module's *_strerror() as a weak reference: it
- * pulls nothing in; in a program that links the object defining the function (the one
- * holding the module's open or run function, which every user of the module calls) the
- * reference is that function, elsewhere it is NULL and ef_strerror() answers
+ * pulls nothing in; in a program that links the object defining the function (each is
+ * placed beside what every user of the module calls: its open or run function, for the
+ * mirror its message check) the reference is that function, elsewhere it is NULL (no code
+ * of that module can arise there) and ef_strerror() answers
  * "<module> error (text not linked)" rather than a wrong text. LMDB's mdb_strerror() is
  * referenced the same way, so that the log and the server (which use no LMDB) need not
  * link it.
