@@ -8,7 +8,8 @@ PKGS="build-essential autoconf automake libtool pkg-config \
  libfcgi-dev libyajl-dev liblmdb-dev libisal-dev libxxhash-dev uuid-dev check \
  nginx spawn-fcgi python3 curl wrk lmdb-utils valgrind gnuplot-nox \
  debhelper dpkg-dev lintian rpm fakeroot clang libclang-rt-14-dev btrfs-progs \
- libnats-dev nats-server librdkafka-dev kcat python3-jsonschema python3-yaml chromium"
+ libnats-dev nats-server librdkafka-dev kcat python3-jsonschema python3-yaml chromium \
+ postgresql postgresql-contrib"
 
 missing=""
 for p in $PKGS; do
@@ -24,8 +25,13 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing
-  # The distribution's nginx service must not hold port 80 or 8080 for our private instances.
-  if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+  # The distribution's nginx service must not hold port 80 or 8080 for our private instances;
+  # nor need the cluster Debian's postgresql creates run: `make bench` starts a private one
+  # (bench/pg_bench.py: initdb, postgres and pgbench from /usr/lib/postgresql/*/bin).
+  if command -v service >/dev/null 2>&1; then
+    service nginx stop >/dev/null 2>&1 || true
+    service postgresql stop >/dev/null 2>&1 || true
+  fi
 fi
 
 autoreconf -fi

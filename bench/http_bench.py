@@ -183,12 +183,19 @@ def start_trivial(c):
     return True
 
 
-def seed(c, n_users=200, n_orders=400):
+def seed(c, n_users=200, n_orders=400, n_items=200):
     cl = c.client()
     item = "bench-item"
     expect(cl.post("/api/items", {"item_id": item, "name": "Bench", "category": "bench", "price_cents": 100}), 201)
     for _ in range(5):
         expect(cl.post("/api/items/%s/restock" % item, {"quantity": 1000000}), 200)
+    # The items of CreateOrder's lines (1 to 3 of them, as PostgreSQL's peer in pg_bench.py).
+    items = ["bench-i%d" % i for i in range(1, n_items + 1)]
+    for i in items:
+        expect(cl.post("/api/items", {"item_id": i, "name": "Bench item " + i, "category": "bench",
+                                      "price_cents": 100}), 201)
+        for _ in range(5):
+            expect(cl.post("/api/items/%s/restock" % i, {"quantity": 1000000}), 200)
     users = ["bench-u%d" % i for i in range(n_users)]
     orders = []
     for u in users:
@@ -197,16 +204,16 @@ def seed(c, n_users=200, n_orders=400):
         r = expect(cl.post("/api/orders", {"user_id": users[i % n_users], "items": [{"item_id": item, "quantity": 1}]}), 201)
         orders.append(r.json["order_id"])
     c.wait_caught_up(timeout=60)
-    return item, users, orders
+    return item, users, orders, items
 
 
-def ryw_delay(c, item, ufile, users, samples=RYW_SAMPLES):
+def ryw_delay(c, ifile, ufile, users, samples=RYW_SAMPLES):
     """p50/p99 of command answered -> query with Min-Position answered, under a steady load of
     CreateOrder from wrk at RYW_LOAD_CONNS connections (a separate process, so the load does not
     compete with the sampling thread for the Python interpreter)."""
     argv = [WRK, "-t", "1", "-c", str(RYW_LOAD_CONNS), "-d", "600s", "-s",
             os.path.join(HERE, "http_create_order.lua"), "http://127.0.0.1:%d/" % c.port]
-    env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item)
+    env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEMS=ifile)
     load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     k = c.client()
     d = []
@@ -241,9 +248,12 @@ def main():
         location = /trivial { include @TMP@/fastcgi_params; fastcgi_pass unix:@TMP@/trivial.sock; }
 """
     with Cluster("bench", workers=WORKERS, extra_server_conf=extra) as c:
-        item, users, orders = seed(c)
+        item, users, orders, items = seed(c)
         os.makedirs(os.path.join(c.tmp, "www", "static"), exist_ok=True)
         ufile, ofile = os.path.join(c.tmp, "users.txt"), os.path.join(c.tmp, "orders.txt")
+        ifile = os.path.join(c.tmp, "items.txt")
+        with open(ifile, "w") as f:
+            f.write("\n".join(items) + "\n")
         with open(ufile, "w") as f:
             f.write("\n".join(users) + "\n")
         with open(ofile, "w") as f:
@@ -261,8 +271,8 @@ def main():
               % (SECONDS, WORKERS, os.cpu_count()), flush=True)
         res = {}
         for n in CONNS:
-            run_conns(c, n, res, have_trivial, len(sample), ufile, ofile, item)
-        p50, p99 = ryw_delay(c, item, ufile, users)
+            run_conns(c, n, res, have_trivial, len(sample), ufile, ofile, ifile)
+        p50, p99 = ryw_delay(c, ifile, ufile, users)
         emit("ryw_p50_ms", "%.3f" % p50)
         emit("ryw_p99_ms", "%.3f" % p99)
         print("read-your-writes delay under CreateOrder load from %d connections (answer -> Min-Position "
@@ -276,7 +286,7 @@ def main():
             f.write("".join("%s=%s\n" % kv for kv in RESULTS))
 
 
-def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
+def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, ifile):
     """One round at n connections: the ceilings, the real routes, the ceilings again. The
     machine is shared, so each ceiling is the better of the two runs that bracket the routes."""
     def ceilings(tag):
@@ -301,7 +311,7 @@ def run_conns(c, n, res, have_trivial, sample_len, ufile, ofile, item):
     before = stage_totals(c)
     t0 = cpu_ticks()
     res["create", n] = wrk(c.port, "/", n, "http_create_order.lua",
-                           {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item})
+                           {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEMS": ifile})
     emit_cpu("create", n, t0, res["create", n][0])
     row("POST /api/orders (CreateOrder)", n, res["create", n], tri)
     emit_stages(n, before, stage_totals(c))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report: assembles bench/report.md and bench/report.png from the sections' results.
 
-Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,parked,relay,mirror,snapshot}.kv (key=value lines written by bench/run.sh and the
+Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,pg,ryw,parked,relay,mirror,snapshot}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
 same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
@@ -15,8 +15,8 @@ import os
 import subprocess
 import sys
 
-SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "parked", "relay", "mirror",
-            "snapshot")
+SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "http", "pg", "ryw", "parked", "relay",
+            "mirror", "snapshot")
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
@@ -24,6 +24,13 @@ MIB = 1024.0
 QUERY_MIN_RATIO = 0.60      # of the trivial FastCGI responder
 COMMAND_MIN_RATIO = 0.50    # of min(group-commit append ceiling, trivial FastCGI), at 64 connections
 RYW_P99_MAX_MS = 5.0
+# Read-your-writes under a saturating mixed load (about 500 commands/s and 16 connections of
+# GET load, section ryw): p99 and max of the delay, and no 503.
+RYW_BUSY_P99_MAX_MS = 10.0
+RYW_BUSY_MAX_MAX_MS = 50.0
+# Commands at 64 connections against each ceiling of the same run.
+COMMAND_MIN_TRIVIAL = 0.65      # of the trivial FastCGI responder
+COMMAND_MIN_GROUP_APPEND = 0.40  # of the raw group-commit append ceiling
 FOLD_MIN_RATE = 200000.0
 REBUILD_MIN_RATE = 1000000.0        # rebuild from scratch, bench_fold's lifecycle mix
 REBUILD_ORDERS_MIN_RATE = 400000.0  # rebuild from scratch, all-OrderCreated mix
@@ -145,6 +152,8 @@ def other_rows(R, targets):
     targets.append(("RYW p99", good))
     rows.append(["read-your-writes delay p99", "%s ms" % fmt(p99, 2), "trivial round trip p99 %s ms" % fmt(floor99, 2),
                  "%.1f×" % ratio(p99, floor99), "< %g ms" % RYW_P99_MAX_MS, met(good)])
+    rows += ryw_rows(R, targets)
+    rows += command_rows(R, targets)
     # Where a command's time went at 64 connections (eventfold_command_stage_seconds).
     st = [g("http", "http_create_c64_stage_%s_ms" % s) for s in ("append_lock_wait", "append_locked", "sync_wait")]
     rows.append(["CreateOrder at 64 connections, mean per command: append lock wait / lock held / fdatasync wait",
@@ -291,6 +300,59 @@ def other_rows(R, targets):
                  "%.2f×" % ratio(a2, a1), "(the same limit on private memory, not counted)",
                  "yes" if ratio(a2, a1) <= TAILER_FLAT_MAX_GROWTH else "no"])
     rows += mirror_rows(R, targets)
+    return rows
+
+
+def ryw_rows(R, targets):
+    """Read-your-writes at about 500 commands/s, without and with a GET load (section ryw);
+    the floor is a plain GET (no Min-Position) sent by the same client right after."""
+    g = R.get
+    rows = []
+    for case, what in (("idle", "no query load"), ("busy", "plus %s connections of GET load"
+                                                   % g("ryw", "ryw_get_conns", str))):
+        p50, p99, mx = (g("ryw", "ryw_%s_%s_ms" % (case, k)) for k in ("p50", "p99", "max"))
+        f50, f99, fmx = (g("ryw", "ryw_%s_plain_%s_ms" % (case, k)) for k in ("p50", "p99", "max"))
+        n503 = g("ryw", "ryw_%s_503" % case)
+        label = ("read-your-writes delay, %s commands/s, %s (%s samples, machine CPU %s%% busy): p50 / p99 / max, "
+                 "503s" % (fmt(g("ryw", "ryw_%s_commands_per_second" % case)), what,
+                           g("ryw", "ryw_%s_samples" % case, str), fmt(100 * g("ryw", "ryw_%s_cpu_busy" % case))))
+        tgt, ok = "—", "—"
+        if case == "busy":
+            good = p99 <= RYW_BUSY_P99_MAX_MS and mx <= RYW_BUSY_MAX_MAX_MS and n503 == 0
+            targets.append(("RYW under mixed load", good))
+            tgt, ok = "p99 ≤ %g ms, max ≤ %g ms, no 503" % (RYW_BUSY_P99_MAX_MS, RYW_BUSY_MAX_MAX_MS), met(good)
+        rows.append([label, "%s / %s / %s ms, %s" % (fmt(p50, 2), fmt(p99, 2), fmt(mx, 1), fmt(n503)),
+                     "plain GET, same client: %s / %s / %s ms" % (fmt(f50, 2), fmt(f99, 2), fmt(fmx, 1)),
+                     "%.2f× / %.2f× / %.2f×" % (ratio(p50, f50), ratio(p99, f99), ratio(mx, fmx)), tgt, ok])
+    return rows
+
+
+def command_rows(R, targets):
+    """CreateOrder at 64 connections against the trivial responder, the raw group-commit
+    append ceiling and PostgreSQL's own create-order transaction, all of the same run."""
+    g = R.get
+    rows = []
+    rps = g("http", "http_create_c64_rps")
+    tri, grp = g("http", "http_trivial_c64_rps"), g("log", "raw_group_appends_per_second")
+    for name, ceil, floor in (("trivial FastCGI responder, 64 connections", tri, COMMAND_MIN_TRIVIAL),
+                              ("raw group-commit append ceiling", grp, COMMAND_MIN_GROUP_APPEND)):
+        good = ratio(rps, ceil) >= floor
+        targets.append(("commands c=64 vs %s" % name.split(",")[0], good))
+        rows.append(["CreateOrder at 64 connections against the %s" % name, "%s req/s" % fmt(rps),
+                     "%s /s" % fmt(ceil), pct(ratio(rps, ceil)), "≥ %d%%" % (100 * floor), met(good)])
+    if R.get("pg", "pg_skipped", str) == "1":
+        rows.append(["PostgreSQL create-order transaction (pgbench)", "skipped: %s"
+                     % R.kv["pg"].get("pg_skip_reason", "?").replace("_", " "), "—", "—", "—", "—"])
+        return rows
+    pg = g("pg", "pg_tps")
+    rows.append(["PostgreSQL %s create-order transaction (pgbench, %s clients, unix socket, fsync and "
+                 "synchronous_commit on; %s failed; machine CPU %s µs per transaction)"
+                 % (g("pg", "pg_version", str), g("pg", "pg_clients", str), fmt(g("pg", "pg_failed")),
+                    fmt(g("pg", "pg_cpu_us_per_tx"))),
+                 "%s tx/s" % fmt(pg), "—", "—", "—", "—"])
+    rows.append(["CreateOrder at 64 connections (through nginx) against PostgreSQL's create-order "
+                 "transaction (no HTTP)", "%s req/s" % fmt(rps), "%s tx/s" % fmt(pg),
+                 "%.2f×" % ratio(rps, pg), "—", "—"])
     return rows
 
 

@@ -23,6 +23,13 @@
 #           beside a plain consumer (bench/bench_consume) and the log's group commit;
 #           replication lag (leader answer -> replica read model) at about 2000 commands/s,
 #           with 3 NATS nodes and with the stream's leader node killed
+#   pg      bench/pg_bench.py: PostgreSQL's own create-order transaction (bench/pg_create_order.sql)
+#           with pgbench at 64 clients, against a private cluster the section starts in a
+#           temporary directory (unix socket only; as root, the server runs as nobody) and
+#           stops by its PID; skipped with a message where PostgreSQL is not installed
+#   ryw     bench/ryw_bench.py: read-your-writes delay (command answered -> Min-Position query
+#           answered) at about 500 commands/s, without and with 16 connections of GET load;
+#           p50/p99/max, 503s, and a plain GET by the same client as the floor
 #   snapshot  bench/snapshot_pause.py: read-your-writes while the tailer snapshots a read
 #           model of about 1 GB (a log of EF_BENCH_SNAPSHOT_EVENTS OrderCreated events), against
 #           the samples between snapshots
@@ -30,6 +37,7 @@
 #           waiting and with EF_BENCH_PARKED parked Min-Position waits, memory per parked
 #           wait, time from a publish to the answers of parked requests
 # Any section failing, or any figure missing from its output, fails `make bench` (exit 1).
+# EF_BENCH_SECTIONS="pg ryw" runs only the sections named (no report is written then).
 #
 # Knobs (environment or `make bench VAR=value`):
 #   EF_BENCH_QUICK=1        a quick look (about 1 min): shorter runs, smaller logs.
@@ -52,6 +60,11 @@
 #   EF_BENCH_MIRROR_SAMPLES replication-lag samples per case (default 500; quick 150)
 #   EF_BENCH_PARKED         parked waits in the parked section (default 5000; quick 2000)
 #   EF_BENCH_RELAY_EVENTS   events the relay benchmark publishes (default 1000000; quick 100000)
+#   EF_BENCH_PG_CLIENTS     pgbench clients of the PostgreSQL peer (default 64)
+#   EF_BENCH_PG_USER        the user PostgreSQL runs as when the bench runs as root (nobody)
+#   EF_BENCH_RYW_RATE       commands/s of the read-your-writes section (default 500)
+#   EF_BENCH_RYW_GET_CONNS  connections of its GET load (default 16)
+#   EF_BENCH_RYW_ROUNDS     its rounds, each case once per round (default 2)
 #   EF_BENCH_SNAPSHOT_EVENTS  events behind the snapshot section's read model (default 2400000,
 #                           about 1 GB of model; quick 200000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
@@ -96,6 +109,12 @@ fail() {
 run_section() {
     name=$1
     shift
+    if [ -n "${EF_BENCH_SECTIONS:-}" ]; then
+        case " $EF_BENCH_SECTIONS " in
+            *" $name "*) ;;
+            *) return 0 ;;
+        esac
+    fi
     printf '\n== %s ==\n' "$name"
     start=$(date +%s)
     rc_file="$out/$name.rc"
@@ -131,6 +150,10 @@ run_section kafka "$EF_BUILDDIR/bench/bench_kafka"
 run_section tailer "$PYTHON3" "$EF_SRCDIR/bench/tailer_rss.py"
 run_section http env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/http.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/http_bench.py"
+# The PostgreSQL peer right after the HTTP section, whose CreateOrder figure it stands beside.
+run_section pg env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/pg.kv" \
+    "$PYTHON3" "$EF_SRCDIR/bench/pg_bench.py"
+run_section ryw env EF_BENCH_OUT="$out/ryw.kv" "$PYTHON3" "$EF_SRCDIR/bench/ryw_bench.py"
 run_section mirror env EF_BENCH_QUICK="$quick" EF_BENCH_OUT="$out/mirror.kv" \
     "$PYTHON3" "$EF_SRCDIR/bench/mirror_bench.py"
 run_section parked env EF_BENCH_SECONDS="$EF_BENCH_HTTP_SECONDS" EF_BENCH_OUT="$out/parked.kv" \
@@ -144,6 +167,11 @@ run_section snapshot env EF_BENCH_SNAPSHOT_EVENTS="$EF_BENCH_SNAPSHOT_EVENTS" \
     echo "wall_seconds=$(($(date +%s) - t0))"
 } >>"$out/meta.kv"
 
+if [ -n "${EF_BENCH_SECTIONS:-}" ]; then
+    printf '\nEF_BENCH_SECTIONS="%s": no report (it needs every section); results in %s\n' \
+        "$EF_BENCH_SECTIONS" "$out"
+    exit 0
+fi
 printf '\n== report ==\n'
 "$PYTHON3" "$EF_SRCDIR/bench/report.py" --out "$out" --md "$EF_BUILDDIR/bench/report.md" \
     --png "$EF_BUILDDIR/bench/report.png" --gnuplot "$GNUPLOT" || fail "bench/report.py"
