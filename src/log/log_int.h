@@ -12,7 +12,9 @@
  *    sync-lock holder, never decreases while the block is live.
  *  - durable_seq: futex word, incremented (and FUTEX_WAKEd) after every sync attempt of
  *    a group-commit leader, successful or not; log_sync waiters and log_wait_durable()
- *    sleep on it.
+ *    sleep on it. A log_sync waiter sleeps with the bitset log_sync_wake_bits(P-1, P) of
+ *    its position P; a round that made (D, D'] durable wakes log_sync_wake_bits(D, D'),
+ *    and a leader leaving wakes every bit (sync.c).
  *  - append_mu serializes appends (lock); sync_mu elects the group-commit leader
  *    (trylock only). Both are robust and process-shared: a holder's death turns into
  *    EOWNERDEAD for the next locker, never a hang.
@@ -143,6 +145,10 @@ int log_seg_last(int fd, uint64_t first, uint64_t *pos);
 /* Opens or reuses the cached descriptor for segment seg. */
 int log_segfd_get(struct log *lg, struct log_segfd *sf, uint64_t seg, int flags);
 void log_segfd_close(struct log_segfd *sf);
+
+/* The futex bitset of the log_sync waiters whose positions are in (from, to]: bit
+ * (P mod 32) for each position P; every bit when the range holds 32 or more; 0 when empty. */
+uint32_t log_sync_wake_bits(uint64_t from, uint64_t to);
 
 /* fsync of the log directory (after creating or unlinking a segment). */
 int log_sync_dir(const char *dir);

@@ -21,15 +21,31 @@
  * segment of everything published so far. The others do not queue on the mutex (a convoy
  * of lock hand-offs, one context switch each); they sleep on the durable_seq futex, which
  * the leader bumps after every attempt, and on waking either find their position covered
- * or try to lead the next round, which then covers every record appended meanwhile. */
+ * or try to lead the next round, which then covers every record appended meanwhile.
+ *
+ * Two things keep a busy machine from adding its scheduling delay to every sync:
+ *  - A waiter sleeps with a futex bitset naming its position (pos_bit), and after a round
+ *    the leader wakes only the bits of the positions it covered: the waiters a round did
+ *    not cover sleep on instead of waking to find nothing, a context switch each.
+ *  - A leader whose own record is durable goes on leading while records were published
+ *    after its round (their appenders are waiting or about to be), up to SYNC_LEAD_ROUNDS
+ *    rounds in all: the next round starts at once, from a thread already on a CPU, rather
+ *    than after a woken waiter has waited for one. Only then it unlocks and wakes every
+ *    waiter (all bits), so that one of those still uncovered leads the next round. */
 
 /* How long a waiter sleeps before looking again by itself: only matters when a leader
  * died mid-sync (the robust mutex then hands the next trylock EOWNERDEAD). */
 #define SYNC_RECHECK_NS (50u * 1000000u)
 #define FOLLOW_NAP_NS (50u * 1000000u) /* a follower with no live writer: its polling period */
+/* Rounds a leader syncs at most before handing over: bounds how much later than its own
+ * record's sync a leader's caller gets its answer (three more fdatasyncs). */
+#define SYNC_LEAD_ROUNDS 4
 
 static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
+static int futex_wait_bits(_Atomic uint32_t *addr, uint32_t val, uint32_t bits, uint64_t timeout_ns);
 static void wake_all(struct log_control *c);
+static void wake_bits(struct log_control *c, uint32_t bits);
+
 
 /* DIR/sync-failed holds the durable position as decimal text, made durable itself (as far
  * as a failing disk allows: if it cannot be written, the next recovery may find records
@@ -67,9 +83,34 @@ int log_refuse_after_sync_failure(struct log *lg)
 
 static void wake_all(struct log_control *c)
 {
+    wake_bits(c, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* Bumps the futex word and wakes the waiters whose bitset meets bits: log_sync's waiters
+ * wait with pos_bit of their position, log_wait_durable's with every bit (so every round
+ * wakes them: the tailer folds what each round made durable). */
+static void wake_bits(struct log_control *c, uint32_t bits)
+{
     atomic_fetch_add_explicit(&c->durable_seq, 1, memory_order_release);
     /* Non-private futex: waiters live in other processes mapping the same file page. */
-    syscall(SYS_futex, &c->durable_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, &c->durable_seq, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL, bits);
+}
+
+static uint32_t pos_bit(uint64_t pos)
+{
+    return 1u << (pos & 31);
+}
+
+uint32_t log_sync_wake_bits(uint64_t from, uint64_t to)
+{
+    if (to <= from)
+        return 0;
+    if (to - from >= 32)
+        return FUTEX_BITSET_MATCH_ANY;
+    uint32_t m = 0;
+    for (uint64_t p = from + 1; p <= to; p++)
+        m |= pos_bit(p);
+    return m;
 }
 
 /* The leader's work: make everything published so far durable. */
@@ -98,6 +139,26 @@ static int lead_sync(struct log *lg)
     return 0;
 }
 
+/* The sync lock held: syncs until position is durable, then goes on while records were
+ * published after the last round, up to SYNC_LEAD_ROUNDS rounds, waking after each round
+ * the waiters it covered. The caller unlocks and wakes everyone after it. */
+static int lead(struct log *lg, uint64_t position)
+{
+    struct log_control *c = lg->ctl;
+    for (int round = 0;; round++) {
+        if (atomic_load_explicit(&c->sync_failed, memory_order_acquire))
+            return log_refuse_after_sync_failure(lg);
+        uint64_t d = atomic_load_explicit(&c->durable, memory_order_acquire);
+        if (round == 0 ? d >= position
+                       : round == SYNC_LEAD_ROUNDS || atomic_load_explicit(&c->head_pos, memory_order_acquire) <= d)
+            return 0;
+        int err = lead_sync(lg);
+        if (err)
+            return err;
+        wake_bits(c, log_sync_wake_bits(d, atomic_load_explicit(&c->durable, memory_order_acquire)));
+    }
+}
+
 int log_sync(struct log *lg, uint64_t position)
 {
     if (!lg->ctl)
@@ -120,11 +181,7 @@ int log_sync(struct log *lg, uint64_t position)
         if (r == EOWNERDEAD)
             r = pthread_mutex_consistent(&c->sync_mu);
         if (r == 0) {
-            int err = 0;
-            if (atomic_load_explicit(&c->sync_failed, memory_order_acquire))
-                err = log_refuse_after_sync_failure(lg);
-            else if (atomic_load_explicit(&c->durable, memory_order_acquire) < position)
-                err = lead_sync(lg);
+            int err = lead(lg, position);
             pthread_mutex_unlock(&c->sync_mu);
             wake_all(c); /* after the unlock, so that woken waiters can lead at once */
             return err;
@@ -133,8 +190,19 @@ int log_sync(struct log *lg, uint64_t position)
             log_set_error(lg, "sync lock: %s", strerror(r));
             return -r;
         }
-        futex_wait(&c->durable_seq, seq, SYNC_RECHECK_NS);
+        futex_wait_bits(&c->durable_seq, seq, pos_bit(position), SYNC_RECHECK_NS);
     }
+}
+
+static int futex_wait_bits(_Atomic uint32_t *addr, uint32_t val, uint32_t bits, uint64_t timeout_ns)
+{
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (the kernel's clock, so
+     * read here, not through util/clock). */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t at = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + timeout_ns;
+    ts = (struct timespec){ .tv_sec = (time_t)(at / 1000000000u), .tv_nsec = (long)(at % 1000000000u) };
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, &ts, NULL, bits);
 }
 
 static int futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)

@@ -20,6 +20,7 @@
 
 #include "log/io.h"
 #include "log/log.h"
+#include "log/log_int.h"
 #include "log_testutil.h"
 #include "util/clock.h"
 #include "util/xalloc.h"
@@ -167,6 +168,7 @@ struct thread_arg {
     struct log *lg;
     int k;
     int err;
+    int per_thread; /* appends; PER_THREAD when 0 */
 };
 
 static void *appender_thread(void *p)
@@ -174,7 +176,8 @@ static void *appender_thread(void *p)
     struct thread_arg *a = p;
     char stream[32];
     int sl = snprintf(stream, sizeof stream, "thread-%d", a->k);
-    for (uint64_t i = 1; i <= PER_THREAD && !a->err; i++) {
+    uint64_t n = a->per_thread ? (uint64_t)a->per_thread : PER_THREAD;
+    for (uint64_t i = 1; i <= n && !a->err; i++) {
         struct log_event ev = { .stream = stream, .stream_len = (size_t)sl, .type = "Tick", .type_len = 4,
                                 .stream_version = i, .data = "{}", .data_len = 2 };
         uint64_t pos;
@@ -216,6 +219,95 @@ START_TEST(test_threads_share_handle)
     log_reader_close(rd);
     log_close(lg);
     expect_clean(dir, THREADS * PER_THREAD);
+}
+END_TEST
+
+/* --- processes of several threads each ------------------------------------------------ */
+
+/* The command workers' shape: several processes, each with threads sharing one handle, all
+ * appending and syncing at once. Group-commit leaders go on for several rounds and wake
+ * only the waiters a round covered (a futex bitset per position mod 32, so waiters of
+ * positions 32 apart share a bit): every append must still return durable, none may
+ * sleep forever, and the log must hold every record once, in each thread's order. */
+enum { MIX_PROCS = 3, MIX_THREADS = 6, MIX_PER_THREAD = 300 };
+
+static void mixed_child(const char *dir, int p, struct log *inherited)
+{
+    log_close(inherited);
+    struct log_options opt = { .segment_bytes = 64 << 10 };
+    struct log *lg = NULL;
+    if (log_open(dir, &opt, &lg) != 0)
+        _exit(1);
+    pthread_t th[MIX_THREADS];
+    struct thread_arg args[MIX_THREADS];
+    for (int k = 0; k < MIX_THREADS; k++) {
+        args[k] = (struct thread_arg){ .lg = lg, .k = p * MIX_THREADS + k, .per_thread = MIX_PER_THREAD };
+        if (pthread_create(&th[k], NULL, appender_thread, &args[k]) != 0)
+            _exit(1);
+    }
+    int bad = 0;
+    for (int k = 0; k < MIX_THREADS; k++) {
+        pthread_join(th[k], NULL);
+        if (args[k].err) {
+            fprintf(stderr, "process %d thread %d: %s\n", p, k, log_strerror(args[k].err));
+            bad = 1;
+        }
+    }
+    log_close(lg);
+    _exit(bad);
+}
+
+START_TEST(test_procs_of_threads)
+{
+    const char *dir = newdir("mixed");
+    struct log *lg = lt_open(dir, 64 << 10);
+    pid_t pids[MIX_PROCS];
+    for (int p = 0; p < MIX_PROCS; p++) {
+        pids[p] = fork();
+        ck_assert_int_ge(pids[p], 0);
+        if (pids[p] == 0)
+            mixed_child(dir, p, lg);
+    }
+    uint64_t deadline = ef_mono_ns() + 120ull * 1000000000u;
+    for (int p = 0; p < MIX_PROCS; p++) {
+        int st = wait_child(pids[p], deadline);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "process %d failed", p);
+    }
+    enum { N = MIX_PROCS * MIX_THREADS };
+    ck_assert_uint_eq(log_head(lg), N * MIX_PER_THREAD);
+    ck_assert_uint_eq(log_durable(lg), N * MIX_PER_THREAD);
+    struct log_reader *rd = NULL;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct log_record rec;
+    uint64_t next[N], pos = 0;
+    for (int k = 0; k < N; k++)
+        next[k] = 1;
+    while (log_reader_next(rd, log_head(lg), &rec) == 1) {
+        ck_assert_uint_eq(rec.position, ++pos);
+        int k = -1;
+        ck_assert_int_eq(sscanf(rec.stream, "thread-%d", &k), 1);
+        ck_assert(k >= 0 && k < N);
+        ck_assert_uint_eq(rec.stream_version, next[k]++);
+    }
+    ck_assert_uint_eq(pos, N * MIX_PER_THREAD);
+    log_reader_close(rd);
+    log_close(lg);
+    expect_clean(dir, N * MIX_PER_THREAD);
+}
+END_TEST
+
+/* The waiters a round wakes: bit (P mod 32) of every position P it made durable. */
+START_TEST(test_sync_wake_bits)
+{
+    ck_assert_uint_eq(log_sync_wake_bits(5, 5), 0);
+    ck_assert_uint_eq(log_sync_wake_bits(6, 5), 0);
+    ck_assert_uint_eq(log_sync_wake_bits(0, 1), 1u << 1);
+    ck_assert_uint_eq(log_sync_wake_bits(3, 6), (1u << 4) | (1u << 5) | (1u << 6));
+    ck_assert_uint_eq(log_sync_wake_bits(30, 33), (1u << 31) | 1u | (1u << 1));
+    ck_assert_uint_eq(log_sync_wake_bits(63, 64), 1u);
+    ck_assert_uint_eq(log_sync_wake_bits(1, 32), 0xffffffffu & ~(1u << 1));
+    ck_assert_uint_eq(log_sync_wake_bits(1, 33), 0xffffffffu);
+    ck_assert_uint_eq(log_sync_wake_bits(100, 100000), 0xffffffffu);
 }
 END_TEST
 
@@ -608,6 +700,8 @@ static Suite *log_mp_suite(void)
     tcase_set_timeout(tc, 150);
     tcase_add_test(tc, test_concurrent_appenders);
     tcase_add_test(tc, test_threads_share_handle);
+    tcase_add_test(tc, test_procs_of_threads);
+    tcase_add_test(tc, test_sync_wake_bits);
     tcase_add_test(tc, test_holder_killed);
     tcase_add_test(tc, test_holder_killed_while_rolling);
     tcase_add_test(tc, test_wait_durable);
