@@ -214,7 +214,10 @@ def ryw_delay(c, ifile, ufile, users, samples=RYW_SAMPLES):
     argv = [WRK, "-t", "1", "-c", str(RYW_LOAD_CONNS), "-d", "600s", "-s",
             os.path.join(HERE, "http_create_order.lua"), "http://127.0.0.1:%d/" % c.port]
     env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEMS=ifile)
-    load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # wrk in a session (autogroup) of its own, so that it does not take the sampler's CPU
+    # share (see ryw_bench.py).
+    load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     k = c.client()
     d = []
     try:
