@@ -22,12 +22,23 @@ from harness import (BUILDDIR, NGINX, SRCDIR, Client, SkipTest, TestFailure, che
 NATS = os.environ.get("EF_NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def descendants(pid):
+    """The servers under pid (eventfold programs, nginx, nats-server); not the script's own
+    short-lived helpers (its `sleep 1` may outlive it by a second)."""
     out, todo = [], [pid]
     while todo:
         for c in children_of(todo.pop()):
-            out.append(c)
             todo.append(c)
+            if comm(c).startswith(("eventfold", "nginx", "nats-server")):
+                out.append(c)
     return out
 
 
