@@ -128,10 +128,10 @@ EOF
 stack leader "$port" leader
 stack replica "$rport" replica
 
-# Ready when both answer GET /api/status and the replica shows its replica block (the mirror
-# has connected and written its state).
+# Ready when the leader's status lists its NATS relay (connected, its state written) and the
+# replica's shows its replica block (the mirror has connected and written its state).
 n=0
-until curl -fsS "http://127.0.0.1:$port/api/status" >/dev/null 2>&1 &&
+until curl -fsS "http://127.0.0.1:$port/api/status" 2>/dev/null | grep -q '"sink":"nats"' &&
       curl -fsS "http://127.0.0.1:$rport/api/status" 2>/dev/null | grep -q '"replica"'; do
     n=$((n + 1))
     if [ $n -gt 300 ]; then
