@@ -223,7 +223,11 @@ static void decode_lines(struct dec *d, yajl_val obj, uint16_t schema, struct ev
             get_str(d, l, "category", out->category, sizeof out->category, NULL);
             out->price = get_i64(d, l, "price_cents");
         } else {
-            out->price = -1; /* upcast by the applier from the item */
+            /* Upcast by the applier from the item. The lines array is reused across
+             * decodes (event_clear leaves it), so clear what schema 1 does not carry. */
+            out->name[0] = '\0';
+            out->category[0] = '\0';
+            out->price = -1;
         }
     }
 }
