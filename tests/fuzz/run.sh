@@ -139,11 +139,15 @@ for name in "$@"; do
     echo "run.sh: fuzzing fuzz_$name for ${SECONDS_EACH}s ($JOBS job(s))"
     flog=$OUT/$name-fuzz.log
     rm -f "$flog" "$OUT/$name"-job*.log
+    # A dictionary of the input's tokens, where the harness has one (tests/fuzz/NAME.dict).
+    dict=""
+    [ ! -f "$here/$name.dict" ] || dict="-dict=$here/$name.dict"
     pids=""
     j=1
     while [ "$j" -le "$JOBS" ]; do
+        # shellcheck disable=SC2086
         "$bin" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
-            -print_final_stats=1 -artifact_prefix="$art" "$work" "$here/corpus/$name" \
+            -print_final_stats=1 -artifact_prefix="$art" $dict "$work" "$here/corpus/$name" \
             >"$OUT/$name-job$j.log" 2>&1 &
         pids="$pids $!"
         j=$((j + 1))
