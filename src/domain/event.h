@@ -4,9 +4,10 @@
  * One struct event carries any event type (enum ev_type; names and schema versions are in
  * domain/vocab.h); which fields are meaningful depends on type (see event_encode_data).
  * The command path encodes an event and applies it as it is; the catch-up and rebuild
- * paths decode the record and apply that. Decoding gives back
- * exactly the event that was encoded (the write tests compare a live model with a rebuilt
- * one), so the write model is a function of the log records alone.
+ * paths decode the record and apply that. Decoding gives back exactly the event that was
+ * encoded (the write tests compare a live model with a rebuilt one; tests/unit/check_vocab
+ * checks every type and edge value), so the write model is a function of the log records
+ * alone.
  *
  * event_response() is the answer to the command that appended an event: its status, body,
  * ETag version and Log-Position are functions of the event, so an idempotent repeat, even
