@@ -48,19 +48,6 @@ static int route_matches(const char *pattern, const char *path, const char **id,
     return *path == '\0';
 }
 
-int cmd_valid_id(const char *s, size_t len)
-{
-    if (len == 0 || len > CMD_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || !strchr("_.:-", c) || c == '\0'))
-            return 0;
-    }
-    return 1;
-}
-
 int cmd_route_match(const char *method, const char *path, struct cmd_route *route,
                     struct problem *p)
 {
@@ -75,9 +62,9 @@ int cmd_route_match(const char *method, const char *path, struct cmd_route *rout
                         routes[i].label + 5);
             return -1;
         }
-        if (id && !cmd_valid_id(id, id_len)) {
+        if (id && !vocab_valid_id(id, id_len)) {
             problem_set(p, 400, "validation_failed", "the id in the path is not a valid id");
-            problem_add_error(p, "path", "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
+            problem_add_error(p, "path", "must match " VOCAB_ID_PATTERN);
             return -1;
         }
         memset(route, 0, sizeof *route);
@@ -298,8 +285,8 @@ static void store_str(struct parser *ps, const struct field_spec *f, const unsig
         problem_add_error(ps->p, ps->key, "must be valid Unicode (no unpaired surrogate escapes)");
         return;
     }
-    if (f->type == FT_ID && !cmd_valid_id((const char *)s, n)) {
-        problem_add_error(ps->p, ps->key, "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
+    if (f->type == FT_ID && !vocab_valid_id((const char *)s, n)) {
+        problem_add_error(ps->p, ps->key, "must match " VOCAB_ID_PATTERN);
         return;
     }
     if (f->type == FT_STR && n == 0) {

@@ -6,7 +6,7 @@
  * unknown path, 405 for a known path with another method). The body is read with the yajl
  * streaming parser; the limits of API.md section 3 are enforced here, not only by nginx:
  * nesting <= 32 levels, strings <= 256 bytes, <= 100 order lines, ids matching
- * ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$, integers in int64 (numbers are taken as raw text, so
+ * VOCAB_ID_PATTERN (domain/vocab.h), integers in int64 (numbers are taken as raw text, so
  * 2^63 is "out of range", not a parser overflow), no duplicate or unknown keys.
  *
  * Strings in a struct command are NUL-terminated and contain no NUL (a "\u0000" escape is
@@ -19,8 +19,9 @@
 #include <stdint.h>
 
 #include "domain/problem.h"
+#include "domain/vocab.h" /* the id grammar: vocab_valid_id() */
 
-#define CMD_ID_MAX 64        /* bytes of an id */
+#define CMD_ID_MAX VOCAB_ID_MAX /* bytes of an id */
 #define CMD_STR_MAX 256      /* bytes of any string value */
 #define CMD_LINES_MAX 100    /* order lines */
 #define CMD_DEPTH_MAX 32     /* JSON nesting */
@@ -84,9 +85,6 @@ int cmd_route_match(const char *method, const char *path, struct cmd_route *rout
  * 0, or -1 with *p set to 400 invalid_json / validation_failed / 413 payload_too_large. */
 int cmd_parse_body(const struct cmd_route *route, const char *body, size_t body_len,
                    struct command *cmd, struct problem *p);
-
-/* 1 if s (len bytes) is a valid id. */
-int cmd_valid_id(const char *s, size_t len);
 
 /* Whether the command creates its stream (RegisterUser, AddItem, CreateOrder). */
 int cmd_is_create(enum cmd_kind kind);

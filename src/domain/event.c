@@ -10,43 +10,28 @@
 
 #include "util/xalloc.h"
 
-static const struct {
-    const char *name;
-    uint16_t schema; /* written by this build */
-    const char *prefix;
-} ev_types[EV_TYPE_COUNT] = {
-    [EV_USER_REGISTERED] = { "UserRegistered", 1, "user-" },
-    [EV_FUNDS_DEPOSITED] = { "FundsDeposited", 1, "user-" },
-    [EV_ITEM_ADDED] = { "ItemAdded", 1, "item-" },
-    [EV_ITEM_RESTOCKED] = { "ItemRestocked", 1, "item-" },
-    [EV_ORDER_CREATED] = { "OrderCreated", 2, "order-" },
-    [EV_PAYMENT_PROCESSED] = { "PaymentProcessed", 1, "order-" },
-    [EV_ORDER_SHIPPED] = { "OrderShipped", 1, "order-" },
-    [EV_ORDER_DELIVERED] = { "OrderDelivered", 1, "order-" },
-    [EV_ORDER_CANCELLED] = { "OrderCancelled", 1, "order-" },
-};
-
-static const char *const status_names[] = {
-    [ORDER_CREATED] = "created", [ORDER_PAID] = "paid", [ORDER_SHIPPED] = "shipped",
-    [ORDER_DELIVERED] = "delivered", [ORDER_CANCELLED] = "cancelled",
+/* The stream of each type's resource: "user-ID", "item-ID" or "order-ID". */
+static const char *const stream_prefix[EV_TYPE_COUNT] = {
+    [EV_USER_REGISTERED] = "user-", [EV_FUNDS_DEPOSITED] = "user-",
+    [EV_ITEM_ADDED] = "item-", [EV_ITEM_RESTOCKED] = "item-",
+    [EV_ORDER_CREATED] = "order-", [EV_PAYMENT_PROCESSED] = "order-",
+    [EV_ORDER_SHIPPED] = "order-", [EV_ORDER_DELIVERED] = "order-",
+    [EV_ORDER_CANCELLED] = "order-",
 };
 
 const char *order_status_name(int status)
 {
-    if (status < ORDER_CREATED || status > ORDER_CANCELLED)
-        return "unknown";
-    return status_names[status];
+    const char *name = vocab_status_name(status);
+    return name ? name : "unknown";
 }
 
 int order_status_parse(const char *s, enum order_status *out)
 {
-    for (int i = ORDER_CREATED; i <= ORDER_CANCELLED; i++) {
-        if (strcmp(s, status_names[i]) == 0) {
-            *out = (enum order_status)i;
-            return 0;
-        }
-    }
-    return -1;
+    int st = vocab_status_find(s);
+    if (st == 0)
+        return -1;
+    *out = (enum order_status)st;
+    return 0;
 }
 
 void event_clear(struct event *ev)
@@ -54,12 +39,9 @@ void event_clear(struct event *ev)
     memset(ev, 0, offsetof(struct event, lines));
 }
 
-const char *event_type_name(enum ev_type type) { return ev_types[type].name; }
-uint16_t event_schema(enum ev_type type) { return ev_types[type].schema; }
-
 void event_stream(const struct event *ev, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s%s", ev_types[ev->type].prefix, ev->id);
+    snprintf(out, cap, "%s%s", stream_prefix[ev->type], ev->id);
 }
 
 /* --- encoding ---------------------------------------------------------------------- */
@@ -241,7 +223,11 @@ static void decode_lines(struct dec *d, yajl_val obj, uint16_t schema, struct ev
             get_str(d, l, "category", out->category, sizeof out->category, NULL);
             out->price = get_i64(d, l, "price_cents");
         } else {
-            out->price = -1; /* upcast by the applier from the item */
+            /* Upcast by the applier from the item. The lines array is reused across
+             * decodes (event_clear leaves it), so clear what schema 1 does not carry. */
+            out->name[0] = '\0';
+            out->category[0] = '\0';
+            out->price = -1;
         }
     }
 }
@@ -348,20 +334,17 @@ int event_decode(const struct log_record *rec, struct event *ev, char *err, size
 {
     struct dec d = { err, errlen, 0 };
     event_clear(ev);
-    int t;
-    for (t = 0; t < EV_TYPE_COUNT; t++)
-        if (strlen(ev_types[t].name) == rec->type_len &&
-            memcmp(ev_types[t].name, rec->type, rec->type_len) == 0)
-            break;
-    if (t == EV_TYPE_COUNT) {
+    int t = vocab_event_find(rec->type, rec->type_len);
+    if (t < 0) {
         snprintf(err, errlen, "unknown event type '%.*s'",
                  (int)(rec->type_len > 64 ? 64 : rec->type_len), rec->type);
         return EVENT_UNKNOWN_TYPE;
     }
     ev->type = (enum ev_type)t;
     ev->schema = rec->schema_version;
-    if (ev->schema < 1 || ev->schema > ev_types[t].schema) {
-        snprintf(err, errlen, "unsupported schema %u of %s", ev->schema, ev_types[t].name);
+    const char *name = vocab_event_name(ev->type);
+    if (ev->schema < VOCAB_SCHEMA_MIN || ev->schema > vocab_event_schema(ev->type)) {
+        snprintf(err, errlen, "unsupported schema %u of %s", ev->schema, name);
         return -1;
     }
     ev->position = rec->position;
@@ -370,7 +353,7 @@ int event_decode(const struct log_record *rec, struct event *ev, char *err, size
     yajl_val data = parse_json(rec->data, rec->data_len);
     yajl_val meta = rec->meta_len ? parse_json(rec->meta, rec->meta_len) : NULL;
     if (!data || !YAJL_IS_OBJECT(data) || (rec->meta_len && (!meta || !YAJL_IS_OBJECT(meta)))) {
-        dec_fail(&d, "data or meta is not a JSON object in", ev_types[t].name);
+        dec_fail(&d, "data or meta is not a JSON object in", name);
     } else {
         decode_data(&d, data, ev);
         if (meta)

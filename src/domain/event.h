@@ -1,11 +1,13 @@
 /* event: the shop's events (doc/events.md) as plain data, their JSON encoding in the log,
  * and the answer a command gets for the event it appended.
  *
- * One struct event carries any event type; which fields are meaningful depends on type
- * (see the table in event.c). The command path encodes an event and applies it as it is;
- * the catch-up and rebuild paths decode the record and apply that. Decoding gives back
- * exactly the event that was encoded (the write tests compare a live model with a rebuilt
- * one), so the write model is a function of the log records alone.
+ * One struct event carries any event type (enum ev_type; names and schema versions are in
+ * domain/vocab.h); which fields are meaningful depends on type (see event_encode_data).
+ * The command path encodes an event and applies it as it is; the catch-up and rebuild
+ * paths decode the record and apply that. Decoding gives back exactly the event that was
+ * encoded (the write tests compare a live model with a rebuilt one; tests/unit/check_vocab
+ * checks every type and edge value), so the write model is a function of the log records
+ * alone.
  *
  * event_response() is the answer to the command that appended an event: its status, body,
  * ETag version and Log-Position are functions of the event, so an idempotent repeat, even
@@ -18,21 +20,9 @@
 #include <stdint.h>
 
 #include "domain/state.h"
+#include "domain/vocab.h"
 #include "log/record.h"
 #include "util/sbuf.h"
-
-enum ev_type {
-    EV_USER_REGISTERED,
-    EV_FUNDS_DEPOSITED,
-    EV_ITEM_ADDED,
-    EV_ITEM_RESTOCKED,
-    EV_ORDER_CREATED,
-    EV_PAYMENT_PROCESSED,
-    EV_ORDER_SHIPPED,
-    EV_ORDER_DELIVERED,
-    EV_ORDER_CANCELLED,
-    EV_TYPE_COUNT
-};
 
 #define EV_IDEM_KEY_MAX 128
 #define EV_FINGERPRINT_LEN 16
@@ -79,10 +69,6 @@ struct event {
 /* Zeroes every field of ev except the unused tail of lines. */
 void event_clear(struct event *ev);
 
-/* "UserRegistered", ... */
-const char *event_type_name(enum ev_type type);
-/* The schema version this build writes for type. */
-uint16_t event_schema(enum ev_type type);
 /* "user-ID", "item-ID" or "order-ID" into out (at least 7 + CMD_ID_MAX + 1 bytes). */
 void event_stream(const struct event *ev, char *out, size_t cap);
 #define EV_STREAM_MAX (7 + CMD_ID_MAX + 1)

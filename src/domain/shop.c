@@ -43,7 +43,7 @@ static void begin(struct event *ev, enum ev_type type, const struct command *cmd
 {
     event_clear(ev);
     ev->type = type;
-    ev->schema = event_schema(type);
+    ev->schema = vocab_event_schema(type);
     ev->version = version + 1;
     memcpy(ev->id, cmd->id, sizeof ev->id);
 }

@@ -15,14 +15,7 @@
 #include <stdint.h>
 
 #include "domain/command.h"
-
-enum order_status {
-    ORDER_CREATED = 1,
-    ORDER_PAID = 2,
-    ORDER_SHIPPED = 3,
-    ORDER_DELIVERED = 4,
-    ORDER_CANCELLED = 5,
-};
+#include "domain/vocab.h" /* enum order_status */
 
 /* "created", "paid", ...; "unknown" for anything else. */
 const char *order_status_name(int status);

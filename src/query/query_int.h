@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "domain/vocab.h" /* the id grammar: vocab_valid_id() */
 #include "readmodel/rmodel.h"
 #include "server/server.h"
 #include "util/config.h"
@@ -42,8 +43,6 @@ struct qreq {
 
 /* --- parameters (query_params.c) ------------------------------------------------ */
 
-/* ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ */
-int query_valid_id(const char *s, size_t n);
 /* Strict decimal u64 (no sign, no spaces, no overflow). 0 ok, -1 bad. */
 int query_parse_u64(const char *s, uint64_t *out);
 /* Prefer: wait=S -> milliseconds (default 2 s, capped at max_wait s). -1 on a bad value. */

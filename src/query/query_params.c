@@ -1,24 +1,11 @@
 #include <config.h>
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "query/query_int.h"
 #include "util/eflog.h"
-
-int query_valid_id(const char *s, size_t n)
-{
-    if (n < 1 || n > 64 || !isalnum((unsigned char)s[0]))
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && c != '_' && c != '.' && c != ':' && c != '-')
-            return 0;
-    }
-    return 1;
-}
 
 int query_parse_u64(const char *s, uint64_t *out)
 {

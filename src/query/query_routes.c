@@ -181,8 +181,8 @@ void query_handle(struct server_request *req, void *ctx)
         server_respond_problem(req, 404, "not_found", "no such resource", NULL, q.headers);
         return;
     }
-    if (q.id && !query_valid_id(q.id, q.id_len)) {
-        query_bad_param(&q, "id", "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$");
+    if (q.id && !vocab_valid_id(q.id, q.id_len)) {
+        query_bad_param(&q, "id", "must match " VOCAB_ID_PATTERN);
         return;
     }
     uint64_t want = 0;

@@ -10,16 +10,6 @@
 #include "readmodel/rmodel.h"
 #include "util/xalloc.h"
 
-static const char *const status_names[] = { NULL, "created", "paid", "shipped", "delivered",
-                                            "cancelled" };
-
-const char *rmodel_status_name(int status)
-{
-    if (status < RMODEL_CREATED || status > RMODEL_CANCELLED)
-        return NULL;
-    return status_names[status];
-}
-
 void rmodel_put_u8(struct sbuf *sb, uint8_t v) { sbuf_append(sb, &v, 1); }
 
 void rmodel_put_u64(struct sbuf *sb, uint64_t v)
@@ -169,7 +159,7 @@ void rmodel_order_clear(struct rmodel_order *o)
 
 void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 {
-    assert(rmodel_status_name(o->status) != NULL && o->nlines <= RMODEL_MAX_LINES);
+    assert(vocab_status_name(o->status) != NULL && o->nlines <= RMODEL_MAX_LINES);
     size_t n = 2 + 5 * 8 + 2 + o->user.n + 2;
     for (size_t i = 0; i < o->nlines; i++)
         n += 3 * 2 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * 8;
@@ -207,7 +197,7 @@ int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
     o->created_position = rd_u64(&r);
     o->user = rd_str(&r);
     o->nlines = rd_u16(&r);
-    if (r.bad || o->nlines > RMODEL_MAX_LINES || rmodel_status_name(o->status) == NULL)
+    if (r.bad || o->nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
         goto fail;
     o->lines = xcalloc(o->nlines ? o->nlines : 1, sizeof *o->lines);
     for (size_t i = 0; i < o->nlines; i++) {

@@ -27,45 +27,39 @@ enum {
     F_LINES = 1 << 11,
 };
 
-struct ev_type_desc {
-    const char *name;
-    int min_schema, max_schema; /* max_schema is the current one */
+/* What the folds need of each type, beyond its name and schema versions (domain/vocab.h).
+ * Indexed by enum ev_type. Optional fields (email, reason, previous_status) are not used by
+ * any projection, so they are not checked either. */
+static const struct ev_type_desc {
     const char *projection;
     unsigned required;
+} types[EV_TYPE_COUNT] = {
+    [EV_USER_REGISTERED] = { "users", F_USER_ID | F_NAME },
+    [EV_FUNDS_DEPOSITED] = { "users", F_USER_ID | F_AMOUNT | F_BALANCE },
+    [EV_ITEM_ADDED] = { "items", F_ITEM_ID | F_NAME | F_CATEGORY | F_PRICE },
+    [EV_ITEM_RESTOCKED] = { "items", F_ITEM_ID | F_QUANTITY | F_AVAILABLE },
+    [EV_ORDER_CREATED] = { "orders", F_ORDER_ID | F_USER_ID | F_LINES | F_AMOUNT },
+    [EV_PAYMENT_PROCESSED] = { "orders", F_ORDER_ID | F_USER_ID | F_AMOUNT },
+    [EV_ORDER_SHIPPED] = { "orders", F_ORDER_ID },
+    [EV_ORDER_DELIVERED] = { "orders", F_ORDER_ID },
+    [EV_ORDER_CANCELLED] = { "orders", F_ORDER_ID | F_USER_ID | F_REFUNDED },
 };
 
-/* Indexed by enum rmodel_ev_type. Optional fields (email, reason, previous_status) are not
- * used by any projection, so they are not checked either. Written only by the test hook
- * rmodel_ev_set_max_schema(). */
-static struct ev_type_desc types[RMODEL_EV_COUNT] = {
-    [RMODEL_EV_USER_REGISTERED] = { "UserRegistered", 1, 1, "users", F_USER_ID | F_NAME },
-    [RMODEL_EV_FUNDS_DEPOSITED] = { "FundsDeposited", 1, 1, "users", F_USER_ID | F_AMOUNT | F_BALANCE },
-    [RMODEL_EV_ITEM_ADDED] = { "ItemAdded", 1, 1, "items", F_ITEM_ID | F_NAME | F_CATEGORY | F_PRICE },
-    [RMODEL_EV_ITEM_RESTOCKED] = { "ItemRestocked", 1, 1, "items", F_ITEM_ID | F_QUANTITY | F_AVAILABLE },
-    [RMODEL_EV_ORDER_CREATED] = { "OrderCreated", 1, 2, "orders", F_ORDER_ID | F_USER_ID | F_LINES | F_AMOUNT },
-    [RMODEL_EV_PAYMENT_PROCESSED] = { "PaymentProcessed", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_AMOUNT },
-    [RMODEL_EV_ORDER_SHIPPED] = { "OrderShipped", 1, 1, "orders", F_ORDER_ID },
-    [RMODEL_EV_ORDER_DELIVERED] = { "OrderDelivered", 1, 1, "orders", F_ORDER_ID },
-    [RMODEL_EV_ORDER_CANCELLED] = { "OrderCancelled", 1, 1, "orders", F_ORDER_ID | F_USER_ID | F_REFUNDED },
-};
+/* The newest schema read per type where a test raised it (rmodel_ev_set_max_schema), else
+ * 0: the vocabulary's current one. */
+static int max_schema_override[EV_TYPE_COUNT];
 
-int rmodel_ev_current_schema(enum rmodel_ev_type type) { return types[type].max_schema; }
-
-int rmodel_ev_set_max_schema(enum rmodel_ev_type type, int max)
+static int max_schema(enum ev_type type)
 {
-    int old = types[type].max_schema;
-    types[type].max_schema = max;
+    return max_schema_override[type] ? max_schema_override[type] : vocab_event_schema(type);
+}
+
+int rmodel_ev_set_max_schema(enum ev_type type, int max)
+{
+    int old = max_schema(type);
+    max_schema_override[type] = max;
     return old;
 }
-
-static int find_type(const char *name, size_t n)
-{
-    for (int i = 0; i < RMODEL_EV_COUNT; i++)
-        if (strlen(types[i].name) == n && memcmp(types[i].name, name, n) == 0)
-            return i;
-    return -1;
-}
-
 
 /* A field the folds use: where its value goes (offset in struct rmodel_ev, or in struct
  * rmodel_line for line fields) and its JSON type. */
@@ -455,9 +449,26 @@ static void ev_restart(struct rmodel_ev *ev, const struct rmodel_ev *start)
     sbuf_reset(&ev->arena);
 }
 
-/* Parses the data into ev: 0, or 1 with the reason (bad JSON, a bad or missing field). */
-static int parse_data(struct rmodel_ev *ev, const struct ev_type_desc *d, const struct log_record *rec,
-                      struct sbuf *reason)
+/* yajl's parse of the data with the callbacks, from a clean state: its status. */
+static yajl_status yajl_parse_data(struct pstate *p, struct rmodel_ev *ev, const struct log_record *rec)
+{
+    memset(p, 0, sizeof *p);
+    p->ev = ev;
+    p->copy = 1;
+    sbuf_reserve(&ev->arena, rec->data_len + 1);
+    yajl_handle h = xcheck(yajl_alloc(&callbacks, NULL, p));
+    yajl_status st = yajl_parse(h, (const unsigned char *)rec->data, rec->data_len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    yajl_free(h);
+    return st;
+}
+
+/* Parses the data into ev with parser: 0, or 1 with the reason (bad JSON, a bad or missing
+ * field), or RMODEL_EV_GAVE_UP (RMODEL_EV_PARSE_FAST only). */
+static int parse_data(struct rmodel_ev *ev, const char *name, const struct ev_type_desc *d,
+                      const struct log_record *rec, struct sbuf *reason,
+                      enum rmodel_ev_parser parser)
 {
     struct pstate p;
     memset(&p, 0, sizeof p);
@@ -465,34 +476,31 @@ static int parse_data(struct rmodel_ev *ev, const struct ev_type_desc *d, const 
     sbuf_reset(&ev->arena);
     yajl_status st = yajl_status_ok;
     const struct rmodel_ev start = *ev;
-    if (fast_parse(&p, (const unsigned char *)rec->data, rec->data_len) == FAST_GIVE_UP) {
+    if (parser == RMODEL_EV_PARSE_YAJL) {
+        st = yajl_parse_data(&p, ev, rec);
+    } else if (fast_parse(&p, (const unsigned char *)rec->data, rec->data_len) == FAST_GIVE_UP) {
         ev_restart(ev, &start);
-        memset(&p, 0, sizeof p);
-        p.ev = ev;
-        p.copy = 1;
-        sbuf_reserve(&ev->arena, rec->data_len + 1);
-        yajl_handle h = xcheck(yajl_alloc(&callbacks, NULL, &p));
-        st = yajl_parse(h, (const unsigned char *)rec->data, rec->data_len);
-        if (st == yajl_status_ok)
-            st = yajl_complete_parse(h);
-        yajl_free(h);
+        if (parser == RMODEL_EV_PARSE_FAST)
+            return RMODEL_EV_GAVE_UP;
+        st = yajl_parse_data(&p, ev, rec);
     }
     if (p.bad) {
-        sbuf_printf(reason, "%s field %s is invalid", d->name, p.bad_key);
+        sbuf_printf(reason, "%s field %s is invalid", name, p.bad_key);
         return 1;
     }
     if (st != yajl_status_ok || p.depth != 0) {
-        sbuf_printf(reason, "%s data is not a valid JSON object", d->name);
+        sbuf_printf(reason, "%s data is not a valid JSON object", name);
         return 1;
     }
     if ((p.seen & d->required) != d->required) {
-        sbuf_printf(reason, "%s lacks a required field", d->name);
+        sbuf_printf(reason, "%s lacks a required field", name);
         return 1;
     }
     return 0;
 }
 
-int rmodel_ev_parse(struct rmodel_ev *ev, const struct log_record *rec, struct sbuf *reason)
+int rmodel_ev_parse_with(struct rmodel_ev *ev, const struct log_record *rec, struct sbuf *reason,
+                         enum rmodel_ev_parser parser)
 {
     /* Keep the memory of the previous parse (lines array, arena); clear the rest. */
     struct rmodel_line *lines = ev->lines;
@@ -504,21 +512,26 @@ int rmodel_ev_parse(struct rmodel_ev *ev, const struct log_record *rec, struct s
     ev->arena = arena;
     sbuf_reset(reason);
 
-    int t = find_type(rec->type, rec->type_len);
+    int t = vocab_event_find(rec->type, rec->type_len);
     if (t < 0) {
         sbuf_printf(reason, "unknown event type %.*s", (int)rec->type_len, rec->type);
         return 1;
     }
-    const struct ev_type_desc *d = &types[t];
-    ev->type = (enum rmodel_ev_type)t;
+    ev->type = (enum ev_type)t;
     ev->schema = rec->schema_version;
-    ev->projection = d->projection;
-    if (rec->schema_version < d->min_schema || rec->schema_version > d->max_schema) {
-        sbuf_printf(reason, "unknown schema_version %u for %s", rec->schema_version, d->name);
+    ev->projection = types[t].projection;
+    const char *name = vocab_event_name(ev->type);
+    if (rec->schema_version < VOCAB_SCHEMA_MIN || rec->schema_version > max_schema(ev->type)) {
+        sbuf_printf(reason, "unknown schema_version %u for %s", rec->schema_version, name);
         return 1;
     }
-    ev->upcast = ev->type == RMODEL_EV_ORDER_CREATED && rec->schema_version == 1;
-    return parse_data(ev, d, rec, reason);
+    ev->upcast = ev->type == EV_ORDER_CREATED && rec->schema_version == 1;
+    return parse_data(ev, name, &types[t], rec, reason, parser);
+}
+
+int rmodel_ev_parse(struct rmodel_ev *ev, const struct log_record *rec, struct sbuf *reason)
+{
+    return rmodel_ev_parse_with(ev, rec, reason, RMODEL_EV_PARSE_AUTO);
 }
 
 void rmodel_ev_free(struct rmodel_ev *ev)

@@ -244,7 +244,7 @@ static int order_check(struct rmodel_txn *t, const struct log_record *rec, const
                        struct rmodel_order *o, int *prev_status, struct rmodel_user *u)
 {
     int rc = rmodel_load_order(t, ev->order_id, o);
-    if (rc == RMODEL_ENOTFOUND && ev->type != RMODEL_EV_ORDER_CREATED)
+    if (rc == RMODEL_ENOTFOUND && ev->type != EV_ORDER_CREATED)
         return need(rc, t, "order", ev->order_id);
     if (rc && rc != RMODEL_ENOTFOUND)
         return rc;
@@ -307,20 +307,20 @@ static int transition_check(struct rmodel_txn *t, const struct log_record *rec,
 {
     int64_t q;
     int rc = 0;
-    if (ev->type == RMODEL_EV_ORDER_SHIPPED || ev->type == RMODEL_EV_ORDER_CANCELLED) {
+    if (ev->type == EV_ORDER_SHIPPED || ev->type == EV_ORDER_CANCELLED) {
         if ((rc = order_quantity(t, o, &q)) == 0)
             rc = items_can_move(t, o, q);
-        if (rc == 0 && ev->type == RMODEL_EV_ORDER_CANCELLED)
+        if (rc == 0 && ev->type == EV_ORDER_CANCELLED)
             rc = cats_can_move(t, o, q);
         if (rc)
             return rc;
     }
-    if (ev->type != RMODEL_EV_PAYMENT_PROCESSED && ev->type != RMODEL_EV_ORDER_CANCELLED)
+    if (ev->type != EV_PAYMENT_PROCESSED && ev->type != EV_ORDER_CANCELLED)
         return 0;
     struct rmodel_daily *d = &t->day_new;
     if ((rc = daily_get(t, rec->timestamp_ms, d)) != 0)
         return rc;
-    if (ev->type == RMODEL_EV_PAYMENT_PROCESSED) {
+    if (ev->type == EV_PAYMENT_PROCESSED) {
         if (checked_sub(t, "the wallet balance", u->balance, ev->amount, &u->balance) ||
             checked_add(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent) ||
             checked_add(t, "the day's revenue", d->revenue, ev->amount, &d->revenue))
@@ -330,12 +330,12 @@ static int transition_check(struct rmodel_txn *t, const struct log_record *rec,
         return 0;
     }
     if (checked_add(t, "the wallet balance", u->balance, ev->refunded, &u->balance) ||
-        (prev == RMODEL_PAID &&
+        (prev == ORDER_PAID &&
          checked_sub(t, "the user's total spent", u->total_spent, o->amount, &u->total_spent)) ||
         checked_sub(t, "the day's revenue", d->revenue, ev->refunded, &d->revenue))
         return 1;
     u->order_count--;
-    if (prev == RMODEL_PAID)
+    if (prev == ORDER_PAID)
         u->spent_orders--;
     d->cancelled++;
     return 0;
@@ -356,34 +356,34 @@ static int fold_order_transition(struct rmodel_txn *t, const struct log_record *
         goto out;
     rc = put_order(t, ev->order_id, &o);
     int64_t reserved = 0, sold = 0; /* per unit of each line */
-    if (ev->type == RMODEL_EV_ORDER_SHIPPED)
+    if (ev->type == EV_ORDER_SHIPPED)
         reserved = -1, sold = 1;
-    else if (ev->type == RMODEL_EV_ORDER_CANCELLED)
+    else if (ev->type == EV_ORDER_CANCELLED)
         reserved = -1;
     for (size_t i = 0; rc == 0 && (reserved || sold) && i < o.nlines; i++) {
         rc = item_move(t, o.lines[i].item, reserved * o.lines[i].quantity, sold * o.lines[i].quantity);
-        if (rc == 0 && ev->type == RMODEL_EV_ORDER_CANCELLED)
+        if (rc == 0 && ev->type == EV_ORDER_CANCELLED)
             rc = user_cat_add(t, o.user, o.lines[i].category, -o.lines[i].quantity);
     }
-    if (rc == 0 && (ev->type == RMODEL_EV_PAYMENT_PROCESSED || ev->type == RMODEL_EV_ORDER_CANCELLED))
+    if (rc == 0 && (ev->type == EV_PAYMENT_PROCESSED || ev->type == EV_ORDER_CANCELLED))
         rc = put_user(t, o.user, &u);
-    if (rc == 0 && (ev->type == RMODEL_EV_PAYMENT_PROCESSED || ev->type == RMODEL_EV_ORDER_CANCELLED))
+    if (rc == 0 && (ev->type == EV_PAYMENT_PROCESSED || ev->type == EV_ORDER_CANCELLED))
         rc = daily_put(t, &t->day_new);
 out:
     rmodel_order_clear(&o);
     return rc;
 }
 
-static const fold_fn handlers[RMODEL_EV_COUNT] = {
-    [RMODEL_EV_USER_REGISTERED] = fold_user_registered,
-    [RMODEL_EV_FUNDS_DEPOSITED] = fold_funds_deposited,
-    [RMODEL_EV_ITEM_ADDED] = fold_item_added,
-    [RMODEL_EV_ITEM_RESTOCKED] = fold_item_restocked,
-    [RMODEL_EV_ORDER_CREATED] = fold_order_created,
-    [RMODEL_EV_PAYMENT_PROCESSED] = fold_order_transition,
-    [RMODEL_EV_ORDER_SHIPPED] = fold_order_transition,
-    [RMODEL_EV_ORDER_DELIVERED] = fold_order_transition,
-    [RMODEL_EV_ORDER_CANCELLED] = fold_order_transition,
+static const fold_fn handlers[EV_TYPE_COUNT] = {
+    [EV_USER_REGISTERED] = fold_user_registered,
+    [EV_FUNDS_DEPOSITED] = fold_funds_deposited,
+    [EV_ITEM_ADDED] = fold_item_added,
+    [EV_ITEM_RESTOCKED] = fold_item_restocked,
+    [EV_ORDER_CREATED] = fold_order_created,
+    [EV_PAYMENT_PROCESSED] = fold_order_transition,
+    [EV_ORDER_SHIPPED] = fold_order_transition,
+    [EV_ORDER_DELIVERED] = fold_order_transition,
+    [EV_ORDER_CANCELLED] = fold_order_transition,
 };
 
 /* The stream and position indexes locate every record in the local log. */

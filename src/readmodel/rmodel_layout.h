@@ -5,7 +5,7 @@
  * shorter than its fields say, decodes as RMODEL_EFORMAT. Keys that must sort by number
  * (positions, versions) are big-endian so LMDB's default byte order is numeric order.
  *
- *   order  v, u8 status, u64 version, i64 created_at, i64 updated_at, i64 amount,
+ *   order  v, u8 status (enum order_status), u64 version, i64 created_at, i64 updated_at, i64 amount,
  *          u64 created_position, str user, u16 nlines, nlines x (str item, str name,
  *          str category, i64 quantity, i64 price)
  *   user   v, u8 registered, str name, i64 balance, u64 order_count (placed),
@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "domain/vocab.h" /* enum order_status: the u8 status of an order value */
 #include "util/sbuf.h"
 
 #define RMODEL_VAL_V1 1
@@ -38,16 +39,6 @@ struct rmodel_str {
     const char *p;
     size_t n;
 };
-
-enum rmodel_order_status {
-    RMODEL_CREATED = 1,
-    RMODEL_PAID = 2,
-    RMODEL_SHIPPED = 3,
-    RMODEL_DELIVERED = 4,
-    RMODEL_CANCELLED = 5,
-};
-/* "created", ...; NULL for an out-of-range value. */
-const char *rmodel_status_name(int status);
 
 struct rmodel_line {
     struct rmodel_str item, name, category;

@@ -77,7 +77,7 @@ static int apply_created(struct rmodel_txn *t, struct rmodel_order *o, const str
             return rc;
         }
     }
-    o->status = RMODEL_CREATED;
+    o->status = ORDER_CREATED;
     o->lines = lines;
     o->nlines = ev->nlines;
     o->user = ev->user_id;
@@ -92,17 +92,17 @@ static int apply_created(struct rmodel_txn *t, struct rmodel_order *o, const str
 static const struct {
     unsigned from;
     int to;
-} transitions[RMODEL_EV_COUNT] = {
-    [RMODEL_EV_PAYMENT_PROCESSED] = { 1u << RMODEL_CREATED, RMODEL_PAID },
-    [RMODEL_EV_ORDER_SHIPPED] = { 1u << RMODEL_PAID, RMODEL_SHIPPED },
-    [RMODEL_EV_ORDER_DELIVERED] = { 1u << RMODEL_SHIPPED, RMODEL_DELIVERED },
-    [RMODEL_EV_ORDER_CANCELLED] = { (1u << RMODEL_CREATED) | (1u << RMODEL_PAID), RMODEL_CANCELLED },
+} transitions[EV_TYPE_COUNT] = {
+    [EV_PAYMENT_PROCESSED] = { 1u << ORDER_CREATED, ORDER_PAID },
+    [EV_ORDER_SHIPPED] = { 1u << ORDER_PAID, ORDER_SHIPPED },
+    [EV_ORDER_DELIVERED] = { 1u << ORDER_SHIPPED, ORDER_DELIVERED },
+    [EV_ORDER_CANCELLED] = { (1u << ORDER_CREATED) | (1u << ORDER_PAID), ORDER_CANCELLED },
 };
 
 int rmodel_order_apply(struct rmodel_txn *t, struct rmodel_order *o, const struct log_record *rec,
                    const struct rmodel_ev *ev)
 {
-    if (ev->type == RMODEL_EV_ORDER_CREATED) {
+    if (ev->type == EV_ORDER_CREATED) {
         int rc = apply_created(t, o, rec, ev);
         if (rc)
             return rc;
@@ -110,7 +110,7 @@ int rmodel_order_apply(struct rmodel_txn *t, struct rmodel_order *o, const struc
         if (o->status == 0 || !(transitions[ev->type].from & (1u << o->status))) {
             sbuf_printf(&t->reason, "%.*s on order %.*s in status %s", (int)rec->type_len,
                         rec->type, (int)ev->order_id.n, ev->order_id.p,
-                        o->status ? rmodel_status_name(o->status) : "(none)");
+                        o->status ? vocab_status_name(o->status) : "(none)");
             return 1;
         }
         o->status = transitions[ev->type].to;

@@ -47,7 +47,7 @@ static void render_order_view(const struct rmodel_order *o, const char *id, size
     sbuf_json_key(out, "user_id");
     sbuf_json_str(out, o->user.p, o->user.n);
     sbuf_json_key(out, "status");
-    sbuf_json_cstr(out, rmodel_status_name(o->status));
+    sbuf_json_cstr(out, vocab_status_name(o->status));
     sbuf_json_key(out, "items");
     sbuf_putc(out, '[');
     for (size_t i = 0; i < o->nlines; i++) {
@@ -167,7 +167,7 @@ static int render_order_summary(struct rmodel_txn *t, const MDB_val *order_id, s
     sbuf_json_key(out, "order_id");
     sbuf_json_str(out, order_id->mv_data, order_id->mv_size);
     sbuf_json_key(out, "status");
-    sbuf_json_cstr(out, rmodel_status_name(o.status));
+    sbuf_json_cstr(out, vocab_status_name(o.status));
     sbuf_json_key(out, "amount_cents");
     sbuf_json_i64(out, o.amount);
     sbuf_json_key(out, "item_count");

@@ -29,7 +29,7 @@ static int broken(struct applier *a, const char *fmt, ...)
 {
     va_list ap;
     int n = snprintf(a->err, a->errlen, "%s at position %" PRIu64 ": ",
-                     event_type_name(a->ev->type), a->ev->position);
+                     vocab_event_name(a->ev->type), a->ev->position);
     if (n > 0 && (size_t)n < a->errlen) {
         va_start(ap, fmt);
         vsnprintf(a->err + n, a->errlen - (size_t)n, fmt, ap);

@@ -404,7 +404,7 @@ static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
     event_encode_data(ev, &data);
     event_encode_meta(ev, &meta);
     event_stream(ev, stream, sizeof stream);
-    const char *type = event_type_name(ev->type);
+    const char *type = vocab_event_name(ev->type);
     struct log_event le = {
         .stream = stream, .stream_len = strlen(stream),
         .type = type, .type_len = strlen(type),

@@ -89,7 +89,7 @@ static void check_str(const char *s, size_t cap)
 static void check_id(const char *s)
 {
     PROP(memchr(s, '\0', CMD_ID_MAX + 1) != NULL);
-    PROP(cmd_valid_id(s, strlen(s)));
+    PROP(vocab_valid_id(s, strlen(s)));
 }
 
 static void check_command(const struct command *c, enum cmd_kind kind, const char *path_id)

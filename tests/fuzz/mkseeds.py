@@ -147,7 +147,49 @@ def command_seeds():
         write("command", "route-%d" % i, b"\x80" + line)
 
 
+# enum ev_type order (src/domain/vocab.h) and each type's current schema.
+EVENT_TYPES = ["UserRegistered", "FundsDeposited", "ItemAdded", "ItemRestocked", "OrderCreated",
+               "PaymentProcessed", "OrderShipped", "OrderDelivered", "OrderCancelled"]
+CURRENT_SCHEMA = {"OrderCreated": 2}
+
+
+def event_seeds():
+    # Layout of fuzz_event: type byte, schema byte (1 + b % current), then the data.
+    # Data as the command side writes it (compact, in its key order; doc/events.md).
+    def seed(name, typ, schema, data):
+        b = data if isinstance(data, bytes) else json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        write("event", name, bytes([EVENT_TYPES.index(typ), schema - 1]) + b)
+
+    line = {"item_id": "i1", "name": "Pen", "category": "office", "quantity": 2, "price_cents": 120}
+    cancel = {"order_id": "o1", "user_id": "u1", "reason": None, "refunded_cents": 240,
+              "previous_status": "paid"}
+    for _, typ, data, _, schema in EVENTS:
+        seed("valid-" + typ, typ, schema, data)
+    seed("valid-OrderCancelled", "OrderCancelled", 1, cancel)
+    seed("v1-OrderCreated", "OrderCreated", 1, {"order_id": "o1", "user_id": "u1", "lines": [
+        {"item_id": "i1", "quantity": 2}, {"item_id": "i2", "quantity": 1}], "amount_cents": 240})
+    seed("max-int", "FundsDeposited", 1, {"user_id": "u1", "amount_cents": 9223372036854775807,
+                                          "balance_cents": 9223372036854775807})
+    seed("18-digits", "ItemAdded", 1, b'{"item_id":"i1","name":"x","category":"y","price_cents":999999999999999999}')
+    seed("overflow", "ItemRestocked", 1, b'{"item_id":"i1","quantity":9223372036854775808,"available":1}')
+    seed("unicode", "UserRegistered", 1, {"user_id": "u1", "name": "Gr\u00fc\u00dfe \u65e5\u672c \U0001F600",
+                                          "email": None})
+    seed("escapes", "ItemAdded", 1, b'{"item_id":"i1","name":"q\\" b\\\\ \\n\\u0001 \\/","category":"c","price_cents":1}')
+    seed("many-lines", "OrderCreated", 2, {"order_id": "o1", "user_id": "u1",
+                                           "lines": [dict(line, item_id="i%d" % i) for i in range(100)],
+                                           "amount_cents": 24000})
+    seed("dup-key", "ItemAdded", 1, b'{"item_id":"i1","item_id":"i2","name":"x","category":"y","price_cents":1}')
+    seed("wrong-type", "FundsDeposited", 1, b'{"user_id":"u1","amount_cents":"5","balance_cents":5}')
+    seed("nested", "OrderShipped", 1, b'{"order_id":"o1","x":' + b"[" * 40 + b"]" * 40 + b"}")
+    seed("zero-quantity", "OrderCreated", 2, {"order_id": "o1", "user_id": "u1",
+                                              "lines": [dict(line, quantity=0)], "amount_cents": 0})
+    seed("truncated", "PaymentProcessed", 1, b'{"order_id":"o1","user_id":"u1","amount_cents":24')
+    seed("whitespace", "OrderDelivered", 1, b' {\t"order_id" :\r\n"o1" } ')
+    seed("not-object", "OrderShipped", 1, b'["order_id","o1"]')
+
+
 if __name__ == "__main__":
     record_seeds()
     recovery_seeds()
     command_seeds()
+    event_seeds()

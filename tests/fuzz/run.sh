@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh: builds eventfold's libFuzzer harnesses with clang and runs each for a bounded time.
 #
-# Usage: tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]    (NAME: record recovery command)
+# Usage: tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]    (NAME: record recovery command event)
 #
 #   -t SECONDS  fuzzing time per harness (default $FUZZ_SECONDS, else 60)
 #   -j JOBS     parallel fuzzing processes per harness (libFuzzer -fork style is not used:
@@ -41,7 +41,7 @@ while getopts t:j: opt; do
     esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || set -- record recovery command
+[ $# -gt 0 ] || set -- record recovery command event
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "SKIP: $CC not found (Debian: apt-get install clang)"
@@ -73,6 +73,7 @@ sources() {
     record) echo "$SRC"/src/log/record.c "$UTIL" ;;
     recovery) echo "$SRC"/src/log/*.c "$UTIL" ;;
     command) echo "$SRC"/src/domain/command.c "$SRC"/src/domain/problem.c "$UTIL" ;;
+    event) echo "$SRC"/src/readmodel/rmodel_event.c "$SRC"/src/domain/event.c "$UTIL" ;;
     *) return 1 ;;
     esac
 }
@@ -138,11 +139,15 @@ for name in "$@"; do
     echo "run.sh: fuzzing fuzz_$name for ${SECONDS_EACH}s ($JOBS job(s))"
     flog=$OUT/$name-fuzz.log
     rm -f "$flog" "$OUT/$name"-job*.log
+    # A dictionary of the input's tokens, where the harness has one (tests/fuzz/NAME.dict).
+    dict=""
+    [ ! -f "$here/$name.dict" ] || dict="-dict=$here/$name.dict"
     pids=""
     j=1
     while [ "$j" -le "$JOBS" ]; do
+        # shellcheck disable=SC2086
         "$bin" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
-            -print_final_stats=1 -artifact_prefix="$art" "$work" "$here/corpus/$name" \
+            -print_final_stats=1 -artifact_prefix="$art" $dict "$work" "$here/corpus/$name" \
             >"$OUT/$name-job$j.log" 2>&1 &
         pids="$pids $!"
         j=$((j + 1))

@@ -504,10 +504,10 @@ START_TEST(test_dlq_retry_after_upgrade)
     /* "Upgrade": schema 3 becomes known; the retry applies it and removes the letter. */
     next_pos = 7;
     struct log_record r = mkrec("order-o1", 1, "OrderCreated", 3, D1, O1_CREATED);
-    int old = rmodel_ev_set_max_schema(RMODEL_EV_ORDER_CREATED, 3);
+    int old = rmodel_ev_set_max_schema(EV_ORDER_CREATED, 3);
     ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
     int rc = rmodel_dlq_retry(t, 1, &r);
-    rmodel_ev_set_max_schema(RMODEL_EV_ORDER_CREATED, old);
+    rmodel_ev_set_max_schema(EV_ORDER_CREATED, old);
     ck_assert_int_eq(rc, 0);
     uint64_t n;
     ck_assert_int_eq(rmodel_dlq_count(t, &n), 0);

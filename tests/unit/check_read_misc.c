@@ -133,17 +133,6 @@ START_TEST(test_params)
     ck_assert_int_eq(query_parse_u64("-1", &v), -1);
     ck_assert_int_eq(query_parse_u64("12a", &v), -1);
     ck_assert_int_eq(query_parse_u64(" 1", &v), -1);
-    ck_assert(query_valid_id("a", 1));
-    ck_assert(query_valid_id("A0_.:-z", 7));
-    ck_assert(!query_valid_id("_a", 2));
-    ck_assert(!query_valid_id("a/b", 3));
-    ck_assert(!query_valid_id("a%20", 4));
-    ck_assert(!query_valid_id("", 0));
-    char id65[66];
-    memset(id65, 'x', 65);
-    id65[65] = '\0';
-    ck_assert(query_valid_id(id65, 64));
-    ck_assert(!query_valid_id(id65, 65));
 }
 END_TEST
 
