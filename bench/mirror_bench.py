@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("EF_SRCDIR") or os.path.normpath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import harness  # noqa: E402
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 import mirrorlib  # noqa: E402
 import natslib  # noqa: E402
 from harness import Cluster, binary, check, expect  # noqa: E402
@@ -82,16 +83,14 @@ def catch_up(nats):
     check(int(kv["consume_events"]) == EVENTS, "bench_consume read %s events" % kv["consume_events"])
     emit("mirror_consume_events_per_second", kv["consume_events_per_second"])
 
-    data = os.path.join(BENCH_DIR, "ef-bench-mirror-%d" % os.getpid())
-    shutil.rmtree(data, ignore_errors=True)
-    conf = data + ".conf"
+    tmp = eftest.tmpdir("bench-mirror", BENCH_DIR)
+    data = os.path.join(tmp, "data")
+    conf = os.path.join(tmp, "mirror.conf")
     with open(conf, "w") as f:
         f.write("nats_url = %s\nnats_stream = BENCH\nnats_subject_prefix = bench\n" % nats.urls)
-    logf = open(data + ".log", "ab")
     t0 = time.monotonic()
-    m = subprocess.Popen([binary("eventfold-mirror"), "--data", data, "--config", conf], stdout=logf,
-                         stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
-    logf.close()
+    m = eftest.spawn([binary("eventfold-mirror"), "--data", data, "--config", conf],
+                     os.path.join(tmp, "mirror.log"))
     try:
         while True:
             st = mirrorlib.read_state(data)
@@ -102,15 +101,11 @@ def catch_up(nats):
             time.sleep(0.005)
         t = time.monotonic() - t0
     finally:
-        if m.poll() is None:
-            m.terminate()  # our child, by its PID
-        m.wait(timeout=30)
+        eftest.stop(m, timeout=30)
     emit("mirror_events", EVENTS)
     emit("mirror_catchup_seconds", "%.3f" % t)
     emit("mirror_catchup_events_per_second", "%.0f" % (EVENTS / t))
-    shutil.rmtree(data, ignore_errors=True)
-    for f in (conf, data + ".log"):
-        os.unlink(f)
+    eftest.rmtree(tmp)
 
 
 def seed(leader, n_users=100):

@@ -10,13 +10,13 @@ ceiling_events_per_s, relay_ratio)."""
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 SRCDIR = os.environ.get("EF_SRCDIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDDIR = os.environ.get("EF_BUILDDIR") or os.getcwd()
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import harness  # noqa: E402
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from harness import check, log  # noqa: E402
 from natslib import NatsCluster  # noqa: E402
 
@@ -30,7 +30,7 @@ def stream_config(name):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="ef-bench-relay-", dir=os.environ.get("EF_BENCH_DIR", "/tmp"))
+    tmp = eftest.tmpdir("bench-relay", os.environ.get("EF_BENCH_DIR"))
     data = os.path.join(tmp, "data")
     os.makedirs(data)
     t = time.monotonic()
@@ -51,11 +51,9 @@ def main():
         conf = os.path.join(tmp, "eventfold.conf")
         with open(conf, "w") as f:
             f.write("nats_url = %s\nnats_stream = EVENTFOLD\n" % nc.urls)
-        lf = open(os.path.join(tmp, "relay.log"), "ab")
         t0 = time.monotonic()
-        p = subprocess.Popen([os.path.join(BUILDDIR, "eventfold-relay"), "--data", data, "--config", conf,
-                              "--sink", "nats"], stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                             start_new_session=True)
+        p = eftest.spawn([os.path.join(BUILDDIR, "eventfold-relay"), "--data", data, "--config", conf,
+                          "--sink", "nats"], os.path.join(tmp, "relay.log"))
         try:
             while True:
                 info = nc.stream_info("EVENTFOLD", timeout=60)
@@ -65,14 +63,10 @@ def main():
                 time.sleep(0.05)
             secs = time.monotonic() - t0
         finally:
-            os.killpg(p.pid, 15)
-            p.wait(timeout=30)
+            eftest.stop(p, timeout=30)
         rate = EVENTS / secs
         print("relay_events=%d relay_seconds=%.2f relay_events_per_s=%.0f ceiling_events_per_s=%.0f "
               "relay_body_bytes=%d relay_ratio=%.3f" % (EVENTS, secs, rate, ceiling, body, rate / ceiling))
-    if not harness.KEEP_TMP:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 harness.run(main, 3600)

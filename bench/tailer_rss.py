@@ -15,14 +15,14 @@ Exits non-zero, naming the cause, if anything fails.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-BUILDDIR = os.environ.get("EF_BUILDDIR") or os.getcwd()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+import eftest  # noqa: E402
+
 SIZES = [int(x) for x in os.environ.get("EF_BENCH_TAILER_SIZES", "100000 1000000").split()]
 TIMEOUT = 300  # per size, for the fold
 
@@ -33,11 +33,10 @@ def die(msg):
 
 
 def program(name):
-    for cand in (os.path.join(BUILDDIR, name), os.path.join(BUILDDIR, "src", "programs", name),
-                 os.path.join(BUILDDIR, "bench", name)):
-        if os.access(cand, os.X_OK):
-            return cand
-    die("%s not built in %s" % (name, BUILDDIR))
+    try:
+        return eftest.binary(name)
+    except eftest.TestFailure as e:
+        die(str(e))
 
 
 def proc_status(pid):
@@ -69,16 +68,14 @@ def measure(parent, n):
     p = subprocess.run([program("bench_fold")], env=env, capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         die("building a log of %d events failed: %s" % (n, p.stderr.strip()[-500:]))
-    logf = open(os.path.join(parent, "tailer-%d.log" % n), "wb")
+    logpath = os.path.join(parent, "tailer-%d.log" % n)
     t0 = time.monotonic()
-    tailer = subprocess.Popen([program("eventfold-tailer"), "--data", data], stdin=subprocess.DEVNULL,
-                              stdout=logf, stderr=logf, start_new_session=True)
-    logf.close()
+    tailer = eftest.spawn([program("eventfold-tailer"), "--data", data], logpath)
     try:
         while True:
             if tailer.poll() is not None:
                 die("eventfold-tailer exited with %s while folding %d events (log %s)"
-                    % (tailer.returncode, n, logf.name))
+                    % (tailer.returncode, n, logpath))
             st = read_model_status(data)
             if st and st[1] >= n and st[0] >= st[1]:
                 break
@@ -88,36 +85,27 @@ def measure(parent, n):
         secs = time.monotonic() - t0
         mem = proc_status(tailer.pid)
     finally:
-        if tailer.poll() is None:
-            tailer.send_signal(signal.SIGTERM)
-            try:
-                tailer.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(tailer.pid, signal.SIGKILL)
-                tailer.wait()
-                die("eventfold-tailer did not stop within 30 s of SIGTERM")
+        if tailer.poll() is None and eftest.stop(tailer, signal.SIGTERM, timeout=30) == -signal.SIGKILL:
+            die("eventfold-tailer did not stop within 30 s of SIGTERM")
     if tailer.returncode != 0:
         die("eventfold-tailer exited %d after SIGTERM" % tailer.returncode)
-    shutil.rmtree(data, ignore_errors=True)
+    eftest.rmtree(data)
     return mem, secs
 
 
 def main():
     if len(SIZES) != 2 or SIZES[0] >= SIZES[1]:
         die("EF_BENCH_TAILER_SIZES must be two sizes, smaller first: %r" % SIZES)
-    parent = tempfile.mkdtemp(prefix="eventfold-bench-tailer-", dir=os.environ.get("EF_BENCH_DIR") or "/tmp")
-    try:
-        hwm = []
-        for i, n in enumerate(SIZES, 1):
-            mem, secs = measure(parent, n)
-            hwm.append(mem["VmHWM"])
-            print("tailer_events_%d=%d" % (i, n))
-            print("tailer_vmhwm_kib_%d=%d" % (i, mem["VmHWM"]))
-            print("tailer_rss_anon_kib_%d=%d" % (i, mem.get("RssAnon", 0)))
-            print("tailer_fold_seconds_%d=%.2f" % (i, secs), flush=True)
-        print("tailer_rss_growth=%.3f" % (hwm[1] / hwm[0]))
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    parent = eftest.tmpdir("bench-tailer", os.environ.get("EF_BENCH_DIR"))
+    hwm = []
+    for i, n in enumerate(SIZES, 1):
+        mem, secs = measure(parent, n)
+        hwm.append(mem["VmHWM"])
+        print("tailer_events_%d=%d" % (i, n))
+        print("tailer_vmhwm_kib_%d=%d" % (i, mem["VmHWM"]))
+        print("tailer_rss_anon_kib_%d=%d" % (i, mem.get("RssAnon", 0)))
+        print("tailer_fold_seconds_%d=%.2f" % (i, secs), flush=True)
+    print("tailer_rss_growth=%.3f" % (hwm[1] / hwm[0]))
 
 
 if __name__ == "__main__":

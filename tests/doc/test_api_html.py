@@ -8,12 +8,12 @@ Skipped, saying so, where Redocly CLI (make node-tools) or chromium is not insta
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import eftest  # noqa: E402
+
 SRCDIR = os.environ.get("EF_SRCDIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILDDIR = os.environ.get("EF_BUILDDIR") or os.getcwd()
 REDOCLY = os.path.join(BUILDDIR, "node", "node_modules", ".bin", "redocly")
@@ -32,15 +32,8 @@ def skip(msg):
 
 def run(argv, timeout):
     """Runs argv in its own session; on timeout kills that session's process group (by the
-    child's PID) so no renderer process is left behind."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        raise
-    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    child's PID, eftest.run_program) so no renderer process is left behind."""
+    return eftest.run_program(argv, timeout)
 
 
 def visible_text(html):
@@ -54,39 +47,37 @@ def main():
         skip("Redocly CLI is not installed in %s (run 'make node-tools'; npm, Node.js >= 20.19)" % REDOCLY)
     if not os.access(CHROMIUM, os.X_OK):
         skip("chromium is not installed (Debian: apt-get install chromium; bootstrap.sh installs it)")
-    tmp = tempfile.mkdtemp(prefix="ef-doc-html-", dir="/tmp")
+    tmp = eftest.tmpdir("doc-html")
     failures = []
-    try:
-        page = os.path.join(tmp, "api.html")
-        rc, out, err = run(["sh", os.path.join(SRCDIR, "doc", "render-html.sh"), REDOCLY, SRCDIR, page], 180)
-        if rc != 0:
-            print(out, err)
-            print("FAIL: render-html.sh exited %d" % rc)
-            sys.exit(1)
-        with open(page, encoding="utf-8") as f:
-            html = f.read()
-        remote = re.findall(r'<(?:script|link|img)\b[^>]*(?:src|href)="(https?:[^"]+)"', html)
-        remote += re.findall(r'import[^;]*from\s*"(https?:[^"]+)"', html)
-        if remote:
-            failures.append("the page loads from the network: %r" % remote[:3])
-        for anchor, texts in OPERATIONS:
-            profile = os.path.join(tmp, "profile")
-            rc, dom, err = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                                "--disable-background-networking", "--disable-component-update",
-                                "--disable-sync", "--no-first-run", "--user-data-dir=" + profile,
-                                "--virtual-time-budget=15000", "--dump-dom", "file://" + page + anchor], 120)
-            shutil.rmtree(profile, ignore_errors=True)
-            if rc != 0 or not dom:
-                failures.append("chromium %s: exit %d: %s" % (anchor, rc, err[-500:]))
-                continue
-            text = visible_text(dom)
-            missing = [t for t in texts if t not in text]
-            if missing:
-                failures.append("%s: not rendered: %r (visible text begins %r)" % (anchor, missing, text[:300]))
-            else:
-                print("rendered %s: %s" % (anchor, " | ".join(texts)), flush=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    page = os.path.join(tmp, "api.html")
+    rc, out, err = run(["sh", os.path.join(SRCDIR, "doc", "render-html.sh"), REDOCLY, SRCDIR, page], 180)
+    if rc != 0:
+        print(out, err)
+        print("FAIL: render-html.sh exited %d" % rc)
+        sys.exit(1)
+    with open(page, encoding="utf-8") as f:
+        html = f.read()
+    remote = re.findall(r'<(?:script|link|img)\b[^>]*(?:src|href)="(https?:[^"]+)"', html)
+    remote += re.findall(r'import[^;]*from\s*"(https?:[^"]+)"', html)
+    if remote:
+        failures.append("the page loads from the network: %r" % remote[:3])
+    for anchor, texts in OPERATIONS:
+        profile = os.path.join(tmp, "profile")
+        rc, dom, err = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--no-first-run", "--user-data-dir=" + profile,
+                            "--virtual-time-budget=15000", "--dump-dom", "file://" + page + anchor], 120)
+        eftest.rmtree(profile)
+        if rc != 0 or not dom:
+            failures.append("chromium %s: exit %d: %s" % (anchor, rc, err[-500:]))
+            continue
+        text = visible_text(dom)
+        missing = [t for t in texts if t not in text]
+        if missing:
+            failures.append("%s: not rendered: %r (visible text begins %r)" % (anchor, missing, text[:300]))
+        else:
+            print("rendered %s: %s" % (anchor, " | ".join(texts)), flush=True)
+    eftest.rmtree(tmp)
     for f in failures:
         print("FAIL:", f)
     if failures:

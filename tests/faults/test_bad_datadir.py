@@ -9,13 +9,11 @@ respawn loop, and nothing changed on disk.
 Needs root for the read-only part; exits 77 (skip) when it cannot mount."""
 
 import os
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faultlib import Findings, TmpfsCluster, binary, check, expect_clean_failure, remount  # noqa: E402
+from faultlib import Cluster, Findings, binary, check, expect_clean_failure, remount, tmpdir  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 
 
@@ -36,7 +34,7 @@ def missing(tmp, f):
 
 
 def read_only(tmp, f):
-    with TmpfsCluster("rodata", "32m", sub="", workers=1) as c:
+    with Cluster("rodata", fs_size="32m", workers=1) as c:
         cl = c.client()
         n = 0
         for i in range(5):
@@ -68,16 +66,13 @@ def read_only(tmp, f):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="ef-faults-datadir-", dir="/tmp")
+    tmp = tmpdir("faults-datadir")
     f = Findings()
-    try:
-        missing(tmp, f)
-        log("missing data directory: done")
-        read_only(tmp, f)
-        log("read-only data directory: done")
-        f.finish()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    missing(tmp, f)
+    log("missing data directory: done")
+    read_only(tmp, f)
+    log("read-only data directory: done")
+    f.finish()
 
 
 if __name__ == "__main__":

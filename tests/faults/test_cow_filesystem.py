@@ -11,14 +11,14 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from faultlib import TmpfsCluster, check, no_sanitizer_reports  # noqa: E402
+from faultlib import Cluster, check, no_sanitizer_reports  # noqa: E402
 from harness import expect, log, new_order, run  # noqa: E402
 
 FALLBACK = "cannot be reserved on disk (the filesystem has no fallocate, or copies on write)"
 
 
 def main():
-    with TmpfsCluster("cow", 256, sub="", fstype="btrfs", workers=2) as c:
+    with Cluster("cow", fs_size=256, fs_type="btrfs", workers=2) as c:
         for name, model in (("command", "write model"), ("tailer", "read model")):
             text = c.log_text(name)
             check(model + ": its map " + FALLBACK in text,

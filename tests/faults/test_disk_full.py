@@ -1,126 +1,147 @@
 #!/usr/bin/env python3
-"""Disk full (issue 7, API.md sections 3 and 7): the log lives on a private 4 MiB tmpfs.
-After a few acknowledged commands the filesystem is filled up by a file. Then:
-  - commands are answered 503 log_unavailable (problem+json), never 2xx without a durable
-    event, never a crash (502) or another 5xx; the programs stay up;
+"""Disk full (API.md sections 3 and 7: 503 log_unavailable, nothing appended, nothing lost).
+A small filesystem of its own holds either the log directory (4 MiB) or the whole data
+directory (32 MiB, with 1 MiB LMDB maps, whose blocks are reserved up front, so that the
+filler does not race a map's reservation). After a few acknowledged commands a filler file
+takes the free space. Then:
+  - commands (orders with an order_id of the test's choosing) get either their normal
+    answer (while a preallocated segment still has room) or 503 log_unavailable as
+    problem+json, never another status; the programs stay up and queries are answered;
   - eventfoldctl verify is clean while the disk is full (no partial record left behind),
-    also after kill -9 and restart of the command program on the full disk;
-once the file is removed:
-  - commands succeed again, and every id refused with 503 can be registered (201): nothing
-    was appended for a refused command;
-  - after kill -9 and restart of the command program, verify is clean and every
-    acknowledged command is in the log at its Log-Position.
-Run twice: with large segments, and with 4 KiB ones so that the disk also fills up
-while the log rolls to a new segment. Needs root to mount the tmpfs; exits 77 (skip)
-otherwise."""
+    also after kill -9 and restart of the command program on the full disk (recovery needs
+    no space, and the restarted program keeps refusing cleanly);
+once the filler is removed:
+  - commands succeed again (at once when only the log was full; within 10 s when the
+    models' maps were on the full disk too), and every order refused with 503 can be created
+    again under its id (201; a 409 would mean the refused command was appended);
+  - after kill -9 and restart of the command program, verify is clean, positions are dense,
+    every acknowledged command is in the log at its Log-Position, each order exactly once;
+  - the write model agrees with the log: the item's stock is what the logged orders leave
+    (a refused order reserved nothing), and the read model catches up.
+Three runs: the log on its own filesystem with large segments (the disk fills inside a
+segment) and with 4 KiB segments (it fills while the log rolls to a new segment: the file
+can be created, its first write cannot), and the whole data directory on one.
+Needs root to mount; exits 77 (skip) otherwise."""
 
-import errno
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faultlib import TmpfsCluster, check, no_sanitizer_reports  # noqa: E402
+from faultlib import Cluster, check, fill, no_sanitizer_reports  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 
+MIB = 1 << 20
 MAX_TRIES = 4000  # commands sent while full before giving up on seeing a 503
+REFUSALS = 20     # refused commands collected before space is freed
+STOCK = 1000000
+
+SCENARIOS = [
+    # (what, filesystem size, mounted on, config, seconds commands may still fail once freed)
+    ("log on 4 MiB, 256 KiB segments", "4m", "log", {"segment_bytes": 256 * 1024}, 0),
+    ("log on 4 MiB, 4 KiB segments", "4m", "log", {"segment_bytes": 4096}, 0),
+    ("data directory on 32 MiB, 1 MiB maps", 32 * MIB, "",
+     {"segment_bytes": MIB, "write_map_bytes": MIB, "read_map_bytes": MIB, "snapshot_every": 0}, 10),
+]
 
 
-def fill(path):
-    """Writes path until the filesystem is full; returns the bytes written."""
-    n = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for chunk in (1 << 16, 4096, 512, 1):
-            buf = b"\xee" * chunk
-            while True:
-                try:
-                    w = os.write(fd, buf)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    break
-                n += w
-                if w < chunk:
-                    break
-    finally:
-        os.close(fd)
-    return n
+def order(cl, user, item, oid):
+    return cl.post("/api/orders", {"user_id": user, "order_id": oid,
+                                   "items": [{"item_id": item, "quantity": 1}]})
 
 
-def main():
-    # Large segments: the disk fills inside a segment. 4 KiB segments: it fills while
-    # rolling to a new segment (the new file can be created, its first write cannot).
-    for seg in (256 * 1024, 4096):
-        log("segment_bytes=%d" % seg)
-        scenario(seg)
+def order_until_created(cl, user, item, oid, settle, what):
+    """Sends the order until 201; 503 log_unavailable is allowed for `settle` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        r = order(cl, user, item, oid)
+        if r.status == 201 or time.monotonic() >= deadline:
+            return expect(r, 201, what=what)
+        expect(r, 503, "log_unavailable", what=what + " (while space is being freed)")
+        time.sleep(0.2)
 
 
-def scenario(segment_bytes):
-    with TmpfsCluster("diskfull", "4m", sub="log", workers=2,
-                      config={"segment_bytes": segment_bytes}) as c:
+def scenario(what, size, sub, config, settle):
+    log("--- %s" % what)
+    with Cluster("diskfull", workers=2, config=config, fs_size=size, fs_sub=sub) as c:
         cl = c.client()
         base = uid("df")
-        acked = []  # (position, stream)
+        user, item = base + "-u", base + "-i"
+        acked = []  # (position, stream) of every acknowledged command
+        r = expect(cl.post("/api/users", {"user_id": user, "name": "Full"}), 201, what="register")
+        acked.append((r.position, "user-" + user))
+        r = expect(cl.post("/api/items", {"item_id": item, "name": "Brick", "category": "c",
+                                          "price_cents": 1}), 201, what="add item")
+        acked.append((r.position, "item-" + item))
+        r = expect(cl.post("/api/items/%s/restock" % item, {"quantity": STOCK}), 200, what="restock")
+        acked.append((r.position, "item-" + item))
         for i in range(10):
-            u = "%s-ok-%d" % (base, i)
-            r = expect(cl.post("/api/users", {"user_id": u, "name": "Full %d" % i}), 201, what="before full")
-            acked.append((r.position, "user-" + u))
+            oid = "%s-ok-%d" % (base, i)
+            r = expect(order(cl, user, item, oid), 201, what="order before the disk is full")
+            acked.append((r.position, "order-" + oid))
 
         filler = os.path.join(c.mountpoint, "filler")
-        n = fill(filler)
-        log("filled the log filesystem with %d bytes" % n)
+        log("filled the filesystem with %d bytes" % fill(filler))
 
         refused = []
         for i in range(MAX_TRIES):
-            u = "%s-full-%d" % (base, i)
-            r = cl.post("/api/users", {"user_id": u, "name": "x" * 200})
+            oid = "%s-full-%d" % (base, i)
+            r = order(cl, user, item, oid)
             if 200 <= r.status < 300:
-                acked.append((r.position, "user-" + u))  # room left in a preallocated segment
+                acked.append((r.position, "order-" + oid))  # room left in a preallocated segment
                 continue
             expect(r, 503, "log_unavailable", what="command on a full disk")
-            refused.append(u)
-            if len(refused) >= 20:
+            refused.append(oid)
+            if len(refused) >= REFUSALS:
                 break
         check(refused, "no 503 log_unavailable after %d commands on a full disk" % MAX_TRIES)
-        log("disk full: %d acknowledged before the first refusal, %d refused"
-            % (len(acked), len(refused)))
+        log("disk full: %d acknowledged before the first refusal, %d refused" % (len(acked), len(refused)))
         check(c.running("command"), "the command program died on a full disk")
         expect(c.client().get("/api/status"), 200, what="queries while the disk is full")
         c.verify()
 
-        # A crash while the disk is full: recovery needs no space, and the restarted
-        # program keeps refusing cleanly.
         c.restart("command", signal.SIGKILL)
         c.verify()
-        u = "%s-full-restarted" % base
-        r = cl.post("/api/users", {"user_id": u, "name": "x" * 200})
+        oid = "%s-full-restarted" % base
+        r = order(cl, user, item, oid)
         if 200 <= r.status < 300:
-            acked.append((r.position, "user-" + u))
+            acked.append((r.position, "order-" + oid))
         else:
             expect(r, 503, "log_unavailable", what="command on a full disk after a restart")
-            refused.append(u)
+            refused.append(oid)
 
         os.unlink(filler)
-        r = expect(cl.post("/api/users", {"user_id": base + "-after", "name": "After"}), 201,
-                   what="first command after space was freed")
-        acked.append((r.position, "user-%s-after" % base))
-        for u in refused:
-            r = cl.post("/api/users", {"user_id": u, "name": "Again"})
-            expect(r, 201, what="re-registering %s, refused with 503 while full (409 means the "
-                   "refused command was appended anyway)" % u)
-            acked.append((r.position, "user-" + u))
+        oid = base + "-after"
+        r = order_until_created(cl, user, item, oid, settle, "first command after space was freed")
+        acked.append((r.position, "order-" + oid))
+        for oid in refused:
+            r = expect(order(cl, user, item, oid), 201,
+                       what="creating %s again, refused with 503 while full (409 means the refused "
+                       "command was appended anyway)" % oid)
+            acked.append((r.position, "order-" + oid))
 
         c.restart("command", signal.SIGKILL)
         c.verify()
         events = {e["position"]: e for e in c.dump()}
+        check(sorted(events) == list(range(1, len(events) + 1)), "positions not dense")
         lost = [(p, s) for p, s in acked if p not in events or events[p]["stream"] != s]
         check(not lost, "acknowledged commands missing from the log: %r" % lost[:10])
-        check(sorted(events) == list(range(1, len(events) + 1)), "positions not dense")
+        orders = [e["data"]["order_id"] for e in events.values() if e["type"] == "OrderCreated"]
+        check(len(orders) == len(set(orders)), "an order id is in the log twice")
+        r = expect(cl.post("/api/items/%s/restock" % item, {"quantity": 1}), 200, what="restock at the end")
+        check(r.json["available"] == STOCK + 1 - len(orders),
+              "write model: available %d, the log's %d orders leave %d"
+              % (r.json["available"], len(orders), STOCK + 1 - len(orders)))
         c.wait_caught_up()
-        log("disk full: %d acknowledged, all in the log; %d events" % (len(acked), len(events)))
+        log("%s: %d acknowledged, all in the log; %d events" % (what, len(acked), len(events)))
         no_sanitizer_reports(c)
 
 
+def main():
+    for s in SCENARIOS:
+        scenario(*s)
+
+
 if __name__ == "__main__":
-    run(main, 240)
+    run(main, 420)

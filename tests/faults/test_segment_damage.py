@@ -16,10 +16,9 @@ import shutil
 import signal
 import struct
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faultlib import Cluster, Findings, binary, check, expect_clean_failure, read, segments, write  # noqa: E402
+from faultlib import Cluster, Findings, binary, check, expect_clean_failure, read, segments, tmpdir, write  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 from mkseeds import crc32c, record  # noqa: E402  (tests/fuzz/mkseeds.py: record.h encoder)
 
@@ -142,27 +141,24 @@ def newer_format(src, tmp, where, f):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="ef-faults-segments-", dir="/tmp")
-    try:
-        with Cluster("segdamage", workers=1, config={"segment_bytes": 4096}) as c:
-            cl = c.client()
-            for i in range(COMMANDS):
-                expect(cl.post("/api/users", {"user_id": uid("sd", i), "name": "Segment %d" % i}), 201,
-                       what="populate")
-            c.wait_caught_up()
-            cl.close()
-            for name in ("command", "query", "tailer"):
-                c.kill(name, signal.SIGKILL)
-            c.verify()
-            src = os.path.join(tmp, "orig")
-            shutil.copytree(c.data, src)
-        f = Findings()
-        deleted_segment(src, tmp, f)
-        newer_format(src, tmp, "tail", f)
-        newer_format(src, tmp, "sealed", f)
-        f.finish()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = tmpdir("faults-segments")
+    with Cluster("segdamage", workers=1, config={"segment_bytes": 4096}) as c:
+        cl = c.client()
+        for i in range(COMMANDS):
+            expect(cl.post("/api/users", {"user_id": uid("sd", i), "name": "Segment %d" % i}), 201,
+                   what="populate")
+        c.wait_caught_up()
+        cl.close()
+        for name in ("command", "query", "tailer"):
+            c.kill(name, signal.SIGKILL)
+        c.verify()
+        src = os.path.join(tmp, "orig")
+        shutil.copytree(c.data, src)
+    f = Findings()
+    deleted_segment(src, tmp, f)
+    newer_format(src, tmp, "tail", f)
+    newer_format(src, tmp, "sealed", f)
+    f.finish()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "torture"))
-from faultlib import SANITIZER_MARKS, TmpfsCluster, check  # noqa: E402
+from faultlib import SANITIZER_MARKS, Cluster, check, fill  # noqa: E402
 from harness import expect, log, run, uid  # noqa: E402
 from logcheck import Fold, model_diffs  # noqa: E402
-from test_disk_full import fill  # noqa: E402
 
 LINES = 100
 FALLBACK = "cannot be reserved on disk"
@@ -74,7 +73,7 @@ STUCK = {"write": "no disk space to grow it", "read": "read model map full and c
 
 
 def room_for_the_map(sub):
-    with TmpfsCluster("wm" + sub, "8m", sub=sub, workers=2,
+    with Cluster("wm" + sub, fs_size="8m", fs_sub=sub, workers=2,
                       config={"write_map_bytes": "1m", "read_map_bytes": "1m"}) as c:
         prog = PROGRAM[sub]
         check(FALLBACK not in c.log_text(prog), "%s did not use a writable map:\n%s"
@@ -136,7 +135,7 @@ def room_for_the_map(sub):
 
 
 def no_room_for_the_maps():
-    with TmpfsCluster("wmsmall", "6m", sub="", workers=2) as c:
+    with Cluster("wmsmall", fs_size="6m", workers=2) as c:
         for name in ("command", "tailer"):
             text = c.log_text(name)
             check(FALLBACK in text and "No space left on device" in text,
@@ -153,7 +152,7 @@ def no_room_for_the_maps():
 
 def created_on_a_full_disk(sub):
     prog = PROGRAM[sub]
-    with TmpfsCluster("wmnew" + sub, "4m", sub=sub, workers=1,
+    with Cluster("wmnew" + sub, fs_size="4m", fs_sub=sub, workers=1,
                       config={"write_map_bytes": "1m", "read_map_bytes": "1m"}) as c:
         cl = c.client()
         u = uid("wmn")

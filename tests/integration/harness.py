@@ -19,8 +19,10 @@ fails the test at its end, like soft_check. Each test prints how many answers it
 appends the count to $EF_OPENAPI_COUNTS when that is set. EF_OPENAPI=0 turns the check off
 (benchmarks, whose timings must not include it).
 
-Otherwise only the Python standard library is used. Exit codes follow automake: 0 pass, 1
-fail, 77 skip (only when nginx itself is missing).
+Temporary directories, mounts, process start and stop by PID come from tests/lib/eftest.py,
+the helper library every test shares. Otherwise only the Python standard library is used.
+Exit codes follow automake: 0 pass, 1 fail, 77 skip (nginx missing, or no right to mount a
+filesystem a test asks for).
 """
 
 import atexit
@@ -34,17 +36,15 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import eftest  # noqa: E402
+from eftest import (BUILDDIR, KEEP_TMP, SANITIZER_MARKS, SKIP, SRCDIR, SkipTest,  # noqa: E402,F401
+                    TestFailure, binary, check, children_of, free_port, log, sanitizer_report)
 
-BUILDDIR = os.environ.get("EF_BUILDDIR") or os.getcwd()
-SRCDIR = os.environ.get("EF_SRCDIR") or os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 NGINX = os.environ.get("EF_NGINX") or "/usr/sbin/nginx"
-KEEP_TMP = os.environ.get("EF_KEEP_TMP") == "1"
 # EF_VALGRIND=1 (make check-valgrind): every program runs under valgrind memcheck, each
 # process writing its findings (-q: errors only) to vg-NAME.PID in the cluster's directory;
 # stop() ends the programs with SIGTERM so that their leak checks run, and any non-empty
@@ -52,15 +52,6 @@ KEEP_TMP = os.environ.get("EF_KEEP_TMP") == "1"
 VALGRIND = os.environ.get("EF_VALGRIND") == "1"
 # Answers are checked against the OpenAPI document unless EF_OPENAPI=0 (see above).
 CHECK_ANSWERS = os.environ.get("EF_OPENAPI", "1") != "0"
-
-
-class TestFailure(Exception):
-    """A check failed; the message says what was expected and what came back."""
-
-
-def check(cond, msg):
-    if not cond:
-        raise TestFailure(msg)
 
 
 _soft_failures = []
@@ -73,10 +64,6 @@ def soft_check(cond, msg):
         msg = msg if len(msg) < 400 else msg[:400] + "..."
         _soft_failures.append(msg)
         print("CHECK FAILED (continuing):", msg, flush=True)
-
-
-def log(*args):
-    print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
 _checker = None
@@ -137,8 +124,6 @@ _cleanup_lock = threading.RLock()  # re-entrant: the SIGALRM handler may interru
 # Sanitizer reports found in the programs' stderr when a cluster stopped: a test whose
 # programs reported one fails even if every HTTP check passed.
 _sanitizer_reports = []
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "WARNING: ThreadSanitizer")
 
 
 def _cleanup_all():
@@ -149,6 +134,7 @@ def _cleanup_all():
                 c.stop()
             except Exception as e:  # teardown must go on whatever happened
                 print("teardown error:", e, file=sys.stderr)
+        eftest.cleanup()
 
 
 atexit.register(_cleanup_all)
@@ -204,10 +190,6 @@ def run(main, budget):
         _report_checked()
     sys.stdout.flush()
     os._exit(code)
-
-
-class SkipTest(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,42 +396,18 @@ def fcgi_params(method, path, query="", ctype="", length=0, extra=None):
 # ---------------------------------------------------------------------------------------
 # The cluster: nginx + command + query + tailer.
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def binary(name):
-    for cand in (os.path.join(BUILDDIR, name), os.path.join(BUILDDIR, "src", "programs", name)):
-        if os.access(cand, os.X_OK):
-            return cand
-    raise TestFailure("program %s not built in %s (run make %s)" % (name, BUILDDIR, name))
-
-
-def children_of(pid):
-    """PIDs whose parent is pid (from /proc)."""
-    out = []
-    try:
-        for t in os.listdir("/proc/%d/task" % pid):
-            try:
-                with open("/proc/%d/task/%s/children" % (pid, t)) as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
 class Cluster:
-    """One private deployment. Use as a context manager or call stop()."""
+    """One private deployment. Use as a context manager or call stop().
+
+    fs_size: the data directory's `fs_sub` subdirectory ("" = the data directory itself,
+    "log", "write", "read") is a small filesystem of its own, mounted before the first
+    program starts and unmounted by stop(): a tmpfs of fs_size (bytes or "4m"), or with
+    fs_type (btrfs ...) a filesystem of fs_size MiB on a loop device. Its path is
+    self.mountpoint. Mounting needs root: without it the test is skipped (exit 77)."""
 
     def __init__(self, name, workers=4, start_tailer=True, config=None, nginx_workers=2,
-                 extra_server_conf="", data_tmpfs_bytes=None, leader_port=None, data_dir=None,
-                 start_seconds=15):
+                 extra_server_conf="", fs_size=None, fs_sub="", fs_type="tmpfs",
+                 leader_port=None, data_dir=None, start_seconds=15):
         if not os.access(NGINX, os.X_OK):
             raise SkipTest("nginx not found at %s" % NGINX)
         self.name = name
@@ -458,7 +416,7 @@ class Cluster:
         # of eventfold-command, nginx with eventfold-replica.conf proxying writes to the
         # leader's nginx on that port.
         self.leader_port = leader_port
-        self.tmp = tempfile.mkdtemp(prefix="ef-it-%s-" % name, dir="/tmp")
+        self.tmp = eftest.tmpdir("it-" + name)
         # data_dir: an existing data directory to serve (benchmarks prepare large ones); it
         # is the caller's to remove.
         self.data = data_dir or os.path.join(self.tmp, "data")
@@ -474,7 +432,7 @@ class Cluster:
                     f.write("%s = %s\n" % (k, v))
         self.procs = {}  # name -> Popen
         self.stopped = False
-        self.mounted = None  # a tmpfs mounted on the data directory, unmounted by stop()
+        self.mountpoint = None  # the fs_size filesystem, unmounted by stop()
         self._ctl_has_status = True
         self.logs = {}   # name -> log file path
         self.nginx_workers = nginx_workers
@@ -482,13 +440,12 @@ class Cluster:
         # replaced by the temporary directory.
         self.extra_server_conf = extra_server_conf.replace("@TMP@", self.tmp)
         _clusters.append(self)
-        if data_tmpfs_bytes:
-            # A small filesystem of its own, so that a test can fill it (ENOSPC).
-            os.makedirs(self.data)
-            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % data_tmpfs_bytes,
-                                "ef-it-tmpfs", self.data], capture_output=True, text=True, timeout=30)
-            check(p.returncode == 0, "mount tmpfs on %s: %s" % (self.data, p.stderr.strip()))
-            self.mounted = self.data
+        if fs_size:
+            # A small filesystem of its own, so that a test can fill it (ENOSPC), remount it
+            # read-only or try another kind.
+            mp = os.path.join(self.data, fs_sub) if fs_sub else self.data
+            eftest.mount_fs(mp, fs_size, fs_type, image_dir=self.tmp)
+            self.mountpoint = mp
         self.port = None
         self._start_nginx()
         # The tailer before the query workers: it creates the read model they open. (A query
@@ -586,17 +543,11 @@ http {{
     def _spawn(self, name, argv):
         logpath = os.path.join(self.tmp, name + ".log")
         self.logs[name] = logpath
-        lf = open(logpath, "ab")
-        env = dict(os.environ)
-        # Sanitizer builds: report, do not hide; leaks of a killed worker are not errors.
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         if VALGRIND and name != "nginx":
             argv = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite",
                     "--errors-for-leak-kinds=definite", "--track-fds=no",
                     "--log-file=" + os.path.join(self.tmp, "vg-%s.%%p" % name)] + list(argv)
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                             start_new_session=True, env=env, cwd=self.tmp)
-        lf.close()
+        p = eftest.spawn(argv, logpath, cwd=self.tmp)
         self.procs[name] = p
         return p
 
@@ -716,33 +667,21 @@ http {{
         if self.stopped:
             return
         self.stopped = True
-        if self.mounted:
-            # A process that was just killed may hold the mount for a moment: retry, then
-            # detach it lazily (the kernel frees it when the last user is gone).
-            for attempt in range(20):
-                p = subprocess.run(["umount", self.mounted], capture_output=True, text=True, timeout=30)
-                if p.returncode == 0:
-                    break
-                time.sleep(0.1)
-            else:
-                p = subprocess.run(["umount", "-l", self.mounted], capture_output=True, text=True, timeout=30)
-                if p.returncode != 0:
-                    print("teardown: umount %s: %s" % (self.mounted, p.stderr.strip()), file=sys.stderr)
-            self.mounted = None
         for name in self.logs:
-            text = self._read_log(name)
-            for mark in SANITIZER_MARKS:
-                i = text.find(mark)
-                if i >= 0:
-                    _sanitizer_reports.append("%s: %s" % (name, text[max(0, i - 200):i + 1500]))
-                    break
+            report = sanitizer_report(self._read_log(name))
+            if report:
+                _sanitizer_reports.append("%s: %s" % (name, report))
         for vg in sorted(glob.glob(os.path.join(self.tmp, "vg-*"))):
             with open(vg, errors="replace") as f:
                 text = f.read()
             if text.strip():
                 _sanitizer_reports.append("%s: %s" % (os.path.basename(vg), text[:3000]))
-        if not KEEP_TMP and os.path.isdir(self.tmp):
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        # Unmounts the fs_size filesystem (the programs are gone), then removes the
+        # directory unless EF_KEEP_TMP=1.
+        eftest.umount_below(self.tmp)
+        self.mountpoint = None
+        if not KEEP_TMP:
+            eftest.rmtree(self.tmp)
 
     def stop_gracefully(self, name, timeout=20):
         """SIGTERM and wait; returns the exit status."""
@@ -844,11 +783,7 @@ http {{
         if self.config_path:
             argv += ["--config", self.config_path]
         argv += list(args)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=timeout, env=env)
-        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+        return eftest.run_program(argv, timeout, asan="detect_leaks=0")
 
     def ctl_json(self, *args):
         rc, out, err = self.ctl(*args)

@@ -7,8 +7,8 @@ its own store directory under the test's temporary directory, routed to the othe
 until every node knows the JetStream meta leader and JetStream answers an API request. A node
 can be killed (kill -9 by PID) and restarted on the same ports and store, all of them too;
 stream_leader() names the node leading a stream. Each node runs in its own session and is
-stopped by its PID; the cluster registers with harness's teardown, so it is stopped on
-normal exit, failed assertion, exception and when the time budget runs out.
+stopped by its PID (tests/lib/eftest.py); the cluster registers with harness's teardown, so
+it is stopped on normal exit, failed assertion, exception and when the time budget runs out.
 
 NatsClient speaks the text protocol (CONNECT, PING, SUB, PUB, HPUB, MSG, HMSG) over one
 socket, enough for request/reply against the JetStream API ($JS.API.*): stream info, get a
@@ -20,14 +20,12 @@ import base64
 import json
 import os
 import random
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import time
 import urllib.request
 
+import eftest
 import harness
 from harness import SkipTest, TestFailure, check, log
 
@@ -300,7 +298,7 @@ class NatsCluster:
             raise SkipTest("nats-server not found at %s" % NATS_SERVER)
         self.name = name
         self.own_tmp = tmp is None
-        self.tmp = tmp or tempfile.mkdtemp(prefix="ef-nats-%s-" % name, dir="/tmp")
+        self.tmp = tmp or eftest.tmpdir("nats-" + name)
         self.cluster_name = "efc-%s-%d" % (name, os.getpid())
         self.nodes = [NatsNode("n%d" % (i + 1), self.tmp) for i in range(nodes)]
         self.stopped = False
@@ -369,10 +367,7 @@ cluster {
             f.write(conf)
 
     def _spawn(self, n):
-        lf = open(n.logpath, "ab")
-        n.proc = subprocess.Popen([NATS_SERVER, "-c", n.conf], stdin=subprocess.DEVNULL, stdout=lf,
-                                  stderr=lf, start_new_session=True, cwd=self.tmp)
-        lf.close()
+        n.proc = eftest.spawn([NATS_SERVER, "-c", n.conf], n.logpath, cwd=self.tmp)
 
     # -- readiness ----------------------------------------------------------------------
 
@@ -461,15 +456,7 @@ cluster {
         n = self.node(name)
         if not n.running():
             return
-        try:
-            os.killpg(n.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            n.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(n.proc.pid, signal.SIGKILL)
-            n.proc.wait(timeout=10)
+        eftest.stop(n.proc, sig, timeout=30)
         log("nats %s stopped (signal %d)" % (name, sig))
 
     def start(self, name, wait=True):
@@ -504,7 +491,7 @@ cluster {
         their messages are lost, as after losing every disk."""
         check(not any(n.running() for n in self.nodes), "wipe_stores with nodes running")
         for n in self.nodes:
-            shutil.rmtree(n.store, ignore_errors=True)
+            eftest.rmtree(n.store)
 
     # -- teardown ------------------------------------------------------------------------
 
@@ -526,12 +513,11 @@ cluster {
         for n in self.nodes:
             try:
                 if n.running():
-                    os.killpg(n.proc.pid, signal.SIGKILL)
-                    n.proc.wait(timeout=10)
+                    eftest.stop(n.proc, signal.SIGKILL, timeout=10)
             except Exception as e:  # teardown goes on
                 print("teardown nats %s: %s" % (n.name, e), flush=True)
         if self.stopped:
             return
         self.stopped = True
-        if self.own_tmp and not harness.KEEP_TMP and os.path.isdir(self.tmp):
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.own_tmp and not harness.KEEP_TMP:
+            eftest.rmtree(self.tmp)

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import harness
+import eftest  # tests/lib, on the path once harness is imported
 import mirrorlib
 import natslib
 from harness import Cluster, binary, check, log
@@ -33,10 +34,8 @@ class Mirror:
         harness._clusters.append(self)
 
     def start(self):
-        lf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen([binary("eventfold-mirror"), "--data", self.data, "--config", self.conf],
-                                     stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, start_new_session=True)
-        lf.close()
+        self.proc = eftest.spawn([binary("eventfold-mirror"), "--data", self.data, "--config", self.conf],
+                                 self.logpath)
         return self
 
     def log_text(self):
@@ -74,14 +73,12 @@ class Mirror:
         return lines[-1] if lines else ""
 
     def stop(self, sig=signal.SIGKILL):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+        if self.proc is not None:
+            eftest.stop(self.proc, sig, timeout=30)
 
     def ctl(self, *args):
-        p = subprocess.run([binary("eventfoldctl"), "--data", self.data, "--config", self.conf] + list(args),
-                           capture_output=True, text=True, timeout=120)
-        return p.returncode, p.stdout, p.stderr
+        return eftest.run_program([binary("eventfoldctl"), "--data", self.data, "--config", self.conf]
+                                  + list(args), timeout=120, asan="detect_leaks=0")
 
 
 def dump_lines(m):

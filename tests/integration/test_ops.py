@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Cluster, binary, check, expect, log, run, soft_check, uid  # noqa: E402
+from eftest import tmpdir  # noqa: E402
 
 PROGRAMS = ("eventfold-command", "eventfold-query", "eventfold-tailer", "eventfoldctl")
 
@@ -34,52 +35,51 @@ def cli():
 def start_errors():
     """Start-up errors: exit 2 (bad usage) or 1, and exactly one line on stderr that names the
     cause and the offending value."""
-    import tempfile
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
-    with tempfile.TemporaryDirectory(prefix="ef-ops-cli-") as t:
-        missing = os.path.join(t, "missing")
-        afile = os.path.join(t, "afile")
-        data = os.path.join(t, "data")
-        os.mkdir(data)
-        open(afile, "w").close()
-        bad_value = os.path.join(t, "bad-value.conf")
-        with open(bad_value, "w") as f:
-            f.write("# a comment\nworkers = 0\n")
-        bad_key = os.path.join(t, "bad-key.conf")
-        with open(bad_key, "w") as f:
-            f.write("frobnicate = 1\n")
-        sock = "unix:" + os.path.join(t, "s.sock")
-        cases = [
-            (["eventfold-command", "--data", missing, "--listen", sock], 1, [missing, "No such file"]),
-            (["eventfold-query", "--data", missing, "--listen", sock], 1, [missing, "No such file"]),
-            (["eventfold-query", "--data", afile, "--listen", sock], 1, [afile, "Not a directory"]),
-            (["eventfold-tailer", "--data", missing, "--once"], 1, [missing, "No such file"]),
-            (["eventfold-tailer", "--data", afile, "--once"], 1, [afile, "Not a directory"]),
-            (["eventfoldctl", "--data", missing, "verify"], 1, [missing, "No such file"]),
-            (["eventfoldctl", "--data", missing, "rebuild"], 1, [missing, "No such file"]),
-            (["eventfoldctl", "--data", data, "dlq", "frobnicate"], 2, ["'frobnicate'"]),
-            (["eventfoldctl", "--data", data, "dlq"], 2, ["dlq", "missing"]),
-            (["eventfoldctl", "--data", data, "dlq", "retry", "abc"], 2, ["'abc'"]),
-            (["eventfoldctl", "--data", data, "dump", "--limit", "xyz"], 2, ["--limit", "'xyz'"]),
-            (["eventfoldctl", "--data", data, "dump", "--from"], 2, ["--from", "needs a value"]),
-            (["eventfoldctl", "--data", data, "frobnicate"], 2, ["'frobnicate'"]),
-            (["eventfold-command", "--config", bad_value, "--data", data], 2, [bad_value + ":2", "'0'"]),
-            (["eventfold-tailer", "--config", bad_key, "--data", data], 2, [bad_key + ":1", "'frobnicate'"]),
-            (["eventfold-tailer", "--config", missing, "--data", data], 2, [missing]),
-            (["eventfold-query", "--workers", "abc", "--data", data], 2, ["--workers", "'abc'"]),
-            (["eventfold-query", "--listen", "bogus", "--data", data], 2, ["--listen", "'bogus'"]),
-            (["eventfold-tailer", "--log-level", "loud", "--data", data], 2, ["'loud'"]),
-        ]
-        for argv, status, words in cases:
-            p = subprocess.run([binary(argv[0])] + argv[1:], capture_output=True, text=True,
-                               timeout=30, env=env, stdin=subprocess.DEVNULL)
-            what = " ".join(argv)
-            lines = [l for l in p.stderr.splitlines() if l.strip()]
-            soft_check(p.returncode == status, "%s: exit %d, expected %d (%r)" % (what, p.returncode, status, p.stderr))
-            soft_check(len(lines) == 1, "%s: %d lines on stderr, expected 1: %r" % (what, len(lines), p.stderr))
-            soft_check(lines and lines[0].startswith(argv[0] + ": "), "%s: line not 'PROG: ...': %r" % (what, p.stderr))
-            for w in words:
-                soft_check(w in p.stderr, "%s: stderr lacks %r: %r" % (what, w, p.stderr))
+    t = tmpdir("ops-cli")
+    missing = os.path.join(t, "missing")
+    afile = os.path.join(t, "afile")
+    data = os.path.join(t, "data")
+    os.mkdir(data)
+    open(afile, "w").close()
+    bad_value = os.path.join(t, "bad-value.conf")
+    with open(bad_value, "w") as f:
+        f.write("# a comment\nworkers = 0\n")
+    bad_key = os.path.join(t, "bad-key.conf")
+    with open(bad_key, "w") as f:
+        f.write("frobnicate = 1\n")
+    sock = "unix:" + os.path.join(t, "s.sock")
+    cases = [
+        (["eventfold-command", "--data", missing, "--listen", sock], 1, [missing, "No such file"]),
+        (["eventfold-query", "--data", missing, "--listen", sock], 1, [missing, "No such file"]),
+        (["eventfold-query", "--data", afile, "--listen", sock], 1, [afile, "Not a directory"]),
+        (["eventfold-tailer", "--data", missing, "--once"], 1, [missing, "No such file"]),
+        (["eventfold-tailer", "--data", afile, "--once"], 1, [afile, "Not a directory"]),
+        (["eventfoldctl", "--data", missing, "verify"], 1, [missing, "No such file"]),
+        (["eventfoldctl", "--data", missing, "rebuild"], 1, [missing, "No such file"]),
+        (["eventfoldctl", "--data", data, "dlq", "frobnicate"], 2, ["'frobnicate'"]),
+        (["eventfoldctl", "--data", data, "dlq"], 2, ["dlq", "missing"]),
+        (["eventfoldctl", "--data", data, "dlq", "retry", "abc"], 2, ["'abc'"]),
+        (["eventfoldctl", "--data", data, "dump", "--limit", "xyz"], 2, ["--limit", "'xyz'"]),
+        (["eventfoldctl", "--data", data, "dump", "--from"], 2, ["--from", "needs a value"]),
+        (["eventfoldctl", "--data", data, "frobnicate"], 2, ["'frobnicate'"]),
+        (["eventfold-command", "--config", bad_value, "--data", data], 2, [bad_value + ":2", "'0'"]),
+        (["eventfold-tailer", "--config", bad_key, "--data", data], 2, [bad_key + ":1", "'frobnicate'"]),
+        (["eventfold-tailer", "--config", missing, "--data", data], 2, [missing]),
+        (["eventfold-query", "--workers", "abc", "--data", data], 2, ["--workers", "'abc'"]),
+        (["eventfold-query", "--listen", "bogus", "--data", data], 2, ["--listen", "'bogus'"]),
+        (["eventfold-tailer", "--log-level", "loud", "--data", data], 2, ["'loud'"]),
+    ]
+    for argv, status, words in cases:
+        p = subprocess.run([binary(argv[0])] + argv[1:], capture_output=True, text=True,
+                           timeout=30, env=env, stdin=subprocess.DEVNULL)
+        what = " ".join(argv)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        soft_check(p.returncode == status, "%s: exit %d, expected %d (%r)" % (what, p.returncode, status, p.stderr))
+        soft_check(len(lines) == 1, "%s: %d lines on stderr, expected 1: %r" % (what, len(lines), p.stderr))
+        soft_check(lines and lines[0].startswith(argv[0] + ": "), "%s: line not 'PROG: ...': %r" % (what, p.stderr))
+        for w in words:
+            soft_check(w in p.stderr, "%s: stderr lacks %r: %r" % (what, w, p.stderr))
 
 
 def main():

@@ -14,6 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Cluster, binary, check, free_port, log, run  # noqa: E402
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from kafkalib import MockKafka  # noqa: E402
 
 
@@ -62,9 +63,8 @@ def main():
             with open(path, "w") as f:
                 f.write("kafka_brokers = 127.0.0.1:%d\n" % free_port())
             logpath = os.path.join(c.tmp, "relay-unreachable.log")
-            with open(logpath, "wb") as lf:
-                p = subprocess.Popen([binary("eventfold-relay"), "--data", c.data, "--sink", "kafka",
-                                      "--config", path], stdout=lf, stderr=lf, start_new_session=True)
+            p = eftest.spawn([binary("eventfold-relay"), "--data", c.data, "--sink", "kafka",
+                              "--config", path], logpath)
             try:
                 time.sleep(25)  # the metadata timeout (10 s) and a few backoff rounds
                 check(p.poll() is None, "relay exited on unreachable brokers: %s"
@@ -76,8 +76,7 @@ def main():
                 check(len(text.splitlines()) < 12, "too many lines while retrying:\n%s" % text)
                 log("unreachable brokers: %d lines in 25 s: %s" % (len(text.splitlines()), failing[0]))
             finally:
-                os.kill(p.pid, signal.SIGTERM)
-                rc = p.wait(timeout=30)
+                rc = eftest.stop(p, signal.SIGTERM, timeout=30)
             check(rc == 0, "relay exit %d after SIGTERM while retrying" % rc)
 
 

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, binary, check, expect, fcgi_params, fcgi_request, log, parallel,  # noqa: E402
                      run, uid)
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 
 USERS = 128
 ROUNDS = 4  # per thread: orders, each paid and some shipped/cancelled
@@ -103,8 +104,8 @@ def main():
         c.wait_caught_up(head, timeout=120)
 
         sock = os.path.join(c.tmp, "fresh-query.sock")
-        q = subprocess.Popen([binary("eventfold-query"), "--data", fresh, "--listen", "unix:" + sock, "--workers", "1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        q = eftest.spawn([binary("eventfold-query"), "--data", fresh, "--listen", "unix:" + sock, "--workers", "1"],
+                         os.path.join(c.tmp, "fresh-query.log"))
         c.procs["fresh-query"] = q
         deadline = time.monotonic() + 15
         while not os.path.exists(sock):

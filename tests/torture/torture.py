@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import Cluster, TestFailure, check, log, run  # noqa: E402
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from logcheck import Fold, model_diffs  # noqa: E402
 
 CYCLES = int(os.environ.get("TORTURE_CYCLES", "100"))
@@ -275,7 +276,7 @@ def rebuilt_stack_diffs(cluster, fold, mine):
     with Cluster("torture-rebuild", workers=1) as c2:
         for n in ("command", "query", "tailer"):
             c2.kill(n, signal.SIGKILL)
-        shutil.rmtree(c2.data)
+        eftest.rmtree(c2.data)
         os.makedirs(c2.data)
         shutil.copytree(os.path.join(cluster.data, "log"), os.path.join(c2.data, "log"))
         for n in ("command", "query", "tailer"):
