@@ -32,11 +32,20 @@ void sbuf_reset(struct sbuf *sb)
 
 void sbuf_reserve(struct sbuf *sb, size_t n)
 {
-    if (sb->len + n + 1 <= sb->cap)
+    /* A size past SIZE_MAX comes from a length gone wrong, never from data: like out of
+     * memory it is not survived (xalloc.h), and it must not wrap into a small size that
+     * passes the check below and is then written past. */
+    if (n > SIZE_MAX - 1 - sb->len) {
+        fprintf(stderr, "eventfold: a buffer of %zu + %zu bytes cannot be represented\n",
+                sb->len, n);
+        abort();
+    }
+    size_t need = sb->len + n + 1;
+    if (need <= sb->cap)
         return;
     size_t cap = sb->cap ? sb->cap : 256;
-    while (cap < sb->len + n + 1)
-        cap *= 2;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     sb->data = xrealloc(sb->data, cap);
     sb->cap = cap;
 }
