@@ -1,5 +1,5 @@
 /* Unit tests of util/durable: files replaced whole (exact content, mode 0644, nothing left
- * under the temporary name), read back (length, NUL, truncation), and every error path
+ * under the temporary name, a reader of the old file keeps its content), read back (length, NUL, truncation), and every error path
  * reported as -errno with the old file left as it was: a missing directory, a name too
  * long, a target that is a directory, a short write (-ENOSPC, made with RLIMIT_FSIZE, so
  * no root is needed), a write refused outright (-EFBIG) and a full tmpfs (-ENOSPC, as root).
@@ -118,6 +118,31 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The markers (the read model's "unsynced", the log's "sync-failed") are read by other
+ * processes while they are rewritten: a rewrite replaces the file whole (a new inode renamed
+ * over) instead of truncating it in place, where a reader could see it empty. The old
+ * inode, still open, keeps the old content. */
+START_TEST(test_marker_replaced_whole)
+{
+    char buf[64];
+    ck_assert_int_eq(ef_read_small(td_dir, "marker", buf, sizeof buf), -ENOENT);
+    ck_assert_int_eq(ef_write_durably(td_dir, "marker", "first boot", 10), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/marker", td_dir);
+    int old = open(path, O_RDONLY);
+    ck_assert_int_ge(old, 0);
+    ck_assert_int_eq(ef_write_durably(td_dir, "marker", "second", 6), 0);
+    ck_assert_int_eq((int)pread(old, buf, sizeof buf - 1, 0), 10);
+    close(old);
+    ck_assert_int_eq(ef_read_small(td_dir, "marker", buf, sizeof buf), 6);
+    ck_assert_str_eq(buf, "second");
+    ck_assert_int_eq(ef_read_small(td_dir, "marker", buf, 4), 3); /* cut to fit, NUL-ended */
+    ck_assert_str_eq(buf, "sec");
+    snprintf(path, sizeof path, "%s/.marker.tmp", td_dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
 struct limited {
     rlim_t limit; /* RLIMIT_FSIZE in the child */
     size_t len;   /* bytes written durably over the old "marker" */
@@ -198,6 +223,7 @@ static Suite *durable_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_write_and_read_back);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_marker_replaced_whole);
     tcase_add_test(tc, test_short_write_is_enospc);
     tcase_add_test(tc, test_full_tmpfs);
     suite_add_tcase(s, tc);

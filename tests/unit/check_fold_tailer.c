@@ -25,24 +25,17 @@
 #include "readmodel/rpos.h"
 #include "readmodel/snapshot.h"
 #include "fold/tailer.h"
+#include "testdir.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
-static char tmpdir[64];
+static char tmpdir[TD_PATH_MAX];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/check_tailer_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    /* The path is ours (mkdtemp under /tmp); nothing else is removed. */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    td_setup();
+    strcpy(tmpdir, td_dir);
 }
 
 static void log_dir(char *out, size_t n) { snprintf(out, n, "%s/log", tmpdir); }
@@ -662,9 +655,10 @@ END_TEST
 
 static Suite *tailer_suite(void)
 {
-    Suite *s = suite_create("read_tailer");
+    Suite *s = suite_create("fold_tailer");
     TCase *tc = tcase_create("tailer");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
+    tcase_add_checked_fixture(tc, setup, td_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_catch_up_once);
     tcase_add_test(tc, test_resume_after_partial_run);
@@ -684,7 +678,7 @@ static Suite *tailer_suite(void)
 
 int main(void)
 {
-    eflog_init("check_read_tailer", EF_ERROR);
+    eflog_init("check_fold_tailer", EF_ERROR);
     SRunner *sr = srunner_create(tailer_suite());
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);

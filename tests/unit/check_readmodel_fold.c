@@ -11,6 +11,7 @@
 
 #include "readmodel/rmodel.h"
 #include "readmodel/rmodel_event.h"
+#include "testdir.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
@@ -18,14 +19,14 @@
 #define D2 1767398399000LL /* 2026-01-02T23:59:59Z */
 #define D3 1767398401000LL /* 2026-01-03T00:00:01Z */
 
-static char tmpdir[64];
+static char tmpdir[TD_PATH_MAX];
 static struct rmodel_env *env;
 static uint64_t next_pos;
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/check_read_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    td_setup();
+    strcpy(tmpdir, td_dir);
     struct rmodel_options opt = { 64u << 20, 0 };
     ck_assert_int_eq(rmodel_env_open(tmpdir, &opt, &env), 0);
     next_pos = 1;
@@ -35,12 +36,7 @@ static void teardown(void)
 {
     rmodel_env_close(env);
     env = NULL;
-    char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", tmpdir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", tmpdir);
-    unlink(path);
-    rmdir(tmpdir);
+    td_teardown();
 }
 
 static struct log_record mkrec(const char *stream, uint64_t ver, const char *type, int schema,
@@ -616,8 +612,9 @@ END_TEST
 
 static Suite *read_suite(void)
 {
-    Suite *s = suite_create("read_fold");
+    Suite *s = suite_create("readmodel_fold");
     TCase *tc = tcase_create("fold");
+    tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_lifecycle_midway);
@@ -635,7 +632,7 @@ static Suite *read_suite(void)
 
 int main(void)
 {
-    eflog_init("check_read_fold", EF_ERROR);
+    eflog_init("check_readmodel_fold", EF_ERROR);
     SRunner *sr = srunner_create(read_suite());
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
