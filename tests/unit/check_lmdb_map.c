@@ -1,8 +1,10 @@
 /* Unit tests of util/lmdb_map, LMDB environments written through a writable map whose
  * blocks are reserved: a writable map has data.mdb and lock.mdb without holes; growing a
- * full map (reserve, then mdb_env_set_mapsize) keeps that invariant and the data, also
- * across a reopen; on a disk too small for the map (a tmpfs, as root) the env falls back to
- * write(2), says why (-ENOSPC), still works, and a further reservation fails cleanly;
+ * full map (ef_mdb_set_mapsize) keeps that invariant and the data; no map is ever set below
+ * the data file's size (a reopen or a resize with a smaller size maps the file's size, 0
+ * adopts it); on a disk too small for the map (a tmpfs, as root) the env falls back to
+ * write(2), says why (-ENOSPC) and still works, and a writable map that cannot grow there
+ * stays as it was, usable, with -ENOSPC;
  * errors of the open (missing directory, a failing setup) come back as LMDB codes with no
  * env left open; and the small code helpers. Where the test directory's filesystem has no
  * fallocate (and no tmpfs can be mounted), the writable-map checks are skipped, saying so. */
@@ -33,10 +35,10 @@ static void map_setup(void)
         snprintf(base, sizeof base, "%s", td_dir);
 }
 
-static int setup_mapsize(MDB_env *env, void *arg)
+static int setup_dbs(MDB_env *env, void *arg)
 {
-    int rc = mdb_env_set_mapsize(env, *(size_t *)arg);
-    return rc ? rc : mdb_env_set_maxdbs(env, 2);
+    (void)arg;
+    return mdb_env_set_maxdbs(env, 2);
 }
 
 static int setup_fails(MDB_env *env, void *arg)
@@ -112,7 +114,7 @@ START_TEST(test_open_writemap)
     size_t map = MIB;
     MDB_env *env = NULL;
     int wm = -1, why = 1;
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_mapsize, &map, &env, &wm, &why), 0);
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), 0);
     ck_assert_ptr_nonnull(env);
     ck_assert_int_eq(wm, writable_map(env));
     if (!wm) {
@@ -128,7 +130,7 @@ START_TEST(test_open_writemap)
     ef_mdb_close(env);
     /* A read-only reopen without the writable map sees the data. */
     env = NULL;
-    ck_assert_int_eq(ef_mdb_open_plain(dir, MDB_RDONLY, 0644, setup_mapsize, &map, &env), 0);
+    ck_assert_int_eq(ef_mdb_open_plain(dir, MDB_RDONLY, 0644, map, setup_dbs, NULL, &env), 0);
     ck_assert(!writable_map(env));
     ck_assert(has(env, 1, 100));
     ef_mdb_close(env);
@@ -142,42 +144,31 @@ START_TEST(test_grow_full_map)
     size_t map = 256 * KIB;
     MDB_env *env;
     int wm, why;
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_mapsize, &map, &env, &wm, &why), 0);
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), 0);
     unsigned n = 0;
     int rc;
     while ((rc = put(env, n, 3 * KIB)) == 0)
         n++;
     ck_assert_int_eq(rc, MDB_MAP_FULL);
     ck_assert_uint_gt(n, 10);
-    /* The growth protocol: reserve the blocks first, then let LMDB use them. */
+    /* The growth: the blocks are reserved first, then LMDB maps them. */
     size_t bigger = 4 * map;
-    rc = ef_mdb_reserve(env, bigger);
-    if (wm)
-        ck_assert_int_eq(rc, 0);
-    else
-        ck_assert_int_eq(rc, -EOPNOTSUPP);
-    ck_assert_int_eq(mdb_env_set_mapsize(env, bigger), 0);
+    ck_assert_int_eq(ef_mdb_set_mapsize(env, bigger, wm), 0);
     ck_assert_uint_eq(ef_mdb_mapsize(env), bigger);
     if (wm)
         assert_no_holes(dir, "data.mdb", bigger);
     ck_assert_int_eq(put(env, n, 3 * KIB), 0); /* the put that did not fit */
     for (unsigned i = 0; i <= n; i++)
         ck_assert_msg(has(env, i, 3 * KIB), "key %u lost by the growth", i);
+    /* Never below the file: a smaller size, or 0, maps the file's size. */
+    ck_assert_int_eq(ef_mdb_set_mapsize(env, map, wm), 0);
+    ck_assert_uint_eq(ef_mdb_mapsize(env), bigger);
+    ck_assert_int_eq(ef_mdb_set_mapsize(env, 0, wm), 0);
+    ck_assert_uint_eq(ef_mdb_mapsize(env), bigger);
     ef_mdb_close(env);
-    /* Reopened with the small size configured: LMDB maps at least what the data uses, and
-     * the reservation covers what it maps. */
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_mapsize, &map, &env, &wm, &why), 0);
-    size_t now = ef_mdb_mapsize(env);
-    ck_assert_uint_ge(now, map);
-    if (wm)
-        assert_no_holes(dir, "data.mdb", now);
-    for (unsigned i = 0; i <= n; i++)
-        ck_assert(has(env, i, 3 * KIB));
-    /* Adopting the size the map was grown to, as a process does when another one grew it:
-     * reserve first, then take LMDB's recorded size (0). */
-    if (wm)
-        ck_assert_int_eq(ef_mdb_reserve(env, bigger), 0);
-    ck_assert_int_eq(mdb_env_set_mapsize(env, 0), 0);
+    /* Reopened with the small size configured: the file's size is mapped, and with a
+     * writable map it is still whole (LMDB did not cut it to the configured size). */
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), 0);
     ck_assert_uint_eq(ef_mdb_mapsize(env), bigger);
     if (wm)
         assert_no_holes(dir, "data.mdb", bigger);
@@ -198,7 +189,7 @@ START_TEST(test_disk_too_small)
     size_t map = 4 * MIB;
     MDB_env *env = NULL;
     int wm = -1, why = 0;
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_mapsize, &map, &env, &wm, &why), 0);
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), 0);
     ck_assert_int_eq(wm, 0);
     ck_assert_int_eq(why, -ENOSPC);
     ck_assert(!writable_map(env));
@@ -211,6 +202,20 @@ START_TEST(test_disk_too_small)
     /* lock.mdb's blocks were allocated before LMDB stored into it. */
     assert_no_holes(dir, "lock.mdb", 0);
     ef_mdb_close(env);
+
+    /* A map that fits is writable; growing it past the disk fails before LMDB maps the
+     * new size, and the env goes on as it was. */
+    env_dir(dir, sizeof dir, small, "grows");
+    map = 256 * KIB;
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), 0);
+    ck_assert_int_eq(wm, 1);
+    ck_assert_int_eq(put(env, 1, 3 * KIB), 0);
+    ck_assert_int_eq(ef_mdb_set_mapsize(env, 4 * MIB, wm), -ENOSPC);
+    ck_assert_uint_eq(ef_mdb_mapsize(env), map);
+    assert_no_holes(dir, "data.mdb", map);
+    ck_assert_int_eq(put(env, 2, 3 * KIB), 0);
+    ck_assert(has(env, 1, 3 * KIB) && has(env, 2, 3 * KIB));
+    ef_mdb_close(env);
 }
 END_TEST
 
@@ -221,12 +226,12 @@ START_TEST(test_open_errors)
     size_t map = MIB;
     MDB_env *env = NULL;
     int wm = -1, why = -1;
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_mapsize, &map, &env, &wm, &why), ENOENT);
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, map, setup_dbs, NULL, &env, &wm, &why), ENOENT);
     ck_assert_ptr_null(env);
-    ck_assert_int_eq(ef_mdb_open_plain(dir, 0, 0644, setup_mapsize, &map, &env), ENOENT);
+    ck_assert_int_eq(ef_mdb_open_plain(dir, 0, 0644, map, setup_dbs, NULL, &env), ENOENT);
     ck_assert_ptr_null(env);
     env_dir(dir, sizeof dir, base, "setup");
-    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, setup_fails, NULL, &env, &wm, &why), MDB_INCOMPATIBLE);
+    ck_assert_int_eq(ef_mdb_open(dir, 0, 0644, MIB, setup_fails, NULL, &env, &wm, &why), MDB_INCOMPATIBLE);
     ck_assert_ptr_null(env);
     char lock[300];
     snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
