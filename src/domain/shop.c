@@ -244,5 +244,12 @@ int shop_decide(const struct command *cmd, const struct shop_view *v, struct eve
     /* The order actions all need the order: one check here instead of one per action. */
     if (cmd->kind >= CMD_PAY && !v->order_found)
         return not_found(p, "order", cmd->id);
-    return deciders[cmd->kind](cmd, v, ev, p);
+    int rc = deciders[cmd->kind](cmd, v, ev, p);
+    /* What the rules promise of every event they let through (state.h): no wallet below
+     * zero after a payment, no order without lines or with a negative amount. */
+    assert(rc != 0 || ev->version >= 1);
+    assert(rc != 0 || ev->type != EV_PAYMENT_PROCESSED || ev->balance >= 0);
+    assert(rc != 0 || ev->type != EV_ORDER_CREATED ||
+           (ev->nlines >= 1 && ev->nlines <= STATE_LINES_MAX && ev->amount >= 0));
+    return rc;
 }

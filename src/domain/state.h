@@ -54,4 +54,31 @@ struct order_state {
     struct order_line_state lines[STATE_LINES_MAX];
 };
 
+/* The invariants above that a state satisfies by itself, for assert(): the write model
+ * stores no state that fails them (write/model.c), since apply refuses every event that
+ * would break them. Not included: an item's reserved and sold against its orders (they span
+ * records: apply keeps them, the torture's log checker and the unit tests check them), and
+ * an order's amount against its lines (a schema-1 line takes its price from the item when
+ * applied, so an old log need not match: the shop computes the amount of every new order). */
+static inline int user_state_ok(const struct user_state *u)
+{
+    return u->balance >= 0 && u->version >= 1;
+}
+
+static inline int item_state_ok(const struct item_state *it)
+{
+    return it->available >= 0 && it->reserved >= 0 && it->sold >= 0 && it->version >= 1;
+}
+
+static inline int order_state_ok(const struct order_state *o)
+{
+    if (o->nlines < 1 || o->nlines > STATE_LINES_MAX || o->version < 1 || o->amount < 0 ||
+        o->status < ORDER_CREATED || o->status > ORDER_CANCELLED)
+        return 0;
+    for (size_t i = 0; i < o->nlines; i++)
+        if (o->lines[i].quantity < 1)
+            return 0;
+    return 1;
+}
+
 #endif

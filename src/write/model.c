@@ -385,6 +385,7 @@ int wm_get_user(struct wm *wm, MDB_txn *txn, const char *id, struct user_state *
 
 int wm_put_user(struct wm *wm, MDB_txn *txn, const char *id, const struct user_state *u)
 {
+    assert(user_state_ok(u));
     struct sbuf sb = SBUF_INIT;
     uint8_t fmt = WM_FORMAT;
     PUT(&sb, fmt);
@@ -423,6 +424,7 @@ int wm_get_item(struct wm *wm, MDB_txn *txn, const char *id, struct item_state *
 
 int wm_put_item(struct wm *wm, MDB_txn *txn, const char *id, const struct item_state *it)
 {
+    assert(item_state_ok(it));
     struct sbuf sb = SBUF_INIT;
     uint8_t fmt = WM_FORMAT;
     uint16_t name_len = (uint16_t)strlen(it->name), cat_len = (uint16_t)strlen(it->category);
@@ -478,7 +480,7 @@ int wm_get_order(struct wm *wm, MDB_txn *txn, const char *id, struct order_state
 
 int wm_put_order(struct wm *wm, MDB_txn *txn, const char *id, const struct order_state *o)
 {
-    assert(o->nlines >= 1 && o->nlines <= STATE_LINES_MAX);
+    assert(order_state_ok(o));
     struct sbuf sb = SBUF_INIT;
     uint8_t fmt = WM_FORMAT, status = (uint8_t)o->status;
     uint16_t nlines = (uint16_t)o->nlines, user_len = (uint16_t)strlen(o->user_id);

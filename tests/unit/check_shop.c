@@ -4,8 +4,8 @@
  * table (every action from every status: only the legal transitions pass), the boundaries
  * that keep the invariants of domain/state.h (no overselling: quantity == available passes,
  * one more is refused; no negative wallet: balance == amount passes, one cent short is
- * refused), and a random walk that folds the decided events into a model and checks those
- * invariants after every step. */
+ * refused), the per-state invariant predicates of state.h, and a random walk that folds
+ * the decided events into a model and checks those invariants after every step. */
 #include <config.h>
 
 #include <check.h>
@@ -302,6 +302,50 @@ START_TEST(test_pay_and_cancel_money)
 }
 END_TEST
 
+START_TEST(test_state_predicates)
+{
+    struct user_state u = { 0, 1 };
+    ck_assert(user_state_ok(&u));
+    u.balance = -1;
+    ck_assert(!user_state_ok(&u));
+    u = (struct user_state){ 5, 0 }; /* exists, so version >= 1 */
+    ck_assert(!user_state_ok(&u));
+
+    struct item_state it = { .price = 1, .version = 1 };
+    ck_assert(item_state_ok(&it));
+    it.available = -1;
+    ck_assert(!item_state_ok(&it));
+    it.available = 0, it.reserved = -1;
+    ck_assert(!item_state_ok(&it));
+    it.reserved = 0, it.sold = -1;
+    ck_assert(!item_state_ok(&it));
+    it.sold = 0, it.version = 0;
+    ck_assert(!item_state_ok(&it));
+
+    struct order_state *o = &view->order;
+    memset(o, 0, sizeof *o);
+    o->status = ORDER_DELIVERED;
+    o->version = 4;
+    o->nlines = 2;
+    o->lines[0].quantity = o->lines[1].quantity = 1;
+    ck_assert(order_state_ok(o));
+    o->lines[1].quantity = 0;
+    ck_assert(!order_state_ok(o));
+    o->lines[1].quantity = 1, o->nlines = 0;
+    ck_assert(!order_state_ok(o));
+    o->nlines = STATE_LINES_MAX + 1;
+    ck_assert(!order_state_ok(o));
+    o->nlines = 2, o->status = 0;
+    ck_assert(!order_state_ok(o));
+    o->status = ORDER_CANCELLED + 1;
+    ck_assert(!order_state_ok(o));
+    o->status = ORDER_PAID, o->amount = -1;
+    ck_assert(!order_state_ok(o));
+    o->amount = 0, o->version = 0;
+    ck_assert(!order_state_ok(o));
+}
+END_TEST
+
 START_TEST(test_view_clear)
 {
     memset(view, 0xff, sizeof *view);
@@ -466,12 +510,17 @@ static void check_invariants(const struct world *w, unsigned step)
         ck_assert_int_eq(os->amount, amount);
         ck_assert_uint_ge(os->version, 1);
     }
-    for (int u = 0; u < W_USERS; u++)
+    for (int o = 0; o < W_ORDERS; o++)
+        ck_assert(!w->order_exists[o] || order_state_ok(&w->orders[o]));
+    for (int u = 0; u < W_USERS; u++) {
         ck_assert_msg(w->users[u].balance >= 0, "step %u: user %d balance %" PRId64, step, u,
                       w->users[u].balance);
+        ck_assert(!w->user_exists[u] || user_state_ok(&w->users[u]));
+    }
     for (int i = 0; i < W_ITEMS; i++) {
         ck_assert_msg(w->items[i].available >= 0, "step %u: item %d oversold (%" PRId64 ")",
                       step, i, w->items[i].available);
+        ck_assert(!w->item_exists[i] || item_state_ok(&w->items[i]));
         ck_assert_int_eq(w->items[i].reserved, reserved[i]);
         ck_assert_int_eq(w->items[i].sold, sold[i]);
     }
@@ -545,6 +594,7 @@ static Suite *shop_suite(void)
     tcase_add_test(tc, test_create_order);
     tcase_add_test(tc, test_transition_table);
     tcase_add_test(tc, test_pay_and_cancel_money);
+    tcase_add_test(tc, test_state_predicates);
     tcase_add_test(tc, test_view_clear);
     tcase_add_test(tc, test_random_walk_keeps_invariants);
     suite_add_tcase(s, tc);

@@ -679,6 +679,62 @@ START_TEST(test_other_boot_is_rebuilt)
 }
 END_TEST
 
+/* The model stores no state that breaks state.h's invariants: such a put is a bug of
+ * apply (which refuses every event that would lead there) and must stop the process
+ * (assert) before anything is written. Each put runs in a child, which dies at the assert
+ * before it touches LMDB (txn NULL), so the parent's env is never used after fork. */
+enum broken_kind { BROKEN_BALANCE, BROKEN_STOCK, BROKEN_RESERVED, BROKEN_NO_LINES, BROKEN_STATUS };
+
+static void put_broken(enum broken_kind k)
+{
+    struct user_state u = { -1, 3 };
+    struct item_state it = { .price = 5, .available = 1, .version = 2 };
+    static struct order_state o;
+    o.status = ORDER_PAID;
+    o.version = 2;
+    o.nlines = 1;
+    o.lines[0].quantity = 1;
+    switch (k) {
+    case BROKEN_BALANCE:
+        wm_put_user(ctx.wm, NULL, "u1", &u);
+        break;
+    case BROKEN_STOCK:
+        it.available = -1;
+        wm_put_item(ctx.wm, NULL, "i1", &it);
+        break;
+    case BROKEN_RESERVED:
+        it.reserved = -2;
+        wm_put_item(ctx.wm, NULL, "i1", &it);
+        break;
+    case BROKEN_NO_LINES:
+        o.nlines = 0;
+        wm_put_order(ctx.wm, NULL, "o1", &o);
+        break;
+    case BROKEN_STATUS:
+        o.status = 0;
+        wm_put_order(ctx.wm, NULL, "o1", &o);
+        break;
+    }
+}
+
+START_TEST(test_model_refuses_broken_state)
+{
+    for (int k = BROKEN_BALANCE; k <= BROKEN_STATUS; k++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            put_broken(k);
+            _exit(0);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+                      "case %d: a broken state reached the model (status 0x%x)", k, st);
+    }
+}
+END_TEST
+
 START_TEST(test_preflight)
 {
     struct ef_config cfg;
@@ -1115,6 +1171,7 @@ static Suite *write_suite(void)
     tcase_add_test(tc, test_unreadable_model_is_recreated);
     tcase_add_test(tc, test_other_boot_is_rebuilt);
     tcase_add_test(tc, test_preflight);
+    tcase_add_test(tc, test_model_refuses_broken_state);
     tcase_add_test(tc, test_enospc);
     tcase_add_test(tc, test_fdatasync_failure);
     tcase_add_test(tc, test_map_full);
