@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -41,6 +40,7 @@ BUILDDIR = os.environ.get("EF_BUILDDIR") or os.getcwd()
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 os.environ.setdefault("EF_OPENAPI", "0")  # no schema checks inside the timed samples
 import harness  # noqa: E402
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from harness import Cluster, expect  # noqa: E402
 
 EVENTS = int(os.environ.get("EF_BENCH_SNAPSHOT_EVENTS", "2400000"))
@@ -139,76 +139,74 @@ def sample(c, users):
 
 
 def main():
-    parent = tempfile.mkdtemp(prefix="ef-bench-snap-", dir=os.environ.get("EF_BENCH_DIR") or "/tmp")
-    try:
-        data = os.path.join(parent, "data")
-        prepare(data)
-        cfg = {"snapshot_every": str(EVERY), "snapshot_keep": "2"}
-        with Cluster("bench-snap", workers=4, config=cfg, data_dir=data, start_seconds=600) as c:
-            cl = c.client()
-            item = "snap-item"
-            expect(cl.post("/api/items", {"item_id": item, "name": "Snap", "category": "bench",
-                                          "price_cents": 100}), 201)
-            for _ in range(20):  # more stock than the load can sell
-                expect(cl.post("/api/items/%s/restock" % item, {"quantity": 1000000}), 200)
-            users = ["snap-u%d" % i for i in range(100)]
-            for u in users:
-                expect(cl.post("/api/users", {"user_id": u, "name": "Snap " + u}), 201)
-            cl.close()
-            ufile = os.path.join(parent, "users.txt")
-            with open(ufile, "w") as f:
-                f.write("\n".join(users) + "\n")
-            watch = SnapshotWatch(c.logs["tailer"])
-            watch.start()
-            delay = max(0, LOAD_CONNS * 1000 // RATE - 1)
-            env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item, EF_BENCH_LUA_DIR=HERE,
-                       EF_BENCH_DELAY_MS=str(delay))
-            load = subprocess.Popen([WRK, "-t", "1", "-c", str(LOAD_CONNS), "-d", "900s", "-s",
-                                     os.path.join(HERE, "http_create_order_paced.lua"),
-                                     "http://127.0.0.1:%d/" % c.port], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, env=env)
-            try:
-                time.sleep(0.5)
-                if load.poll() is not None:
-                    die("wrk exited: %s" % load.communicate()[0][-300:])
-                h0, t_start = c.head(), time.monotonic()
-                out = sample(c, users)
-                rate = (c.head() - h0) / (time.monotonic() - t_start)
-                # Wait (bounded) for a copy that started while sampling to finish, so that
-                # its interval is known.
-                deadline = time.monotonic() + 180
-                while time.monotonic() < deadline:
-                    if watch.copies and watch.copies[-1][1] >= out[-1][1]:
-                        break
-                    if not c.running("tailer"):
-                        die("the tailer exited")
-                    time.sleep(0.1)
-            finally:
-                if load.poll() is None:
-                    load.terminate()  # our own child, by its PID
-                load.wait(timeout=30)
-                watch.stop.set()
-            copies = list(watch.copies)
-            during = [(ms, st) for t0, t1, ms, st in out
-                      if any(t0 < e and t1 > s for s, e, _ in copies)]
-            between = [(ms, st) for t0, t1, ms, st in out
-                       if not any(t0 < e and t1 > s for s, e, _ in copies)]
-            if not during:
-                die("no sample overlapped a snapshot (%d snapshots logged)" % len(copies))
-            emit("snapshot_events", EVENTS)
-            emit("snapshot_model_bytes", max(b for _, _, b in copies))
-            emit("snapshot_count", len(copies))
-            emit("snapshot_copy_ms_max", "%.0f" % max((e - s) * 1000 for s, e, _ in copies))
-            emit("snapshot_load_commands_per_second", "%.0f" % rate)
-            for tag, sm in (("snap", during), ("between", between)):
-                n, p50, p99, mx, n503 = stats(sm)
-                emit("ryw_%s_samples" % tag, n)
-                emit("ryw_%s_p50_ms" % tag, "%.2f" % p50)
-                emit("ryw_%s_p99_ms" % tag, "%.2f" % p99)
-                emit("ryw_%s_max_ms" % tag, "%.2f" % mx)
-                emit("ryw_%s_503" % tag, n503)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    parent = eftest.tmpdir("bench-snap", os.environ.get("EF_BENCH_DIR"))
+    data = os.path.join(parent, "data")
+    prepare(data)
+    cfg = {"snapshot_every": str(EVERY), "snapshot_keep": "2"}
+    with Cluster("bench-snap", workers=4, config=cfg, data_dir=data, start_seconds=600) as c:
+        cl = c.client()
+        item = "snap-item"
+        expect(cl.post("/api/items", {"item_id": item, "name": "Snap", "category": "bench",
+                                      "price_cents": 100}), 201)
+        for _ in range(20):  # more stock than the load can sell
+            expect(cl.post("/api/items/%s/restock" % item, {"quantity": 1000000}), 200)
+        users = ["snap-u%d" % i for i in range(100)]
+        for u in users:
+            expect(cl.post("/api/users", {"user_id": u, "name": "Snap " + u}), 201)
+        cl.close()
+        ufile = os.path.join(parent, "users.txt")
+        with open(ufile, "w") as f:
+            f.write("\n".join(users) + "\n")
+        watch = SnapshotWatch(c.logs["tailer"])
+        watch.start()
+        delay = max(0, LOAD_CONNS * 1000 // RATE - 1)
+        env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item, EF_BENCH_LUA_DIR=HERE,
+                   EF_BENCH_DELAY_MS=str(delay))
+        load = subprocess.Popen([WRK, "-t", "1", "-c", str(LOAD_CONNS), "-d", "900s", "-s",
+                                 os.path.join(HERE, "http_create_order_paced.lua"),
+                                 "http://127.0.0.1:%d/" % c.port], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            time.sleep(0.5)
+            if load.poll() is not None:
+                die("wrk exited: %s" % load.communicate()[0][-300:])
+            h0, t_start = c.head(), time.monotonic()
+            out = sample(c, users)
+            rate = (c.head() - h0) / (time.monotonic() - t_start)
+            # Wait (bounded) for a copy that started while sampling to finish, so that
+            # its interval is known.
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if watch.copies and watch.copies[-1][1] >= out[-1][1]:
+                    break
+                if not c.running("tailer"):
+                    die("the tailer exited")
+                time.sleep(0.1)
+        finally:
+            if load.poll() is None:
+                load.terminate()  # our own child, by its PID
+            load.wait(timeout=30)
+            watch.stop.set()
+        copies = list(watch.copies)
+        during = [(ms, st) for t0, t1, ms, st in out
+                  if any(t0 < e and t1 > s for s, e, _ in copies)]
+        between = [(ms, st) for t0, t1, ms, st in out
+                   if not any(t0 < e and t1 > s for s, e, _ in copies)]
+        if not during:
+            die("no sample overlapped a snapshot (%d snapshots logged)" % len(copies))
+        emit("snapshot_events", EVENTS)
+        emit("snapshot_model_bytes", max(b for _, _, b in copies))
+        emit("snapshot_count", len(copies))
+        emit("snapshot_copy_ms_max", "%.0f" % max((e - s) * 1000 for s, e, _ in copies))
+        emit("snapshot_load_commands_per_second", "%.0f" % rate)
+        for tag, sm in (("snap", during), ("between", between)):
+            n, p50, p99, mx, n503 = stats(sm)
+            emit("ryw_%s_samples" % tag, n)
+            emit("ryw_%s_p50_ms" % tag, "%.2f" % p50)
+            emit("ryw_%s_p99_ms" % tag, "%.2f" % p99)
+            emit("ryw_%s_max_ms" % tag, "%.2f" % mx)
+            emit("ryw_%s_503" % tag, n503)
+    eftest.rmtree(parent)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILDDIR, NGINX, SRCDIR, Client, SkipTest, TestFailure, check,  # noqa: E402
                      children_of, expect, free_port, log, run)
+import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 
 NATS = os.environ.get("EF_NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -43,11 +43,8 @@ def descendants(pid):
 
 
 def start(script, tmp, env):
-    out = open(os.path.join(tmp, "out.txt"), "wb")
-    p = subprocess.Popen(["sh", os.path.join(SRCDIR, "scripts", script)], cwd=tmp, stdin=subprocess.DEVNULL,
-                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                         env=dict(os.environ, EF_BUILDDIR=BUILDDIR, EF_SRCDIR=SRCDIR, EF_NGINX=NGINX, **env))
-    out.close()
+    p = eftest.spawn(["sh", os.path.join(SRCDIR, "scripts", script)], os.path.join(tmp, "out.txt"), cwd=tmp,
+                     env=dict(os.environ, EF_BUILDDIR=BUILDDIR, EF_SRCDIR=SRCDIR, EF_NGINX=NGINX, **env))
     deadline = time.monotonic() + 90
     while True:
         with open(os.path.join(tmp, "out.txt"), errors="replace") as f:
@@ -83,7 +80,7 @@ def stop(p, script):
 
 
 def run_sh():
-    tmp = tempfile.mkdtemp(prefix="ef-it-run-")
+    tmp = eftest.tmpdir("it-run")
     try:
         port = free_port()
         p = start("run.sh", tmp, {"EF_PORT": str(port)})
@@ -98,13 +95,13 @@ def run_sh():
         check(os.path.isdir(os.path.join(tmp, "var", "data", "log")), "run.sh: the data did not stay")
         log("run.sh: up, command acknowledged and read back, stopped cleanly")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        eftest.rmtree(tmp)
 
 
 def run_cluster_sh():
     if not os.access(NATS, os.X_OK):
         raise SkipTest("nats-server not found at %s" % NATS)
-    tmp = tempfile.mkdtemp(prefix="ef-it-runc-")
+    tmp = eftest.tmpdir("it-runc")
     try:
         port, rport, nport = free_port(), free_port(), free_port()
         p = start("run-cluster.sh", tmp, {"EF_PORT": str(port), "EF_REPLICA_PORT": str(rport),
@@ -132,7 +129,7 @@ def run_cluster_sh():
             stop(p, "run-cluster.sh")
         log("run-cluster.sh: leader and replica up, read-your-writes across them, stopped cleanly")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        eftest.rmtree(tmp)
 
 
 def main():
