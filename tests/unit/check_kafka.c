@@ -23,6 +23,7 @@
 
 #include "log/log.h"
 #include "log_testutil.h"
+#include "testdir.h"
 #include "relay/relay.h"
 #include "relay/sink.h"
 #include "util/config.h"
@@ -40,7 +41,7 @@ static void quiet(const rd_kafka_t *rk, int level, const char *fac, const char *
 static void base_setup(void) { base = lt_mkdtemp("check_kafka"); }
 static void base_teardown(void)
 {
-    lt_rmtree(base);
+    td_rmtree(base);
     free(base);
 }
 

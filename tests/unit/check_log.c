@@ -17,6 +17,7 @@
 #include "log/log.h"
 #include "log/record.h"
 #include "log_testutil.h"
+#include "testdir.h"
 #include "util/xalloc.h"
 
 /* One temp tree per test case (unchecked fixture: made and removed in the runner, so it is
@@ -26,7 +27,7 @@ static char *base;
 static void base_setup(void) { base = lt_mkdtemp("check_log"); }
 static void base_teardown(void)
 {
-    lt_rmtree(base);
+    td_rmtree(base);
     free(base);
     base = NULL;
     log_io_reset();

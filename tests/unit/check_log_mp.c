@@ -22,6 +22,7 @@
 #include "log/log.h"
 #include "log/log_int.h"
 #include "log_testutil.h"
+#include "testdir.h"
 #include "util/clock.h"
 #include "util/xalloc.h"
 
@@ -30,7 +31,7 @@ static char *base;
 static void base_setup(void) { base = lt_mkdtemp("check_log_mp"); }
 static void base_teardown(void)
 {
-    lt_rmtree(base);
+    td_rmtree(base);
     free(base);
     base = NULL;
 }

@@ -14,6 +14,7 @@
 #include "log/record.h"
 #include "mirror/mcheck.h"
 #include "readmodel/rmodel.h"
+#include "testdir.h"
 #include "util/replica.h"
 #include "util/sbuf.h"
 
@@ -146,19 +147,12 @@ START_TEST(test_disagreements)
 }
 END_TEST
 
-static char tmpdir[64];
+static char tmpdir[TD_PATH_MAX];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/check_mirror_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir); /* our mkdtemp dir only */
-    ck_assert_int_eq(system(cmd), 0);
+    td_setup();
+    strcpy(tmpdir, td_dir);
 }
 
 START_TEST(test_replica_marker_and_state)
@@ -198,7 +192,8 @@ static Suite *mirror_suite(void)
     tcase_add_test(tc, test_disagreements);
     suite_add_tcase(s, tc);
     tc = tcase_create("replica");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
+    tcase_add_checked_fixture(tc, setup, td_teardown);
     tcase_add_test(tc, test_replica_marker_and_state);
     suite_add_tcase(s, tc);
     return s;

@@ -5,7 +5,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,20 +26,6 @@ char *lt_mkdtemp(const char *name)
         abort();
     }
     return xstrdup(tmpl);
-}
-
-static int rmodel_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    if (remove(path) < 0)
-        perror(path);
-    return 0;
-}
-
-void lt_rmtree(const char *path)
-{
-    if (path)
-        nftw(path, rmodel_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 struct log *lt_open(const char *dir, uint64_t segment_bytes)

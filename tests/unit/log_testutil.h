@@ -1,7 +1,7 @@
 /* log_testutil: helpers shared by the log's Check suites.
  *
  * Temp directories live under /tmp (mkdtemp) and are removed recursively by
- * lt_rmtree(); every test removes what it created, also when it fails an assertion
+ * td_rmtree() (testdir.h); every test removes what it created, also when it fails an assertion
  * (Check forks each test by default, so the teardown runs in the parent's fixture).
  */
 #ifndef EF_LOG_TESTUTIL_H
@@ -14,8 +14,6 @@
 
 /* Creates /tmp/eflog-NAME-XXXXXX; returns a malloc'ed path (aborts on failure). */
 char *lt_mkdtemp(const char *name);
-/* Removes a directory tree; NULL is ignored. */
-void lt_rmtree(const char *path);
 /* Opens dir read-write with the given segment size (0 = default); fails the test on error. */
 struct log *lt_open(const char *dir, uint64_t segment_bytes);
 /* A deterministic event: stream "s-<i % 7>", type "T<i % 3>", data {"i":i,...} padded

@@ -3,7 +3,6 @@
 #include "write_testutil.h"
 
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -25,17 +24,6 @@ void wt_close(struct write_ctx *ctx)
     log_close(ctx->log);
     ctx->wm = NULL;
     ctx->log = NULL;
-}
-
-static int rmodel_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
-}
-
-void wt_rmtree(const char *dir)
-{
-    nftw(dir, rmodel_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void wm_test_dump(struct wm *wm, struct sbuf *out)

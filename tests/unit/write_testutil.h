@@ -10,8 +10,6 @@
 void wt_open(const char *dir, struct write_ctx *ctx);
 /* Closes what wt_open opened and clears the handles. */
 void wt_close(struct write_ctx *ctx);
-/* Removes dir and everything under it. */
-void wt_rmtree(const char *dir);
 
 /* Appends every key and value of every database of wm, in order, to out (binary-safe:
  * lengths before the bytes), for comparing two models byte for byte. Asserts on errors. */
