@@ -53,6 +53,8 @@ nats_pids=""
 
 stop() {
     trap - INT TERM EXIT
+    # The loop's sleep is a child too: it must not outlive the script.
+    [ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null || true
     echo
     echo "run-cluster.sh: stopping"
     for group in "$nginx_pids" "$prog_pids" "$nats_pids"; do
@@ -187,5 +189,6 @@ while :; do
         fi
     done
     sleep 1 &
-    wait $! || true
+    sleeper=$!
+    wait $sleeper || true
 done

@@ -36,6 +36,8 @@ pids=""
 
 stop() {
     trap - INT TERM EXIT
+    # The loop's sleep is a child too: it must not outlive the script.
+    [ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null || true
     echo
     echo "run.sh: stopping"
     # nginx first so no new request arrives, then the programs (SIGTERM: finish in-flight
@@ -129,5 +131,6 @@ while :; do
     # `wait` returns as soon as a signal arrives, so Ctrl-C is handled at once rather than
     # after the sleep (the shell defers traps until a foreground command finishes).
     sleep 1 &
-    wait $! || true
+    sleeper=$!
+    wait $sleeper || true
 done
