@@ -80,7 +80,7 @@ static void expect_event(enum ev_type type, uint64_t version)
 {
     ck_assert_msg(decide() == 0, "refused: %d %s %s", prob.status, prob.code, prob.detail);
     ck_assert_int_eq(ev->type, type);
-    ck_assert_uint_eq(ev->schema, event_schema(type));
+    ck_assert_uint_eq(ev->schema, vocab_event_schema(type));
     ck_assert_uint_eq(ev->version, version);
     ck_assert_str_eq(ev->id, cmd->id);
 }
