@@ -137,7 +137,13 @@ def room_for_the_map(sub):
 def no_room_for_the_maps():
     with Cluster("wmsmall", fs_size="6m", workers=2) as c:
         for name in ("command", "tailer"):
+            # The cluster is ready when the command and query programs answer; the tailer
+            # may not have opened its model (and logged the fallback) yet.
+            deadline = time.monotonic() + 30
             text = c.log_text(name)
+            while not (FALLBACK in text and "No space left on device" in text) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                text = c.log_text(name)
             check(FALLBACK in text and "No space left on device" in text,
                   "%s should say its map cannot be reserved (6 MiB disk, default maps):\n%s"
                   % (name, text[-1500:]))
