@@ -47,7 +47,7 @@
 #include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
 #include "readmodel/rmodel_event.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "fold/tailer.h"
 #include "util/clock.h"
 #include "util/eflog.h"
@@ -283,7 +283,7 @@ static int snapshot_at(const char *data, uint64_t pos)
         fprintf(stderr, "bench_fold: folding %" PRIu64 " events into %s failed\n", pos, side);
         return -1;
     }
-    int rc = snapshot_take(data, e, 2, &info);
+    int rc = rsnap_take(data, e, 2, &info);
     rmodel_env_close(e);
     if (rc == 0)
         printf("rebuild_snapshot_position=%" PRIu64 "\n", info.position);
@@ -392,7 +392,7 @@ int main(void)
     rdir_path(tmp, "current", model, sizeof model);
     if (rc == 0 && rmodel_env_open(model, &ro, &e) == 0) {
         t0 = ef_mono_ns();
-        rc = snapshot_take(tmp, e, 2, &info);
+        rc = rsnap_take(tmp, e, 2, &info);
         printf("snapshot_ms=%.0f snapshot_bytes=%" PRIu64 " snapshot_status=%d\n",
                (double)(ef_mono_ns() - t0) / 1e6, rc ? 0 : info.bytes, rc);
         rmodel_env_close(e);

@@ -14,7 +14,7 @@
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
 #include "readmodel/rpos.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "fold/tailer.h"
 #include "util/clock.h"
 #include "util/ef_error.h"
@@ -71,11 +71,11 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
 {
     struct snapshot_info list[SNAP_MAX];
     size_t n;
-    int rc = snapshot_list(data_dir, list, SNAP_MAX, &n);
+    int rc = rsnap_list(data_dir, list, SNAP_MAX, &n);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        rc = snapshot_verify(data_dir, &list[i]);
+        rc = rsnap_verify(data_dir, &list[i]);
         if (rc) {
             EFLOG_WARN("snapshot %s failed its integrity check (%s): trying an older one",
                      list[i].name, strerror(-rc));

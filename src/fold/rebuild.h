@@ -1,7 +1,7 @@
 /* rebuild: builds a new read model beside the current one and switches to it atomically.
  *
  * Steps: a new DIR/read/model-N directory is seeded from the newest snapshot that passes
- * snapshot_verify() (a damaged one is skipped with a warning, then the next older), or
+ * rsnap_verify() (a damaged one is skipped with a warning, then the next older), or
  * left empty (from_scratch, or no valid snapshot); the log is folded into it from its
  * position to the durable head (the tailer's fold loop, tailer.h); then DIR/read/current
  * is switched to it with one rename(2) and the generation in the position file is bumped,

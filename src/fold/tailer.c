@@ -17,7 +17,7 @@
 #include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
 #include "readmodel/rpos.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
@@ -42,7 +42,7 @@ struct tailer {
     uint64_t committed;     /* records committed by this run */
     uint64_t last_snapshot; /* position of the newest snapshot (or the one being taken) */
     uint32_t generation;    /* of the model that is open (live tailer) */
-    struct snapshot_job snap; /* taken beside the fold; joined before env is closed/resized */
+    struct rsnap_job snap; /* taken beside the fold; joined before env is closed/resized */
 };
 
 static int stopping(const struct tailer *tl)
@@ -269,10 +269,10 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
 }
 
 /* Waits for a snapshot being taken (the env is about to be closed or resized). A failed
- * snapshot was logged by snapshot_take and is retried after the next interval. */
+ * snapshot was logged by rsnap_take and is retried after the next interval. */
 static void snapshot_settle(struct tailer *tl)
 {
-    snapshot_job_finish(&tl->snap);
+    rsnap_job_finish(&tl->snap);
 }
 
 /* A copy holds a read transaction for as long as it runs, and LMDB resizes a map only with
@@ -295,23 +295,23 @@ static void make_room_for_copy(struct tailer *tl)
                    bytes, used);
 }
 
-/* Snapshots are taken beside the fold (snapshot_job): the loop only starts one when it is
+/* Snapshots are taken beside the fold (rsnap_job): the loop only starts one when it is
  * due and none is running, and reaps the one that ended, so folding never pauses for a
  * copy. Folding goes on whether a snapshot succeeds or fails. */
 static void maybe_snapshot(struct tailer *tl)
 {
     const struct tailer_options *o = tl->opt;
-    if (snapshot_job_done(&tl->snap))
+    if (rsnap_job_done(&tl->snap))
         snapshot_settle(tl);
-    if (o->model_dir || !o->snapshot_every || snapshot_job_running(&tl->snap) ||
+    if (o->model_dir || !o->snapshot_every || rsnap_job_running(&tl->snap) ||
         tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
     make_room_for_copy(tl);
-    int rc = snapshot_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
+    int rc = rsnap_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
     if (rc) {
         EFLOG_WARN("cannot start the snapshot thread, taking the snapshot inline err=%s",
                  strerror(-rc));
-        snapshot_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
+        rsnap_take(o->data_dir, tl->env, o->snapshot_keep, NULL);
     }
     tl->last_snapshot = tl->pos;
 }
@@ -457,7 +457,7 @@ int tailer_run(const struct tailer_options *opt)
     if (rc == 0 && (rc = log_reader_open(tl.lg, tl.pos + 1, &tl.rd)) != 0)
         EFLOG_ERROR("cannot read the log: %s", log_last_error(tl.lg));
     if (rc == 0) {
-        snapshot_newest_position(opt->data_dir, &tl.last_snapshot);
+        rsnap_newest_position(opt->data_dir, &tl.last_snapshot);
         if (tl.last_snapshot > tl.pos)
             tl.last_snapshot = tl.pos;
         if (tl.rp)

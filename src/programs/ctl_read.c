@@ -14,7 +14,7 @@
 #include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
 #include "query/rstatus.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "util/cli.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
@@ -118,7 +118,7 @@ static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     struct snapshot_info info, winfo;
-    rc = snapshot_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
+    rc = rsnap_take(ctx->cfg->data_dir, h.env, ctx->cfg->snapshot_keep, &info);
     if (rc) {
         fprintf(stderr, "%s: snapshot failed: %s\n", ctx->prog, ef_strerror(rc));
         close_handles(&h);

@@ -4,7 +4,7 @@
 
 #include "log/log.h"
 #include "readmodel/rmodel.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "relay/relay_state.h"
 #include "util/replica.h"
 #include "util/snapdir.h"
@@ -41,7 +41,7 @@ int rstatus_collect(struct log *lg, struct rmodel_txn *txn, const char *data_dir
         return rc;
     struct snapshot_info list[SNAP_LIST_MAX];
     size_t n = 0;
-    rc = snapshot_list(data_dir, list, SNAP_LIST_MAX, &n);
+    rc = rsnap_list(data_dir, list, SNAP_LIST_MAX, &n);
     st->snapshots = n;
     collect_replica(data_dir, st);
     return rc;
@@ -65,12 +65,12 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
     sbuf_json_key(out, "dead_letters");
     sbuf_json_u64(out, st->dead_letters);
     sbuf_json_key(out, "snapshots");
-    int rc = snapshot_render(data_dir, out);
+    int rc = rsnap_render(data_dir, out);
     /* Beyond API.md: the command side's write-model snapshots (wsnap.h), same fields; an
      * unreadable list is shown empty rather than failing the status. */
     char wdir[SNAPDIR_PATH_MAX];
     sbuf_json_key(out, "write_snapshots");
-    if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || snapshot_render_dir(wdir, out) != 0)
+    if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || rsnap_render_dir(wdir, out) != 0)
         sbuf_puts(out, "[]");
     if (st->replica) {
         sbuf_json_key(out, "replica");

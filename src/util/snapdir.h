@@ -1,5 +1,5 @@
 /* snapdir: the on-disk protocol of snapshot directories, shared by the read model's
- * snapshots (read/snapshot.h, DIR/read/snapshots) and the write model's (write/wsnap.h,
+ * snapshots (readmodel/rsnap.h, DIR/read/snapshots) and the write model's (write/wsnap.h,
  * DIR/write/snapshots). What goes into a snapshot is the caller's business; this module
  * only makes a directory of them trustworthy.
  *

@@ -23,7 +23,7 @@
 #include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
 #include "readmodel/rpos.h"
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 #include "fold/tailer.h"
 #include "testdir.h"
 #include "util/clock.h"
@@ -329,11 +329,11 @@ START_TEST(test_snapshot_take_and_verify)
     fold_some(1000, 1000);
     struct snapshot_info list[8];
     size_t n;
-    ck_assert_int_eq(snapshot_list(tmpdir, list, 8, &n), 0);
+    ck_assert_int_eq(rsnap_list(tmpdir, list, 8, &n), 0);
     ck_assert_uint_eq(n, 2); /* at 1000, 2000 and 3000; the 2 newest kept */
     ck_assert_uint_eq(list[0].position, head);
     ck_assert_uint_eq(list[1].position, 2000);
-    ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), 0);
+    ck_assert_int_eq(rsnap_verify(tmpdir, &list[0]), 0);
     /* Damage the newest: verification fails, the older one is still good. */
     char path[512];
     snprintf(path, sizeof path, "%s/read/snapshots/%s/data.mdb", tmpdir, list[0].name);
@@ -341,8 +341,8 @@ START_TEST(test_snapshot_take_and_verify)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(pwrite(fd, "X", 1, 5000), 1);
     close(fd);
-    ck_assert_int_eq(snapshot_verify(tmpdir, &list[0]), -EBADMSG);
-    ck_assert_int_eq(snapshot_verify(tmpdir, &list[1]), 0);
+    ck_assert_int_eq(rsnap_verify(tmpdir, &list[0]), -EBADMSG);
+    ck_assert_int_eq(rsnap_verify(tmpdir, &list[1]), 0);
 }
 END_TEST
 
@@ -378,20 +378,20 @@ START_TEST(test_snapshot_beside_the_fold)
 {
     uint64_t head = build_log(3000, 0);
     atomic_store(&fold_target, head);
-    snapshot_job_before_copy = hold_first_copy;
+    rsnap_job_before_copy = hold_first_copy;
     struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
                                   .snapshot_every = 500, .snapshot_keep = 3, .batch_max = 50,
                                   .progress = record_progress };
     ck_assert_int_eq(tailer_run(&opt), 0);
-    snapshot_job_before_copy = NULL;
+    rsnap_job_before_copy = NULL;
     ck_assert_msg(atomic_load(&fold_went_on), "folding waited for the snapshot copy");
     ck_assert_uint_eq(model_position(tmpdir), head);
     struct snapshot_info list[8];
     size_t n;
-    ck_assert_int_eq(snapshot_list(tmpdir, list, 8, &n), 0);
+    ck_assert_int_eq(rsnap_list(tmpdir, list, 8, &n), 0);
     ck_assert_uint_ge(n, 1);
     for (size_t i = 0; i < n; i++)
-        ck_assert_int_eq(snapshot_verify(tmpdir, &list[i]), 0);
+        ck_assert_int_eq(rsnap_verify(tmpdir, &list[i]), 0);
     /* The held copy started at or after position 500 and holds what it read then. */
     ck_assert_uint_ge(list[n - 1].position, 500);
 }

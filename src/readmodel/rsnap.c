@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "readmodel/snapshot.h"
+#include "readmodel/rsnap.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -47,7 +47,7 @@ static int build(const char *tmp, struct rmodel_env *env, struct snapshot_info *
     return rc;
 }
 
-int snapshot_take(const char *data_dir, struct rmodel_env *env, int keep, struct snapshot_info *info)
+int rsnap_take(const char *data_dir, struct rmodel_env *env, int keep, struct snapshot_info *info)
 {
     char dir[RDIR_PATH_MAX], tmp[SNAPDIR_PATH_MAX];
     struct snapshot_info s;
@@ -74,19 +74,19 @@ int snapshot_take(const char *data_dir, struct rmodel_env *env, int keep, struct
     return 0;
 }
 
-void (*snapshot_job_before_copy)(void);
+void (*rsnap_job_before_copy)(void);
 
 static void *job_main(void *arg)
 {
-    struct snapshot_job *j = arg;
-    if (snapshot_job_before_copy)
-        snapshot_job_before_copy();
-    j->rc = snapshot_take(j->data_dir, j->env, j->keep, &j->info);
+    struct rsnap_job *j = arg;
+    if (rsnap_job_before_copy)
+        rsnap_job_before_copy();
+    j->rc = rsnap_take(j->data_dir, j->env, j->keep, &j->info);
     atomic_store_explicit(&j->done, 1, memory_order_release);
     return NULL;
 }
 
-int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rmodel_env *env, int keep)
+int rsnap_job_start(struct rsnap_job *j, const char *data_dir, struct rmodel_env *env, int keep)
 {
     assert(!j->running);
     j->data_dir = data_dir;
@@ -102,14 +102,14 @@ int snapshot_job_start(struct snapshot_job *j, const char *data_dir, struct rmod
     return 0;
 }
 
-int snapshot_job_running(const struct snapshot_job *j) { return j->running; }
+int rsnap_job_running(const struct rsnap_job *j) { return j->running; }
 
-int snapshot_job_done(const struct snapshot_job *j)
+int rsnap_job_done(const struct rsnap_job *j)
 {
     return j->running && atomic_load_explicit(&j->done, memory_order_acquire);
 }
 
-int snapshot_job_finish(struct snapshot_job *j)
+int rsnap_job_finish(struct rsnap_job *j)
 {
     if (!j->running)
         return 0;
@@ -120,7 +120,7 @@ int snapshot_job_finish(struct snapshot_job *j)
     return j->rc;
 }
 
-int snapshot_list(const char *data_dir, struct snapshot_info *list, size_t max, size_t *n)
+int rsnap_list(const char *data_dir, struct snapshot_info *list, size_t max, size_t *n)
 {
     char dir[RDIR_PATH_MAX];
     *n = 0;
@@ -128,30 +128,30 @@ int snapshot_list(const char *data_dir, struct snapshot_info *list, size_t max, 
     return rc ? rc : snapdir_list(dir, list, max, n);
 }
 
-int snapshot_newest_position(const char *data_dir, uint64_t *pos)
+int rsnap_newest_position(const char *data_dir, uint64_t *pos)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
     size_t n;
-    int rc = snapshot_list(data_dir, list, SNAPDIR_LIST_MAX, &n);
+    int rc = rsnap_list(data_dir, list, SNAPDIR_LIST_MAX, &n);
     *pos = rc == 0 && n ? list[0].position : 0;
     return rc;
 }
 
-int snapshot_verify(const char *data_dir, const struct snapshot_info *s)
+int rsnap_verify(const char *data_dir, const struct snapshot_info *s)
 {
     char dir[RDIR_PATH_MAX];
     int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
     return rc ? rc : snapdir_verify(dir, s);
 }
 
-int snapshot_render(const char *data_dir, struct sbuf *out)
+int rsnap_render(const char *data_dir, struct sbuf *out)
 {
     char dir[RDIR_PATH_MAX];
     int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
-    return rc ? rc : snapshot_render_dir(dir, out);
+    return rc ? rc : rsnap_render_dir(dir, out);
 }
 
-int snapshot_render_dir(const char *dir, struct sbuf *out)
+int rsnap_render_dir(const char *dir, struct sbuf *out)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
     size_t n;
