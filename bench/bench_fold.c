@@ -389,7 +389,7 @@ int main(void)
     struct rmodel_env *e;
     struct rmodel_options ro = { READ_MAP_BYTES, 1 };
     struct snapshot_info info;
-    rdir_path(tmp, "current", model, sizeof model);
+    rdir_path(model, sizeof model, tmp, "current");
     if (rc == 0 && rmodel_env_open(model, &ro, &e) == 0) {
         t0 = ef_mono_ns();
         rc = rsnap_take(tmp, e, 2, &info);
@@ -398,7 +398,7 @@ int main(void)
         rmodel_env_close(e);
         if (rc == 0)
             printf("raw_write_ms=%.0f\n", raw_write_ms(tmp, info.bytes));
-        rdir_path(tmp, "snapshots", model, sizeof model);
+        rdir_path(model, sizeof model, tmp, "snapshots");
         snprintf(cmd, sizeof cmd, "rm -rf '%s'/snap-*", model); /* in our mkdtemp dir only */
         if (rc == 0 && system(cmd) != 0)
             rc = -1;

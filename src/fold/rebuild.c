@@ -19,6 +19,7 @@
 #include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/path.h"
 
 #define SNAP_MAX 64
 
@@ -84,9 +85,9 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
             continue;
         }
         char snapdir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], src[RDIR_PATH_MAX], dst[RDIR_PATH_MAX];
-        if (rdir_path(data_dir, "snapshots", snapdir, sizeof snapdir) ||
-            rdir_join(sdir, sizeof sdir, snapdir, list[i].name) ||
-            rdir_join(src, sizeof src, sdir, "data.mdb") || rdir_join(dst, sizeof dst, model, "data.mdb"))
+        if (rdir_path(snapdir, sizeof snapdir, data_dir, "snapshots") ||
+            ef_path_join(sdir, sizeof sdir, snapdir, list[i].name) ||
+            ef_path_join(src, sizeof src, sdir, "data.mdb") || ef_path_join(dst, sizeof dst, model, "data.mdb"))
             return -ENAMETOOLONG;
         rc = copy_file(src, dst);
         if (rc)
@@ -122,7 +123,7 @@ static void show_progress(uint64_t pos, uint64_t head, void *arg)
 static int take_lock(const char *data_dir, int *fd)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "rebuild.lock", path, sizeof path);
+    int rc = rdir_path(path, sizeof path, data_dir, "rebuild.lock");
     if (rc)
         return rc;
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -142,8 +143,8 @@ static uint64_t map_size(const struct rebuild_options *opt)
 {
     char cur[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
     struct stat st;
-    if (rdir_path(opt->data_dir, "current", cur, sizeof cur) == 0 &&
-        rdir_join(path, sizeof path, cur, "data.mdb") == 0 && stat(path, &st) == 0 &&
+    if (rdir_path(cur, sizeof cur, opt->data_dir, "current") == 0 &&
+        ef_path_join(path, sizeof path, cur, "data.mdb") == 0 && stat(path, &st) == 0 &&
         (uint64_t)st.st_size > opt->map_bytes)
         return (uint64_t)st.st_size;
     return opt->map_bytes;
@@ -187,7 +188,7 @@ static int switch_model(const char *data_dir, const char *name, uint64_t positio
     if (rc)
         return rc;
     struct rpos *rp;
-    rc = rdir_path(data_dir, "position", path, sizeof path);
+    rc = rdir_path(path, sizeof path, data_dir, "position");
     if (rc == 0)
         rc = rpos_open(path, &rp);
     if (rc)
@@ -218,7 +219,7 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
     if (rc == 0)
         rc = rdir_new_model(opt->data_dir, name, sizeof name);
     if (rc == 0)
-        rc = rdir_path(opt->data_dir, name, model, sizeof model);
+        rc = rdir_path(model, sizeof model, opt->data_dir, name);
     if (rc)
         goto out;
     if (!opt->from_scratch) {
@@ -257,7 +258,7 @@ int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t
     if (rc == 0)
         rc = rdir_new_model(data_dir, name, sizeof name);
     if (rc == 0)
-        rc = rdir_path(data_dir, name, model, sizeof model);
+        rc = rdir_path(model, sizeof model, data_dir, name);
     if (rc)
         goto out;
     rc = seed_from_snapshot(data_dir, model, position);

@@ -21,6 +21,7 @@
 #include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/path.h"
 
 const char *tailer_strerror(int err)
 {
@@ -55,7 +56,7 @@ static int stopping(const struct tailer *tl)
 static int take_lock(struct tailer *tl)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(tl->opt->data_dir, "tailer.lock", path, sizeof path);
+    int rc = rdir_path(path, sizeof path, tl->opt->data_dir, "tailer.lock");
     if (rc) {
         EFLOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
         return rc;
@@ -82,7 +83,7 @@ static int open_model(struct tailer *tl)
     if (o->model_dir)
         snprintf(path, sizeof path, "%s", o->model_dir);
     else
-        rc = rdir_path(o->data_dir, "current", path, sizeof path);
+        rc = rdir_path(path, sizeof path, o->data_dir, "current");
     /* Lazy sync (rmodel.h): commits do not wait for the disk, so a folded write reaches the
      * queries within a fraction of a millisecond; the marker protocol keeps the model
      * trustworthy across machine crashes, and the tailer syncs when idle. */
@@ -120,7 +121,7 @@ static int open_all(struct tailer *tl)
     }
     if (!o->model_dir && (rc = take_lock(tl)) != 0)
         return rc;
-    rc = rdir_join(path, sizeof path, o->data_dir, "log");
+    rc = ef_path_join(path, sizeof path, o->data_dir, "log");
     if (rc) {
         EFLOG_ERROR("data directory path too long data=%s", o->data_dir);
         return rc;
@@ -133,7 +134,7 @@ static int open_all(struct tailer *tl)
     }
     if (o->model_dir)
         return open_model(tl);
-    rdir_path(o->data_dir, "position", path, sizeof path);
+    rdir_path(path, sizeof path, o->data_dir, "position");
     rc = rpos_open(path, &tl->rp);
     if (rc) {
         EFLOG_ERROR("cannot map %s: %s", path, strerror(-rc));

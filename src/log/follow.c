@@ -3,6 +3,7 @@
 #include "log/log_int.h"
 #include "util/clock.h"
 #include "util/durable.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 #include <errno.h>
@@ -47,7 +48,7 @@ static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
+    ef_path_join(p, n, dir, name); /* n fits it: cannot fail */
     return p;
 }
 

@@ -4,6 +4,7 @@
 #include "log/log_int.h"
 #include "util/durable.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 #include <errno.h>
@@ -225,8 +226,7 @@ fail:
 static int cut_after_sync_failure(struct log *lg)
 {
     char path[4200], text[32];
-    int n = snprintf(path, sizeof path, "%s/" LOG_SYNC_FAILED_FILE, lg->dir);
-    if (n < 0 || (size_t)n >= sizeof path)
+    if (ef_path_join(path, sizeof path, lg->dir, LOG_SYNC_FAILED_FILE))
         return -ENAMETOOLONG;
     int got = ef_read_small(lg->dir, LOG_SYNC_FAILED_FILE, text, sizeof text);
     if (got == -ENOENT)

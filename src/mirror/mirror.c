@@ -17,6 +17,7 @@
 #include "mirror/mnats.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/replica.h"
 
 /* A batch ends when the client holds no more messages, or at these limits: each batch is
@@ -60,7 +61,10 @@ static int stopped(const struct mirror *m)
 static int take_lock(struct mirror *m)
 {
     char path[EF_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/mirror.lock", m->cfg->data_dir);
+    if (ef_path_join(path, sizeof path, m->cfg->data_dir, "mirror.lock")) {
+        snprintf(m->err, m->errlen, "data directory path too long");
+        return MIRROR_EREFUSED;
+    }
     m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (m->lock_fd < 0) {
         snprintf(m->err, m->errlen, "cannot open %s: %s", path, strerror(errno));
@@ -80,7 +84,10 @@ static int existing_head(struct mirror *m, uint64_t *head)
     char path[EF_PATH_MAX + 16];
     struct stat st;
     *head = 0;
-    snprintf(path, sizeof path, "%s/log", m->cfg->data_dir);
+    if (ef_path_join(path, sizeof path, m->cfg->data_dir, "log")) {
+        snprintf(m->err, m->errlen, "data directory path too long");
+        return MIRROR_EREFUSED;
+    }
     if (stat(path, &st) < 0)
         return errno == ENOENT ? 0 : (snprintf(m->err, m->errlen, "cannot stat %s: %s", path,
                                                strerror(errno)), MIRROR_EREFUSED);
@@ -167,7 +174,10 @@ static int record_crc_at(struct mirror *m, uint64_t pos, uint32_t *crc)
 static int open_log(struct mirror *m)
 {
     char path[EF_PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/log", m->cfg->data_dir);
+    if (ef_path_join(path, sizeof path, m->cfg->data_dir, "log")) {
+        snprintf(m->err, m->errlen, "data directory path too long");
+        return MIRROR_ELOG;
+    }
     struct log_options lo = { .segment_bytes = m->cfg->segment_bytes };
     if (log_open(path, &lo, &m->lg) != 0) {
         snprintf(m->err, m->errlen, "cannot open the log: %s", log_last_error(NULL));

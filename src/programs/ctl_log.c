@@ -10,12 +10,12 @@
 
 #include "log/log.h"
 #include "util/cli.h"
+#include "util/path.h"
 #include "util/sbuf.h"
 
 int ctl_log_dir(struct ctl_ctx *ctx, char *out)
 {
-    int n = snprintf(out, EF_PATH_MAX, "%s/log", ctx->cfg->data_dir);
-    if (n < 0 || n >= EF_PATH_MAX)
+    if (ef_path_join(out, EF_PATH_MAX, ctx->cfg->data_dir, "log"))
         return cli_usage_error(ctx->prog, "data directory path too long");
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "util/cli.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "write/wsnap.h"
 
 /* The handles a read command needs: the log (never appended to) and the current model. */
@@ -47,7 +48,7 @@ static int open_handles(struct ctl_ctx *ctx, int rdonly_model, struct read_handl
     struct rmodel_options ro = { ctx->cfg->read_map_bytes, rdonly_model };
     rc = rdir_prepare(ctx->cfg->data_dir);
     if (rc == 0)
-        rc = rdir_path(ctx->cfg->data_dir, "current", model, sizeof model);
+        rc = rdir_path(model, sizeof model, ctx->cfg->data_dir, "current");
     if (rc == 0)
         rc = rmodel_env_open(model, &ro, &h->env);
     if (rc && rdonly_model) { /* never initialized: create it empty, then read it */
@@ -97,7 +98,10 @@ static int ctl_status(struct ctl_ctx *ctx, int argc, char **argv)
 static int write_snapshot(struct ctl_ctx *ctx, struct log *lg, struct snapshot_info *info)
 {
     char model[EF_PATH_MAX + 16];
-    snprintf(model, sizeof model, "%s/write", ctx->cfg->data_dir);
+    if (ef_path_join(model, sizeof model, ctx->cfg->data_dir, "write")) {
+        fprintf(stderr, "%s: data directory path too long\n", ctx->prog);
+        return -1;
+    }
     int rc = wsnap_take_now(model, ctx->cfg->write_map_bytes, lg, ctx->cfg->snapshot_keep, info);
     if (rc == 0 || rc == WSNAP_ENONE)
         return rc ? 1 : 0;

@@ -16,6 +16,7 @@
 #include "util/cli.h"
 #include "util/config.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "write/handler.h"
 
 int main(int argc, char **argv)
@@ -41,7 +42,10 @@ int main(int argc, char **argv)
     /* The query program renders the command workers' request counters and latencies on
      * its /metrics from this file (server_metrics_render_files). */
     char metrics[EF_PATH_MAX + 32];
-    snprintf(metrics, sizeof metrics, "%s/command.metrics", cfg.data_dir);
+    if (ef_path_join(metrics, sizeof metrics, cfg.data_dir, "command.metrics")) {
+        fprintf(stderr, "%s: data directory path too long\n", spec.prog);
+        return 1;
+    }
     struct server_options opt = {
         .prog = spec.prog,
         .cfg = &cfg,

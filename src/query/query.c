@@ -16,6 +16,7 @@
 #include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 #define READER_CHECK_NS (10ull * 1000000000ull) /* mdb_reader_check every 10 s */
@@ -25,7 +26,7 @@
 static int open_model(struct query_worker *w, struct rmodel_env **out)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(w->data_dir, "current", path, sizeof path);
+    int rc = rdir_path(path, sizeof path, w->data_dir, "current");
     if (rc)
         return rc;
     struct rmodel_options ro = { w->map_bytes, 1 };
@@ -47,7 +48,7 @@ int query_preflight(const struct ef_config *cfg, char *err, size_t errlen)
     struct stat st;
     int rc = stat(cfg->data_dir, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
     if (rc == 0)
-        rc = rdir_join(path, sizeof path, cfg->data_dir, "log");
+        rc = ef_path_join(path, sizeof path, cfg->data_dir, "log");
     if (rc) {
         snprintf(err, errlen, "data directory '%s': %s", cfg->data_dir, strerror(-rc));
         return rc;
@@ -83,7 +84,7 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
         EFLOG_ERROR("cannot prepare %s/read: %s", w->data_dir, strerror(-rc));
         goto fail;
     }
-    rdir_path(w->data_dir, "position", path, sizeof path);
+    rdir_path(path, sizeof path, w->data_dir, "position");
     rc = rpos_open(path, &w->rp);
     if (rc) {
         EFLOG_ERROR("cannot map %s: %s", path, strerror(-rc));
@@ -95,7 +96,7 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
         EFLOG_ERROR("cannot open the read model of %s: %s", w->data_dir, rmodel_strerror(rc));
         goto fail;
     }
-    rc = rdir_join(path, sizeof path, w->data_dir, "log");
+    rc = ef_path_join(path, sizeof path, w->data_dir, "log");
     if (rc)
         goto fail;
     /* Follow mode: log_head() and log_durable() come live from the control block mapped

@@ -12,6 +12,7 @@
 #include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/path.h"
 
 typedef void (*route_fn)(struct qreq *q);
 
@@ -303,9 +304,9 @@ static void h_metrics(struct qreq *q)
     /* The command program keeps its counters in DATA/command.metrics (it may run as
      * another process tree): one /metrics shows both, merged by route label. */
     char cmd_metrics[EF_PATH_MAX + 32];
-    snprintf(cmd_metrics, sizeof cmd_metrics, "%s/command.metrics", q->w->data_dir);
     const char *const files[] = { cmd_metrics };
-    server_metrics_render_files(out, files, 1);
+    if (ef_path_join(cmd_metrics, sizeof cmd_metrics, q->w->data_dir, "command.metrics") == 0)
+        server_metrics_render_files(out, files, 1);
     server_metrics_gauge(out, "eventfold_log_head_position", "Highest published log position.",
                          (double)st.head);
     server_metrics_gauge(out, "eventfold_read_model_position",

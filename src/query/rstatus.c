@@ -6,6 +6,7 @@
 #include "readmodel/rmodel.h"
 #include "readmodel/rsnap.h"
 #include "relay/relay_state.h"
+#include "util/path.h"
 #include "util/replica.h"
 #include "util/snapdir.h"
 
@@ -70,7 +71,7 @@ int rstatus_render(const struct rstatus *st, const char *data_dir, struct sbuf *
      * unreadable list is shown empty rather than failing the status. */
     char wdir[SNAPDIR_PATH_MAX];
     sbuf_json_key(out, "write_snapshots");
-    if (snapdir_join(wdir, data_dir, "write/snapshots") != 0 || rsnap_render_dir(wdir, out) != 0)
+    if (ef_path_join(wdir, sizeof wdir, data_dir, "write/snapshots") != 0 || rsnap_render_dir(wdir, out) != 0)
         sbuf_puts(out, "[]");
     if (st->replica) {
         sbuf_json_key(out, "replica");

@@ -13,16 +13,11 @@
 #include <unistd.h>
 
 #include "util/durable.h"
+#include "util/path.h"
 
-int rdir_path(const char *data_dir, const char *name, char *out, size_t outlen)
+int rdir_path(char *out, size_t outlen, const char *data_dir, const char *name)
 {
     int n = snprintf(out, outlen, "%s/read%s%s", data_dir, *name ? "/" : "", name);
-    return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
-}
-
-int rdir_join(char *out, size_t outlen, const char *dir, const char *name)
-{
-    int n = snprintf(out, outlen, "%s/%s", dir, name);
     return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
@@ -37,7 +32,7 @@ static int mkdir_p1(const char *path)
 static int prepare_locked(const char *data_dir)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "current", path, sizeof path);
+    int rc = rdir_path(path, sizeof path, data_dir, "current");
     if (rc)
         return rc;
     struct stat st;
@@ -53,11 +48,11 @@ static int prepare_locked(const char *data_dir)
 int rdir_prepare(const char *data_dir)
 {
     char path[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "", path, sizeof path);
+    int rc = rdir_path(path, sizeof path, data_dir, "");
     if (rc == 0)
         rc = mkdir_p1(path);
     if (rc == 0)
-        rc = rdir_path(data_dir, "prepare.lock", path, sizeof path);
+        rc = rdir_path(path, sizeof path, data_dir, "prepare.lock");
     if (rc)
         return rc;
     /* The tailer and the query workers may start together: the first one creates the
@@ -97,7 +92,7 @@ int rdir_new_model(const char *data_dir, char *name, size_t namelen)
 {
     char dir[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
     unsigned long max = 0;
-    int rc = rdir_path(data_dir, "", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "");
     if (rc == 0)
         rc = highest_model(dir, &max);
     if (rc)
@@ -105,7 +100,7 @@ int rdir_new_model(const char *data_dir, char *name, size_t namelen)
     int n = snprintf(name, namelen, "model-%010lu", max + 1);
     if (n < 0 || (size_t)n >= namelen)
         return -ENAMETOOLONG;
-    rc = rdir_path(data_dir, name, path, sizeof path);
+    rc = rdir_path(path, sizeof path, data_dir, name);
     if (rc)
         return rc;
     return mkdir(path, 0755) == 0 ? 0 : -errno;
@@ -114,11 +109,11 @@ int rdir_new_model(const char *data_dir, char *name, size_t namelen)
 int rdir_switch(const char *data_dir, const char *name, char *old, size_t oldlen)
 {
     char dir[RDIR_PATH_MAX], cur[RDIR_PATH_MAX], tmp[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "");
     if (rc == 0)
-        rc = rdir_path(data_dir, "current", cur, sizeof cur);
+        rc = rdir_path(cur, sizeof cur, data_dir, "current");
     if (rc == 0)
-        rc = rdir_path(data_dir, "current.tmp", tmp, sizeof tmp);
+        rc = rdir_path(tmp, sizeof tmp, data_dir, "current.tmp");
     if (rc)
         return rc;
     ssize_t n = readlink(cur, old, oldlen - 1);
@@ -141,11 +136,11 @@ int rdir_remove_model(const char *data_dir, const char *name)
      * of it can leave behind (util/durable.h). */
     static const char *const files[] = { "data.mdb", "lock.mdb", "unsynced", ".unsynced.tmp" };
     char path[RDIR_PATH_MAX], file[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, name, path, sizeof path);
+    int rc = rdir_path(path, sizeof path, data_dir, name);
     if (rc)
         return rc;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        if (rdir_join(file, sizeof file, path, files[i]) == 0 && unlink(file) < 0 && errno != ENOENT)
+        if (ef_path_join(file, sizeof file, path, files[i]) == 0 && unlink(file) < 0 && errno != ENOENT)
             return -errno;
     }
     return rmdir(path) == 0 || errno == ENOENT ? 0 : -errno;

@@ -15,11 +15,10 @@
 
 #define RDIR_PATH_MAX 4096
 
-/* Fills out with DIR/read/NAME. Returns 0, or -ENAMETOOLONG. */
-int rdir_path(const char *data_dir, const char *name, char *out, size_t outlen);
-
-/* Fills out with DIR/NAME (any directory). Returns 0, or -ENAMETOOLONG. */
-int rdir_join(char *out, size_t outlen, const char *dir, const char *name);
+/* Fills out (outlen bytes) with DIR/read/NAME (DIR/read for an empty name), in the argument
+ * order of ef_path_join (util/path.h), which joins any other directory and name. Returns 0,
+ * or -ENAMETOOLONG. */
+int rdir_path(char *out, size_t outlen, const char *data_dir, const char *name);
 
 /* Makes sure DIR/read and DIR/read/current exist, creating model-0000000001 and the symlink
  * for a new data directory. Returns 0 or a negative errno. */

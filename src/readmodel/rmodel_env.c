@@ -14,6 +14,7 @@
 #include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 const char *const rmodel_dbi_names[RMODEL_DB_COUNT] = {
@@ -80,8 +81,7 @@ fail:
 
 static int marker_path(const char *dir, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%s/%s", dir, RMODEL_UNSYNCED_FILE);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+    return ef_path_join(out, cap, dir, RMODEL_UNSYNCED_FILE);
 }
 
 /* Reads the marker of dir: 0 when there is none (*present 0) or it is this boot's

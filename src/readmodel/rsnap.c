@@ -13,6 +13,7 @@
 #include "readmodel/rmodel.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/path.h"
 
 /* The position inside the copy: read from the copied model itself, so it is exactly the
  * state the copy holds even if the tailer committed during the copy. */
@@ -31,7 +32,7 @@ static int copy_position(const char *dir, uint64_t *pos)
     }
     rmodel_env_close(e);
     char lock[RDIR_PATH_MAX];
-    if (rdir_join(lock, sizeof lock, dir, "lock.mdb"))
+    if (ef_path_join(lock, sizeof lock, dir, "lock.mdb"))
         return -ENAMETOOLONG;
     unlink(lock); /* opening created it; a snapshot holds data.mdb and the manifest only */
     return rc;
@@ -53,7 +54,7 @@ int rsnap_take(const char *data_dir, struct rmodel_env *env, int keep, struct sn
     struct snapshot_info s;
     memset(&s, 0, sizeof s);
     uint64_t t0 = ef_mono_ns();
-    int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "snapshots");
     if (rc)
         return rc;
     if ((rc = snapdir_begin(dir, tmp)) != 0)
@@ -124,7 +125,7 @@ int rsnap_list(const char *data_dir, struct snapshot_info *list, size_t max, siz
 {
     char dir[RDIR_PATH_MAX];
     *n = 0;
-    int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "snapshots");
     return rc ? rc : snapdir_list(dir, list, max, n);
 }
 
@@ -140,14 +141,14 @@ int rsnap_newest_position(const char *data_dir, uint64_t *pos)
 int rsnap_verify(const char *data_dir, const struct snapshot_info *s)
 {
     char dir[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "snapshots");
     return rc ? rc : snapdir_verify(dir, s);
 }
 
 int rsnap_render(const char *data_dir, struct sbuf *out)
 {
     char dir[RDIR_PATH_MAX];
-    int rc = rdir_path(data_dir, "snapshots", dir, sizeof dir);
+    int rc = rdir_path(dir, sizeof dir, data_dir, "snapshots");
     return rc ? rc : rsnap_render_dir(dir, out);
 }
 

@@ -18,6 +18,7 @@
 #include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 /* --- rendering ---------------------------------------------------------------------- */
@@ -332,7 +333,7 @@ static int open_all(struct relay *r, char *err, size_t errlen)
         return rc;
     }
     char path[EF_PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/log", o->data_dir) >= (int)sizeof path) {
+    if (ef_path_join(path, sizeof path, o->data_dir, "log")) {
         snprintf(err, errlen, "data directory path too long");
         return -ENAMETOOLONG;
     }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "util/path.h"
+
 int ef_fsync_path(const char *path, int dir)
 {
     int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
@@ -18,12 +20,6 @@ int ef_fsync_path(const char *path, int dir)
     return rc;
 }
 
-static int join(char *path, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(path, cap, "%s/%s", dir, name);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
-}
-
 /* Writes dir/name whole under a temporary name and renames it over; with sync, the file is
  * fsynced before the rename and dir after it. */
 static int replace_file(const char *dir, const char *name, const void *data, size_t len, int sync)
@@ -31,7 +27,7 @@ static int replace_file(const char *dir, const char *name, const void *data, siz
     /* Written under a temporary name and renamed over: a reader (ef_read_small, in another
      * process) sees the old file or the whole new one, never a truncated or partial one. */
     char path[4200], tmp[4200];
-    if (join(path, sizeof path, dir, name))
+    if (ef_path_join(path, sizeof path, dir, name))
         return -ENAMETOOLONG;
     int n = snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     if (n < 0 || (size_t)n >= sizeof tmp)
@@ -74,7 +70,7 @@ int ef_replace_file(const char *dir, const char *name, const void *data, size_t 
 int ef_read_small(const char *dir, const char *name, char *buf, size_t cap)
 {
     char path[4200];
-    if (cap == 0 || join(path, sizeof path, dir, name))
+    if (cap == 0 || ef_path_join(path, sizeof path, dir, name))
         return -ENAMETOOLONG;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -12,6 +12,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "util/path.h"
+
 #ifndef BCACHEFS_SUPER_MAGIC
 #define BCACHEFS_SUPER_MAGIC 0xca451a4e
 #endif
@@ -90,7 +92,7 @@ static int reserve_lock_file(MDB_env *env, const char *path, mdb_mode_t mode)
     if (mdb_env_get_maxreaders(env, &readers) != 0)
         return -EINVAL;
     char lock[4096];
-    if ((size_t)snprintf(lock, sizeof lock, "%s/lock.mdb", path) >= sizeof lock)
+    if (ef_path_join(lock, sizeof lock, path, "lock.mdb"))
         return -ENAMETOOLONG;
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, mode);
     if (fd < 0)

@@ -17,13 +17,8 @@
 #include "util/crc32c.h"
 #include "util/durable.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/xalloc.h"
-
-int snapdir_join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, SNAPDIR_PATH_MAX, "%s/%s", dir, name);
-    return n < 0 || n >= SNAPDIR_PATH_MAX ? -ENAMETOOLONG : 0;
-}
 
 int snapdir_file_crc(const char *path, uint32_t *crc, uint64_t *bytes)
 {
@@ -54,7 +49,7 @@ int snapdir_file_crc(const char *path, uint32_t *crc, uint64_t *bytes)
 static int write_manifest(const char *dir, const struct snapshot_info *s)
 {
     char path[SNAPDIR_PATH_MAX];
-    if (snapdir_join(path, dir, "manifest"))
+    if (ef_path_join(path, sizeof path, dir, "manifest"))
         return -ENAMETOOLONG;
     FILE *f = fopen(path, "we");
     if (!f)
@@ -71,7 +66,7 @@ static int write_manifest(const char *dir, const struct snapshot_info *s)
 static int read_manifest(const char *dir, struct snapshot_info *s)
 {
     char path[SNAPDIR_PATH_MAX];
-    if (snapdir_join(path, dir, "manifest"))
+    if (ef_path_join(path, sizeof path, dir, "manifest"))
         return -ENAMETOOLONG;
     FILE *f = fopen(path, "re");
     if (!f)
@@ -90,7 +85,7 @@ int snapdir_remove(const char *path)
     char file[SNAPDIR_PATH_MAX];
     int rc = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        if (snapdir_join(file, path, files[i]) != 0) {
+        if (ef_path_join(file, sizeof file, path, files[i]) != 0) {
             rc = -ENAMETOOLONG;
         } else if (unlink(file) < 0 && errno != ENOENT) {
             rc = -errno;
@@ -110,7 +105,7 @@ int snapdir_begin(const char *dir, char *tmp)
         return -errno;
     char name[32];
     snprintf(name, sizeof name, "tmp-%ld", (long)getpid());
-    if (snapdir_join(tmp, dir, name))
+    if (ef_path_join(tmp, SNAPDIR_PATH_MAX, dir, name))
         return -ENAMETOOLONG;
     snapdir_remove(tmp); /* left over by a crash of this pid number */
     return mkdir(tmp, 0755) < 0 ? -errno : 0;
@@ -119,7 +114,7 @@ int snapdir_begin(const char *dir, char *tmp)
 int snapdir_seal(const char *tmp, struct snapshot_info *s)
 {
     char data[SNAPDIR_PATH_MAX];
-    if (snapdir_join(data, tmp, "data.mdb"))
+    if (ef_path_join(data, sizeof data, tmp, "data.mdb"))
         return -ENAMETOOLONG;
     int rc = ef_fsync_path(data, 0);
     if (rc == 0)
@@ -137,7 +132,7 @@ int snapdir_publish(const char *dir, const char *tmp, struct snapshot_info *s, i
     char final[SNAPDIR_PATH_MAX];
     struct stat st;
     snprintf(s->name, sizeof s->name, "snap-%020" PRIu64, s->position);
-    if (snapdir_join(final, dir, s->name))
+    if (ef_path_join(final, sizeof final, dir, s->name))
         return -ENAMETOOLONG;
     if (!replace && stat(final, &st) == 0) {
         snapdir_remove(tmp);
@@ -166,7 +161,7 @@ void snapdir_remove_tmp(const char *dir)
     char path[SNAPDIR_PATH_MAX];
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, "tmp-", 4) == 0 && snapdir_join(path, dir, e->d_name) == 0)
+        if (strncmp(e->d_name, "tmp-", 4) == 0 && ef_path_join(path, sizeof path, dir, e->d_name) == 0)
             snapdir_remove(path);
     }
     closedir(d);
@@ -184,7 +179,7 @@ void snapdir_prune(const char *dir, int keep)
         for (size_t i = k; i < n; i++) {
             /* A snapshot that cannot be removed would be listed again forever: give up
              * (logged); the next prune tries again. */
-            if (snapdir_join(path, dir, list[i].name) != 0 || snapdir_remove(path) != 0)
+            if (ef_path_join(path, sizeof path, dir, list[i].name) != 0 || snapdir_remove(path) != 0)
                 return;
             EFLOG_INFO("snapshot removed position=%" PRIu64 " dir=%s", list[i].position, dir);
         }
@@ -226,7 +221,7 @@ int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "snap-", 5) != 0 || strlen(e->d_name) >= sizeof list->name)
             continue;
-        if (snapdir_join(path, dir, e->d_name))
+        if (ef_path_join(path, sizeof path, dir, e->d_name))
             continue;
         memset(&s, 0, sizeof s);
         if (read_manifest(path, &s) != 0) {
@@ -244,7 +239,7 @@ int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t
 int snapdir_verify(const char *dir, const struct snapshot_info *s)
 {
     char sdir[SNAPDIR_PATH_MAX], path[SNAPDIR_PATH_MAX];
-    if (snapdir_join(sdir, dir, s->name) || snapdir_join(path, sdir, "data.mdb"))
+    if (ef_path_join(sdir, sizeof sdir, dir, s->name) || ef_path_join(path, sizeof path, sdir, "data.mdb"))
         return -ENAMETOOLONG;
     uint32_t crc;
     uint64_t bytes;
@@ -260,7 +255,7 @@ int snapdir_lock(const char *dir, int nonblock, int *fd)
     *fd = -1;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
-    if (snapdir_join(path, dir, "lock"))
+    if (ef_path_join(path, sizeof path, dir, "lock"))
         return -ENAMETOOLONG;
     /* Read-only is enough for flock, and lets the service user lock a file that an
      * operator's eventfoldctl (another user) created. */

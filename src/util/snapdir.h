@@ -66,9 +66,6 @@ int snapdir_list(const char *dir, struct snapshot_info *list, size_t max, size_t
 /* Checks size and checksum of data.mdb: 0 valid, -EBADMSG damaged, other negative errno. */
 int snapdir_verify(const char *dir, const struct snapshot_info *s);
 
-/* dir/NAME into out (SNAPDIR_PATH_MAX bytes): 0 or -ENAMETOOLONG. */
-int snapdir_join(char *out, const char *dir, const char *name);
-
 /* CRC32C and size of a file. */
 int snapdir_file_crc(const char *path, uint32_t *crc, uint64_t *bytes);
 

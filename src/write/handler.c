@@ -12,6 +12,7 @@
 #include "server/metrics.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/replica.h"
 #include "util/xalloc.h"
 #include "write/execute.h"
@@ -47,17 +48,20 @@ static struct log *master_log;
  * (for the log: segment and offset). */
 static int open_both(const struct ef_config *cfg, struct write_ctx *ctx, char *err, size_t errlen)
 {
-    char path[EF_PATH_MAX + 16];
+    char path[EF_PATH_MAX + 16], model[EF_PATH_MAX + 16];
     struct log_options lo = { .segment_bytes = cfg->segment_bytes, .read_only = 0 };
-    snprintf(path, sizeof path, "%s/log", cfg->data_dir);
+    if (ef_path_join(path, sizeof path, cfg->data_dir, "log") ||
+        ef_path_join(model, sizeof model, cfg->data_dir, "write")) {
+        snprintf(err, errlen, "data directory path too long");
+        return -ENAMETOOLONG;
+    }
     int rc = log_open(path, &lo, &ctx->log);
     if (rc) {
         snprintf(err, errlen, "cannot open the log: %s", log_last_error(NULL));
         return rc;
     }
-    snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    if ((rc = write_model_open(path, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0)
-        snprintf(err, errlen, "cannot open the write model '%s': %s", path, ef_strerror(rc));
+    if ((rc = write_model_open(model, cfg->write_map_bytes, ctx->log, &ctx->wm)) != 0)
+        snprintf(err, errlen, "cannot open the write model '%s': %s", model, ef_strerror(rc));
     return rc;
 }
 
@@ -81,11 +85,15 @@ int write_preflight(const struct ef_config *cfg, char *err, size_t errlen)
                      strerror(-marked));
         return marked > 0 ? -EROFS : marked; /* a replica's log is read-only to commands */
     }
-    snprintf(path, sizeof path, "%s/log", cfg->data_dir);
+    char model[EF_PATH_MAX + 16];
+    if (ef_path_join(path, sizeof path, cfg->data_dir, "log") ||
+        ef_path_join(model, sizeof model, cfg->data_dir, "write")) {
+        snprintf(err, errlen, "data directory path too long");
+        return -ENAMETOOLONG;
+    }
     if ((rc = check_dir("log directory", path, 1, err, errlen)) != 0)
         return rc;
-    snprintf(path, sizeof path, "%s/write", cfg->data_dir);
-    if ((rc = check_dir("write model directory", path, 1, err, errlen)) != 0)
+    if ((rc = check_dir("write model directory", model, 1, err, errlen)) != 0)
         return rc;
     /* The model is closed again before the master forks (model.h: open after fork); its
      * catch-up or rebuild done here is not lost: the workers find it caught up. The log
@@ -132,7 +140,11 @@ int write_worker_init(void **worker_ctx, const struct ef_config *cfg)
         return -1;
     }
     char model[EF_PATH_MAX + 16], snaps[SNAPDIR_PATH_MAX];
-    snprintf(model, sizeof model, "%s/write", cfg->data_dir);
+    if (ef_path_join(model, sizeof model, cfg->data_dir, "write")) {
+        EFLOG_ERROR("data directory path too long data=%s", cfg->data_dir);
+        write_worker_fini(ctx);
+        return -1;
+    }
     if (wsnap_dir(model, snaps) == 0)
         ctx->snap_dir = xstrdup(snaps);
     if (wsnap_taker_start(ctx->wm, ctx->log, model, cfg->snapshot_every, cfg->snapshot_keep,

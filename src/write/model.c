@@ -14,6 +14,7 @@
 #include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 
 enum { DBI_META, DBI_USERS, DBI_ITEMS, DBI_ORDERS, DBI_IDEM, DBI_IDEM_TIME };
@@ -124,7 +125,8 @@ int wm_destroy_files(const char *dir)
     static const char *const files[] = { "data.mdb", "lock.mdb" };
     char path[4200];
     for (size_t i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (ef_path_join(path, sizeof path, dir, files[i]))
+            return -ENAMETOOLONG;
         if (unlink(path) < 0 && errno != ENOENT)
             return -errno;
     }

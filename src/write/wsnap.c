@@ -19,6 +19,7 @@
 #include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
+#include "util/path.h"
 #include "util/xalloc.h"
 #include "write/replay.h"
 
@@ -45,7 +46,7 @@ const char *wsnap_strerror(int err)
 
 int wsnap_dir(const char *model_dir, char *out)
 {
-    return snapdir_join(out, model_dir, "snapshots");
+    return ef_path_join(out, SNAPDIR_PATH_MAX, model_dir, "snapshots");
 }
 
 /* Position and boot id held by the copy in dir (tmp/data.mdb). */
@@ -54,7 +55,7 @@ static int copy_meta(const char *dir, uint64_t *pos, char *boot, size_t cap)
     char file[SNAPDIR_PATH_MAX];
     struct wm *c = NULL;
     MDB_txn *txn;
-    int rc = snapdir_join(file, dir, "data.mdb");
+    int rc = ef_path_join(file, sizeof file, dir, "data.mdb");
     if (rc == 0)
         rc = wm_open_copy(file, &c);
     if (rc == 0 && (rc = wm_begin(c, 0, &txn)) == 0) {
@@ -131,7 +132,7 @@ int wsnap_take_now(const char *model_dir, uint64_t map_bytes, struct log *lg, in
     char file[SNAPDIR_PATH_MAX], dir[SNAPDIR_PATH_MAX];
     struct stat st;
     struct wm *wm;
-    if (snapdir_join(file, model_dir, "data.mdb") || wsnap_dir(model_dir, dir))
+    if (ef_path_join(file, sizeof file, model_dir, "data.mdb") || wsnap_dir(model_dir, dir))
         return -ENAMETOOLONG;
     if (stat(file, &st) < 0)
         return errno == ENOENT ? WSNAP_ENONE : -errno;
@@ -217,8 +218,8 @@ static int try_snapshot(struct wm *wm, struct log *lg, const char *snap_dir,
     }
     if ((rc = snapdir_verify(snap_dir, s)) != 0)
         why = rc == -EBADMSG ? "damaged (size or CRC32C)" : "unreadable";
-    else if ((rc = snapdir_join(sdir, snap_dir, s->name)) != 0 ||
-             (rc = snapdir_join(file, sdir, "data.mdb")) != 0 ||
+    else if ((rc = ef_path_join(sdir, sizeof sdir, snap_dir, s->name)) != 0 ||
+             (rc = ef_path_join(file, sizeof file, sdir, "data.mdb")) != 0 ||
              (rc = wm_open_copy(file, &src)) != 0)
         why = "cannot be opened";
     else if ((rc = copy_position(src, &pos)) != 0)

@@ -21,6 +21,7 @@
 #include "util/clock.h"
 #include "util/crc32c.h"
 #include "util/eflog.h"
+#include "util/path.h"
 #include "util/snapdir.h"
 
 static char snaps[TD_PATH_MAX + 16];
@@ -34,7 +35,7 @@ static void snaps_setup(void)
 static void write_file(const char *dir, const char *name, const char *content)
 {
     char p[SNAPDIR_PATH_MAX];
-    ck_assert_int_eq(snapdir_join(p, dir, name), 0);
+    ck_assert_int_eq(ef_path_join(p, SNAPDIR_PATH_MAX, dir, name), 0);
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
     fputs(content, f);
@@ -92,8 +93,8 @@ START_TEST(test_build_list_verify)
 
     /* One byte changed, then a byte lost, then the file gone. */
     char dir[SNAPDIR_PATH_MAX], data[SNAPDIR_PATH_MAX];
-    ck_assert_int_eq(snapdir_join(dir, snaps, s.name), 0);
-    ck_assert_int_eq(snapdir_join(data, dir, "data.mdb"), 0);
+    ck_assert_int_eq(ef_path_join(dir, SNAPDIR_PATH_MAX, snaps, s.name), 0);
+    ck_assert_int_eq(ef_path_join(data, SNAPDIR_PATH_MAX, dir, "data.mdb"), 0);
     write_file(dir, "data.mdb", "pretend LMDB cop!");
     ck_assert_int_eq(snapdir_verify(snaps, &list[0]), -EBADMSG);
     ck_assert_int_eq(truncate(data, 16), 0);
@@ -103,7 +104,7 @@ START_TEST(test_build_list_verify)
 
     /* A missing directory is an empty list. */
     char none[SNAPDIR_PATH_MAX];
-    ck_assert_int_eq(snapdir_join(none, td_dir, "none"), 0);
+    ck_assert_int_eq(ef_path_join(none, SNAPDIR_PATH_MAX, td_dir, "none"), 0);
     ck_assert_int_eq(snapdir_list(none, list, 4, &n), 0);
     ck_assert_uint_eq(n, 0);
 }
@@ -117,10 +118,10 @@ START_TEST(test_list_order_and_skips)
         ck_assert_int_eq(make_snap(positions[i], "x", 0, &s), 0);
     /* Not snapshots, or not valid ones: skipped. */
     char bad[SNAPDIR_PATH_MAX];
-    ck_assert_int_eq(snapdir_join(bad, snaps, "snap-00000000000000099999"), 0);
+    ck_assert_int_eq(ef_path_join(bad, SNAPDIR_PATH_MAX, snaps, "snap-00000000000000099999"), 0);
     ck_assert_int_eq(mkdir(bad, 0755), 0);
     write_file(bad, "manifest", "eventfold-snapshot 2\nposition 99999\n");
-    ck_assert_int_eq(snapdir_join(bad, snaps, "snap-00000000000000088888"), 0);
+    ck_assert_int_eq(ef_path_join(bad, SNAPDIR_PATH_MAX, snaps, "snap-00000000000000088888"), 0);
     ck_assert_int_eq(mkdir(bad, 0755), 0); /* no manifest at all */
     write_file(snaps, "notes", "not a snapshot");
 
@@ -193,7 +194,7 @@ static void quick_snap(uint64_t position)
 {
     char name[64], dir[SNAPDIR_PATH_MAX], manifest[256];
     snprintf(name, sizeof name, "snap-%020" PRIu64, position);
-    ck_assert_int_eq(snapdir_join(dir, snaps, name), 0);
+    ck_assert_int_eq(ef_path_join(dir, SNAPDIR_PATH_MAX, snaps, name), 0);
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     write_file(dir, "data.mdb", "q");
     snprintf(manifest, sizeof manifest,
@@ -228,9 +229,9 @@ START_TEST(test_tmp_lock_and_paths)
     ck_assert_int_eq(snapdir_begin(snaps, other), 0);
     ck_assert_str_eq(other, tmp);
     char data[SNAPDIR_PATH_MAX];
-    ck_assert_int_eq(snapdir_join(data, tmp, "data.mdb"), 0);
+    ck_assert_int_eq(ef_path_join(data, SNAPDIR_PATH_MAX, tmp, "data.mdb"), 0);
     ck_assert_int_ne(access(data, F_OK), 0);
-    ck_assert_int_eq(snapdir_join(other, snaps, "tmp-1"), 0);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, snaps, "tmp-1"), 0);
     ck_assert_int_eq(mkdir(other, 0755), 0);
     write_file(other, "manifest", "partial");
     struct snapshot_info s;
@@ -240,7 +241,7 @@ START_TEST(test_tmp_lock_and_paths)
     ck_assert_uint_eq(count_entries(snaps, "snap-"), 1);
 
     /* A directory with an unknown file cannot be removed: the error is returned. */
-    ck_assert_int_eq(snapdir_join(other, snaps, "odd"), 0);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, snaps, "odd"), 0);
     ck_assert_int_eq(mkdir(other, 0755), 0);
     write_file(other, "stray", "x");
     ck_assert_int_eq(snapdir_remove(other), -ENOTEMPTY);
@@ -260,12 +261,12 @@ START_TEST(test_tmp_lock_and_paths)
     memset(longdir, 'd', sizeof longdir - 1);
     longdir[sizeof longdir - 1] = '\0';
     longdir[0] = '/';
-    ck_assert_int_eq(snapdir_join(other, longdir, "x"), -ENAMETOOLONG);
-    ck_assert_int_eq(snapdir_join(other, longdir + 12, "x"), 0);
-    ck_assert_int_eq(snapdir_join(other, longdir + 11, "x"), -ENAMETOOLONG);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, longdir, "x"), -ENAMETOOLONG);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, longdir + 12, "x"), 0);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, longdir + 11, "x"), -ENAMETOOLONG);
     uint32_t crc;
     uint64_t bytes;
-    ck_assert_int_eq(snapdir_join(other, snaps, "absent"), 0);
+    ck_assert_int_eq(ef_path_join(other, SNAPDIR_PATH_MAX, snaps, "absent"), 0);
     ck_assert_int_eq(snapdir_file_crc(other, &crc, &bytes), -ENOENT);
 }
 END_TEST
