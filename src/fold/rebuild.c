@@ -3,11 +3,9 @@
 #include "fold/rebuild.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,54 +15,13 @@
 #include "readmodel/rsnap.h"
 #include "fold/tailer.h"
 #include "util/clock.h"
+#include "util/durable.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/lockfile.h"
 #include "util/path.h"
 
 #define SNAP_MAX 64
-
-/* Copies src to dst (a new file) and fsyncs it. */
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return -errno;
-    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0) {
-        int rc = -errno;
-        close(in);
-        return rc;
-    }
-    char buf[1 << 16];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : 0;
-            break;
-        }
-        for (ssize_t done = 0; done < n;) {
-            ssize_t w = write(out, buf + done, (size_t)(n - done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = -errno;
-                break;
-            }
-            done += w;
-        }
-        if (rc)
-            break;
-    }
-    if (rc == 0 && fsync(out) < 0)
-        rc = -errno;
-    close(in);
-    if (close(out) < 0 && rc == 0)
-        rc = -errno;
-    return rc;
-}
 
 /* Seeds model dir `model` from the newest valid snapshot; returns 0 (also when none was
  * usable: the model then starts empty) or a negative code. */
@@ -89,7 +46,7 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
             ef_path_join(sdir, sizeof sdir, snapdir, list[i].name) ||
             ef_path_join(src, sizeof src, sdir, "data.mdb") || ef_path_join(dst, sizeof dst, model, "data.mdb"))
             return -ENAMETOOLONG;
-        rc = copy_file(src, dst);
+        rc = ef_copy_file(src, dst);
         if (rc)
             return rc;
         *from = list[i].position;
@@ -126,14 +83,12 @@ static int take_lock(const char *data_dir, int *fd)
     int rc = rdir_path(path, sizeof path, data_dir, "rebuild.lock");
     if (rc)
         return rc;
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (*fd < 0)
-        return -errno;
-    if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+    rc = ef_lock_file(path, 1, fd);
+    if (rc == -EWOULDBLOCK) {
         EFLOG_ERROR("another rebuild is running (%s)", path);
         return -EBUSY;
     }
-    return 0;
+    return rc;
 }
 
 /* The map to open the new model with: the configured size, or the current model's if that
@@ -244,8 +199,7 @@ fail:
     EFLOG_ERROR("rebuild failed: %s", ef_strerror(rc));
     rdir_remove_model(opt->data_dir, name);
 out:
-    if (lock_fd >= 0)
-        close(lock_fd);
+    ef_unlock_file(lock_fd);
     return rc;
 }
 
@@ -271,7 +225,6 @@ int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t
         rdir_remove_model(data_dir, name);
     }
 out:
-    if (lock_fd >= 0)
-        close(lock_fd);
+    ef_unlock_file(lock_fd);
     return rc;
 }

@@ -3,13 +3,11 @@
 #include "fold/tailer.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -21,6 +19,7 @@
 #include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
+#include "util/lockfile.h"
 #include "util/path.h"
 
 const char *tailer_strerror(int err)
@@ -51,8 +50,9 @@ static int stopping(const struct tailer *tl)
     return tl->opt->stop && *tl->opt->stop;
 }
 
-/* One tailer per data directory: an exclusive flock on DIR/read/tailer.lock (a rebuild
- * takes DIR/read/rebuild.lock instead: it folds into a model of its own). Released by the kernel when the process dies. */
+/* One tailer per data directory: an exclusive lock on DIR/read/tailer.lock (a rebuild
+ * takes DIR/read/rebuild.lock instead: it folds into a model of its own). Released by the
+ * kernel when the process dies. */
 static int take_lock(struct tailer *tl)
 {
     char path[RDIR_PATH_MAX];
@@ -61,18 +61,12 @@ static int take_lock(struct tailer *tl)
         EFLOG_ERROR("data directory path too long data=%s", tl->opt->data_dir);
         return rc;
     }
-    tl->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (tl->lock_fd < 0) {
-        rc = -errno;
-        EFLOG_ERROR("cannot open %s: %s", path, strerror(errno));
-        return rc;
-    }
-    if (flock(tl->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = -errno;
-        EFLOG_ERROR("another tailer or rebuild holds %s", path);
-        return rc;
-    }
-    return 0;
+    rc = ef_lock_file(path, 1, &tl->lock_fd);
+    if (rc == -EWOULDBLOCK)
+        EFLOG_ERROR("another tailer holds %s", path);
+    else if (rc)
+        EFLOG_ERROR("cannot lock %s: %s", path, strerror(-rc));
+    return rc;
 }
 
 static int open_model(struct tailer *tl)
@@ -475,7 +469,6 @@ int tailer_run(const struct tailer_options *opt)
         sync_model(&tl); /* logged if it fails: the marker then stays, which is safe */
     rmodel_env_close(tl.env);
     log_close(tl.lg);
-    if (tl.lock_fd >= 0)
-        close(tl.lock_fd);
+    ef_unlock_file(tl.lock_fd);
     return rc;
 }

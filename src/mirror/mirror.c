@@ -3,11 +3,9 @@
 #include "mirror/mirror.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +15,7 @@
 #include "mirror/mnats.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lockfile.h"
 #include "util/path.h"
 #include "util/replica.h"
 
@@ -65,14 +64,14 @@ static int take_lock(struct mirror *m)
         snprintf(m->err, m->errlen, "data directory path too long");
         return MIRROR_EREFUSED;
     }
-    m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (m->lock_fd < 0) {
-        snprintf(m->err, m->errlen, "cannot open %s: %s", path, strerror(errno));
-        return MIRROR_EREFUSED;
-    }
-    if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    int rc = ef_lock_file(path, 1, &m->lock_fd);
+    if (rc == -EWOULDBLOCK) {
         snprintf(m->err, m->errlen, "another eventfold-mirror runs on %s (%s is locked)",
                  m->cfg->data_dir, path);
+        return MIRROR_EREFUSED;
+    }
+    if (rc) {
+        snprintf(m->err, m->errlen, "cannot open %s: %s", path, strerror(-rc));
         return MIRROR_EREFUSED;
     }
     return 0;
@@ -445,7 +444,6 @@ int mirror_run(const struct mirror_options *opt, char *err, size_t errlen)
     mnats_close(m.mn);
     mcheck_free(&m.mc);
     log_close(m.lg);
-    if (m.lock_fd >= 0)
-        close(m.lock_fd);
+    ef_unlock_file(m.lock_fd);
     return rc;
 }

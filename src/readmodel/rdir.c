@@ -4,15 +4,14 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/durable.h"
+#include "util/lockfile.h"
 #include "util/path.h"
 
 int rdir_path(char *out, size_t outlen, const char *data_dir, const char *name)
@@ -57,16 +56,12 @@ int rdir_prepare(const char *data_dir)
         return rc;
     /* The tailer and the query workers may start together: the first one creates the
      * model, the others wait on the lock and then find it. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    if (flock(fd, LOCK_EX) < 0) {
-        rc = -errno;
-        close(fd);
+    int fd;
+    rc = ef_lock_file(path, 0, &fd);
+    if (rc)
         return rc;
-    }
     rc = prepare_locked(data_dir);
-    close(fd); /* releases the lock */
+    ef_unlock_file(fd);
     return rc;
 }
 

@@ -26,6 +26,12 @@ int ef_write_durably(const char *dir, const char *name, const void *data, size_t
  * often whose loss costs nothing (the relay's and the mirror's state files). */
 int ef_replace_file(const char *dir, const char *name, const void *data, size_t len);
 
+/* Copies the file src to dst, a new file (mode 0644; -EEXIST if dst exists), and fsyncs dst
+ * (not its directory: the caller fsyncs or renames that). 0 or -errno; on failure dst may
+ * be left partial, and the caller removes it. For seeding a read model from a snapshot's
+ * data.mdb. */
+int ef_copy_file(const char *src, const char *dst);
+
 /* Reads dir/name, a small file such as those markers, into buf (at most cap - 1 bytes,
  * then a NUL). The length read, -ENOENT when there is no such file, or another -errno. */
 int ef_read_small(const char *dir, const char *name, char *buf, size_t cap);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "util/crc32c.h"
 #include "util/durable.h"
 #include "util/eflog.h"
+#include "util/lockfile.h"
 #include "util/path.h"
 #include "util/xalloc.h"
 
@@ -257,25 +257,10 @@ int snapdir_lock(const char *dir, int nonblock, int *fd)
         return -errno;
     if (ef_path_join(path, sizeof path, dir, "lock"))
         return -ENAMETOOLONG;
-    /* Read-only is enough for flock, and lets the service user lock a file that an
-     * operator's eventfoldctl (another user) created. */
-    int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (f < 0)
-        return -errno;
-    int rc;
-    while ((rc = flock(f, LOCK_EX | (nonblock ? LOCK_NB : 0))) < 0 && errno == EINTR)
-        ;
-    if (rc < 0) {
-        rc = -errno;
-        close(f);
-        return rc;
-    }
-    *fd = f;
-    return 0;
+    return ef_lock_file(path, nonblock, fd);
 }
 
 void snapdir_unlock(int fd)
 {
-    if (fd >= 0)
-        close(fd);
+    ef_unlock_file(fd);
 }
