@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,8 +36,6 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
         if (rc) {
             EFLOG_WARN("snapshot %s failed its integrity check (%s): trying an older one",
                      list[i].name, strerror(-rc));
-            fprintf(stderr, "rebuild: snapshot at position %" PRIu64 " is damaged (%s), skipped\n",
-                    list[i].position, strerror(-rc));
             continue;
         }
         char snapdir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], src[RDIR_PATH_MAX], dst[RDIR_PATH_MAX];
@@ -59,22 +56,21 @@ static int seed_from_snapshot(const char *data_dir, const char *model, uint64_t 
 }
 
 struct progress {
-    int enabled;
-    uint64_t start_ns, last_ns, from;
+    const struct rebuild_options *opt;
+    uint64_t start_ns, from;
 };
 
-static void show_progress(uint64_t pos, uint64_t head, void *arg)
+/* The tailer's progress callback: passes the fold's position on to the caller's. */
+static void report_progress(uint64_t pos, uint64_t head, void *arg)
 {
     struct progress *p = arg;
-    uint64_t now = ef_mono_ns();
-    if (!p->enabled || now - p->last_ns < 500000000u)
+    if (!p->opt->progress)
         return;
-    p->last_ns = now;
-    double secs = (double)(now - p->start_ns) / 1e9;
-    double rate = secs > 0 ? (double)(pos - p->from) / secs : 0;
-    double left = rate > 0 && head > pos ? (double)(head - pos) / rate : 0;
-    fprintf(stderr, "\rrebuild: %" PRIu64 "/%" PRIu64 " events, %.0f events/s, %.0f s left   ", pos,
-            head, rate, left);
+    struct rebuild_progress rp = {
+        .from = p->from, .position = pos, .head = head,
+        .seconds = (double)(ef_mono_ns() - p->start_ns) / 1e9,
+    };
+    p->opt->progress(&rp, p->opt->progress_arg);
 }
 
 static int take_lock(const char *data_dir, int *fd)
@@ -112,7 +108,7 @@ static int catch_up(const struct rebuild_options *opt, const char *model, struct
 {
     struct tailer_options to = {
         .data_dir = opt->data_dir, .segment_bytes = opt->segment_bytes, .map_bytes = map_size(opt),
-        .once = 2, .model_dir = model, .progress = show_progress, .progress_arg = pg,
+        .once = 2, .model_dir = model, .progress = report_progress, .progress_arg = pg,
         .bulk_bytes = opt->memory_bytes ? opt->memory_bytes : REBUILD_MEMORY_BYTES,
     };
     return tailer_run(&to);
@@ -167,7 +163,7 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
     memset(res, 0, sizeof *res);
     int lock_fd = -1;
     char name[64], model[RDIR_PATH_MAX];
-    struct progress pg = { opt->progress, ef_mono_ns(), 0, 0 };
+    struct progress pg = { opt, ef_mono_ns(), 0 };
     int rc = rdir_prepare(opt->data_dir);
     if (rc == 0)
         rc = take_lock(opt->data_dir, &lock_fd);
@@ -191,9 +187,6 @@ int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res)
     if (rc)
         goto fail;
     res->seconds = (double)(ef_mono_ns() - pg.start_ns) / 1e9;
-    if (opt->progress)
-        fprintf(stderr, "\rrebuild: done at position %" PRIu64 " in %.1f s%30s\n", res->position,
-                res->seconds, "");
     goto out;
 fail:
     EFLOG_ERROR("rebuild failed: %s", ef_strerror(rc));

@@ -15,12 +15,23 @@
 
 #include <stdint.h>
 
+/* How far a rebuild's fold is, for a program to show: the library itself prints nothing. */
+struct rebuild_progress {
+    uint64_t from;     /* where folding started (the snapshot's position, or 0) */
+    uint64_t position; /* folded so far */
+    uint64_t head;     /* the log's durable head */
+    double seconds;    /* since the rebuild began */
+};
+
 struct rebuild_options {
     const char *data_dir;
     uint64_t map_bytes;
     uint64_t segment_bytes;
     int from_scratch;
-    int progress; /* 1: progress lines on stderr (events, rate, time left) */
+    /* Called (may be NULL) in the rebuilding thread after each committed batch of the fold
+     * and every 65536 records of a bulk one; progress_arg is passed through. */
+    void (*progress)(const struct rebuild_progress *p, void *arg);
+    void *progress_arg;
     /* Memory budget of the fold's pending rows (0: REBUILD_MEMORY_BYTES); see below. */
     uint64_t memory_bytes;
 };

@@ -16,6 +16,7 @@
 #include "query/rstatus.h"
 #include "readmodel/rsnap.h"
 #include "util/cli.h"
+#include "util/clock.h"
 #include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/path.h"
@@ -138,6 +139,25 @@ static int ctl_snapshot(struct ctl_ctx *ctx, int argc, char **argv)
     return wrc < 0 ? 1 : 0;
 }
 
+/* Progress lines on a terminal (events, rate, time left), at most two a second, each
+ * overwriting the one before. */
+struct rebuild_display {
+    uint64_t last_ns;
+};
+
+static void show_progress(const struct rebuild_progress *p, void *arg)
+{
+    struct rebuild_display *d = arg;
+    uint64_t now = ef_mono_ns();
+    if (now - d->last_ns < 500000000u)
+        return;
+    d->last_ns = now;
+    double rate = p->seconds > 0 ? (double)(p->position - p->from) / p->seconds : 0;
+    double left = rate > 0 && p->head > p->position ? (double)(p->head - p->position) / rate : 0;
+    fprintf(stderr, "\rrebuild: %" PRIu64 "/%" PRIu64 " events, %.0f events/s, %.0f s left   ",
+            p->position, p->head, rate, left);
+}
+
 static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
 {
     int scratch = 0;
@@ -152,10 +172,18 @@ static int ctl_rebuild(struct ctl_ctx *ctx, int argc, char **argv)
         .map_bytes = ctx->cfg->read_map_bytes,
         .segment_bytes = ctx->cfg->segment_bytes,
         .from_scratch = scratch,
-        .progress = isatty(STDERR_FILENO),
     };
+    int tty = isatty(STDERR_FILENO);
+    struct rebuild_display display = { 0 };
+    if (tty) {
+        opt.progress = show_progress;
+        opt.progress_arg = &display;
+    }
     struct rebuild_result res;
     int rc = rebuild_run(&opt, &res);
+    if (tty && rc == 0)
+        fprintf(stderr, "\rrebuild: done at position %" PRIu64 " in %.1f s%30s\n", res.position,
+                res.seconds, "");
     if (rc) {
         fprintf(stderr, "%s: rebuild failed: %s\n", ctx->prog, ef_strerror(rc));
         return 1;

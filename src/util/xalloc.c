@@ -2,20 +2,23 @@
 
 #include "util/xalloc.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/eflog.h"
+
+/* eflog formats on the stack and writes with one write(2): it allocates nothing, so it
+ * can report the failure of an allocation. */
 static void oom(size_t n)
 {
-    fprintf(stderr, "eventfold: out of memory allocating %zu bytes\n", n);
+    EFLOG_ERROR("out of memory bytes=%zu", n);
     abort();
 }
 
 void *xcheck(void *p)
 {
     if (!p) {
-        fputs("eventfold: out of memory (a library's allocation failed)\n", stderr);
+        EFLOG_ERROR("out of memory (a library's allocation failed)");
         abort();
     }
     return p;

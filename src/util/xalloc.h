@@ -1,7 +1,7 @@
 /* xalloc: allocation that cannot fail.
  *
  * Out of memory is not a condition eventfold tries to survive inside a request: the
- * wrappers print one line to stderr and abort(), and the master process (or the service
+ * wrappers log one line (eflog) and abort(), and the master process (or the service
  * manager) starts a fresh worker. Capacity errors of normal life (ENOSPC, MDB_MAP_FULL)
  * are handled where they happen and never routed through here.
  */
