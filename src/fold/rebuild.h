@@ -6,9 +6,11 @@
  * position to the durable head (the tailer's fold loop, tailer.h); then DIR/read/current
  * is switched to it with one rename(2) and the generation in the position file is bumped,
  * so query workers and the live tailer reopen it. The old model is removed afterwards.
+ * Seeding and switching are model_switch.h's, shared with the live tailer.
  *
  * Guarantees: queries keep being answered from the old model until the switch, then from
- * the new one; no answer mixes them (query.h). Only one rebuild runs at a time (a lock).
+ * the new one; no answer mixes them (query.h). Only one rebuild runs at a time (the
+ * rebuild lock, model_switch.h).
  */
 #ifndef EF_REBUILD_H
 #define EF_REBUILD_H
@@ -55,12 +57,5 @@ struct rebuild_result {
 
 /* Returns 0, or a negative code (logged). */
 int rebuild_run(const struct rebuild_options *opt, struct rebuild_result *res);
-
-/* Replaces DIR/read/current at once, without folding, by a model seeded from the newest
- * valid snapshot (or an empty one): for a current model that cannot be trusted
- * (rmodel_env_open said RMODEL_EUNSYNCED: the machine went down while it had unsynced commits).
- * Queries then answer from that consistent, older model while the live tailer folds on
- * from *position. Takes the rebuild lock (-EBUSY while a rebuild runs). */
-int rebuild_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position);
 
 #endif

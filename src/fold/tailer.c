@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fold/model_switch.h"
 #include "log/log.h"
 #include "readmodel/rdir.h"
-#include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
 #include "readmodel/rpos.h"
 #include "readmodel/rsnap.h"
@@ -88,7 +88,7 @@ static int open_model(struct tailer *tl)
         uint64_t from;
         EFLOG_WARN("the read model had unsynced commits when the machine went down: replacing it "
                  "with the newest snapshot and folding on from there dir=%s", path);
-        rc = rebuild_replace_untrusted(o->data_dir, o->map_bytes, &from);
+        rc = model_switch_replace_untrusted(o->data_dir, o->map_bytes, &from);
         if (rc == 0)
             rc = rmodel_env_open(path, &ro, &tl->env);
         if (rc == 0)

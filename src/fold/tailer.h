@@ -12,7 +12,7 @@
  *  - Commits do not wait for the disk (rmodel.h, "Lazy sync"): a batch is visible to queries
  *    as soon as LMDB has written it to the page cache. After TAILER_IDLE_SYNC_MS without
  *    new records, and on exit, the model is synced. A model found torn by a machine crash
- *    is replaced by the newest snapshot (rebuild_replace_untrusted) and folded on.
+ *    is replaced by the newest snapshot (model_switch.h) and folded on.
  *  - A checksum failure stops the tailer (TAILER_EDAMAGE, logged with segment and offset):
  *    damage is never skipped. An event that cannot be applied is a dead letter, and
  *    folding goes on.

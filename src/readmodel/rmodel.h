@@ -92,7 +92,7 @@ struct rmodel_options {
  * write any page, spilled ones included), and removed only after rmodel_env_sync() made
  * everything durable (the tailer syncs when idle and on close). rmodel_env_open() then refuses
  * (RMODEL_EUNSYNCED) a model whose marker names another boot: the machine went down while
- * it was dirty, so it cannot be trusted and must be replaced (rebuild.h). A marker of
+ * it was dirty, so it cannot be trusted and must be replaced (fold/model_switch.h). A marker of
  * this boot only means a process died, which loses nothing. Without a readable boot id,
  * rmodel_env_lazy_sync() leaves the commits synced (MDB_NOMETASYNC); so does a marker that
  * cannot be written for a full disk (until the env is reopened). */
