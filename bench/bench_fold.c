@@ -45,7 +45,7 @@
 #include "log/log.h"
 #include "readmodel/rdir.h"
 #include "fold/rebuild.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rmodel_event.h"
 #include "readmodel/rsnap.h"
 #include "fold/tailer.h"

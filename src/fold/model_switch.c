@@ -8,6 +8,7 @@
 
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rpos.h"
 #include "readmodel/rsnap.h"
 #include "util/durable.h"

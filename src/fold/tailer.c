@@ -14,6 +14,8 @@
 #include "log/log.h"
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_env.h"
+#include "readmodel/rmodel_fold.h"
 #include "readmodel/rpos.h"
 #include "readmodel/rsnap.h"
 #include "util/clock.h"
@@ -78,7 +80,7 @@ static int open_model(struct tailer *tl)
         snprintf(path, sizeof path, "%s", o->model_dir);
     else
         rc = rdir_path(path, sizeof path, o->data_dir, "current");
-    /* Lazy sync (rmodel.h): commits do not wait for the disk, so a folded write reaches the
+    /* Lazy sync (rmodel_env.h): commits do not wait for the disk, so a folded write reaches the
      * queries within a fraction of a millisecond; the marker protocol keeps the model
      * trustworthy across machine crashes, and the tailer syncs when idle. */
     struct rmodel_options ro = { o->map_bytes, 0 };
@@ -436,7 +438,7 @@ static int follow(struct tailer *tl)
         if (tl->opt->once)
             return 0;
         /* The timeout only bounds how late a stop request is noticed, and how long the
-         * model stays unsynced once the log is idle (rmodel.h, "Lazy sync"). */
+         * model stays unsynced once the log is idle (rmodel_env.h, "Lazy sync"). */
         int dirty = rmodel_env_unsynced(tl->env);
         if (!log_wait_durable(tl->lg, tl->pos, dirty ? TAILER_IDLE_SYNC_MS : 500) && dirty)
             sync_model(tl);

@@ -9,7 +9,7 @@
  *  - Batches adapt: up to TAILER_BATCH_MAX records or TAILER_BATCH_MS while far behind
  *    (throughput); when the durable head is reached the batch commits at once (low lag).
  *    Caught up, it sleeps in log_wait_durable() (a futex): no polling.
- *  - Commits do not wait for the disk (rmodel.h, "Lazy sync"): a batch is visible to queries
+ *  - Commits do not wait for the disk (rmodel_env.h, "Lazy sync"): a batch is visible to queries
  *    as soon as LMDB has written it to the page cache. After TAILER_IDLE_SYNC_MS without
  *    new records, and on exit, the model is synced. A model found torn by a machine crash
  *    is replaced by the newest snapshot (model_switch.h) and folded on.
@@ -35,7 +35,7 @@
 
 #define TAILER_BATCH_MAX 10000
 #define TAILER_BATCH_MS 250
-/* Caught up with an unsynced model (rmodel.h, "Lazy sync"): sync after this much idleness. */
+/* Caught up with an unsynced model (rmodel_env.h, "Lazy sync"): sync after this much idleness. */
 #define TAILER_IDLE_SYNC_MS 1000
 
 /* The tailer's own codes (its range in util/ef_error.h); it also passes on the log's, the

@@ -10,7 +10,7 @@
 
 #include "mirror/mirror.h"
 #include "mirror/mnats.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_render.h"
 #include "util/ef_error.h"
 #include "util/xalloc.h"
 

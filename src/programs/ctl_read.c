@@ -14,6 +14,8 @@
 #include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
 #include "query/rstatus.h"
+#include "readmodel/rmodel_dlq.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rsnap.h"
 #include "util/cli.h"
 #include "util/clock.h"

@@ -13,6 +13,7 @@
 #include "log/log.h"
 #include "query/query_int.h"
 #include "readmodel/rdir.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/eflog.h"

@@ -52,7 +52,7 @@ int query_min_position(struct server_request *req, uint64_t *pos);
 
 /* Answers 400 validation_failed naming field and message. */
 void query_bad_param(struct qreq *q, const char *field, const char *message);
-/* Answers a problem for an rm_* error code (404 for RMODEL_ENOTFOUND, else 500, logged). */
+/* Answers a problem for an rmodel_* error code (404 for RMODEL_ENOTFOUND, else 500, logged). */
 void query_fail(struct qreq *q, int rc, const char *what);
 /* Answers 200 with q->body and the Log-Position header (plus extra, may be NULL). */
 void query_ok(struct qreq *q, const char *extra_headers);

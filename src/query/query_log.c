@@ -6,6 +6,9 @@
 
 #include "log/log.h"
 #include "query/query_int.h"
+#include "readmodel/rmodel_asof.h"
+#include "readmodel/rmodel_query.h"
+#include "readmodel/rmodel_render.h"
 #include "readmodel/rpos.h"
 #include "util/clock.h"
 #include "util/ef_error.h"

@@ -7,6 +7,7 @@
 #include "log/log.h"
 #include "query/query.h"
 #include "query/query_int.h"
+#include "readmodel/rmodel_query.h"
 #include "readmodel/rpos.h"
 #include "query/rstatus.h"
 #include "relay/relay_state.h"

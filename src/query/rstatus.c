@@ -3,7 +3,8 @@
 #include "query/rstatus.h"
 
 #include "log/log.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_dlq.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rsnap.h"
 #include "relay/relay_state.h"
 #include "util/path.h"

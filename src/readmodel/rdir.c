@@ -127,8 +127,8 @@ int rdir_switch(const char *data_dir, const char *name, char *old, size_t oldlen
 
 int rdir_remove_model(const char *data_dir, const char *name)
 {
-    /* "unsynced": the lazy-sync marker of rmodel.h (RMODEL_UNSYNCED_FILE), and what a failed write
-     * of it can leave behind (util/durable.h). */
+    /* "unsynced": the lazy-sync marker of rmodel_env.h (RMODEL_UNSYNCED_FILE), and what a
+     * failed write of it can leave behind (util/durable.h). */
     static const char *const files[] = { "data.mdb", "lock.mdb", "unsynced", ".unsynced.tmp" };
     char path[RDIR_PATH_MAX], file[RDIR_PATH_MAX];
     int rc = rdir_path(path, sizeof path, data_dir, name);

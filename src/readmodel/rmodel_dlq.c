@@ -1,9 +1,10 @@
 #include <config.h>
 
+#include "readmodel/rmodel_dlq.h"
+
 #include <string.h>
 
 #include "log/record.h"
-#include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
 #include "util/clock.h"
 #include "util/eflog.h"

@@ -1,5 +1,7 @@
 #include <config.h>
 
+#include "readmodel/rmodel_env.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
 #include "util/bootid.h"
 #include "util/durable.h"
@@ -77,7 +78,7 @@ fail:
     return rc == MDB_NOTFOUND ? RMODEL_ENOTFOUND : ef_mdb_rc(rc);
 }
 
-/* --- lazy sync (rmodel.h) ------------------------------------------------------------ */
+/* --- lazy sync (rmodel_env.h) ------------------------------------------------------------ */
 
 static int marker_path(const char *dir, char *out, size_t cap)
 {
@@ -171,7 +172,7 @@ int rmodel_env_open(const char *dir, const struct rmodel_options *opt, struct rm
     flags |= e->read_only ? MDB_RDONLY : MDB_NOMETASYNC;
     int rc;
     /* Whoever opens a model checks its lazy-sync marker: nobody reads or writes a model
-     * that may have been torn by a machine crash (rmodel.h, "Lazy sync"). */
+     * that may have been torn by a machine crash (rmodel_env.h, "Lazy sync"). */
     ef_boot_id(e->boot, sizeof e->boot);
     /* The model's own directory, not DIR/read/current: once a rebuild has switched
      * "current", syncing or closing this env must not touch the new model's marker. */
@@ -219,7 +220,7 @@ void rmodel_env_close(struct rmodel_env *env)
         return;
     if (env->env) {
         if (rmodel_env_unsynced(env))
-            rmodel_env_sync(env); /* on failure the marker stays: safe, see rmodel.h */
+            rmodel_env_sync(env); /* on failure the marker stays: safe, see rmodel_env.h */
         ef_mdb_close(env->env);
     }
     rmodel_cache_free(env->cache);

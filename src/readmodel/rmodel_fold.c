@@ -1,10 +1,11 @@
 #include <config.h>
 
+#include "readmodel/rmodel_fold.h"
+
 #include <assert.h>
 #include <string.h>
 
 #include "log/record.h"
-#include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
 #include "util/clock.h"
 #include "util/eflog.h"

@@ -1,5 +1,6 @@
-/* rmodel_internal: the environment and transaction structures shared by the files of src/read
- * that implement rmodel.h (environment, fold, queries, dead letters). Not for other modules. */
+/* rmodel_internal: the environment and transaction structures shared by the files of
+ * src/readmodel that implement the rmodel_*.h headers (rmodel.h lists them). Not for other
+ * modules. */
 #ifndef EF_RM_INTERNAL_H
 #define EF_RM_INTERNAL_H
 
@@ -36,7 +37,7 @@ struct rmodel_env {
     int read_only;
     int writemap; /* written through a writable map, its blocks reserved (util/lmdb_map.h) */
     struct rmodel_cache *cache; /* the write txn's row cache (rmodel_cache.c); NULL when read-only */
-    /* Lazy sync (rmodel.h): lazy is set when the env was opened with MDB_NOSYNC; unsynced
+    /* Lazy sync (rmodel_env.h): lazy is set when the env was opened with MDB_NOSYNC; unsynced
      * while the marker file exists. boot is this boot's id, dir the env's directory. */
     int lazy, unsynced;
     char boot[64];
@@ -108,6 +109,11 @@ void rmodel_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_
  * or a negative code. */
 int rmodel_order_apply(struct rmodel_txn *t, struct rmodel_order *o, const struct log_record *rec,
                    const struct rmodel_ev *ev);
+
+/* Appends order o (whose id is id) as GET /api/orders/{id} answers it: the query and time
+ * travel render the same view. */
+void rmodel_render_order_view(const struct rmodel_order *o, const char *id, size_t id_len,
+                              struct sbuf *out);
 
 /* Loads and decodes a user / item / order into the txn's copy buffer for it. */
 int rmodel_load_user(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_user *u);

@@ -1,10 +1,11 @@
 #include <config.h>
 
+#include "readmodel/rmodel_query.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "log/record.h"
-#include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -38,7 +39,7 @@ static void json_time_or_null(struct sbuf *out, int64_t ms)
         sbuf_json_time(out, ms);
 }
 
-static void render_order_view(const struct rmodel_order *o, const char *id, size_t id_len,
+void rmodel_render_order_view(const struct rmodel_order *o, const char *id, size_t id_len,
                               struct sbuf *out)
 {
     sbuf_putc(out, '{');
@@ -84,7 +85,7 @@ int rmodel_render_order(struct rmodel_txn *t, const char *id, size_t id_len, str
     int rc = rmodel_load_order(t, (struct rmodel_str){ id, id_len }, &o);
     if (rc)
         return rc;
-    render_order_view(&o, id, id_len, out);
+    rmodel_render_order_view(&o, id, id_len, out);
     *version = o.version;
     rmodel_order_clear(&o);
     return 0;
@@ -376,76 +377,4 @@ int rmodel_position_loc(struct rmodel_txn *t, uint64_t pos, struct rmodel_loc *l
     loc->segment = rmodel_read_u64(&r);
     loc->offset = rmodel_read_u64(&r);
     return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;
-}
-
-/* Time travel keeps its view self-contained: after each event the order is encoded into
- * enc and decoded back, so its strings never point into a parse tree that is gone. */
-struct rmodel_asof {
-    struct rmodel_order o;
-    struct sbuf enc, tmp;
-    struct rmodel_str id;
-    char id_buf[LOG_STREAM_MAX];
-};
-
-struct rmodel_asof *rmodel_asof_new(void) { return xcalloc(1, sizeof(struct rmodel_asof)); }
-
-void rmodel_asof_free(struct rmodel_asof *a)
-{
-    if (!a)
-        return;
-    rmodel_order_clear(&a->o);
-    sbuf_free(&a->enc);
-    sbuf_free(&a->tmp);
-    free(a);
-}
-
-int rmodel_asof_apply(struct rmodel_txn *t, struct rmodel_asof *a, const struct log_record *rec)
-{
-    int rc = rmodel_ev_parse(&t->ev, rec, &t->reason);
-    if (rc)
-        return rc;
-    rc = rmodel_order_apply(t, &a->o, rec, &t->ev);
-    if (rc)
-        return rc;
-    if (a->id.n == 0) {
-        size_t n = t->ev.order_id.n < sizeof a->id_buf ? t->ev.order_id.n : sizeof a->id_buf;
-        memcpy(a->id_buf, t->ev.order_id.p, n);
-        a->id = (struct rmodel_str){ a->id_buf, n };
-    }
-    sbuf_reset(&a->tmp);
-    rmodel_order_encode(&a->o, &a->tmp);
-    struct sbuf swap = a->enc;
-    a->enc = a->tmp;
-    a->tmp = swap;
-    rmodel_order_clear(&a->o);
-    return rmodel_order_decode(a->enc.data, a->enc.len, &a->o);
-}
-
-int rmodel_asof_render(struct rmodel_asof *a, struct sbuf *out, uint64_t *version)
-{
-    if (a->o.status == 0)
-        return RMODEL_ENOTFOUND;
-    render_order_view(&a->o, a->id.p, a->id.n, out);
-    *version = a->o.version;
-    return 0;
-}
-
-void rmodel_render_event(const struct log_record *rec, struct sbuf *out)
-{
-    sbuf_putc(out, '{');
-    sbuf_json_key(out, "position");
-    sbuf_json_u64(out, rec->position);
-    sbuf_json_key(out, "stream");
-    sbuf_json_str(out, rec->stream, rec->stream_len);
-    sbuf_json_key(out, "version");
-    sbuf_json_u64(out, rec->stream_version);
-    sbuf_json_key(out, "type");
-    sbuf_json_str(out, rec->type, rec->type_len);
-    sbuf_json_key(out, "schema_version");
-    sbuf_json_u64(out, rec->schema_version);
-    sbuf_json_key(out, "at");
-    sbuf_json_time(out, rec->timestamp_ms);
-    sbuf_json_key(out, "data");
-    sbuf_append(out, rec->data, rec->data_len);
-    sbuf_putc(out, '}');
 }

@@ -11,6 +11,7 @@
 
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_env.h"
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/path.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_render.h"
 #include "relay/relay_state.h"
 #include "util/clock.h"
 #include "util/ef_error.h"

@@ -21,7 +21,11 @@
 #include "readmodel/rdir.h"
 #include "fold/rebuild.h"
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_dlq.h"
+#include "readmodel/rmodel_env.h"
+#include "readmodel/rmodel_fold.h"
 #include "readmodel/rmodel_internal.h"
+#include "readmodel/rmodel_query.h"
 #include "readmodel/rpos.h"
 #include "readmodel/rsnap.h"
 #include "fold/tailer.h"
@@ -440,7 +444,7 @@ static void plant_foreign_marker(void)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Lazy sync (rmodel.h): a clean exit leaves no marker; a marker of this boot (a killed tailer)
+/* Lazy sync (rmodel_env.h): a clean exit leaves no marker; a marker of this boot (a killed tailer)
  * is trusted; a marker of another boot (the machine went down with unsynced commits) makes
  * every open refuse the model, and the next tailer replaces it with the newest snapshot and
  * folds on to a model identical to one built from scratch. */

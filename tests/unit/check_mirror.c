@@ -13,7 +13,7 @@
 
 #include "log/record.h"
 #include "mirror/mcheck.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_render.h"
 #include "testdir.h"
 #include "util/replica.h"
 #include "util/sbuf.h"

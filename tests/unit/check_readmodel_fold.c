@@ -10,7 +10,12 @@
 #include <unistd.h>
 
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_asof.h"
+#include "readmodel/rmodel_dlq.h"
+#include "readmodel/rmodel_env.h"
 #include "readmodel/rmodel_event.h"
+#include "readmodel/rmodel_fold.h"
+#include "readmodel/rmodel_query.h"
 #include "testdir.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "readmodel/rmodel.h"
+#include "readmodel/rmodel_render.h"
 #include "relay/relay.h"
 #include "relay/relay_state.h"
 #include "testdir.h"

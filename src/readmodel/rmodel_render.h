@@ -1,0 +1,19 @@
+/* rmodel_render: the API's JSON of one log record (API.md's EVENT).
+ *
+ * {"position","stream","version","type","schema_version","at","data"}: what GET
+ * /api/events and /api/orders/{id}/events list, what the relay publishes and what the mirror
+ * checks a relayed message against. It needs no transaction: it reads the record only.
+ *
+ * Guarantee: data is copied verbatim (it was validated JSON when written), so the same
+ * record always renders to the same bytes.
+ */
+#ifndef EF_RMODEL_RENDER_H
+#define EF_RMODEL_RENDER_H
+
+#include "log/record.h"
+#include "util/sbuf.h"
+
+/* Appends the JSON EVENT of rec to out. */
+void rmodel_render_event(const struct log_record *rec, struct sbuf *out);
+
+#endif
