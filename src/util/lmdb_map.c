@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -140,7 +139,7 @@ static int data_file_size(const char *path, size_t *size)
 {
     char data[4096];
     struct stat st;
-    if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", path) >= sizeof data)
+    if (ef_path_join(data, sizeof data, path, "data.mdb"))
         return -ENAMETOOLONG;
     if (stat(data, &st) < 0) {
         *size = 0;
