@@ -19,16 +19,12 @@
 #include "log/record.h"
 #include "util/sbuf.h"
 
-/* The mirror's codes (its range in util/ef_error.h): these, mnats.h's and mirror.h's. */
+/* The mirror's codes (its range in util/ef_error.h): these, mnats.h's and mirror.h's;
+ * mirror_strerror() (mirror_error.h) names them. */
 enum {
     MIRROR_EGAP = -14001,      /* the message is past the expected position: one is missing */
     MIRROR_EDISAGREE = -14002, /* the message is not the record it claims to be */
 };
-
-/* Returns a static description of a code: the mirror's own (of mcheck.h, mnats.h and
- * mirror.h), or ef_strerror()'s for any other. Defined here, in the one part of the mirror
- * without NATS, which every user of the mirror links. */
-const char *mirror_strerror(int err);
 
 /* The relay's headers, in sink.h's order. */
 enum mirror_hdr {

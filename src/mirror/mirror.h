@@ -28,7 +28,7 @@
 
 #include "util/config.h"
 
-/* In the mirror's range (util/ef_error.h); mirror_strerror() (mcheck.h) names them. */
+/* In the mirror's range (util/ef_error.h); mirror_strerror() (mirror_error.h) names them. */
 enum {
     MIRROR_EREFUSED = -14201, /* the data directory is not (and cannot become) this replica */
     MIRROR_ELOG = -14202,     /* the replica's log failed (open, append, sync) */

@@ -24,7 +24,7 @@
 #include "mirror/mcheck.h"
 #include "util/config.h"
 
-/* In the mirror's range (util/ef_error.h); mirror_strerror() (mcheck.h) names them. */
+/* In the mirror's range (util/ef_error.h); mirror_strerror() (mirror_error.h) names them. */
 enum {
     MNATS_ERETRY = -14101, /* transient (not connected, no stream leader, timeout): back off */
     MNATS_EFATAL = -14102, /* bad configuration (no such stream is not fatal: it may come) */

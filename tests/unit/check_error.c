@@ -9,6 +9,7 @@
 #include "log/log.h"
 #include "mirror/mcheck.h"
 #include "mirror/mirror.h"
+#include "mirror/mirror_error.h"
 #include "mirror/mnats.h"
 #include "readmodel/rmodel.h"
 #include "relay/sink.h"
