@@ -5,7 +5,7 @@
  * fdatasync is skipped: durability is not what is measured), takes a write-model snapshot
  * when 90% are in, appends the rest, then times into fresh environments:
  *   - a rebuild from the log alone (write_model_rebuild), and
- *   - a restore from the snapshot plus the log after it (wsnap_restore).
+ *   - a restore from the snapshot plus the log after it (write_model_restore).
  * One line on stdout:
  *   wsnap_events=N snapshot_position=P snapshot_bytes=B snapshot_ms=T
  *   full_replay_ms=F restore_ms=R restore_replayed=K speedup=X
@@ -121,7 +121,7 @@ int main(void)
         die(err);
     uint64_t full_ns = ef_mono_ns() - t0;
     t0 = ef_mono_ns();
-    if (wsnap_restore(b, ctx.log, snaps, &res, err, sizeof err) != 0)
+    if (write_model_restore(b, ctx.log, snaps, &res, err, sizeof err) != 0)
         die("restore failed");
     uint64_t rest_ns = ef_mono_ns() - t0;
     log_append_end(ctx.log);

@@ -257,7 +257,7 @@ static int catch_up(struct exec *x)
         EFLOG_WARN("rebuilding the write model reason=\"%s\"", err);
         /* From the newest usable snapshot when there is one: a full replay would hold the
          * append lock, and so every command, for as long as the whole log takes. */
-        rc = x->ctx->snap_dir ? wsnap_rebuild(x->ctx->wm, x->ctx->log, x->ctx->snap_dir, err, sizeof err)
+        rc = x->ctx->snap_dir ? write_model_rebuild_from(x->ctx->wm, x->ctx->log, x->ctx->snap_dir, err, sizeof err)
                               : write_model_rebuild(x->ctx->wm, x->ctx->log, err, sizeof err);
     }
     if (rc)

@@ -206,7 +206,7 @@ static int open_locked(const char *dir, uint64_t map_bytes, struct log *lg, stru
     char snaps[SNAPDIR_PATH_MAX];
     if (why && (rc = wsnap_dir(dir, snaps)) == 0) {
         EFLOG_WARN("rebuilding the write model reason=\"%s\" detail=\"%s\"", why, err);
-        if ((rc = wsnap_rebuild(wm, lg, snaps, err, sizeof err)) != 0) {
+        if ((rc = write_model_rebuild_from(wm, lg, snaps, err, sizeof err)) != 0) {
             EFLOG_ERROR("write model rebuild failed err=\"%s\"", err);
             wm_close(wm);
             return rc;
@@ -233,4 +233,36 @@ int write_model_open(const char *dir, uint64_t map_bytes, struct log *lg, struct
     rc = open_locked(dir, map_bytes, lg, out);
     log_append_end(lg);
     return rc;
+}
+
+int write_model_restore(struct wm *wm, struct log *lg, const char *snap_dir,
+                        struct wsnap_restored *res, char *err, size_t errlen)
+{
+    struct snapshot_info s;
+    uint64_t t0 = ef_mono_ns(), replayed = 0;
+    if (wsnap_load(wm, lg, snap_dir, &s) != 0)
+        return 1;
+    if (wm_catch_up(wm, lg, &replayed, err, errlen) != 0) {
+        EFLOG_WARN("catch-up after write-model snapshot failed snapshot=%s/%s err=\"%s\"",
+                   snap_dir, s.name, err);
+        return 1;
+    }
+    EFLOG_INFO("write model restored from snapshot snapshot=%s/%s position=%" PRIu64
+               " replayed=%" PRIu64 " ms=%" PRIu64, snap_dir, s.name, s.position, replayed,
+               (ef_mono_ns() - t0) / 1000000u);
+    if (res) {
+        res->snap = s;
+        res->replayed = replayed;
+    }
+    return 0;
+}
+
+int write_model_rebuild_from(struct wm *wm, struct log *lg, const char *snap_dir, char *err,
+                             size_t errlen)
+{
+    int rc = write_model_restore(wm, lg, snap_dir, NULL, err, errlen);
+    if (rc <= 0)
+        return rc;
+    EFLOG_INFO("no usable write-model snapshot, replaying the whole log dir=%s", snap_dir);
+    return write_model_rebuild(wm, lg, err, errlen);
 }

@@ -11,8 +11,11 @@
  *    when one fills it. If the model is ahead of the log it returns WM_EAHEAD and changes
  *    nothing.
  *  - write_model_rebuild: empties the model and replays the whole log from position 1.
+ *  - write_model_restore: loads the newest usable snapshot (wsnap_load, wsnap.h) and
+ *    catches up from its position; write_model_rebuild_from falls back to a full replay.
  *  - write_model_open: a worker's start: opens DIR/write and decides between catch-up and
- *    rebuild (a rebuild restores a snapshot first when there is one, wsnap.h) (see write_model_open in replay.c for the cases).
+ *    rebuild (from a snapshot when there is one; see write_model_open in replay.c for the
+ *    cases).
  */
 #ifndef EF_WRITE_REPLAY_H
 #define EF_WRITE_REPLAY_H
@@ -22,6 +25,7 @@
 
 #include "log/log.h"
 #include "write/model.h"
+#include "write/wsnap.h"
 
 #define WM_REPLAY_BATCH 4096
 
@@ -41,5 +45,17 @@ int write_model_rebuild(struct wm *wm, struct log *lg, char *err, size_t errlen)
  * left it ahead of the log), when it is ahead of the log, or when the catch-up finds a
  * record it cannot apply. Every rebuild is logged with its reason. */
 int write_model_open(const char *dir, uint64_t map_bytes, struct log *lg, struct wm **out);
+
+/* With the append lock held: makes wm equal to the log from the newest usable snapshot in
+ * snap_dir (wsnap_load) plus the log after it. Returns 0 (restored), 1 (no usable snapshot,
+ * or the catch-up after it failed: the caller replays the whole log; wm may hold the
+ * snapshot's state) or a negative code. res (may be NULL) says what was used. */
+int write_model_restore(struct wm *wm, struct log *lg, const char *snap_dir,
+                        struct wsnap_restored *res, char *err, size_t errlen);
+
+/* The rebuild of a worker's start: write_model_restore, else write_model_rebuild (full
+ * replay). Append lock held. */
+int write_model_rebuild_from(struct wm *wm, struct log *lg, const char *snap_dir, char *err,
+                             size_t errlen);
 
 #endif

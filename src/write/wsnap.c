@@ -21,7 +21,6 @@
 #include "util/lmdb_map.h"
 #include "util/path.h"
 #include "util/xalloc.h"
-#include "write/replay.h"
 
 #define TAKER_TICK_MS 200      /* how often an idle taker looks at the durable position */
 #define TAKER_BUSY_TICKS 5     /* after losing the flock: wait, then look at the list again */
@@ -237,43 +236,20 @@ static int try_snapshot(struct wm *wm, struct log *lg, const char *snap_dir,
     return rc;
 }
 
-int wsnap_restore(struct wm *wm, struct log *lg, const char *snap_dir,
-                  struct wsnap_restored *res, char *err, size_t errlen)
+int wsnap_load(struct wm *wm, struct log *lg, const char *snap_dir, struct snapshot_info *used)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
     size_t n = 0;
-    uint64_t t0 = ef_mono_ns();
     int rc = snapdir_list(snap_dir, list, SNAPDIR_LIST_MAX, &n);
     if (rc)
         EFLOG_WARN("cannot list write-model snapshots dir=%s err=\"%s\"", snap_dir, strerror(-rc));
     for (size_t i = 0; i < n; i++) {
-        if (try_snapshot(wm, lg, snap_dir, &list[i]) != 0)
-            continue;
-        uint64_t replayed = 0;
-        if ((rc = wm_catch_up(wm, lg, &replayed, err, errlen)) != 0) {
-            EFLOG_WARN("catch-up after write-model snapshot failed snapshot=%s/%s err=\"%s\"",
-                     snap_dir, list[i].name, err);
-            return 1;
+        if (try_snapshot(wm, lg, snap_dir, &list[i]) == 0) {
+            *used = list[i];
+            return 0;
         }
-        EFLOG_INFO("write model restored from snapshot snapshot=%s/%s position=%" PRIu64
-                 " replayed=%" PRIu64 " ms=%" PRIu64, snap_dir, list[i].name, list[i].position,
-                 replayed, (ef_mono_ns() - t0) / 1000000u);
-        if (res) {
-            res->snap = list[i];
-            res->replayed = replayed;
-        }
-        return 0;
     }
     return 1;
-}
-
-int wsnap_rebuild(struct wm *wm, struct log *lg, const char *snap_dir, char *err, size_t errlen)
-{
-    int rc = wsnap_restore(wm, lg, snap_dir, NULL, err, errlen);
-    if (rc <= 0)
-        return rc;
-    EFLOG_INFO("no usable write-model snapshot, replaying the whole log dir=%s", snap_dir);
-    return write_model_rebuild(wm, lg, err, errlen);
 }
 
 /* --- the taker thread ------------------------------------------------------------------ */

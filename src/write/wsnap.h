@@ -21,8 +21,9 @@
  *    log head, damaged (size or CRC32C), unreadable or whose content disagrees with its
  *    manifest is passed over with a warning naming it. The copy is loaded into the live
  *    environment in one write transaction (so other processes that have it open see the
- *    old or the new state, never a mix), then caught up from the log. One info line says
- *    which snapshot and how many records were replayed.
+ *    old or the new state, never a mix) by wsnap_load, then caught up from the log by
+ *    write_model_restore (replay.h). One info line says which snapshot and how many
+ *    records were replayed.
  *
  * Who takes them: every command worker runs a small taker thread (wsnap_taker_start); when
  * the durable log position reaches the newest snapshot's position + snapshot_every, the
@@ -68,20 +69,18 @@ int wsnap_take(struct wm *wm, struct log *lg, const char *snap_dir, int keep, in
 int wsnap_take_now(const char *model_dir, uint64_t map_bytes, struct log *lg, int keep,
                    struct snapshot_info *info);
 
-/* With the append lock held: makes wm equal to the log from the newest usable snapshot in
- * snap_dir plus the log after it. Returns 0 (restored), 1 (no usable snapshot, or the
- * catch-up after it failed: the caller replays the whole log; wm may hold the snapshot's
- * state) or a negative code. res (may be NULL) says what was used. */
+/* With the append lock held: loads the newest usable snapshot in snap_dir into wm, which
+ * then holds the model as of the snapshot's position (the caller catches up with the log
+ * after it: write_model_restore, replay.h). Snapshots ahead of the log, damaged or
+ * unreadable ones are skipped (logged). 0 with *used describing the snapshot, or 1 when
+ * none was usable. */
+int wsnap_load(struct wm *wm, struct log *lg, const char *snap_dir, struct snapshot_info *used);
+
+/* What write_model_restore (replay.h) used. */
 struct wsnap_restored {
     struct snapshot_info snap; /* the snapshot used */
     uint64_t replayed;         /* log records applied after it */
 };
-int wsnap_restore(struct wm *wm, struct log *lg, const char *snap_dir,
-                  struct wsnap_restored *res, char *err, size_t errlen);
-
-/* The rebuild of a worker's start: wsnap_restore, else write_model_rebuild (full replay).
- * Append lock held. */
-int wsnap_rebuild(struct wm *wm, struct log *lg, const char *snap_dir, char *err, size_t errlen);
 
 /* The background taker of a command worker (a thread; see above). every == 0: none is
  * started and *out is NULL. wm and lg must outlive it. Stop it before closing them. */

@@ -180,7 +180,7 @@ static int restored(const char *name, struct sbuf *out, struct wsnap_restored *r
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     ck_assert_int_eq(wm_open(path, 64ull << 20, &wm), 0);
     ck_assert_int_eq(log_append_begin(ctx.log), 0);
-    int rc = wsnap_restore(wm, ctx.log, snaps, res, err, sizeof err);
+    int rc = write_model_restore(wm, ctx.log, snaps, res, err, sizeof err);
     log_append_end(ctx.log);
     if (rc == 0)
         dump(wm, out);
