@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-PKGS="build-essential autoconf automake libtool pkg-config \
+PKGS="build-essential autoconf autoconf-archive automake libtool pkg-config \
  libfcgi-dev libyajl-dev liblmdb-dev libisal-dev libxxhash-dev uuid-dev check \
  nginx spawn-fcgi python3 curl wrk lmdb-utils valgrind gnuplot-nox \
  debhelper dpkg-dev lintian rpm fakeroot clang libclang-rt-14-dev btrfs-progs \

@@ -479,11 +479,18 @@ START_TEST(test_crash_loop)
             crash_child(dir, p[1]);
         }
         close(p[1]);
+        /* The kill comes at a random time after the child's first acknowledgement, not
+         * after its start: so every round appends, however slow the machine is (loaded,
+         * or a sanitizer build), and the total below does not depend on timing. */
+        uint64_t pos;
+        if (read(p[0], &pos, sizeof pos) == sizeof pos) {
+            ck_assert_uint_eq(pos, acked + 1);
+            acked = pos;
+        }
         usleep(5000 + (useconds_t)(rand_r(&seed) % 40000));
         kill(pid, SIGKILL);
         int st = wait_child(pid, ef_mono_ns() + 30ull * 1000000000u);
         ck_assert_msg(WIFSIGNALED(st), "crash child exited on its own (status %d)", st);
-        uint64_t pos;
         while (read(p[0], &pos, sizeof pos) == sizeof pos) {
             ck_assert_uint_eq(pos, acked + 1);
             acked = pos;
@@ -506,7 +513,7 @@ START_TEST(test_crash_loop)
         log_close(lg);
         expect_clean(dir, acked);
     }
-    ck_assert_uint_gt(acked, 50);
+    ck_assert_uint_ge(acked, 50); /* at least one acknowledged append per round */
 }
 END_TEST
 
