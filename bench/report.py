@@ -3,7 +3,7 @@
 
 Reads OUT/{meta,log,fold,fold_orders,wsnap,kafka,tailer,http,pg,ryw,parked,relay,mirror,snapshot}.kv (key=value lines written by bench/run.sh and the
 benchmark programs), writes the Markdown report (tables with each figure, its ceiling from the
-same run, the ratio, the issue's target and whether it is met), the gnuplot data and script
+same run, the ratio, the target and whether it is met), the gnuplot data and script
 (OUT/report.dat, OUT/report.gp) and runs gnuplot to draw the PNG (pngcairo, else png).
 Exits 1 naming what is missing if a figure a table needs was not measured. Stdlib only.
 
@@ -20,7 +20,7 @@ SECTIONS = ("meta", "log", "fold", "fold_orders", "wsnap", "kafka", "tailer", "h
 CONNS = (1, 16, 64)
 MIB = 1024.0
 
-# The issue's targets.
+# The targets (bench/README.md says where each comes from).
 QUERY_MIN_RATIO = 0.60      # of the trivial FastCGI responder
 COMMAND_MIN_RATIO = 0.50    # of min(group-commit append ceiling, trivial FastCGI), at 64 connections
 RYW_P99_MAX_MS = 5.0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A missing or read-only data directory (issue 7): every program exits with a non-zero
+"""A missing or read-only data directory: every program exits with a non-zero
 status and a one-line error naming the cause, within seconds: no crash, no hang, no
 respawn loop, and nothing changed on disk.
   - missing: --data names a directory whose parent does not exist either;

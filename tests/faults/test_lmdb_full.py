@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LMDB map full (issue 7; STYLE.md: MDB_MAP_FULL is handled and reported, never aborted on).
+"""LMDB map full (STYLE.md: MDB_MAP_FULL is handled and reported, never aborted on).
 The write model gets the smallest map the configuration allows (1 MiB) and four clients
 create orders of 100 lines each (the write model keeps every order's lines, to release or
 sell the reserved stock later), well past 1 MiB of model data. The map is grown instead of

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read model map full (issue 7): the tailer's LMDB map starts at the smallest size the
+"""Read model map full: the tailer's LMDB map starts at the smallest size the
 configuration allows (1 MiB) and orders of 100 lines are written until the model has outgrown
 it several times over. Then:
   - the tailer never fell behind for long: it grew the map itself (a warning naming the new

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hand-made damage to the log (issue 7, API.md section 7): a segment deleted by hand, and
+"""Hand-made damage to the log (API.md section 7): a segment deleted by hand, and
 records of a newer format version (as a newer eventfold would write them), at the tail and
 in a sealed segment. On a stopped deployment with small segments (4 KiB), each case on its
 own copy of the data directory:

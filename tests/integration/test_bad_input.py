@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile input (issue 3): empty body, 1 MB body, 10 000-deep nesting, invalid UTF-8, NUL
+"""Hostile input: empty body, 1 MB body, 10 000-deep nesting, invalid UTF-8, NUL
 bytes, numbers past 2^63, duplicate keys, each sent to every command: each gets a 4xx
 problem+json answer, no worker process dies (same worker PIDs before and after), and nothing
 is appended. The query side gets malformed paths and parameters the same way."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crash safety of the command side (issue 3, API.md sections 2 and 7): under a load of
+"""Crash safety of the command side (API.md sections 2 and 7): under a load of
 CreateOrder from several connections, the command master and all its workers are killed with
 SIGKILL five times, then stopped once with SIGTERM (which must exit 0). After each restart:
 every order that got a 2xx is in the log (eventfoldctl dump) with its quantity, positions are

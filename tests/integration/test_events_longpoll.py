@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GET /api/events long-poll (API.md section 5, issue 4): a request with Prefer: wait=S and
+"""GET /api/events long-poll (API.md section 5): a request with Prefer: wait=S and
 nothing after P waits; a new command makes it return with that command's event within a few
 milliseconds (measured from the command's answer to the long-poll's answer; the bound is
 generous for a loaded 2-core machine: median < 200 ms, every one < 2 s). With no new event it

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Model check of the whole system (issue 4): a seeded random sequence of at least 2 000
+"""Model check of the whole system: a seeded random sequence of at least 2 000
 commands of every kind, failures included, is sent through nginx; the test predicts each
 answer from its own model of the domain (model.py) and checks it, then, once the read model
 has caught up, compares every user, item, order, user order list and daily stat the queries

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cursor pagination and time travel (issue 4):
+"""Cursor pagination and time travel:
  - 250 orders of one user are paged through with a small limit while new orders of the same
    user keep arriving: every one of the 250 appears exactly once, the list is newest first,
    and no order appears twice;

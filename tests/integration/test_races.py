@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Serializability under concurrency (issue 3): 200 concurrent CreateOrder of quantity 1 on an
+"""Serializability under concurrency: 200 concurrent CreateOrder of quantity 1 on an
 item with 50 in stock over 4 command workers: exactly 50 x 201 and 150 x 409
 insufficient_stock, and the log holds exactly 50 OrderCreated for it; 100 concurrent pays
 against a wallet that covers 10: exactly 10 succeed, 90 get 409 insufficient_funds, and the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read-your-writes (API.md section 6, issue 4):
+"""Read-your-writes (API.md section 6):
  - 1 000 times a write, then a read with Min-Position (header or ?min_position=) set to the
    write's Log-Position: never stale (the answer shows the write, its Log-Position >= P), never
    404 for a just-created order;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tailer crash (issue 4, API.md section 7): with a backlog of over 11 000 events, the
+"""Tailer crash (API.md section 7): with a backlog of over 11 000 events, the
 tailer is killed with SIGKILL in the middle of folding (at least one kill must land after it
 folded some and before it reached the head), several times, then restarted; the
 read model it ends with must answer every query exactly like a read model built from scratch

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write-model snapshots (issue 5: the command side also starts fast): with several
+"""Write-model snapshots (the command side also starts fast): with several
 command workers and snapshot_every = 100, the workers take write-model snapshots in
 DIR/write/snapshots while they serve commands (never ahead of the log, at most
 snapshot_keep of them); `eventfoldctl snapshot` takes one too and reports it; and a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""torture: crash torture of a whole eventfold deployment (issue 7, API.md sections 1 and 7).
+"""torture: crash torture of a whole eventfold deployment (API.md sections 1 and 7).
 
 A private stack (tests/integration/harness.py: nginx, eventfold-command, eventfold-query,
 eventfold-tailer) takes a mixed command load from TORTURE_THREADS clients. In each of
