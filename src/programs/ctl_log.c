@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log/log.h"
+#include "readmodel/rmodel_render.h"
 #include "util/cli.h"
 #include "util/path.h"
 #include "util/sbuf.h"
@@ -71,36 +72,6 @@ int ctl_verify(struct ctl_ctx *ctx, int argc, char **argv)
     return err ? 1 : 0;
 }
 
-/* One event as the API's EVENT object, plus "meta" when it is not empty. Data and meta
- * are stored JSON text and are copied as they are. */
-static void dump_record(struct sbuf *sb, const struct log_record *rec)
-{
-    sbuf_reset(sb);
-    sbuf_puts(sb, "{");
-    sbuf_json_key(sb, "position");
-    sbuf_json_u64(sb, rec->position);
-    sbuf_json_key(sb, "stream");
-    sbuf_json_str(sb, rec->stream, rec->stream_len);
-    sbuf_json_key(sb, "version");
-    sbuf_json_u64(sb, rec->stream_version);
-    sbuf_json_key(sb, "type");
-    sbuf_json_str(sb, rec->type, rec->type_len);
-    sbuf_json_key(sb, "schema_version");
-    sbuf_json_u64(sb, rec->schema_version);
-    sbuf_json_key(sb, "at");
-    sbuf_json_time(sb, rec->timestamp_ms);
-    sbuf_json_key(sb, "data");
-    if (rec->data_len)
-        sbuf_append(sb, rec->data, rec->data_len);
-    else
-        sbuf_puts(sb, "null");
-    if (rec->meta_len > 0 && !(rec->meta_len == 2 && memcmp(rec->meta, "{}", 2) == 0)) {
-        sbuf_json_key(sb, "meta");
-        sbuf_append(sb, rec->meta, rec->meta_len);
-    }
-    sbuf_puts(sb, "}\n");
-}
-
 static int parse_count(const char *s, uint64_t *out)
 {
     char *end;
@@ -156,7 +127,9 @@ int ctl_dump(struct ctl_ctx *ctx, int argc, char **argv)
     struct sbuf sb = SBUF_INIT;
     uint64_t n = 0;
     while (err == 0 && n < limit && (err = log_reader_next(rd, log_head(lg), &rec)) == 1) {
-        dump_record(&sb, &rec);
+        sbuf_reset(&sb);
+        rmodel_render_event_meta(&rec, &sb);
+        sbuf_putc(&sb, '\n');
         if (fwrite(sb.data, 1, sb.len, stdout) != sb.len)
             break;
         n++;

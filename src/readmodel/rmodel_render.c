@@ -2,7 +2,9 @@
 
 #include "readmodel/rmodel_render.h"
 
-void rmodel_render_event(const struct log_record *rec, struct sbuf *out)
+#include <string.h>
+
+static void render(const struct log_record *rec, int with_meta, struct sbuf *out)
 {
     sbuf_putc(out, '{');
     sbuf_json_key(out, "position");
@@ -18,6 +20,23 @@ void rmodel_render_event(const struct log_record *rec, struct sbuf *out)
     sbuf_json_key(out, "at");
     sbuf_json_time(out, rec->timestamp_ms);
     sbuf_json_key(out, "data");
-    sbuf_append(out, rec->data, rec->data_len);
+    if (rec->data_len)
+        sbuf_append(out, rec->data, rec->data_len);
+    else
+        sbuf_puts(out, "null");
+    if (with_meta && rec->meta_len > 0 && !(rec->meta_len == 2 && memcmp(rec->meta, "{}", 2) == 0)) {
+        sbuf_json_key(out, "meta");
+        sbuf_append(out, rec->meta, rec->meta_len);
+    }
     sbuf_putc(out, '}');
+}
+
+void rmodel_render_event(const struct log_record *rec, struct sbuf *out)
+{
+    render(rec, 0, out);
+}
+
+void rmodel_render_event_meta(const struct log_record *rec, struct sbuf *out)
+{
+    render(rec, 1, out);
 }

@@ -13,7 +13,11 @@
 #include "log/record.h"
 #include "util/sbuf.h"
 
-/* Appends the JSON EVENT of rec to out. */
+/* Appends the JSON EVENT of rec to out ("data": null for a record without data, which no
+ * command writes). */
 void rmodel_render_event(const struct log_record *rec, struct sbuf *out);
+/* The same EVENT plus "meta" (stored JSON, copied as it is) when the record has one other
+ * than {}: the lines of eventfoldctl dump. */
+void rmodel_render_event_meta(const struct log_record *rec, struct sbuf *out);
 
 #endif
