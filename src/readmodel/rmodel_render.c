@@ -4,7 +4,8 @@
 
 #include <string.h>
 
-static void render(const struct log_record *rec, int with_meta, struct sbuf *out)
+/* dump: the form of rmodel_render_event_meta (see the header). */
+static void render(const struct log_record *rec, int dump, struct sbuf *out)
 {
     sbuf_putc(out, '{');
     sbuf_json_key(out, "position");
@@ -20,11 +21,11 @@ static void render(const struct log_record *rec, int with_meta, struct sbuf *out
     sbuf_json_key(out, "at");
     sbuf_json_time(out, rec->timestamp_ms);
     sbuf_json_key(out, "data");
-    if (rec->data_len)
+    if (rec->data_len || !dump)
         sbuf_append(out, rec->data, rec->data_len);
     else
         sbuf_puts(out, "null");
-    if (with_meta && rec->meta_len > 0 && !(rec->meta_len == 2 && memcmp(rec->meta, "{}", 2) == 0)) {
+    if (dump && rec->meta_len > 0 && !(rec->meta_len == 2 && memcmp(rec->meta, "{}", 2) == 0)) {
         sbuf_json_key(out, "meta");
         sbuf_append(out, rec->meta, rec->meta_len);
     }

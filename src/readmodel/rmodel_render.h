@@ -13,11 +13,12 @@
 #include "log/record.h"
 #include "util/sbuf.h"
 
-/* Appends the JSON EVENT of rec to out ("data": null for a record without data, which no
- * command writes). */
+/* Appends the JSON EVENT of rec to out. Data is appended verbatim even when empty (no
+ * command writes such a record): the mirror renders a record without data to learn the
+ * prefix that precedes a relayed message's data (mirror/mcheck.c). */
 void rmodel_render_event(const struct log_record *rec, struct sbuf *out);
-/* The same EVENT plus "meta" (stored JSON, copied as it is) when the record has one other
- * than {}: the lines of eventfoldctl dump. */
+/* The EVENT as eventfoldctl dump writes it: "data": null for a record without data, and
+ * "meta" (stored JSON, copied as it is) when the record has one other than {}. */
 void rmodel_render_event_meta(const struct log_record *rec, struct sbuf *out);
 
 #endif
