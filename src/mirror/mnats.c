@@ -132,6 +132,15 @@ void mnats_close(struct mnats *mn)
         natsConnection_Destroy(mn->nc);
     }
     natsOptions_Destroy(mn->opts);
+    /* libnats delivers its callbacks (on_async_error's closure is mn) from threads of its
+     * own, and a connection's last ones may still be queued after Destroy: wait for those
+     * threads to end before mn goes. The mirror closes its connection only on its way out,
+     * so shutting the library down here costs nothing. Should they not end in time, mn is
+     * left allocated rather than freed under a callback. */
+    if (nats_CloseAndWait(2000) != NATS_OK) {
+        EFLOG_WARN("event=nats_shutdown_slow note="libnats threads still running at exit"");
+        return;
+    }
     free(mn);
 }
 

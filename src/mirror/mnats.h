@@ -35,7 +35,9 @@ struct mnats;
 /* Creates the connection (it keeps trying in the background when no server answers yet).
  * 0, or MNATS_EFATAL with err set. */
 int mnats_open(const struct ef_config *cfg, struct mnats **out, char *err, size_t errlen);
-void mnats_close(struct mnats *mn); /* accepts NULL */
+/* Closes the connection and shuts libnats down (waiting for its threads, whose callbacks
+ * use mn): once, on the way out. Accepts NULL. */
+void mnats_close(struct mnats *mn);
 
 /* (Re)creates the consumer so that it delivers from stream sequence `from`. */
 int mnats_subscribe(struct mnats *mn, uint64_t from, char *err, size_t errlen);
