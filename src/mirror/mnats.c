@@ -138,7 +138,7 @@ void mnats_close(struct mnats *mn)
      * so shutting the library down here costs nothing. Should they not end in time, mn is
      * left allocated rather than freed under a callback. */
     if (nats_CloseAndWait(2000) != NATS_OK) {
-        EFLOG_WARN("event=nats_shutdown_slow note="libnats threads still running at exit"");
+        EFLOG_WARN("event=nats_shutdown_slow note=\"libnats threads still running at exit\"");
         return;
     }
     free(mn);
