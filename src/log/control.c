@@ -4,7 +4,6 @@
 #include "log/log_int.h"
 #include "util/eflog.h"
 #include "util/path.h"
-#include "util/xalloc.h"
 #include "util/falloc.h"
 
 #include <errno.h>
@@ -22,17 +21,9 @@
  * and (re)initializes the control block. Everybody then holds users.lock shared until
  * log_close (or death, which the kernel turns into an unlock). */
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    ef_path_join(p, n, dir, name); /* n fits it: cannot fail */
-    return p;
-}
-
 static int open_lock(struct log *lg, const char *name, int *fd)
 {
-    char *path = join(lg->dir, name);
+    char *path = ef_path_join_alloc(lg->dir, name);
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     int err = *fd < 0 ? -errno : 0;
     if (err)
@@ -84,7 +75,7 @@ static int size_control(int fd)
 /* Maps the control file, sized to the block (only the first opener resizes it). */
 static int map_control(struct log *lg, int first)
 {
-    char *path = join(lg->dir, "control");
+    char *path = ef_path_join_alloc(lg->dir, "control");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), err = 0;
     struct stat st;
     if (fd < 0 || (first && (err = size_control(fd)) != 0) || fstat(fd, &st) < 0) {

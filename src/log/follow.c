@@ -44,18 +44,10 @@
 
 #define FOLLOW_RETRY_NS (200ull * 1000 * 1000)
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    ef_path_join(p, n, dir, name); /* n fits it: cannot fail */
-    return p;
-}
-
 /* Opens DIR/name read-only: the fd, or -1 with errno (ENOENT: no writer made it yet). */
 static int open_ro(const char *dir, const char *name)
 {
-    char *path = join(dir, name);
+    char *path = ef_path_join_alloc(dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     int e = errno;
     free(path);

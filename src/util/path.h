@@ -12,5 +12,8 @@
 /* Writes dir/name (NUL-terminated) into out, which holds cap bytes. 0, or -ENAMETOOLONG when
  * it does not fit (out then holds a truncated path that must not be used). */
 int ef_path_join(char *out, size_t cap, const char *dir, const char *name);
+/* dir/name in memory of its own (xmalloc: never NULL, out of memory aborts); the caller
+ * frees it. For paths that are kept, or whose length has no bound known beforehand. */
+char *ef_path_join_alloc(const char *dir, const char *name);
 
 #endif

@@ -1,5 +1,6 @@
 /* Unit tests of util/path: ef_path_join joins with one slash, fills a buffer exactly, and
- * refuses (-ENAMETOOLONG) a path one byte too long instead of truncating it. */
+ * refuses (-ENAMETOOLONG) a path one byte too long instead of truncating it;
+ * ef_path_join_alloc holds any length. */
 #include <config.h>
 
 #include "util/path.h"
@@ -46,6 +47,21 @@ START_TEST(test_long_data_directory)
 }
 END_TEST
 
+START_TEST(test_join_alloc)
+{
+    /* The allocating join holds any length, the longest data directory included. */
+    char *p = ef_path_join_alloc("/var/lib/eventfold/log", "control");
+    ck_assert_str_eq(p, "/var/lib/eventfold/log/control");
+    free(p);
+    static char dir[8192];
+    memset(dir, 'd', sizeof dir - 1);
+    p = ef_path_join_alloc(dir, "x");
+    ck_assert_uint_eq(strlen(p), sizeof dir - 1 + 2);
+    ck_assert_str_eq(p + sizeof dir - 1, "/x");
+    free(p);
+}
+END_TEST
+
 static Suite *path_suite(void)
 {
     Suite *s = suite_create("path");
@@ -53,6 +69,7 @@ static Suite *path_suite(void)
     tcase_add_test(tc, test_join);
     tcase_add_test(tc, test_exact_fit_and_one_byte_over);
     tcase_add_test(tc, test_long_data_directory);
+    tcase_add_test(tc, test_join_alloc);
     suite_add_tcase(s, tc);
     return s;
 }
