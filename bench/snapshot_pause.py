@@ -28,7 +28,6 @@ Environment: EF_BUILDDIR, EF_SRCDIR, EF_BENCH_DIR (parent of the work directory,
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -42,12 +41,13 @@ os.environ.setdefault("EF_OPENAPI", "0")  # no schema checks inside the timed sa
 import harness  # noqa: E402
 import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from harness import Cluster, expect  # noqa: E402
+sys.path.insert(0, HERE)
+from ryw_bench import start_wrk, stop_wrk  # noqa: E402  (wrk in a session, an autogroup, of its own)
 
 EVENTS = int(os.environ.get("EF_BENCH_SNAPSHOT_EVENTS", "2400000"))
 EVERY = int(os.environ.get("EF_BENCH_SNAPSHOT_EVERY", "4000"))
 RATE = int(os.environ.get("EF_BENCH_SNAPSHOT_RATE", "300"))
 SECONDS = float(os.environ.get("EF_BENCH_SNAPSHOT_SECONDS", "40"))
-WRK = os.environ.get("WRK") or shutil.which("wrk") or "/usr/bin/wrk"
 LOAD_CONNS = 4
 TAKEN = re.compile(r"snapshot taken position=\d+ bytes=(\d+) ms=(\d+)")
 
@@ -160,12 +160,8 @@ def main():
         watch = SnapshotWatch(c.logs["tailer"])
         watch.start()
         delay = max(0, LOAD_CONNS * 1000 // RATE - 1)
-        env = dict(os.environ, EF_BENCH_USERS=ufile, EF_BENCH_ITEM=item, EF_BENCH_LUA_DIR=HERE,
-                   EF_BENCH_DELAY_MS=str(delay))
-        load = subprocess.Popen([WRK, "-t", "1", "-c", str(LOAD_CONNS), "-d", "900s", "-s",
-                                 os.path.join(HERE, "http_create_order_paced.lua"),
-                                 "http://127.0.0.1:%d/" % c.port], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+        load = start_wrk(c, LOAD_CONNS, "http_create_order_paced.lua",
+                         {"EF_BENCH_USERS": ufile, "EF_BENCH_ITEM": item, "EF_BENCH_DELAY_MS": str(delay)})
         try:
             time.sleep(0.5)
             if load.poll() is not None:
@@ -183,9 +179,7 @@ def main():
                     die("the tailer exited")
                 time.sleep(0.1)
         finally:
-            if load.poll() is None:
-                load.terminate()  # our own child, by its PID
-            load.wait(timeout=30)
+            stop_wrk(load)
             watch.stop.set()
         copies = list(watch.copies)
         during = [(ms, st) for t0, t1, ms, st in out
