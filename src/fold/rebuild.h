@@ -39,14 +39,17 @@ struct rebuild_options {
 };
 
 /* A rebuild folds in bulk transactions (tailer.h, bulk_bytes): the rows it writes stay in
- * memory and reach LMDB sorted, at once, when they hold this many bytes or the log ends.
- * Into a new, empty model the first of them appends (rmodel_txn_begin_bulk), so a log whose
- * rows fit the budget is written in one pass; a longer one costs more commits of ordinary
- * sorted puts, never more memory. LMDB's own dirty pages of that commit come on top (with
- * a writable map, the default, they are the map's file pages, not private memory). A
- * larger budget appends more of a long log, but its rows are touched in fresh memory and
- * sorted out of the CPU caches: past this size that cost more than appending saved
- * (bench/README.md, "Rebuild memory budget"). */
+ * memory and reach LMDB sorted, at once, when they hold half this many bytes or the log
+ * ends; a writer thread commits each batch while the next one is folded
+ * (readmodel/rmodel_bulk.h), so two batches share the budget. Rows sorted after every key
+ * their database holds are appended (MDB_APPEND: all of them into the new, empty model's
+ * first batch); a longer log costs more commits of ordinary sorted puts, never more
+ * memory. On top come LMDB's own dirty pages of a commit (with a writable map, the
+ * default, they are the map's file pages, not private memory) and, from scratch, a filter
+ * of the keys written (util/bloom.h: 2 to 8 bytes per row). A larger budget appends more
+ * of a long log, but its rows are touched in fresh memory and sorted out of the CPU
+ * caches: past this size that cost more than appending saved (bench/README.md, "Rebuild
+ * memory budget"). */
 #define REBUILD_MEMORY_BYTES (64ull << 20)
 
 struct rebuild_result {

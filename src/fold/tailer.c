@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
+#include "readmodel/rmodel_bulk.h"
 #include "readmodel/rmodel_env.h"
 #include "readmodel/rmodel_fold.h"
 #include "readmodel/rpos.h"
@@ -45,6 +46,12 @@ struct tailer {
     uint64_t last_snapshot; /* position of the newest snapshot (or the one being taken) */
     uint32_t generation;    /* of the model that is open (live tailer) */
     struct rsnap_job snap; /* taken beside the fold; joined before env is closed/resized */
+    /* Bulk mode: the pipeline that commits a batch while the next one is folded (NULL
+     * before the first batch, after a failed commit, or where it could not start: then
+     * batches commit in this thread). While it runs, pos is the position folded, which
+     * may be one batch ahead of the model's. */
+    struct rmodel_bulk *bulk;
+    int bulk_unavailable;
 };
 
 static int stopping(const struct tailer *tl)
@@ -188,8 +195,9 @@ static int batch_done(struct tailer *tl, struct rmodel_txn *t, int n, uint64_t s
         return ef_mono_ns() - start > TAILER_BATCH_MS * 1000000ull;
     if ((n & 0xffff) == 0 && o->progress)
         o->progress(pos, log_durable(tl->lg), o->progress_arg);
-    size_t bytes = rmodel_txn_bytes(t);
-    if (bytes < o->bulk_bytes)
+    /* The pipeline holds two batches: the one folded here and the one being written. */
+    size_t bytes = rmodel_txn_bytes(t), budget = tl->bulk ? o->bulk_bytes / 2 : o->bulk_bytes;
+    if (bytes < budget)
         return 0;
     EFLOG_INFO("bulk batch reached its memory budget: committing position=%" PRIu64 " records=%d "
              "bytes=%zu", pos, n, bytes);
@@ -204,24 +212,85 @@ static int batch_done(struct tailer *tl, struct rmodel_txn *t, int n, uint64_t s
 static size_t bulk_rows(const struct tailer *tl, uint64_t limit)
 {
     uint64_t records = limit > tl->pos ? limit - tl->pos : 0;
-    uint64_t rows = records / 2, most = tl->opt->bulk_bytes / 512;
+    uint64_t rows = records / 2, most = tl->opt->bulk_bytes / (tl->bulk ? 1024 : 512);
     return (size_t)(rows < most ? rows : most);
 }
 
-/* Folds one batch up to limit and commits it with its position. Returns the number of
+/* Ends the bulk pipeline (waiting for the batch being written). */
+static void bulk_stop(struct tailer *tl)
+{
+    rmodel_bulk_stop(tl->bulk);
+    tl->bulk = NULL;
+}
+
+/* A batch's commit failed in the pipeline (err): back to the position the model holds, as
+ * after an aborted batch, with no pipeline (the next batch starts another). */
+static int bulk_failed(struct tailer *tl, int err, uint64_t committed)
+{
+    bulk_stop(tl);
+    tl->pos = committed;
+    if (!is_capacity_error(err))
+        EFLOG_ERROR("tailer stopped: commit failed position=%" PRIu64 ": %s", committed, rmodel_strerror(err));
+    return err;
+}
+
+/* Begins the txn of the next batch: a live one, a bulk one, or a bulk one of the pipeline
+ * (started here if need be; where it cannot start, bulk batches commit in this thread). */
+static int begin_batch(struct tailer *tl, uint64_t limit, struct rmodel_txn **t)
+{
+    const struct tailer_options *o = tl->opt;
+    if (!o->bulk_bytes)
+        return rmodel_txn_begin(tl->env, 0, t);
+    if (!tl->bulk && !tl->bulk_unavailable) {
+        int rc = rmodel_bulk_start(tl->env, &tl->bulk);
+        if (rc) {
+            EFLOG_WARN("cannot start the bulk load's writer thread, committing in this thread: %s",
+                       rmodel_strerror(rc));
+            tl->bulk_unavailable = 1;
+        }
+    }
+    return tl->bulk ? rmodel_bulk_begin(tl->bulk, bulk_rows(tl, limit), t)
+                    : rmodel_txn_begin_bulk(tl->env, bulk_rows(tl, limit), t);
+}
+
+/* Hands a pipelined batch of n records, folded up to tl->pos, to the writer. A batch that
+ * did not end on its memory budget (full) ends a pass: it is waited for, so that the
+ * model is at tl->pos when fold_batch returns. */
+static int submit_batch(struct tailer *tl, struct rmodel_txn *t, int n, int full)
+{
+    uint64_t committed;
+    int rc = rmodel_set_position(t, tl->pos);
+    if (rc) {
+        rmodel_txn_abort(t);
+        rmodel_bulk_wait(tl->bulk, &committed);
+        return bulk_failed(tl, rc, committed);
+    }
+    rc = rmodel_bulk_submit(tl->bulk, t, tl->pos, &committed);
+    if (rc == 0 && !full)
+        rc = rmodel_bulk_wait(tl->bulk, &committed);
+    if (rc)
+        return bulk_failed(tl, rc, committed);
+    tl->committed += (uint64_t)n;
+    if (tl->opt->progress)
+        tl->opt->progress(committed, log_durable(tl->lg), tl->opt->progress_arg);
+    return n;
+}
+
+/* Folds one batch up to limit and commits it with its position (in bulk mode: hands it to
+ * the pipeline, which commits it while the next batch is folded). Returns the number of
  * records committed (0: nothing was durable yet) or a negative code. */
 static int fold_batch(struct tailer *tl, uint64_t limit)
 {
     const struct tailer_options *o = tl->opt;
     struct rmodel_txn *t;
-    int rc = o->bulk_bytes ? rmodel_txn_begin_bulk(tl->env, bulk_rows(tl, limit), &t)
-                           : rmodel_txn_begin(tl->env, 0, &t);
+    int rc = begin_batch(tl, limit, &t);
     if (rc)
         return rc;
     uint64_t pos = tl->pos, start = ef_mono_ns();
     int n = 0;
     uint64_t max = o->max_records ? o->max_records - tl->committed : UINT64_MAX;
     int batch = o->bulk_bytes ? INT_MAX : o->batch_max > 0 ? o->batch_max : TAILER_BATCH_MAX;
+    int full = 0;
     while (n < batch && (uint64_t)n < max) {
         struct log_record rec;
         rc = next_record(tl, limit, &rec);
@@ -236,16 +305,22 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
         }
         tl->pos = rec.position;
         n++;
-        if ((n & 255) == 0 && batch_done(tl, t, n, start, tl->pos))
+        if ((n & 255) == 0 && (full = batch_done(tl, t, n, start, tl->pos)) != 0)
             break;
         if (stopping(tl))
             break;
     }
     if (rc < 0 || n == 0) {
         rmodel_txn_abort(t);
-        tl->pos = pos; /* nothing was committed */
+        tl->pos = pos; /* nothing of this batch was committed */
+        uint64_t committed;
+        int wrc = tl->bulk ? rmodel_bulk_wait(tl->bulk, &committed) : 0;
+        if (wrc)
+            return bulk_failed(tl, wrc, committed);
         return rc < 0 ? rc : 0;
     }
+    if (tl->bulk)
+        return submit_batch(tl, t, n, full);
     rc = rmodel_set_position(t, tl->pos);
     if (rc == 0)
         rc = rmodel_txn_commit(t);
@@ -317,6 +392,7 @@ static void maybe_snapshot(struct tailer *tl)
  * position the model holds. */
 static int reopen_model(struct tailer *tl)
 {
+    bulk_stop(tl);
     snapshot_settle(tl);
     rmodel_env_close(tl->env);
     tl->env = NULL;
@@ -380,6 +456,7 @@ static void sync_model(struct tailer *tl)
 static int grow_map(struct tailer *tl)
 {
     uint64_t bytes = 0;
+    bulk_stop(tl);       /* its writer's txn, and */
     snapshot_settle(tl); /* LMDB resizes a map only with no transaction active in the process */
     int rc = rmodel_env_grow(tl->env, &bytes);
     if (rc) {
@@ -464,6 +541,7 @@ int tailer_run(const struct tailer_options *opt)
         rc = follow(&tl);
         EFLOG_INFO("tailer stopped position=%" PRIu64 " folded=%" PRIu64, tl.pos, tl.committed);
     }
+    bulk_stop(&tl);
     snapshot_settle(&tl);
     log_reader_close(tl.rd);
     rpos_close(tl.rp);

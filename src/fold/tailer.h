@@ -20,6 +20,11 @@
  *    every second from the committed position.
  *  - Memory is bounded by one batch's transaction, whatever the log's length: at most
  *    TAILER_BATCH_MAX records, or bulk_bytes of pending rows in bulk mode (rebuilds).
+ *  - Bulk mode commits a batch in a writer thread while the next one is folded
+ *    (readmodel/rmodel_bulk.h): two batches of bulk_bytes / 2 each. A batch is committed
+ *    before the next but one is handed over, every pass ends with its last batch committed,
+ *    and a failed commit takes the fold back to the position the model holds, as an
+ *    aborted batch does. Where the thread cannot start, batches commit one by one.
  *  - Snapshots (every snapshot_every events) are copied by a thread of their own while
  *    folding goes on: the loop never waits for a copy, except when the model must be
  *    closed or its map grown (a rebuild's switch; a map that fills during a copy, which
@@ -63,9 +68,10 @@ struct tailer_options {
     /* Rebuild: fold into this model directory instead of DIR/read/current, without the
      * tailer lock, the shared position or snapshots (NULL: the live tailer). */
     const char *model_dir;
-    /* Bulk loading (rebuilds, with model_dir): a batch is one bulk transaction
-     * (rmodel_txn_begin_bulk) that commits when its pending rows hold this many bytes, or at
-     * the end; batch_max and TAILER_BATCH_MS do not apply. 0: live batches. */
+    /* Bulk loading (rebuilds, with model_dir): a batch is one bulk transaction (of the
+     * pipeline, rmodel_bulk.h, or rmodel_txn_begin_bulk) that commits when its pending rows
+     * hold this many bytes (half as many in the pipeline, which holds two), or at the end;
+     * batch_max and TAILER_BATCH_MS do not apply. 0: live batches. */
     uint64_t bulk_bytes;
     /* Called after each committed batch (may be NULL): position reached, durable head; in
      * bulk mode also every 65536 records folded (the position folded, not yet committed). */

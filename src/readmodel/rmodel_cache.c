@@ -35,10 +35,19 @@
  * Bulk transactions (rmodel_txn_begin_bulk: rebuilds) use the same cache, the same fold and the
  * same flush, without keeping rows across txns: every row the txn writes stays in memory
  * until its commit (the caller bounds that memory with rmodel_cache_bytes); when it ends its
- * table is freed and its arena's blocks are kept for the next bulk txn. Into a model whose cached and buffered databases are empty
- * ("fresh"), a row the cache does not hold does not exist, so no lookup reaches LMDB, and
- * the flush appends the sorted rows (MDB_APPEND) instead of searching for each one's place;
- * the first flush ends freshness (LMDB holds rows from then on).
+ * table is freed and its arena's blocks are kept for the next bulk txn. Into a model whose
+ * cached and buffered databases are empty ("fresh"), a row the cache does not hold does
+ * not exist, so no lookup reaches LMDB; the first flush ends freshness (LMDB holds rows
+ * from then on).
+ *
+ * The batches of a pipelined bulk load (rmodel_bulk.h) are folded in a txn that only reads
+ * LMDB while another thread writes the batch before: their cache buffers every database
+ * it does not cache, and looks a row it does not hold up in that batch's cache (back),
+ * read-only, before LMDB; a filter of the keys written (seen) spares the LMDB lookup of a
+ * row no batch wrote.
+ *
+ * Every flush writes its rows sorted, and appends (MDB_APPEND: no search, dense pages)
+ * those sorted after the last key their database holds: all of them into an empty one.
  */
 #include <config.h>
 
@@ -57,6 +66,7 @@
 
 #include "readmodel/rmodel.h"
 #include "readmodel/rmodel_internal.h"
+#include "util/bloom.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
 #include "util/xalloc.h"
@@ -123,10 +133,17 @@ struct rmodel_cache {
     size_t wo_chunk_bytes;
     /* Bulk loading (rmodel_txn_begin_bulk). fresh: the cached and buffered databases were empty
      * in LMDB when the txn began and nothing was flushed since, so a row the cache does not
-     * hold does not exist (no LMDB lookup), and the flush appends (MDB_APPEND) instead of
-     * searching each key's place. Cleared by the first flush and at the txn's end. */
+     * hold does not exist (no LMDB lookup). Cleared by the first flush and at the txn's end. */
     int fresh;
     int bulk;           /* a bulk txn is running: its rows go when it ends */
+    /* Pipelined bulk loading (rmodel_bulk.h): the batch before this one, being written by
+     * another thread, and only read here (find), never changed; a miss of this cache looks
+     * there before LMDB. Every database but the cached ones is buffered (the fold's txn
+     * only reads LMDB). seen: a filter of every key of the cached databases that earlier
+     * batches wrote to a model that had none (NULL: LMDB is asked about every miss). */
+    const struct rmodel_cache *back;
+    int pipelined;
+    const struct ef_bloom *seen;
     size_t chunk_bytes; /* memory of the arena's chunks (rmodel_cache_bytes) */
     /* Memory of ended bulk txns, kept for the next one (a rebuild commits several): chunks
      * of WC_BULK_CHUNK bytes, and the flush's sort buffer. Touching new memory costs page
@@ -134,6 +151,20 @@ struct rmodel_cache {
     struct wc_chunk *spare;
     void *sort_buf;
     size_t sort_cap;
+    /* The flush's rows, sorted: rows[i] describes row_at(i) (copied out once, in index
+     * order, so that writing them in key order reads this array instead of entries
+     * scattered over the table: that was a cache miss per row), order[k] is the k-th row
+     * to write. Kept for the next bulk txn's flush like sort_buf. */
+    struct wc_row *rows;
+    uint32_t *order;
+    size_t rows_cap;
+};
+
+/* A row to write at the flush: a dirty entry, or a buffered row. */
+struct wc_row {
+    const char *key, *val;
+    uint32_t klen, vlen;
+    uint8_t db, present;
 };
 
 struct wo_row {
@@ -151,9 +182,12 @@ static int cached(enum rmodel_dbi db)
 }
 
 /* Which write-only databases are buffered until the flush (positions are appended in
- * order as they come, MDB_APPEND, so they gain nothing from it). */
-static int buffered(enum rmodel_dbi db)
+ * order as they come, MDB_APPEND, so they gain nothing from it). A pipelined batch buffers
+ * every database it does not cache: its txn cannot write. */
+static int buffered(const struct rmodel_cache *c, enum rmodel_dbi db)
 {
+    if (c->pipelined)
+        return !cached(db);
     return db == RMODEL_DB_STREAMS || db == RMODEL_DB_USER_ORDERS;
 }
 
@@ -313,6 +347,23 @@ static struct wc_entry *slot(struct rmodel_cache *c, enum rmodel_dbi db, const v
     }
 }
 
+/* The entry for (db, k) with hash h, or NULL: a lookup that changes nothing (the back
+ * cache of a pipelined batch is read by one thread while another writes it out). */
+static const struct wc_entry *find(const struct rmodel_cache *c, enum rmodel_dbi db, const void *k,
+                                   size_t n, uint64_t h)
+{
+    if (c->cap == 0)
+        return NULL;
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        const struct wc_entry *e = &c->slots[i];
+        if (e->state == WC_EMPTY)
+            return NULL;
+        if (e->hash == h && e->db == db && e->klen == n && memcmp(e->key, k, n) == 0)
+            return e;
+    }
+}
+
 static void resize(struct rmodel_cache *c, size_t ncap);
 
 static void grow(struct rmodel_cache *c) { resize(c, c->cap ? 2 * c->cap : 4096); }
@@ -396,6 +447,8 @@ void rmodel_cache_free(struct rmodel_cache *c)
     chunks_free(c->wo_chunks);
     chunks_free(c->spare);
     free(c->sort_buf);
+    free(c->rows);
+    free(c->order);
     free(c);
 }
 
@@ -412,7 +465,9 @@ static void drop_bulk(struct rmodel_cache *c)
     c->chunks = NULL;
     c->chunk_bytes = 0;
     c->txnid = 0;
-    c->bulk = c->fresh = 0;
+    c->bulk = c->fresh = c->pipelined = 0;
+    c->back = NULL;
+    c->seen = NULL;
 }
 
 void rmodel_cache_reset(struct rmodel_cache *c)
@@ -512,7 +567,33 @@ void rmodel_cache_prefetch(struct rmodel_txn *t, enum rmodel_dbi db, const void 
  * written out first (rare: the fold only puts into those). */
 static int flush_if_buffered(struct rmodel_txn *t, enum rmodel_dbi db)
 {
-    return !t->rdonly && t->env->cache->nwo && buffered(db) ? rmodel_cache_flush(t) : 0;
+    if (t->rdonly || !buffered(t->env->cache, db))
+        return 0;
+    if (t->env->cache->pipelined)
+        return RMODEL_EBADARG; /* its rows are in batches not written yet: nothing to read */
+    return t->env->cache->nwo ? rmodel_cache_flush(t) : 0;
+}
+
+/* A row this cache does not hold, in a pipelined batch: its value in the batch before
+ * (the back cache), else whether an earlier batch can have written it. Returns 1 with e
+ * filled (clean) from the back cache, 0 when LMDB must be asked, RMODEL_ENOTFOUND when the
+ * row cannot exist. */
+static int miss_elsewhere(struct rmodel_cache *c, struct wc_entry *e, enum rmodel_dbi db, const void *k,
+                          size_t kn)
+{
+    uint64_t h = e->hash;
+    const struct wc_entry *b = c->back ? find(c->back, db, k, kn, h) : NULL;
+    if (b) {
+        set_value(c, e, k, kn, b->val, b->state == WC_PRESENT ? b->vlen : 0);
+        e->state = b->state;
+        e->dirty = 0;
+        return 1;
+    }
+    if (c->fresh)
+        return RMODEL_ENOTFOUND;
+    if (c->seen && !ef_bloom_maybe(c->seen, h))
+        return RMODEL_ENOTFOUND;
+    return 0;
 }
 
 int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf)
@@ -524,8 +605,15 @@ int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
     if (t->rdonly || !cached(db))
         return rmodel_get_copy_raw(t, db, k, kn, buf);
     struct wc_entry *e = slot(c, db, k, kn);
+    if (e->state == WC_EMPTY && c->pipelined && (rc = miss_elsewhere(c, e, db, k, kn)) == 1) {
+        if (e->state == WC_ABSENT)
+            return RMODEL_ENOTFOUND;
+        sbuf_reset(buf);
+        sbuf_append(buf, e->val, e->vlen);
+        return 0;
+    }
     if (e->state == WC_EMPTY) {
-        rc = c->fresh ? RMODEL_ENOTFOUND : rmodel_get_copy_raw(t, db, k, kn, buf);
+        rc = rc == RMODEL_ENOTFOUND || c->fresh ? RMODEL_ENOTFOUND : rmodel_get_copy_raw(t, db, k, kn, buf);
         if (rc && rc != RMODEL_ENOTFOUND)
             return rc; /* e stays EMPTY: nothing was claimed */
         if (rc == RMODEL_ENOTFOUND) {
@@ -547,12 +635,12 @@ int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
 
 int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
-    if (t->rdonly || (!cached(db) && !buffered(db)))
+    if (t->rdonly || (!cached(db) && !buffered(t->env->cache, db)))
         return rmodel_put_raw(t, db, k, kn, v, vn);
     struct rmodel_cache *c = t->env->cache;
     if (kn == 0 || kn > 511) /* LMDB's key limit: report it now, as mdb_put would */
         return ef_mdb_rc(MDB_BAD_VALSIZE);
-    if (buffered(db)) {
+    if (buffered(c, db)) {
         if (vn > UINT32_MAX)
             return ef_mdb_rc(MDB_BAD_VALSIZE);
         wo_add(c, db, k, kn, v, vn);
@@ -571,6 +659,8 @@ int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
     int rc = flush_if_buffered(t, db);
     if (rc)
         return rc;
+    if (!t->rdonly && c->pipelined && !cached(db))
+        return RMODEL_EBADARG; /* write-only databases: the fold never deletes from them */
     if (t->rdonly || !cached(db) || kn == 0 || kn > 511) /* LMDB reports a bad key */
         return rmodel_del_raw(t, db, k, kn);
     struct wc_entry *e = slot(c, db, k, kn);
@@ -581,13 +671,6 @@ int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
     mark_dirty(c, e);
     return 0;
 }
-
-/* A row to write at the flush: a dirty entry, or a buffered row. */
-struct wc_row {
-    const char *key, *val;
-    uint32_t klen, vlen;
-    uint8_t db, present;
-};
 
 /* Row i of the flush: the dirty entries (unique keys), then the buffered rows in put
  * order. Nothing is copied out: a flush of millions of rows (a bulk txn) sorts indexes. */
@@ -603,9 +686,9 @@ static struct wc_row row_at(const struct rmodel_cache *c, uint32_t i)
 
 /* LMDB's order of rows i and j: database, then key bytes (memcmp, the shorter first), then
  * put order. */
-static int cmp_rows(const struct rmodel_cache *c, uint32_t i, uint32_t j)
+static int cmp_rows(const struct wc_row *rows, uint32_t i, uint32_t j)
 {
-    struct wc_row x = row_at(c, i), y = row_at(c, j);
+    const struct wc_row x = rows[i], y = rows[j];
     if (x.db != y.db)
         return x.db < y.db ? -1 : 1;
     int r = memcmp(x.key, y.key, x.klen < y.klen ? x.klen : y.klen);
@@ -652,7 +735,7 @@ static unsigned rs_bucket(const struct rs_item *x, size_t depth, unsigned sh)
 /* x before y? Both agree on their first depth bytes; pre holds the next 8 (zero-padded:
  * when the pres differ that decides, a padded key being a prefix of, or smaller than, the
  * other; when they are equal the lengths or the bytes beyond do). Equal keys: put order. */
-static int rs_less(const struct rs_item *x, const struct rs_item *y, const struct rmodel_cache *c,
+static int rs_less(const struct rs_item *x, const struct rs_item *y, const struct wc_row *c,
                    size_t depth)
 {
     if (x->pre != y->pre)
@@ -662,7 +745,7 @@ static int rs_less(const struct rs_item *x, const struct rs_item *y, const struc
     return cmp_rows(c, x->idx, y->idx) < 0;
 }
 
-static void rs_insertion(struct rs_item *a, size_t n, const struct rmodel_cache *c, size_t depth)
+static void rs_insertion(struct rs_item *a, size_t n, const struct wc_row *c, size_t depth)
 {
     for (size_t i = 1; i < n; i++) {
         struct rs_item x = a[i];
@@ -679,7 +762,7 @@ static void rs_insertion(struct rs_item *a, size_t n, const struct rmodel_cache 
  * bucket is sorted by the loop itself and the others recursively, so the recursion is at
  * most log2(n) deep. Only the range of buckets in use is walked (keys are mostly a few
  * distinct bytes per position: digits, letters). */
-static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const struct rmodel_cache *c,
+static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const struct wc_row *c,
                     size_t depth, unsigned sh)
 {
     while (n > RS_SMALL) {
@@ -740,34 +823,50 @@ static void rs_sort(struct rs_item *a, struct rs_item *tmp, size_t n, const stru
     rs_insertion(a, n, c, depth);
 }
 
-/* The order to write the flush's n rows in (row_at indexes). Owned by the caller (free). */
-static uint32_t *sort_rows(struct rmodel_cache *c, size_t n)
+/* Sorts the rows the flush will write: fills c->rows and c->order (their memory kept
+ * for the next sort of a bulk txn). */
+static void sort_rows(struct rmodel_cache *c)
 {
+    size_t n = c->ndirty + c->nwo;
     assert(n <= UINT32_MAX);
     struct rs_item *a;
-    if (c->bulk) { /* the buffer of the last bulk flush, if it is large enough */
-        size_t need = (n ? n : 1) * 2 * sizeof *a;
-        if (c->sort_cap < need) {
-            free(c->sort_buf);
-            c->sort_buf = huge_alloc(need);
-            c->sort_cap = need;
-        }
-        a = c->sort_buf;
-    } else {
-        a = huge_alloc((n ? n : 1) * 2 * sizeof *a);
+    size_t need = (n ? n : 1) * 2 * sizeof *a;
+    if (c->sort_cap < need) {
+        free(c->sort_buf);
+        c->sort_buf = huge_alloc(need);
+        c->sort_cap = need;
+    }
+    a = c->sort_buf;
+    if (c->rows_cap < n) {
+        free(c->rows);
+        free(c->order);
+        c->rows_cap = n;
+        c->rows = huge_alloc(n * sizeof *c->rows);
+        c->order = huge_alloc(n * sizeof *c->order);
     }
     for (size_t i = 0; i < n; i++) {
         struct wc_row w = row_at(c, (uint32_t)i);
+        c->rows[i] = w;
         a[i] = (struct rs_item){ rs_pre(w.db, w.key, (size_t)w.klen + 1, 0), w.key, w.klen + 1,
                                  (uint32_t)i };
     }
-    rs_sort(a, a + n, n, c, 0, 0);
-    uint32_t *order = huge_alloc((n ? n : 1) * sizeof *order);
+    rs_sort(a, a + n, n, c->rows, 0, 0);
     for (size_t i = 0; i < n; i++)
-        order[i] = a[i].idx;
-    if (!c->bulk)
-        free(a);
-    return order;
+        c->order[i] = a[i].idx;
+}
+
+/* The sort's memory, after a flush of an ordinary txn (bulk ones keep it for the next). */
+static void sort_release(struct rmodel_cache *c)
+{
+    if (c->bulk)
+        return;
+    free(c->sort_buf);
+    free(c->rows);
+    free(c->order);
+    c->sort_buf = NULL;
+    c->rows = NULL;
+    c->order = NULL;
+    c->sort_cap = c->rows_cap = 0;
 }
 
 /* Writes one row through cursor c (on the row's database): its value, or its deletion (a
@@ -794,8 +893,9 @@ static int append_row(MDB_cursor *c, const struct wc_row *w)
 }
 
 /* Appending skips what a put-by-put write would not leave behind: a deletion (the key is
- * in no empty database), and a row whose key the next row puts again (equal keys are
- * sorted in put order, so the last one wins as it would by overwriting). */
+ * past every key of its database, so not in it), and a row whose key the next row puts
+ * again (equal keys are sorted in put order, so the last one wins as it would by
+ * overwriting). */
 static int skip_append(const struct wc_row *x, const struct wc_row *next)
 {
     if (!x->present)
@@ -803,49 +903,123 @@ static int skip_append(const struct wc_row *x, const struct wc_row *next)
     return next && next->db == x->db && next->klen == x->klen && memcmp(next->key, x->key, x->klen) == 0;
 }
 
-int rmodel_cache_flush(struct rmodel_txn *t)
+/* LMDB's default order of keys: bytes, then the shorter first. */
+static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
 {
-    struct rmodel_cache *c = t->env->cache;
-    if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
+    int r = memcmp(a, b, an < bn ? an : bn);
+    return r ? r : (an > bn) - (an < bn);
+}
+
+/* The cursor's database's last key, copied into last (*has 0: the database is empty).
+ * Copied: the page it points into may move while rows are written. */
+static int last_key(MDB_cursor *cur, struct sbuf *last, int *has)
+{
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    *has = rc == 0;
+    if (rc == MDB_NOTFOUND)
         return 0;
+    if (rc)
+        return ef_mdb_rc(rc);
+    sbuf_reset(last);
+    sbuf_append(last, k.mv_data, k.mv_size);
+    return 0;
+}
+
+/* Writes the dirty and buffered rows of c, sorted, into txn (dbi: the env's handles), and
+ * leaves them clean (the buffered ones dropped). Sorted puts walk the B-trees in order,
+ * and through one cursor per database: when a key falls inside the leaf page the cursor
+ * is on, LMDB searches that page only instead of descending from the root
+ * (mdb_cursor_set), which sorted keys make the common case. Rows sorted after every key
+ * their database holds (all of them, into an empty database; an index keyed by position;
+ * new ids greater than the old ones) are appended (MDB_APPEND): no search, and pages filled
+ * densely. Reads nothing of c but its rows: the back cache of a pipelined batch is written
+ * by one thread while another looks rows up in it. */
+static int flush_rows(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
+{
     size_t n = c->ndirty + c->nwo;
-    /* Sorted puts walk the B-trees in order, and through one cursor per database: when a
-     * key falls inside the leaf page the cursor is on, LMDB searches that page only instead
-     * of descending from the root (mdb_cursor_set), which sorted keys make the common case. */
-    uint32_t *order = sort_rows(c, n);
-    int append = c->fresh;
-    c->fresh = 0; /* LMDB holds rows now: later misses must look there */
-    int rc = 0;
+    sort_rows(c);
+    const struct wc_row *rows = c->rows;
+    const uint32_t *order = c->order;
+    int rc = 0, append = 0, has_last = 0;
+    struct sbuf last = SBUF_INIT;
     MDB_cursor *cur = NULL;
     int cur_db = -1;
-    struct wc_row x, next = n ? row_at(c, order[0]) : (struct wc_row){ 0 };
+    struct wc_row x, next = n ? rows[order[0]] : (struct wc_row){ 0 };
     for (size_t i = 0; i < n && rc == 0; i++) {
+        /* Rows are read in key order, which is random in memory: fetch them ahead. */
+        if (i + 16 < n)
+            __builtin_prefetch(&rows[order[i + 16]]);
+        if (i + 8 < n)
+            __builtin_prefetch(rows[order[i + 8]].key);
         x = next;
         if (i + 1 < n)
-            next = row_at(c, order[i + 1]);
-        if (append && skip_append(&x, i + 1 < n ? &next : NULL))
-            continue;
+            next = rows[order[i + 1]];
         if (x.db != cur_db) {
             if (cur)
                 mdb_cursor_close(cur);
             cur = NULL;
-            rc = ef_mdb_rc(mdb_cursor_open(t->txn, t->env->dbi[x.db], &cur));
+            rc = ef_mdb_rc(mdb_cursor_open(txn, dbi[x.db], &cur));
+            if (rc == 0)
+                rc = last_key(cur, &last, &has_last);
             if (rc)
                 break;
             cur_db = x.db;
+            append = !has_last;
         }
+        /* Sorted: once a row is past the last key, so are the rest of its database. */
+        if (!append && key_cmp(x.key, x.klen, last.data, last.len) > 0)
+            append = 1;
+        if (append && skip_append(&x, i + 1 < n ? &next : NULL))
+            continue;
         rc = append ? append_row(cur, &x) : write_row(cur, &x);
     }
-    free(order);
+    sort_release(c);
+    sbuf_free(&last);
     if (cur)
         mdb_cursor_close(cur);
     for (size_t i = 0; i < c->ndirty; i++)
         c->dirty[i]->dirty = 0;
     c->ndirty = 0;
     wo_clear(c);
+    return rc;
+}
+
+int rmodel_cache_flush(struct rmodel_txn *t)
+{
+    struct rmodel_cache *c = t->env->cache;
+    if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
+        return 0;
+    c->fresh = 0; /* LMDB holds rows now: later misses must look there */
     /* Entries stay (clean) so later reads in this txn still hit; on an error the txn is
      * doomed anyway (callers abort it). */
-    return rc;
+    return flush_rows(c, t->txn, t->env->dbi);
+}
+
+int rmodel_cache_write(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
+{
+    return c->ndirty == 0 && c->nwo == 0 ? 0 : flush_rows(c, txn, dbi);
+}
+
+void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, const struct ef_bloom *seen)
+{
+    c->pipelined = 1;
+    c->fresh = 0;
+    c->back = back;
+    c->seen = seen;
+}
+
+void rmodel_cache_note_written(const struct rmodel_cache *c, struct ef_bloom *seen)
+{
+    for (size_t i = 0; i < c->ndirty; i++)
+        if (c->dirty[i]->state == WC_PRESENT)
+            ef_bloom_add(seen, c->dirty[i]->hash);
+}
+
+void rmodel_cache_end_bulk(struct rmodel_cache *c)
+{
+    wo_clear(c);
+    drop_bulk(c);
 }
 
 void rmodel_cache_bulk(struct rmodel_cache *c, int fresh, size_t rows)
@@ -868,5 +1042,5 @@ size_t rmodel_cache_bytes(const struct rmodel_cache *c)
     /* Everything the txn's rows hold, and the sort array the flush will allocate. */
     return c->chunk_bytes + c->cap * sizeof *c->slots + c->dirty_cap * sizeof *c->dirty +
            c->wo_cap * sizeof *c->wo + c->wo_chunk_bytes +
-           (c->ndirty + c->nwo) * (2 * sizeof(struct rs_item) + sizeof(uint32_t));
+           (c->ndirty + c->nwo) * (2 * sizeof(struct rs_item) + sizeof(uint32_t) + sizeof(struct wc_row));
 }

@@ -33,6 +33,16 @@ static int next_id(struct rmodel_txn *t, uint64_t *id)
     return 0;
 }
 
+/* The next id, counting those of a pipelined bulk load's batches that LMDB does not hold
+ * yet (the fold's txn there reads what is committed). */
+static int next_id_pending(struct rmodel_txn *t, uint64_t *id)
+{
+    int rc = next_id(t, id);
+    if (rc == 0 && t->env->bulk && *id <= t->env->dlq_pending)
+        *id = t->env->dlq_pending + 1;
+    return rc;
+}
+
 static int put_letter(struct rmodel_txn *t, uint64_t id, uint64_t position, uint64_t segment,
                       uint64_t offset, const char *projection, const char *reason)
 {
@@ -55,10 +65,12 @@ int rmodel_dlq_add(struct rmodel_txn *t, const struct log_record *rec, const cha
                const char *reason)
 {
     uint64_t id;
-    int rc = next_id(t, &id);
-    if (rc)
-        return rc;
-    return put_letter(t, id, rec->position, rec->segment, rec->offset, projection, reason);
+    int rc = next_id_pending(t, &id);
+    if (rc == 0)
+        rc = put_letter(t, id, rec->position, rec->segment, rec->offset, projection, reason);
+    if (rc == 0 && t->env->bulk)
+        t->env->dlq_pending = id;
+    return rc;
 }
 
 struct letter {

@@ -280,13 +280,13 @@ int rmodel_env_copy(struct rmodel_env *env, const char *dst)
     return ef_mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));
 }
 
-int rmodel_txn_begin(struct rmodel_env *env, int rdonly, struct rmodel_txn **out)
+int rmodel_env_write_begin(struct rmodel_env *env, MDB_txn **txn)
 {
-    if (!rdonly && env->read_only)
+    if (env->read_only)
         return RMODEL_EBADARG;
     /* The marker must be on disk before LMDB may write any page of an unsynced commit
      * (pages can be spilled before the commit), so it is written here. */
-    if (!rdonly && env->lazy && !env->unsynced) {
+    if (env->lazy && !env->unsynced) {
         int rc = write_marker(env);
         /* A full disk may still leave LMDB free pages to commit into, as before lazy
          * sync: fall back to synced commits (until the env is reopened). */
@@ -297,10 +297,17 @@ int rmodel_txn_begin(struct rmodel_env *env, int rdonly, struct rmodel_txn **out
         if (rc)
             return rc;
     }
+    return ef_mdb_rc(mdb_txn_begin(env->env, NULL, 0, txn));
+}
+
+int rmodel_txn_begin(struct rmodel_env *env, int rdonly, struct rmodel_txn **out)
+{
+    if (!rdonly && env->read_only)
+        return RMODEL_EBADARG;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(env->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+    int rc = rdonly ? ef_mdb_rc(mdb_txn_begin(env->env, NULL, MDB_RDONLY, &txn)) : rmodel_env_write_begin(env, &txn);
     if (rc)
-        return ef_mdb_rc(rc);
+        return rc;
     if (!rdonly)
         rmodel_cache_begin(env->cache, mdb_txn_id(txn));
     struct rmodel_txn *t = xcalloc(1, sizeof *t);
@@ -313,7 +320,7 @@ int rmodel_txn_begin(struct rmodel_env *env, int rdonly, struct rmodel_txn **out
 
 /* 1 when every database the cache holds or buffers is empty in txn (positions, meta and
  * dead letters are written straight to LMDB, so they do not count). */
-static int projections_empty(struct rmodel_txn *t)
+int rmodel_env_projections_empty(struct rmodel_txn *t)
 {
     static const enum rmodel_dbi dbs[] = { RMODEL_DB_ORDERS, RMODEL_DB_USERS, RMODEL_DB_USER_CAT,
                                        RMODEL_DB_USER_ORDERS, RMODEL_DB_ITEMS, RMODEL_DB_DAILY, RMODEL_DB_STREAMS };
@@ -329,7 +336,7 @@ int rmodel_txn_begin_bulk(struct rmodel_env *env, size_t rows, struct rmodel_txn
 {
     int rc = rmodel_txn_begin(env, 0, out);
     if (rc == 0)
-        rmodel_cache_bulk(env->cache, projections_empty(*out), rows);
+        rmodel_cache_bulk(env->cache, rmodel_env_projections_empty(*out), rows);
     return rc;
 }
 
@@ -338,7 +345,7 @@ size_t rmodel_txn_bytes(const struct rmodel_txn *txn)
     return txn->rdonly ? 0 : rmodel_cache_bytes(txn->env->cache);
 }
 
-static void txn_free(struct rmodel_txn *t)
+void rmodel_txn_free(struct rmodel_txn *t)
 {
     sbuf_free(&t->key);
     sbuf_free(&t->val);
@@ -370,7 +377,7 @@ int rmodel_txn_commit(struct rmodel_txn *txn)
         else
             rmodel_cache_reset(txn->env->cache);
     }
-    txn_free(txn);
+    rmodel_txn_free(txn);
     return rc;
 }
 
@@ -381,7 +388,7 @@ void rmodel_txn_abort(struct rmodel_txn *txn)
     mdb_txn_abort(txn->txn);
     if (!txn->rdonly)
         rmodel_cache_reset(txn->env->cache); /* unflushed writes die with the txn */
-    txn_free(txn);
+    rmodel_txn_free(txn);
 }
 
 int rmodel_get_copy(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf)

@@ -42,6 +42,10 @@ struct rmodel_env {
     int lazy, unsynced;
     char boot[64];
     char *dir;
+    /* A pipelined bulk load (rmodel_bulk.h) is running: the highest dead-letter id put in
+     * its batches not committed yet (0: none), which LMDB cannot tell the fold. */
+    int bulk;
+    uint64_t dlq_pending;
 };
 
 /* Scratch buffers live in the txn so the fold allocates nothing per event once warm. */
@@ -98,6 +102,26 @@ void rmodel_cache_prefetch(struct rmodel_txn *t, enum rmodel_dbi db, const void 
 int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf);
 int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn);
+/* Pipelined bulk loading (rmodel_bulk.c). write: writes c's rows into txn (dbi: the env's
+ * handles) and leaves c with no row to write; reads nothing of c but those rows, so another
+ * thread may look rows up in c meanwhile. pipeline: the cache of a batch folded in a txn
+ * that only reads LMDB: every database it does not cache is buffered, and a row it does not
+ * hold is looked up in back (the batch being written; NULL: none), then, unless seen
+ * (NULL: no filter) says no earlier batch wrote it, in LMDB. note_written: adds the hash of
+ * every row c writes (not deletes) to seen. end_bulk: drops c's rows, keeping its memory
+ * for the next batch. */
+int rmodel_cache_write(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi);
+struct ef_bloom;
+void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, const struct ef_bloom *seen);
+void rmodel_cache_note_written(const struct rmodel_cache *c, struct ef_bloom *seen);
+void rmodel_cache_end_bulk(struct rmodel_cache *c);
+/* Begins env's LMDB write txn (writing the lazy-sync marker first when due). */
+int rmodel_env_write_begin(struct rmodel_env *env, MDB_txn **txn);
+/* 1 when the databases the cache holds or buffers are all empty in t. */
+int rmodel_env_projections_empty(struct rmodel_txn *t);
+/* Frees t's memory only (its LMDB txn ended already). */
+void rmodel_txn_free(struct rmodel_txn *t);
+
 /* Builds "a NUL b" into sb (composite keys). */
 void rmodel_key2(struct sbuf *sb, const char *a, size_t an, const void *b, size_t bn);
 
