@@ -149,6 +149,8 @@ struct rmodel_cache {
      * of WC_BULK_CHUNK bytes, and the flush's sort buffer. Touching new memory costs page
      * faults and zeroing; reusing it does not. Never more than one bulk txn used. */
     struct wc_chunk *spare;
+    struct wc_entry *spare_slots; /* the table of the last bulk txn, spare_cap slots */
+    size_t spare_cap;
     void *sort_buf;
     size_t sort_cap;
     /* The flush's rows, sorted: rows[i] describes row_at(i) (copied out once, in index
@@ -376,7 +378,14 @@ static void resize(struct rmodel_cache *c, size_t ncap)
     size_t ocap = c->cap;
     memset(c->recent, 0, sizeof c->recent);
     if (c->bulk) {
-        c->slots = huge_alloc(ncap * sizeof *c->slots);
+        if (c->spare_slots && c->spare_cap == ncap) {
+            c->slots = c->spare_slots; /* touched already: no page faults */
+        } else {
+            free(c->spare_slots);
+            c->slots = huge_alloc(ncap * sizeof *c->slots);
+        }
+        c->spare_slots = NULL;
+        c->spare_cap = 0;
         memset(c->slots, 0, ncap * sizeof *c->slots);
     } else {
         c->slots = xcalloc(ncap, sizeof *c->slots);
@@ -446,18 +455,22 @@ void rmodel_cache_free(struct rmodel_cache *c)
     free(c->wo);
     chunks_free(c->wo_chunks);
     chunks_free(c->spare);
+    free(c->spare_slots);
     free(c->sort_buf);
     free(c->rows);
     free(c->order);
     free(c);
 }
 
-/* Frees the table and the arena of a bulk txn that ended: its rows are not worth keeping
- * (a rebuild's next txn reads few of them), and emptying a table that large would cost
- * more than a new small one. */
+/* Drops the rows of a bulk txn that ended: they are not worth keeping (a rebuild's next
+ * txn reads few of them). Their memory is kept for the next bulk txn (the arena's blocks,
+ * and the table, which it zeroes if it needs as many slots): new memory costs a page fault
+ * and the kernel's zeroing per page touched. */
 static void drop_bulk(struct rmodel_cache *c)
 {
-    free(c->slots);
+    free(c->spare_slots);
+    c->spare_slots = c->slots; /* the next bulk txn's, if it needs as many */
+    c->spare_cap = c->cap;
     c->slots = NULL;
     c->cap = c->used = c->ndirty = 0;
     memset(c->recent, 0, sizeof c->recent);
