@@ -51,7 +51,10 @@ nginx_pids=""
 prog_pids=""
 nats_pids=""
 
+# stop STATUS: stops everything and exits with STATUS (0 for Ctrl-C or SIGTERM; a failure
+# that exits the script keeps its status through the EXIT trap).
 stop() {
+    status=${1:-0}
     trap - INT TERM EXIT
     # The loop's sleep is a child too: it must not outlive the script.
     [ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null || true
@@ -62,9 +65,10 @@ stop() {
         stop_pids run-cluster.sh $group
     done
     echo "run-cluster.sh: stopped; the data stays in $var"
-    exit 0
+    exit "$status"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 # ---- NATS: three nodes with JetStream, routed to each other -------------------------------
 urls=""
@@ -131,13 +135,13 @@ stack leader "$port" leader
 stack replica "$rport" replica
 
 # Ready when the leader's status lists its NATS relay (connected, its state written) and the
-# replica's shows its replica block (the mirror has connected and written its state).
-n=0
+# replica's shows its replica block (the mirror has connected and written its state). A
+# loaded machine may take a while: the three NATS nodes must elect a JetStream leader first.
+deadline=$(($(date +%s) + 75))
 until curl -fsS "http://127.0.0.1:$port/api/status" 2>/dev/null | grep -q '"sink":"nats"' &&
       curl -fsS "http://127.0.0.1:$rport/api/status" 2>/dev/null | grep -q '"replica"'; do
-    n=$((n + 1))
-    if [ $n -gt 300 ]; then
-        echo "run-cluster.sh: not ready after 30 s; logs in $var/*/*.log and $var/nats/*/nats.log" >&2
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+        echo "run-cluster.sh: not ready after 75 s; logs in $var/*/*.log and $var/nats/*/nats.log" >&2
         tail -n 5 "$var"/*/*.log >&2 || true
         exit 1
     fi
@@ -185,7 +189,7 @@ while :; do
     for pid in $nginx_pids $prog_pids; do
         if ! alive "$pid"; then
             echo "run-cluster.sh: process $pid exited; see $var/*/*.log" >&2
-            stop
+            stop 1
         fi
     done
     sleep 1 &

@@ -34,7 +34,10 @@ done
 mkdir -p "$var/data"
 pids=""
 
+# stop STATUS: stops everything and exits with STATUS (0 for Ctrl-C or SIGTERM; a failure
+# that exits the script keeps its status through the EXIT trap).
 stop() {
+    status=${1:-0}
     trap - INT TERM EXIT
     # The loop's sleep is a child too: it must not outlive the script.
     [ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null || true
@@ -46,9 +49,10 @@ stop() {
     stop_pids run.sh $pids
     rm -f "$var/command.sock" "$var/query.sock"
     echo "run.sh: stopped; the data stays in $var/data"
-    exit 0
+    exit "$status"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 # nginx: the project's own snippets with the sockets moved into ./var.
 nginx_conf "$var" "$port" 2 eventfold.conf || die "cannot write the nginx configuration"
@@ -67,12 +71,11 @@ pids="$pids $!"
 "$nginx" -p "$var/nginx" -c "$var/nginx/nginx.conf" -g 'daemon off;' 2>>"$var/nginx/error.log" &
 pids="$! $pids"
 
-# Ready when GET /api/status answers through nginx.
-n=0
+# Ready when GET /api/status answers through nginx (a busy machine may take a while).
+deadline=$(($(date +%s) + 60))
 until curl -fsS -o /dev/null "http://127.0.0.1:$port/api/status" 2>/dev/null; do
-    n=$((n + 1))
-    if [ $n -gt 100 ]; then
-        echo "run.sh: not ready after 10 s; logs in $var/*.log and $var/nginx/error.log" >&2
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+        echo "run.sh: not ready after 60 s; logs in $var/*.log and $var/nginx/error.log" >&2
         tail -n 5 "$var"/*.log "$var/nginx/error.log" >&2 || true
         exit 1
     fi
@@ -125,7 +128,7 @@ while :; do
     for pid in $pids; do
         if ! alive "$pid"; then
             echo "run.sh: process $pid exited; see $var/*.log" >&2
-            stop
+            stop 1
         fi
     done
     # `wait` returns as soon as a signal arrives, so Ctrl-C is handled at once rather than
