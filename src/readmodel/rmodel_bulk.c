@@ -169,8 +169,6 @@ int rmodel_bulk_submit(struct rmodel_bulk *b, struct rmodel_txn *t, uint64_t pos
     struct rmodel_cache *c = env->cache;
     rmodel_cache_pipeline(c, NULL, b->seen); /* back is about to go */
     drop_back(b);
-    if (b->seen)
-        rmodel_cache_note_written(c, b->seen);
     mdb_txn_abort(t->txn); /* the read txn: the next batch begins its own */
     rmodel_txn_free(t);
     env->cache = b->other;

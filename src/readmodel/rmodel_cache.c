@@ -139,11 +139,12 @@ struct rmodel_cache {
     /* Pipelined bulk loading (rmodel_bulk.h): the batch before this one, being written by
      * another thread, and only read here (find), never changed; a miss of this cache looks
      * there before LMDB. Every database but the cached ones is buffered (the fold's txn
-     * only reads LMDB). seen: a filter of every key of the cached databases that earlier
-     * batches wrote to a model that had none (NULL: LMDB is asked about every miss). */
+     * only reads LMDB). seen: a filter of every key of the cached databases that this and
+     * earlier batches wrote (or deleted: a needless lookup, no harm) into a model that had
+     * none; a row is added as it turns dirty (NULL: LMDB is asked about every miss). */
     const struct rmodel_cache *back;
     int pipelined;
-    const struct ef_bloom *seen;
+    struct ef_bloom *seen;
     size_t chunk_bytes; /* memory of the arena's chunks (rmodel_cache_bytes) */
     /* Memory of ended bulk txns, kept for the next one (a rebuild commits several): chunks
      * of WC_BULK_CHUNK bytes, and the flush's sort buffer. Touching new memory costs page
@@ -431,6 +432,8 @@ static void mark_dirty(struct rmodel_cache *c, struct wc_entry *e)
 {
     if (e->dirty)
         return;
+    if (c->seen)
+        ef_bloom_add(c->seen, e->hash); /* before it can reach LMDB: later batches ask */
     if (c->ndirty == c->dirty_cap) {
         c->dirty_cap = c->dirty_cap ? 2 * c->dirty_cap : 1024;
         c->dirty = xrealloc(c->dirty, c->dirty_cap * sizeof *c->dirty);
@@ -1014,19 +1017,12 @@ int rmodel_cache_write(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
     return c->ndirty == 0 && c->nwo == 0 ? 0 : flush_rows(c, txn, dbi);
 }
 
-void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, const struct ef_bloom *seen)
+void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, struct ef_bloom *seen)
 {
     c->pipelined = 1;
     c->fresh = 0;
     c->back = back;
     c->seen = seen;
-}
-
-void rmodel_cache_note_written(const struct rmodel_cache *c, struct ef_bloom *seen)
-{
-    for (size_t i = 0; i < c->ndirty; i++)
-        if (c->dirty[i]->state == WC_PRESENT)
-            ef_bloom_add(seen, c->dirty[i]->hash);
 }
 
 void rmodel_cache_end_bulk(struct rmodel_cache *c)

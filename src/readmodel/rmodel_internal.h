@@ -107,13 +107,11 @@ int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
  * thread may look rows up in c meanwhile. pipeline: the cache of a batch folded in a txn
  * that only reads LMDB: every database it does not cache is buffered, and a row it does not
  * hold is looked up in back (the batch being written; NULL: none), then, unless seen
- * (NULL: no filter) says no earlier batch wrote it, in LMDB. note_written: adds the hash of
- * every row c writes (not deletes) to seen. end_bulk: drops c's rows, keeping its memory
- * for the next batch. */
+ * (NULL: no filter) says no batch wrote it, in LMDB; each row it writes is added to seen.
+ * end_bulk: drops c's rows, keeping its memory for the next batch. */
 int rmodel_cache_write(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi);
 struct ef_bloom;
-void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, const struct ef_bloom *seen);
-void rmodel_cache_note_written(const struct rmodel_cache *c, struct ef_bloom *seen);
+void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, struct ef_bloom *seen);
 void rmodel_cache_end_bulk(struct rmodel_cache *c);
 /* Begins env's LMDB write txn (writing the lazy-sync marker first when due). */
 int rmodel_env_write_begin(struct rmodel_env *env, MDB_txn **txn);
