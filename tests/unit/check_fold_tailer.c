@@ -659,6 +659,61 @@ START_TEST(test_rebuild_pipeline_from_snapshot)
 }
 END_TEST
 
+/* Bulk txns committed one by one in this thread (what a rebuild does where its writer
+ * thread cannot start): every 300 records, the first appending into the empty model, the
+ * later ones into a model that holds rows. Same model as one transaction. */
+START_TEST(test_bulk_txns_without_pipeline)
+{
+    ef_clock_set_fixed(1767261600000);
+    build_log(2500, 64 << 10);
+    append_odd_events();
+    build_log(500, 64 << 10);
+    char dir[128], model[128];
+    log_dir(dir, sizeof dir);
+    snprintf(model, sizeof model, "%s/bulk", tmpdir);
+    ck_assert_int_eq(mkdir(model, 0755), 0);
+    struct log *lg;
+    struct log_options lo = { .read_only = 1 };
+    ck_assert_int_eq(log_open(dir, &lo, &lg), 0);
+    struct log_reader *rd;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 0 };
+    ck_assert_int_eq(rmodel_env_open(model, &ro, &env), 0);
+    struct log_record rec;
+    int more = 1;
+    uint64_t pos = 0;
+    while (more) {
+        struct rmodel_txn *t;
+        ck_assert_int_eq(rmodel_txn_begin_bulk(env, 1000, &t), 0);
+        int n = 0;
+        while (n < 300 && (more = log_reader_next(rd, log_durable(lg), &rec) == 1) != 0) {
+            ck_assert_int_ge(rmodel_fold(t, &rec), 0);
+            pos = rec.position;
+            n++;
+        }
+        ck_assert_int_eq(rmodel_set_position(t, pos), 0);
+        ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    }
+    rmodel_env_close(env);
+    log_reader_close(rd);
+    log_close(lg);
+    char ref[128];
+    snprintf(ref, sizeof ref, "%s/reference", tmpdir);
+    ck_assert_int_eq(mkdir(ref, 0755), 0);
+    build_reference(ref);
+    struct sbuf a = SBUF_INIT, b = SBUF_INIT;
+    dump_model(ref, &a);
+    dump_model(model, &b);
+    ck_assert_uint_gt(a.len, 1000);
+    ck_assert_uint_eq(a.len, b.len);
+    ck_assert_msg(memcmp(a.data, b.data, a.len) == 0, "models differ");
+    sbuf_free(&a);
+    sbuf_free(&b);
+    ef_clock_set_fixed(-1);
+}
+END_TEST
+
 /* A damaged record in the middle of a sealed segment stops a rebuild's bulk fold there
  * (nothing is skipped), and the current model is kept. */
 START_TEST(test_rebuild_stops_on_damage)
@@ -720,6 +775,7 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_rebuild_stops_on_damage);
     tcase_add_test(tc, test_rebuild_pipeline_map_full_dead_letters);
     tcase_add_test(tc, test_rebuild_pipeline_from_snapshot);
+    tcase_add_test(tc, test_bulk_txns_without_pipeline);
     tcase_add_test(tc, test_log_with_both_order_schemas);
     tcase_add_test(tc, test_map_full_grows);
     tcase_add_test(tc, test_unsynced_model_after_machine_crash);
