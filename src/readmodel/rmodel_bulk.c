@@ -115,8 +115,18 @@ int rmodel_bulk_start(struct rmodel_env *env, struct rmodel_bulk **out)
     struct rmodel_bulk *b = xcalloc(1, sizeof *b);
     b->env = env;
     b->committed = position;
-    if ((rc = pthread_mutex_init(&b->mu, NULL)) != 0 || (rc = pthread_cond_init(&b->cv, NULL)) != 0 ||
-        (rc = pthread_create(&b->thread, NULL, writer_main, b)) != 0) {
+    if ((rc = pthread_mutex_init(&b->mu, NULL)) != 0) {
+        free(b);
+        return -rc;
+    }
+    if ((rc = pthread_cond_init(&b->cv, NULL)) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return -rc;
+    }
+    if ((rc = pthread_create(&b->thread, NULL, writer_main, b)) != 0) {
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
         free(b);
         return -rc;
     }
