@@ -3,7 +3,8 @@
  * reported as -errno with the old file left as it was: a missing directory, a name too
  * long, a target that is a directory, a short write (-ENOSPC, made with RLIMIT_FSIZE, so
  * no root is needed), a write refused outright (-EFBIG) and a full tmpfs (-ENOSPC, as root).
- * The error-injecting cases run in a child process, which alone gets the file size limit. */
+ * The error-injecting cases run in a child process, which alone gets the file size limit.
+ * Also ef_copy_file: the exact bytes across its chunks, and its refusals. */
 #include <config.h>
 
 #include <check.h>
@@ -143,6 +144,55 @@ START_TEST(test_marker_replaced_whole)
 }
 END_TEST
 
+/* ef_copy_file (seeding a read model from a snapshot): the bytes of a file that spans
+ * several of its 64 KiB chunks and ends inside one, an empty file, mode 0644; a target that
+ * exists is refused and left alone; a missing source creates nothing; a source that cannot
+ * be read (a directory) reports the read's error. */
+START_TEST(test_copy_file)
+{
+    enum { N = 200000 };
+    static char data[N], back[N + 1];
+    for (size_t i = 0; i < N; i++)
+        data[i] = (char)(i * 31 + i / 65536);
+    char src[256], dst[256], other[256];
+    path_of(src, sizeof src, "src");
+    path_of(dst, sizeof dst, "dst");
+    path_of(other, sizeof other, "other");
+    FILE *f = fopen(src, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, N, f), N);
+    ck_assert_int_eq(fclose(f), 0);
+    mode_t old_mask = umask(022);
+    ck_assert_int_eq(ef_copy_file(src, dst), 0);
+    umask(old_mask);
+    ck_assert_uint_eq(slurp("dst", back, sizeof back), N);
+    ck_assert(memcmp(back, data, N) == 0);
+    struct stat st;
+    ck_assert_int_eq(stat(dst, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    /* An existing target: refused, its content kept. */
+    ck_assert_int_eq(ef_write_durably(td_dir, "other", "keep", 4), 0);
+    ck_assert_int_eq(ef_copy_file(src, other), -EEXIST);
+    ck_assert_uint_eq(slurp("other", back, sizeof back), 4);
+    ck_assert_str_eq(back, "keep");
+    /* An empty source: an empty copy. */
+    ck_assert_int_eq(ef_write_durably(td_dir, "empty", "", 0), 0);
+    char empty[256], empty2[256];
+    path_of(empty, sizeof empty, "empty");
+    path_of(empty2, sizeof empty2, "empty2");
+    ck_assert_int_eq(ef_copy_file(empty, empty2), 0);
+    ck_assert_uint_eq(slurp("empty2", back, sizeof back), 0);
+    /* No source: nothing created. */
+    char missing[256], dst2[256];
+    path_of(missing, sizeof missing, "missing");
+    path_of(dst2, sizeof dst2, "dst2");
+    ck_assert_int_eq(ef_copy_file(missing, dst2), -ENOENT);
+    ck_assert(!exists("dst2"));
+    /* A source that opens but cannot be read. */
+    ck_assert_int_eq(ef_copy_file(td_dir, dst2), -EISDIR);
+}
+END_TEST
+
 struct limited {
     rlim_t limit; /* RLIMIT_FSIZE in the child */
     size_t len;   /* bytes written durably over the old "marker" */
@@ -224,6 +274,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_write_and_read_back);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_marker_replaced_whole);
+    tcase_add_test(tc, test_copy_file);
     tcase_add_test(tc, test_short_write_is_enospc);
     tcase_add_test(tc, test_full_tmpfs);
     suite_add_tcase(s, tc);
