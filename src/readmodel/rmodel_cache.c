@@ -325,6 +325,25 @@ static char *arena_alloc(struct rmodel_cache *c, size_t n)
 
 static void grow(struct rmodel_cache *c);
 
+/* 1 when entry e holds (db, k), whose hash is h. */
+static int holds(const struct wc_entry *e, enum rmodel_dbi db, const void *k, size_t n, uint64_t h)
+{
+    return e->hash == h && e->db == db && e->klen == n && memcmp(e->key, k, n) == 0;
+}
+
+/* The slot of (db, k) with hash h in a table with a free slot: its entry, or the EMPTY
+ * slot where it would go (linear probing). Changes nothing. */
+static struct wc_entry *probe(const struct rmodel_cache *c, enum rmodel_dbi db, const void *k, size_t n,
+                              uint64_t h)
+{
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        struct wc_entry *e = &c->slots[i];
+        if (e->state == WC_EMPTY || holds(e, db, k, n, h))
+            return e;
+    }
+}
+
 /* The entry for (db, k): an existing one, or a new EMPTY-state one ready to fill. */
 static struct wc_entry *slot(struct rmodel_cache *c, enum rmodel_dbi db, const void *k, size_t n)
 {
@@ -332,22 +351,15 @@ static struct wc_entry *slot(struct rmodel_cache *c, enum rmodel_dbi db, const v
         grow(c);
     uint64_t h = hash_key(db, k, n);
     struct wc_entry **r = &c->recent[(h >> 40) & (WC_RECENT - 1)];
-    if (*r && (*r)->hash == h && (*r)->db == db && (*r)->klen == n && memcmp((*r)->key, k, n) == 0)
+    if (*r && holds(*r, db, k, n, h))
         return *r;
-    size_t mask = c->cap - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        struct wc_entry *e = &c->slots[i];
-        if (e->state == WC_EMPTY) {
-            e->hash = h;
-            e->db = (uint8_t)db;
-            *r = e; /* filled by the caller, or left EMPTY (then it never matches: klen 0) */
-            return e;
-        }
-        if (e->hash == h && e->db == db && e->klen == n && memcmp(e->key, k, n) == 0) {
-            *r = e;
-            return e;
-        }
+    struct wc_entry *e = probe(c, db, k, n, h);
+    if (e->state == WC_EMPTY) {
+        e->hash = h;
+        e->db = (uint8_t)db;
     }
+    *r = e; /* an EMPTY one is filled by the caller, or left EMPTY (never matching: klen 0) */
+    return e;
 }
 
 /* The entry for (db, k) with hash h, or NULL: a lookup that changes nothing (the back
@@ -357,14 +369,8 @@ static const struct wc_entry *find(const struct rmodel_cache *c, enum rmodel_dbi
 {
     if (c->cap == 0)
         return NULL;
-    size_t mask = c->cap - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        const struct wc_entry *e = &c->slots[i];
-        if (e->state == WC_EMPTY)
-            return NULL;
-        if (e->hash == h && e->db == db && e->klen == n && memcmp(e->key, k, n) == 0)
-            return e;
-    }
+    const struct wc_entry *e = probe(c, db, k, n, h);
+    return e->state == WC_EMPTY ? NULL : e;
 }
 
 static void resize(struct rmodel_cache *c, size_t ncap);
