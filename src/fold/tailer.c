@@ -284,6 +284,16 @@ static int fold_batch(struct tailer *tl, uint64_t limit)
     const struct tailer_options *o = tl->opt;
     struct rmodel_txn *t;
     int rc = begin_batch(tl, limit, &t);
+    if (rc && tl->bulk) {
+        /* The batch before may still be in flight: back to the position the model holds
+         * (a failed commit of it is the error to report: a full map is grown). */
+        uint64_t committed;
+        int wrc = rmodel_bulk_wait(tl->bulk, &committed);
+        if (wrc)
+            return bulk_failed(tl, wrc, committed);
+        bulk_stop(tl);
+        tl->pos = committed;
+    }
     if (rc)
         return rc;
     uint64_t pos = tl->pos, start = ef_mono_ns();
