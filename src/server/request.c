@@ -146,6 +146,7 @@ static void request_init(struct srv_thread *t)
     t->responded = 0;
     t->status = 0;
     t->parked = NULL;
+    t->deferred = NULL;
 }
 
 void srv_request_resume(struct srv_thread *t)

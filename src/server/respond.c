@@ -55,6 +55,17 @@ void server_set_route(struct server_request *req, const char *route)
     t->route = route;
 }
 
+void srv_render_head(struct srv_out *o, int status, const char *content_type,
+                     const char *headers, size_t body_len)
+{
+    srv_out_reset(o);
+    sbuf_printf(&o->head, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
+                srv_reason(status), content_type, body_len);
+    if (headers)
+        sbuf_puts(&o->head, headers);
+    sbuf_puts(&o->head, "\r\n");
+}
+
 /* The answer is only rendered here: the header block (and a body given by pointer, copied
  * once) goes to t->ans.head, a body handed over by server_respond_take to t->ans.body. The
  * server sends it after the handler returned (worker.c, hold.c), so never while the
@@ -64,18 +75,13 @@ static int begin_answer(struct server_request *req, int status, const char *cont
 {
     struct srv_thread *t = req->impl;
     assert(status >= 100 && status <= 599);
-    if (t->responded || t->parked) {
+    if (t->responded || t->parked || t->deferred) {
         EFLOG_ERROR("second answer to one request ignored status=%d path=%s", status, EFLOG_S(req->path));
         return -1;
     }
     t->responded = 1;
     t->status = status;
-    srv_out_reset(&t->ans);
-    sbuf_printf(&t->ans.head, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
-                srv_reason(status), content_type, body_len);
-    if (headers)
-        sbuf_puts(&t->ans.head, headers);
-    sbuf_puts(&t->ans.head, "\r\n");
+    srv_render_head(&t->ans, status, content_type, headers, body_len);
     metrics_observe(metrics_route_id(t->route), status, ef_mono_ns() - req->started_ns);
     return 0;
 }

@@ -147,6 +147,22 @@ enum server_park_result {
  * is counted in the metrics (latency from the first accept) like any other. */
 int server_park(struct server_request *req, uint64_t want, uint64_t wake_ns);
 
+/* Deferring: a handler whose answer another thread will give (a command that waits for
+ * a batch's fdatasync) calls server_defer() and returns without answering; its thread
+ * accepts the next request at once instead of sleeping. The answer is given exactly once,
+ * from any thread, with server_deferred_respond(), which also frees the handle; it is
+ * counted, logged and sent (the rest by the loop if the socket does not take it at once)
+ * like any other, and the connection is closed after it. Set the route label
+ * (server_set_route) before deferring; nothing of req may be used after the handler
+ * returns. Returns NULL when the request cannot be deferred (it was answered, parked or is
+ * run again by the loop, or its body was not read to its end): then answer it as usual.
+ * A worker's request threads must not all end while a deferred answer is outstanding:
+ * the answering thread must be a request thread inside its handler (the worker stops
+ * once they have all returned). */
+struct server_deferred;
+struct server_deferred *server_defer(struct server_request *req);
+void server_deferred_respond(struct server_deferred *d, int status, const char *content_type,
+                             const char *headers, const char *body, size_t body_len);
 typedef void (*server_handler_fn)(struct server_request *req, void *worker_ctx);
 
 struct server_options {

@@ -90,6 +90,7 @@ struct srv_thread {
     int status;                  /* the status answered */
     struct srv_held *held;       /* the parked request being run again, or NULL */
     struct srv_held *parked;     /* set by server_park during this run */
+    struct server_deferred *deferred; /* set by server_defer during this run */
     int in_loop;                 /* this context belongs to the loop thread */
 };
 
@@ -107,6 +108,10 @@ void srv_request_end(struct srv_thread *t);
 
 /* Standard reason phrase of status ("Not Found"); "Unknown" for codes we never send. */
 const char *srv_reason(int status);
+/* Renders the header block of an answer (status line, Content-Type, Content-Length,
+ * headers, blank line) into o->head, which it empties first. */
+void srv_render_head(struct srv_out *o, int status, const char *content_type,
+                     const char *headers, size_t body_len);
 /* A problem answer the server makes itself (not a handler's), with the program's
  * Log-Position when it gives one (server_options.answer_position). */
 void srv_respond_own_problem(struct srv_thread *t, int status, const char *code, const char *detail);
@@ -173,8 +178,18 @@ struct srv_worker {
     int slot;            /* this worker's slot in progress */
 };
 
-/* Runs the handler for t->req and makes sure it answered or parked; logs the request. */
+/* Runs the handler for t->req and makes sure it answered, parked or deferred; logs the
+ * request (a deferred one when it is answered). */
 void srv_run_handler(struct srv_thread *t);
+/* Takes the connection away from libfcgi (its streams and parameters are freed, the fd
+ * stays open) and readies t->fcgx for the next accept. Returns the fd. */
+int srv_take_connection(struct srv_thread *t);
+
+/* ---- defer.c ---- */
+
+/* After a handler that called server_defer returned: hands the connection over to the
+ * deferred answer, and sends it if it is already there. */
+void srv_defer_detach(struct srv_thread *t);
 
 
 #define SRV_DEFAULT_GRACE_SECONDS 30 /* server_options.grace_seconds == 0 */

@@ -100,19 +100,17 @@ void srv_run_handler(struct srv_thread *t)
 {
     struct srv_worker *w = t->w;
     w->opt->handler(&t->req, w->ctx);
-    if (!t->responded && !t->parked) {
+    if (!t->responded && !t->parked && !t->deferred) {
         EFLOG_ERROR("handler returned without an answer method=%s path=%s", EFLOG_S(t->req.method),
                   EFLOG_S(t->req.path));
         srv_respond_own_problem(t, 500, "internal_error", "the request was not answered");
     }
-    if (w->opt->cfg->log_requests && !t->parked)
+    if (w->opt->cfg->log_requests && !t->parked && !t->deferred)
         EFLOG_INFO("request method=%s path=%s status=%d ms=%.3f", EFLOG_S(t->req.method),
                  EFLOG_S(t->req.path), t->status, (double)(ef_mono_ns() - t->req.started_ns) / 1e6);
 }
 
-/* Takes the connection away from libfcgi (its streams and parameters are freed, the fd
- * stays open) and readies t->fcgx for the next accept. Returns the fd. */
-static int take_connection(struct srv_thread *t)
+int srv_take_connection(struct srv_thread *t)
 {
     int fd = t->fcgx.ipcFd;
     FCGX_Free(&t->fcgx, 0);
@@ -150,7 +148,7 @@ static void send_answer(struct srv_thread *t)
     h->out = xmalloc(sizeof *h->out);
     *h->out = t->ans;
     memset(&t->ans, 0, sizeof t->ans);
-    h->fd = take_connection(t);
+    h->fd = srv_take_connection(t);
     srv_hold_submit(t->w, h);
 }
 
@@ -159,10 +157,12 @@ static void serve_one(struct srv_thread *t)
     struct srv_worker *w = t->w;
     if (srv_request_begin(t, w->max_body) == 0)
         srv_run_handler(t);
-    if (t->parked) {
+    if (t->deferred) {
+        srv_defer_detach(t);
+    } else if (t->parked) {
         struct srv_held *h = t->parked;
         h->request_id = (uint16_t)t->fcgx.requestId;
-        h->fd = take_connection(t);
+        h->fd = srv_take_connection(t);
         t->parked = NULL;
         srv_hold_submit(w, h);
     } else if (t->responded && t->status) {

@@ -34,6 +34,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -226,6 +227,68 @@ static void h_big(struct server_request *req, struct test_ctx *c)
         abort(); /* the body must have been taken over */
 }
 
+/* /defer?ms=N&mb=M: deferred (server_defer), then answered by a thread of its own after
+ * N ms (N = 0: answered inside the handler, before the request thread has let go of the
+ * connection) with M MiB ('a'..'z'), or "deferred" when M is absent. */
+struct deferred_answer {
+    struct server_deferred *d;
+    long ms;
+    size_t bytes;
+};
+
+static void answer_deferred(struct deferred_answer *a)
+{
+    struct sbuf sb = SBUF_INIT;
+    if (a->bytes) {
+        sbuf_reserve(&sb, a->bytes);
+        for (size_t i = 0; i < a->bytes; i++)
+            sb.data[i] = (char)('a' + i % 26);
+        sb.len = a->bytes;
+    } else {
+        sbuf_puts(&sb, "deferred");
+    }
+    server_deferred_respond(a->d, 200, "text/plain", "X-Deferred: yes\r\n", sb.data, sb.len);
+    sbuf_free(&sb);
+    free(a);
+}
+
+static void *deferred_thread(void *arg)
+{
+    struct deferred_answer *a = arg;
+    nanosleep(&(struct timespec){ a->ms / 1000, (a->ms % 1000) * 1000000L }, NULL);
+    answer_deferred(a);
+    return NULL;
+}
+
+static void h_defer(struct server_request *req, struct test_ctx *c)
+{
+    (void)c;
+    server_set_route(req, "DEFER");
+    const char *ms = server_query_param(req, "ms"), *mb = server_query_param(req, "mb");
+    struct deferred_answer *a = malloc(sizeof *a);
+    if (!a)
+        abort();
+    a->ms = ms ? atol(ms) : 0;
+    a->bytes = mb ? (size_t)atol(mb) << 20 : 0;
+    if (!(a->d = server_defer(req))) {
+        free(a);
+        server_respond(req, 500, "text/plain", NULL, "not deferred", 12);
+        return;
+    }
+    if (server_defer(req) != NULL) /* a second deferral of the same request is refused */
+        abort();
+    if (a->ms == 0) {
+        answer_deferred(a);
+        return;
+    }
+    pthread_t tid;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0 || pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
+        pthread_create(&tid, &attr, deferred_thread, a) != 0)
+        abort();
+    pthread_attr_destroy(&attr);
+}
+
 struct route {
     const char *path;
     void (*fn)(struct server_request *, struct test_ctx *);
@@ -235,7 +298,7 @@ static const struct route routes[] = {
     { "/echo", h_echo },       { "/slow", h_slow },         { "/crash", h_crash },
     { "/pid", h_pid },         { "/metrics", h_metrics },   { "/problem", h_problem },
     { "/noanswer", h_noanswer }, { "/twice", h_twice },     { "/park", h_park },
-    { "/big", h_big },
+    { "/big", h_big },         { "/defer", h_defer },
 };
 
 static void test_handler(struct server_request *req, void *worker_ctx)
@@ -1426,6 +1489,61 @@ START_TEST(test_slow_reader_holds_nothing)
 }
 END_TEST
 
+#define NDEFER 20
+
+/* Deferred answers (server_defer): the single request thread takes the next request at
+ * once, so requests answered 500 ms later by other threads do not queue behind each
+ * other; an answer given before the thread let go of the connection, and one too large
+ * for the socket (sent on by the loop) arrive whole; each is counted in the metrics and
+ * logged. */
+START_TEST(test_defer)
+{
+    struct setup s = default_setup;
+    s.workers = 1;
+    s.threads = 1;
+    s.log_requests = 1;
+    start_server(&s);
+    uint64_t t0 = now_ms();
+    int fds[NDEFER];
+    for (int i = 0; i < NDEFER; i++)
+        fds[i] = send_get("/defer?ms=500", NULL);
+    expect_thread_free();
+    for (int i = 0; i < NDEFER; i++)
+        recv_expect(fds[i], 200, "deferred");
+    /* Serialized on the one thread they would take 10 s. */
+    ck_assert_msg(now_ms() - t0 < 8000, "deferred answers took %llu ms", (unsigned long long)(now_ms() - t0));
+    struct fcgi_response r;
+    ck_assert_int_eq(get("/defer?ms=0", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "deferred");
+    ck_assert_ptr_nonnull(strstr(r.headers, "X-Deferred: yes"));
+    fcgi_response_free(&r);
+    int big = connect_small_rcvbuf();
+    struct fcgi_param p[] = { { "REQUEST_METHOD", "GET" }, { "REQUEST_URI", "/defer" }, { "QUERY_STRING", "ms=20&mb=4" } };
+    ck_assert_int_eq(fcgi_send(big, 1, 0, p, 3, NULL, 0), 0);
+    expect_thread_free();
+    ck_assert_int_eq(fcgi_recv(big, 1, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 4u << 20);
+    for (size_t k = 0; k < r.body_len; k += 4099)
+        ck_assert_int_eq(r.body[k], 'a' + (int)(k % 26));
+    fcgi_response_free(&r);
+    close(big);
+    ck_assert_int_eq(get("/metrics", &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "eventfold_http_requests_total{route=\"DEFER\",status=\"200\"} 22"));
+    fcgi_response_free(&r);
+    stop_server();
+    char path[192], log[65536];
+    snprintf(path, sizeof path, "%s/server.log", td_dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    fclose(f);
+    log[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(log, "request method=GET path=/defer status=200"));
+}
+END_TEST
+
 /* Unsent answers over max_unsent_bytes: the oldest are abandoned, the newest is kept. */
 START_TEST(test_unsent_bytes_bounded)
 {
@@ -1484,6 +1602,7 @@ static Suite *server_suite(void)
     tcase_add_unchecked_fixture(tc, td_case_setup, td_case_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_params_and_body);
+    tcase_add_test(tc, test_defer);
     tcase_add_test(tc, test_document_uri_wins);
     tcase_add_test(tc, test_body_limit);
     tcase_add_test(tc, test_problem_and_answer_rules);
