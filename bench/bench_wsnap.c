@@ -132,6 +132,7 @@ int main(void)
            res.replayed, rest_ns ? (double)full_ns / (double)rest_ns : 0.0);
     wm_close(a);
     wm_close(b);
+    write_ctx_release(&ctx);
     wm_close(ctx.wm);
     log_close(ctx.log);
     snprintf(path, sizeof path, "rm -rf '%s'", tmp);

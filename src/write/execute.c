@@ -4,13 +4,21 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 #include <xxhash.h>
 
@@ -29,21 +37,37 @@
 #define WRITE_READER_CHECK_EVERY 1024
 #define WRITE_GROW_TRIES 8 /* doublings of the map for one command (one is the rule) */
 
+enum { EXEC_QUEUED, EXEC_LEAD, EXEC_DONE }; /* write_exec.state, see combine() */
+
 /* Everything one execution needs; heap-allocated (the structs are large). The small
  * fields come first and are zeroed; cmd, view and ev clear themselves (each leaves its
  * unused order-line array alone, see event_clear). */
-struct exec {
+struct write_exec {
     struct write_ctx *ctx;
     const struct write_request *req;
     struct write_response *resp;
     struct problem p;
     struct cmd_route route;
     int has_idem;
+    char idem_key[EV_IDEM_KEY_MAX + 1]; /* the request is gone once the command is queued */
     unsigned char fingerprint[EV_FINGERPRINT_LEN];
     int has_if_match;
     int if_match_any;  /* If-Match: * */
     int if_match_weak; /* W/"V": never matches */
     uint64_t if_match;
+    /* The outcome, besides p: the record to make durable before answering (0: none), the
+     * stored answer of an idempotent repeat (NULL: none), and the sync's result. */
+    uint64_t position;
+    struct wm_idem *e;
+    int sync_rc;
+    /* The worker's queue (see combine()): the next command queued, then of the batch. */
+    struct write_exec *next;
+    _Atomic uint32_t state;    /* EXEC_QUEUED until the thread running it says otherwise */
+    uint32_t wake_bit;         /* the futex bit its thread waits with */
+    uint64_t queued_ns, locked_ns, unlocked_ns; /* for the stage metrics */
+    write_done_fn done;        /* NULL: its thread waits for it (write_finish) */
+    void *done_arg;
+    struct write_response own; /* the answer of a prepared command (resp points here) */
     struct command cmd;
     struct shop_view view;
     struct event ev;
@@ -73,7 +97,7 @@ void write_fingerprint(const char *method, const char *path, const char *body, s
 
 /* --- answers ----------------------------------------------------------------------- */
 
-static void answer_problem(struct exec *x)
+static void answer_problem(struct write_exec *x)
 {
     struct write_response *r = x->resp;
     assert(x->p.status >= 400);
@@ -85,7 +109,7 @@ static void answer_problem(struct exec *x)
              x->p.status == 405 ? "Allow: POST\r\n" : "", log_durable(x->ctx->log));
 }
 
-static void answer_ok(struct exec *x, int status, const char *body, size_t len, uint64_t position,
+static void answer_ok(struct write_exec *x, int status, const char *body, size_t len, uint64_t position,
                       uint64_t version)
 {
     struct write_response *r = x->resp;
@@ -97,7 +121,7 @@ static void answer_ok(struct exec *x, int status, const char *body, size_t len, 
              position, version);
 }
 
-static void log_unavailable(struct exec *x, const char *what, int rc)
+static void log_unavailable(struct write_exec *x, const char *what, int rc)
 {
     EFLOG_ERROR("command failed: %s err=\"%s\" log=\"%s\"%s", what, ef_strerror(rc),
               log_last_error(x->ctx->log),
@@ -111,7 +135,7 @@ static void log_unavailable(struct exec *x, const char *what, int rc)
 /* "application/json", any case, optionally followed by parameters. An absent type is let
  * through only with an empty body, which the parser then refuses as 400 invalid_json (the
  * more useful answer for a bodiless POST). */
-static int check_content_type(struct exec *x)
+static int check_content_type(struct write_exec *x)
 {
     const char *ct = x->req->content_type ? x->req->content_type : "";
     while (*ct == ' ' || *ct == '\t')
@@ -127,7 +151,7 @@ static int check_content_type(struct exec *x)
     return -1;
 }
 
-static int check_idempotency_key(struct exec *x)
+static int check_idempotency_key(struct write_exec *x)
 {
     const char *k = x->req->idempotency_key;
     if (!k)
@@ -143,12 +167,13 @@ static int check_idempotency_key(struct exec *x)
         return -1;
     }
     x->has_idem = 1;
+    memcpy(x->idem_key, k, n + 1);
     return 0;
 }
 
 /* If-Match: "V", V (unquoted digits, for convenience), or *. A weak tag W/"V" is well
  * formed but never matches: If-Match uses the strong comparison (RFC 9110 13.1.1). */
-static int check_if_match(struct exec *x)
+static int check_if_match(struct write_exec *x)
 {
     const char *v = x->req->if_match;
     if (!v)
@@ -211,7 +236,7 @@ static void new_order_id(char out[37])
     *o = '\0';
 }
 
-static int parse_request(struct exec *x)
+static int parse_request(struct write_exec *x)
 {
     const struct write_request *q = x->req;
     if (cmd_route_match(q->method, q->path, &x->route, &x->p) < 0)
@@ -233,7 +258,7 @@ static int parse_request(struct exec *x)
     return 0;
 }
 
-static void observe(struct exec *x, enum write_stage stage, uint64_t ns)
+static void observe(struct write_exec *x, enum write_stage stage, uint64_t ns)
 {
     if (x->ctx->observe)
         x->ctx->observe(stage, ns);
@@ -245,7 +270,7 @@ static void observe(struct exec *x, enum write_stage stage, uint64_t ns)
  * and when a record does not apply (once per handle: if the record itself is bad, the
  * rebuild fails the same way, and repeating a whole-log replay per command would only turn
  * one bad record into an outage of the disk as well). */
-static int catch_up(struct exec *x)
+static int catch_up(struct write_exec *x)
 {
     char err[512] = "";
     uint64_t n = 0;
@@ -269,7 +294,7 @@ static int catch_up(struct exec *x)
  * record. The common case, a model already at log_head(), is seen inside the write
  * transaction itself; only a model behind (or unreadable) goes through catch_up() first.
  * Append lock held, so the head cannot move in between. */
-static int begin_current(struct exec *x, MDB_txn **txn)
+static int begin_current(struct write_exec *x, MDB_txn **txn)
 {
     struct wm *wm = x->ctx->wm;
     uint64_t applied = 0;
@@ -286,7 +311,7 @@ static int begin_current(struct exec *x, MDB_txn **txn)
 }
 
 /* Loads what the command's rules need. Returns 0 or a negative code. */
-static int load_view(struct exec *x, MDB_txn *txn)
+static int load_view(struct write_exec *x, MDB_txn *txn)
 {
     struct wm *wm = x->ctx->wm;
     struct shop_view *v = &x->view;
@@ -323,7 +348,7 @@ static int load_view(struct exec *x, MDB_txn *txn)
 /* A missing target of a non-create command is 404 (the rules say which); If-Match is
  * compared only with an existing stream's version, or with 0 for a create ("create only
  * if it does not exist yet"); "*" matches any existing stream. */
-static int check_version(struct exec *x)
+static int check_version(struct write_exec *x)
 {
     if (!x->has_if_match)
         return 0;
@@ -338,9 +363,9 @@ static int check_version(struct exec *x)
 
 /* Looks the Idempotency-Key up. Returns 0 if it is new, 1 if it is known (*e filled; x->p
  * set to 422 when it was used for a different request), or a negative code. */
-static int lookup_idem(struct exec *x, MDB_txn *txn, struct wm_idem *e)
+static int lookup_idem(struct write_exec *x, MDB_txn *txn, struct wm_idem *e)
 {
-    int rc = wm_get_idem(x->ctx->wm, txn, x->req->idempotency_key, e);
+    int rc = wm_get_idem(x->ctx->wm, txn, x->idem_key, e);
     if (rc == 1 && memcmp(e->fingerprint, x->fingerprint, sizeof x->fingerprint) != 0)
         problem_set(&x->p, 422, "idempotency_key_reused",
                     "this Idempotency-Key was used for a different request");
@@ -352,7 +377,7 @@ static int lookup_idem(struct exec *x, MDB_txn *txn, struct wm_idem *e)
  * bytes just encoded would give ev back (event_decode(event_encode(ev)) == ev for every
  * event shop_decide makes; the unit tests check that the live model equals one rebuilt
  * from the log), and it cost about a seventh of a command's CPU time. */
-static int apply_own(struct exec *x, MDB_txn *txn)
+static int apply_own(struct write_exec *x, MDB_txn *txn)
 {
     char err[512];
     int rc = wm_apply_event(x->ctx->wm, txn, &x->ev, err, sizeof err);
@@ -365,7 +390,7 @@ static int apply_own(struct exec *x, MDB_txn *txn)
  * model is one record behind the log. A full map is the expected case: catch_up() grows
  * the map and applies the record now. Anything else is left to the next command's
  * catch-up. */
-static void commit_failed(struct exec *x, uint64_t position, int rc)
+static void commit_failed(struct write_exec *x, uint64_t position, int rc)
 {
     if (rc == MDB_MAP_FULL) {
         EFLOG_INFO("write model commit after append filled the map position=%" PRIu64
@@ -378,27 +403,37 @@ static void commit_failed(struct exec *x, uint64_t position, int rc)
               position, ef_strerror(rc));
 }
 
-/* Steps 5-8 of the flow; txn is consumed (committed or aborted). On success *position is
- * the appended record's. Returns 0; -1 with x->p set; or MDB_MAP_FULL, x->p not set, when
- * the map filled up before anything was appended (the caller grows it and starts over). */
-static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
+static void wake_threads(struct write_ctx *ctx, uint32_t bits);
+
+static void abort_txn(MDB_txn **txn)
+{
+    mdb_txn_abort(*txn);
+    *txn = NULL;
+}
+
+/* Steps 5-7 in the batch's transaction. Returns 0 when x has its outcome: x->position set
+ * (decided, applied, appended), or x->p set. A refusal (4xx) leaves *txn as it was (the
+ * view was only read); a failure aborts it (*txn NULL). Returns MDB_MAP_FULL, *txn
+ * aborted and x->p not set, when the map filled up before anything was appended. */
+static int decide_and_append(struct write_exec *x, MDB_txn **txn)
 {
     struct log *lg = x->ctx->log;
     struct sbuf data = SBUF_INIT, meta = SBUF_INIT;
     char stream[EV_STREAM_MAX];
-    int rc, ret = -1;
-    if ((rc = load_view(x, txn)) != 0) {
+    int rc, ret = 0;
+    if ((rc = load_view(x, *txn)) != 0) {
+        abort_txn(txn);
         log_unavailable(x, "reading the write model", rc);
-        goto fail;
+        return 0;
     }
     if (check_version(x) < 0 || shop_decide(&x->cmd, &x->view, &x->ev, &x->p) < 0)
-        goto fail;
+        return 0;
     struct event *ev = &x->ev;
     ev->position = log_head(lg) + 1;
     ev->at_ms = ef_now_ms();
     if (x->has_idem) {
         ev->has_idem = 1;
-        snprintf(ev->idem_key, sizeof ev->idem_key, "%s", x->req->idempotency_key);
+        snprintf(ev->idem_key, sizeof ev->idem_key, "%s", x->idem_key);
         memcpy(ev->fingerprint, x->fingerprint, sizeof ev->fingerprint);
     }
     event_encode_data(ev, &data);
@@ -413,135 +448,311 @@ static int decide_and_append(struct exec *x, MDB_txn *txn, uint64_t *position)
         .meta = meta.data, .meta_len = meta.len,
         .data = data.data, .data_len = data.len,
     };
-    if ((rc = apply_own(x, txn)) != 0) {
+    uint64_t position = 0;
+    if ((rc = apply_own(x, *txn)) != 0) {
+        abort_txn(txn);
         if (rc == MDB_MAP_FULL)
             ret = rc;
         else
             log_unavailable(x, "updating the write model", rc);
-        goto fail;
-    }
-    if ((rc = log_append_record(lg, &le, position)) != 0) {
+    } else if ((rc = log_append_record(lg, &le, &position)) != 0) {
+        /* The transaction holds this event's changes: it goes, and the records of the
+         * batch appended before this one are applied again by the next begin_current(). */
+        abort_txn(txn);
         log_unavailable(x, "appending", rc);
-        goto fail;
+    } else {
+        /* The lock is held and the model was caught up: the log assigns exactly head+1. */
+        assert(position == ev->position);
+        x->position = position;
     }
-    /* The lock is held and the model was caught up: the log assigns exactly head+1. */
-    assert(*position == ev->position);
-    if ((rc = mdb_txn_commit(txn)) != 0)
-        commit_failed(x, *position, ef_mdb_rc(rc));
     sbuf_free(&data);
     sbuf_free(&meta);
-    return 0;
-fail:
-    mdb_txn_abort(txn);
-    sbuf_free(&data);
-    sbuf_free(&meta);
-    *position = 0;
     return ret;
 }
 
-/* Steps 3-8: what a full map makes start over, from the write transaction's begin to the
- * append. Returns 0 when the command has its outcome (*position, *e or x->p, as
- * run_locked says), or MDB_MAP_FULL when the map filled up before anything was appended
- * (every transaction ended, x->p not set). */
-static int run_txn(struct exec *x, struct wm_idem **e, uint64_t *position)
+/* Steps 4-7 for x in the batch's open transaction. Returns 0 when x has its outcome
+ * (x->position, x->e or x->p), or MDB_MAP_FULL when the map filled up before anything of x
+ * was appended (*txn aborted, x->p not set). Whatever fails so that x's changes may be in
+ * the transaction aborts it: the commands of the batch before x are in the log, so the
+ * next transaction's begin_current() applies them again from there. */
+static int run_in_txn(struct write_exec *x, MDB_txn **txn)
 {
-    MDB_txn *txn = NULL;
     int rc;
-    if ((rc = begin_current(x, &txn)) != 0) {
-        log_unavailable(x, "catching the write model up", rc);
-        return 0;
-    }
     if (x->has_idem) {
-        *e = xmalloc(sizeof **e);
-        if ((rc = lookup_idem(x, txn, *e)) != 0) {
-            mdb_txn_abort(txn);
-            if (rc < 0)
+        x->e = xmalloc(sizeof *x->e);
+        if ((rc = lookup_idem(x, *txn, x->e)) != 0) {
+            if (rc < 0) {
+                abort_txn(txn);
                 log_unavailable(x, "reading the idempotency table", rc);
-            else if (!x->p.status)
-                *position = (*e)->position; /* a repeat */
+            } else if (!x->p.status) {
+                x->position = x->e->position; /* a repeat */
+            }
             return 0;
         }
-        free(*e);
-        *e = NULL;
+        free(x->e);
+        x->e = NULL;
     }
     int64_t cutoff = ef_now_ms() - (int64_t)x->ctx->idempotency_ttl_hours * 3600 * 1000;
-    if ((rc = wm_prune_idem(x->ctx->wm, txn, cutoff, PRUNE_PER_COMMAND, NULL)) != 0) {
-        mdb_txn_abort(txn);
+    if ((rc = wm_prune_idem(x->ctx->wm, *txn, cutoff, PRUNE_PER_COMMAND, NULL)) != 0) {
+        abort_txn(txn);
         if (rc == MDB_MAP_FULL)
             return rc;
         log_unavailable(x, "pruning the idempotency table", rc);
         return 0;
     }
     shop_view_clear(&x->view); /* a second attempt must not see the first one's lookups */
-    if ((rc = decide_and_append(x, txn, position)) == 0)
-        x->ev.position = *position;
-    return rc == MDB_MAP_FULL ? rc : 0;
+    return decide_and_append(x, txn);
 }
 
-/* Steps 2-8, under the append lock. On return *position is the record to make durable
- * before answering (0: none), and *e the stored answer of an idempotent repeat (NULL:
- * none; the caller frees it); or x->p is set. A full write-model map is grown (wm_grow:
- * the lock keeps the other command threads' transactions out, model.c the snapshot copy) and
- * the command decided again: nothing had been appended. */
-static void run_locked(struct exec *x, struct wm_idem **e, uint64_t *position)
+/* Steps 3-7 for one command of a batch. *txn is the batch's transaction, begun here when
+ * there is none (the first command, or after one that aborted it). A full write-model map
+ * is grown (wm_grow: the append lock keeps the other processes' transactions out, model.c
+ * the snapshot copy) and the command decided again: nothing of it had been appended. */
+static void run_one(struct write_exec *x, MDB_txn **txn)
 {
-    struct log *lg = x->ctx->log;
-    uint64_t t0 = ef_mono_ns();
-    int rc = log_append_begin(lg);
-    if (rc) {
-        log_unavailable(x, "taking the append lock", rc);
-        return;
-    }
-    uint64_t t1 = ef_mono_ns();
-    observe(x, WRITE_STAGE_LOCK_WAIT, t1 - t0);
-    /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
-     * now and then (cheap, and done under the lock so only one process does it at once). */
-    if (++x->ctx->commands % WRITE_READER_CHECK_EVERY == 0)
-        wm_reader_check(x->ctx->wm);
-    for (int grown = 0; (rc = run_txn(x, e, position)) == MDB_MAP_FULL; grown++) {
+    for (int grown = 0;; grown++) {
+        int rc = *txn ? 0 : begin_current(x, txn);
+        if (rc) {
+            *txn = NULL;
+            log_unavailable(x, "catching the write model up", rc);
+            return;
+        }
+        if (run_in_txn(x, txn) != MDB_MAP_FULL)
+            return;
         if (grown == WRITE_GROW_TRIES || (rc = wm_grow(x->ctx->wm)) != 0) {
             log_unavailable(x, "updating the write model", rc ? rc : MDB_MAP_FULL);
-            break;
+            return;
         }
     }
-    log_append_end(lg);
-    observe(x, WRITE_STAGE_LOCKED, ef_mono_ns() - t1);
 }
 
-/* Step 9: nothing is acknowledged before an fdatasync covers it. */
-static void answer_durable(struct exec *x, const struct wm_idem *e, uint64_t position)
+/* Steps 2-8 for a batch of commands (a list through ->next), in order, under one hold of
+ * the append lock and in one write-model transaction: each command is decided on a model
+ * that holds every command before it, of the batch or not. */
+static void run_batch(struct write_ctx *ctx, struct write_exec *batch)
 {
-    int rc;
-    if (x->p.status || position == 0)
+    struct log *lg = ctx->log;
+    int rc = log_append_begin(lg);
+    uint64_t locked = ef_mono_ns();
+    for (struct write_exec *x = batch; x; x = x->next)
+        x->locked_ns = x->unlocked_ns = locked;
+    if (rc) {
+        for (struct write_exec *x = batch; x; x = x->next)
+            log_unavailable(x, "taking the append lock", rc);
         return;
-    uint64_t t0 = ef_mono_ns();
-    rc = log_sync(x->ctx->log, position);
-    observe(x, WRITE_STAGE_SYNC_WAIT, ef_mono_ns() - t0);
-    if (rc != 0) {
+    }
+    /* Killed workers can leave stale LMDB reader slots that pin old pages; clear them
+     * now and then (cheap, and done under the lock so only one process does it at once). */
+    unsigned before = ctx->commands;
+    for (struct write_exec *x = batch; x; x = x->next)
+        ctx->commands++;
+    if (ctx->commands / WRITE_READER_CHECK_EVERY != before / WRITE_READER_CHECK_EVERY)
+        wm_reader_check(ctx->wm);
+    MDB_txn *txn = NULL;
+    uint64_t last = 0;
+    for (struct write_exec *x = batch; x; x = x->next) {
+        run_one(x, &txn);
+        if (x->position && !x->e)
+            last = x->position;
+    }
+    if (txn && (rc = mdb_txn_commit(txn)) != 0)
+        commit_failed(batch, last, ef_mdb_rc(rc));
+    log_append_end(lg);
+    uint64_t unlocked = ef_mono_ns();
+    for (struct write_exec *x = batch; x; x = x->next)
+        x->unlocked_ns = unlocked;
+}
+
+static void exec_answer(struct write_exec *x);
+static void exec_free(struct write_exec *x);
+
+/* Step 9 for the batches run (a list through ->next): one log_sync covers every record
+ * they answer with. A failed sync fails only the commands whose records it leaves
+ * beyond the durable position. Then every command but `self` is finished: answered
+ * through its callback and freed, or marked done and its thread woken (see combine()). */
+static void sync_batches(struct write_ctx *ctx, struct write_exec *done, struct write_exec *self)
+{
+    uint64_t target = 0;
+    for (struct write_exec *x = done; x; x = x->next)
+        if (!x->p.status && x->position > target)
+            target = x->position;
+    int rc = target ? log_sync(ctx->log, target) : 0;
+    uint64_t synced = ef_mono_ns();
+    if (rc)
+        EFLOG_ERROR("fdatasync failed position=%" PRIu64 " err=\"%s\"", target, log_strerror(rc));
+    uint64_t durable = rc ? log_durable(ctx->log) : target;
+    uint32_t bits = 0;
+    struct write_exec *next;
+    for (struct write_exec *x = done; x; x = next) {
+        next = x->next; /* x may be gone once it is finished */
+        observe(x, WRITE_STAGE_LOCK_WAIT, x->locked_ns - x->queued_ns);
+        observe(x, WRITE_STAGE_LOCKED, x->unlocked_ns - x->locked_ns);
+        if (!x->p.status && x->position) {
+            observe(x, WRITE_STAGE_SYNC_WAIT, synced - x->unlocked_ns);
+            x->sync_rc = x->position <= durable ? 0 : rc;
+        }
+        if (x == self)
+            continue;
+        if (x->done) {
+            exec_answer(x);
+            x->done(x->done_arg, x->resp);
+            exec_free(x);
+        } else {
+            bits |= x->wake_bit;
+            atomic_store(&x->state, EXEC_DONE);
+        }
+    }
+    if (bits)
+        wake_threads(ctx, bits);
+}
+
+/* Step 9's answer: nothing is acknowledged before an fdatasync covers it. */
+static void answer_durable(struct write_exec *x)
+{
+    if (x->p.status || x->position == 0)
+        return;
+    if (x->sync_rc != 0) {
         /* The record is published and cannot be taken back (others may have read it); it
          * may still become durable with a later fdatasync. Not acknowledging it is the
          * only honest answer: a retry with the same Idempotency-Key gets the original
          * answer once it is durable. */
-        EFLOG_ERROR("fdatasync failed position=%" PRIu64 " err=\"%s\"", position, log_strerror(rc));
         problem_set(&x->p, 503, "log_unavailable",
                     "the log could not be synced (%s); the command was not acknowledged",
-                    log_strerror(rc));
-    } else if (e) {
-        answer_ok(x, e->status, e->body, e->body_len, e->position, e->version);
+                    log_strerror(x->sync_rc));
+    } else if (x->e) {
+        answer_ok(x, x->e->status, x->e->body, x->e->body_len, x->e->position, x->e->version);
     } else {
         struct sbuf body = SBUF_INIT;
         int status;
         event_response(&x->ev, &status, &body);
-        answer_ok(x, status, body.data, body.len, position, x->ev.version);
+        answer_ok(x, status, body.data, body.len, x->position, x->ev.version);
         sbuf_free(&body);
     }
 }
 
-void write_execute(struct write_ctx *ctx, const struct write_request *req,
-                   struct write_response *resp)
+/* --- the worker's queue -------------------------------------------------------------- */
+
+/* The threads of a worker share one write_ctx. Rather than each taking the append lock,
+ * opening a transaction and waiting for an fdatasync of its own (two sleeps and two
+ * wake-ups per command when the lock is busy, the bulk of a command's CPU cost on a
+ * loaded machine), a command that arrives while another thread of the worker runs
+ * commands queues up, and that thread (the combiner) runs it in its next batch: up to
+ * COMBINE_ROUNDS batches, each one hold of the append lock and one transaction, then one
+ * log_sync for all of them.
+ *
+ * A command queued by write_finish_async costs its thread no sleep at all: the combiner
+ * answers it through its callback. One queued by write_finish sleeps once, until it is
+ * done, and its thread answers it. A combiner goes on while commands are queued, with a
+ * sync every COMBINE_ROUNDS batches; only one whose own thread waits for its answer hands
+ * the lead to the first queued command instead, when that one's thread waits too.
+ * Invariant (under queue_mu): ctx->combining is 1 exactly while some thread runs batches
+ * or has been handed the lead, so a queued command is always run by somebody. */
+#define COMBINE_ROUNDS 4
+
+static pthread_mutex_t queue_mu = PTHREAD_MUTEX_INITIALIZER; /* every write_ctx's queue */
+static _Atomic uint32_t next_bit;
+static _Thread_local uint32_t thread_bit;
+
+/* Threads sleep on ctx->done_seq with a bit of their own (32 threads without sharing
+ * one), so that finishing a batch wakes its threads and not the ones of the next batch. */
+static uint32_t own_bit(void)
 {
-    struct exec *x = xmalloc(sizeof *x);
-    memset(x, 0, offsetof(struct exec, cmd));
+    if (!thread_bit)
+        thread_bit = 1u << (atomic_fetch_add(&next_bit, 1) % 32);
+    return thread_bit;
+}
+
+static void wake_threads(struct write_ctx *ctx, uint32_t bits)
+{
+    atomic_fetch_add(&ctx->done_seq, 1);
+    if (syscall(SYS_futex, &ctx->done_seq, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX, NULL, NULL, bits) < 0)
+        EFLOG_ERROR("cannot wake command threads err=%s", strerror(errno));
+}
+
+/* Sleeps until x is done or handed the lead; returns its state. */
+static uint32_t wait_turn(struct write_ctx *ctx, struct write_exec *x)
+{
+    for (;;) {
+        uint32_t seq = atomic_load(&ctx->done_seq), st = atomic_load(&x->state);
+        if (st != EXEC_QUEUED)
+            return st;
+        if (syscall(SYS_futex, &ctx->done_seq, FUTEX_WAIT_BITSET_PRIVATE, seq, NULL, NULL,
+                    x->wake_bit) < 0 && errno != EAGAIN && errno != EINTR) {
+            EFLOG_ERROR("cannot wait for the command's batch err=%s", strerror(errno));
+            sched_yield();
+        }
+    }
+}
+
+/* Runs x (prepared) to its outcome, in this thread's batches or another's. With x->done
+ * set, x is answered and freed by whichever thread runs it (this one, or another after
+ * this call returned); else it has its outcome on return. */
+static void combine(struct write_ctx *ctx, struct write_exec *x)
+{
+    int waits = !x->done;
+    x->wake_bit = waits ? own_bit() : 0;
+    x->queued_ns = ef_mono_ns();
+    pthread_mutex_lock(&queue_mu);
+    if (ctx->queue_tail)
+        ctx->queue_tail->next = x;
+    else
+        ctx->queue_head = x;
+    ctx->queue_tail = x;
+    int lead = !ctx->combining;
+    ctx->combining = 1;
+    pthread_mutex_unlock(&queue_mu);
+    if (!lead && (!waits || wait_turn(ctx, x) == EXEC_DONE))
+        return;
+    for (int stay = 1; stay;) {
+        struct write_exec *done = NULL, **done_tail = &done;
+        pthread_mutex_lock(&queue_mu);
+        for (int round = 0; round < COMBINE_ROUNDS && ctx->queue_head; round++) {
+            struct write_exec *batch = ctx->queue_head;
+            ctx->queue_head = ctx->queue_tail = NULL;
+            pthread_mutex_unlock(&queue_mu);
+            run_batch(ctx, batch);
+            for (*done_tail = batch; *done_tail; done_tail = &(*done_tail)->next)
+                ;
+            pthread_mutex_lock(&queue_mu);
+        }
+        struct write_exec *heir = ctx->queue_head;
+        uint32_t heir_bit = 0;
+        stay = 0;
+        if (!heir) {
+            ctx->combining = 0;
+        } else if (waits && !heir->done) {
+            heir_bit = heir->wake_bit; /* heir may be gone once it is told */
+            atomic_store(&heir->state, EXEC_LEAD); /* ctx->combining stays 1, for it */
+        } else {
+            stay = 1;
+        }
+        pthread_mutex_unlock(&queue_mu);
+        if (heir_bit)
+            wake_threads(ctx, heir_bit);
+        sync_batches(ctx, done, waits ? x : NULL);
+    }
+}
+
+/* Spare executions kept per handle. A write_exec is large (about 140 KiB, mostly order-line
+ * arrays it never touches), and one freed by another thread than the one that allocated it
+ * (the combiner answers the others' commands) went back to malloc's top chunk and was
+ * trimmed: a fresh one then cost a page fault per page touched, a tenth of a command's CPU
+ * time. Only the pages a command touches stay resident. */
+#define SPARE_EXECS 32
+
+static struct write_exec *exec_new(struct write_ctx *ctx, const struct write_request *req,
+                                   struct write_response *resp)
+{
+    pthread_mutex_lock(&queue_mu);
+    struct write_exec *x = ctx->spare;
+    if (x) {
+        ctx->spare = x->next;
+        ctx->nspare--;
+    }
+    pthread_mutex_unlock(&queue_mu);
+    if (!x)
+        x = xmalloc(sizeof *x);
+    memset(x, 0, offsetof(struct write_exec, cmd));
     shop_view_clear(&x->view);
     event_clear(&x->ev);
     x->ctx = ctx;
@@ -549,15 +760,106 @@ void write_execute(struct write_ctx *ctx, const struct write_request *req,
     x->resp = resp;
     memset(resp, 0, sizeof *resp);
     problem_init(&x->p);
-    if (parse_request(x) == 0) {
-        struct wm_idem *e = NULL;
-        uint64_t position = 0;
-        run_locked(x, &e, &position);
-        answer_durable(x, e, position);
-        free(e);
-    }
+    return x;
+}
+
+/* Renders x's outcome into x->resp. */
+static void exec_answer(struct write_exec *x)
+{
+    answer_durable(x);
     if (x->p.status)
         answer_problem(x);
-    assert(resp->status != 0);
+    assert(x->resp->status != 0);
+}
+
+static void exec_free(struct write_exec *x)
+{
+    struct write_ctx *ctx = x->ctx;
+    write_response_free(&x->own);
+    free(x->e);
+    pthread_mutex_lock(&queue_mu);
+    if (ctx->nspare < SPARE_EXECS) {
+        x->next = ctx->spare;
+        ctx->spare = x;
+        ctx->nspare++;
+        x = NULL;
+    }
+    pthread_mutex_unlock(&queue_mu);
     free(x);
+}
+
+void write_ctx_release(struct write_ctx *ctx)
+{
+    struct write_exec *x;
+    while ((x = ctx->spare) != NULL) {
+        ctx->spare = x->next;
+        free(x);
+    }
+    ctx->nspare = 0;
+}
+
+struct write_exec *write_prepare(struct write_ctx *ctx, const struct write_request *req,
+                                 struct write_response *resp)
+{
+    struct write_exec *x = exec_new(ctx, req, resp);
+    if (parse_request(x) < 0) {
+        answer_problem(x);
+        exec_free(x);
+        return NULL;
+    }
+    x->own.route = resp->route;
+    x->resp = &x->own;
+    x->req = NULL;
+    return x;
+}
+
+void write_finish(struct write_exec *x, struct write_response *resp)
+{
+    combine(x->ctx, x);
+    exec_answer(x);
+    *resp = x->own;
+    sbuf_init(&x->own.body);
+    exec_free(x);
+}
+
+void write_finish_async(struct write_exec *x, write_done_fn done, void *arg)
+{
+    x->done = done;
+    x->done_arg = arg;
+    combine(x->ctx, x);
+}
+
+void write_execute(struct write_ctx *ctx, const struct write_request *req,
+                   struct write_response *resp)
+{
+    struct write_exec *x = write_prepare(ctx, req, resp);
+    if (x)
+        write_finish(x, resp);
+}
+
+void write_execute_batch(struct write_ctx *ctx, const struct write_request *reqs,
+                         struct write_response *resps, size_t n)
+{
+    struct write_exec **xs = xcalloc(n ? n : 1, sizeof *xs), *batch = NULL, **tail = &batch;
+    uint64_t now = ef_mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        if ((xs[i] = write_prepare(ctx, &reqs[i], &resps[i])) != NULL) {
+            xs[i]->queued_ns = now;
+            *tail = xs[i];
+            tail = &xs[i]->next;
+        }
+    }
+    if (batch) {
+        run_batch(ctx, batch);
+        sync_batches(ctx, batch, NULL); /* marks them done; wakes nobody (no bits) */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (xs[i]) {
+            exec_answer(xs[i]);
+            resps[i] = xs[i]->own;
+            sbuf_init(&xs[i]->own.body);
+            exec_free(xs[i]);
+        }
+    }
+    free(xs);
 }

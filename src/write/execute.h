@@ -35,13 +35,16 @@
 #ifndef EF_WRITE_COMMAND_H
 #define EF_WRITE_COMMAND_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log/log.h"
 #include "util/sbuf.h"
 #include "write/model.h"
 
 struct wsnap_taker;
+struct write_exec;
 
 /* The stages of a command whose durations write_ctx.observe is told (metrics). */
 enum write_stage {
@@ -59,6 +62,12 @@ struct write_ctx {
     int idempotency_ttl_hours; /* >= 24 */
     unsigned commands;         /* executed by this handle (for periodic housekeeping) */
     int apply_rebuild_tried;   /* a record failed to apply and a rebuild was tried */
+    /* The queue of the commands of this handle's threads (execute.c); zero to start. */
+    struct write_exec *queue_head, *queue_tail;
+    int combining;
+    _Atomic uint32_t done_seq;
+    struct write_exec *spare;  /* freed executions kept for the next commands */
+    unsigned nspare;
 };
 
 /* A command request as the handler received it. Strings are NUL-terminated; absent
@@ -82,10 +91,33 @@ struct write_response {
 };
 
 /* Executes one request and fills *resp (which the caller frees with write_response_free).
- * Never fails: every outcome is an answer. */
+ * Never fails: every outcome is an answer. The same as write_prepare, then write_finish. */
 void write_execute(struct write_ctx *ctx, const struct write_request *req,
                    struct write_response *resp);
+
+/* write_execute in two steps, for a server whose threads need not wait for the answer.
+ * write_prepare does step 1 (no lock): it returns NULL when that already answers the
+ * request (*resp filled), else the command, ready to run; req is not used again (its
+ * strings may go). resp->route is set either way. */
+struct write_exec *write_prepare(struct write_ctx *ctx, const struct write_request *req,
+                                 struct write_response *resp);
+/* Steps 2-9, this thread waiting for the answer (the command may run in another thread's
+ * batch meanwhile); fills *resp and frees x. */
+void write_finish(struct write_exec *x, struct write_response *resp);
+/* Steps 2-9 without waiting: done(arg, resp) is called exactly once with the answer (resp
+ * is valid during the call only), from the thread that runs the command's batch: this one
+ * before write_finish_async returns, or another one later. x is freed after it. */
+typedef void (*write_done_fn)(void *arg, const struct write_response *resp);
+void write_finish_async(struct write_exec *x, write_done_fn done, void *arg);
 void write_response_free(struct write_response *resp);
+/* Frees what the handle keeps between commands (before the handle itself goes). */
+void write_ctx_release(struct write_ctx *ctx);
+/* Executes n requests as one batch, in order: one hold of the append lock, one write-model
+ * transaction, one fdatasync; each is decided on a model holding the ones before it.
+ * What write_execute() does with the commands of a worker's threads that queue up while
+ * one of them runs a batch; fills resps[i] for reqs[i]. */
+void write_execute_batch(struct write_ctx *ctx, const struct write_request *reqs,
+                         struct write_response *resps, size_t n);
 
 /* The 128-bit XXH3 of method "\n" path "\n" body, canonical (big-endian) bytes. */
 void write_fingerprint(const char *method, const char *path, const char *body, size_t len,

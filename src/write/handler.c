@@ -162,6 +162,7 @@ void write_worker_fini(void *worker_ctx)
     if (!ctx)
         return;
     wsnap_taker_stop(ctx->snap); /* before the handles it uses */
+    write_ctx_release(ctx);
     wm_close(ctx->wm);
     log_close(ctx->log);
     free(ctx->snap_dir);
@@ -172,6 +173,13 @@ uint64_t write_position(void *worker_ctx)
 {
     const struct write_ctx *ctx = worker_ctx;
     return log_durable(ctx->log);
+}
+
+/* The answer of a deferred command, from the thread that ran its batch. */
+static void answer_deferred(void *arg, const struct write_response *r)
+{
+    server_deferred_respond(arg, r->status, r->content_type, r->headers,
+                            r->body.data ? r->body.data : "", r->body.len);
 }
 
 void write_handler(struct server_request *req, void *worker_ctx)
@@ -186,8 +194,18 @@ void write_handler(struct server_request *req, void *worker_ctx)
         .idempotency_key = server_header(req, "Idempotency-Key"),
     };
     struct write_response r;
-    write_execute(worker_ctx, &q, &r);
+    struct write_exec *x = write_prepare(worker_ctx, &q, &r);
     server_set_route(req, r.route ? r.route : "POST other");
+    if (x) {
+        /* The thread goes back to accepting while the command waits for its batch and
+         * the batch's fdatasync (execute.c, "the worker's queue"). */
+        struct server_deferred *d = server_defer(req);
+        if (d) {
+            write_finish_async(x, answer_deferred, d);
+            return;
+        }
+        write_finish(x, &r);
+    }
     server_respond(req, r.status, r.content_type, r.headers, r.body.data ? r.body.data : "",
                    r.body.len);
     write_response_free(&r);

@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -526,6 +528,27 @@ START_TEST(test_catch_up)
 }
 END_TEST
 
+/* Asserts that the live write model equals one rebuilt from the log alone. */
+static void assert_model_equals_rebuild(void)
+{
+    struct sbuf live = SBUF_INIT, rebuilt = SBUF_INIT;
+    wm_test_dump(ctx.wm, &live);
+    char path[128], err[256];
+    struct wm *wm2;
+    snprintf(path, sizeof path, "%s/write-rebuilt", tmpdir);
+    ck_assert_int_eq(wm_destroy_files(path), 0);
+    ck_assert_int_eq(wm_open(path, 64ull << 20, &wm2), 0);
+    ck_assert_int_eq(log_append_begin(ctx.log), 0);
+    ck_assert_int_eq(write_model_rebuild(wm2, ctx.log, err, sizeof err), 0);
+    log_append_end(ctx.log);
+    wm_test_dump(wm2, &rebuilt);
+    ck_assert_uint_eq(live.len, rebuilt.len);
+    ck_assert_mem_eq(live.data, rebuilt.data, live.len);
+    wm_close(wm2);
+    sbuf_free(&live);
+    sbuf_free(&rebuilt);
+}
+
 START_TEST(test_rebuild_equals_live)
 {
     seed();
@@ -1024,6 +1047,173 @@ START_TEST(test_concurrent_orders)
 }
 END_TEST
 
+/* ---- batches (write_execute_batch: what a worker's queued commands run as) ---- */
+
+#define MAXB 400
+
+static struct write_request breqs[MAXB];
+static struct write_response bresps[MAXB];
+static size_t nb;
+
+static void bq(const char *path, const char *body, const char *key)
+{
+    ck_assert_uint_lt(nb, MAXB);
+    breqs[nb++] = (struct write_request){
+        .method = "POST", .path = path, .content_type = "application/json", .body = body,
+        .body_len = strlen(body), .idempotency_key = key,
+    };
+}
+
+static void brun(void)
+{
+    write_execute_batch(&ctx, breqs, bresps, nb);
+}
+
+static void bfree(void)
+{
+    for (size_t i = 0; i < nb; i++)
+        write_response_free(&bresps[i]);
+    nb = 0;
+}
+
+static int bstatus(size_t i) { return bresps[i].status; }
+
+static int bcode_is(size_t i, const char *code)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\"code\":\"%s\"", code);
+    return bresps[i].body.data && strstr(bresps[i].body.data, want) != NULL;
+}
+
+/* One batch: each command is decided on a model holding the ones before it (the second
+ * order finds the stock the first took, the order after the restock finds it again), a
+ * refusal or a request that does not parse leaves the others alone, and a key used twice
+ * in the batch answers the first answer once more or 422. */
+START_TEST(test_batch_decides_in_order)
+{
+    seed();
+    bq("/api/orders", "{\"user_id\":\"u1\",\"order_id\":\"a\",\"items\":[{\"item_id\":\"i2\",\"quantity\":3}]}", NULL);
+    bq("/api/orders", "{\"user_id\":\"u1\",\"order_id\":\"b\",\"items\":[{\"item_id\":\"i2\",\"quantity\":3}]}", NULL);
+    bq("/api/users/u1/deposits", "{\"amount_cents\":", NULL);
+    bq("/api/items/i2/restock", "{\"quantity\":10}", NULL);
+    bq("/api/orders", "{\"user_id\":\"u1\",\"order_id\":\"b\",\"items\":[{\"item_id\":\"i2\",\"quantity\":3}]}", NULL);
+    bq("/api/users/u1/deposits", "{\"amount_cents\":5}", "k");
+    bq("/api/users/u1/deposits", "{\"amount_cents\":5}", "k");
+    bq("/api/users/u1/deposits", "{\"amount_cents\":6}", "k");
+    bq("/api/orders/a/pay", "{}", NULL);
+    brun();
+    ck_assert_int_eq(bstatus(0), 201);
+    ck_assert_str_eq(bresps[0].headers, "Log-Position: 7\r\nETag: \"1\"\r\n");
+    ck_assert_int_eq(bstatus(1), 409);
+    ck_assert(bcode_is(1, "insufficient_stock"));
+    ck_assert_int_eq(bstatus(2), 400);
+    ck_assert(bcode_is(2, "invalid_json"));
+    ck_assert_int_eq(bstatus(3), 200);
+    ck_assert_str_eq(bresps[3].headers, "Log-Position: 8\r\nETag: \"3\"\r\n");
+    ck_assert_int_eq(bstatus(4), 201);
+    ck_assert_str_eq(bresps[4].headers, "Log-Position: 9\r\nETag: \"1\"\r\n");
+    ck_assert_int_eq(bstatus(5), 200);
+    ck_assert_str_eq(bresps[5].body.data, bresps[6].body.data);
+    ck_assert_str_eq(bresps[5].headers, bresps[6].headers);
+    ck_assert_str_eq(bresps[5].headers, "Log-Position: 10\r\nETag: \"3\"\r\n");
+    ck_assert_int_eq(bstatus(7), 422);
+    ck_assert(bcode_is(7, "idempotency_key_reused"));
+    ck_assert_int_eq(bstatus(8), 200);
+    ck_assert_str_eq(bresps[8].headers, "Log-Position: 11\r\nETag: \"2\"\r\n");
+    ck_assert_uint_eq(log_head(ctx.log), 11);
+    ck_assert_uint_eq(log_durable(ctx.log), 11);
+    bfree();
+    /* The model holds exactly that: 10 - 3 - 3 + 10 pens... cups left, and it equals a
+     * rebuild from the log. */
+    ASSERT_FAILS(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"i2\",\"quantity\":10}]}"), 409, "insufficient_stock");
+    ck_assert_int_eq(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"i2\",\"quantity\":9}]}"), 201);
+    assert_model_equals_rebuild();
+}
+END_TEST
+
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
+static _Atomic int pwrites_left; /* pwrites that succeed before the one that fails */
+
+static ssize_t enospc_later_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (atomic_fetch_sub(&pwrites_left, 1) == 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return real_pwrite(fd, buf, n, off);
+}
+
+/* An append that fails in the middle of a batch: that command gets 503 and nothing of it
+ * stays; the commands before it stand (appended, answered), and those after it are decided
+ * on a model caught up with them. */
+START_TEST(test_batch_append_fails_midway)
+{
+    seed();
+    real_pwrite = log_io.pwrite;
+    atomic_store(&pwrites_left, 2);
+    log_io.pwrite = enospc_later_pwrite;
+    for (int i = 1; i <= 5; i++) {
+        static char bodies[5][64];
+        snprintf(bodies[i - 1], sizeof bodies[i - 1], "{\"amount_cents\":%d}", i);
+        bq("/api/users/u1/deposits", bodies[i - 1], NULL);
+    }
+    brun();
+    log_io_reset();
+    int st[5] = { 200, 200, 503, 200, 200 };
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_msg(bstatus(i) == st[i], "command %zu: %d %s", i, bstatus(i), bresps[i].body.data);
+    ck_assert(bcode_is(2, "log_unavailable"));
+    ck_assert_str_eq(bresps[4].body.data, "{\"user_id\":\"u1\",\"balance_cents\":10012,\"version\":6,\"position\":10}");
+    bfree();
+    ck_assert_uint_eq(log_head(ctx.log), 10);
+    assert_model_equals_rebuild();
+}
+END_TEST
+
+/* A failed fdatasync fails every command of the batch whose record it leaves beyond the
+ * durable position (they stand in the log, unacknowledged). */
+START_TEST(test_batch_sync_fails)
+{
+    seed();
+    log_io.fdatasync = eio_fdatasync;
+    bq("/api/users/u1/deposits", "{\"amount_cents\":1}", NULL);
+    bq("/api/users/u1/deposits", "{\"amount_cents\":x}", NULL);
+    bq("/api/users/u1/deposits", "{\"amount_cents\":2}", NULL);
+    brun();
+    ck_assert_int_eq(bstatus(0), 503);
+    ck_assert(bcode_is(0, "log_unavailable"));
+    ck_assert_int_eq(bstatus(1), 400);
+    ck_assert_int_eq(bstatus(2), 503);
+    bfree();
+    ck_assert_uint_eq(log_head(ctx.log), 8);
+    ck_assert_uint_eq(log_durable(ctx.log), 6);
+}
+END_TEST
+
+/* A batch that fills the write model's map (64 KiB) again and again: each time the map is
+ * doubled and the batch goes on; every command appends exactly one event. */
+START_TEST(test_batch_map_full)
+{
+    close_all();
+    ck_assert_int_eq(open_tiny(1), 0);
+    static char bodies[MAXB][400];
+    char name[257];
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    for (int i = 0; i < MAXB; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "{\"item_id\":\"i%d\",\"name\":\"%s\",\"category\":\"c\",\"price_cents\":1}", i, name);
+        bq("/api/items", bodies[i], NULL);
+    }
+    brun();
+    for (size_t i = 0; i < MAXB; i++)
+        ck_assert_msg(bstatus(i) == 201, "item %zu: %d %s", i, bstatus(i), bresps[i].body.data);
+    bfree();
+    ck_assert_uint_eq(log_head(ctx.log), MAXB);
+    ck_assert_int_gt(model_file_bytes(), 4 * (64 << 10));
+    assert_model_equals_rebuild();
+}
+END_TEST
+
 /* Threads of one worker share its write_ctx, log and model handles (command_threads). */
 #define THREADS_PER_PROC 4
 #define PER_THREAD 20
@@ -1085,6 +1275,83 @@ START_TEST(test_concurrent_orders_threads)
     ck_assert_int_eq(total, 100);
     ck_assert_uint_eq(log_head(ctx.log), before + 100);
     ASSERT_FAILS(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"race\",\"quantity\":1}]}"), 409, "insufficient_stock");
+}
+END_TEST
+
+/* Threads of one handle, half of them not waiting for their answers
+ * (write_finish_async, as the command handler does), half waiting (write_finish): every
+ * command is answered exactly once, and exactly the stock is sold. */
+#define ASYNC_THREADS 8
+#define ASYNC_PER_THREAD 30
+
+struct async_slot {
+    _Atomic int calls;
+    int status;
+};
+static struct async_slot slots[ASYNC_THREADS * ASYNC_PER_THREAD];
+
+static void async_done(void *arg, const struct write_response *r)
+{
+    struct async_slot *sl = arg;
+    sl->status = r->status;
+    if (r->status != 201 && !(r->status == 409 && strstr(r->body.data, "\"code\":\"insufficient_stock\"")))
+        sl->status = -r->status;
+    atomic_fetch_add(&sl->calls, 1);
+}
+
+static void *async_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < ASYNC_PER_THREAD; i++) {
+        struct async_slot *sl = &slots[t * ASYNC_PER_THREAD + i];
+        char body[128]; /* gone before the command runs: write_prepare keeps nothing of it */
+        snprintf(body, sizeof body, "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"race\",\"quantity\":1}]}");
+        struct write_request q = {
+            .method = "POST", .path = "/api/orders", .content_type = "application/json",
+            .body = body, .body_len = strlen(body),
+        };
+        struct write_response r;
+        struct write_exec *x = write_prepare(&ctx, &q, &r);
+        if (!x) {
+            async_done(sl, &r);
+            write_response_free(&r);
+        } else if (t % 2 == 0) {
+            write_finish_async(x, async_done, sl);
+        } else {
+            write_finish(x, &r);
+            async_done(sl, &r);
+            write_response_free(&r);
+        }
+        memset(body, 'x', sizeof body - 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_async_threads)
+{
+    seed();
+    ck_assert_int_eq(run("/api/items", "{\"item_id\":\"race\",\"name\":\"R\",\"category\":\"c\",\"price_cents\":1}"), 201);
+    ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":100}"), 200);
+    uint64_t before = log_head(ctx.log);
+    memset(slots, 0, sizeof slots);
+    pthread_t t[ASYNC_THREADS];
+    for (int i = 0; i < ASYNC_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, async_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < ASYNC_THREADS; i++)
+        pthread_join(t[i], NULL);
+    /* Every thread has returned: no command is left queued (a thread that runs batches
+     * goes on while any is), so every answer has been given. */
+    int sold = 0;
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        ck_assert_msg(atomic_load(&slots[i].calls) == 1, "command %zu answered %d times", i,
+                      atomic_load(&slots[i].calls));
+        ck_assert_msg(slots[i].status > 0, "command %zu: unexpected status %d", i, -slots[i].status);
+        sold += slots[i].status == 201;
+    }
+    ck_assert_int_eq(sold, 100);
+    ck_assert_uint_eq(log_head(ctx.log), before + 100);
+    ck_assert_uint_eq(log_durable(ctx.log), before + 100);
+    assert_model_equals_rebuild();
 }
 END_TEST
 
@@ -1179,8 +1446,13 @@ static Suite *write_suite(void)
     tcase_add_test(tc, test_map_grown_by_another_process);
     tcase_add_test(tc, test_open_does_not_cut_a_grown_map);
     tcase_add_test(tc, test_rebuild_grows_map);
+    tcase_add_test(tc, test_batch_decides_in_order);
+    tcase_add_test(tc, test_batch_append_fails_midway);
+    tcase_add_test(tc, test_batch_sync_fails);
+    tcase_add_test(tc, test_batch_map_full);
     tcase_add_test(tc, test_concurrent_orders);
     tcase_add_test(tc, test_concurrent_orders_threads);
+    tcase_add_test(tc, test_async_threads);
     tcase_add_test(tc, test_concurrent_same_key);
     suite_add_tcase(s, tc);
     return s;

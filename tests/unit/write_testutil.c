@@ -20,6 +20,7 @@ void wt_open(const char *dir, struct write_ctx *ctx)
 
 void wt_close(struct write_ctx *ctx)
 {
+    write_ctx_release(ctx);
     wm_close(ctx->wm);
     log_close(ctx->log);
     ctx->wm = NULL;
