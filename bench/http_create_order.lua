@@ -3,8 +3,11 @@
 -- random from the id file named by $EF_BENCH_ITEMS (the shape of PostgreSQL's peer,
 -- bench/pg_create_order.sql); without $EF_BENCH_ITEMS, one line of the item $EF_BENCH_ITEM.
 -- Order ids are left to the server. Non-2xx answers are counted by wrk as errors.
+-- $EF_BENCH_PATH (default /api/orders) sends the same requests elsewhere: the trivial
+-- responder's ceiling in the command's own request shape.
 local users = {}
 local items = {}
+local path = "/api/orders"
 
 local function load(path)
    local t = {}
@@ -21,6 +24,7 @@ function init(args)
    else
       items = { os.getenv("EF_BENCH_ITEM") }
    end
+   path = os.getenv("EF_BENCH_PATH") or path
    math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0) % 100000)
 end
 
@@ -39,5 +43,5 @@ function request()
    local u = users[math.random(#users)]
    local n = math.min(math.random(3), #items)
    local body = '{"user_id":"' .. u .. '","items":[' .. pick(n) .. ']}'
-   return wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"}, body)
+   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
