@@ -65,7 +65,8 @@ struct write_exec {
     _Atomic uint32_t state;    /* EXEC_QUEUED until the thread running it says otherwise */
     uint32_t wake_bit;         /* the futex bit its thread waits with */
     uint64_t queued_ns, locked_ns, unlocked_ns; /* for the stage metrics */
-    write_done_fn done;        /* NULL: its thread waits for it (write_finish) */
+    write_done_fn done;        /* NULL: write_finish, which waits for it */
+    int waiting;               /* its thread sleeps until it is done (see combine()) */
     void *done_arg;
     struct write_response own; /* the answer of a prepared command (resp points here) */
     struct command cmd;
@@ -593,7 +594,7 @@ static void sync_batches(struct write_ctx *ctx, struct write_exec *done, struct 
         }
         if (x == self)
             continue;
-        if (x->done) {
+        if (!x->waiting) {
             exec_answer(x);
             x->done(x->done_arg, x->resp);
             exec_free(x);
@@ -641,13 +642,14 @@ static void answer_durable(struct write_exec *x)
  * log_sync for all of them.
  *
  * A command queued by write_finish_async costs its thread no sleep at all: the combiner
- * answers it through its callback. One queued by write_finish sleeps once, until it is
- * done, and its thread answers it. A combiner goes on while commands are queued, with a
+ * answers it through its callback (unless WRITE_QUEUE_MAX commands are queued already).
+ * One queued by write_finish sleeps once, until it is done, and its thread answers it. A combiner goes on while commands are queued, with a
  * sync every COMBINE_ROUNDS batches; only one whose own thread waits for its answer hands
  * the lead to the first queued command instead, when that one's thread waits too.
  * Invariant (under queue_mu): ctx->combining is 1 exactly while some thread runs batches
  * or has been handed the lead, so a queued command is always run by somebody. */
 #define COMBINE_ROUNDS 4
+#define WRITE_QUEUE_MAX 64 /* commands queued per handle before their threads wait */
 
 static pthread_mutex_t queue_mu = PTHREAD_MUTEX_INITIALIZER; /* every write_ctx's queue */
 static _Atomic uint32_t next_bit;
@@ -684,13 +686,12 @@ static uint32_t wait_turn(struct write_ctx *ctx, struct write_exec *x)
     }
 }
 
-/* Runs x (prepared) to its outcome, in this thread's batches or another's. With x->done
- * set, x is answered and freed by whichever thread runs it (this one, or another after
- * this call returned); else it has its outcome on return. */
-static void combine(struct write_ctx *ctx, struct write_exec *x)
+/* Runs x (prepared) to its outcome, in this thread's batches or another's. Returns 1 when
+ * x is still the caller's, with its outcome (x->waiting: write_finish, or a queue too long
+ * to add to without waiting); 0 when the thread that runs it answers it through x->done
+ * and frees it (this one, or another after this call returned). */
+static int combine(struct write_ctx *ctx, struct write_exec *x)
 {
-    int waits = !x->done;
-    x->wake_bit = waits ? own_bit() : 0;
     x->queued_ns = ef_mono_ns();
     pthread_mutex_lock(&queue_mu);
     if (ctx->queue_tail)
@@ -698,17 +699,22 @@ static void combine(struct write_ctx *ctx, struct write_exec *x)
     else
         ctx->queue_head = x;
     ctx->queue_tail = x;
-    int lead = !ctx->combining;
+    /* A full queue makes the thread wait like write_finish: it accepts no more requests
+     * while the ones queued would only wait longer (a stalled disk). */
+    x->waiting = !x->done || ++ctx->nqueued > WRITE_QUEUE_MAX;
+    x->wake_bit = x->waiting ? own_bit() : 0;
+    int waits = x->waiting, lead = !ctx->combining;
     ctx->combining = 1;
     pthread_mutex_unlock(&queue_mu);
     if (!lead && (!waits || wait_turn(ctx, x) == EXEC_DONE))
-        return;
+        return waits;
     for (int stay = 1; stay;) {
         struct write_exec *done = NULL, **done_tail = &done;
         pthread_mutex_lock(&queue_mu);
         for (int round = 0; round < COMBINE_ROUNDS && ctx->queue_head; round++) {
             struct write_exec *batch = ctx->queue_head;
             ctx->queue_head = ctx->queue_tail = NULL;
+            ctx->nqueued = 0;
             pthread_mutex_unlock(&queue_mu);
             run_batch(ctx, batch);
             for (*done_tail = batch; *done_tail; done_tail = &(*done_tail)->next)
@@ -720,7 +726,7 @@ static void combine(struct write_ctx *ctx, struct write_exec *x)
         stay = 0;
         if (!heir) {
             ctx->combining = 0;
-        } else if (waits && !heir->done) {
+        } else if (waits && heir->waiting) {
             heir_bit = heir->wake_bit; /* heir may be gone once it is told */
             atomic_store(&heir->state, EXEC_LEAD); /* ctx->combining stays 1, for it */
         } else {
@@ -731,6 +737,7 @@ static void combine(struct write_ctx *ctx, struct write_exec *x)
             wake_threads(ctx, heir_bit);
         sync_batches(ctx, done, waits ? x : NULL);
     }
+    return waits;
 }
 
 /* Spare executions kept per handle. A write_exec is large (about 140 KiB, mostly order-line
@@ -826,7 +833,11 @@ void write_finish_async(struct write_exec *x, write_done_fn done, void *arg)
 {
     x->done = done;
     x->done_arg = arg;
-    combine(x->ctx, x);
+    if (combine(x->ctx, x)) {
+        exec_answer(x);
+        done(arg, x->resp);
+        exec_free(x);
+    }
 }
 
 void write_execute(struct write_ctx *ctx, const struct write_request *req,
@@ -845,6 +856,7 @@ void write_execute_batch(struct write_ctx *ctx, const struct write_request *reqs
     for (size_t i = 0; i < n; i++) {
         if ((xs[i] = write_prepare(ctx, &reqs[i], &resps[i])) != NULL) {
             xs[i]->queued_ns = now;
+            xs[i]->waiting = 1; /* finished below, by this thread */
             *tail = xs[i];
             tail = &xs[i]->next;
         }

@@ -65,6 +65,7 @@ struct write_ctx {
     /* The queue of the commands of this handle's threads (execute.c); zero to start. */
     struct write_exec *queue_head, *queue_tail;
     int combining;
+    unsigned nqueued;
     _Atomic uint32_t done_seq;
     struct write_exec *spare;  /* freed executions kept for the next commands */
     unsigned nspare;
@@ -106,7 +107,9 @@ struct write_exec *write_prepare(struct write_ctx *ctx, const struct write_reque
 void write_finish(struct write_exec *x, struct write_response *resp);
 /* Steps 2-9 without waiting: done(arg, resp) is called exactly once with the answer (resp
  * is valid during the call only), from the thread that runs the command's batch: this one
- * before write_finish_async returns, or another one later. x is freed after it. */
+ * before write_finish_async returns, or another one later. x is freed after it. When many
+ * commands of the handle are queued already, this thread waits for the answer after all
+ * (and calls done itself): a worker whose disk stalls stops taking requests. */
 typedef void (*write_done_fn)(void *arg, const struct write_response *resp);
 void write_finish_async(struct write_exec *x, write_done_fn done, void *arg);
 void write_response_free(struct write_response *resp);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/io.h"
@@ -1327,9 +1328,23 @@ static void *async_thread(void *arg)
     return NULL;
 }
 
+static int (*real_fdatasync)(int);
+
+static int slow_fdatasync(int fd)
+{
+    nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
+    return real_fdatasync(fd);
+}
+
+/* _i = 1: every fdatasync takes 20 ms, so that more commands queue up than a handle takes
+ * (WRITE_QUEUE_MAX) and threads wait for their answers after all. */
 START_TEST(test_async_threads)
 {
     seed();
+    if (_i == 1) {
+        real_fdatasync = log_io.fdatasync;
+        log_io.fdatasync = slow_fdatasync;
+    }
     ck_assert_int_eq(run("/api/items", "{\"item_id\":\"race\",\"name\":\"R\",\"category\":\"c\",\"price_cents\":1}"), 201);
     ck_assert_int_eq(run("/api/items/race/restock", "{\"quantity\":100}"), 200);
     uint64_t before = log_head(ctx.log);
@@ -1452,7 +1467,7 @@ static Suite *write_suite(void)
     tcase_add_test(tc, test_batch_map_full);
     tcase_add_test(tc, test_concurrent_orders);
     tcase_add_test(tc, test_concurrent_orders_threads);
-    tcase_add_test(tc, test_async_threads);
+    tcase_add_loop_test(tc, test_async_threads, 0, 2);
     tcase_add_test(tc, test_concurrent_same_key);
     suite_add_tcase(s, tc);
     return s;
