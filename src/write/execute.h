@@ -1,31 +1,40 @@
 /* command: executing one command request, from HTTP request to answer, without HTTP.
  *
- * Flow of write_execute() (the order matters; the comments say why):
+ * Flow of write_execute() (the order matters; the comments say why). Commands run in
+ * batches: the commands of one worker that queue up while one of its threads runs a batch
+ * are the next batch (execute.c, "the worker's queue"); a lone command is a batch of one.
  *   1. Route (404/405), Content-Type (415), size (413), Idempotency-Key and If-Match syntax
- *      (400), then the body is parsed strictly (400). No lock is held for any of this.
- *   2. log_append_begin: the log's cross-process append lock. Everything from here to
- *      log_append_end is one critical section across all workers: this is what makes
- *      commands serializable (each is decided on a model that includes every earlier one).
+ *      (400), then the body is parsed strictly (400). No lock is held for any of this
+ *      (write_prepare).
+ *   2. log_append_begin: the log's cross-process append lock, held for the whole batch.
+ *      Everything from here to log_append_end is one critical section across all workers:
+ *      this is what makes commands serializable (each is decided on a model that includes
+ *      every earlier one, of its batch or not).
  *   3. Catch-up: apply the records after the model's position up to log_head(). They exist
  *      when a worker died after appending but before committing its model transaction.
  *      A model ahead of the log (or one that cannot apply a record) is rebuilt.
- *   4. mdb_txn_begin(write); idempotency check (a repeat returns the stored answer, after
- *      log_sync of its position: the first request may not be durable yet; a different
- *      request under the same key is 422); a few expired keys are pruned.
- *   5. The shop decides (If-Match first: 412); an error aborts the transaction: nothing
- *      is appended.
+ *   4. mdb_txn_begin(write), one transaction for the batch; per command, the idempotency
+ *      check (a repeat returns the stored answer, after log_sync of its position: the first
+ *      request may not be durable yet; a different request under the same key is 422); a
+ *      few expired keys are pruned.
+ *   5. The shop decides (If-Match first: 412); a refusal leaves the transaction as it was:
+ *      nothing of the command is applied or appended.
  *   6. The event is encoded and applied to the model by wm_apply_event(), the function
  *      catch-up and rebuild use on the decoded record, as the record it will be at position
  *      head+1. A full map (MDB_MAP_FULL) aborts the transaction; the map is doubled
- *      (wm_grow) and the command decided again from step 3, nothing having been appended.
- *      Another LMDB failure: 503 log_unavailable, nothing appended.
- *   7. log_append_record; failure (ENOSPC, EIO): abort the transaction, 503, nothing
- *      appended (the log cuts its file back itself).
- *   8. mdb_txn_commit. If it fails now, the event stands anyway (it is in the log): a full
- *      map is grown and the record applied by a catch-up at once; another failure is
- *      logged loudly and the next command's catch-up applies it.
- *   9. log_append_end, then log_sync(position): group commit, concurrent workers share
- *      fdatasyncs. Only when it returns is the 2xx sent (Log-Position: P, ETag: "V").
+ *      (wm_grow) and the command decided again from step 3, nothing of it having been
+ *      appended (the batch's earlier commands are, and step 3 applies them again from the
+ *      log). Another LMDB failure: 503 log_unavailable, nothing of it appended.
+ *   7. log_append_record; failure (ENOSPC, EIO): abort the transaction, 503, nothing of the
+ *      command appended (the log cuts its file back itself); the next command of the batch
+ *      begins a new transaction from step 3.
+ *   8. mdb_txn_commit at the end of the batch. If it fails now, the events stand anyway
+ *      (they are in the log): a full map is grown and the records applied by a catch-up at
+ *      once; another failure is logged loudly and the next command's catch-up applies them.
+ *   9. log_append_end, then log_sync of the batch's last record: group commit, batches and
+ *      workers share fdatasyncs. Only when it returns is a 2xx sent (Log-Position: P, ETag:
+ *      "V"); a failed sync answers 503 for every record it leaves beyond the durable
+ *      position.
  * Durability: nothing is acknowledged before an fdatasync covers it, and the write model
  * (MDB_NOSYNC) is never trusted beyond the log: it is caught up from the log under the
  * lock before every decision, and rebuilt when it is found ahead of it (replay.h).
