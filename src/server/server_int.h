@@ -92,6 +92,7 @@ struct srv_thread {
     struct srv_held *parked;     /* set by server_park during this run */
     struct server_deferred *deferred; /* set by server_defer during this run */
     int in_loop;                 /* this context belongs to the loop thread */
+    int accept_ep;               /* the thread's epoll set for accepting (worker.c), or -1 */
 };
 
 /* Fills t->req from t->fcgx and reads the body. Returns 0 when the handler should run,
