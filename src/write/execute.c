@@ -639,15 +639,20 @@ static void answer_durable(struct write_exec *x)
  * loaded machine), a command that arrives while another thread of the worker runs
  * commands queues up, and that thread (the combiner) runs it in its next batch: up to
  * COMBINE_ROUNDS batches, each one hold of the append lock and one transaction, then one
- * log_sync for all of them.
+ * log_sync for all of them. The combiner keeps the lead through the sync: what arrives
+ * meanwhile is its next batch, so a busy worker has one thread appending and syncing in
+ * turn with batches as large as the sync is long, rather than several threads each
+ * sleeping in a sync of its own for one or two commands (measured: 4 to 5 commands per
+ * batch instead of 2, and a tenth less CPU per command).
  *
  * A command queued by write_finish_async costs its thread no sleep at all: the combiner
  * answers it through its callback (unless WRITE_QUEUE_MAX commands are queued already).
- * One queued by write_finish sleeps once, until it is done, and its thread answers it. A combiner goes on while commands are queued, with a
- * sync every COMBINE_ROUNDS batches; only one whose own thread waits for its answer hands
- * the lead to the first queued command instead, when that one's thread waits too.
- * Invariant (under queue_mu): ctx->combining is 1 exactly while some thread runs batches
- * or has been handed the lead, so a queued command is always run by somebody. */
+ * One queued by write_finish sleeps once, until it is done, and its thread answers it.
+ * A combiner goes on while commands are queued; only one whose own thread waits for its
+ * answer hands the lead to the first queued command instead, when that one's thread
+ * waits too. Invariant (under queue_mu): ctx->combining is 1 exactly while some thread
+ * runs batches or syncs them or has been handed the lead, so a queued command is always
+ * run by somebody. */
 #define COMBINE_ROUNDS 4
 #define WRITE_QUEUE_MAX 64 /* commands queued per handle before their threads wait */
 
@@ -703,14 +708,14 @@ static int combine(struct write_ctx *ctx, struct write_exec *x)
      * while the ones queued would only wait longer (a stalled disk). */
     x->waiting = !x->done || ++ctx->nqueued > WRITE_QUEUE_MAX;
     x->wake_bit = x->waiting ? own_bit() : 0;
-    int waits = x->waiting, lead = !ctx->combining;
+    int waits = x->waiting, lead = !ctx->combining, owned = waits;
     ctx->combining = 1;
     pthread_mutex_unlock(&queue_mu);
     if (!lead && (!waits || wait_turn(ctx, x) == EXEC_DONE))
-        return waits;
-    for (int stay = 1; stay;) {
+        return owned;
+    pthread_mutex_lock(&queue_mu);
+    for (;;) {
         struct write_exec *done = NULL, **done_tail = &done;
-        pthread_mutex_lock(&queue_mu);
         for (int round = 0; round < COMBINE_ROUNDS && ctx->queue_head; round++) {
             struct write_exec *batch = ctx->queue_head;
             ctx->queue_head = ctx->queue_tail = NULL;
@@ -723,21 +728,24 @@ static int combine(struct write_ctx *ctx, struct write_exec *x)
         }
         struct write_exec *heir = ctx->queue_head;
         uint32_t heir_bit = 0;
-        stay = 0;
-        if (!heir) {
-            ctx->combining = 0;
-        } else if (waits && heir->waiting) {
+        if (heir && waits && heir->waiting) {
             heir_bit = heir->wake_bit; /* heir may be gone once it is told */
             atomic_store(&heir->state, EXEC_LEAD); /* ctx->combining stays 1, for it */
-        } else {
-            stay = 1;
         }
         pthread_mutex_unlock(&queue_mu);
         if (heir_bit)
             wake_threads(ctx, heir_bit);
         sync_batches(ctx, done, waits ? x : NULL);
+        if (heir_bit)
+            return owned;
+        waits = 0; /* x has its outcome, or was answered */
+        pthread_mutex_lock(&queue_mu);
+        if (!ctx->queue_head) {
+            ctx->combining = 0;
+            pthread_mutex_unlock(&queue_mu);
+            return owned;
+        }
     }
-    return waits;
 }
 
 /* Spare executions kept per handle. A write_exec is large (about 140 KiB, mostly order-line
