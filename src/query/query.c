@@ -131,8 +131,11 @@ void query_worker_fini(void *ctx)
 }
 
 /* Reopens the model after a switch (generation moved). Takes the write lock, so it waits
- * for the requests in flight on the old env to end. */
-static void reopen_if_switched(struct query_worker *w)
+ * for the requests in flight on the old env to end. Called before each request and by the
+ * worker's watcher thread (query_wait_published): a worker that gets no requests (idle
+ * threads are woken one at a time, by any worker, so under a light load some workers sit
+ * idle) must not keep the replaced model's files open, and their disk space taken. */
+void query_reopen_if_switched(struct query_worker *w)
 {
     uint32_t gen = rpos_generation(w->rp);
     if (gen == __atomic_load_n(&w->generation, __ATOMIC_ACQUIRE))
@@ -183,7 +186,7 @@ static void adopt_mapsize(struct query_worker *w)
 
 int query_begin(struct qreq *q)
 {
-    reopen_if_switched(q->w);
+    query_reopen_if_switched(q->w);
     pthread_rwlock_rdlock(&q->w->env_lock);
     q->locked = 1;
     maybe_reader_check(q->w);

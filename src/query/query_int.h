@@ -41,6 +41,9 @@ struct qreq {
     char headers[256];
 };
 
+/* Reopens the read model if it was switched (query.c). */
+void query_reopen_if_switched(struct query_worker *w);
+
 /* --- parameters (query_params.c) ------------------------------------------------ */
 
 /* Strict decimal u64 (no sign, no spaces, no overflow). 0 ok, -1 bad. */

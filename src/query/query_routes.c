@@ -341,6 +341,7 @@ void query_wait_published(void *ctx, uint64_t after, int timeout_ms)
 {
     struct query_worker *w = ctx;
     rpos_wait(w->rp, after, timeout_ms);
+    query_reopen_if_switched(w);
 }
 
 const char *const query_park_headers[] = { "Min-Position", "Prefer", NULL };
