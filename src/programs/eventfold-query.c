@@ -43,6 +43,7 @@ int main(int argc, char **argv)
         .position = query_position,
         .answer_position = query_position,
         .wait_position = query_wait_published,
+        .housekeeping = query_housekeeping,
         .park_headers = query_park_headers,
     };
     return server_run(&opt);

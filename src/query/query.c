@@ -132,7 +132,7 @@ void query_worker_fini(void *ctx)
 
 /* Reopens the model after a switch (generation moved). Takes the write lock, so it waits
  * for the requests in flight on the old env to end. Called before each request and by the
- * worker's watcher thread (query_wait_published): a worker that gets no requests (idle
+ * worker's watcher thread (query_housekeeping): a worker that gets no requests (idle
  * threads are woken one at a time, by any worker, so under a light load some workers sit
  * idle) must not keep the replaced model's files open, and their disk space taken. */
 void query_reopen_if_switched(struct query_worker *w)

@@ -55,6 +55,8 @@ void query_handle(struct server_request *req, void *ctx);
  * a futex wait for it to pass `after`, and the headers a parked query needs again. */
 uint64_t query_position(void *ctx);
 void query_wait_published(void *ctx, uint64_t after, int timeout_ms);
+/* server_options.housekeeping: reopens a switched read model in a worker without requests. */
+void query_housekeeping(void *ctx);
 extern const char *const query_park_headers[];
 
 #endif

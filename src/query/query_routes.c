@@ -341,7 +341,11 @@ void query_wait_published(void *ctx, uint64_t after, int timeout_ms)
 {
     struct query_worker *w = ctx;
     rpos_wait(w->rp, after, timeout_ms);
-    query_reopen_if_switched(w);
+}
+
+void query_housekeeping(void *ctx)
+{
+    query_reopen_if_switched(ctx);
 }
 
 const char *const query_park_headers[] = { "Min-Position", "Prefer", NULL };

@@ -194,6 +194,10 @@ struct server_options {
      * server_park answers SERVER_PARK_UNAVAILABLE. */
     uint64_t (*position)(void *worker_ctx);
     void (*wait_position)(void *worker_ctx, uint64_t after, int timeout_ms);
+    /* Called by the worker's watcher thread (which runs with position and wait_position)
+     * at least every 200 ms, whether requests come or not: work a worker must do even
+     * when idle (the query program reopens a switched read model). NULL: none. */
+    void (*housekeeping)(void *worker_ctx);
     /* The Log-Position of the answers the server makes itself (413 for a body over
      * max_body, 500 for a handler that returned without answering), since every /api/
      * answer carries one (API.md). Any thread may call it. NULL: they carry none. */
