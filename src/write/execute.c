@@ -39,9 +39,8 @@
 
 enum { EXEC_QUEUED, EXEC_LEAD, EXEC_DONE }; /* write_exec.state, see combine() */
 
-/* Everything one execution needs; heap-allocated (the structs are large). The small
- * fields come first and are zeroed; cmd, view and ev clear themselves (each leaves its
- * unused order-line array alone, see event_clear). */
+/* Everything one execution needs. The small fields come first and are zeroed; cmd comes
+ * last (its order-line array is only written as far as the command has lines). */
 struct write_exec {
     struct write_ctx *ctx;
     const struct write_request *req;
@@ -69,7 +68,22 @@ struct write_exec {
     int waiting;               /* its thread sleeps until it is done (see combine()) */
     void *done_arg;
     struct write_response own; /* the answer of a prepared command (resp points here) */
+    /* Appended: the answer, rendered from the event at once (the event itself lives in
+     * the batch's scratch and is gone after the batch). */
+    int ok_status;
+    uint64_t ok_version;
+    struct sbuf ok_body;
+    /* While its batch runs: what the rules read and the event they made (struct batch). */
+    struct shop_view *view;
+    struct event *ev;
     struct command cmd;
+};
+
+/* What one command of a batch needs only while it is decided, applied and appended: the
+ * rules' view (order-line arrays included, 64 KiB) and the event (60 KiB). One per batch
+ * runner, reused command after command, rather than one per command waiting in a queue: a
+ * worker may hold as many commands in flight as nginx has connections. */
+struct batch_scratch {
     struct shop_view view;
     struct event ev;
 };
@@ -315,7 +329,7 @@ static int begin_current(struct write_exec *x, MDB_txn **txn)
 static int load_view(struct write_exec *x, MDB_txn *txn)
 {
     struct wm *wm = x->ctx->wm;
-    struct shop_view *v = &x->view;
+    struct shop_view *v = x->view;
     const struct command *c = &x->cmd;
     int rc = 0;
     switch (c->kind) {
@@ -353,7 +367,7 @@ static int check_version(struct write_exec *x)
 {
     if (!x->has_if_match)
         return 0;
-    uint64_t cur = shop_version(&x->cmd, &x->view);
+    uint64_t cur = shop_version(&x->cmd, x->view);
     if (cur == 0 && !cmd_is_create(x->cmd.kind))
         return 0; /* shop_decide answers 404 */
     if (x->if_match_any ? cur != 0 : (cur == x->if_match && !x->if_match_weak))
@@ -381,7 +395,7 @@ static int lookup_idem(struct write_exec *x, MDB_txn *txn, struct wm_idem *e)
 static int apply_own(struct write_exec *x, MDB_txn *txn)
 {
     char err[512];
-    int rc = wm_apply_event(x->ctx->wm, txn, &x->ev, err, sizeof err);
+    int rc = wm_apply_event(x->ctx->wm, txn, x->ev, err, sizeof err);
     if (rc && rc != MDB_MAP_FULL)
         EFLOG_ERROR("own event does not apply err=\"%s\"", err);
     return rc;
@@ -427,9 +441,9 @@ static int decide_and_append(struct write_exec *x, MDB_txn **txn)
         log_unavailable(x, "reading the write model", rc);
         return 0;
     }
-    if (check_version(x) < 0 || shop_decide(&x->cmd, &x->view, &x->ev, &x->p) < 0)
+    if (check_version(x) < 0 || shop_decide(&x->cmd, x->view, x->ev, &x->p) < 0)
         return 0;
-    struct event *ev = &x->ev;
+    struct event *ev = x->ev;
     ev->position = log_head(lg) + 1;
     ev->at_ms = ef_now_ms();
     if (x->has_idem) {
@@ -465,6 +479,9 @@ static int decide_and_append(struct write_exec *x, MDB_txn **txn)
         /* The lock is held and the model was caught up: the log assigns exactly head+1. */
         assert(position == ev->position);
         x->position = position;
+        sbuf_reset(&x->ok_body);
+        event_response(ev, &x->ok_status, &x->ok_body);
+        x->ok_version = ev->version;
     }
     sbuf_free(&data);
     sbuf_free(&meta);
@@ -501,7 +518,9 @@ static int run_in_txn(struct write_exec *x, MDB_txn **txn)
         log_unavailable(x, "pruning the idempotency table", rc);
         return 0;
     }
-    shop_view_clear(&x->view); /* a second attempt must not see the first one's lookups */
+    /* Neither the batch's previous command nor a first attempt may leave anything here. */
+    shop_view_clear(x->view);
+    event_clear(x->ev);
     return decide_and_append(x, txn);
 }
 
@@ -530,7 +549,7 @@ static void run_one(struct write_exec *x, MDB_txn **txn)
 /* Steps 2-8 for a batch of commands (a list through ->next), in order, under one hold of
  * the append lock and in one write-model transaction: each command is decided on a model
  * that holds every command before it, of the batch or not. */
-static void run_batch(struct write_ctx *ctx, struct write_exec *batch)
+static void run_batch(struct write_ctx *ctx, struct write_exec *batch, struct batch_scratch *scratch)
 {
     struct log *lg = ctx->log;
     int rc = log_append_begin(lg);
@@ -552,7 +571,11 @@ static void run_batch(struct write_ctx *ctx, struct write_exec *batch)
     MDB_txn *txn = NULL;
     uint64_t last = 0;
     for (struct write_exec *x = batch; x; x = x->next) {
+        x->view = &scratch->view;
+        x->ev = &scratch->ev;
         run_one(x, &txn);
+        x->view = NULL;
+        x->ev = NULL;
         if (x->position && !x->e)
             last = x->position;
     }
@@ -623,11 +646,7 @@ static void answer_durable(struct write_exec *x)
     } else if (x->e) {
         answer_ok(x, x->e->status, x->e->body, x->e->body_len, x->e->position, x->e->version);
     } else {
-        struct sbuf body = SBUF_INIT;
-        int status;
-        event_response(&x->ev, &status, &body);
-        answer_ok(x, status, body.data, body.len, x->position, x->ev.version);
-        sbuf_free(&body);
+        answer_ok(x, x->ok_status, x->ok_body.data, x->ok_body.len, x->position, x->ok_version);
     }
 }
 
@@ -713,6 +732,8 @@ static int combine(struct write_ctx *ctx, struct write_exec *x)
     pthread_mutex_unlock(&queue_mu);
     if (!lead && (!waits || wait_turn(ctx, x) == EXEC_DONE))
         return owned;
+    if (!ctx->scratch) /* only the combiner uses it, one at a time */
+        ctx->scratch = xmalloc(sizeof *ctx->scratch);
     pthread_mutex_lock(&queue_mu);
     for (;;) {
         struct write_exec *done = NULL, **done_tail = &done;
@@ -721,7 +742,7 @@ static int combine(struct write_ctx *ctx, struct write_exec *x)
             ctx->queue_head = ctx->queue_tail = NULL;
             ctx->nqueued = 0;
             pthread_mutex_unlock(&queue_mu);
-            run_batch(ctx, batch);
+            run_batch(ctx, batch, ctx->scratch);
             for (*done_tail = batch; *done_tail; done_tail = &(*done_tail)->next)
                 ;
             pthread_mutex_lock(&queue_mu);
@@ -748,11 +769,10 @@ static int combine(struct write_ctx *ctx, struct write_exec *x)
     }
 }
 
-/* Spare executions kept per handle. A write_exec is large (about 140 KiB, mostly order-line
- * arrays it never touches), and one freed by another thread than the one that allocated it
- * (the combiner answers the others' commands) went back to malloc's top chunk and was
- * trimmed: a fresh one then cost a page fault per page touched, a tenth of a command's CPU
- * time. Only the pages a command touches stay resident. */
+/* Spare executions kept per handle: one freed by another thread than the one that
+ * allocated it (the combiner answers the others' commands) goes back to that thread's
+ * malloc arena, and a fresh one (about 10 KiB) cost page faults. When a write_exec still
+ * held the view and the event (140 KiB), that was a tenth of a command's CPU time. */
 #define SPARE_EXECS 32
 
 static struct write_exec *exec_new(struct write_ctx *ctx, const struct write_request *req,
@@ -768,8 +788,6 @@ static struct write_exec *exec_new(struct write_ctx *ctx, const struct write_req
     if (!x)
         x = xmalloc(sizeof *x);
     memset(x, 0, offsetof(struct write_exec, cmd));
-    shop_view_clear(&x->view);
-    event_clear(&x->ev);
     x->ctx = ctx;
     x->req = req;
     x->resp = resp;
@@ -791,6 +809,7 @@ static void exec_free(struct write_exec *x)
 {
     struct write_ctx *ctx = x->ctx;
     write_response_free(&x->own);
+    sbuf_free(&x->ok_body);
     free(x->e);
     pthread_mutex_lock(&queue_mu);
     if (ctx->nspare < SPARE_EXECS) {
@@ -805,6 +824,8 @@ static void exec_free(struct write_exec *x)
 
 void write_ctx_release(struct write_ctx *ctx)
 {
+    free(ctx->scratch);
+    ctx->scratch = NULL;
     struct write_exec *x;
     while ((x = ctx->spare) != NULL) {
         ctx->spare = x->next;
@@ -870,7 +891,9 @@ void write_execute_batch(struct write_ctx *ctx, const struct write_request *reqs
         }
     }
     if (batch) {
-        run_batch(ctx, batch);
+        struct batch_scratch *scratch = xmalloc(sizeof *scratch);
+        run_batch(ctx, batch, scratch);
+        free(scratch);
         sync_batches(ctx, batch, NULL); /* marks them done; wakes nobody (no bits) */
     }
     for (size_t i = 0; i < n; i++) {

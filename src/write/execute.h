@@ -54,6 +54,7 @@
 
 struct wsnap_taker;
 struct write_exec;
+struct batch_scratch;
 
 /* The stages of a command whose durations write_ctx.observe is told (metrics). */
 enum write_stage {
@@ -77,6 +78,7 @@ struct write_ctx {
     unsigned nqueued;
     _Atomic uint32_t done_seq;
     struct write_exec *spare;  /* freed executions kept for the next commands */
+    struct batch_scratch *scratch; /* the combiner's view and event (execute.c) */
     unsigned nspare;
 };
 
