@@ -73,7 +73,7 @@ struct write_exec {
     int ok_status;
     uint64_t ok_version;
     struct sbuf ok_body;
-    /* While its batch runs: what the rules read and the event they made (struct batch). */
+    /* While its batch runs: what the rules read and the event they made (batch_scratch). */
     struct shop_view *view;
     struct event *ev;
     struct command cmd;
