@@ -169,7 +169,8 @@ struct srv_worker {
     int listen_fd;
     int wake_fd;
     size_t max_body;
-    pthread_mutex_t accept_mu; /* held by the thread polling the listen socket */
+    pthread_mutex_t accept_mu; /* held by the thread polling the listen socket (only
+                                * threads without an epoll set of their own: worker.c) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int live;            /* request threads still running; under mu */

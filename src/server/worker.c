@@ -82,8 +82,10 @@ static int wait_fd(int fd, int wake_fd)
 static int accept_set_open(struct srv_worker *w)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
+    if (ep < 0) {
+        EFLOG_WARN("cannot create an epoll set, polling for connections instead err=%s", strerror(errno));
         return -1;
+    }
     struct epoll_event l = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0 };
     struct epoll_event k = { .events = EPOLLIN, .data.u32 = 1 };
     if (epoll_ctl(ep, EPOLL_CTL_ADD, w->listen_fd, &l) < 0 ||
