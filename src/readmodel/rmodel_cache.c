@@ -583,6 +583,12 @@ void rmodel_cache_prefetch(struct rmodel_txn *t, enum rmodel_dbi db, const void 
         return;
     uint64_t h = hash_key(db, k, kn);
     __builtin_prefetch(&c->slots[(size_t)h & (c->cap - 1)]);
+    /* A pipelined batch that misses looks in the batch before, then in the filter: a row
+     * first touched in this batch costs those misses too (every new order does). */
+    if (c->back && c->back->cap)
+        __builtin_prefetch(&c->back->slots[(size_t)h & (c->back->cap - 1)]);
+    if (c->seen)
+        ef_bloom_prefetch(c->seen, h);
 }
 
 /* A read or delete of a buffered database must see the rows put before it: they are

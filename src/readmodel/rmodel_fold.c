@@ -423,8 +423,14 @@ static void prefetch_rows(struct rmodel_txn *t, const struct rmodel_ev *ev)
         rmodel_cache_prefetch(t, RMODEL_DB_ORDERS, ev->order_id.p, ev->order_id.n);
     if (ev->user_id.n)
         rmodel_cache_prefetch(t, RMODEL_DB_USERS, ev->user_id.p, ev->user_id.n);
-    for (size_t i = 0; i < ev->nlines; i++)
-        rmodel_cache_prefetch(t, RMODEL_DB_ITEMS, ev->lines[i].item.p, ev->lines[i].item.n);
+    for (size_t i = 0; i < ev->nlines; i++) {
+        const struct rmodel_line *l = &ev->lines[i];
+        rmodel_cache_prefetch(t, RMODEL_DB_ITEMS, l->item.p, l->item.n);
+        if (ev->user_id.n && l->category.n) { /* OrderCreated's user and category counters */
+            rmodel_key2(&t->key, ev->user_id.p, ev->user_id.n, l->category.p, l->category.n);
+            rmodel_cache_prefetch(t, RMODEL_DB_USER_CAT, t->key.data, t->key.len);
+        }
+    }
 }
 
 int rmodel_fold_apply(struct rmodel_txn *t, const struct log_record *rec)

@@ -101,4 +101,10 @@ int ef_bloom_maybe(const struct ef_bloom *b, uint64_t h)
     return 0;
 }
 
+void ef_bloom_prefetch(const struct ef_bloom *b, uint64_t h)
+{
+    for (const struct part *p = b->newest; p; p = p->next)
+        __builtin_prefetch(block_of(p, h));
+}
+
 size_t ef_bloom_count(const struct ef_bloom *b) { return b->count; }

@@ -29,6 +29,8 @@ void ef_bloom_free(struct ef_bloom *b); /* accepts NULL */
 void ef_bloom_add(struct ef_bloom *b, uint64_t h);
 /* 0: h was never added; 1: it may have been. */
 int ef_bloom_maybe(const struct ef_bloom *b, uint64_t h);
+/* A hint: ef_bloom_maybe(b, h) is about to be asked (its blocks are fetched now). */
+void ef_bloom_prefetch(const struct ef_bloom *b, uint64_t h);
 /* Hashes added so far. */
 size_t ef_bloom_count(const struct ef_bloom *b);
 
