@@ -64,6 +64,8 @@ stop() {
         # shellcheck disable=SC2086
         stop_pids run-cluster.sh $group
     done
+    # Reap them (all have exited): a zombie left to init would still hold its PID.
+    wait
     echo "run-cluster.sh: stopped; the data stays in $var"
     exit "$status"
 }

@@ -47,6 +47,8 @@ stop() {
     # requests, acknowledged data is already durable), waiting for each by PID.
     # shellcheck disable=SC2086
     stop_pids run.sh $pids
+    # Reap them (all have exited): a zombie left to init would still hold its PID.
+    wait
     rm -f "$var/command.sock" "$var/query.sock"
     echo "run.sh: stopped; the data stays in $var/data"
     exit "$status"

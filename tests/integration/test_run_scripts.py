@@ -30,6 +30,15 @@ def comm(pid):
         return ""
 
 
+def running(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def descendants(pid):
     """The servers under pid (eventfold programs, nginx, nats-server); not the script's own
     short-lived helpers (its `sleep 1` may outlive it by a second)."""
@@ -68,7 +77,14 @@ def stop(p, script):
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         raise TestFailure("%s did not stop within 60 s of SIGTERM" % script)
-    left = [pid for pid in procs if os.path.exists("/proc/%d" % pid)]
+    # A process that has exited but is not reaped yet (a zombie: a worker whose master has
+    # just exited, until init reaps it) is stopped; one still running after 5 s is left.
+    deadline = time.monotonic() + 5
+    while True:
+        left = [pid for pid in procs if running(pid)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if left:
         for pid in left:
             try:
