@@ -615,6 +615,58 @@ START_TEST(test_money_overflow_dead_letters)
 }
 END_TEST
 
+/* A live write txn's row cache keeps rows across commits, and past 32 768 rows keeps only
+ * users, items and counters (orders go). 40 000 orders of one user, folded 1 000 per txn,
+ * take it past that limit: every count must still add up (a kept row that lost its newest
+ * value would make the next txn's fold start from a stale one), and an order created before
+ * the limit, dropped from the cache, must still be found when it is paid. */
+START_TEST(test_rows_kept_past_the_cache_limit)
+{
+    seed_catalog();
+    FOLD_OK("item-A", 3, "ItemRestocked", 1, D1, "{\"item_id\":\"A\",\"quantity\":100000,\"available\":100010}");
+    enum { ORDERS_N = 40000, PER_TXN = 1000 };
+    char stream[32], data[400];
+    for (int done = 0; done < ORDERS_N;) {
+        struct rmodel_txn *t;
+        ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+        for (int j = 0; j < PER_TXN; j++, done++) {
+            snprintf(stream, sizeof stream, "order-k%d", done);
+            snprintf(data, sizeof data,
+                     "{\"order_id\":\"k%d\",\"user_id\":\"u1\",\"lines\":[{\"item_id\":\"A\",\"name\":"
+                     "\"Book\",\"category\":\"books\",\"quantity\":1,\"price_cents\":1}],\"amount_cents\":1}",
+                     done);
+            struct log_record r = mkrec(stream, 1, "OrderCreated", 2, D1, data);
+            ck_assert_int_eq(rmodel_fold(t, &r), 0);
+        }
+        ck_assert_int_eq(rmodel_set_position(t, next_pos - 1), 0);
+        ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    }
+    FOLD_OK("order-k7", 2, "PaymentProcessed", 1, D1,
+            "{\"order_id\":\"k7\",\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":199999}");
+    FOLD_OK("order-k39999", 2, "PaymentProcessed", 1, D1,
+            "{\"order_id\":\"k39999\",\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":199998}");
+    expect(USER, "u1",
+           "{\"user_id\":\"u1\",\"name\":\"Ann\",\"wallet_balance_cents\":199998,\"order_count\":40000,"
+           "\"total_spent_cents\":2,\"avg_order_value_cents\":1,"
+           "\"last_order_at\":\"2026-01-01T10:00:00.000Z\",\"preferred_category\":\"books\",\"vip\":false}");
+    expect(ITEM, "A",
+           "{\"item_id\":\"A\",\"name\":\"Book\",\"category\":\"books\",\"price_cents\":1000,"
+           "\"available\":60010,\"reserved\":40000,\"sold\":0}");
+    expect(ITEM, "B",
+           "{\"item_id\":\"B\",\"name\":\"Game\",\"category\":\"games\",\"price_cents\":2500,"
+           "\"available\":5,\"reserved\":0,\"sold\":0}");
+    struct sbuf out = SBUF_INIT;
+    struct rmodel_txn *t;
+    uint64_t version = 0;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_render_order(t, "k7", 2, &out, &version), 0);
+    ck_assert_ptr_nonnull(strstr(sbuf_str(&out), "\"status\":\"paid\""));
+    ck_assert_uint_eq(version, 2);
+    rmodel_txn_abort(t);
+    sbuf_free(&out);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
     Suite *s = suite_create("readmodel_fold");
@@ -631,6 +683,7 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_upcast_order_created_v1);
     tcase_add_test(tc, test_dlq_retry_after_upgrade);
     tcase_add_test(tc, test_money_overflow_dead_letters);
+    tcase_add_test(tc, test_rows_kept_past_the_cache_limit);
     suite_add_tcase(s, tc);
     return s;
 }
