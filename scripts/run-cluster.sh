@@ -144,7 +144,7 @@ until curl -fsS "http://127.0.0.1:$port/api/status" 2>/dev/null | grep -q '"sink
       curl -fsS "http://127.0.0.1:$rport/api/status" 2>/dev/null | grep -q '"replica"'; do
     if [ "$(date +%s)" -gt "$deadline" ]; then
         echo "run-cluster.sh: not ready after 75 s; logs in $var/*/*.log and $var/nats/*/nats.log" >&2
-        tail -n 5 "$var"/*/*.log >&2 || true
+        tail -n 5 "$var"/*/*.log "$var"/nats/*/nats.log >&2 || true
         exit 1
     fi
     sleep 0.1

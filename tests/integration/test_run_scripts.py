@@ -8,8 +8,10 @@ free loopback ports in a temporary directory:
     0, leaving the data in place."""
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,29 @@ def comm(pid):
             return f.read().strip()
     except OSError:
         return ""
+
+
+def port_free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def nats_base_port():
+    """A base port for run-cluster.sh's nine NATS ports (base + 0..2 for clients, + 2000..2002
+    for routes, + 4000..4002 for monitoring), all free now and below the kernel's ephemeral
+    range (32768 and up), so that no outgoing connection's source port takes one before the
+    servers bind it (free_port's ports are in that range, and so would be base + 4002)."""
+    for _ in range(200):
+        base = random.randrange(20000, 28000)
+        if all(port_free(base + off) for off in (0, 1, 2, 2000, 2001, 2002, 4000, 4001, 4002)):
+            return base
+    raise TestFailure("no free base port for NATS in 20000..28000")
 
 
 def running(pid):
@@ -119,7 +144,7 @@ def run_cluster_sh():
         raise SkipTest("nats-server not found at %s" % NATS)
     tmp = eftest.tmpdir("it-runc")
     try:
-        port, rport, nport = free_port(), free_port(), free_port()
+        port, rport, nport = free_port(), free_port(), nats_base_port()
         p = start("run-cluster.sh", tmp, {"EF_PORT": str(port), "EF_REPLICA_PORT": str(rport),
                                           "EF_NATS_PORT": str(nport), "EF_NATS_SERVER": NATS})
         try:
