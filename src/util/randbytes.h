@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 /* Fills buf with n random bytes (n at most EF_RANDBYTES_MAX). Returns 0, or -errno when
- * getrandom() fails (ENOSYS on a kernel without it): then buf is unchanged. */
+ * getrandom() fails (ENOSYS on a kernel without it): then buf holds nothing to use. */
 #define EF_RANDBYTES_MAX 256
 int ef_randbytes(void *buf, size_t n);
 
