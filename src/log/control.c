@@ -124,6 +124,9 @@ static int init_control(struct log *lg)
     atomic_store(&c->head_seg, seg);
     atomic_store(&c->head_pos, pos);
     atomic_store(&c->durable, pos);
+    /* Recovery cut whatever followed the last record, zeros written ahead included. */
+    atomic_store(&c->zero_seg, seg);
+    atomic_store(&c->zero_end, off);
     /* No fence needed: other processes look at the block only after taking init.lock,
      * which we release after this (flock orders memory like any system call). */
     c->magic = LOG_CONTROL_MAGIC;

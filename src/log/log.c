@@ -72,8 +72,7 @@ int log_open(const char *dir, const struct log_options *opt, struct log **out)
     if (opt && opt->follow) {
         err = log_follow_open(lg);
     } else if (lg->read_only) {
-        uint64_t seg, off;
-        err = log_scan_head(lg, &lg->ro_head, &seg, &off);
+        err = log_scan_head(lg, &lg->ro_head, &lg->ro_seg, &lg->ro_off);
     } else {
         err = log_control_open(lg);
     }
@@ -123,6 +122,25 @@ uint64_t log_durable(const struct log *lg)
     return atomic_load_explicit(&lg->ctl->durable, memory_order_acquire);
 }
 
+/* The newest segment and the end of its last record, when this handle knows them: 1, or 0
+ * when it does not (a follow handle before a writer is live). From the control block,
+ * head_off is stored before head_seg: a roll between the two loads may pair the old
+ * segment with the new one's (smaller) offset, once per segment, for an instant. */
+static int newest_end(const struct log *lg, uint64_t *seg, uint64_t *off)
+{
+    const struct log_control *c = lg->ctl ? lg->ctl : lg->fw ? log_follow_ctl(lg) : NULL;
+    if (c) {
+        *seg = atomic_load_explicit(&c->head_seg, memory_order_acquire);
+        *off = atomic_load_explicit(&c->head_off, memory_order_acquire);
+        return 1;
+    }
+    if (lg->read_only && !lg->fw) {
+        *seg = lg->ro_seg, *off = lg->ro_off;
+        return 1;
+    }
+    return 0;
+}
+
 int log_stats(struct log *lg, struct log_stats *st)
 {
     uint64_t *segs = NULL;
@@ -136,10 +154,14 @@ int log_stats(struct log *lg, struct log_stats *st)
     st->head_position = log_head(lg);
     st->durable_position = log_durable(lg);
     st->segments = n;
+    uint64_t head_seg = 0, head_off = 0;
+    int known = newest_end(lg, &head_seg, &head_off);
     for (size_t i = 0; i < n; i++) {
         char *path = log_seg_path(lg->dir, segs[i]);
         struct stat sst;
-        if (stat(path, &sst) == 0)
+        if (known && segs[i] == head_seg && i + 1 == n)
+            st->bytes += head_off; /* not the zeros written ahead of it */
+        else if (stat(path, &sst) == 0)
             st->bytes += (uint64_t)sst.st_size;
         else if (errno != ENOENT) /* a segment cut by a concurrent repair is fine */
             err = -errno;

@@ -20,12 +20,18 @@
  *    log_durable() is the highest durable position; it is read from shared memory without
  *    a syscall, and log_wait_durable() sleeps on the same futex until it moves.
  *  - Segments roll at segment_bytes (a record bigger than that gets a segment of its own);
- *    a segment is fdatasync'ed before the next one is created, and never modified after
- *    that (sealed). The directory is fsync'ed after a segment is created or removed.
+ *    a segment is trimmed to its last record and fdatasync'ed before the next one is
+ *    created, and never modified after that (sealed). The directory is fsync'ed after a
+ *    segment is created or removed.
+ *  - The newest segment's file runs on past its last record with zeros, written ahead by
+ *    appends (0.5 to 1.5 MiB, never past segment_bytes) so that most fdatasyncs need not
+ *    commit a new file size (append.c, zero_ahead). Nothing reads past the head;
+ *    log_stats counts records, not those zeros.
  *  - Recovery on open (the first opener after all processes exited, e.g. after a crash or a
- *    reboot; see log_recovered()): the newest segment is scanned whole; an unverifiable
- *    tail (torn record, zero bytes) with no valid record after it is truncated to the last
- *    whole record and logged (segment, offset, bytes); anything else fails the open with
+ *    reboot; see log_recovered()): the newest segment is scanned whole; what follows its
+ *    last whole record is cut when no valid record follows: quietly when it is all zeros
+ *    (written ahead), else logged as a torn tail (segment, offset, bytes); anything else
+ *    fails the open with
  *    LOG_ECORRUPT naming segment and offset (log_last_error()). Sealed segments are checked
  *    by their first and last records only (a read or two each): a missing segment (the
  *    first one, or a gap between two) fails the open with LOG_ESEQUENCE, a first record
@@ -190,7 +196,8 @@ struct log_stats {
     uint64_t head_position;
     uint64_t durable_position;
     uint64_t segments;
-    uint64_t bytes; /* sum of the segment files' sizes */
+    uint64_t bytes; /* the records' bytes: the sealed segments' sizes, plus the newest one's
+                     * up to its last record (not the zeros written ahead of it) */
 };
 /* Fills *st (head and durable as log_head()/log_durable(); segments from the directory). */
 int log_stats(struct log *lg, struct log_stats *st);
@@ -201,7 +208,8 @@ int log_stats(struct log *lg, struct log_stats *st);
  * Counts the valid records into *records if non-NULL (also on failure: those before the
  * damage). An incomplete tail of the newest segment with no valid record after it (a write
  * in progress, or a torn tail the next read-write open cuts) is not damage; it is logged
- * at info level. Read-only; safe while others append. */
+ * at info level, unless it is all zeros (written ahead by appends: not logged). Read-only;
+ * safe while others append. */
 int log_verify(struct log *lg, uint64_t *records);
 
 #endif

@@ -23,6 +23,11 @@
  *    it changes, so nobody keeps writing or syncing an unlinked inode of the same name.
  *  - tail_dirty: set when cutting back a failed append could not be done (ftruncate
  *    failed); the next lock holder retries the cut before writing.
+ *  - zero_seg/zero_end: the zeros written ahead of the head (append.c, zero_ahead): segment
+ *    zero_seg's file is zero_end bytes long and holds only zeros after its last record.
+ *    Used and written only by the append-lock holder; recovery and every cut of the tail
+ *    set them to the head. When zero_seg is not the segment being appended to, nothing is
+ *    known and nothing is assumed (at worst zeros are written again).
  */
 #ifndef EF_LOG_INT_H
 #define EF_LOG_INT_H
@@ -35,7 +40,7 @@
 #include "log/log.h"
 
 #define LOG_CONTROL_MAGIC 0x4c43464555ULL /* "UEFCL" */
-#define LOG_CONTROL_VERSION 2
+#define LOG_CONTROL_VERSION 3
 #define LOG_DEFAULT_SEGMENT_BYTES (64ULL << 20)
 #define LOG_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
 #define LOG_ERR_LEN 512
@@ -54,6 +59,8 @@ struct log_control {
     _Atomic uint32_t repair_gen;
     _Atomic uint32_t tail_dirty;
     _Atomic uint32_t sync_failed; /* an fdatasync failed: see log.h, "After a failed fdatasync" */
+    _Atomic uint64_t zero_seg;
+    _Atomic uint64_t zero_end;
 };
 
 /* A per-process descriptor cached for one segment, valid while gen matches repair_gen. */
@@ -94,6 +101,7 @@ struct log {
     /* Read-only handles: head found by scanning at open; with salvage, the damage that
      * ended the log there ("" when none). */
     uint64_t ro_head;
+    uint64_t ro_seg, ro_off; /* the newest segment and the end of its last record */
     int salvage;
     char damage[LOG_ERR_LEN];
     char err[LOG_ERR_LEN];
@@ -114,6 +122,11 @@ struct log_segbuf {
     uint64_t off; /* file offset of buf[0] */
     size_t len;   /* valid bytes in buf */
     int sparse;   /* 1: read what a record needs (SEGBUF_SPARSE or its length), no read-ahead */
+    /* 0, or where the file's records are known to end (a reader of the newest segment: the
+     * published head): nothing past it is read, so a read ahead does not copy the zeros
+     * written ahead of the head (append.c). A hint: what it keeps out is read by a caller
+     * that sets it to 0 and decodes again. */
+    uint64_t end;
 };
 void log_segbuf_init(struct log_segbuf *sb);
 void log_segbuf_free(struct log_segbuf *sb);
@@ -135,8 +148,10 @@ struct log_seg_scan {
  * after stop_pos (UINT64_MAX: to the end). Returns 0 or a negative errno. */
 int log_seg_scan(int fd, uint64_t first, uint64_t stop_pos, struct log_seg_scan *out);
 /* Looks for any checksum-valid record at an 8-byte aligned offset in [from, size):
- * returns 1 and its offset, 0 if none, or a negative errno. */
-int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at);
+ * returns 1 and its offset, 0 if none, or a negative errno. When it returns 0, *all_zero
+ * (if not NULL) tells whether every byte of [from, size) is zero: the zeros written ahead
+ * of the head (append.c), not a torn record. */
+int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *all_zero);
 
 /* The position of the last record of a segment that ends with a whole record (a sealed
  * one), found from the end of the file (one read, usually). Returns 1 with *pos set, 0 if

@@ -151,17 +151,42 @@ static int reader_cross(struct log_reader *rd, int st, int open)
     return reader_fail(rd, LOG_ECORRUPT, st == RECORD_SHORT ? "record truncated" : "checksum or framing error");
 }
 
+/* Where the records of rd's segment end, when it is the newest one and the handle knows
+ * its head; else 0. A hint for segbuf reads (log_int.h, log_segbuf.end): head_off is
+ * stored before head_seg, so a roll between the two loads can pair this segment with the
+ * next one's smaller offset. */
+static uint64_t reader_data_end(const struct log_reader *rd)
+{
+    const struct log *lg = rd->lg;
+    const struct log_control *c = lg->ctl ? lg->ctl : lg->fw ? log_follow_ctl(lg) : NULL;
+    if (c) {
+        uint64_t seg = atomic_load_explicit(&c->head_seg, memory_order_acquire);
+        uint64_t off = atomic_load_explicit(&c->head_off, memory_order_acquire);
+        return seg == rd->seg && off > 0 ? off : 0;
+    }
+    return lg->read_only && !lg->fw && lg->ro_seg == rd->seg && lg->ro_off > 0 ? lg->ro_off : 0;
+}
+
 int log_reader_next(struct log_reader *rd, uint64_t limit, struct log_record *rec)
 {
     for (;;) {
+        /* Caught up: the record at off is past the limit, whatever it is (no read). */
+        if (rd->next_pos != 0 && rd->next_pos > limit)
+            return 0;
         int open = reader_open_fd(rd), st = RECORD_SHORT;
         if (open < 0)
             return open;
         if (open) {
+            rd->sb.end = reader_data_end(rd);
             st = log_segbuf_decode(&rd->sb, rd->fd, rd->off, 0, rec);
             /* The buffer may hold bytes read while a writer was still writing them. */
             if (st > RECORD_OK)
                 st = log_segbuf_decode(&rd->sb, rd->fd, rd->off, 1, rec);
+            /* A needed record that the hint kept out (it was stale): read without it. */
+            if (st > RECORD_OK && rd->sb.end != 0 && (rd->next_pos == 0 || rd->next_pos <= limit)) {
+                rd->sb.end = 0;
+                st = log_segbuf_decode(&rd->sb, rd->fd, rd->off, 1, rec);
+            }
             if (st < 0)
                 return reader_fail(rd, st, strerror(-st));
         }

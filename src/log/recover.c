@@ -79,8 +79,9 @@ fail:
     return err;
 }
 
-/* Decides what the bytes after the last whole record of the newest segment are: a torn
- * tail (nothing valid after them: cut when `cut`) or damage (LOG_ECORRUPT). */
+/* Decides what the bytes after the last whole record of the newest segment are: zeros
+ * written ahead or a torn tail (nothing valid after them: cut when `cut`, so that a
+ * recovered segment ends with its last record), or damage (LOG_ECORRUPT). */
 static int settle_tail(struct log *lg, int fd, const char *path, const struct log_seg_scan *sc, int cut)
 {
     if (sc->stop == RECORD_VERSION) {
@@ -95,7 +96,8 @@ static int settle_tail(struct log *lg, int fd, const char *path, const struct lo
     if (sc->end == sc->size)
         return 0;
     uint64_t at;
-    int r = log_seg_find_valid(fd, sc->end, sc->size, &at);
+    int zeros = 0;
+    int r = log_seg_find_valid(fd, sc->end, sc->size, &at, &zeros);
     if (r < 0) {
         log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
         return r;
@@ -112,8 +114,13 @@ static int settle_tail(struct log *lg, int fd, const char *path, const struct lo
         log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
         return err;
     }
-    EFLOG_WARN("log: torn tail truncated segment=%s offset=%" PRIu64 " bytes=%" PRIu64, path, sc->end,
-             sc->size - sc->end);
+    /* Nothing but zeros: what appends write ahead of the head (append.c), not damage. */
+    if (zeros)
+        EFLOG_DEBUG("log: zeros after the last record trimmed segment=%s offset=%" PRIu64 " bytes=%" PRIu64,
+                    path, sc->end, sc->size - sc->end);
+    else
+        EFLOG_WARN("log: torn tail truncated segment=%s offset=%" PRIu64 " bytes=%" PRIu64, path, sc->end,
+                   sc->size - sc->end);
     return 0;
 }
 

@@ -109,6 +109,8 @@ static int segbuf_fill(struct log_segbuf *sb, int fd, uint64_t off, size_t want)
     sb->off = off;
     sb->len = 0;
     size_t fill = sb->sparse ? want : sb->cap;
+    if (sb->end != 0)
+        fill = sb->end <= off ? 0 : sb->end - off < fill ? (size_t)(sb->end - off) : fill;
     while (sb->len < fill) {
         ssize_t r = log_io.pread(fd, sb->buf + sb->len, fill - sb->len, (off_t)(off + sb->len));
         if (r < 0)
@@ -240,12 +242,20 @@ static int valid_at(int fd, uint64_t off, uint64_t size, unsigned char **tmp, si
     return st == RECORD_OK || st == RECORD_VERSION;
 }
 
-int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
+int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *all_zero)
 {
     uint64_t start = (from + 7) & ~(uint64_t)7;
     unsigned char *chunk = xmalloc(SEGBUF_MIN), *tmp = NULL;
     size_t tmpcap = 0;
-    int ret = 0;
+    int ret = 0, zero = 1;
+    /* The unaligned head [from, start) holds no record but counts for all_zero. */
+    if (start > from && from < size) {
+        size_t n = (size_t)((start < size ? start : size) - from);
+        ret = read_exact(fd, chunk, n, from);
+        for (size_t i = 0; ret == 0 && i < n; i++)
+            zero &= chunk[i] == 0;
+        ret = ret > 0 ? 0 : ret;
+    }
     for (uint64_t base = start; base < size && ret == 0; base += SEGBUF_MIN) {
         size_t n = size - base < SEGBUF_MIN ? (size_t)(size - base) : SEGBUF_MIN;
         int r = read_exact(fd, chunk, n, base);
@@ -253,8 +263,19 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
             ret = r;
             break;
         }
-        for (size_t i = 0; i + 4 <= n; i += 8) {
+        if (r > 0) {
+            zero = 0; /* shrank under us: not the zeros of a quiet tail */
+            break;
+        }
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t word = 0;
+            memcpy(&word, chunk + i, n - i < 8 ? n - i : 8);
+            if (word == 0)
+                continue;
+            zero = 0;
             uint32_t magic;
+            if (i + 4 > n)
+                continue;
             memcpy(&magic, chunk + i, 4);
             if (le32toh(magic) != LOG_RECORD_MAGIC)
                 continue;
@@ -269,6 +290,8 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
     }
     free(chunk);
     free(tmp);
+    if (ret == 0 && all_zero)
+        *all_zero = zero;
     return ret;
 }
 

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,6 +49,8 @@ static uint64_t file_size(const char *path)
     ck_assert_int_eq(stat(path, &st), 0);
     return (uint64_t)st.st_size;
 }
+
+static void expect_clean(const char *dir, uint64_t records);
 
 static struct log *open_ro(const char *dir)
 {
@@ -297,6 +300,31 @@ END_TEST
 
 /* --- roll-over -------------------------------------------------------------------- */
 
+/* First positions of the segments in dir, ascending; returns how many (*out: free()). */
+static uint64_t list_segments(const char *dir, uint64_t **out)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    uint64_t *v = NULL, n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long first;
+        char tail[8];
+        if (sscanf(e->d_name, "%20llu%7s", &first, tail) != 2 || strcmp(tail, ".seg") != 0)
+            continue;
+        v = xrealloc(v, (n + 1) * sizeof *v);
+        v[n++] = first;
+    }
+    closedir(d);
+    for (uint64_t i = 1; i < n; i++) /* insertion sort: a few dozen names */
+        for (uint64_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint64_t t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    *out = v;
+    return n;
+}
+
 START_TEST(test_roll_over)
 {
     const char *dir = newdir("roll");
@@ -322,6 +350,18 @@ START_TEST(test_roll_over)
     ck_assert_uint_eq(st.head_position, total + 2);
     ck_assert_uint_eq(file_size(lt_seg(dir, bigpos)), record_encoded_size(&ev));
     ck_assert_uint_le(file_size(lt_seg(dir, 1)), seg_bytes);
+    /* Sealed segments end with their last record (the zeros written ahead were trimmed),
+     * and the stats count records, not zeros. */
+    uint64_t *first_of = NULL, bytes = 0;
+    ck_assert_uint_eq(list_segments(dir, &first_of), nseg);
+    for (uint64_t i = 0; i < nseg; i++) {
+        const char *seg = lt_seg(dir, first_of[i]);
+        if (i + 1 < nseg)
+            ck_assert_uint_eq(file_size(seg), lt_data_size(seg));
+        bytes += lt_data_size(seg);
+    }
+    free(first_of);
+    ck_assert_uint_eq(st.bytes, bytes);
 
     /* From the middle of every segment: the first record is exactly `from`, the rest dense. */
     struct log_reader *rd = NULL;
@@ -395,15 +435,17 @@ START_TEST(test_torn_tail_every_offset)
     const char *dir = newdir("torn");
     struct log *lg = lt_open(dir, 0);
     lt_append_n(lg, 1, 4, 50);
-    uint64_t before = file_size(lt_seg(dir, 1));
+    uint64_t before = lt_data_size(lt_seg(dir, 1));
     lt_append_n(lg, 5, 1, 50);
     log_close(lg);
     char seg[4200];
     snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
-    size_t len;
-    unsigned char *whole = lt_slurp(seg, &len);
+    size_t len, written;
+    unsigned char *whole = lt_slurp(seg, &written);
     ck_assert_ptr_nonnull(whole);
+    len = (size_t)lt_data_size(seg); /* the zeros written ahead are not cut here */
     ck_assert_uint_gt(len, before);
+    ck_assert_uint_gt(written, len);
 
     for (size_t cut = before; cut < len; cut++) {
         lt_write_file(seg, whole, cut);
@@ -431,16 +473,30 @@ START_TEST(test_torn_tail_every_offset)
         log_close(lg);
         size_t now;
         unsigned char *again = lt_slurp(seg, &now);
-        ck_assert_uint_eq(now, len);
+        ck_assert_uint_eq(lt_data_size(seg), len);
         ck_assert_int_eq(memcmp(again, whole, len), 0);
         free(again);
     }
-    /* Zeros after the last record (pre-allocation, or a crash after extending the file). */
+    /* Zeros after the last record (written ahead by appends, or a crash after extending
+     * the file): cut without a torn-tail report, and verify does not call them damage. */
     unsigned char *padded = xcalloc(1, len + 8192);
     memcpy(padded, whole, len);
     lt_write_file(seg, padded, len + 8192);
+    expect_clean(dir, 5);
+    lt_stderr_begin();
     lg = lt_open(dir, 0);
+    const char *report = lt_stderr_end();
+    ck_assert_msg(!strstr(report, "torn tail"), "report: %s", report);
     ck_assert_uint_eq(log_head(lg), 5);
+    ck_assert_uint_eq(file_size(seg), len);
+    log_close(lg);
+    /* One non-zero byte among them is a torn tail, reported as such. */
+    padded[len + 4000] = 1;
+    lt_write_file(seg, padded, len + 8192);
+    lt_stderr_begin();
+    lg = lt_open(dir, 0);
+    report = lt_stderr_end();
+    ck_assert_msg(strstr(report, "torn tail"), "report: %s", report);
     ck_assert_uint_eq(file_size(seg), len);
     log_close(lg);
     free(padded);
@@ -449,6 +505,61 @@ START_TEST(test_torn_tail_every_offset)
 END_TEST
 
 /* Garbage that is followed by a valid record is damage, not a torn tail. */
+/* Appends write zeros ahead of the head, so that most fdatasyncs need not commit a new
+ * file size: the newest segment is longer than its records, with nothing but zeros after
+ * them, and every reader, verify and a read-only open see only the records. */
+START_TEST(test_zeros_ahead)
+{
+    const char *dir = newdir("zeros");
+    struct log *lg = lt_open(dir, 0);
+    lt_append_n(lg, 1, 3, 50);
+    char seg[4200];
+    snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
+    uint64_t data = lt_data_size(seg), size = file_size(seg);
+    ck_assert_uint_ge(size, data + (512u << 10));
+    struct log_stats st;
+    ck_assert_int_eq(log_stats(lg, &st), 0);
+    ck_assert_uint_eq(st.bytes, data);
+    /* The reader ends at the last record, and takes the next one when it comes. */
+    struct log_reader *rd = NULL;
+    struct log_record rec;
+    ck_assert_int_eq(log_reader_open(lg, 1, &rd), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 0);
+    lt_append_n(lg, 4, 1, 50);
+    /* It reads the new record, not the zeros after it (a tailer wakes for every record). */
+    pread_bytes = 0;
+    log_io.pread = counting_pread;
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 1);
+    ck_assert_int_eq(log_reader_next(rd, log_head(lg), &rec), 0);
+    log_io_reset();
+    ck_assert_uint_eq(rec.position, 4);
+    ck_assert_uint_le(pread_bytes, rec.length);
+    log_reader_close(rd);
+    ck_assert_uint_eq(file_size(seg), size); /* written into the zeros */
+    /* A read-only open and verify, beside the writer and after it closed. */
+    struct log *ro = open_ro(dir);
+    ck_assert_uint_eq(log_head(ro), 4);
+    ck_assert_int_eq(log_stats(ro, &st), 0);
+    ck_assert_uint_eq(st.bytes, lt_data_size(seg));
+    log_close(ro);
+    expect_clean(dir, 4);
+    log_close(lg);
+    expect_clean(dir, 4);
+    /* Recovery cuts them, quietly; the next append writes them again. */
+    lt_stderr_begin();
+    lg = lt_open(dir, 0);
+    const char *report = lt_stderr_end();
+    ck_assert_msg(!strstr(report, "torn") && !strstr(report, "cut"), "report: %s", report);
+    ck_assert_uint_eq(file_size(seg), lt_data_size(seg));
+    lt_append_n(lg, 5, 1, 50);
+    ck_assert_uint_gt(file_size(seg), lt_data_size(seg));
+    log_close(lg);
+    expect_clean(dir, 5);
+}
+END_TEST
+
 START_TEST(test_damage_before_tail)
 {
     const char *dir = newdir("damage");
@@ -758,7 +869,7 @@ START_TEST(test_inject_pwrite)
     const char *dir = newdir("inject");
     struct log *lg = lt_open(dir, 0);
     lt_append_n(lg, 1, 3, 20);
-    uint64_t size = file_size(lt_seg(dir, 1)), pos = 4;
+    uint64_t size = lt_data_size(lt_seg(dir, 1)), pos = 4;
     char buf[1024];
     struct log_event ev;
     lt_event(pos, 20, buf, &ev);
@@ -773,7 +884,7 @@ START_TEST(test_inject_pwrite)
             ck_assert_int_eq(log_append(lg, &ev, &got), -errs[k]);
             log_io_reset();
             ck_assert_uint_eq(log_head(lg), pos - 1);
-            ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size); /* no garbage left */
+            ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size); /* no garbage, no zeros left */
         }
     }
     /* A short write followed by a successful one is just a slower write. */
@@ -785,6 +896,35 @@ START_TEST(test_inject_pwrite)
     lt_append_n(lg, pos + 1, 1, 20);
     log_close(lg);
     expect_clean(dir, pos + 1);
+}
+END_TEST
+
+/* Writing the zeros ahead may fail (a full disk): the append still succeeds, the zeros
+ * written are given back, and the next append tries again. */
+START_TEST(test_inject_zeros_ahead)
+{
+    const char *dir = newdir("injzero");
+    struct log *lg = lt_open(dir, 0);
+    const int errs[] = { ENOSPC, EIO };
+    uint64_t pos = 1;
+    for (int k = 0; k < 2; k++) {
+        for (int shortw = 0; shortw < 2; shortw++, pos++) {
+            /* A cut at the last record makes the next append write zeros again. */
+            log_close(lg);
+            lg = lt_open(dir, 0);
+            inject_errno = errs[k];
+            inject_short = shortw ? 4096 : 0;
+            inject_after = 1; /* the record's write */
+            log_io.pwrite = bad_pwrite;
+            lt_append_n(lg, pos, 1, 20);
+            log_io_reset();
+            ck_assert_uint_eq(file_size(lt_seg(dir, 1)), lt_data_size(lt_seg(dir, 1)));
+        }
+    }
+    lt_append_n(lg, pos, 1, 20);
+    ck_assert_uint_gt(file_size(lt_seg(dir, 1)), lt_data_size(lt_seg(dir, 1)));
+    log_close(lg);
+    expect_clean(dir, pos);
 }
 END_TEST
 
@@ -831,7 +971,7 @@ START_TEST(test_inject_cut_back_failure)
     const char *dir = newdir("injcut");
     struct log *lg = lt_open(dir, 0);
     lt_append_n(lg, 1, 3, 20);
-    uint64_t size = file_size(lt_seg(dir, 1));
+    uint64_t size = lt_data_size(lt_seg(dir, 1));
     char buf[1024];
     struct log_event ev;
     lt_event(4, 20, buf, &ev);
@@ -842,7 +982,7 @@ START_TEST(test_inject_cut_back_failure)
     log_io.ftruncate = bad_ftruncate;
     ck_assert_int_eq(log_append(lg, &ev, NULL), -ENOSPC);
     log_io_reset();
-    ck_assert_uint_eq(file_size(lt_seg(dir, 1)), size + 40);
+    ck_assert_uint_eq(lt_data_size(lt_seg(dir, 1)), size + 40);
     ck_assert_uint_eq(log_head(lg), 3);
     lt_append_n(lg, 4, 2, 20);
     log_close(lg);
@@ -954,6 +1094,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_roll_over);
     tcase_add_test(tc, test_follow_tail);
     tcase_add_test(tc, test_torn_tail_every_offset);
+    tcase_add_test(tc, test_zeros_ahead);
     tcase_add_test(tc, test_damage_before_tail);
     tcase_add_test(tc, test_missing_segment);
     tcase_add_test(tc, test_flipped_bit_sealed);
@@ -964,6 +1105,7 @@ static Suite *log_suite(void)
     tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_inject_pwrite);
+    tcase_add_test(tc, test_inject_zeros_ahead);
     tcase_add_test(tc, test_inject_roll_failures);
     tcase_add_test(tc, test_inject_cut_back_failure);
     tcase_add_test(tc, test_inject_fdatasync);

@@ -62,13 +62,6 @@ static int wait_child(pid_t pid, uint64_t deadline)
     }
 }
 
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    ck_assert_int_eq(stat(path, &st), 0);
-    return (uint64_t)st.st_size;
-}
-
 static void expect_clean(const char *dir, uint64_t records)
 {
     struct log_options opt = { .read_only = 1 };
@@ -356,10 +349,10 @@ START_TEST(test_holder_killed)
     lt_append_n(lg, 1, 3, 50);
     char seg[4200];
     snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
-    uint64_t size = file_size(seg);
+    uint64_t size = lt_data_size(seg);
 
     die_holding_lock(dir, 0, 1);
-    ck_assert_uint_gt(file_size(seg), size); /* the half record is there */
+    ck_assert_uint_gt(lt_data_size(seg), size); /* the half record is there */
     ck_assert_uint_eq(log_head(lg), 3);
     lt_stderr_begin();
     lt_append_n(lg, 4, 1, 50);
@@ -385,7 +378,7 @@ START_TEST(test_holder_killed_while_rolling)
     struct log_event ev;
     lt_event(99, 300, buf, &ev);
     uint64_t pos = 2, child_size = record_encoded_size(&ev);
-    while (file_size(lt_seg(dir, 1)) + child_size <= seg_bytes)
+    while (lt_data_size(lt_seg(dir, 1)) + child_size <= seg_bytes)
         lt_append_n(lg, pos++, 1, 0);
     ck_assert_uint_eq(lt_count_segments(dir), 1);
     size_t nseg = lt_count_segments(dir);

@@ -109,6 +109,17 @@ unsigned char *lt_slurp(const char *path, size_t *len)
     return buf;
 }
 
+uint64_t lt_data_size(const char *path)
+{
+    size_t len;
+    unsigned char *buf = lt_slurp(path, &len);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
+    while (len > 0 && buf[len - 1] == 0)
+        len--;
+    free(buf);
+    return ((uint64_t)len + 7) & ~(uint64_t)7;
+}
+
 void lt_write_file(const char *path, const void *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);

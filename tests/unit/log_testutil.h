@@ -27,6 +27,9 @@ void lt_append_n(struct log *lg, uint64_t first, uint64_t n, size_t pad);
 void lt_append_batch(struct log *lg, uint64_t first, uint64_t n, size_t pad);
 /* Reads the whole file; *len set; caller frees. NULL if it cannot be read. */
 unsigned char *lt_slurp(const char *path, size_t *len);
+/* The end of the file's records: its size without the zeros that appends write ahead of
+ * the head (trailing zero bytes, rounded up to the records' 8-byte alignment). */
+uint64_t lt_data_size(const char *path);
 /* Replaces the file's contents with buf[0..len). */
 void lt_write_file(const char *path, const void *buf, size_t len);
 /* Segment path of first in dir (static buffer). */
