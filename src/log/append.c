@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Appending. Everything here runs under the append mutex of the control block, which
  * makes the holder the only writer of the head fields and of the files' tails. */
@@ -233,6 +234,24 @@ static void zero_ahead(struct log *lg, uint64_t seg, uint64_t end)
     /* After a failed ftruncate the file is longer than `at` says, and zero there: writing
      * the zeros again later is all that can come of it. */
     set_zero_end(c, seg, at > end ? at : end);
+}
+
+void log_trim_zeros(struct log *lg)
+{
+    if (log_append_begin(lg) != 0)
+        return; /* a failed sync stopped the log: the next recovery cuts them */
+    struct log_control *c = lg->ctl;
+    uint64_t seg = atomic_load(&c->head_seg), off = atomic_load(&c->head_off);
+    struct stat st;
+    if (log_segfd_get(lg, &lg->app, seg, O_RDWR) == 0 && fstat(lg->app.fd, &st) == 0 &&
+        (uint64_t)st.st_size > off) {
+        if (log_io.ftruncate(lg->app.fd, (off_t)off) == 0)
+            set_zero_end(c, seg, off);
+        else /* harmless: the next recovery cuts them */
+            EFLOG_WARN("log: cannot cut the zeros after the last record segment=%" PRIu64 " offset=%" PRIu64
+                       " err=%s", seg, off, strerror(errno));
+    }
+    log_append_end(lg);
 }
 
 /* Seals the current segment (trimmed to its last record at off, then fdatasync) and

@@ -154,6 +154,7 @@ int log_control_open(struct log *lg)
         return err;
     if ((err = lock_fd(lg, init_fd, LOCK_EX, "init.lock")) != 0)
         goto fail;
+    lg->opener = getpid();
     if ((err = open_lock(lg, "users.lock", &lg->users_fd)) != 0)
         goto fail;
     int busy = lock_fd(lg, lg->users_fd, LOCK_EX | LOCK_NB, "users.lock");
@@ -169,6 +170,18 @@ int log_control_open(struct log *lg)
 fail:
     close(init_fd); /* releases init.lock */
     return err;
+}
+
+int log_control_last_user(struct log *lg)
+{
+    /* A forked child closing the handle it inherited shares the parent's open file and so
+     * its lock: converting it would convert the parent's, which still uses the log. */
+    if (!lg->ctl || lg->users_fd < 0 || getpid() != lg->opener)
+        return 0;
+    /* Converting the shared lock is not atomic: a refused conversion may drop it. Only
+     * called while closing, and whoever refused it holds the lock shared, so nobody can
+     * take it exclusively (and recover) meanwhile. */
+    return flock(lg->users_fd, LOCK_EX | LOCK_NB) == 0;
 }
 
 void log_control_close(struct log *lg)

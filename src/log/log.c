@@ -91,6 +91,8 @@ void log_close(struct log *lg)
     if (!lg)
         return;
     log_append_end(lg); /* if this thread still holds the lock */
+    if (log_control_last_user(lg))
+        log_trim_zeros(lg);
     log_segfd_close(&lg->app);
     log_segfd_close(&lg->syn);
     log_control_close(lg);

@@ -88,6 +88,7 @@ struct log {
     uint64_t segment_bytes;
     struct log_control *ctl; /* NULL when read-only */
     int users_fd;            /* LOCK_SH on users.lock for the life of the handle */
+    pid_t opener;            /* the process that opened it (a forked child shares users_fd's lock) */
     /* Used only by the append-lock holder (the mutex serializes threads too). */
     struct log_segfd app;
     /* The thread of this process holding the append lock through lg, 0 when none. Atomic
@@ -187,6 +188,12 @@ void log_follow_close(struct log *lg);
 const struct log_control *log_follow_ctl(const struct log *lg);
 uint64_t log_follow_head(const struct log *lg);
 uint64_t log_follow_durable(const struct log *lg);
+/* Is this handle the log's last read-write user (no other process, or other handle of
+ * this one, has it open)? Then it holds users.lock exclusively until it closes (control.c). */
+int log_control_last_user(struct log *lg);
+/* Cuts the zeros written ahead of the head, under the append lock (append.c). For the last
+ * user closing the log: a stopped log's files then end with their last record. */
+void log_trim_zeros(struct log *lg);
 /* Cuts what a dead append-lock holder left after the published head (append.c). */
 int log_repair_tail(struct log *lg);
 /* Cuts the log right after the record at pos: truncates its segment (fdatasync'ed when

@@ -443,9 +443,9 @@ START_TEST(test_torn_tail_every_offset)
     size_t len, written;
     unsigned char *whole = lt_slurp(seg, &written);
     ck_assert_ptr_nonnull(whole);
-    len = (size_t)lt_data_size(seg); /* the zeros written ahead are not cut here */
+    len = (size_t)lt_data_size(seg);
     ck_assert_uint_gt(len, before);
-    ck_assert_uint_gt(written, len);
+    ck_assert_uint_eq(written, len); /* the last user's close cut the zeros written ahead */
 
     for (size_t cut = before; cut < len; cut++) {
         lt_write_file(seg, whole, cut);
@@ -516,6 +516,7 @@ START_TEST(test_zeros_ahead)
     char seg[4200];
     snprintf(seg, sizeof seg, "%s", lt_seg(dir, 1));
     uint64_t data = lt_data_size(seg), size = file_size(seg);
+    size_t data_len;
     ck_assert_uint_ge(size, data + (512u << 10));
     struct log_stats st;
     ck_assert_int_eq(log_stats(lg, &st), 0);
@@ -538,25 +539,40 @@ START_TEST(test_zeros_ahead)
     ck_assert_uint_le(pread_bytes, rec.length);
     log_reader_close(rd);
     ck_assert_uint_eq(file_size(seg), size); /* written into the zeros */
-    /* A read-only open and verify, beside the writer and after it closed. */
+    /* A read-only open and verify beside the writer. */
     struct log *ro = open_ro(dir);
     ck_assert_uint_eq(log_head(ro), 4);
     ck_assert_int_eq(log_stats(ro, &st), 0);
     ck_assert_uint_eq(st.bytes, lt_data_size(seg));
     log_close(ro);
     expect_clean(dir, 4);
+    /* The last read-write user to close the log cuts them (a stopped log's files end with
+     * their last record); one that is not the last leaves them to the others. */
+    struct log *other = lt_open(dir, 0);
+    log_close(other);
+    ck_assert_uint_eq(file_size(seg), size);
+    lt_append_n(lg, 5, 1, 50);
     log_close(lg);
-    expect_clean(dir, 4);
-    /* Recovery cuts them, quietly; the next append writes them again. */
+    ck_assert_uint_eq(file_size(seg), lt_data_size(seg));
+    expect_clean(dir, 5);
+    /* Zeros left by a process that died are cut by the recovery, quietly (and by nothing
+     * else when the log is opened read-only); the next append writes them again. */
+    unsigned char *buf = lt_slurp(seg, &data_len);
+    buf = xrealloc(buf, data_len + (700u << 10));
+    memset(buf + data_len, 0, 700u << 10);
+    lt_write_file(seg, buf, data_len + (700u << 10));
+    free(buf);
+    expect_clean(dir, 5);
+    ck_assert_uint_eq(file_size(seg), data_len + (700u << 10));
     lt_stderr_begin();
     lg = lt_open(dir, 0);
     const char *report = lt_stderr_end();
     ck_assert_msg(!strstr(report, "torn") && !strstr(report, "cut"), "report: %s", report);
-    ck_assert_uint_eq(file_size(seg), lt_data_size(seg));
-    lt_append_n(lg, 5, 1, 50);
+    ck_assert_uint_eq(file_size(seg), data_len);
+    lt_append_n(lg, 6, 1, 50);
     ck_assert_uint_gt(file_size(seg), lt_data_size(seg));
     log_close(lg);
-    expect_clean(dir, 5);
+    expect_clean(dir, 6);
 }
 END_TEST
 
