@@ -78,6 +78,11 @@ int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, stru
         log_set_error(lg, "segment %s offset %" PRIu64 ": position %" PRIu64 " not found", path, sc.end, pos);
         goto fail;
     }
+    uint64_t written = sc.end;
+    if (sc.size > sc.end && (err = log_seg_written_end(fd, sc.end, sc.size, &written)) != 0) {
+        log_set_error(lg, "cannot read segment %s: %s", path, strerror(-err));
+        goto fail;
+    }
     if (sc.size > sc.end && log_io.ftruncate(fd, (off_t)sc.end) < 0) {
         err = -errno;
         log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
@@ -95,10 +100,12 @@ int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, stru
                       strerror(-err));
         goto fail;
     }
-    *out = (struct log_cut){ .seg = seg, .end = sc.end, .bytes = sc.size - sc.end, .removed = removed };
-    if (sc.size > sc.end || removed > 0)
+    *out = (struct log_cut){ .seg = seg, .end = sc.end, .bytes = written - sc.end, .removed = removed };
+    /* Zeros alone (written ahead of the head) are not worth a warning. */
+    if (written > sc.end || removed > 0)
         EFLOG_WARN("log: cut %s after position=%" PRIu64 " segment=%s offset=%" PRIu64 " bytes=%" PRIu64
-                 " segments_removed=%d", what, pos, path, sc.end, sc.size - sc.end, removed);
+                   " zero_bytes=%" PRIu64 " segments_removed=%d", what, pos, path, sc.end, written - sc.end,
+                   sc.size - written, removed);
 fail:
     if (fd >= 0)
         log_io.close(fd);

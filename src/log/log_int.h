@@ -154,6 +154,11 @@ int log_seg_scan(int fd, uint64_t first, uint64_t stop_pos, struct log_seg_scan 
  * of the head (append.c), not a torn record. */
 int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *all_zero);
 
+/* Where the bytes written in [from, size) end: just after the last non-zero one, rounded
+ * up to the records' 8-byte alignment (from when all are zero: the zeros written ahead of
+ * the head). Returns 0 or a negative errno. */
+int log_seg_written_end(int fd, uint64_t from, uint64_t size, uint64_t *end);
+
 /* The position of the last record of a segment that ends with a whole record (a sealed
  * one), found from the end of the file (one read, usually). Returns 1 with *pos set, 0 if
  * the file does not end with a valid record (damage that log_verify reports), or -errno. */
@@ -200,7 +205,8 @@ int log_repair_tail(struct log *lg);
  * sync) and removes the segments after it, then syncs the directory if it removed any.
  * LOG_ECORRUPT when pos is not found whole. Logs what it cut, as `what` (append.c). */
 struct log_cut {
-    uint64_t seg, end, bytes; /* pos's segment, the offset after pos, the bytes cut from it */
+    uint64_t seg, end;  /* pos's segment, the offset after pos */
+    uint64_t bytes;     /* the bytes cut from it, not counting the zeros written ahead */
     int removed;              /* whole segments removed */
 };
 int log_cut_after(struct log *lg, uint64_t pos, int sync, const char *what, struct log_cut *out);

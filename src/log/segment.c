@@ -295,6 +295,35 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *
     return ret;
 }
 
+int log_seg_written_end(int fd, uint64_t from, uint64_t size, uint64_t *end)
+{
+    enum { CHUNK = 64 * 1024 };
+    unsigned char *buf = xmalloc(CHUNK);
+    uint64_t at = size;
+    int ret = 0;
+    *end = from;
+    while (at > from && ret == 0) {
+        size_t n = at - from < CHUNK ? (size_t)(at - from) : CHUNK;
+        int r = read_exact(fd, buf, n, at - n);
+        if (r != 0) {
+            ret = r < 0 ? r : 0; /* shrank under us: whatever is left counts as written */
+            *end = r < 0 ? from : at;
+            break;
+        }
+        size_t i = n;
+        while (i > 0 && buf[i - 1] == 0)
+            i--;
+        if (i > 0) {
+            uint64_t e = ((at - n + i) + 7) & ~(uint64_t)7;
+            *end = e < size ? e : size;
+            break;
+        }
+        at -= n;
+    }
+    free(buf);
+    return ret;
+}
+
 /* How much of a sealed segment's end is searched for its last record, in two steps, before
  * falling back to a scan from the start (records are usually far smaller). */
 #define FIRST_WINDOW (4u * 1024)
