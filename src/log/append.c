@@ -212,13 +212,17 @@ static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
  * as before.
  *
  * Failing to write the zeros is not an error: the record was written already, the zeros
- * are given back (best effort) and the next sync commits a new size, as without them. */
+ * are given back (best effort) and the next sync commits a new size, as without them.
+ * Not done on copy-on-write filesystems (log.c, zero_ahead_pays), where overwriting the
+ * zeros costs what appending does. */
 #define ZERO_AHEAD ((uint64_t)1 << 20)
 #define ZERO_BUF (64u << 10)
 
 static void zero_ahead(struct log *lg, uint64_t seg, uint64_t end)
 {
     static const unsigned char zeros[ZERO_BUF];
+    if (!lg->zero_ahead)
+        return;
     struct log_control *c = lg->ctl;
     uint64_t have = atomic_load_explicit(&c->zero_seg, memory_order_relaxed) == seg
                         ? atomic_load_explicit(&c->zero_end, memory_order_relaxed)

@@ -3,15 +3,18 @@
 #include "log/io.h"
 #include "log/log_int.h"
 #include "util/ef_error.h"
+#include "util/fskind.h"
 #include "util/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The description of the last failed log_open() of this thread. */
 static _Thread_local char open_error[LOG_ERR_LEN];
@@ -52,6 +55,19 @@ static int ensure_dir(struct log *lg)
     return mkdir(lg->dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
+/* On a copy-on-write filesystem an overwrite of the zeros needs new blocks and a metadata
+ * commit as much as an append does: writing them first would only double the writes. When
+ * the filesystem cannot be told, they are written. */
+static int zero_ahead_pays(const struct log *lg)
+{
+    int fd = open(lg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    int cow = ef_fs_copies_on_write(fd);
+    close(fd);
+    return cow != 1;
+}
+
 int log_open(const char *dir, const struct log_options *opt, struct log **out)
 {
     struct log *lg = xcalloc(1, sizeof *lg);
@@ -75,6 +91,7 @@ int log_open(const char *dir, const struct log_options *opt, struct log **out)
         err = log_scan_head(lg, &lg->ro_head, &lg->ro_seg, &lg->ro_off);
     } else {
         err = log_control_open(lg);
+        lg->zero_ahead = err == 0 && zero_ahead_pays(lg);
     }
     if (err)
         goto fail;

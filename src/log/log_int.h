@@ -89,6 +89,7 @@ struct log {
     struct log_control *ctl; /* NULL when read-only */
     int users_fd;            /* LOCK_SH on users.lock for the life of the handle */
     pid_t opener;            /* the process that opened it (a forked child shares users_fd's lock) */
+    int zero_ahead;          /* write zeros ahead of the head (append.c): not where it buys nothing */
     /* Used only by the append-lock holder (the mutex serializes threads too). */
     struct log_segfd app;
     /* The thread of this process holding the append lock through lg, 0 when none. Atomic

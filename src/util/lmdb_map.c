@@ -4,30 +4,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
+#include "util/fskind.h"
 #include "util/path.h"
-
-#ifndef BCACHEFS_SUPER_MAGIC
-#define BCACHEFS_SUPER_MAGIC 0xca451a4e
-#endif
-
-/* Copy-on-write filesystems write every overwritten block somewhere new, so blocks reserved
- * by fallocate do not cover stores into the map: there a full disk can still fail a store
- * (SIGBUS), and the map must not be writable. */
-static int copy_on_write(int fd)
-{
-    struct statfs sf;
-    if (fstatfs(fd, &sf) < 0)
-        return -errno;
-    return (unsigned long)sf.f_type == (unsigned long)BTRFS_SUPER_MAGIC ||
-           (unsigned long)sf.f_type == (unsigned long)BCACHEFS_SUPER_MAGIC;
-}
 
 int ef_mdb_reserve(MDB_env *env, size_t bytes)
 {
@@ -35,7 +18,8 @@ int ef_mdb_reserve(MDB_env *env, size_t bytes)
     int rc = mdb_env_get_fd(env, &fd);
     if (rc)
         return rc > 0 ? -rc : -EBADF;
-    if ((rc = copy_on_write(fd)) != 0)
+    /* Copy on write: an overwrite needs new blocks whatever was reserved. */
+    if ((rc = ef_fs_copies_on_write(fd)) != 0)
         return rc < 0 ? rc : -EOPNOTSUPP;
     /* LMDB's own descriptor: opening and closing another one of data.mdb would drop the
      * process's POSIX locks on the file (see falloc.h). */
