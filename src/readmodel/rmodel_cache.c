@@ -375,7 +375,19 @@ static const struct wc_entry *find(const struct rmodel_cache *c, enum rmodel_dbi
 
 static void resize(struct rmodel_cache *c, size_t ncap);
 
-static void grow(struct rmodel_cache *c) { resize(c, c->cap ? 2 * c->cap : 4096); }
+/* A live cache's table starts at the size it reaches anyway: WC_KEEP_MAX rows kept across
+ * transactions, up to twice that within one before its commit drops the orders, at most
+ * half full. Growing to it by doublings moved every entry into new memory each time, whose
+ * pages the kernel zeroes at first touch: the last two doublings stopped a live tailer's
+ * fold for 22 and 27 ms (bench/README.md). A table that size is calloc'ed memory mapped on
+ * demand: a page costs its fault when a row first lands in it, not all at once. A bulk
+ * txn's table grows from small, sized by what the rebuild holds. */
+#define WC_LIVE_SLOTS (4 * (size_t)WC_KEEP_MAX)
+
+static void grow(struct rmodel_cache *c)
+{
+    resize(c, c->cap ? 2 * c->cap : c->bulk ? 4096 : WC_LIVE_SLOTS);
+}
 
 /* Moves the entries into a table of ncap slots (a power of two, more than twice used). */
 static void resize(struct rmodel_cache *c, size_t ncap)
