@@ -67,7 +67,7 @@ CFLAGS="-std=gnu17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,unde
 
 # The project sources each harness is built from: the module under test and the shared
 # utilities it uses (not util/cli.c and util/config.c, which programs need, not modules).
-UTIL="$SRC/src/util/xalloc.c $SRC/src/util/eflog.c $SRC/src/util/clock.c $SRC/src/util/sbuf.c $SRC/src/util/crc32c.c $SRC/src/util/falloc.c $SRC/src/util/durable.c $SRC/src/util/ef_error.c $SRC/src/util/path.c"
+UTIL="$SRC/src/util/xalloc.c $SRC/src/util/eflog.c $SRC/src/util/clock.c $SRC/src/util/sbuf.c $SRC/src/util/crc32c.c $SRC/src/util/falloc.c $SRC/src/util/fskind.c $SRC/src/util/durable.c $SRC/src/util/ef_error.c $SRC/src/util/path.c"
 sources() {
     case $1 in
     record) echo "$SRC"/src/log/record.c "$UTIL" ;;
