@@ -141,11 +141,7 @@ uint64_t log_durable(const struct log *lg)
     return atomic_load_explicit(&lg->ctl->durable, memory_order_acquire);
 }
 
-/* The newest segment and the end of its last record, when this handle knows them: 1, or 0
- * when it does not (a follow handle before a writer is live). From the control block,
- * head_off is stored before head_seg: a roll between the two loads may pair the old
- * segment with the new one's (smaller) offset, once per segment, for an instant. */
-static int newest_end(const struct log *lg, uint64_t *seg, uint64_t *off)
+int log_head_end(const struct log *lg, uint64_t *seg, uint64_t *off)
 {
     const struct log_control *c = lg->ctl ? lg->ctl : lg->fw ? log_follow_ctl(lg) : NULL;
     if (c) {
@@ -174,7 +170,7 @@ int log_stats(struct log *lg, struct log_stats *st)
     st->durable_position = log_durable(lg);
     st->segments = n;
     uint64_t head_seg = 0, head_off = 0;
-    int known = newest_end(lg, &head_seg, &head_off);
+    int known = log_head_end(lg, &head_seg, &head_off);
     for (size_t i = 0; i < n; i++) {
         char *path = log_seg_path(lg->dir, segs[i]);
         struct stat sst;

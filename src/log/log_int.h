@@ -109,6 +109,13 @@ struct log {
     char err[LOG_ERR_LEN];
 };
 
+/* The newest segment and the end of its last record, when this handle knows them (from the
+ * control block, or found by a read-only open): 1, or 0 when it does not (a follow handle
+ * before a writer is live). head_off is stored before head_seg, so a roll between the two
+ * loads may pair the old segment with the new one's smaller offset, for an instant: use
+ * the result as a hint or a figure, never to decide what a record is (log.c). */
+int log_head_end(const struct log *lg, uint64_t *seg, uint64_t *off);
+
 /* Records the last error (on lg, or thread-locally for a failed open when lg is NULL). */
 void log_set_error(struct log *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -149,11 +156,13 @@ struct log_seg_scan {
 /* Scans fd (segment named first) from offset 0 while records are valid and dense, stopping
  * after stop_pos (UINT64_MAX: to the end). Returns 0 or a negative errno. */
 int log_seg_scan(int fd, uint64_t first, uint64_t stop_pos, struct log_seg_scan *out);
-/* Looks for any checksum-valid record at an 8-byte aligned offset in [from, size):
- * returns 1 and its offset, 0 if none, or a negative errno. When it returns 0, *all_zero
- * (if not NULL) tells whether every byte of [from, size) is zero: the zeros written ahead
- * of the head (append.c), not a torn record. */
-int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *all_zero);
+
+/* What follows a segment's last whole record, at end, up to size: only zeros (written
+ * ahead of the head by appends, append.c), a torn tail (other bytes, but no valid record),
+ * or damage (a checksum-valid record after it, at *at). */
+enum log_tail { LOG_TAIL_ZEROS, LOG_TAIL_TORN, LOG_TAIL_DAMAGE };
+/* Returns an enum log_tail, or a negative errno. */
+int log_seg_judge_tail(int fd, uint64_t end, uint64_t size, uint64_t *at);
 
 /* Where the bytes written in [from, size) end: just after the last non-zero one, rounded
  * up to the records' 8-byte alignment (from when all are zero: the zeros written ahead of

@@ -152,19 +152,11 @@ static int reader_cross(struct log_reader *rd, int st, int open)
 }
 
 /* Where the records of rd's segment end, when it is the newest one and the handle knows
- * its head; else 0. A hint for segbuf reads (log_int.h, log_segbuf.end): head_off is
- * stored before head_seg, so a roll between the two loads can pair this segment with the
- * next one's smaller offset. */
+ * its head; else 0 (no limit). A hint for segbuf reads (log_int.h, log_segbuf.end). */
 static uint64_t reader_data_end(const struct log_reader *rd)
 {
-    const struct log *lg = rd->lg;
-    const struct log_control *c = lg->ctl ? lg->ctl : lg->fw ? log_follow_ctl(lg) : NULL;
-    if (c) {
-        uint64_t seg = atomic_load_explicit(&c->head_seg, memory_order_acquire);
-        uint64_t off = atomic_load_explicit(&c->head_off, memory_order_acquire);
-        return seg == rd->seg && off > 0 ? off : 0;
-    }
-    return lg->read_only && !lg->fw && lg->ro_seg == rd->seg && lg->ro_off > 0 ? lg->ro_off : 0;
+    uint64_t seg, off;
+    return log_head_end(rd->lg, &seg, &off) && seg == rd->seg ? off : 0;
 }
 
 int log_reader_next(struct log_reader *rd, uint64_t limit, struct log_record *rec)

@@ -96,13 +96,12 @@ static int settle_tail(struct log *lg, int fd, const char *path, const struct lo
     if (sc->end == sc->size)
         return 0;
     uint64_t at;
-    int zeros = 0;
-    int r = log_seg_find_valid(fd, sc->end, sc->size, &at, &zeros);
+    int r = log_seg_judge_tail(fd, sc->end, sc->size, &at);
     if (r < 0) {
         log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
         return r;
     }
-    if (r > 0) {
+    if (r == LOG_TAIL_DAMAGE) {
         log_set_error(lg, "segment %s offset %" PRIu64 ": unverifiable record followed by a valid one at offset %" PRIu64,
                       path, sc->end, at);
         return LOG_ECORRUPT;
@@ -114,8 +113,7 @@ static int settle_tail(struct log *lg, int fd, const char *path, const struct lo
         log_set_error(lg, "cannot truncate segment %s: %s", path, strerror(errno));
         return err;
     }
-    /* Nothing but zeros: what appends write ahead of the head (append.c), not damage. */
-    if (zeros)
+    if (r == LOG_TAIL_ZEROS)
         EFLOG_DEBUG("log: zeros after the last record trimmed segment=%s offset=%" PRIu64 " bytes=%" PRIu64,
                     path, sc->end, sc->size - sc->end);
     else

@@ -242,40 +242,23 @@ static int valid_at(int fd, uint64_t off, uint64_t size, unsigned char **tmp, si
     return st == RECORD_OK || st == RECORD_VERSION;
 }
 
-int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *all_zero)
+/* Looks for any checksum-valid record at an 8-byte aligned offset in [from, size):
+ * returns 1 and its offset, 0 if none, or a negative errno. */
+static int find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at)
 {
     uint64_t start = (from + 7) & ~(uint64_t)7;
     unsigned char *chunk = xmalloc(SEGBUF_MIN), *tmp = NULL;
     size_t tmpcap = 0;
-    int ret = 0, zero = 1;
-    /* The unaligned head [from, start) holds no record but counts for all_zero. */
-    if (start > from && from < size) {
-        size_t n = (size_t)((start < size ? start : size) - from);
-        ret = read_exact(fd, chunk, n, from);
-        for (size_t i = 0; ret == 0 && i < n; i++)
-            zero &= chunk[i] == 0;
-        ret = ret > 0 ? 0 : ret;
-    }
+    int ret = 0;
     for (uint64_t base = start; base < size && ret == 0; base += SEGBUF_MIN) {
         size_t n = size - base < SEGBUF_MIN ? (size_t)(size - base) : SEGBUF_MIN;
         int r = read_exact(fd, chunk, n, base);
-        if (r < 0) {
-            ret = r;
+        if (r != 0) {
+            ret = r < 0 ? r : 0; /* shorter than it was: nothing more to look at */
             break;
         }
-        if (r > 0) {
-            zero = 0; /* shrank under us: not the zeros of a quiet tail */
-            break;
-        }
-        for (size_t i = 0; i < n; i += 8) {
-            uint64_t word = 0;
-            memcpy(&word, chunk + i, n - i < 8 ? n - i : 8);
-            if (word == 0)
-                continue;
-            zero = 0;
+        for (size_t i = 0; i + 4 <= n; i += 8) {
             uint32_t magic;
-            if (i + 4 > n)
-                continue;
             memcpy(&magic, chunk + i, 4);
             if (le32toh(magic) != LOG_RECORD_MAGIC)
                 continue;
@@ -290,8 +273,6 @@ int log_seg_find_valid(int fd, uint64_t from, uint64_t size, uint64_t *at, int *
     }
     free(chunk);
     free(tmp);
-    if (ret == 0 && all_zero)
-        *all_zero = zero;
     return ret;
 }
 
@@ -322,6 +303,17 @@ int log_seg_written_end(int fd, uint64_t from, uint64_t size, uint64_t *end)
     }
     free(buf);
     return ret;
+}
+
+int log_seg_judge_tail(int fd, uint64_t end, uint64_t size, uint64_t *at)
+{
+    uint64_t written;
+    int r = log_seg_written_end(fd, end, size, &written);
+    if (r == 0 && written > end)
+        r = find_valid(fd, end, size, at);
+    if (r < 0)
+        return r;
+    return r > 0 ? LOG_TAIL_DAMAGE : written > end ? LOG_TAIL_TORN : LOG_TAIL_ZEROS;
 }
 
 /* How much of a sealed segment's end is searched for its last record, in two steps, before

@@ -41,16 +41,15 @@ static int verify_segment(struct log *lg, uint64_t seg, int newest, uint64_t *ex
         /* The newest segment may end in zeros written ahead of the head, a record being
          * written right now, or a torn tail that the next read-write open cuts: only a valid
          * record after it is damage. */
-        int zeros = 0;
-        int r = log_seg_find_valid(fd, sc.end, sc.size, &at, &zeros);
+        int r = log_seg_judge_tail(fd, sc.end, sc.size, &at);
         if (r < 0) {
             err = r;
             log_set_error(lg, "cannot read segment %s: %s", path, strerror(-r));
             goto fail;
         }
-        if (r == 0 && zeros) /* written ahead of the head by appends (append.c) */
+        if (r == LOG_TAIL_ZEROS)
             goto fail;
-        if (r == 0) {
+        if (r == LOG_TAIL_TORN) {
             EFLOG_INFO("log: verify found an incomplete tail segment=%s offset=%" PRIu64 " bytes=%" PRIu64,
                      path, sc.end, sc.size - sc.end);
             goto fail;

@@ -504,7 +504,6 @@ START_TEST(test_torn_tail_every_offset)
 }
 END_TEST
 
-/* Garbage that is followed by a valid record is damage, not a torn tail. */
 /* Appends write zeros ahead of the head, so that most fdatasyncs need not commit a new
  * file size: the newest segment is longer than its records, with nothing but zeros after
  * them, and every reader, verify and a read-only open see only the records. */
@@ -576,6 +575,7 @@ START_TEST(test_zeros_ahead)
 }
 END_TEST
 
+/* Garbage that is followed by a valid record is damage, not a torn tail. */
 START_TEST(test_damage_before_tail)
 {
     const char *dir = newdir("damage");
