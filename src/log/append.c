@@ -240,11 +240,11 @@ static void zero_ahead(struct log *lg, uint64_t seg, uint64_t end)
             break;
         at += (uint64_t)r;
     }
+    /* A failed write gives back what it wrote (a full disk wants the space for records);
+     * if that cut fails too, the zeros written stay, and zero_end says how far they go. */
     if (at < to && at > end && log_io.ftruncate(lg->app.fd, (off_t)end) == 0)
         at = end;
-    /* After a failed ftruncate the file is longer than `at` says, and zero there: writing
-     * the zeros again later is all that can come of it. */
-    set_zero_end(c, seg, at > end ? at : end);
+    set_zero_end(c, seg, at);
 }
 
 void log_trim_zeros(struct log *lg)
