@@ -200,9 +200,10 @@ static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
  * Why: an fdatasync after a write that grew the file must also commit the file's new size
  * (on ext4 a journal commit: about 20 us more CPU per sync on this project's machines, and
  * a slower sync), while one after overwriting blocks that were already written is a data
- * flush alone. So the append-lock holder keeps between ZERO_AHEAD / 2 and 1.5 * ZERO_AHEAD
- * zero bytes written after the last record, and records overwrite them: about one sync
- * in a thousand commits a new size. PostgreSQL (wal_init_zero) and etcd do the same.
+ * flush alone. So when a record runs past the zeros, the append-lock holder writes zeros
+ * from its end up to the MiB boundary at least ZERO_AHEAD / 2 beyond it (0.5 to 1.5 MiB),
+ * and the next records overwrite them: one sync per MiB of records commits a new size.
+ * PostgreSQL (wal_init_zero) and etcd do the same.
  *
  * What that changes for the files: the newest segment may end in zeros after its last
  * record. Readers never read past the published head; a zero magic reads as

@@ -24,7 +24,7 @@
  *    created, and never modified after that (sealed). The directory is fsync'ed after a
  *    segment is created or removed.
  *  - The newest segment's file runs on past its last record with zeros, written ahead by
- *    appends (0.5 to 1.5 MiB, never past segment_bytes) so that most fdatasyncs need not
+ *    appends (up to 1.5 MiB, never past segment_bytes) so that most fdatasyncs need not
  *    commit a new file size (append.c, zero_ahead). Nothing reads past the head;
  *    log_stats counts records, not those zeros.
  *  - Recovery on open (the first opener after all processes exited, e.g. after a crash or a
