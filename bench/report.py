@@ -318,12 +318,29 @@ def ryw_rows(R, targets):
                  "503s" % (fmt(g("ryw", "ryw_%s_commands_per_second" % case)), what,
                            g("ryw", "ryw_%s_samples" % case, str), fmt(100 * g("ryw", "ryw_%s_cpu_busy" % case))))
         tgt, ok = "—", "—"
+        value = "%s / %s / %s ms, %s" % (fmt(p50, 2), fmt(p99, 2), fmt(mx, 1), fmt(n503))
+        floor = "plain GET, same client: %s / %s / %s ms" % (fmt(f50, 2), fmt(f99, 2), fmt(fmx, 1))
+        # Stops of the whole machine (its host not running it: bench/vm_stall_watch.py) stop
+        # every process alike; the max is judged on the samples none of them overlapped, and
+        # both are shown.
+        mx_run, stops = mx, ""
+        if g("ryw", "ryw_%s_vm_watched" % case) == 1:
+            n_stops = g("ryw", "ryw_%s_vm_stops" % case)
+            if n_stops:
+                mx_run = g("ryw", "ryw_%s_max_running_ms" % case)
+                stops = ("; the machine stopped %s times (longest %s ms), during %s samples: max %s ms "
+                         "without them (plain GET %s ms)"
+                         % (fmt(n_stops), fmt(g("ryw", "ryw_%s_vm_stop_max_ms" % case)),
+                            fmt(g("ryw", "ryw_%s_vm_stopped_samples" % case)), fmt(mx_run, 1),
+                            fmt(g("ryw", "ryw_%s_plain_max_running_ms" % case), 1)))
+        else:
+            stops = "; stops of the machine not watched"
         if case == "busy":
-            good = p99 <= RYW_BUSY_P99_MAX_MS and mx <= RYW_BUSY_MAX_MAX_MS and n503 == 0
+            good = p99 <= RYW_BUSY_P99_MAX_MS and mx_run <= RYW_BUSY_MAX_MAX_MS and n503 == 0
             targets.append(("RYW under mixed load", good))
-            tgt, ok = "p99 ≤ %g ms, max ≤ %g ms, no 503" % (RYW_BUSY_P99_MAX_MS, RYW_BUSY_MAX_MAX_MS), met(good)
-        rows.append([label, "%s / %s / %s ms, %s" % (fmt(p50, 2), fmt(p99, 2), fmt(mx, 1), fmt(n503)),
-                     "plain GET, same client: %s / %s / %s ms" % (fmt(f50, 2), fmt(f99, 2), fmt(fmx, 1)),
+            tgt, ok = ("p99 ≤ %g ms, max ≤ %g ms (outside stops of the machine), no 503"
+                       % (RYW_BUSY_P99_MAX_MS, RYW_BUSY_MAX_MAX_MS), met(good))
+        rows.append([label, value + stops, floor,
                      "%.2f× / %.2f× / %.2f×" % (ratio(p50, f50), ratio(p99, f99), ratio(mx, fmx)), tgt, ok])
     return rows
 

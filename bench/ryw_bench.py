@@ -13,7 +13,9 @@ the samples of a case pooled:
         as they are answered (wrk, bench/http_get_ids.lua): both cores busy
 For each: p50, p99 and max of the delay, the number of 503 answers (not_caught_up: the
 read model did not reach the position within the default wait of 2 s), the commands/s
-reached and how busy the machine's CPUs were. The tailer's batches are read from its
+reached and how busy the machine's CPUs were. Stops of the whole machine (a virtual
+machine's CPUs not run by its host: bench/vm_stall_watch.py) are watched for during the
+samples; the max is also given without the samples that overlapped one. The tailer's batches are read from its
 /proc/PID/schedstat (CPU time, time waiting for a CPU, timeslices) around each case.
 
 Environment: EF_BUILDDIR, EF_SRCDIR, EF_NGINX (as for the tests), EF_BENCH_WORKERS (4),
@@ -89,10 +91,51 @@ def stop_wrk(p):
         p.communicate(timeout=30)
 
 
+class StallWatch:
+    """bench/vm_stall_watch.py on every CPU of this process, for as long as the with block
+    runs; .stalls: the (start, end) of each stop seen (time.monotonic() seconds), .ok:
+    whether every watcher could run (real-time priority needs root or CAP_SYS_NICE)."""
+
+    def __enter__(self):
+        self.procs, self.stalls, self.ok = [], [], True
+        for cpu in sorted(os.sched_getaffinity(0)):
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "vm_stall_watch.py"), str(cpu)],
+                                 stdout=subprocess.PIPE, text=True)
+            self.procs.append(p)
+            if p.stdout.readline().strip() != "ready":
+                self.ok = False
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()  # our own child, by its PID
+            out = p.communicate(timeout=30)[0]
+            for line in out.splitlines():
+                f = line.split()
+                if len(f) == 3 and f[0] == "STALL":
+                    self.stalls.append((float(f[1]), float(f[2])))
+        return False
+
+    def overlaps(self, t0, t1):
+        return any(s < t1 and e > t0 for s, e in self.stalls)
+
+    def merged(self):
+        """The stops, those seen on several CPUs at once counted once."""
+        out = []
+        for s, e in sorted(self.stalls):
+            if out and s < out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], e))
+            else:
+                out.append((s, e))
+        return out
+
+
 def sample(c, users, n, sampler_rate):
-    """n samples; returns (delays ms, 503 count, commands/s in all during them)."""
+    """n samples; returns (delays ms, 503 count, commands/s in all during them, plain GET
+    delays ms, the (start, end) of each delay and of each plain GET, time.monotonic())."""
     k = c.client()
-    d, n503, plain = [], 0, []
+    d, n503, plain, spans, plain_spans = [], 0, [], [], []
     gap = 1.0 / sampler_rate
     try:
         h0, t_start = c.head(), time.monotonic()
@@ -109,17 +152,20 @@ def sample(c, users, n, sampler_rate):
                 expect(r, 200)
                 check(r.position >= w.position, "read-your-writes broken: %r after %d" % (r, w.position))
             d.append((t1 - t0) * 1000)
+            spans.append((t0, t1))
             # The floor: a plain GET (no Min-Position) of another user, right after.
             t0 = time.monotonic()
             expect(k.get("/api/users/%s" % users[(i + 1) % len(users)]), 200)
-            plain.append((time.monotonic() - t0) * 1000)
+            t1 = time.monotonic()
+            plain.append((t1 - t0) * 1000)
+            plain_spans.append((t0, t1))
             pause = t_next - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
         rate = (c.head() - h0) / (time.monotonic() - t_start)
     finally:
         k.close()
-    return d, n503, rate, plain
+    return d, n503, rate, plain, spans, plain_spans
 
 
 def run_case(c, name, users, ufile, ifile, ofile_users, n, acc):
@@ -150,7 +196,8 @@ def run_case(c, name, users, ufile, ifile, ofile_users, n, acc):
         if nice is not None:
             set_nice(tailer, nice)
         s0, t0 = schedstat(tailer), cpu_ticks()
-        d, n503, rate, plain = sample(c, users, n, sampler_rate)
+        with StallWatch() as sw:
+            d, n503, rate, plain, spans, plain_spans = sample(c, users, n, sampler_rate)
         s1 = schedstat(tailer)
         busy, total = (a - b for a, b in zip(cpu_ticks(), t0))
     finally:
@@ -158,16 +205,46 @@ def run_case(c, name, users, ufile, ifile, ofile_users, n, acc):
             stop_wrk(p)
         if nice is not None:
             set_nice(c.pid("tailer"), 0)
-    a = acc.setdefault(name, [[], 0, [], [], [0, 0, 0], []])
+    a = acc.setdefault(name, [[], 0, [], [], [0, 0, 0], [], [], [], [], True])
     a[5] += plain
     a[0] += d
+    # The delays of the samples that no stop of the machine overlapped.
+    a[6] += [x for x, (t0, t1) in zip(d, spans) if not sw.overlaps(t0, t1)]
+    a[7] += [x for x, (t0, t1) in zip(plain, plain_spans) if not sw.overlaps(t0, t1)]
+    a[8] += sw.merged()
+    a[9] = a[9] and sw.ok
     a[1] += n503
     a[2].append(rate)
     a[3].append(busy / total if total else float("nan"))
     a[4] = [x + y - z for x, y, z in zip(a[4], s1, s0)]
-    print("  %s round: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d x 503, %.0f commands/s, CPU %.0f%%"
+    stops = sw.merged()
+    print("  %s round: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d x 503, %.0f commands/s, CPU %.0f%%; "
+          "%s"
           % (name, len(d), pct(sorted(d), 0.5), pct(sorted(d), 0.99), max(d), n503, rate,
-             100 * a[3][-1]), flush=True)
+             100 * a[3][-1], ("machine stopped %d times (longest %.0f ms)"
+                              % (len(stops), max((e - s) * 1000 for s, e in stops)) if stops else
+                              "no stop of the machine") if sw.ok else "stops of the machine not watched"),
+          flush=True)
+
+
+def emit_stops(name, d, d_run, plain_run, stops, watched):
+    """The stops of the machine seen during a case's samples, and the max of the samples
+    that none of them overlapped."""
+    emit("ryw_%s_vm_watched" % name, 1 if watched else 0)
+    if not watched:
+        print("%s: stops of the machine not watched (bench/vm_stall_watch.py needs real-time priority)"
+              % name, flush=True)
+        return
+    longest = max([(e - s) * 1000 for s, e in stops] or [0])
+    emit("ryw_%s_vm_stops" % name, len(stops))
+    emit("ryw_%s_vm_stop_max_ms" % name, "%.1f" % longest)
+    emit("ryw_%s_vm_stopped_samples" % name, len(d) - len(d_run))
+    emit("ryw_%s_max_running_ms" % name, "%.3f" % max(d_run or [0]))
+    emit("ryw_%s_plain_max_running_ms" % name, "%.3f" % max(plain_run or [0]))
+    print("%s: the machine stopped %d times (longest %.1f ms), during %d samples; without them: "
+          "read-your-writes max %.2f ms, plain GET max %.2f ms"
+          % (name, len(stops), longest, len(d) - len(d_run), max(d_run or [0]), max(plain_run or [0])),
+          flush=True)
 
 
 def main():
@@ -190,8 +267,9 @@ def main():
             for name in CASES:
                 run_case(c, name, users, ufile, ifile, ufile, per_round, acc)
         for name in CASES:
-            d, n503, rates, cpu, st, plain = acc[name]
+            d, n503, rates, cpu, st, plain, d_run, plain_run, stops, watched = acc[name]
             plain.sort()
+            emit_stops(name, d, d_run, plain_run, stops, watched)
             emit("ryw_%s_plain_p50_ms" % name, "%.3f" % pct(plain, 0.5))
             emit("ryw_%s_plain_p99_ms" % name, "%.3f" % pct(plain, 0.99))
             emit("ryw_%s_plain_max_ms" % name, "%.3f" % plain[-1])
