@@ -15,13 +15,17 @@ EF_BENCH_SNAPSHOT_SECONDS (default 40): a deposit, then GET of that user with Mi
 the deposit's Log-Position, one after the other. A thread reads the tailer's log as it grows and
 stamps each "snapshot taken ... ms=M" line with the time it appeared, which gives each
 snapshot's copy interval [appeared - M, appeared]. Samples whose request overlapped a copy
-count as "during a snapshot", the others as "between snapshots".
+count as "during a snapshot", the others as "between snapshots". Stops of the whole machine
+(its host not running its CPUs, bench/vm_stall_watch.py) are watched for while sampling, and
+the max of the samples during a snapshot is also given without those that overlapped one.
 
 Writes key=value lines:
   snapshot_events snapshot_model_bytes (the largest snapshot's bytes) snapshot_count
   snapshot_copy_ms_max snapshot_load_commands_per_second
   ryw_snap_samples ryw_snap_p50_ms ryw_snap_p99_ms ryw_snap_max_ms ryw_snap_503
   ryw_between_samples ryw_between_p50_ms ryw_between_p99_ms ryw_between_max_ms ryw_between_503
+  ryw_snap_vm_watched, and when 1: ryw_snap_vm_stops ryw_snap_vm_stop_max_ms
+  ryw_snap_vm_stopped_samples ryw_snap_max_running_ms
 Exits non-zero naming the cause when a step fails or no snapshot was taken while sampling.
 Environment: EF_BUILDDIR, EF_SRCDIR, EF_BENCH_DIR (parent of the work directory, /tmp).
 """
@@ -42,7 +46,7 @@ import harness  # noqa: E402
 import eftest  # noqa: E402  (tests/lib, on the path once harness is imported)
 from harness import Cluster, expect  # noqa: E402
 sys.path.insert(0, HERE)
-from ryw_bench import start_wrk, stop_wrk  # noqa: E402  (wrk in a session, an autogroup, of its own)
+from ryw_bench import StallWatch, start_wrk, stop_wrk  # noqa: E402  (wrk in a session, an autogroup, of its own)
 
 EVENTS = int(os.environ.get("EF_BENCH_SNAPSHOT_EVENTS", "2400000"))
 EVERY = int(os.environ.get("EF_BENCH_SNAPSHOT_EVERY", "4000"))
@@ -167,7 +171,8 @@ def main():
             if load.poll() is not None:
                 die("wrk exited: %s" % load.communicate()[0][-300:])
             h0, t_start = c.head(), time.monotonic()
-            out = sample(c, users)
+            with StallWatch() as sw:
+                out = sample(c, users)
             rate = (c.head() - h0) / (time.monotonic() - t_start)
             # Wait (bounded) for a copy that started while sampling to finish, so that
             # its interval is known.
@@ -193,6 +198,15 @@ def main():
         emit("snapshot_count", len(copies))
         emit("snapshot_copy_ms_max", "%.0f" % max((e - s) * 1000 for s, e, _ in copies))
         emit("snapshot_load_commands_per_second", "%.0f" % rate)
+        emit("ryw_snap_vm_watched", 1 if sw.ok else 0)
+        if sw.ok:
+            stops = sw.merged()
+            running = [ms for t0, t1, ms, _ in out if any(t0 < e and t1 > s for s, e, _ in copies)
+                       and not sw.overlaps(t0, t1)]
+            emit("ryw_snap_vm_stops", len(stops))
+            emit("ryw_snap_vm_stop_max_ms", "%.1f" % max([(e - s) * 1000 for s, e in stops] or [0]))
+            emit("ryw_snap_vm_stopped_samples", len(during) - len(running))
+            emit("ryw_snap_max_running_ms", "%.2f" % max(running or [0]))
         for tag, sm in (("snap", during), ("between", between)):
             n, p50, p99, mx, n503 = stats(sm)
             emit("ryw_%s_samples" % tag, n)
