@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-PERIOD = 0.005      # 200 wake-ups a second: about a thousandth of a CPU
+PERIOD = 0.005      # 200 wake-ups a second: under 1% of a CPU (measured: 10 to 20 ms of CPU in 4 s)
 THRESHOLD = 0.025   # late by more than this: a stop of the CPU, not scheduling
 
 
