@@ -27,7 +27,7 @@
 #include "util/ef_error.h"
 #include "util/eflog.h"
 #include "util/lmdb_map.h"
-#include "util/randbytes.h"
+#include "util/uuid7.h"
 #include "util/xalloc.h"
 #include "write/apply.h"
 #include "write/replay.h"
@@ -226,31 +226,20 @@ static int check_if_match(struct write_exec *x)
     return 0;
 }
 
-/* A random (version 4) UUID in its lower-case text form, for an order without an id.
- * From the kernel's getrandom(), 32 ids' worth per call (util/randbytes.h): libuuid's
- * uuid_generate() made six system calls per id (it reseeds its fallback generator from
- * getpid, getuid, ... every time), a twentieth of a command's CPU time, and one
- * getrandom() per id was still 2.4% of it. libuuid stays the fallback should getrandom
- * fail (ENOSYS on old kernels). */
+/* A time-ordered (version 7) UUID in its lower-case text form, for an order without an
+ * id: its keys then land on the last leaves of the models' trees (util/uuid7.h says why).
+ * The random part comes from the kernel's getrandom(), 64 ids' worth per call
+ * (util/randbytes.h): libuuid's uuid_generate() made six system calls per id (it reseeds
+ * its fallback generator from getpid, getuid, ... every time), a twentieth of a command's
+ * CPU time. libuuid's random (version 4) UUID stays the fallback should getrandom fail
+ * (ENOSYS on old kernels); Debian 12's libuuid has no version 7. */
 static void new_order_id(char out[37])
 {
-    unsigned char u[16];
-    if (ef_randbytes(u, sizeof u) != 0) {
-        uuid_generate(u);
-        uuid_unparse_lower(u, out);
+    if (ef_uuid7(out) == 0)
         return;
-    }
-    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
-    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* variant 1 (RFC 9562) */
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[u[i] >> 4];
-        *o++ = hex[u[i] & 15];
-    }
-    *o = '\0';
+    unsigned char u[16];
+    uuid_generate(u);
+    uuid_unparse_lower(u, out);
 }
 
 static int parse_request(struct write_exec *x)

@@ -171,11 +171,20 @@ START_TEST(test_success_paths)
     ck_assert_int_eq(run("/api/orders/o2/pay", "{}"), 200);
     ASSERT_OK(run("/api/orders/o2/cancel", "{\"reason\":\"late\"}"), 200,
               "{\"order_id\":\"o2\",\"status\":\"cancelled\",\"version\":3,\"position\":11}");
-    /* A generated order id is a lower-case UUID. */
+    /* A generated order id is a lower-case, time-ordered (version 7) UUID: a later one
+     * sorts after it (util/uuid7.h). */
     ck_assert_int_eq(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"i1\",\"quantity\":1}]}"), 201);
     const char *id = strstr(resp.body.data, "\"order_id\":\"") + 12;
     ck_assert_uint_eq(strcspn(id, "\""), 36);
     ck_assert_int_eq(id[8], '-');
+    ck_assert_int_eq(id[14], '7');
+    char first_id[37];
+    memcpy(first_id, id, 36);
+    first_id[36] = '\0';
+    usleep(2000); /* the next millisecond at least */
+    ck_assert_int_eq(run("/api/orders", "{\"user_id\":\"u1\",\"items\":[{\"item_id\":\"i1\",\"quantity\":1}]}"), 201);
+    id = strstr(resp.body.data, "\"order_id\":\"") + 12;
+    ck_assert_msg(strncmp(first_id, id, 36) < 0, "%.36s does not sort after %s", id, first_id);
 
     /* The records are exactly doc/events.md. */
     struct sbuf t = SBUF_INIT, d = SBUF_INIT, m = SBUF_INIT;
@@ -206,8 +215,8 @@ START_TEST(test_success_paths)
     ck_assert_int_eq(wm_get_user(ctx.wm, txn, "u1", &u), 1);
     ck_assert_int_eq(u.balance, 10000 - 750);
     ck_assert_int_eq(wm_get_item(ctx.wm, txn, "i1", &it), 1);
-    ck_assert_int_eq(it.available, 10 - 3 - 1);
-    ck_assert_int_eq(it.reserved, 1);
+    ck_assert_int_eq(it.available, 10 - 3 - 2); /* o1 sold 3; the two generated ids hold 1 each */
+    ck_assert_int_eq(it.reserved, 2);
     ck_assert_int_eq(it.sold, 3);
     mdb_txn_abort(txn);
 }
