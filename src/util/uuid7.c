@@ -4,7 +4,6 @@
 
 #include "util/randbytes.h"
 
-#include <errno.h>
 #include <time.h>
 
 void ef_uuid7_bytes(unsigned char u[16], uint64_t unix_ns, const unsigned char rand[8])
