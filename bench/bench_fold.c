@@ -26,6 +26,10 @@
  * the scans and a rebuild from scratch run. Every rebuild also prints its events per second
  * (rebuild_*_events_per_second, wall clock) and its CPU time (rebuild_*_cpu_seconds).
  *
+ * EF_BENCH_FOLD_IDS=uuid7 or uuid4: orders get ids of the shape the server generates (36
+ * characters, time-ordered) or generated before (random) instead of "o<k>" (bench/README,
+ * "Generated order ids that grow with time", says what each costs a rebuild).
+ *
  * EF_BENCH_FOLD_BUILD_ONLY=DIR: only build the log (of either mix), in DIR/log (DIR must not
  * exist yet), and keep it; bench/run.sh runs the real eventfold-tailer on it to measure its
  * RSS.
@@ -51,6 +55,7 @@
 #include "fold/tailer.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/uuid7.h"
 
 /* The default read_map_bytes: the map starts where a deployment's does and grows as it would
  * (its blocks are reserved on disk, util/lmdb_map.h, so a larger start would cost disk). */
@@ -97,6 +102,47 @@ static void close_after_append(struct log *lg)
     log_close(lg);
 }
 
+/* Order k's id, as EF_BENCH_FOLD_IDS asks: "o<k>" by default; "uuid7", the ids the server
+ * generates (util/uuid7.h: ten orders per millisecond from 2025-01-01); "uuid4", the random
+ * ids it generated before. Random bits come from a fixed seed, so that a log is the same
+ * from run to run. */
+enum id_style { IDS_UNSET, IDS_SEQ, IDS_UUID7, IDS_UUID4 };
+
+static const char *order_id(uint64_t k)
+{
+    static enum id_style style = IDS_UNSET;
+    static char id[EF_UUID_TEXT_LEN + 1];
+    if (style == IDS_UNSET) {
+        const char *e = getenv("EF_BENCH_FOLD_IDS");
+        style = !e || !*e ? IDS_SEQ : strcmp(e, "uuid7") == 0 ? IDS_UUID7
+                : strcmp(e, "uuid4") == 0 ? IDS_UUID4 : IDS_UNSET;
+        if (style == IDS_UNSET) {
+            fprintf(stderr, "bench_fold: EF_BENCH_FOLD_IDS must be uuid7 or uuid4, not '%s'\n", e);
+            exit(2);
+        }
+    }
+    if (style == IDS_SEQ) {
+        snprintf(id, sizeof id, "o%" PRIu64, k);
+        return id;
+    }
+    uint64_t x = k + 0x9e3779b97f4a7c15ull; /* splitmix64 of k */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    unsigned char rnd[8], u[16];
+    for (int i = 0; i < 8; i++)
+        rnd[i] = (unsigned char)(x >> (8 * i));
+    ef_uuid7_bytes(u, 1735689600000ull * 1000000u + k * 100000u, rnd);
+    if (style == IDS_UUID4) { /* the time part replaced by more random bits */
+        uint64_t y = x * 0x2545f4914f6cdd1dull + k;
+        for (int i = 0; i < 8; i++)
+            u[i] = (unsigned char)(y >> (8 * i));
+        u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+    }
+    ef_uuid_format(u, id);
+    return id;
+}
+
 /* Registers and funds users u0..; adds and restocks items i0..; returns the events written. */
 static uint64_t build_shop(struct log *lg, int users, int items)
 {
@@ -129,7 +175,8 @@ static void build_orders_log(const char *dir, uint64_t n)
     char s[64], d[1024];
     for (uint64_t k = 0; count < n; k++, count++) {
         int u = (int)(k * 7919 % ORDERS_MIX_USERS), nl = (int)(k % 3) + 1, amount = 0;
-        int len = snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"lines\":[", k, u);
+        const char *oid = order_id(k);
+        int len = snprintf(d, sizeof d, "{\"order_id\":\"%s\",\"user_id\":\"u%d\",\"lines\":[", oid, u);
         for (int l = 0; l < nl; l++) {
             int it = (int)((k * 31 + (uint64_t)l * 67) % ORDERS_MIX_ITEMS), q = l + 1;
             amount += q * (100 + it);
@@ -138,7 +185,7 @@ static void build_orders_log(const char *dir, uint64_t n)
                             "\"price_cents\":%d}", l ? "," : "", it, it, it % 17, q, 100 + it);
         }
         snprintf(d + len, sizeof d - (size_t)len, "],\"amount_cents\":%d}", amount);
-        snprintf(s, sizeof s, "order-o%" PRIu64, k);
+        snprintf(s, sizeof s, "order-%s", oid);
         append(lg, s, 1, "OrderCreated", d);
     }
     close_after_append(lg);
@@ -155,25 +202,26 @@ static void build_log(const char *dir, uint64_t n)
         if (a == b)
             b = (b + 1) % ITEMS;
         int amount = 2 * (100 + a) + (100 + b);
-        snprintf(s, sizeof s, "order-o%" PRIu64, k);
+        const char *oid = order_id(k);
+        snprintf(s, sizeof s, "order-%s", oid);
         snprintf(d, sizeof d,
-                 "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"lines\":["
+                 "{\"order_id\":\"%s\",\"user_id\":\"u%d\",\"lines\":["
                  "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"quantity\":2,\"price_cents\":%d},"
                  "{\"item_id\":\"i%d\",\"name\":\"Item %d\",\"category\":\"cat%d\",\"quantity\":1,\"price_cents\":%d}],"
                  "\"amount_cents\":%d}",
-                 k, u, a, a, a % 17, 100 + a, b, b, b % 17, 100 + b, amount);
+                 oid, u, a, a, a % 17, 100 + a, b, b, b % 17, 100 + b, amount);
         append(lg, s, 1, "OrderCreated", d);
         count++;
         unsigned last = (unsigned)(k % 4); /* 0: cancelled, 1..3: paid/shipped/delivered */
         if (last == 0 && count < n) {
-            snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"reason\":null,"
-                     "\"refunded_cents\":0,\"previous_status\":\"created\"}", k, u);
+            snprintf(d, sizeof d, "{\"order_id\":\"%s\",\"user_id\":\"u%d\",\"reason\":null,"
+                     "\"refunded_cents\":0,\"previous_status\":\"created\"}", oid, u);
             append(lg, s, 2, "OrderCancelled", d);
             count++;
         }
         for (unsigned st = 0; st < last && count < n; st++, count++) {
-            snprintf(d, sizeof d, "{\"order_id\":\"o%" PRIu64 "\",\"user_id\":\"u%d\",\"amount_cents\":%d,"
-                     "\"balance_cents\":0}", k, u, amount);
+            snprintf(d, sizeof d, "{\"order_id\":\"%s\",\"user_id\":\"u%d\",\"amount_cents\":%d,"
+                     "\"balance_cents\":0}", oid, u, amount);
             append(lg, s, 2 + st, steps[st], d);
         }
     }
