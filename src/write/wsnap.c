@@ -291,29 +291,39 @@ static uint64_t next_target(struct wsnap_taker *t)
 }
 
 /* Polls log_durable() (shared memory, no syscall) rather than sleeping on the durable
- * futex: the command path's wake-ups stay as cheap as they were. */
+ * futex: the command path's wake-ups stay as cheap as they were.
+ *
+ * The interval counts from the newest snapshot in the directory, whoever took it: when
+ * this taker's own count says one is due, it lists the directory again, since another
+ * worker's taker or `eventfoldctl snapshot` may have taken a newer one meanwhile. (Counting
+ * from its own last one, a taker copied the model again a few records after
+ * `eventfoldctl snapshot` had.) */
 static void *taker_main(void *arg)
 {
     struct wsnap_taker *t = arg;
     uint64_t target = next_target(t);
-    int ticks = 1, relist = 0;
+    int ticks = 1, failed = 0;
     while (!taker_sleep(t, TAKER_TICK_MS * ticks)) {
         ticks = 1;
-        if (relist)
-            target = next_target(t);
-        relist = 0;
         if (log_durable(t->lg) < target)
             continue;
+        if (!failed) {
+            target = next_target(t);
+            if (log_durable(t->lg) < target)
+                continue;
+        }
+        failed = 0;
         struct snapshot_info info;
         int rc = wsnap_take(t->wm, t->lg, t->dir, t->keep, 1, &info);
         if (rc == 0) {
             target = info.position + t->every;
         } else if (rc == WSNAP_EBUSY) {
-            /* Another worker is taking it: its snapshot moves the target on. */
+            /* Another worker is taking it: its snapshot moves the target on (listed
+             * again when this one comes due). */
             ticks = TAKER_BUSY_TICKS;
-            relist = 1;
-        } else { /* logged; try again one interval later */
+        } else { /* logged; try again one interval later, without listing */
             target = log_durable(t->lg) + t->every;
+            failed = 1;
         }
     }
     return NULL;
