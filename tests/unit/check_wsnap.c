@@ -424,6 +424,52 @@ START_TEST(test_taker_thread)
 }
 END_TEST
 
+/* One record each: deposits to the user "uw". */
+static void deposits(int n)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(run("/api/users/uw/deposits", "{\"amount_cents\":1}", NULL), 200);
+}
+
+static uint64_t newest_position(void)
+{
+    struct snapshot_info list[SNAPDIR_LIST_MAX];
+    size_t n = 0;
+    ck_assert_int_eq(snapdir_list(snaps, list, SNAPDIR_LIST_MAX, &n), 0);
+    return n ? list[0].position : 0;
+}
+
+/* The interval counts from the newest snapshot in the directory, whoever took it: once
+ * eventfoldctl (or another worker) has taken one, the taker's own count coming due does not
+ * make it copy the model again; the next one comes an interval after the outside one. */
+START_TEST(test_taker_counts_from_newest)
+{
+    char model[128];
+    struct wsnap_taker *t;
+    snprintf(model, sizeof model, "%s/write", tmpdir);
+    ck_assert_int_eq(run("/api/users", "{\"user_id\":\"uw\",\"name\":\"W\",\"email\":\"w@example.com\"}",
+                         NULL), 201);
+    deposits(EVERY); /* due at once */
+    ck_assert_int_eq(wsnap_taker_start(ctx.wm, ctx.log, model, EVERY, 3, &t), 0);
+    for (int i = 0; i < 50 && newest_position() == 0; i++)
+        usleep(100 * 1000);
+    uint64_t first = newest_position();
+    ck_assert_uint_eq(first, log_head(ctx.log));
+    deposits(EVERY / 2);
+    struct snapshot_info outside = take(); /* as eventfoldctl snapshot does */
+    deposits(EVERY / 2 + 5); /* past first + EVERY, short of outside + EVERY */
+    ck_assert_uint_ge(log_head(ctx.log), first + EVERY);
+    ck_assert_uint_lt(log_head(ctx.log), outside.position + EVERY);
+    usleep(800 * 1000); /* four ticks of the taker */
+    ck_assert_uint_eq(newest_position(), outside.position);
+    deposits(EVERY / 2);
+    for (int i = 0; i < 50 && newest_position() == outside.position; i++)
+        usleep(100 * 1000);
+    wsnap_taker_stop(t);
+    ck_assert_uint_ge(newest_position(), outside.position + EVERY);
+}
+END_TEST
+
 /* The directory protocol itself: more snapshots than a list holds (the newest are listed
  * whatever readdir's order), same-position publishing, pruning. */
 START_TEST(test_snapdir_protocol)
@@ -478,6 +524,7 @@ static Suite *wsnap_suite(void)
     tcase_add_test(tc, test_not_published_before_durable);
     tcase_add_test(tc, test_start_after_reboot_restores);
     tcase_add_test(tc, test_taker_thread);
+    tcase_add_test(tc, test_taker_counts_from_newest);
     tcase_add_test(tc, test_snapdir_protocol);
     suite_add_tcase(s, tc);
     return s;
