@@ -388,6 +388,16 @@ static void maybe_snapshot(struct tailer *tl)
     if (o->model_dir || !o->snapshot_every || rsnap_job_running(&tl->snap) ||
         tl->pos < tl->last_snapshot + o->snapshot_every)
         return;
+    /* Due by the tailer's own count: count from the newest snapshot in the directory
+     * instead, which `eventfoldctl snapshot` may have taken meanwhile (otherwise the model
+     * is copied again soon after it). One listing per interval. */
+    uint64_t newest = 0;
+    if (rsnap_newest_position(o->data_dir, &newest) == 0 && newest > tl->last_snapshot &&
+        newest <= tl->pos) {
+        tl->last_snapshot = newest;
+        if (tl->pos < newest + o->snapshot_every)
+            return;
+    }
     make_room_for_copy(tl);
     int rc = rsnap_job_start(&tl->snap, o->data_dir, tl->env, o->snapshot_keep);
     if (rc) {

@@ -409,6 +409,58 @@ START_TEST(test_snapshot_beside_the_fold)
 }
 END_TEST
 
+/* `eventfoldctl snapshot` takes read-model snapshots in a process of its own. The tailer
+ * counts its interval from the newest snapshot in the directory, not from its own last
+ * one, so it does not copy the model again soon after one. The outside snapshot here is a
+ * manifest alone (listing snapshots reads only manifests), made once the fold passes 1500.
+ * From 1900 on the fold is paced (20 ms per batch of 50), so that a copy holds about the
+ * position at which it was started: one started at 2000, where the tailer's own count
+ * would start it, would hold less than 2500. */
+static int outside_made;
+
+static void snapshot_from_outside(uint64_t position, uint64_t head, void *arg)
+{
+    (void)head;
+    (void)arg;
+    if (position >= 1900)
+        usleep(20000);
+    if (outside_made || position < 1500)
+        return;
+    outside_made = 1;
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/read/snapshots/snap-%020d", tmpdir, 1500);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/manifest", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "eventfold-snapshot 1\nposition 1500\ntaken_at 0\nbytes 0\ncrc32c 0\n");
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_snapshot_interval_counts_from_newest)
+{
+    uint64_t head = build_log(3000, 0);
+    fold_some(1000, 1000); /* the tailer's own snapshot at 1000 */
+    outside_made = 0;
+    struct tailer_options opt = { .data_dir = tmpdir, .map_bytes = 256u << 20, .once = 1,
+                                  .snapshot_every = 1000, .snapshot_keep = 3, .batch_max = 50,
+                                  .progress = snapshot_from_outside };
+    ck_assert_int_eq(tailer_run(&opt), 0);
+    ck_assert_int_eq(outside_made, 1);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    struct snapshot_info list[8];
+    size_t n;
+    ck_assert_int_eq(rsnap_list(tmpdir, list, 8, &n), 0);
+    /* Newest first: the tailer's next one, started once 1500 + 1000 was reached; the outside
+     * one; the tailer's first. None between them. */
+    ck_assert_uint_eq(n, 3);
+    ck_assert_msg(list[0].position >= 2500, "a snapshot at %" PRIu64 ", before 1500 + 1000",
+                  list[0].position);
+    ck_assert_uint_eq(list[1].position, 1500);
+    ck_assert_uint_eq(list[2].position, 1000);
+}
+END_TEST
+
 static void rebuild(int from_scratch, uint64_t want_from)
 {
     struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = from_scratch };
@@ -766,6 +818,7 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_stops_on_damage);
     tcase_add_test(tc, test_snapshot_take_and_verify);
     tcase_add_test(tc, test_snapshot_beside_the_fold);
+    tcase_add_test(tc, test_snapshot_interval_counts_from_newest);
     tcase_add_test(tc, test_rebuild_scratch_snapshot_fallback);
     tcase_add_test(tc, test_rebuild_same_as_live_batches);
     tcase_add_test(tc, test_rebuild_stops_on_damage);
