@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include "log/log.h"
 #include "readmodel/rdir.h"
@@ -139,7 +140,7 @@ static const char *order_id(uint64_t k)
             u[i] = (unsigned char)(y >> (8 * i));
         u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
     }
-    ef_uuid_format(u, id);
+    uuid_unparse_lower(u, id);
     return id;
 }
 

@@ -5,6 +5,7 @@
 #include "util/randbytes.h"
 
 #include <time.h>
+#include <uuid/uuid.h>
 
 void ef_uuid7_bytes(unsigned char u[16], uint64_t unix_ns, const unsigned char rand[8])
 {
@@ -20,19 +21,6 @@ void ef_uuid7_bytes(unsigned char u[16], uint64_t unix_ns, const unsigned char r
         u[8 + i] = rand[i];
 }
 
-void ef_uuid_format(const unsigned char u[16], char out[EF_UUID_TEXT_LEN + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[u[i] >> 4];
-        *o++ = hex[u[i] & 15];
-    }
-    *o = '\0';
-}
-
 int ef_uuid7(char out[EF_UUID_TEXT_LEN + 1])
 {
     unsigned char r[8], u[16];
@@ -45,6 +33,6 @@ int ef_uuid7(char out[EF_UUID_TEXT_LEN + 1])
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0)
         ts.tv_sec = 0, ts.tv_nsec = 0;
     ef_uuid7_bytes(u, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, r);
-    ef_uuid_format(u, out);
+    uuid_unparse_lower(u, out);
     return 0;
 }

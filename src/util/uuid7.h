@@ -32,11 +32,9 @@
 #define EF_UUID_TEXT_LEN 36
 
 /* Fills u with the 16 bytes of a version-7 UUID for Unix time unix_ns (nanoseconds) and
- * the random bytes rand[0..7]; only their low 62 bits are used. */
+ * the random bytes rand[0..7]; only their low 62 bits are used. Its text form is libuuid's
+ * uuid_unparse_lower(). */
 void ef_uuid7_bytes(unsigned char u[16], uint64_t unix_ns, const unsigned char rand[8]);
-
-/* The lower-case text form (8-4-4-4-12 hex digits) of u, NUL-terminated. */
-void ef_uuid_format(const unsigned char u[16], char out[EF_UUID_TEXT_LEN + 1]);
 
 /* A new version-7 UUID of now in text form: 0, or -errno when no random bytes could be
  * had (getrandom failed): then out holds nothing. */
