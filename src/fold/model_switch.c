@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "readmodel/rdir.h"
 #include "readmodel/rmodel.h"
@@ -36,6 +37,17 @@ void model_switch_unlock(int fd)
     ef_unlock_file(fd);
 }
 
+/* 1 when the model copied into dir has this release's layout (another one's opens as
+ * RMODEL_EFORMAT). Opening creates lock.mdb, which the model needs anyway. */
+static int same_format(const char *dir)
+{
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 0, 1 };
+    int rc = rmodel_env_open(dir, &ro, &env);
+    rmodel_env_close(env);
+    return rc != RMODEL_EFORMAT;
+}
+
 int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
@@ -58,6 +70,13 @@ int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
         rc = ef_copy_file(src, dst);
         if (rc)
             return rc;
+        if (!same_format(model)) {
+            EFLOG_WARN("snapshot %s holds a read model of another layout than this release's "
+                       "(format %d): trying an older one", list[i].name, RMODEL_FORMAT);
+            if (unlink(dst) != 0 && errno != ENOENT)
+                return -errno;
+            continue;
+        }
         *from = list[i].position;
         EFLOG_INFO("rebuild starts from snapshot position=%" PRIu64, list[i].position);
         return 0;
@@ -110,7 +129,7 @@ int model_switch_to(const char *data_dir, const char *name, uint64_t position)
     return 0;
 }
 
-int model_switch_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position)
+int model_switch_replace(const char *data_dir, uint64_t map_bytes, uint64_t *position)
 {
     int lock_fd = -1;
     char name[64], model[RDIR_PATH_MAX];
@@ -128,7 +147,7 @@ int model_switch_replace_untrusted(const char *data_dir, uint64_t map_bytes, uin
     if (rc == 0)
         rc = model_switch_to(data_dir, name, *position);
     if (rc) {
-        EFLOG_ERROR("cannot replace the untrusted read model: %s", ef_strerror(rc));
+        EFLOG_ERROR("cannot replace the read model: %s", ef_strerror(rc));
         rdir_remove_model(data_dir, name);
     }
 out:

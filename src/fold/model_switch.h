@@ -2,7 +2,8 @@
  *
  * Two things replace the model that queries read: a rebuild (rebuild.h), which folds a new
  * model beside the current one, and the live tailer, which replaces a model it cannot
- * trust (rmodel_env_open said RMODEL_EUNSYNCED, rmodel_env.h "Lazy sync") without folding. Both
+ * trust (rmodel_env_open said RMODEL_EUNSYNCED, rmodel_env.h "Lazy sync") or cannot read
+ * (RMODEL_EFORMAT: a layout of another release, rmodel.h) without folding. Both
  * seed a fresh DIR/read/model-N from the newest valid snapshot and switch to it here; the
  * folding itself stays with the tailer (tailer.h). Neither module includes the other.
  *
@@ -12,8 +13,9 @@
  *    file is bumped after it, so query workers and the live tailer reopen it.
  *  - Only one switcher works at a time: each holds the rebuild lock
  *    (DIR/read/rebuild.lock) from creating the new model directory to the switch.
- *  - A snapshot is used only after rsnap_verify(): a damaged one is skipped (logged) for
- *    the next older, and without a valid one the model starts empty.
+ *  - A snapshot is used only after rsnap_verify() and only if its layout is this release's
+ *    (RMODEL_FORMAT): another one is skipped (logged) for the next older, and without a
+ *    usable one the model starts empty.
  *
  * Caveat: the old model's files are unlinked at the switch; processes that have it open
  * keep their mapping until they reopen (at their next request or batch).
@@ -42,9 +44,9 @@ int model_switch_position(const char *model_dir, uint64_t map_bytes, uint64_t *p
 int model_switch_to(const char *data_dir, const char *name, uint64_t position);
 
 /* Replaces DIR/read/current at once, without folding, by a model seeded from the newest
- * valid snapshot (or an empty one): for a current model that cannot be trusted. Queries
- * then answer from that consistent, older model while the live tailer folds on from
- * *position. Takes the rebuild lock (-EBUSY while a rebuild runs). */
-int model_switch_replace_untrusted(const char *data_dir, uint64_t map_bytes, uint64_t *position);
+ * usable snapshot (or an empty one): for a current model that cannot be trusted or read.
+ * Queries then answer from that consistent, older model while the live tailer folds on
+ * from *position. Takes the rebuild lock (-EBUSY while a rebuild runs). */
+int model_switch_replace(const char *data_dir, uint64_t map_bytes, uint64_t *position);
 
 #endif

@@ -93,11 +93,17 @@ static int open_model(struct tailer *tl)
     struct rmodel_options ro = { o->map_bytes, 0 };
     if (rc == 0)
         rc = rmodel_env_open(path, &ro, &tl->env);
-    if (rc == RMODEL_EUNSYNCED && !o->model_dir) {
+    if ((rc == RMODEL_EUNSYNCED || rc == RMODEL_EFORMAT) && !o->model_dir) {
         uint64_t from;
-        EFLOG_WARN("the read model had unsynced commits when the machine went down: replacing it "
-                 "with the newest snapshot and folding on from there dir=%s", path);
-        rc = model_switch_replace_untrusted(o->data_dir, o->map_bytes, &from);
+        if (rc == RMODEL_EUNSYNCED)
+            EFLOG_WARN("the read model had unsynced commits when the machine went down: replacing "
+                       "it with the newest snapshot and folding on from there dir=%s", path);
+        else
+            EFLOG_WARN("the read model has another layout than this release's (format %d): "
+                       "replacing it with the newest snapshot of this layout, or an empty model, "
+                       "and folding on from there (eventfoldctl rebuild folds a long log faster) "
+                       "dir=%s", RMODEL_FORMAT, path);
+        rc = model_switch_replace(o->data_dir, o->map_bytes, &from);
         if (rc == 0)
             rc = rmodel_env_open(path, &ro, &tl->env);
         if (rc == 0)

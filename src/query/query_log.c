@@ -71,7 +71,7 @@ static int each_order_event(struct qreq *q, uint64_t upto, record_fn fn, void *a
             if (rc == 0)
                 rc = fn(q, &rec, arg);
         }
-        version += n;
+        version = locs[n - 1].version + 1;
     }
     log_reader_close(rd);
     return rc;

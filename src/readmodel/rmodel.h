@@ -14,7 +14,8 @@
  *   user_orders user id NUL created position (u64 big-endian) -> order id
  *   items       item id -> item (name, category, price, restocked, reserved, sold)
  *   daily       "YYYY-MM-DD" -> created, paid, cancelled, revenue of that UTC day
- *   streams     stream NUL version (u64 big-endian) -> position, segment, offset
+ *   streams     stream NUL first version (u64 big-endian) -> the positions of up to
+ *               RMODEL_STREAM_CHUNK versions from there (where they are: positions)
  *   positions   position (u64 big-endian) -> segment, offset
  *   dlq         dead-letter id (u64 big-endian) -> position, time, projection, reason
  *
@@ -48,7 +49,10 @@ enum {
  * other (errno values, LMDB's codes, other modules'). */
 const char *rmodel_strerror(int err);
 
-#define RMODEL_FORMAT 1 /* layout version stored in meta "format" */
+/* Layout version stored in meta "format". 2: the stream index holds a row per 32 versions
+ * of a stream (1: a row per record). A model of another format is rebuilt from the log
+ * (tailer.h). */
+#define RMODEL_FORMAT 2
 
 /* An open environment (rmodel_env.h), shared by the threads of one process. */
 struct rmodel_env;

@@ -29,7 +29,9 @@
  * buffered: their rows are appended to a list in put order and written with the dirty rows,
  * sorted, at the flush; reading such a database in a write txn flushes first. Their keys
  * arrive in random order (one stream or user after another), and sorted writes through one
- * cursor mostly land in the leaf page the cursor is on (see rmodel_cache_flush).
+ * cursor mostly land in the leaf page the cursor is on (see rmodel_cache_flush). A put to
+ * the stream index is an entry that the flush merges into its row (rmodel_layout.h), so the
+ * fold never reads that index.
  *  - Between transactions the buffered list is empty.
  *
  * Bulk transactions (rmodel_txn_begin_bulk: rebuilds) use the same cache, the same fold and the
@@ -949,6 +951,39 @@ static int skip_append(const struct wc_row *x, const struct wc_row *next)
     return next && next->db == x->db && next->klen == x->klen && memcmp(next->key, x->key, x->klen) == 0;
 }
 
+/* Rows from..to - 1 of the flush (in key order) put entries to one row of the stream index
+ * (rmodel_layout.h): the row written holds LMDB's entries (unless appending: the key is
+ * past every key there), then theirs, one per slot. scratch: the value's memory. */
+static int merge_stream_row(MDB_cursor *cur, const struct wc_row *rows, const uint32_t *order, size_t from,
+                            size_t to, int append, struct sbuf *scratch)
+{
+    uint64_t pos[RMODEL_STREAM_CHUNK] = { 0 };
+    const struct wc_row *x = &rows[order[from]];
+    MDB_val k = { x->klen, (void *)x->key }, v;
+    int rc = 0;
+    if (!append) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+        if (rc == 0)
+            rc = rmodel_stream_merge(v.mv_data, v.mv_size, 1, pos);
+        else if (rc == MDB_NOTFOUND)
+            rc = 0;
+        else
+            return ef_mdb_rc(rc);
+    }
+    for (size_t i = from; i < to && rc == 0; i++)
+        rc = rmodel_stream_merge(rows[order[i]].val, rows[order[i]].vlen, 0, pos);
+    if (rc)
+        return rc;
+    rmodel_stream_encode(pos, scratch);
+    v = (MDB_val){ scratch->len, scratch->data };
+    return ef_mdb_rc(mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0));
+}
+
+static int same_key(const struct wc_row *a, const struct wc_row *b)
+{
+    return a->db == b->db && a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0;
+}
+
 /* LMDB's default order of keys: bytes, then the shorter first. */
 static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
 {
@@ -988,7 +1023,7 @@ static int flush_rows(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
     const struct wc_row *rows = c->rows;
     const uint32_t *order = c->order;
     int rc = 0, append = 0, has_last = 0;
-    struct sbuf last = SBUF_INIT;
+    struct sbuf last = SBUF_INIT, scratch = SBUF_INIT;
     MDB_cursor *cur = NULL;
     int cur_db = -1;
     struct wc_row x, next = n ? rows[order[0]] : (struct wc_row){ 0 };
@@ -1016,12 +1051,23 @@ static int flush_rows(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
         /* Sorted: once a row is past the last key, so are the rest of its database. */
         if (!append && key_cmp(x.key, x.klen, last.data, last.len) > 0)
             append = 1;
+        if (x.db == RMODEL_DB_STREAMS) { /* entries, merged into their row */
+            size_t to = i + 1;
+            while (to < n && same_key(&rows[order[to]], &x))
+                to++;
+            rc = merge_stream_row(cur, rows, order, i, to, append, &scratch);
+            i = to - 1;
+            if (to < n)
+                next = rows[order[to]];
+            continue;
+        }
         if (append && skip_append(&x, i + 1 < n ? &next : NULL))
             continue;
         rc = append ? append_row(cur, &x) : write_row(cur, &x);
     }
     sort_release(c);
     sbuf_free(&last);
+    sbuf_free(&scratch);
     if (cur)
         mdb_cursor_close(cur);
     for (size_t i = 0; i < c->ndirty; i++)

@@ -290,3 +290,36 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     d->revenue = read_i64(&r);
     return r.bad ? RMODEL_EFORMAT : 0;
 }
+
+void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position)
+{
+    assert(slot < RMODEL_STREAM_CHUNK && position > 0);
+    rmodel_put_u8(out, (uint8_t)slot);
+    rmodel_put_u64(out, position);
+}
+
+int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_STREAM_CHUNK])
+{
+    struct rmodel_reader r = { p, n, 0 };
+    if (row && rd_u8(&r) != RMODEL_VAL_V1)
+        return RMODEL_EFORMAT;
+    if (r.bad || r.n % RMODEL_STREAM_ENTRY)
+        return RMODEL_EFORMAT;
+    while (r.n) {
+        uint8_t slot = rd_u8(&r);
+        uint64_t position = rd_u64(&r);
+        if (slot >= RMODEL_STREAM_CHUNK || position == 0)
+            return RMODEL_EFORMAT;
+        pos[slot] = position;
+    }
+    return 0;
+}
+
+void rmodel_stream_encode(const uint64_t pos[RMODEL_STREAM_CHUNK], struct sbuf *out)
+{
+    sbuf_reset(out);
+    rmodel_put_u8(out, RMODEL_VAL_V1);
+    for (uint64_t slot = 0; slot < RMODEL_STREAM_CHUNK; slot++)
+        if (pos[slot])
+            rmodel_stream_entry(out, slot, pos[slot]);
+}

@@ -387,20 +387,28 @@ static const fold_fn handlers[EV_TYPE_COUNT] = {
     [EV_ORDER_CANCELLED] = fold_order_transition,
 };
 
+/* The stream index has a row per RMODEL_STREAM_CHUNK versions of a stream (rmodel_layout.h),
+ * so that an order of a few events costs one row, not one per event. The fold puts the
+ * record's entry without reading the row: the flush merges the entries into it. */
+static int index_stream(struct rmodel_txn *t, const struct log_record *rec)
+{
+    uint64_t first, slot;
+    rmodel_stream_chunk(rec->stream_version, &first, &slot);
+    unsigned char be[8];
+    rmodel_put_be64(be, first);
+    rmodel_key2(&t->key, rec->stream, rec->stream_len, be, 8);
+    sbuf_reset(&t->val);
+    rmodel_stream_entry(&t->val, slot, rec->position);
+    return rmodel_put(t, RMODEL_DB_STREAMS, t->key.data, t->key.len, t->val.data, t->val.len);
+}
+
 /* The stream and position indexes locate every record in the local log. */
 static int index_record(struct rmodel_txn *t, const struct log_record *rec)
 {
-    unsigned char be[8];
-    rmodel_put_be64(be, rec->stream_version);
-    rmodel_key2(&t->key, rec->stream, rec->stream_len, be, 8);
-    sbuf_reset(&t->val);
-    rmodel_put_u8(&t->val, RMODEL_VAL_V1);
-    rmodel_put_u64(&t->val, rec->position);
-    rmodel_put_u64(&t->val, rec->segment);
-    rmodel_put_u64(&t->val, rec->offset);
-    int rc = rmodel_put(t, RMODEL_DB_STREAMS, t->key.data, t->key.len, t->val.data, t->val.len);
+    int rc = index_stream(t, rec);
     if (rc)
         return rc;
+    unsigned char be[8];
     rmodel_put_be64(be, rec->position);
     /* val minus its position field: v, segment, offset */
     sbuf_reset(&t->val);

@@ -14,7 +14,10 @@
  *   item   v, u8 registered, str name, str category, i64 price, i64 restocked,
  *          i64 reserved, i64 sold
  *   daily  v, u64 created, u64 paid, u64 cancelled, i64 revenue
- *   loc    v, u64 position, u64 segment, u64 offset       (streams dbi)
+ *   stream v, n x (u8 slot, u64 position): where versions first + slot of the stream are,
+ *          slots ascending, each once; the key is stream NUL first (u64 big-endian), first
+ *          1, 1 + RMODEL_STREAM_CHUNK, ... (rmodel_stream_chunk). The fold puts single
+ *          entries (no version byte), which the flush merges into the row (rmodel_cache.c).
  *   ploc   v, u64 segment, u64 offset                     (positions dbi)
  *   dlq    v, u64 position, u64 segment, u64 offset, i64 at, str projection, str reason
  *   user_cat: i64 quantity (no version byte: a bare counter); user_orders: the order id.
@@ -32,6 +35,19 @@
 #include "util/sbuf.h"
 
 #define RMODEL_VAL_V1 1
+/* Versions per row of the stream index: most order streams fit one row, and a row of a
+ * long user or item stream is rewritten with at most 32 entries of 9 bytes. */
+#define RMODEL_STREAM_CHUNK 32
+#define RMODEL_STREAM_ENTRY 9 /* u8 slot, u64 position */
+
+/* The stream index row of a version: the first version of its row, and its slot there.
+ * Version 0 (which the write side never writes) shares version 1's slot. */
+static inline void rmodel_stream_chunk(uint64_t version, uint64_t *first, uint64_t *slot)
+{
+    uint64_t i = version ? version - 1 : 0;
+    *slot = i % RMODEL_STREAM_CHUNK;
+    *first = i - *slot + 1;
+}
 #define RMODEL_NO_TIME INT64_MIN
 #define RMODEL_MAX_LINES 1000 /* more than the API allows (100); a sanity bound when decoding */
 
@@ -86,6 +102,14 @@ void rmodel_item_encode(const struct rmodel_item *it, struct sbuf *out);
 int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it);
 void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out);
 int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d);
+
+/* The stream index's rows. An entry is what the fold puts (slot < RMODEL_STREAM_CHUNK, position
+ * > 0). merge reads the entries of n bytes at p (row: 1 when they are a row, with its
+ * version byte) into pos, indexed by slot (a later entry replaces an earlier one of its
+ * slot): 0, or RMODEL_EFORMAT. encode writes the row of pos (its non-zero slots). */
+void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position);
+int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_STREAM_CHUNK]);
+void rmodel_stream_encode(const uint64_t pos[RMODEL_STREAM_CHUNK], struct sbuf *out);
 
 /* Primitive writers and a bounds-checked reader. */
 void rmodel_put_u8(struct sbuf *sb, uint8_t v);

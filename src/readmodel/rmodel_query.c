@@ -318,9 +318,11 @@ int rmodel_render_daily(struct rmodel_txn *t, const char *from, const char *to, 
 }
 
 int rmodel_stream_locs(struct rmodel_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
-                   struct rmodel_loc *locs, size_t max, size_t *n, int *more)
+                       struct rmodel_loc *locs, size_t max, size_t *n, int *more)
 {
-    if (stream_len > LOG_STREAM_MAX)
+    *n = 0;
+    *more = 0;
+    if (stream_len > LOG_STREAM_MAX || max == 0)
         return RMODEL_EBADARG;
     MDB_cursor *c;
     int rc = rmodel_cache_flush(t); /* a write txn's buffered rows first (rmodel_internal.h) */
@@ -333,31 +335,42 @@ int rmodel_stream_locs(struct rmodel_txn *t, const char *stream, size_t stream_l
     rmodel_key2(&prefix, stream, stream_len, "", 0);
     unsigned char key[LOG_STREAM_MAX + 9];
     memcpy(key, prefix.data, prefix.len);
-    rmodel_put_be64(key + prefix.len, from_version);
+    uint64_t first, from_slot;
+    rmodel_stream_chunk(from_version, &first, &from_slot);
+    rmodel_put_be64(key + prefix.len, first);
     MDB_val k = { prefix.len + 8, key }, v;
-    *n = 0;
-    *more = 0;
+    /* The stream's rows from the one holding from_version on (rmodel_layout.h). */
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && has_prefix(&k, &prefix);
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (*n == max) {
-            *more = 1;
+        uint64_t row_first = rmodel_get_be64((const unsigned char *)k.mv_data + prefix.len);
+        uint64_t pos[RMODEL_STREAM_CHUNK] = { 0 };
+        rc = rmodel_stream_merge(v.mv_data, v.mv_size, 1, pos);
+        if (rc)
             break;
+        for (uint64_t slot = 0; slot < RMODEL_STREAM_CHUNK; slot++) {
+            uint64_t version = row_first + slot;
+            if (version < from_version || pos[slot] == 0) /* before the range, or a gap */
+                continue;
+            if (*n == max) {
+                *more = 1;
+                goto rows_read;
+            }
+            locs[(*n)++] = (struct rmodel_loc){ .version = version, .position = pos[slot] };
         }
-        struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
-        int ver = rmodel_read_u8(&r);
-        locs[*n].position = rmodel_read_u64(&r);
-        locs[*n].segment = rmodel_read_u64(&r);
-        locs[*n].offset = rmodel_read_u64(&r);
-        if (r.bad || ver != RMODEL_VAL_V1) {
-            rc = RMODEL_EFORMAT;
-            break;
-        }
-        (*n)++;
     }
+rows_read:
     mdb_cursor_close(c);
     sbuf_free(&prefix);
     if (rc && rc != MDB_NOTFOUND)
         return ef_mdb_rc(rc);
+    /* Where each record is: the position index, which every folded record is in. */
+    for (size_t i = 0; i < *n; i++) {
+        uint64_t version = locs[i].version;
+        rc = rmodel_position_loc(t, locs[i].position, &locs[i]);
+        locs[i].version = version;
+        if (rc)
+            return rc == RMODEL_ENOTFOUND ? RMODEL_EFORMAT : rc;
+    }
     return *n ? 0 : RMODEL_ENOTFOUND;
 }
 
@@ -374,6 +387,7 @@ int rmodel_position_loc(struct rmodel_txn *t, uint64_t pos, struct rmodel_loc *l
     struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
     int ver = rmodel_read_u8(&r);
     loc->position = pos;
+    loc->version = 0;
     loc->segment = rmodel_read_u64(&r);
     loc->offset = rmodel_read_u64(&r);
     return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;

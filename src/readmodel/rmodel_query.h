@@ -37,11 +37,13 @@ int rmodel_render_daily(struct rmodel_txn *txn, const char *from, const char *to
 /* Location of a record in the local log. */
 struct rmodel_loc {
     uint64_t position;
+    uint64_t version; /* its stream version (rmodel_stream_locs; 0 from rmodel_position_loc) */
     uint64_t segment;
     uint64_t offset;
 };
-/* The locations of stream's events, oldest first, at most max into locs; *n how many were
- * stored and *more 1 if there were more. RMODEL_ENOTFOUND for an empty stream. */
+/* The locations of stream's events from version from_version on, oldest first, at most max
+ * (> 0) into locs; *n how many were stored and *more 1 if there were more (continue from
+ * the last one's version + 1). RMODEL_ENOTFOUND for an empty stream. */
 int rmodel_stream_locs(struct rmodel_txn *txn, const char *stream, size_t stream_len, uint64_t from_version,
                    struct rmodel_loc *locs, size_t max, size_t *n, int *more);
 /* The location of position pos (RMODEL_ENOTFOUND if it was never folded). */

@@ -33,6 +33,7 @@
 #include "util/clock.h"
 #include "util/eflog.h"
 #include "util/sbuf.h"
+#include "util/snapdir.h"
 
 static char tmpdir[TD_PATH_MAX];
 
@@ -532,6 +533,55 @@ START_TEST(test_unsynced_model_after_machine_crash)
 }
 END_TEST
 
+/* Stores layout version f in the model of directory dir, as another release would have. */
+static void set_format(const char *dir, unsigned char f)
+{
+    MDB_env *e;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&e), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(e, 32), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(e, 256u << 20), 0);
+    ck_assert_int_eq(mdb_env_open(e, dir, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(e, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = { 6, (void *)"format" }, v = { 1, &f };
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(e);
+}
+
+/* After an upgrade that changed the read model's layout (RMODEL_FORMAT), the tailer replaces
+ * the model of the old layout by the newest snapshot of the new one (a valid snapshot of
+ * the old layout is passed over), and folds on to the model a fresh fold gives. */
+START_TEST(test_model_of_another_layout_replaced)
+{
+    uint64_t head = build_log(3000, 0);
+    fold_some(1000, 1000);
+    fold_some(1000, 1000); /* snapshots at 1000 and 2000 */
+    char cur[128], snap[512], lock[600];
+    snprintf(cur, sizeof cur, "%s/read/current", tmpdir);
+    set_format(cur, RMODEL_FORMAT - 1);
+    snprintf(snap, sizeof snap, "%s/read/snapshots/snap-%020d", tmpdir, 2000);
+    set_format(snap, RMODEL_FORMAT - 1);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", snap);
+    ck_assert_int_eq(unlink(lock), 0);
+    struct snapshot_info s = { .position = 2000 };
+    ck_assert_int_eq(snapdir_seal(snap, &s), 0); /* valid, of the old layout */
+    snprintf(s.name, sizeof s.name, "snap-%020d", 2000);
+    ck_assert_int_eq(rsnap_verify(tmpdir, &s), 0);
+    struct rmodel_env *env;
+    struct rmodel_options ro = { 256u << 20, 1 };
+    ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), RMODEL_EFORMAT);
+    fold_some(0, 0);
+    ck_assert_uint_eq(model_position(tmpdir), head);
+    assert_same_as_reference();
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* A log written by an older eventfold (OrderCreated schema 1) and a newer one (schema 2)
  * folds into the same read model: v1 lines are upcast from the items. */
 START_TEST(test_log_with_both_order_schemas)
@@ -828,6 +878,7 @@ static Suite *tailer_suite(void)
     tcase_add_test(tc, test_log_with_both_order_schemas);
     tcase_add_test(tc, test_map_full_grows);
     tcase_add_test(tc, test_unsynced_model_after_machine_crash);
+    tcase_add_test(tc, test_model_of_another_layout_replaced);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,8 @@
 #include "readmodel/rmodel_env.h"
 #include "readmodel/rmodel_event.h"
 #include "readmodel/rmodel_fold.h"
+#include "readmodel/rmodel_internal.h" /* the stream index's rows, read raw */
+#include "readmodel/rmodel_layout.h"
 #include "readmodel/rmodel_query.h"
 #include "testdir.h"
 #include "util/eflog.h"
@@ -667,6 +669,174 @@ START_TEST(test_rows_kept_past_the_cache_limit)
 }
 END_TEST
 
+/* Deposits to user u1 with versions from..to, per_txn records a transaction; pos[v] gets
+ * each version's position. */
+static void deposit_versions(uint64_t from, uint64_t to, int per_txn, uint64_t *pos)
+{
+    char data[200];
+    uint64_t v = from;
+    while (v <= to) {
+        struct rmodel_txn *t;
+        ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+        for (int j = 0; j < per_txn && v <= to; j++, v++) {
+            snprintf(data, sizeof data, "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":%llu}",
+                     (unsigned long long)(200000 + v - 2));
+            struct log_record r = mkrec("user-u1", v, "FundsDeposited", 1, D1, data);
+            pos[v] = r.position;
+            ck_assert_int_eq(rmodel_fold(t, &r), 0);
+        }
+        ck_assert_int_eq(rmodel_set_position(t, next_pos - 1), 0);
+        ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    }
+}
+
+/* The rows of the stream index whose key starts with stream NUL. */
+static size_t stream_rows(const char *stream)
+{
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    MDB_cursor *c;
+    ck_assert_int_eq(mdb_cursor_open(t->txn, env->dbi[RMODEL_DB_STREAMS], &c), 0);
+    size_t len = strlen(stream) + 1, n = 0;
+    MDB_val k = { len, (void *)stream }, v;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && k.mv_size == len + 8 &&
+                                                             memcmp(k.mv_data, stream, len) == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        n++;
+    mdb_cursor_close(c);
+    rmodel_txn_abort(t);
+    return n;
+}
+
+/* Checks rmodel_stream_locs(stream, from, max): versions from.. (those pos[] has) in order. */
+static void expect_locs(const char *stream, uint64_t from, size_t max, const uint64_t *pos, uint64_t last,
+                        size_t want_n, int want_more)
+{
+    struct rmodel_txn *t;
+    struct rmodel_loc locs[128];
+    size_t n;
+    int more;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_stream_locs(t, stream, strlen(stream), from, locs, max, &n, &more), 0);
+    rmodel_txn_abort(t);
+    ck_assert_uint_eq(n, want_n);
+    ck_assert_int_eq(more, want_more);
+    uint64_t v = from;
+    for (size_t i = 0; i < n; i++, v++) {
+        while (v <= last && pos[v] == 0)
+            v++;
+        ck_assert_uint_eq(locs[i].version, v);
+        ck_assert_uint_eq(locs[i].position, pos[v]);
+        ck_assert_uint_eq(locs[i].segment, 1);
+        ck_assert_uint_eq(locs[i].offset, pos[v] * 256);
+    }
+}
+
+/* The stream index holds a row per RMODEL_STREAM_CHUNK versions, merged across transactions
+ * and within one; readers get every version in order from any starting point. */
+START_TEST(test_stream_index_rows)
+{
+    uint64_t pos[80] = { 0 };
+    seed_catalog(); /* user-u1 versions 1 and 2 at positions 1 and 2 */
+    pos[1] = 1;
+    pos[2] = 2;
+    deposit_versions(3, 20, 1, pos);  /* one record per txn: each merges into the row */
+    deposit_versions(21, 70, 17, pos); /* across the rows' bounds within txns */
+    ck_assert_uint_eq(stream_rows("user-u1"), 3); /* versions 1-32, 33-64, 65-70 */
+    expect_locs("user-u1", 1, 128, pos, 70, 70, 0);
+    expect_locs("user-u1", 33, 128, pos, 70, 38, 0);
+    expect_locs("user-u1", 40, 5, pos, 70, 5, 1);
+    expect_locs("user-u1", 64, 2, pos, 70, 2, 1);
+    expect_locs("user-u1", 70, 1, pos, 70, 1, 0);
+    struct rmodel_txn *t;
+    struct rmodel_loc locs[4];
+    size_t n;
+    int more;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(rmodel_stream_locs(t, "user-u1", 7, 71, locs, 4, &n, &more), RMODEL_ENOTFOUND);
+    ck_assert_int_eq(rmodel_stream_locs(t, "user-u", 6, 1, locs, 4, &n, &more), RMODEL_ENOTFOUND);
+    ck_assert_int_eq(rmodel_stream_locs(t, "user-u1", 7, 1, locs, 0, &n, &more), RMODEL_EBADARG);
+    rmodel_txn_abort(t);
+    /* A write txn reads its own entries (the buffered ones are merged first). */
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    struct log_record r = mkrec("user-u1", 71, "FundsDeposited", 1, D1,
+                                "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":200069}");
+    ck_assert_int_eq(rmodel_fold(t, &r), 0);
+    ck_assert_int_eq(rmodel_stream_locs(t, "user-u1", 7, 70, locs, 4, &n, &more), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(locs[1].version, 71);
+    ck_assert_uint_eq(locs[1].position, r.position);
+    rmodel_txn_abort(t);
+}
+END_TEST
+
+/* A log the write side would never write: a version missing and one seen twice. The
+ * index keeps the gap and the later record of the version, in the same txn or not. */
+START_TEST(test_stream_index_gap_and_repeat)
+{
+    uint64_t pos[8] = { 0 };
+    seed_catalog();
+    pos[1] = 1;
+    pos[2] = 2;
+    deposit_versions(4, 4, 1, pos); /* no version 3 */
+    deposit_versions(2, 2, 1, pos); /* version 2 again, later in the log */
+    ck_assert_uint_gt(pos[2], pos[4]);
+    expect_locs("user-u1", 1, 8, pos, 4, 3, 0);
+    deposit_versions(5, 5, 1, pos);
+    uint64_t again[8];
+    memcpy(again, pos, sizeof again);
+    deposit_versions(5, 5, 1, again); /* twice in one txn below */
+    struct rmodel_txn *t;
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    struct log_record a = mkrec("user-u1", 6, "FundsDeposited", 1, D1,
+                                "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":1}");
+    struct log_record b = mkrec("user-u1", 6, "FundsDeposited", 1, D1,
+                                "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":1}");
+    ck_assert_int_ge(rmodel_fold(t, &a), 0);
+    ck_assert_int_ge(rmodel_fold(t, &b), 0);
+    ck_assert_int_eq(rmodel_set_position(t, b.position), 0);
+    ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    again[6] = b.position;
+    expect_locs("user-u1", 1, 8, again, 6, 5, 0);
+}
+END_TEST
+
+/* The row codec refuses what the fold never writes. */
+START_TEST(test_stream_row_codec)
+{
+    uint64_t pos[RMODEL_STREAM_CHUNK] = { 0 };
+    struct sbuf sb = SBUF_INIT;
+    rmodel_stream_entry(&sb, 31, 9);
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 0, pos), 0);
+    ck_assert_uint_eq(pos[31], 9);
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 1, pos), RMODEL_EFORMAT); /* no version byte */
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len - 1, 0, pos), RMODEL_EFORMAT); /* torn */
+    ((unsigned char *)sb.data)[0] = RMODEL_STREAM_CHUNK;
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 0, pos), RMODEL_EFORMAT); /* slot */
+    sbuf_reset(&sb);
+    rmodel_put_u8(&sb, 0);
+    rmodel_put_u64(&sb, 0);
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 0, pos), RMODEL_EFORMAT); /* position 0 */
+    ck_assert_int_eq(rmodel_stream_merge("", 0, 1, pos), RMODEL_EFORMAT);
+    memset(pos, 0, sizeof pos);
+    pos[3] = 7;
+    pos[0] = 5;
+    rmodel_stream_encode(pos, &sb);
+    ck_assert_uint_eq(sb.len, 1 + 2 * RMODEL_STREAM_ENTRY);
+    uint64_t back[RMODEL_STREAM_CHUNK] = { 0 };
+    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 1, back), 0);
+    ck_assert_mem_eq(back, pos, sizeof pos);
+    uint64_t first, slot;
+    rmodel_stream_chunk(1, &first, &slot);
+    ck_assert(first == 1 && slot == 0);
+    rmodel_stream_chunk(32, &first, &slot);
+    ck_assert(first == 1 && slot == 31);
+    rmodel_stream_chunk(33, &first, &slot);
+    ck_assert(first == 33 && slot == 0);
+    sbuf_free(&sb);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
     Suite *s = suite_create("readmodel_fold");
@@ -684,6 +854,9 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_dlq_retry_after_upgrade);
     tcase_add_test(tc, test_money_overflow_dead_letters);
     tcase_add_test(tc, test_rows_kept_past_the_cache_limit);
+    tcase_add_test(tc, test_stream_index_rows);
+    tcase_add_test(tc, test_stream_index_gap_and_repeat);
+    tcase_add_test(tc, test_stream_row_codec);
     suite_add_tcase(s, tc);
     return s;
 }
