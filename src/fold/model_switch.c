@@ -41,10 +41,11 @@ void model_switch_unlock(int fd)
  * RMODEL_EFORMAT). Opening creates lock.mdb, which the model needs anyway. */
 static int same_format(const char *dir)
 {
-    struct rmodel_env *env;
+    struct rmodel_env *env = NULL;
     struct rmodel_options ro = { 0, 1 };
     int rc = rmodel_env_open(dir, &ro, &env);
-    rmodel_env_close(env);
+    if (rc == 0)
+        rmodel_env_close(env);
     return rc != RMODEL_EFORMAT;
 }
 
