@@ -38,7 +38,7 @@ void model_switch_unlock(int fd)
 }
 
 /* 1 when the model copied into dir has this release's layout (another one's opens as
- * RMODEL_EFORMAT). Opening creates lock.mdb, which the model needs anyway. */
+ * RMODEL_ELAYOUT). Opening creates lock.mdb, which the model needs anyway. */
 static int same_format(const char *dir)
 {
     struct rmodel_env *env = NULL;
@@ -46,7 +46,7 @@ static int same_format(const char *dir)
     int rc = rmodel_env_open(dir, &ro, &env);
     if (rc == 0)
         rmodel_env_close(env);
-    return rc != RMODEL_EFORMAT;
+    return rc != RMODEL_ELAYOUT;
 }
 
 int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)

@@ -3,7 +3,7 @@
  * Two things replace the model that queries read: a rebuild (rebuild.h), which folds a new
  * model beside the current one, and the live tailer, which replaces a model it cannot
  * trust (rmodel_env_open said RMODEL_EUNSYNCED, rmodel_env.h "Lazy sync") or cannot read
- * (RMODEL_EFORMAT: a layout of another release, rmodel.h) without folding. Both
+ * (RMODEL_ELAYOUT: a layout of another release, rmodel.h) without folding. Both
  * seed a fresh DIR/read/model-N from the newest valid snapshot and switch to it here; the
  * folding itself stays with the tailer (tailer.h). Neither module includes the other.
  *

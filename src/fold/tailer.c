@@ -93,7 +93,7 @@ static int open_model(struct tailer *tl)
     struct rmodel_options ro = { o->map_bytes, 0 };
     if (rc == 0)
         rc = rmodel_env_open(path, &ro, &tl->env);
-    if ((rc == RMODEL_EUNSYNCED || rc == RMODEL_EFORMAT) && !o->model_dir) {
+    if ((rc == RMODEL_EUNSYNCED || rc == RMODEL_ELAYOUT) && !o->model_dir) {
         uint64_t from;
         if (rc == RMODEL_EUNSYNCED)
             EFLOG_WARN("the read model had unsynced commits when the machine went down: replacing "

@@ -43,6 +43,7 @@ enum {
     RMODEL_EBADARG = -11003,   /* invalid argument */
     RMODEL_EORDER = -11004,    /* a record at an unexpected position (not applied + 1) */
     RMODEL_EUNSYNCED = -11005, /* the machine went down while the model had unsynced commits */
+    RMODEL_ELAYOUT = -11006,   /* a model of another layout version (RMODEL_FORMAT) */
 };
 
 /* Returns a static description of a code: the read model's own, or ef_strerror()'s for any
@@ -50,8 +51,8 @@ enum {
 const char *rmodel_strerror(int err);
 
 /* Layout version stored in meta "format". 2: the stream index holds a row per 32 versions
- * of a stream (1: a row per record). A model of another format is rebuilt from the log
- * (tailer.h). */
+ * of a stream (1: a row per record). A model of another format opens as RMODEL_ELAYOUT, and
+ * the tailer replaces it (fold/model_switch.h). */
 #define RMODEL_FORMAT 2
 
 /* An open environment (rmodel_env.h), shared by the threads of one process. */

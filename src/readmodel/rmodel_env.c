@@ -32,6 +32,8 @@ const char *rmodel_strerror(int err)
     case RMODEL_EBADARG: return "invalid argument";
     case RMODEL_EORDER: return "record out of order";
     case RMODEL_EUNSYNCED: return "read model had unsynced commits when the machine went down";
+    case RMODEL_ELAYOUT:
+        return "read model of another layout than this release's (the tailer replaces it when it starts)";
     default: return ef_strerror_except(EF_ERR_RMODEL, err);
     }
 }
@@ -49,7 +51,9 @@ static int check_format(struct rmodel_env *e, MDB_txn *txn)
     }
     if (rc)
         return ef_mdb_rc(rc);
-    return v.mv_size == 1 && *(unsigned char *)v.mv_data == RMODEL_FORMAT ? 0 : RMODEL_EFORMAT;
+    if (v.mv_size != 1)
+        return RMODEL_EFORMAT;
+    return *(unsigned char *)v.mv_data == RMODEL_FORMAT ? 0 : RMODEL_ELAYOUT;
 }
 
 /* Opens every dbi in one txn (committed so the handles stay valid for the env's life). */

@@ -69,7 +69,7 @@ struct rmodel_options {
 /* Opens (creating when not read_only) the environment in directory dir, which must exist.
  * Read-only: -ENOENT when there is no data.mdb, RMODEL_ENOTFOUND when its databases were never
  * created (a model nobody has initialized yet).
- * Checks the stored layout version (RMODEL_EFORMAT if it is not RMODEL_FORMAT). Clears stale reader
+ * Checks the stored layout version (RMODEL_ELAYOUT if it is not RMODEL_FORMAT). Clears stale reader
  * slots (mdb_reader_check). A writable env is written through a writable map when the
  * map's blocks can be reserved on disk, and through write(2) otherwise (util/lmdb_map.h).
  * *out is owned by the caller, freed by rmodel_env_close(). */

@@ -572,7 +572,7 @@ START_TEST(test_model_of_another_layout_replaced)
     ck_assert_int_eq(rsnap_verify(tmpdir, &s), 0);
     struct rmodel_env *env;
     struct rmodel_options ro = { 256u << 20, 1 };
-    ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), RMODEL_ELAYOUT);
     fold_some(0, 0);
     ck_assert_uint_eq(model_position(tmpdir), head);
     assert_same_as_reference();
