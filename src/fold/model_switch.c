@@ -83,7 +83,7 @@ int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
         return 0;
     }
     if (n)
-        EFLOG_WARN("no valid snapshot: rebuilding from scratch");
+        EFLOG_WARN("no usable snapshot (damaged, or of another layout): the model starts empty");
     return 0;
 }
 
