@@ -48,6 +48,7 @@ static inline void rmodel_stream_chunk(uint64_t version, uint64_t *first, uint64
     *slot = i % RMODEL_STREAM_CHUNK;
     *first = i - *slot + 1;
 }
+
 #define RMODEL_NO_TIME INT64_MIN
 #define RMODEL_MAX_LINES 1000 /* more than the API allows (100); a sanity bound when decoding */
 
