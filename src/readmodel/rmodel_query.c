@@ -317,6 +317,24 @@ int rmodel_render_daily(struct rmodel_txn *t, const char *from, const char *to, 
     return 0;
 }
 
+/* Fills loc's segment and offset from the position index (loc->position set). */
+static int where(struct rmodel_txn *t, struct rmodel_loc *loc)
+{
+    unsigned char be[8];
+    rmodel_put_be64(be, loc->position);
+    MDB_val k = { 8, be }, v;
+    int rc = mdb_get(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return RMODEL_ENOTFOUND;
+    if (rc)
+        return ef_mdb_rc(rc);
+    struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
+    int ver = rmodel_read_u8(&r);
+    loc->segment = rmodel_read_u64(&r);
+    loc->offset = rmodel_read_u64(&r);
+    return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;
+}
+
 int rmodel_stream_locs(struct rmodel_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
                        struct rmodel_loc *locs, size_t max, size_t *n, int *more)
 {
@@ -365,9 +383,7 @@ rows_read:
         return ef_mdb_rc(rc);
     /* Where each record is: the position index, which every folded record is in. */
     for (size_t i = 0; i < *n; i++) {
-        uint64_t version = locs[i].version;
-        rc = rmodel_position_loc(t, locs[i].position, &locs[i]);
-        locs[i].version = version;
+        rc = where(t, &locs[i]);
         if (rc)
             return rc == RMODEL_ENOTFOUND ? RMODEL_EFORMAT : rc;
     }
@@ -376,19 +392,6 @@ rows_read:
 
 int rmodel_position_loc(struct rmodel_txn *t, uint64_t pos, struct rmodel_loc *loc)
 {
-    unsigned char be[8];
-    rmodel_put_be64(be, pos);
-    MDB_val k = { 8, be }, v;
-    int rc = mdb_get(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return RMODEL_ENOTFOUND;
-    if (rc)
-        return ef_mdb_rc(rc);
-    struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
-    int ver = rmodel_read_u8(&r);
-    loc->position = pos;
-    loc->version = 0;
-    loc->segment = rmodel_read_u64(&r);
-    loc->offset = rmodel_read_u64(&r);
-    return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;
+    *loc = (struct rmodel_loc){ .position = pos };
+    return where(t, loc);
 }
