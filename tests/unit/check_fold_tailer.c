@@ -462,6 +462,14 @@ START_TEST(test_snapshot_interval_counts_from_newest)
 }
 END_TEST
 
+/* DIR/read holds one model directory: the current one (nothing replaced or unfinished left). */
+static void assert_one_model_dir(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 static void rebuild(int from_scratch, uint64_t want_from)
 {
     struct rebuild_options ro = { .data_dir = tmpdir, .map_bytes = 256u << 20, .from_scratch = from_scratch };
@@ -488,9 +496,7 @@ START_TEST(test_rebuild_scratch_snapshot_fallback)
     close(fd);
     rebuild(0, 1500);
     /* Only the current model directory is left. */
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    assert_one_model_dir();
 }
 END_TEST
 
@@ -527,9 +533,7 @@ START_TEST(test_unsynced_model_after_machine_crash)
     assert_same_as_reference();
     ck_assert_int_eq(access(marker, F_OK), -1);
     /* The damaged model was replaced, not kept beside the new one. */
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    assert_one_model_dir();
 }
 END_TEST
 
@@ -576,9 +580,7 @@ START_TEST(test_model_of_another_layout_replaced)
     fold_some(0, 0);
     ck_assert_uint_eq(model_position(tmpdir), head);
     assert_same_as_reference();
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    assert_one_model_dir();
 }
 END_TEST
 
@@ -839,8 +841,7 @@ START_TEST(test_rebuild_stops_on_damage)
     int rc = rebuild_run(&ro, &res);
     ck_assert_msg(rc == TAILER_EDAMAGE || rc == LOG_ECORRUPT, "rc=%d %s", rc, tailer_strerror(rc));
     ck_assert_uint_eq(model_position(tmpdir), head); /* not switched */
-    snprintf(cmd, sizeof cmd, "test $(ls -d '%s'/read/model-* | wc -l) -eq 1", tmpdir);
-    ck_assert_int_eq(system(cmd), 0); /* the unfinished model was removed */
+    assert_one_model_dir(); /* the unfinished model was removed */
 }
 END_TEST
 
