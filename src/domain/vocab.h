@@ -96,9 +96,16 @@ static inline uint16_t vocab_event_schema(enum ev_type type)
 /* The type named by the n bytes at s (not NUL-terminated), or -1 for no shop event. */
 static inline int vocab_event_find(const char *s, size_t n)
 {
+    /* Every record's type goes through here (the fold's and the write model's replay):
+     * the lengths are known at compile time, and most names differ in length or first byte. */
+    static const uint8_t lens[EV_TYPE_COUNT] = {
+#define VOCAB_X_(e, name, schema) [e] = sizeof name - 1,
+        VOCAB_EVENTS(VOCAB_X_)
+#undef VOCAB_X_
+    };
     for (int t = 0; t < EV_TYPE_COUNT; t++) {
         const char *name = vocab_event_name((enum ev_type)t);
-        if (strlen(name) == n && memcmp(name, s, n) == 0)
+        if (lens[t] == n && name[0] == s[0] && memcmp(name, s, n) == 0)
             return t;
     }
     return -1;
