@@ -684,6 +684,39 @@ int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
     return 0;
 }
 
+int rmodel_cache_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
+                         const void **v, size_t *vn)
+{
+    struct rmodel_cache *c = t->env->cache;
+    if (t->rdonly) { /* LMDB's own bytes: a read txn's pages do not move */
+        MDB_val key = { kn, (void *)k }, val;
+        int rc = mdb_get(t->txn, t->env->dbi[db], &key, &val);
+        if (rc)
+            return rc == MDB_NOTFOUND ? RMODEL_ENOTFOUND : ef_mdb_rc(rc);
+        *v = val.mv_data;
+        *vn = val.mv_size;
+        return 0;
+    }
+    if (!cached(db)) {
+        int rc = rmodel_cache_get(t, db, k, kn, buf);
+        *v = buf->data;
+        *vn = buf->len;
+        return rc;
+    }
+    struct wc_entry *e = slot(c, db, k, kn);
+    if (e->state == WC_EMPTY) {
+        int rc = rmodel_cache_get(t, db, k, kn, buf); /* fills e (the same slot) */
+        if (rc)
+            return rc;
+        e = slot(c, db, k, kn);
+    }
+    if (e->state == WC_ABSENT)
+        return RMODEL_ENOTFOUND;
+    *v = e->val;
+    *vn = e->vlen;
+    return 0;
+}
+
 int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     if (t->rdonly || (!cached(db) && !buffered(t->env->cache, db)))

@@ -400,6 +400,12 @@ int rmodel_get_copy(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, siz
     return rmodel_cache_get(t, db, k, kn, buf);
 }
 
+int rmodel_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
+                   const void **v, size_t *vn)
+{
+    return rmodel_cache_get_ref(t, db, k, kn, buf, v, vn);
+}
+
 int rmodel_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     return rmodel_cache_put(t, db, k, kn, v, vn);

@@ -239,8 +239,8 @@ static int fold_item_restocked(struct rmodel_txn *t, const struct log_record *re
 
 /* Checks the order's own event against the stored order and the order's user: the common
  * first half of every order handler. o is loaded (or zero for OrderCreated) and applied; u
- * is the order's user, decoded from t->ubuf, which stays valid until the next
- * rmodel_load_user (the handlers write orders, items and categories in between, never users). */
+ * is the order's user. Both are decoded in place from their rows (rmodel_get_ref), so each
+ * handler writes the user and the order after everything else it takes from them. */
 static int order_check(struct rmodel_txn *t, const struct log_record *rec, const struct rmodel_ev *ev,
                        struct rmodel_order *o, int *prev_status, struct rmodel_user *u)
 {
@@ -355,7 +355,6 @@ static int fold_order_transition(struct rmodel_txn *t, const struct log_record *
         rc = transition_check(t, rec, ev, &o, prev, &u);
     if (rc)
         goto out;
-    rc = put_order(t, ev->order_id, &o);
     int64_t reserved = 0, sold = 0; /* per unit of each line */
     if (ev->type == EV_ORDER_SHIPPED)
         reserved = -1, sold = 1;
@@ -370,6 +369,8 @@ static int fold_order_transition(struct rmodel_txn *t, const struct log_record *
         rc = put_user(t, o.user, &u);
     if (rc == 0 && (ev->type == EV_PAYMENT_PROCESSED || ev->type == EV_ORDER_CANCELLED))
         rc = daily_put(t, &t->day_new);
+    if (rc == 0) /* last: o was decoded in place from the order's row (rmodel_get_ref) */
+        rc = put_order(t, ev->order_id, &o);
 out:
     rmodel_order_clear(&o);
     return rc;

@@ -68,6 +68,12 @@ struct rmodel_txn {
  * buffered; both reach LMDB at commit: code that reads those databases with its own LMDB
  * cursor inside a write txn calls rmodel_cache_flush() first. */
 int rmodel_get_copy(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf);
+/* rmodel_get_copy without a copy where the value can be read in place: *v and *vn are the
+ * value, valid until the txn ends or, in a write txn, until the next put or delete of this
+ * row (one of a database the cache does not hold: of any row), which may change them in
+ * place. Decode what is needed before writing the row back. buf holds a copy where one is made. */
+int rmodel_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
+                   const void **v, size_t *vn);
 int rmodel_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 /* Deletes a key; a missing key is not an error. */
 int rmodel_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn);
@@ -100,6 +106,11 @@ size_t rmodel_cache_bytes(const struct rmodel_cache *c);
  * that the misses of an event's rows overlap instead of following one another). */
 void rmodel_cache_prefetch(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn);
 int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf);
+/* rmodel_cache_get without the copy where it can: *v points at the row's value in the cache
+ * (a write txn's cached databases) until the txn ends; a later put of the same row may
+ * change those bytes (rmodel_get_ref). Elsewhere the value is copied into buf. */
+int rmodel_cache_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
+                         const void **v, size_t *vn);
 int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn);
 /* Pipelined bulk loading (rmodel_bulk.c). write: writes c's rows into txn (dbi: the env's

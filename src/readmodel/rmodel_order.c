@@ -10,20 +10,26 @@
 
 int rmodel_load_user(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_user *u)
 {
-    int rc = rmodel_get_copy(t, RMODEL_DB_USERS, id.p, id.n, &t->ubuf);
-    return rc ? rc : rmodel_user_decode(t->ubuf.data, t->ubuf.len, u);
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, RMODEL_DB_USERS, id.p, id.n, &t->ubuf, &v, &n);
+    return rc ? rc : rmodel_user_decode(v, n, u);
 }
 
 int rmodel_load_item(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_item *it)
 {
-    int rc = rmodel_get_copy(t, RMODEL_DB_ITEMS, id.p, id.n, &t->ibuf);
-    return rc ? rc : rmodel_item_decode(t->ibuf.data, t->ibuf.len, it);
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, RMODEL_DB_ITEMS, id.p, id.n, &t->ibuf, &v, &n);
+    return rc ? rc : rmodel_item_decode(v, n, it);
 }
 
 int rmodel_load_order(struct rmodel_txn *t, struct rmodel_str id, struct rmodel_order *o)
 {
-    int rc = rmodel_get_copy(t, RMODEL_DB_ORDERS, id.p, id.n, &t->obuf);
-    return rc ? rc : rmodel_order_decode(t->obuf.data, t->obuf.len, o);
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, RMODEL_DB_ORDERS, id.p, id.n, &t->obuf, &v, &n);
+    return rc ? rc : rmodel_order_decode(v, n, o);
 }
 
 /* Upcasts OrderCreated v1 lines: name, category and price come from the item as the read
