@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <endian.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,8 +154,20 @@ static struct rmodel_reader reader_open(const void *p, size_t n)
 
 void rmodel_order_clear(struct rmodel_order *o)
 {
-    free(o->lines);
-    memset(o, 0, sizeof *o);
+    if (o->lines != o->few_lines)
+        free(o->lines);
+    memset(o, 0, offsetof(struct rmodel_order, few_lines));
+}
+
+struct rmodel_line *rmodel_order_lines(struct rmodel_order *o, size_t n)
+{
+    if (n <= RMODEL_FEW_LINES) {
+        memset(o->few_lines, 0, n * sizeof *o->few_lines);
+        o->lines = o->few_lines;
+    } else {
+        o->lines = xcalloc(n, sizeof *o->lines);
+    }
+    return o->lines;
 }
 
 void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
@@ -184,10 +197,10 @@ void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
     w_end(out, p);
 }
 
-/* On success o->lines is allocated (rmodel_order_clear frees it); on failure o is cleared. */
+/* On success o holds its lines (rmodel_order_clear frees them); on failure o is cleared. */
 int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
 {
-    memset(o, 0, sizeof *o);
+    memset(o, 0, offsetof(struct rmodel_order, few_lines));
     struct rmodel_reader r = reader_open(p, n);
     o->status = rd_u8(&r);
     o->version = rd_u64(&r);
@@ -199,7 +212,7 @@ int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
     o->nlines = rd_u16(&r);
     if (r.bad || o->nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
         goto fail;
-    o->lines = xcalloc(o->nlines ? o->nlines : 1, sizeof *o->lines);
+    rmodel_order_lines(o, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         struct rmodel_line *l = &o->lines[i];
         l->item = rd_str(&r);

@@ -62,6 +62,8 @@ struct rmodel_line {
     int64_t quantity, price;
 };
 
+#define RMODEL_FEW_LINES 4
+
 struct rmodel_order {
     int status;
     uint64_t version;
@@ -69,7 +71,12 @@ struct rmodel_order {
     uint64_t created_position;
     struct rmodel_str user;
     size_t nlines;
-    struct rmodel_line *lines; /* owned by the order: rmodel_order_clear() frees the array */
+    /* The order's: few_lines, or an array rmodel_order_clear() frees. An order is decoded
+     * once or more per event a fold or a query meets, and most have a few lines: those
+     * cost no allocation. So an order is not copied by value (lines would point into the
+     * copied-from order). */
+    struct rmodel_line *lines;
+    struct rmodel_line few_lines[RMODEL_FEW_LINES];
 };
 
 struct rmodel_user {
@@ -94,6 +101,8 @@ struct rmodel_daily {
 };
 
 void rmodel_order_clear(struct rmodel_order *o);
+/* Room for n lines in o (which holds none): o->lines, cleared. */
+struct rmodel_line *rmodel_order_lines(struct rmodel_order *o, size_t n);
 
 void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out);
 int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o);

@@ -74,18 +74,15 @@ static int apply_created(struct rmodel_txn *t, struct rmodel_order *o, const str
         sbuf_printf(&t->reason, "order %.*s already exists", (int)ev->order_id.n, ev->order_id.p);
         return 1;
     }
-    struct rmodel_line *lines = xmalloc(ev->nlines * sizeof *lines);
+    struct rmodel_line *lines = rmodel_order_lines(o, ev->nlines);
     memcpy(lines, ev->lines, ev->nlines * sizeof *lines);
+    o->nlines = ev->nlines;
     if (ev->upcast) {
         int rc = upcast_lines(t, lines, ev->nlines);
-        if (rc) {
-            free(lines);
-            return rc;
-        }
+        if (rc)
+            return rc; /* the caller clears o */
     }
     o->status = ORDER_CREATED;
-    o->lines = lines;
-    o->nlines = ev->nlines;
     o->user = ev->user_id;
     o->amount = ev->amount;
     o->created_at = rec->timestamp_ms;
