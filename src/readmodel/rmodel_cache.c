@@ -647,38 +647,47 @@ static int miss_elsewhere(struct rmodel_cache *c, struct wc_entry *e, enum rmode
     return 0;
 }
 
-int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf)
+/* The entry of (db, k), a cached database, in write txn t: filled from the batch before
+ * or LMDB when this cache did not hold it. 0 with *out PRESENT, RMODEL_ENOTFOUND (*out
+ * ABSENT), or a store error (nothing claimed). */
+static int load_entry(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct wc_entry **out)
 {
     struct rmodel_cache *c = t->env->cache;
+    struct wc_entry *e = slot(c, db, k, kn);
+    *out = e;
+    if (e->state == WC_PRESENT)
+        return 0;
+    if (e->state == WC_ABSENT)
+        return RMODEL_ENOTFOUND;
+    int rc = c->pipelined ? miss_elsewhere(c, e, db, k, kn) : 0;
+    if (rc == 1)
+        return e->state == WC_ABSENT ? RMODEL_ENOTFOUND : 0;
+    MDB_val key = { kn, (void *)k }, v = { 0, NULL };
+    if (rc == 0 && !c->fresh) {
+        rc = mdb_get(t->txn, t->env->dbi[db], &key, &v);
+        rc = rc == MDB_NOTFOUND ? RMODEL_ENOTFOUND : ef_mdb_rc(rc);
+        if (rc && rc != RMODEL_ENOTFOUND)
+            return rc; /* e stays EMPTY: nothing was claimed */
+    } else {
+        rc = RMODEL_ENOTFOUND;
+    }
+    /* Copied at once: LMDB's bytes are valid only until the txn's next put. */
+    set_value(c, e, k, kn, v.mv_data, rc ? 0 : v.mv_size);
+    e->state = rc ? WC_ABSENT : WC_PRESENT;
+    e->dirty = 0;
+    return rc;
+}
+
+int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf)
+{
     int rc = flush_if_buffered(t, db);
     if (rc)
         return rc;
     if (t->rdonly || !cached(db))
         return rmodel_get_copy_raw(t, db, k, kn, buf);
-    struct wc_entry *e = slot(c, db, k, kn);
-    if (e->state == WC_EMPTY && c->pipelined && (rc = miss_elsewhere(c, e, db, k, kn)) == 1) {
-        if (e->state == WC_ABSENT)
-            return RMODEL_ENOTFOUND;
-        sbuf_reset(buf);
-        sbuf_append(buf, e->val, e->vlen);
-        return 0;
-    }
-    if (e->state == WC_EMPTY) {
-        rc = rc == RMODEL_ENOTFOUND || c->fresh ? RMODEL_ENOTFOUND : rmodel_get_copy_raw(t, db, k, kn, buf);
-        if (rc && rc != RMODEL_ENOTFOUND)
-            return rc; /* e stays EMPTY: nothing was claimed */
-        if (rc == RMODEL_ENOTFOUND) {
-            set_value(c, e, k, kn, NULL, 0);
-            e->state = WC_ABSENT;
-        } else {
-            set_value(c, e, k, kn, buf->data, buf->len);
-            e->state = WC_PRESENT;
-        }
-        e->dirty = 0;
+    struct wc_entry *e;
+    if ((rc = load_entry(t, db, k, kn, &e)) != 0)
         return rc;
-    }
-    if (e->state == WC_ABSENT)
-        return RMODEL_ENOTFOUND;
     sbuf_reset(buf);
     sbuf_append(buf, e->val, e->vlen);
     return 0;
@@ -687,7 +696,6 @@ int rmodel_cache_get(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
 int rmodel_cache_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
                          const void **v, size_t *vn)
 {
-    struct rmodel_cache *c = t->env->cache;
     if (t->rdonly) { /* LMDB's own bytes: a read txn's pages do not move */
         MDB_val key = { kn, (void *)k }, val;
         int rc = mdb_get(t->txn, t->env->dbi[db], &key, &val);
@@ -703,15 +711,10 @@ int rmodel_cache_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k
         *vn = buf->len;
         return rc;
     }
-    struct wc_entry *e = slot(c, db, k, kn);
-    if (e->state == WC_EMPTY) {
-        int rc = rmodel_cache_get(t, db, k, kn, buf); /* fills e (the same slot) */
-        if (rc)
-            return rc;
-        e = slot(c, db, k, kn);
-    }
-    if (e->state == WC_ABSENT)
-        return RMODEL_ENOTFOUND;
+    struct wc_entry *e;
+    int rc = load_entry(t, db, k, kn, &e);
+    if (rc)
+        return rc;
     *v = e->val;
     *vn = e->vlen;
     return 0;
