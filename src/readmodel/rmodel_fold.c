@@ -50,7 +50,9 @@ static int need(int rc, struct rmodel_txn *t, const char *what, struct rmodel_st
 
 static int absent(struct rmodel_txn *t, enum rmodel_dbi db, const char *what, struct rmodel_str id)
 {
-    int rc = rmodel_get_copy(t, db, id.p, id.n, &t->key);
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, db, id.p, id.n, &t->key, &v, &n);
     if (rc == 0) {
         sbuf_printf(&t->reason, "%s %.*s already exists", what, (int)id.n, id.p);
         return 1;
@@ -129,9 +131,11 @@ static int user_cat_get(struct rmodel_txn *t, struct rmodel_str user, struct rmo
     struct sbuf *k = &t->key;
     rmodel_key2(k, user.p, user.n, cat.p, cat.n);
     *q = 0;
-    int rc = rmodel_get_copy(t, RMODEL_DB_USER_CAT, k->data, k->len, &t->json);
-    if (rc == 0 && t->json.len == 8) {
-        struct rmodel_reader r = { (const unsigned char *)t->json.data, 8, 0 };
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, RMODEL_DB_USER_CAT, k->data, k->len, &t->json, &v, &n);
+    if (rc == 0 && n == 8) {
+        struct rmodel_reader r = { v, 8, 0 };
         *q = (int64_t)rmodel_read_u64(&r);
     } else if (rc != RMODEL_ENOTFOUND) {
         return rc ? rc : RMODEL_EFORMAT;
@@ -183,9 +187,11 @@ static int daily_get(struct rmodel_txn *t, int64_t at, struct rmodel_daily *d)
         t->day_start = start;
     }
     *d = (struct rmodel_daily){ 0, 0, 0, 0 };
-    int rc = rmodel_get_copy(t, RMODEL_DB_DAILY, t->day_key, 10, &t->key);
+    const void *v;
+    size_t n;
+    int rc = rmodel_get_ref(t, RMODEL_DB_DAILY, t->day_key, 10, &t->key, &v, &n);
     if (rc == 0)
-        return rmodel_daily_decode(t->key.data, t->key.len, d);
+        return rmodel_daily_decode(v, n, d);
     return rc == RMODEL_ENOTFOUND ? 0 : rc;
 }
 
