@@ -74,9 +74,11 @@ struct rmodel_options {
  * map's blocks can be reserved on disk, and through write(2) otherwise (util/lmdb_map.h).
  * *out is owned by the caller, freed by rmodel_env_close(). */
 int rmodel_env_open(const char *dir, const struct rmodel_options *opt, struct rmodel_env **out);
-/* Closes env; a lazy env is synced first (best effort: on failure the marker stays, so the
+/* Closes env; a lazy env is then synced (best effort: on failure the marker stays, so the
  * model is distrusted only after a machine crash). Accepts NULL. */
 void rmodel_env_close(struct rmodel_env *env);
+/* The same, returning 0 or the error that kept the model unsynced (a negative code). */
+int rmodel_env_close_synced(struct rmodel_env *env);
 /* Clears reader slots of dead processes; returns how many, or a negative code. */
 int rmodel_env_reader_check(struct rmodel_env *env);
 /* Adopts the map size another process grew the environment to (after MDB_MAP_RESIZED from
