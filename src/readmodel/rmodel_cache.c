@@ -633,6 +633,11 @@ static int miss_elsewhere(struct rmodel_cache *c, struct wc_entry *e, enum rmode
                           size_t kn)
 {
     uint64_t h = e->hash;
+    /* The filter first: every row the batch before holds is either in it (written, or
+     * read from a row some batch wrote) or absent, so a key no batch wrote is absent
+     * without a probe of that batch's table (a cache miss per new row). */
+    if (c->seen && !ef_bloom_maybe(c->seen, h))
+        return RMODEL_ENOTFOUND;
     const struct wc_entry *b = c->back ? find(c->back, db, k, kn, h) : NULL;
     if (b) {
         set_value(c, e, k, kn, b->val, b->state == WC_PRESENT ? b->vlen : 0);
@@ -641,8 +646,6 @@ static int miss_elsewhere(struct rmodel_cache *c, struct wc_entry *e, enum rmode
         return 1;
     }
     if (c->fresh)
-        return RMODEL_ENOTFOUND;
-    if (c->seen && !ef_bloom_maybe(c->seen, h))
         return RMODEL_ENOTFOUND;
     return 0;
 }
