@@ -159,6 +159,12 @@ struct rmodel_cache {
     size_t spare_cap;
     void *sort_buf;
     size_t sort_cap;
+    /* The position index's rows of a pipelined batch (rmodel_cache_put_position): record
+     * pos_first + i is at locs[i]. Positions come one after another, so they need no sort
+     * and no row of their own until the flush appends them. Kept (emptied) across batches. */
+    uint64_t pos_first;
+    struct pos_loc *locs;
+    size_t nlocs, locs_cap;
     /* The flush's rows, sorted: rows[i] describes row_at(i) (copied out once, in index
      * order, so that writing them in key order reads this array instead of entries
      * scattered over the table: that was a cache miss per row), order[k] is the k-th row
@@ -173,6 +179,10 @@ struct wc_row {
     const char *key, *val;
     uint32_t klen, vlen;
     uint8_t db, present;
+};
+
+struct pos_loc {
+    uint64_t segment, offset;
 };
 
 struct wo_row {
@@ -269,6 +279,7 @@ static void chunks_free(struct wc_chunk *ch)
 static void wo_clear(struct rmodel_cache *c)
 {
     c->nwo = 0;
+    c->nlocs = 0;
     if (c->bulk) {
         chunks_release(c, c->wo_chunks);
         c->wo_chunks = NULL;
@@ -479,6 +490,7 @@ void rmodel_cache_free(struct rmodel_cache *c)
     free(c->slots);
     free(c->dirty);
     free(c->wo);
+    free(c->locs);
     chunks_free(c->wo_chunks);
     chunks_free(c->spare);
     free(c->spare_slots);
@@ -740,6 +752,23 @@ int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
     set_value(c, e, k, kn, v, vn);
     e->state = WC_PRESENT;
     mark_dirty(c, e);
+    return 0;
+}
+
+int rmodel_cache_put_position(struct rmodel_txn *t, uint64_t position, uint64_t segment, uint64_t offset)
+{
+    struct rmodel_cache *c = t->env->cache;
+    if (t->rdonly || !c->pipelined)
+        return RMODEL_EBADARG;
+    if (c->nlocs == 0)
+        c->pos_first = position;
+    else if (position != c->pos_first + c->nlocs)
+        return RMODEL_EBADARG; /* the tailer folds every position once, in order */
+    if (c->nlocs == c->locs_cap) {
+        c->locs_cap = c->locs_cap ? 2 * c->locs_cap : 65536;
+        c->locs = xrealloc(c->locs, c->locs_cap * sizeof *c->locs);
+    }
+    c->locs[c->nlocs++] = (struct pos_loc){ segment, offset };
     return 0;
 }
 
@@ -1049,6 +1078,32 @@ static int last_key(MDB_cursor *cur, struct sbuf *last, int *has)
     return 0;
 }
 
+/* Writes the position index's rows of a pipelined batch (c->locs), in position order:
+ * appended past the last position the index holds (always, in a rebuild), else put. */
+static int write_positions(const struct rmodel_cache *c, MDB_txn *txn, MDB_dbi dbi, struct sbuf *last,
+                           struct sbuf *val)
+{
+    MDB_cursor *cur;
+    int has_last = 0, rc = ef_mdb_rc(mdb_cursor_open(txn, dbi, &cur));
+    if (rc == 0)
+        rc = last_key(cur, last, &has_last);
+    for (size_t i = 0; i < c->nlocs && rc == 0; i++) {
+        unsigned char be[8];
+        rmodel_put_be64(be, c->pos_first + i);
+        sbuf_reset(val);
+        rmodel_put_u8(val, RMODEL_VAL_V1);
+        rmodel_put_u64(val, c->locs[i].segment);
+        rmodel_put_u64(val, c->locs[i].offset);
+        struct wc_row w = { (const char *)be, val->data, 8, (uint32_t)val->len, RMODEL_DB_POSITIONS, 1 };
+        if (has_last && key_cmp(be, 8, last->data, last->len) <= 0)
+            rc = write_row(cur, &w);
+        else
+            rc = append_row(cur, &w);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 /* Writes the dirty and buffered rows of c, sorted, into txn (dbi: the env's handles), and
  * leaves them clean (the buffered ones dropped). Sorted puts walk the B-trees in order,
  * and through one cursor per database: when a key falls inside the leaf page the cursor
@@ -1107,11 +1162,14 @@ static int flush_rows(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
             continue;
         rc = append ? append_row(cur, &x) : write_row(cur, &x);
     }
+    if (cur)
+        mdb_cursor_close(cur);
+    cur = NULL;
+    if (rc == 0 && c->nlocs)
+        rc = write_positions(c, txn, dbi[RMODEL_DB_POSITIONS], &last, &scratch);
     sort_release(c);
     sbuf_free(&last);
     sbuf_free(&scratch);
-    if (cur)
-        mdb_cursor_close(cur);
     for (size_t i = 0; i < c->ndirty; i++)
         c->dirty[i]->dirty = 0;
     c->ndirty = 0;
@@ -1132,7 +1190,7 @@ int rmodel_cache_flush(struct rmodel_txn *t)
 
 int rmodel_cache_write(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
 {
-    return c->ndirty == 0 && c->nwo == 0 ? 0 : flush_rows(c, txn, dbi);
+    return c->ndirty == 0 && c->nwo == 0 && c->nlocs == 0 ? 0 : flush_rows(c, txn, dbi);
 }
 
 void rmodel_cache_pipeline(struct rmodel_cache *c, const struct rmodel_cache *back, struct ef_bloom *seen)
@@ -1168,6 +1226,6 @@ size_t rmodel_cache_bytes(const struct rmodel_cache *c)
 {
     /* Everything the txn's rows hold, and the sort array the flush will allocate. */
     return c->chunk_bytes + c->cap * sizeof *c->slots + c->dirty_cap * sizeof *c->dirty +
-           c->wo_cap * sizeof *c->wo + c->wo_chunk_bytes +
+           c->wo_cap * sizeof *c->wo + c->wo_chunk_bytes + c->locs_cap * sizeof *c->locs +
            (c->ndirty + c->nwo) * (2 * sizeof(struct rs_item) + sizeof(uint32_t) + sizeof(struct wc_row));
 }

@@ -415,15 +415,15 @@ static int index_record(struct rmodel_txn *t, const struct log_record *rec)
     int rc = index_stream(t, rec);
     if (rc)
         return rc;
+    if (t->env->bulk) /* a pipelined batch (rmodel_bulk.h): its txn cannot write */
+        return rmodel_cache_put_position(t, rec->position, rec->segment, rec->offset);
     unsigned char be[8];
     rmodel_put_be64(be, rec->position);
-    /* val minus its position field: v, segment, offset */
+    /* val minus its position field: v, segment, offset (as rmodel_cache.c's write_positions) */
     sbuf_reset(&t->val);
     rmodel_put_u8(&t->val, RMODEL_VAL_V1);
     rmodel_put_u64(&t->val, rec->segment);
     rmodel_put_u64(&t->val, rec->offset);
-    if (t->env->bulk) /* a pipelined batch (rmodel_bulk.h): its txn cannot write */
-        return rmodel_put(t, RMODEL_DB_POSITIONS, be, 8, t->val.data, t->val.len);
     MDB_val k = { 8, be }, v = { t->val.len, t->val.data };
     /* Positions only grow: MDB_APPEND fills pages densely and skips the search. */
     rc = mdb_put(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v, MDB_APPEND);
