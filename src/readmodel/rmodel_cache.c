@@ -44,9 +44,10 @@
  *
  * The batches of a pipelined bulk load (rmodel_bulk.h) are folded in a txn that only reads
  * LMDB while another thread writes the batch before: their cache buffers every database
- * it does not cache, and looks a row it does not hold up in that batch's cache (back),
- * read-only, before LMDB; a filter of the keys written (seen) spares the LMDB lookup of a
- * row no batch wrote.
+ * it does not cache (the position index as an array of locations, its records coming one
+ * position after another), and looks a row it does not hold up in a filter of the keys
+ * written (seen: a row no batch wrote does not exist), then in that batch's cache (back),
+ * read-only, then in LMDB.
  *
  * Every flush writes its rows sorted, and appends (MDB_APPEND: no search, dense pages)
  * those sorted after the last key their database holds: all of them into an empty one.
