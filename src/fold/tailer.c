@@ -572,10 +572,11 @@ int tailer_run(const struct tailer_options *opt)
     log_reader_close(tl.rd);
     rpos_close(tl.rp);
     uint64_t t0 = ef_mono_ns();
+    int had_model = tl.env != NULL;
     int src = rmodel_env_close_synced(tl.env); /* the marker stays if it fails: safe */
     if (src)
         EFLOG_WARN("cannot sync the read model: %s position=%" PRIu64, rmodel_strerror(src), tl.pos);
-    else if (tl.env)
+    else if (had_model)
         EFLOG_DEBUG("read model synced position=%" PRIu64 " ms=%.1f", tl.pos, (double)(ef_mono_ns() - t0) / 1e6);
     log_close(tl.lg);
     ef_unlock_file(tl.lock_fd);

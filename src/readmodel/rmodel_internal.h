@@ -69,9 +69,9 @@ struct rmodel_txn {
  * cursor inside a write txn calls rmodel_cache_flush() first. */
 int rmodel_get_copy(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf);
 /* rmodel_get_copy without a copy where the value can be read in place: *v and *vn are the
- * value, valid until the txn ends or, in a write txn, until the next put or delete of this
- * row (one of a database the cache does not hold: of any row), which may change them in
- * place. Decode what is needed before writing the row back. buf holds a copy where one is made. */
+ * value, valid until the txn ends; in a write txn a later put or delete of this row may
+ * change those bytes in place, so decode what is needed before writing the row back. A
+ * database the write cache does not hold is copied into buf (valid as long as buf is). */
 int rmodel_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, struct sbuf *buf,
                    const void **v, size_t *vn);
 int rmodel_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn);
