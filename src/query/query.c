@@ -21,6 +21,7 @@
 #include "util/xalloc.h"
 
 #define READER_CHECK_NS (10ull * 1000000000ull) /* mdb_reader_check every 10 s */
+#define OPEN_RETRY_NS (100ull * 1000000ull)        /* a missing model: try again after 100 ms */
 
 /* Opens DIR/read/current read-only. A model the tailer has not created yet is created
  * empty first (a read-only LMDB open needs the file), so queries answer at position 0. */
@@ -93,7 +94,14 @@ int query_worker_init(void **ctx, const struct ef_config *cfg)
     }
     w->generation = rpos_generation(w->rp);
     rc = open_model(w, &w->env);
-    if (rc) {
+    if (query_model_unavailable(rc)) {
+        /* The tailer replaces such a model when it starts: until then requests wait for
+         * it (query_begin), instead of the workers failing to start again and again. */
+        EFLOG_WARN("read model of %s not usable until the tailer replaces it: %s", w->data_dir,
+                   rmodel_strerror(rc));
+        w->env_err = rc;
+        w->next_open_ns = ef_mono_ns() + OPEN_RETRY_NS;
+    } else if (rc) {
         EFLOG_ERROR("cannot open the read model of %s: %s", w->data_dir, rmodel_strerror(rc));
         goto fail;
     }
@@ -135,9 +143,42 @@ void query_worker_fini(void *ctx)
  * worker's watcher thread (query_housekeeping): a worker that gets no requests (idle
  * threads are woken one at a time, by any worker, so under a light load some workers sit
  * idle) must not keep the replaced model's files open, and their disk space taken. */
+int query_model_unavailable(int rc) { return rc == RMODEL_ELAYOUT || rc == RMODEL_EUNSYNCED; }
+
+/* A worker without a model (query_worker_init) tries to open it every OPEN_RETRY_NS, and at
+ * once when the tailer's switch to the replacement moves the generation. */
+static void open_missing_model(struct query_worker *w)
+{
+    uint64_t now = ef_mono_ns();
+    if (now < __atomic_load_n(&w->next_open_ns, __ATOMIC_RELAXED))
+        return;
+    pthread_rwlock_wrlock(&w->env_lock);
+    if (!w->env && now >= w->next_open_ns) {
+        uint32_t gen = rpos_generation(w->rp);
+        struct rmodel_env *e = NULL;
+        int rc = open_model(w, &e);
+        if (rc == 0) {
+            w->generation = gen;
+            __atomic_store_n(&w->env, e, __ATOMIC_RELEASE);
+            EFLOG_INFO("read model opened generation=%u", gen);
+        } else if (rc != w->env_err) {
+            EFLOG_WARN("read model still not usable: %s", rmodel_strerror(rc));
+        }
+        w->env_err = rc;
+        __atomic_store_n(&w->next_open_ns, now + OPEN_RETRY_NS, __ATOMIC_RELAXED);
+    }
+    pthread_rwlock_unlock(&w->env_lock);
+}
+
 void query_reopen_if_switched(struct query_worker *w)
 {
     uint32_t gen = rpos_generation(w->rp);
+    if (!__atomic_load_n(&w->env, __ATOMIC_ACQUIRE)) {
+        if (gen != __atomic_load_n(&w->generation, __ATOMIC_ACQUIRE))
+            __atomic_store_n(&w->next_open_ns, 0, __ATOMIC_RELAXED); /* switched: try now */
+        open_missing_model(w);
+        return;
+    }
     if (gen == __atomic_load_n(&w->generation, __ATOMIC_ACQUIRE))
         return;
     pthread_rwlock_wrlock(&w->env_lock);
@@ -146,7 +187,7 @@ void query_reopen_if_switched(struct query_worker *w)
         int rc = open_model(w, &e);
         if (rc == 0) {
             rmodel_env_close(w->env);
-            w->env = e;
+            __atomic_store_n(&w->env, e, __ATOMIC_RELEASE);
             EFLOG_INFO("read model reopened generation=%u", gen);
         } else {
             EFLOG_ERROR("cannot reopen the read model: %s (keeping the old one)", rmodel_strerror(rc));
@@ -189,6 +230,11 @@ int query_begin(struct qreq *q)
     query_reopen_if_switched(q->w);
     pthread_rwlock_rdlock(&q->w->env_lock);
     q->locked = 1;
+    if (!q->w->env) {
+        int err = q->w->env_err;
+        query_end(q);
+        return err;
+    }
     maybe_reader_check(q->w);
     int rc = rmodel_txn_begin(q->w->env, 1, &q->txn);
     if (rc == MDB_MAP_RESIZED) {

@@ -21,7 +21,11 @@ struct query_worker {
     struct log *lg;        /* never appended to */
     struct rpos *rp;
     pthread_rwlock_t env_lock; /* readers: requests; writer: a model reopen */
+    /* NULL while the model cannot be opened because the tailer is about to replace it
+     * (query_model_unavailable): env_err says why, and requests wait for it. */
     struct rmodel_env *env;
+    int env_err;
+    uint64_t next_open_ns; /* the next attempt to open it (under env_lock for writing) */
     uint32_t generation;   /* of the env that is open */
     pthread_mutex_t check_lock;
     uint64_t next_reader_check_ns;
@@ -78,8 +82,14 @@ int query_park(struct qreq *q, uint64_t want, uint64_t wake_ns);
 #define QUERY_PAGE_BYTES (1024 * 1024)
 
 /* Begins q->txn on the current model and reads q->position (reopens the model first if
- * a rebuild switched it). Holds the env lock until query_end(). */
+ * a rebuild switched it). Holds the env lock until query_end(). Fails with an error that
+ * query_model_unavailable() recognizes while the tailer has yet to replace the model. */
 int query_begin(struct qreq *q);
+/* 1 for the errors of a model that cannot be opened until the tailer replaces it: one of
+ * another layout (an upgrade) or left unsynced by a machine crash (rmodel_env.h). */
+int query_model_unavailable(int rc);
+/* Answers 503 not_caught_up with Retry-After for a model being replaced (rc says why). */
+void query_unavailable(struct qreq *q, int rc);
 void query_end(struct qreq *q);
 
 #endif

@@ -193,7 +193,10 @@ void query_events(struct qreq *q)
     }
     int rc = query_begin(q);
     if (rc) {
-        query_fail(q, rc, "read model");
+        if (query_model_unavailable(rc))
+            query_unavailable(q, rc);
+        else
+            query_fail(q, rc, "read model");
         return;
     }
     uint64_t last;

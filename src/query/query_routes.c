@@ -76,6 +76,15 @@ static void not_caught_up(struct qreq *q, uint64_t want)
     server_respond_problem(q->req, 503, "not_caught_up", detail, NULL, headers);
 }
 
+void query_unavailable(struct qreq *q, int rc)
+{
+    char detail[200], headers[320];
+    snprintf(detail, sizeof detail, "the read model cannot be read until the tailer replaces it: %s",
+             rmodel_strerror(rc));
+    snprintf(headers, sizeof headers, "%sRetry-After: 1\r\n", q->headers);
+    server_respond_problem(q->req, 503, "not_caught_up", detail, NULL, headers);
+}
+
 static void too_many_waiting(struct qreq *q)
 {
     char headers[320];
@@ -141,20 +150,26 @@ static int min_position(struct qreq *q, uint64_t *want)
 static int begin_at(struct qreq *q, uint64_t want)
 {
     int rc = query_begin(q);
-    if (rc) {
+    if (rc && !query_model_unavailable(rc)) {
         query_fail(q, rc, "read model");
         return -1;
     }
-    if (q->position >= want)
+    if (rc == 0 && q->position >= want)
         return 0;
-    query_end(q);
+    if (rc == 0)
+        query_end(q);
+    /* Behind, or no model to read while the tailer replaces it: tried again shortly,
+     * within the request's wait. */
     uint64_t deadline, now = ef_mono_ns();
     if (query_deadline(q, &deadline))
         return -1;
     uint64_t retry = now + 20 * 1000000u;
     if (now < deadline && query_park(q, UINT64_MAX, retry < deadline ? retry : deadline))
         return -1;
-    not_caught_up(q, want);
+    if (rc)
+        query_unavailable(q, rc);
+    else
+        not_caught_up(q, want);
     return -1;
 }
 
