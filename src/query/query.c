@@ -153,12 +153,12 @@ static void open_missing_model(struct query_worker *w)
     if (now < __atomic_load_n(&w->next_open_ns, __ATOMIC_RELAXED))
         return;
     pthread_rwlock_wrlock(&w->env_lock);
-    if (!w->env && now >= w->next_open_ns) {
+    if (!w->env && now >= __atomic_load_n(&w->next_open_ns, __ATOMIC_RELAXED)) {
         uint32_t gen = rpos_generation(w->rp);
         struct rmodel_env *e = NULL;
         int rc = open_model(w, &e);
         if (rc == 0) {
-            w->generation = gen;
+            __atomic_store_n(&w->generation, gen, __ATOMIC_RELEASE);
             __atomic_store_n(&w->env, e, __ATOMIC_RELEASE);
             EFLOG_INFO("read model opened generation=%u", gen);
         } else if (rc != w->env_err) {
