@@ -1086,15 +1086,13 @@ static int write_positions(const struct rmodel_cache *c, MDB_txn *txn, MDB_dbi d
 {
     MDB_cursor *cur;
     int has_last = 0, rc = ef_mdb_rc(mdb_cursor_open(txn, dbi, &cur));
-    if (rc == 0)
-        rc = last_key(cur, last, &has_last);
+    if (rc)
+        return rc;
+    rc = last_key(cur, last, &has_last);
     for (size_t i = 0; i < c->nlocs && rc == 0; i++) {
         unsigned char be[8];
         rmodel_put_be64(be, c->pos_first + i);
-        sbuf_reset(val);
-        rmodel_put_u8(val, RMODEL_VAL_V1);
-        rmodel_put_u64(val, c->locs[i].segment);
-        rmodel_put_u64(val, c->locs[i].offset);
+        rmodel_position_encode(val, c->locs[i].segment, c->locs[i].offset);
         struct wc_row w = { (const char *)be, val->data, 8, (uint32_t)val->len, RMODEL_DB_POSITIONS, 1 };
         if (has_last && key_cmp(be, 8, last->data, last->len) <= 0)
             rc = write_row(cur, &w);

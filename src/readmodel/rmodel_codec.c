@@ -304,6 +304,14 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     return r.bad ? RMODEL_EFORMAT : 0;
 }
 
+void rmodel_position_encode(struct sbuf *out, uint64_t segment, uint64_t offset)
+{
+    sbuf_reset(out);
+    rmodel_put_u8(out, RMODEL_VAL_V1);
+    rmodel_put_u64(out, segment);
+    rmodel_put_u64(out, offset);
+}
+
 void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position)
 {
     assert(slot < RMODEL_STREAM_CHUNK && position > 0);

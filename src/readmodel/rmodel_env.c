@@ -134,6 +134,16 @@ int rmodel_env_lazy_sync(struct rmodel_env *env)
 
 int rmodel_env_unsynced(const struct rmodel_env *env) { return env->lazy && env->unsynced; }
 
+/* Removes dir's marker (after its model was made durable); its directory is not synced. */
+static int remove_marker(const char *dir)
+{
+    char path[4096];
+    int rc = marker_path(dir, path, sizeof path);
+    if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
+        rc = -errno;
+    return rc;
+}
+
 int rmodel_env_sync(struct rmodel_env *env)
 {
     if (!rmodel_env_unsynced(env))
@@ -141,10 +151,7 @@ int rmodel_env_sync(struct rmodel_env *env)
     int rc = mdb_env_sync(env->env, 1);
     if (rc)
         return ef_mdb_rc(rc);
-    char path[4096];
-    rc = marker_path(env->dir, path, sizeof path);
-    if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
-        rc = -errno;
+    rc = remove_marker(env->dir);
     if (rc)
         return rc;
     /* The data is durable and the marker gone from the directory: the next write txn must
@@ -227,9 +234,7 @@ static int sync_closed(const char *dir)
     if (rc == 0)
         rc = ef_fsync_path(path, 0);
     if (rc == 0)
-        rc = marker_path(dir, path, sizeof path);
-    if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
-        rc = -errno;
+        rc = remove_marker(dir);
     return rc ? rc : ef_fsync_path(dir, 1);
 }
 

@@ -419,11 +419,7 @@ static int index_record(struct rmodel_txn *t, const struct log_record *rec)
         return rmodel_cache_put_position(t, rec->position, rec->segment, rec->offset);
     unsigned char be[8];
     rmodel_put_be64(be, rec->position);
-    /* val minus its position field: v, segment, offset (as rmodel_cache.c's write_positions) */
-    sbuf_reset(&t->val);
-    rmodel_put_u8(&t->val, RMODEL_VAL_V1);
-    rmodel_put_u64(&t->val, rec->segment);
-    rmodel_put_u64(&t->val, rec->offset);
+    rmodel_position_encode(&t->val, rec->segment, rec->offset);
     MDB_val k = { 8, be }, v = { t->val.len, t->val.data };
     /* Positions only grow: MDB_APPEND fills pages densely and skips the search. */
     rc = mdb_put(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v, MDB_APPEND);

@@ -113,6 +113,9 @@ int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it);
 void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out);
 int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d);
 
+/* The position index's value of a record: its segment and offset in the local log. */
+void rmodel_position_encode(struct sbuf *out, uint64_t segment, uint64_t offset);
+
 /* The stream index's rows. An entry is what the fold puts (slot < RMODEL_STREAM_CHUNK, position
  * > 0). merge reads the entries of n bytes at p (row: 1 when they are a row, with its
  * version byte) into pos, indexed by slot (a later entry replaces an earlier one of its
