@@ -85,11 +85,15 @@ int query_park(struct qreq *q, uint64_t want, uint64_t wake_ns);
  * a rebuild switched it). Holds the env lock until query_end(). Fails with an error that
  * query_model_unavailable() recognizes while the tailer has yet to replace the model. */
 int query_begin(struct qreq *q);
+/* query_begin for a handler: with a Min-Position (want > 0), makes sure the txn itself is
+ * at or past it: around a model switch the published position can briefly run ahead of
+ * the model this worker has open. Then, or while the model awaits its replacement by the
+ * tailer, the request is parked for a moment (20 ms) and tried again within its wait.
+ * Returns 0 with the txn begun, or -1 when the request was answered or parked. */
+int query_begin_at(struct qreq *q, uint64_t want);
 /* 1 for the errors of a model that cannot be opened until the tailer replaces it: one of
  * another layout (an upgrade) or left unsynced by a machine crash (rmodel_env.h). */
 int query_model_unavailable(int rc);
-/* Answers 503 not_caught_up with Retry-After for a model being replaced (rc says why). */
-void query_unavailable(struct qreq *q, int rc);
 void query_end(struct qreq *q);
 
 #endif

@@ -191,17 +191,11 @@ void query_events(struct qreq *q)
             query_park(q, after + 1, deadline))
             return;
     }
-    int rc = query_begin(q);
-    if (rc) {
-        if (query_model_unavailable(rc))
-            query_unavailable(q, rc);
-        else
-            query_fail(q, rc, "read model");
+    if (query_begin_at(q, 0))
         return;
-    }
     uint64_t last;
     sbuf_puts(&q->body, "{\"events\":[");
-    rc = read_events(q, after, limit, &last);
+    int rc = read_events(q, after, limit, &last);
     if (rc) {
         log_fail(q, rc);
         return;

@@ -76,7 +76,8 @@ static void not_caught_up(struct qreq *q, uint64_t want)
     server_respond_problem(q->req, 503, "not_caught_up", detail, NULL, headers);
 }
 
-void query_unavailable(struct qreq *q, int rc)
+/* 503 not_caught_up with Retry-After for a model the tailer has yet to replace (rc says why). */
+static void query_unavailable(struct qreq *q, int rc)
 {
     char detail[200], headers[320];
     snprintf(detail, sizeof detail, "the read model cannot be read until the tailer replaces it: %s",
@@ -143,11 +144,7 @@ static int min_position(struct qreq *q, uint64_t *want)
     return -1;
 }
 
-/* Begins the request's txn; with a Min-Position, makes sure the txn itself is at or past
- * it: around a model switch the published position can briefly run ahead of the model
- * this worker has open, and then the request is parked for a moment (20 ms) and tried
- * again. Returns 0, or -1 when the request was answered or parked. */
-static int begin_at(struct qreq *q, uint64_t want)
+int query_begin_at(struct qreq *q, uint64_t want)
 {
     int rc = query_begin(q);
     if (rc && !query_model_unavailable(rc)) {
@@ -205,7 +202,7 @@ void query_handle(struct server_request *req, void *ctx)
     uint64_t want = 0;
     if ((r->flags & R_API) && min_position(&q, &want))
         return;
-    if ((r->flags & R_TXN) && begin_at(&q, want))
+    if ((r->flags & R_TXN) && query_begin_at(&q, want))
         return;
     r->fn(&q);
     query_end(&q);

@@ -43,9 +43,12 @@ def main():
         check(r.header("Retry-After") == "1", "Retry-After: %r" % r.header("Retry-After"))
         check("replaces" in r.json.get("detail", ""), "detail: %r" % r.json.get("detail"))
         check(0.9 <= waited < 5, "answered after %.2f s, the request's wait being 1 s" % waited)
-        r = cl.get("/api/events?after=0")
+        t0 = time.monotonic()
+        r = cl.get("/api/events?after=0", headers={"Prefer": "wait=1"})
+        waited_events = time.monotonic() - t0
         expect(r, 503, "not_caught_up", "GET /api/events while the model awaits its replacement")
-        log("without a tailer: 503 not_caught_up after %.2f s (wait=1)" % waited)
+        check(0.9 <= waited_events < 5, "/api/events answered after %.2f s" % waited_events)
+        log("without a tailer: 503 not_caught_up after %.2f s and %.2f s (wait=1)" % (waited, waited_events))
 
         # A request that waits while the tailer starts is answered from the replacement.
         res = {}
