@@ -16,7 +16,8 @@
  *   daily       "YYYY-MM-DD" -> created, paid, cancelled, revenue of that UTC day
  *   streams     stream NUL first version (u64 big-endian) -> the positions of up to
  *               RMODEL_STREAM_CHUNK versions from there (where they are: positions)
- *   positions   position (u64 big-endian) -> segment, offset
+ *   positions   first position (u64 big-endian) -> where the records of up to
+ *               RMODEL_POS_CHUNK positions from there are: segment, offset
  *   dlq         dead-letter id (u64 big-endian) -> position, time, projection, reason
  *
  * The store's interface has a header per concern; this one holds what they all share (the
@@ -50,10 +51,11 @@ enum {
  * other (errno values, LMDB's codes, other modules'). */
 const char *rmodel_strerror(int err);
 
-/* Layout version stored in meta "format". 2: the stream index holds a row per 32 versions
- * of a stream (1: a row per record). A model of another format opens as RMODEL_ELAYOUT, and
+/* Layout version stored in meta "format". 3: the position index holds a row per 64
+ * positions (2: a row per position); 2: the stream index holds a row per 32 versions of a
+ * stream (1: a row per record). A model of another format opens as RMODEL_ELAYOUT, and
  * the tailer replaces it (fold/model_switch.h). */
-#define RMODEL_FORMAT 2
+#define RMODEL_FORMAT 3
 
 /* An open environment (rmodel_env.h), shared by the threads of one process. */
 struct rmodel_env;

@@ -160,11 +160,12 @@ struct rmodel_cache {
     size_t spare_cap;
     void *sort_buf;
     size_t sort_cap;
-    /* The position index's rows of a pipelined batch (rmodel_cache_put_position): record
-     * pos_first + i is at locs[i]. Positions come one after another, so they need no sort
-     * and no row of their own until the flush appends them. Kept (emptied) across batches. */
+    /* The position index's entries since the last flush (rmodel_cache_put_position):
+     * record pos_first + i is at locs[i]. Positions come one after another, so they need
+     * no sort, and the flush writes them a row per RMODEL_POS_CHUNK. Kept (emptied) across
+     * flushes. */
     uint64_t pos_first;
-    struct pos_loc *locs;
+    struct rmodel_ploc *locs;
     size_t nlocs, locs_cap;
     /* The flush's rows, sorted: rows[i] describes row_at(i) (copied out once, in index
      * order, so that writing them in key order reads this array instead of entries
@@ -182,27 +183,24 @@ struct wc_row {
     uint8_t db, present;
 };
 
-struct pos_loc {
-    uint64_t segment, offset;
-};
-
 struct wo_row {
     const char *key; /* in wo_chunks: the key, then the value */
     uint32_t klen, vlen;
     uint8_t db;
 };
 
-/* Which databases are cached: those the fold reads back. Write-only indexes (streams,
- * positions, user_orders), the meta position and the dead letters go straight to LMDB. */
+/* Which databases are cached: those the fold reads back. The write-only indexes are
+ * buffered (streams, user_orders; positions as an array, rmodel_cache_put_position); the
+ * meta position and the dead letters go straight to LMDB. */
 static int cached(enum rmodel_dbi db)
 {
     return db == RMODEL_DB_USERS || db == RMODEL_DB_ITEMS || db == RMODEL_DB_ORDERS || db == RMODEL_DB_DAILY ||
            db == RMODEL_DB_USER_CAT;
 }
 
-/* Which write-only databases are buffered until the flush (positions are appended in
- * order as they come, MDB_APPEND, so they gain nothing from it). A pipelined batch buffers
- * every database it does not cache: its txn cannot write. */
+/* Which write-only databases are buffered as rows until the flush (positions are kept
+ * apart, as an array: rmodel_cache_put_position). A pipelined batch buffers every database
+ * it does not cache: its txn cannot write. */
 static int buffered(const struct rmodel_cache *c, enum rmodel_dbi db)
 {
     if (c->pipelined)
@@ -759,17 +757,17 @@ int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, si
 int rmodel_cache_put_position(struct rmodel_txn *t, uint64_t position, uint64_t segment, uint64_t offset)
 {
     struct rmodel_cache *c = t->env->cache;
-    if (t->rdonly || !c->pipelined)
+    if (t->rdonly)
         return RMODEL_EBADARG;
     if (c->nlocs == 0)
         c->pos_first = position;
     else if (position != c->pos_first + c->nlocs)
         return RMODEL_EBADARG; /* the tailer folds every position once, in order */
     if (c->nlocs == c->locs_cap) {
-        c->locs_cap = c->locs_cap ? 2 * c->locs_cap : 65536;
+        c->locs_cap = c->locs_cap ? 2 * c->locs_cap : 1024;
         c->locs = xrealloc(c->locs, c->locs_cap * sizeof *c->locs);
     }
-    c->locs[c->nlocs++] = (struct pos_loc){ segment, offset };
+    c->locs[c->nlocs++] = (struct rmodel_ploc){ segment, offset };
     return 0;
 }
 
@@ -1079,21 +1077,52 @@ static int last_key(MDB_cursor *cur, struct sbuf *last, int *has)
     return 0;
 }
 
-/* Writes the position index's rows of a pipelined batch (c->locs), in position order:
- * appended past the last position the index holds (always, in a rebuild), else put. */
+/* Writes the position index's rows of the positions c holds (c->locs), in position
+ * order: the row of the first one continued where it ends (the rows before it are full),
+ * then a row per RMODEL_POS_CHUNK positions, appended past the last key the index holds
+ * (always, in a rebuild). A position the index already holds is replaced, with those
+ * after it in its row. */
 static int write_positions(const struct rmodel_cache *c, MDB_txn *txn, MDB_dbi dbi, struct sbuf *last,
-                           struct sbuf *val)
+                           struct sbuf *row)
 {
     MDB_cursor *cur;
     int has_last = 0, rc = ef_mdb_rc(mdb_cursor_open(txn, dbi, &cur));
     if (rc)
         return rc;
     rc = last_key(cur, last, &has_last);
-    for (size_t i = 0; i < c->nlocs && rc == 0; i++) {
+    for (size_t i = 0; i < c->nlocs && rc == 0;) {
+        uint64_t first, slot;
+        rmodel_pos_chunk(c->pos_first + i, &first, &slot);
         unsigned char be[8];
-        rmodel_put_be64(be, c->pos_first + i);
-        rmodel_position_encode(val, c->locs[i].segment, c->locs[i].offset);
-        struct wc_row w = { (const char *)be, val->data, 8, (uint32_t)val->len, RMODEL_DB_POSITIONS, 1 };
+        rmodel_put_be64(be, first);
+        struct rmodel_ploc prev;
+        int has_prev = 0;
+        sbuf_reset(row);
+        if (slot > 0) { /* a row holds the positions before this one: continue it */
+            MDB_val k = { 8, be }, v;
+            uint64_t count = 0;
+            size_t bytes = 0;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            if (rc == MDB_NOTFOUND)
+                rc = RMODEL_EORDER; /* the index misses a position before pos_first */
+            else if (rc)
+                rc = ef_mdb_rc(rc);
+            else if ((rc = rmodel_ploc_walk(v.mv_data, v.mv_size, slot, &count, &bytes, &prev)) == 0 &&
+                     count != slot)
+                rc = RMODEL_EORDER;
+            if (rc)
+                break;
+            sbuf_append(row, v.mv_data, bytes);
+            has_prev = 1;
+        } else {
+            rmodel_put_u8(row, RMODEL_VAL_V1);
+        }
+        for (; slot < RMODEL_POS_CHUNK && i < c->nlocs; slot++, i++) {
+            rmodel_ploc_put(row, has_prev ? &prev : NULL, c->locs[i]);
+            prev = c->locs[i];
+            has_prev = 1;
+        }
+        struct wc_row w = { (const char *)be, row->data, 8, (uint32_t)row->len, RMODEL_DB_POSITIONS, 1 };
         if (has_last && key_cmp(be, 8, last->data, last->len) <= 0)
             rc = write_row(cur, &w);
         else
@@ -1179,7 +1208,7 @@ static int flush_rows(struct rmodel_cache *c, MDB_txn *txn, const MDB_dbi *dbi)
 int rmodel_cache_flush(struct rmodel_txn *t)
 {
     struct rmodel_cache *c = t->env->cache;
-    if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0))
+    if (t->rdonly || !c || (c->ndirty == 0 && c->nwo == 0 && c->nlocs == 0))
         return 0;
     c->fresh = 0; /* LMDB holds rows now: later misses must look there */
     /* Entries stay (clean) so later reads in this txn still hit; on an error the txn is

@@ -304,12 +304,75 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     return r.bad ? RMODEL_EFORMAT : 0;
 }
 
-void rmodel_position_encode(struct sbuf *out, uint64_t segment, uint64_t offset)
+/* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but
+ * the last; at most 10 bytes for a u64. */
+static unsigned char *w_varint(unsigned char *p, uint64_t v)
 {
-    sbuf_reset(out);
-    rmodel_put_u8(out, RMODEL_VAL_V1);
-    rmodel_put_u64(out, segment);
-    rmodel_put_u64(out, offset);
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+static uint64_t rd_varint(struct rmodel_reader *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
+        unsigned char b = *r->p++;
+        r->n--;
+        if (shift == 63 && (b & 0x7e))
+            break; /* more than 64 bits */
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+void rmodel_ploc_put(struct sbuf *row, const struct rmodel_ploc *prev, struct rmodel_ploc at)
+{
+    unsigned char *p = w_begin(row, 1 + 2 * 10);
+    if (prev && at.segment == prev->segment && at.offset > prev->offset) {
+        p = w_varint(p, at.offset - prev->offset);
+    } else {
+        *p++ = 0;
+        p = w_varint(p, at.segment);
+        p = w_varint(p, at.offset);
+    }
+    w_end(row, p);
+}
+
+int rmodel_ploc_walk(const void *p, size_t n, uint64_t upto, uint64_t *count, size_t *bytes,
+                     struct rmodel_ploc *last)
+{
+    struct rmodel_reader r = { p, n, 0 };
+    *count = 0;
+    *bytes = 0;
+    if (rd_u8(&r) != RMODEL_VAL_V1 || r.bad)
+        return RMODEL_EFORMAT;
+    struct rmodel_ploc at = { 0, 0 };
+    while (*count < upto && r.n) {
+        if (*count == RMODEL_POS_CHUNK)
+            return RMODEL_EFORMAT;
+        uint64_t d = rd_varint(&r);
+        if (d) {
+            if (*count == 0 || at.offset > UINT64_MAX - d)
+                return RMODEL_EFORMAT; /* a step from nothing, or past 2^64 */
+            at.offset += d;
+        } else {
+            at.segment = rd_varint(&r);
+            at.offset = rd_varint(&r);
+        }
+        if (r.bad)
+            return RMODEL_EFORMAT;
+        ++*count;
+        *last = at;
+    }
+    *bytes = n - r.n;
+    return 0;
 }
 
 void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position)

@@ -351,8 +351,8 @@ int rmodel_txn_begin(struct rmodel_env *env, int rdonly, struct rmodel_txn **out
     return 0;
 }
 
-/* 1 when every database the cache holds or buffers is empty in txn (positions, meta and
- * dead letters are written straight to LMDB, so they do not count). */
+/* 1 when every database the cache holds or buffers as rows is empty in txn (positions are
+ * only written, meta and dead letters straight to LMDB, so they do not count). */
 int rmodel_env_projections_empty(struct rmodel_txn *t)
 {
     static const enum rmodel_dbi dbs[] = { RMODEL_DB_ORDERS, RMODEL_DB_USERS, RMODEL_DB_USER_CAT,

@@ -409,21 +409,15 @@ static int index_stream(struct rmodel_txn *t, const struct log_record *rec)
     return rmodel_put(t, RMODEL_DB_STREAMS, t->key.data, t->key.len, t->val.data, t->val.len);
 }
 
-/* The stream and position indexes locate every record in the local log. */
+/* The stream and position indexes locate every record in the local log. A position's
+ * entry waits in the row cache for the flush, which writes them a row per
+ * RMODEL_POS_CHUNK positions (rmodel_layout.h). */
 static int index_record(struct rmodel_txn *t, const struct log_record *rec)
 {
     int rc = index_stream(t, rec);
     if (rc)
         return rc;
-    if (t->env->bulk) /* a pipelined batch (rmodel_bulk.h): its txn cannot write */
-        return rmodel_cache_put_position(t, rec->position, rec->segment, rec->offset);
-    unsigned char be[8];
-    rmodel_put_be64(be, rec->position);
-    rmodel_position_encode(&t->val, rec->segment, rec->offset);
-    MDB_val k = { 8, be }, v = { t->val.len, t->val.data };
-    /* Positions only grow: MDB_APPEND fills pages densely and skips the search. */
-    rc = mdb_put(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v, MDB_APPEND);
-    return ef_mdb_rc(rc);
+    return rmodel_cache_put_position(t, rec->position, rec->segment, rec->offset);
 }
 
 /* Starts fetching the cache slots of the rows the event names, so that their misses

@@ -113,9 +113,9 @@ int rmodel_cache_get_ref(struct rmodel_txn *t, enum rmodel_dbi db, const void *k
                          const void **v, size_t *vn);
 int rmodel_cache_put(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn, const void *v, size_t vn);
 int rmodel_cache_del(struct rmodel_txn *t, enum rmodel_dbi db, const void *k, size_t kn);
-/* The position index's row of a record, in a pipelined batch (rmodel_bulk.h), whose records
- * come one position after another: 0, or RMODEL_EBADARG (not a pipelined batch, or not the
- * position after the last one put). */
+/* The position index's entry of a record, kept until the flush (write_positions writes a
+ * row per RMODEL_POS_CHUNK positions). Records come one position after another: 0, or
+ * RMODEL_EBADARG (a read-only txn, or not the position after the last one put). */
 int rmodel_cache_put_position(struct rmodel_txn *t, uint64_t position, uint64_t segment, uint64_t offset);
 /* Pipelined bulk loading (rmodel_bulk.c). write: writes c's rows into txn (dbi: the env's
  * handles) and leaves c with no row to write; reads nothing of c but those rows, so another

@@ -18,7 +18,12 @@
  *          slots ascending, each once; the key is stream NUL first (u64 big-endian), first
  *          1, 1 + RMODEL_STREAM_CHUNK, ... (rmodel_stream_chunk). The fold puts single
  *          entries (no version byte), which the flush merges into the row (rmodel_cache.c).
- *   ploc   v, u64 segment, u64 offset                     (positions dbi)
+ *   ploc   v, n x entry: where positions first .. first + n - 1 are in the local log (the
+ *          positions dbi; key: first, u64 big-endian, 1, 1 + RMODEL_POS_CHUNK, ...,
+ *          rmodel_pos_chunk; n <= RMODEL_POS_CHUNK, every row but the last one full). An
+ *          entry is a varint d > 0 (the segment before it, offset + d: the next record of
+ *          a segment), or 0, varint segment, varint offset (the first entry of a row, and
+ *          any other). Varints are unsigned LEB128. About 2 bytes a record.
  *   dlq    v, u64 position, u64 segment, u64 offset, i64 at, str projection, str reason
  *   user_cat: i64 quantity (no version byte: a bare counter); user_orders: the order id.
  *
@@ -46,6 +51,18 @@ static inline void rmodel_stream_chunk(uint64_t version, uint64_t *first, uint64
 {
     uint64_t i = version ? version - 1 : 0;
     *slot = i % RMODEL_STREAM_CHUNK;
+    *first = i - *slot + 1;
+}
+
+/* Positions per row of the position index: a row of about 130 bytes instead of 64 rows
+ * of 36 (8 of them LMDB's node header). The live fold rewrites the last row per commit. */
+#define RMODEL_POS_CHUNK 64
+
+/* The position index row of a position: its first position, and the position's slot. */
+static inline void rmodel_pos_chunk(uint64_t position, uint64_t *first, uint64_t *slot)
+{
+    uint64_t i = position ? position - 1 : 0;
+    *slot = i % RMODEL_POS_CHUNK;
     *first = i - *slot + 1;
 }
 
@@ -113,8 +130,18 @@ int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it);
 void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out);
 int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d);
 
-/* The position index's value of a record: its segment and offset in the local log. */
-void rmodel_position_encode(struct sbuf *out, uint64_t segment, uint64_t offset);
+/* The position index's rows. put appends the entry of the record at `at` to row (which
+ * holds the version byte and the entries before it; prev: the last of them, NULL for
+ * none). walk reads the entries of a row (n bytes at p) up to `upto` of them: *count
+ * read, *bytes the row's length up to the end of the last one read, *last that entry (set
+ * only when *count > 0): 0, or RMODEL_EFORMAT (no version byte, torn, more than
+ * RMODEL_POS_CHUNK). */
+struct rmodel_ploc {
+    uint64_t segment, offset;
+};
+void rmodel_ploc_put(struct sbuf *row, const struct rmodel_ploc *prev, struct rmodel_ploc at);
+int rmodel_ploc_walk(const void *p, size_t n, uint64_t upto, uint64_t *count, size_t *bytes,
+                     struct rmodel_ploc *last);
 
 /* The stream index's rows. An entry is what the fold puts (slot < RMODEL_STREAM_CHUNK, position
  * > 0). merge reads the entries of n bytes at p (row: 1 when they are a row, with its

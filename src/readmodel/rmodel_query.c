@@ -320,19 +320,26 @@ int rmodel_render_daily(struct rmodel_txn *t, const char *from, const char *to, 
 /* Fills loc's segment and offset from the position index (loc->position set). */
 static int where(struct rmodel_txn *t, struct rmodel_loc *loc)
 {
+    uint64_t first, slot, count;
+    rmodel_pos_chunk(loc->position, &first, &slot);
     unsigned char be[8];
-    rmodel_put_be64(be, loc->position);
+    rmodel_put_be64(be, first);
     MDB_val k = { 8, be }, v;
     int rc = mdb_get(t->txn, t->env->dbi[RMODEL_DB_POSITIONS], &k, &v);
     if (rc == MDB_NOTFOUND)
         return RMODEL_ENOTFOUND;
     if (rc)
         return ef_mdb_rc(rc);
-    struct rmodel_reader r = { v.mv_data, v.mv_size, 0 };
-    int ver = rmodel_read_u8(&r);
-    loc->segment = rmodel_read_u64(&r);
-    loc->offset = rmodel_read_u64(&r);
-    return r.bad || ver != RMODEL_VAL_V1 ? RMODEL_EFORMAT : 0;
+    size_t bytes;
+    struct rmodel_ploc at;
+    rc = rmodel_ploc_walk(v.mv_data, v.mv_size, slot + 1, &count, &bytes, &at);
+    if (rc)
+        return rc;
+    if (count <= slot || loc->position == 0)
+        return RMODEL_ENOTFOUND;
+    loc->segment = at.segment;
+    loc->offset = at.offset;
+    return 0;
 }
 
 int rmodel_stream_locs(struct rmodel_txn *t, const char *stream, size_t stream_len, uint64_t from_version,
@@ -393,5 +400,6 @@ rows_read:
 int rmodel_position_loc(struct rmodel_txn *t, uint64_t pos, struct rmodel_loc *loc)
 {
     *loc = (struct rmodel_loc){ .position = pos };
-    return where(t, loc);
+    int rc = rmodel_cache_flush(t); /* a write txn's buffered positions first */
+    return rc ? rc : where(t, loc);
 }

@@ -837,6 +837,147 @@ START_TEST(test_stream_row_codec)
 }
 END_TEST
 
+/* Folds FundsDeposited records of user-u1 from version `from` to `to`, per_txn a txn, each
+ * at the segment and offset loc_of gives its position; loc[position] is set to it. */
+static struct rmodel_ploc loc_of(uint64_t p)
+{
+    /* Segments of 50 records, offsets growing by 100 + p % 7, and a gap in the numbers. */
+    uint64_t seg = p / 50 < 3 ? 1 + p / 50 : 1000 + p / 50;
+    return (struct rmodel_ploc){ seg, 64 + (p % 50) * 107 + p % 7 };
+}
+
+static void deposit_at(uint64_t from, uint64_t to, int per_txn, struct rmodel_ploc *loc)
+{
+    char data[200];
+    uint64_t v = from;
+    while (v <= to) {
+        struct rmodel_txn *t;
+        ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+        for (int j = 0; j < per_txn && v <= to; j++, v++) {
+            snprintf(data, sizeof data, "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":%llu}",
+                     (unsigned long long)(200000 + v - 2));
+            struct log_record r = mkrec("user-u1", v, "FundsDeposited", 1, D1, data);
+            loc[r.position] = loc_of(r.position);
+            r.segment = loc[r.position].segment;
+            r.offset = loc[r.position].offset;
+            ck_assert_int_eq(rmodel_fold(t, &r), 0);
+        }
+        ck_assert_int_eq(rmodel_set_position(t, next_pos - 1), 0);
+        ck_assert_int_eq(rmodel_txn_commit(t), 0);
+    }
+}
+
+static size_t position_rows(void)
+{
+    struct rmodel_txn *t;
+    MDB_stat st;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    ck_assert_int_eq(mdb_stat(t->txn, env->dbi[RMODEL_DB_POSITIONS], &st), 0);
+    rmodel_txn_abort(t);
+    return st.ms_entries;
+}
+
+/* The position index keeps a row per RMODEL_POS_CHUNK positions, whatever the commits'
+ * sizes: each commit continues the last row, and every position is found where it is. */
+START_TEST(test_position_index_rows)
+{
+    static struct rmodel_ploc loc[400];
+    seed_catalog(); /* positions 1 and 2 (user-u1 versions 1 and 2) */
+    uint64_t seeded = next_pos - 1;
+    struct rmodel_txn *t;
+    struct rmodel_loc pl;
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    for (uint64_t p = 1; p <= seeded; p++) {
+        ck_assert_int_eq(rmodel_position_loc(t, p, &pl), 0);
+        loc[p] = (struct rmodel_ploc){ pl.segment, pl.offset };
+    }
+    rmodel_txn_abort(t);
+    uint64_t v = 3;
+    static const int per_txn[] = { 1, 1, 61, 1, 64, 65, 2, 130, 7 };
+    for (size_t i = 0; i < sizeof per_txn / sizeof per_txn[0]; i++) {
+        deposit_at(v, v + (uint64_t)per_txn[i] - 1, per_txn[i], loc);
+        v += (uint64_t)per_txn[i];
+    }
+    uint64_t last = next_pos - 1; /* 334 */
+    ck_assert_uint_eq(position_rows(), (last + RMODEL_POS_CHUNK - 1) / RMODEL_POS_CHUNK);
+    ck_assert_int_eq(rmodel_txn_begin(env, 1, &t), 0);
+    for (uint64_t p = 1; p <= last; p++) {
+        ck_assert_int_eq(rmodel_position_loc(t, p, &pl), 0);
+        ck_assert_uint_eq(pl.position, p);
+        ck_assert_uint_eq(pl.segment, loc[p].segment);
+        ck_assert_uint_eq(pl.offset, loc[p].offset);
+    }
+    ck_assert_int_eq(rmodel_position_loc(t, 0, &pl), RMODEL_ENOTFOUND);
+    ck_assert_int_eq(rmodel_position_loc(t, last + 1, &pl), RMODEL_ENOTFOUND); /* in the last row */
+    ck_assert_int_eq(rmodel_position_loc(t, last + RMODEL_POS_CHUNK, &pl), RMODEL_ENOTFOUND);
+    rmodel_txn_abort(t);
+    /* A write txn finds the positions it has not flushed yet. */
+    ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
+    struct log_record r = mkrec("user-u1", v, "FundsDeposited", 1, D1,
+                                "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":200333}");
+    r.segment = 7777;
+    r.offset = 5;
+    ck_assert_int_eq(rmodel_fold(t, &r), 0);
+    ck_assert_int_eq(rmodel_position_loc(t, r.position, &pl), 0);
+    ck_assert(pl.segment == 7777 && pl.offset == 5);
+    ck_assert_int_eq(rmodel_position_loc(t, r.position - 1, &pl), 0);
+    ck_assert_uint_eq(pl.offset, loc[r.position - 1].offset);
+    rmodel_txn_abort(t);
+}
+END_TEST
+
+/* The position row codec: steps within a segment, a whole entry otherwise; and it refuses
+ * what the fold never writes. */
+START_TEST(test_position_row_codec)
+{
+    struct sbuf sb = SBUF_INIT;
+    struct rmodel_ploc e[] = { { 1, 64 }, { 1, 300 }, { 2, 64 }, { 2, 64 }, { 2, 10 },
+                               { UINT64_MAX, UINT64_MAX } };
+    rmodel_put_u8(&sb, RMODEL_VAL_V1);
+    for (size_t i = 0; i < 6; i++)
+        rmodel_ploc_put(&sb, i ? &e[i - 1] : NULL, e[i]);
+    /* version, 0 1 64, step 236 (2 bytes), 0 2 64, 0 2 64, 0 2 10, 0 + 2 x 10 bytes */
+    ck_assert_uint_eq(sb.len, 1 + 3 + 2 + 3 + 3 + 3 + 21);
+    uint64_t count, first, slot;
+    size_t bytes;
+    struct rmodel_ploc last;
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len, 100, &count, &bytes, &last), 0);
+    ck_assert(count == 6 && bytes == sb.len && last.segment == UINT64_MAX && last.offset == UINT64_MAX);
+    for (uint64_t i = 0; i < 6; i++) {
+        ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len, i + 1, &count, &bytes, &last), 0);
+        ck_assert(count == i + 1 && last.segment == e[i].segment && last.offset == e[i].offset);
+    }
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len, 2, &count, &bytes, &last), 0);
+    ck_assert_uint_eq(bytes, 6);
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len - 1, 100, &count, &bytes, &last), RMODEL_EFORMAT); /* torn */
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data + 1, sb.len - 1, 100, &count, &bytes, &last), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_ploc_walk("", 0, 100, &count, &bytes, &last), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_ploc_walk("\1", 1, 100, &count, &bytes, &last), 0); /* no entries */
+    ck_assert_uint_eq(count, 0);
+    ck_assert_int_eq(rmodel_ploc_walk("\1\5", 2, 100, &count, &bytes, &last), RMODEL_EFORMAT); /* a step first */
+    /* a step past 2^64, and a varint of more than 64 bits */
+    ck_assert_int_eq(rmodel_ploc_walk("\1\0\1\xfe\xff\xff\xff\xff\xff\xff\xff\xff\1\5", 14, 100, &count, &bytes,
+                                      &last), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_ploc_walk("\1\0\1\xff\xff\xff\xff\xff\xff\xff\xff\xff\3", 13, 100, &count, &bytes,
+                                      &last), RMODEL_EFORMAT);
+    /* more entries than a row has */
+    sbuf_reset(&sb);
+    rmodel_put_u8(&sb, RMODEL_VAL_V1);
+    for (uint64_t i = 0; i <= RMODEL_POS_CHUNK; i++)
+        rmodel_ploc_put(&sb, i ? &(struct rmodel_ploc){ 1, i - 1 + 64 } : NULL,
+                        (struct rmodel_ploc){ 1, i + 64 });
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len, RMODEL_POS_CHUNK, &count, &bytes, &last), 0);
+    ck_assert_int_eq(rmodel_ploc_walk(sb.data, sb.len, UINT64_MAX, &count, &bytes, &last), RMODEL_EFORMAT);
+    rmodel_pos_chunk(1, &first, &slot);
+    ck_assert(first == 1 && slot == 0);
+    rmodel_pos_chunk(RMODEL_POS_CHUNK, &first, &slot);
+    ck_assert(first == 1 && slot == RMODEL_POS_CHUNK - 1);
+    rmodel_pos_chunk(RMODEL_POS_CHUNK + 1, &first, &slot);
+    ck_assert(first == RMODEL_POS_CHUNK + 1 && slot == 0);
+    sbuf_free(&sb);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
     Suite *s = suite_create("readmodel_fold");
@@ -857,6 +998,8 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_stream_index_rows);
     tcase_add_test(tc, test_stream_index_gap_and_repeat);
     tcase_add_test(tc, test_stream_row_codec);
+    tcase_add_test(tc, test_position_index_rows);
+    tcase_add_test(tc, test_position_row_codec);
     suite_add_tcase(s, tc);
     return s;
 }
