@@ -669,9 +669,18 @@ START_TEST(test_rows_kept_past_the_cache_limit)
 }
 END_TEST
 
+/* Where deposit_versions puts the record at position p when asked to: segments of 50
+ * records, offsets growing by 100 + p % 7, and a gap in the segments' numbers. */
+static struct rmodel_ploc loc_of(uint64_t p)
+{
+    uint64_t seg = p / 50 < 3 ? 1 + p / 50 : 1000 + p / 50;
+    return (struct rmodel_ploc){ seg, 64 + (p % 50) * 107 + p % 7 };
+}
+
 /* Deposits to user u1 with versions from..to, per_txn records a transaction; pos[v] gets
- * each version's position. */
-static void deposit_versions(uint64_t from, uint64_t to, int per_txn, uint64_t *pos)
+ * each version's position (pos may be NULL). With loc, each record is where loc_of says
+ * and loc[position] is set to it (else mkrec's segment 1, offset position * 256). */
+static void deposit_versions(uint64_t from, uint64_t to, int per_txn, uint64_t *pos, struct rmodel_ploc *loc)
 {
     char data[200];
     uint64_t v = from;
@@ -682,7 +691,13 @@ static void deposit_versions(uint64_t from, uint64_t to, int per_txn, uint64_t *
             snprintf(data, sizeof data, "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":%llu}",
                      (unsigned long long)(200000 + v - 2));
             struct log_record r = mkrec("user-u1", v, "FundsDeposited", 1, D1, data);
-            pos[v] = r.position;
+            if (pos)
+                pos[v] = r.position;
+            if (loc) {
+                loc[r.position] = loc_of(r.position);
+                r.segment = loc[r.position].segment;
+                r.offset = loc[r.position].offset;
+            }
             ck_assert_int_eq(rmodel_fold(t, &r), 0);
         }
         ck_assert_int_eq(rmodel_set_position(t, next_pos - 1), 0);
@@ -740,8 +755,8 @@ START_TEST(test_stream_index_rows)
     seed_catalog(); /* user-u1 versions 1 and 2 at positions 1 and 2 */
     pos[1] = 1;
     pos[2] = 2;
-    deposit_versions(3, 20, 1, pos);  /* one record per txn: each merges into the row */
-    deposit_versions(21, 70, 17, pos); /* across the rows' bounds within txns */
+    deposit_versions(3, 20, 1, pos, NULL);  /* one record per txn: each merges into the row */
+    deposit_versions(21, 70, 17, pos, NULL); /* across the rows' bounds within txns */
     ck_assert_uint_eq(stream_rows("user-u1"), 3); /* versions 1-32, 33-64, 65-70 */
     expect_locs("user-u1", 1, 128, pos, 70, 70, 0);
     expect_locs("user-u1", 33, 128, pos, 70, 38, 0);
@@ -778,14 +793,14 @@ START_TEST(test_stream_index_gap_and_repeat)
     seed_catalog();
     pos[1] = 1;
     pos[2] = 2;
-    deposit_versions(4, 4, 1, pos); /* no version 3 */
-    deposit_versions(2, 2, 1, pos); /* version 2 again, later in the log */
+    deposit_versions(4, 4, 1, pos, NULL); /* no version 3 */
+    deposit_versions(2, 2, 1, pos, NULL); /* version 2 again, later in the log */
     ck_assert_uint_gt(pos[2], pos[4]);
     expect_locs("user-u1", 1, 8, pos, 4, 3, 0);
-    deposit_versions(5, 5, 1, pos);
+    deposit_versions(5, 5, 1, pos, NULL);
     uint64_t again[8];
     memcpy(again, pos, sizeof again);
-    deposit_versions(5, 5, 1, again); /* twice in one txn below */
+    deposit_versions(5, 5, 1, again, NULL); /* twice in one txn below */
     struct rmodel_txn *t;
     ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
     struct log_record a = mkrec("user-u1", 6, "FundsDeposited", 1, D1,
@@ -837,36 +852,6 @@ START_TEST(test_stream_row_codec)
 }
 END_TEST
 
-/* Folds FundsDeposited records of user-u1 from version `from` to `to`, per_txn a txn, each
- * at the segment and offset loc_of gives its position; loc[position] is set to it. */
-static struct rmodel_ploc loc_of(uint64_t p)
-{
-    /* Segments of 50 records, offsets growing by 100 + p % 7, and a gap in the numbers. */
-    uint64_t seg = p / 50 < 3 ? 1 + p / 50 : 1000 + p / 50;
-    return (struct rmodel_ploc){ seg, 64 + (p % 50) * 107 + p % 7 };
-}
-
-static void deposit_at(uint64_t from, uint64_t to, int per_txn, struct rmodel_ploc *loc)
-{
-    char data[200];
-    uint64_t v = from;
-    while (v <= to) {
-        struct rmodel_txn *t;
-        ck_assert_int_eq(rmodel_txn_begin(env, 0, &t), 0);
-        for (int j = 0; j < per_txn && v <= to; j++, v++) {
-            snprintf(data, sizeof data, "{\"user_id\":\"u1\",\"amount_cents\":1,\"balance_cents\":%llu}",
-                     (unsigned long long)(200000 + v - 2));
-            struct log_record r = mkrec("user-u1", v, "FundsDeposited", 1, D1, data);
-            loc[r.position] = loc_of(r.position);
-            r.segment = loc[r.position].segment;
-            r.offset = loc[r.position].offset;
-            ck_assert_int_eq(rmodel_fold(t, &r), 0);
-        }
-        ck_assert_int_eq(rmodel_set_position(t, next_pos - 1), 0);
-        ck_assert_int_eq(rmodel_txn_commit(t), 0);
-    }
-}
-
 static size_t position_rows(void)
 {
     struct rmodel_txn *t;
@@ -895,7 +880,7 @@ START_TEST(test_position_index_rows)
     uint64_t v = 3;
     static const int per_txn[] = { 1, 1, 61, 1, 64, 65, 2, 130, 7 };
     for (size_t i = 0; i < sizeof per_txn / sizeof per_txn[0]; i++) {
-        deposit_at(v, v + (uint64_t)per_txn[i] - 1, per_txn[i], loc);
+        deposit_versions(v, v + (uint64_t)per_txn[i] - 1, per_txn[i], NULL, loc);
         v += (uint64_t)per_txn[i];
     }
     uint64_t last = next_pos - 1; /* 334 */
