@@ -213,8 +213,10 @@ def other_rows(R, targets):
         events = g(sec, "rebuild_from_scratch_position")
         good = rate >= floor
         targets.append(("rebuild from scratch, %s" % name, good))
-        rows.append(["rebuild from scratch, %s, %s events, %s s (per CPU-second: %s events)"
+        runs = R.kv[sec].get("rebuild_from_scratch_runs", "")
+        rows.append(["rebuild from scratch, %s, %s events, %s s (%sper CPU-second: %s events)"
                      % (label, fmt(events), fmt(g(sec, "rebuild_from_scratch_seconds"), 2),
+                        "median of runs of %s s; " % runs.replace(",", ", ") if "," in runs else "",
                         fmt(ratio(events, cpu))),
                      "%s events/s" % fmt(rate),
                      "log scan %s events/s; scan + parse %s events/s" % (fmt(g(sec, "scan_events_per_second")),
