@@ -63,6 +63,12 @@ int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
                      list[i].name, strerror(-rc));
             continue;
         }
+        int format = RMODEL_FORMAT;
+        if (rsnap_format(data_dir, &list[i], &format) == 0 && format != RMODEL_FORMAT) {
+            EFLOG_WARN("snapshot %s holds a read model of another layout (format %d) than this release's "
+                       "(format %d): trying an older one", list[i].name, format, RMODEL_FORMAT);
+            continue; /* known before its copy; a layout not readable here is caught after it */
+        }
         char snapdir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], src[RDIR_PATH_MAX], dst[RDIR_PATH_MAX];
         if (rdir_path(snapdir, sizeof snapdir, data_dir, "snapshots") ||
             ef_path_join(sdir, sizeof sdir, snapdir, list[i].name) ||

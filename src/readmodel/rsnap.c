@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "readmodel/rmodel_env.h"
 #include "util/clock.h"
 #include "util/eflog.h"
+#include "util/lmdb_map.h"
 #include "util/path.h"
 
 /* The position inside the copy: read from the copied model itself, so it is exactly the
@@ -49,6 +51,58 @@ static int build(const char *tmp, struct rmodel_env *env, struct snapshot_info *
     return rc;
 }
 
+int rsnap_format(const char *data_dir, const struct snapshot_info *s, int *format)
+{
+    char dir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], path[RDIR_PATH_MAX];
+    if (rdir_path(dir, sizeof dir, data_dir, "snapshots") || ef_path_join(sdir, sizeof sdir, dir, s->name) ||
+        ef_path_join(path, sizeof path, sdir, "data.mdb"))
+        return -ENAMETOOLONG;
+    /* The file alone, read-only, without a lock file: nothing is written into the snapshot. */
+    MDB_env *e;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    int rc = mdb_env_create(&e);
+    if (rc)
+        return ef_mdb_rc(rc);
+    if ((rc = mdb_env_set_maxdbs(e, 16)) == 0 &&
+        (rc = mdb_env_open(e, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOSUBDIR | MDB_NOTLS, 0)) == 0 &&
+        (rc = mdb_txn_begin(e, NULL, MDB_RDONLY, &txn)) == 0 && (rc = mdb_dbi_open(txn, "meta", 0, &meta)) == 0) {
+        MDB_val k = { 6, (void *)"format" }, v;
+        rc = mdb_get(txn, meta, &k, &v);
+        if (rc == 0 && v.mv_size == 1)
+            *format = *(unsigned char *)v.mv_data;
+        else if (rc == 0)
+            rc = RMODEL_EFORMAT;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(e);
+    return rc == 0 ? 0 : rc == MDB_NOTFOUND ? RMODEL_EFORMAT : ef_mdb_rc(rc);
+}
+
+/* Removes the snapshots of another layout than this release's: no rebuild of this release
+ * can start from them (model_switch.h), and by position they would outlive the snapshots
+ * a refold after an upgrade takes below them (snapdir_prune keeps the newest positions).
+ * Called once a snapshot of this layout is in place. One that cannot be read is left to
+ * the prune and to the rebuild's checks. */
+static void remove_other_layouts(const char *data_dir, const char *dir)
+{
+    struct snapshot_info list[SNAPDIR_LIST_MAX];
+    size_t n;
+    char path[SNAPDIR_PATH_MAX];
+    if (snapdir_list(dir, list, SNAPDIR_LIST_MAX, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        int format = RMODEL_FORMAT;
+        if (rsnap_format(data_dir, &list[i], &format) != 0 || format == RMODEL_FORMAT)
+            continue;
+        if (ef_path_join(path, sizeof path, dir, list[i].name) != 0 || snapdir_remove(path) != 0)
+            continue;
+        EFLOG_INFO("snapshot of another layout removed position=%" PRIu64 " format=%d (this release: %d) dir=%s",
+                   list[i].position, format, RMODEL_FORMAT, dir);
+    }
+}
+
 int rsnap_take(const char *data_dir, struct rmodel_env *env, int keep, struct snapshot_info *info)
 {
     char dir[RDIR_PATH_MAX], tmp[SNAPDIR_PATH_MAX];
@@ -70,6 +124,7 @@ int rsnap_take(const char *data_dir, struct rmodel_env *env, int keep, struct sn
     }
     EFLOG_INFO("snapshot taken position=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64, s.position,
              s.bytes, (ef_mono_ns() - t0) / 1000000u);
+    remove_other_layouts(data_dir, dir);
     snapdir_prune(dir, keep);
     if (info)
         *info = s;

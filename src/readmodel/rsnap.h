@@ -11,7 +11,9 @@
  * Guarantees (the directory protocol is util/snapdir.h, shared with the write model)
  *  - A snapshot is built in a temporary directory, fsynced (file, manifest, directory) and
  *    then renamed into place: a snap-* directory is always complete.
- *  - Older snapshots beyond `keep` are deleted only after the new one is in place.
+ *  - Older snapshots beyond `keep` are deleted only after the new one is in place, and so
+ *    are snapshots of another layout than this release's (rsnap_format), whatever their
+ *    position: no rebuild of this release can use them.
  *  - rsnap_verify() re-reads data.mdb and checks size and checksum, so a damaged
  *    snapshot is detected before a rebuild trusts it.
  *
@@ -78,6 +80,11 @@ int rsnap_newest_position(const char *data_dir, uint64_t *pos);
 
 /* Checks a snapshot's size and checksum: 0 valid, -EBADMSG damaged, other negative errno. */
 int rsnap_verify(const char *data_dir, const struct snapshot_info *s);
+
+/* The layout version (RMODEL_FORMAT of the release that took it) of snapshot s, read from
+ * its data.mdb without writing anything there: 0 with *format set, or RMODEL_EFORMAT (no
+ * layout version in it), or LMDB's or a negative errno code (unreadable). */
+int rsnap_format(const char *data_dir, const struct snapshot_info *s, int *format);
 
 /* Appends [{"position","taken_at","bytes"}...] (newest first) to out. */
 int rsnap_render(const char *data_dir, struct sbuf *out);

@@ -577,10 +577,30 @@ START_TEST(test_model_of_another_layout_replaced)
     struct rmodel_env *env;
     struct rmodel_options ro = { 256u << 20, 1 };
     ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), RMODEL_ELAYOUT);
+    int format = 0;
+    ck_assert_int_eq(rsnap_format(tmpdir, &s, &format), 0);
+    ck_assert_int_eq(format, RMODEL_FORMAT - 1);
+    ck_assert_int_eq(access(lock, F_OK), -1); /* read without writing into the snapshot */
     fold_some(0, 0);
     ck_assert_uint_eq(model_position(tmpdir), head);
     assert_same_as_reference();
     assert_one_model_dir();
+    /* The next snapshot removes the one of the old layout, though its position is newer
+     * than the one of this layout kept at 1000 (which stays, as keep allows). */
+    ck_assert_int_eq(rmodel_env_open(cur, &ro, &env), 0);
+    struct snapshot_info taken;
+    ck_assert_int_eq(rsnap_take(tmpdir, env, 3, &taken), 0);
+    rmodel_env_close(env);
+    ck_assert_uint_eq(taken.position, head);
+    ck_assert_int_eq(rsnap_format(tmpdir, &taken, &format), 0);
+    ck_assert_int_eq(format, RMODEL_FORMAT);
+    ck_assert_int_eq(access(snap, F_OK), -1);
+    struct snapshot_info list[8];
+    size_t n;
+    ck_assert_int_eq(rsnap_list(tmpdir, list, 8, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(list[0].position, head);
+    ck_assert_uint_eq(list[1].position, 1000);
 }
 END_TEST
 
