@@ -47,6 +47,7 @@
 #   EF_BENCH_RYW_SAMPLES    read-your-writes samples (default 1000; quick 200)
 #   EF_BENCH_FOLD_EVENTS    events in the folding benchmark's log (default 1000000; quick 100000)
 #   EF_BENCH_FOLD_ORDERS_EVENTS  events in the all-OrderCreated log (default 450000; quick 100000)
+#   EF_BENCH_FOLD_REBUILDS  rebuilds from scratch in each fold section, the median judged (default 3)
 #   EF_BENCH_WSNAP_EVENTS   events in the write-model start benchmark (default 200000; quick 50000)
 #   EF_BENCH_KAFKA_EVENTS   events relayed to Kafka (default 1000000; quick 100000)
 #   EF_BENCH_TAILER_SIZES   the two log sizes for the tailer's RSS ("100000 1000000";
