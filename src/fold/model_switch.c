@@ -37,18 +37,6 @@ void model_switch_unlock(int fd)
     ef_unlock_file(fd);
 }
 
-/* 1 when the model copied into dir has this release's layout (another one's opens as
- * RMODEL_ELAYOUT). Opening creates lock.mdb, which the model needs anyway. */
-static int same_format(const char *dir)
-{
-    struct rmodel_env *env = NULL;
-    struct rmodel_options ro = { 0, 1 };
-    int rc = rmodel_env_open(dir, &ro, &env);
-    if (rc == 0)
-        rmodel_env_close(env);
-    return rc != RMODEL_ELAYOUT;
-}
-
 int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
 {
     struct snapshot_info list[SNAPDIR_LIST_MAX];
@@ -63,11 +51,18 @@ int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
                      list[i].name, strerror(-rc));
             continue;
         }
-        int format = RMODEL_FORMAT;
-        if (rsnap_format(data_dir, &list[i], &format) == 0 && format != RMODEL_FORMAT) {
+        /* The layout is read from the snapshot itself, before a copy of it is made. */
+        int format = 0;
+        rc = rsnap_format(data_dir, &list[i], &format);
+        if (rc) {
+            EFLOG_WARN("snapshot %s has no readable layout version (%s): trying an older one", list[i].name,
+                       rmodel_strerror(rc));
+            continue;
+        }
+        if (format != RMODEL_FORMAT) {
             EFLOG_WARN("snapshot %s holds a read model of another layout (format %d) than this release's "
                        "(format %d): trying an older one", list[i].name, format, RMODEL_FORMAT);
-            continue; /* known before its copy; a layout not readable here is caught after it */
+            continue;
         }
         char snapdir[RDIR_PATH_MAX], sdir[RDIR_PATH_MAX], src[RDIR_PATH_MAX], dst[RDIR_PATH_MAX];
         if (rdir_path(snapdir, sizeof snapdir, data_dir, "snapshots") ||
@@ -77,13 +72,6 @@ int model_switch_seed(const char *data_dir, const char *model, uint64_t *from)
         rc = ef_copy_file(src, dst);
         if (rc)
             return rc;
-        if (!same_format(model)) {
-            EFLOG_WARN("snapshot %s holds a read model of another layout than this release's "
-                       "(format %d): trying an older one", list[i].name, RMODEL_FORMAT);
-            if (unlink(dst) != 0 && errno != ENOENT)
-                return -errno;
-            continue;
-        }
         *from = list[i].position;
         EFLOG_INFO("rebuild starts from snapshot position=%" PRIu64, list[i].position);
         return 0;

@@ -56,6 +56,8 @@ const char *rmodel_strerror(int err);
  * stream (1: a row per record). A model of another format opens as RMODEL_ELAYOUT, and
  * the tailer replaces it (fold/model_switch.h). */
 #define RMODEL_FORMAT 3
+/* The key of the layout version in meta (a single byte). */
+#define RMODEL_META_FORMAT "format"
 
 /* An open environment (rmodel_env.h), shared by the threads of one process. */
 struct rmodel_env;

@@ -40,7 +40,7 @@ const char *rmodel_strerror(int err)
 
 static int check_format(struct rmodel_env *e, MDB_txn *txn)
 {
-    MDB_val k = { 6, (void *)"format" }, v;
+    MDB_val k = { sizeof RMODEL_META_FORMAT - 1, (void *)RMODEL_META_FORMAT }, v;
     int rc = mdb_get(txn, e->dbi[RMODEL_DB_META], &k, &v);
     if (rc == MDB_NOTFOUND) {
         if (e->read_only)

@@ -67,7 +67,7 @@ int rsnap_format(const char *data_dir, const struct snapshot_info *s, int *forma
     if ((rc = mdb_env_set_maxdbs(e, 16)) == 0 &&
         (rc = mdb_env_open(e, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOSUBDIR | MDB_NOTLS, 0)) == 0 &&
         (rc = mdb_txn_begin(e, NULL, MDB_RDONLY, &txn)) == 0 && (rc = mdb_dbi_open(txn, "meta", 0, &meta)) == 0) {
-        MDB_val k = { 6, (void *)"format" }, v;
+        MDB_val k = { sizeof RMODEL_META_FORMAT - 1, (void *)RMODEL_META_FORMAT }, v;
         rc = mdb_get(txn, meta, &k, &v);
         if (rc == 0 && v.mv_size == 1)
             *format = *(unsigned char *)v.mv_data;
