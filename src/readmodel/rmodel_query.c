@@ -321,6 +321,8 @@ int rmodel_render_daily(struct rmodel_txn *t, const char *from, const char *to, 
 static int where(struct rmodel_txn *t, struct rmodel_loc *loc)
 {
     uint64_t first, slot, count;
+    if (loc->position == 0)
+        return RMODEL_ENOTFOUND; /* positions start at 1 */
     rmodel_pos_chunk(loc->position, &first, &slot);
     unsigned char be[8];
     rmodel_put_be64(be, first);
@@ -335,7 +337,7 @@ static int where(struct rmodel_txn *t, struct rmodel_loc *loc)
     rc = rmodel_ploc_walk(v.mv_data, v.mv_size, slot + 1, &count, &bytes, &at);
     if (rc)
         return rc;
-    if (count <= slot || loc->position == 0)
+    if (count <= slot)
         return RMODEL_ENOTFOUND;
     loc->segment = at.segment;
     loc->offset = at.offset;
