@@ -65,17 +65,13 @@ static inline unsigned char *w_u16(unsigned char *p, size_t v)
     return p + 2;
 }
 
-static inline unsigned char *w_bytes(unsigned char *p, struct rmodel_str s)
-{
-    if (s.n)
-        memcpy(p, s.p, s.n);
-    return p + s.n;
-}
-
 static inline unsigned char *w_str(unsigned char *p, struct rmodel_str s)
 {
     assert(s.n <= UINT16_MAX);
-    return w_bytes(w_u16(p, s.n), s);
+    p = w_u16(p, s.n);
+    if (s.n)
+        memcpy(p, s.p, s.n);
+    return p + s.n;
 }
 
 /* Reserves n bytes at the end of out; returns where they start. w_end() closes. */
@@ -129,10 +125,10 @@ static inline uint64_t rd_u64(struct rmodel_reader *r)
 
 static inline int64_t read_i64(struct rmodel_reader *r) { return (int64_t)rd_u64(r); }
 
-/* The next n bytes as a string (empty, and bad set, when fewer are left). */
-static inline struct rmodel_str rd_bytes(struct rmodel_reader *r, size_t n)
+static inline struct rmodel_str rd_str(struct rmodel_reader *r)
 {
     struct rmodel_str s = { "", 0 };
+    size_t n = rd_u16(r);
     const unsigned char *p = rd_take(r, n);
     if (p) {
         s.p = (const char *)p;
@@ -140,8 +136,6 @@ static inline struct rmodel_str rd_bytes(struct rmodel_reader *r, size_t n)
     }
     return s;
 }
-
-static inline struct rmodel_str rd_str(struct rmodel_reader *r) { return rd_bytes(r, rd_u16(r)); }
 
 /* The checked per-field readers of rmodel_layout.h, for the index values the queries read. */
 uint8_t rmodel_read_u8(struct rmodel_reader *r) { return rd_u8(r); }
@@ -197,17 +191,26 @@ static inline int64_t unzz(uint64_t v) { return (int64_t)((v >> 1) ^ (0 - (v & 1
 static inline unsigned char *w_vstr(unsigned char *p, struct rmodel_str s)
 {
     assert(s.n <= UINT16_MAX);
-    return w_bytes(w_varint(p, s.n), s);
+    p = w_varint(p, s.n);
+    if (s.n)
+        memcpy(p, s.p, s.n);
+    return p + s.n;
 }
 
 static inline struct rmodel_str rd_vstr(struct rmodel_reader *r)
 {
+    struct rmodel_str s = { "", 0 };
     uint64_t n = rd_varint(r);
     if (n > UINT16_MAX) {
         r->bad = 1;
-        return (struct rmodel_str){ "", 0 };
+        return s;
     }
-    return rd_bytes(r, (size_t)n);
+    const unsigned char *p = rd_take(r, (size_t)n);
+    if (p) {
+        s.p = (const char *)p;
+        s.n = (size_t)n;
+    }
+    return s;
 }
 
 /* Opens a reader on a value and checks its version byte. */
