@@ -147,7 +147,7 @@ struct rmodel_str rmodel_read_str(struct rmodel_reader *r) { return rd_str(r); }
  * the last; at most VARINT_MAX bytes for a u64. */
 #define VARINT_MAX 10
 
-static inline unsigned char *w_varint(unsigned char *p, uint64_t v)
+static unsigned char *w_varint(unsigned char *p, uint64_t v)
 {
     while (v >= 0x80) {
         *p++ = (unsigned char)(v | 0x80);
@@ -157,7 +157,7 @@ static inline unsigned char *w_varint(unsigned char *p, uint64_t v)
     return p;
 }
 
-static uint64_t rd_varint_long(struct rmodel_reader *r)
+static uint64_t rd_varint(struct rmodel_reader *r)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
@@ -171,17 +171,6 @@ static uint64_t rd_varint_long(struct rmodel_reader *r)
     }
     r->bad = 1;
     return 0;
-}
-
-/* Inline for the one-byte varints that most fields of an order are (the fold decodes an
- * order per order event). */
-static inline uint64_t rd_varint(struct rmodel_reader *r)
-{
-    if (r->n && !(r->p[0] & 0x80)) {
-        r->n--;
-        return *r->p++;
-    }
-    return rd_varint_long(r);
 }
 
 /* Zigzag: signed integers near zero, either side, as small unsigned ones (then varints). */
