@@ -143,65 +143,6 @@ uint16_t rmodel_read_u16(struct rmodel_reader *r) { return rd_u16(r); }
 uint64_t rmodel_read_u64(struct rmodel_reader *r) { return rd_u64(r); }
 struct rmodel_str rmodel_read_str(struct rmodel_reader *r) { return rd_str(r); }
 
-/* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but
- * the last; at most VARINT_MAX bytes for a u64. */
-#define VARINT_MAX 10
-
-static unsigned char *w_varint(unsigned char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (unsigned char)v;
-    return p;
-}
-
-static uint64_t rd_varint(struct rmodel_reader *r)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
-        unsigned char b = *r->p++;
-        r->n--;
-        if (shift == 63 && (b & 0x7e))
-            break; /* more than 64 bits */
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v;
-    }
-    r->bad = 1;
-    return 0;
-}
-
-/* Zigzag: signed integers near zero, either side, as small unsigned ones (then varints). */
-static inline uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63)); }
-static inline int64_t unzz(uint64_t v) { return (int64_t)((v >> 1) ^ (0 - (v & 1))); }
-
-static inline unsigned char *w_vstr(unsigned char *p, struct rmodel_str s)
-{
-    assert(s.n <= UINT16_MAX);
-    p = w_varint(p, s.n);
-    if (s.n)
-        memcpy(p, s.p, s.n);
-    return p + s.n;
-}
-
-static inline struct rmodel_str rd_vstr(struct rmodel_reader *r)
-{
-    struct rmodel_str s = { "", 0 };
-    uint64_t n = rd_varint(r);
-    if (n > UINT16_MAX) {
-        r->bad = 1;
-        return s;
-    }
-    const unsigned char *p = rd_take(r, (size_t)n);
-    if (p) {
-        s.p = (const char *)p;
-        s.n = (size_t)n;
-    }
-    return s;
-}
-
 /* Opens a reader on a value and checks its version byte. */
 static struct rmodel_reader reader_open(const void *p, size_t n)
 {
@@ -232,26 +173,26 @@ struct rmodel_line *rmodel_order_lines(struct rmodel_order *o, size_t n)
 void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 {
     assert(vocab_status_name(o->status) != NULL && o->nlines <= RMODEL_MAX_LINES);
-    size_t n = 2 + 6 * VARINT_MAX + 3 + o->user.n;
+    size_t n = 2 + 5 * 8 + 2 + o->user.n + 2;
     for (size_t i = 0; i < o->nlines; i++)
-        n += 3 * 3 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * VARINT_MAX;
+        n += 3 * 2 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * 8;
     unsigned char *p = w_begin(out, n);
-    p = w_u8(p, RMODEL_VAL_V2);
+    p = w_u8(p, RMODEL_VAL_V1);
     p = w_u8(p, (uint8_t)o->status);
-    p = w_varint(p, o->version);
-    p = w_varint(p, zz(o->created_at));
-    p = w_varint(p, zz((int64_t)((uint64_t)o->updated_at - (uint64_t)o->created_at)));
-    p = w_varint(p, zz(o->amount));
-    p = w_varint(p, o->created_position);
-    p = w_vstr(p, o->user);
-    p = w_varint(p, o->nlines);
+    p = w_u64(p, o->version);
+    p = w_u64(p, (uint64_t)o->created_at);
+    p = w_u64(p, (uint64_t)o->updated_at);
+    p = w_u64(p, (uint64_t)o->amount);
+    p = w_u64(p, o->created_position);
+    p = w_str(p, o->user);
+    p = w_u16(p, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         const struct rmodel_line *l = &o->lines[i];
-        p = w_vstr(p, l->item);
-        p = w_vstr(p, l->name);
-        p = w_vstr(p, l->category);
-        p = w_varint(p, zz(l->quantity));
-        p = w_varint(p, zz(l->price));
+        p = w_str(p, l->item);
+        p = w_str(p, l->name);
+        p = w_str(p, l->category);
+        p = w_u64(p, (uint64_t)l->quantity);
+        p = w_u64(p, (uint64_t)l->price);
     }
     w_end(out, p);
 }
@@ -260,30 +201,27 @@ void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
 {
     memset(o, 0, offsetof(struct rmodel_order, few_lines));
-    struct rmodel_reader r = { p, n, 0 };
-    if (rd_u8(&r) != RMODEL_VAL_V2)
-        r.bad = 1;
+    struct rmodel_reader r = reader_open(p, n);
     o->status = rd_u8(&r);
-    o->version = rd_varint(&r);
-    o->created_at = unzz(rd_varint(&r));
-    o->updated_at = (int64_t)((uint64_t)o->created_at + (uint64_t)unzz(rd_varint(&r)));
-    o->amount = unzz(rd_varint(&r));
-    o->created_position = rd_varint(&r);
-    o->user = rd_vstr(&r);
-    uint64_t nlines = rd_varint(&r);
-    if (r.bad || nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
+    o->version = rd_u64(&r);
+    o->created_at = read_i64(&r);
+    o->updated_at = read_i64(&r);
+    o->amount = read_i64(&r);
+    o->created_position = rd_u64(&r);
+    o->user = rd_str(&r);
+    o->nlines = rd_u16(&r);
+    if (r.bad || o->nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
         goto fail;
-    o->nlines = (size_t)nlines;
     rmodel_order_lines(o, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         struct rmodel_line *l = &o->lines[i];
-        l->item = rd_vstr(&r);
-        l->name = rd_vstr(&r);
-        l->category = rd_vstr(&r);
-        l->quantity = unzz(rd_varint(&r));
-        l->price = unzz(rd_varint(&r));
+        l->item = rd_str(&r);
+        l->name = rd_str(&r);
+        l->category = rd_str(&r);
+        l->quantity = read_i64(&r);
+        l->price = read_i64(&r);
     }
-    if (r.bad || r.n)
+    if (r.bad)
         goto fail;
     return 0;
 fail:
@@ -366,6 +304,34 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     return r.bad ? RMODEL_EFORMAT : 0;
 }
 
+/* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but
+ * the last; at most 10 bytes for a u64. */
+static unsigned char *w_varint(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+static uint64_t rd_varint(struct rmodel_reader *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
+        unsigned char b = *r->p++;
+        r->n--;
+        if (shift == 63 && (b & 0x7e))
+            break; /* more than 64 bits */
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
 void rmodel_ploc_put(struct sbuf *row, const struct rmodel_ploc *prev, struct rmodel_ploc at)
 {
     unsigned char *p = w_begin(row, 1 + 2 * 10);
@@ -412,23 +378,21 @@ int rmodel_ploc_walk(const void *p, size_t n, uint64_t upto, uint64_t *count, si
 void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position)
 {
     assert(slot < RMODEL_STREAM_CHUNK && position > 0);
-    unsigned char *p = w_begin(out, 1 + VARINT_MAX);
-    p = w_u8(p, (uint8_t)slot);
-    p = w_varint(p, position);
-    w_end(out, p);
+    rmodel_put_u8(out, (uint8_t)slot);
+    rmodel_put_u64(out, position);
 }
 
 int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_STREAM_CHUNK])
 {
     struct rmodel_reader r = { p, n, 0 };
-    if (row && rd_u8(&r) != RMODEL_VAL_V2)
+    if (row && rd_u8(&r) != RMODEL_VAL_V1)
         return RMODEL_EFORMAT;
-    if (r.bad)
+    if (r.bad || r.n % RMODEL_STREAM_ENTRY)
         return RMODEL_EFORMAT;
     while (r.n) {
         uint8_t slot = rd_u8(&r);
-        uint64_t position = rd_varint(&r);
-        if (r.bad || slot >= RMODEL_STREAM_CHUNK || position == 0)
+        uint64_t position = rd_u64(&r);
+        if (slot >= RMODEL_STREAM_CHUNK || position == 0)
             return RMODEL_EFORMAT;
         pos[slot] = position;
     }
@@ -438,7 +402,7 @@ int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_ST
 void rmodel_stream_encode(const uint64_t pos[RMODEL_STREAM_CHUNK], struct sbuf *out)
 {
     sbuf_reset(out);
-    rmodel_put_u8(out, RMODEL_VAL_V2);
+    rmodel_put_u8(out, RMODEL_VAL_V1);
     for (uint64_t slot = 0; slot < RMODEL_STREAM_CHUNK; slot++)
         if (pos[slot])
             rmodel_stream_entry(out, slot, pos[slot]);
