@@ -221,7 +221,7 @@ int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
         l->quantity = read_i64(&r);
         l->price = read_i64(&r);
     }
-    if (r.bad)
+    if (r.bad || r.n)
         goto fail;
     return 0;
 fail:
@@ -253,7 +253,7 @@ int rmodel_user_decode(const void *p, size_t n, struct rmodel_user *u)
     u->total_spent = read_i64(&r);
     u->spent_orders = rd_u64(&r);
     u->last_order_at = read_i64(&r);
-    return r.bad ? RMODEL_EFORMAT : 0;
+    return r.bad || r.n ? RMODEL_EFORMAT : 0;
 }
 
 void rmodel_item_encode(const struct rmodel_item *it, struct sbuf *out)
@@ -280,7 +280,7 @@ int rmodel_item_decode(const void *p, size_t n, struct rmodel_item *it)
     it->restocked = read_i64(&r);
     it->reserved = read_i64(&r);
     it->sold = read_i64(&r);
-    return r.bad ? RMODEL_EFORMAT : 0;
+    return r.bad || r.n ? RMODEL_EFORMAT : 0;
 }
 
 void rmodel_daily_encode(const struct rmodel_daily *d, struct sbuf *out)
@@ -301,7 +301,7 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     d->paid = rd_u64(&r);
     d->cancelled = rd_u64(&r);
     d->revenue = read_i64(&r);
-    return r.bad ? RMODEL_EFORMAT : 0;
+    return r.bad || r.n ? RMODEL_EFORMAT : 0;
 }
 
 /* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but

@@ -911,6 +911,77 @@ START_TEST(test_position_index_rows)
 }
 END_TEST
 
+/* The value codecs: an order round-trips, extremes included, and the order, user, item and
+ * day decoders refuse a value of another version, torn at any byte, or with bytes after
+ * its end (the encoders never write them: such a value is damaged). */
+START_TEST(test_value_codecs)
+{
+    struct rmodel_order o = { 0 }, d;
+    rmodel_order_lines(&o, 2);
+    o.status = ORDER_SHIPPED;
+    o.version = UINT64_MAX;
+    o.created_at = INT64_MIN;
+    o.updated_at = INT64_MAX;
+    o.amount = -1;
+    o.created_position = 123456;
+    o.user = (struct rmodel_str){ "u1", 2 };
+    o.nlines = 2;
+    o.lines[0] = (struct rmodel_line){ { "i1", 2 }, { "Pen", 3 }, { "office", 6 }, INT64_MAX, INT64_MIN };
+    o.lines[1] = (struct rmodel_line){ { "i2", 2 }, { "", 0 }, { "", 0 }, 1, 0 };
+    struct sbuf sb = SBUF_INIT;
+    rmodel_order_encode(&o, &sb);
+    ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len, &d), 0);
+    ck_assert(d.status == o.status && d.version == o.version && d.created_at == o.created_at &&
+              d.updated_at == o.updated_at && d.amount == o.amount &&
+              d.created_position == o.created_position && d.nlines == 2);
+    ck_assert(d.user.n == 2 && memcmp(d.user.p, "u1", 2) == 0);
+    for (size_t i = 0; i < 2; i++) {
+        const struct rmodel_line *x = &d.lines[i], *y = &o.lines[i];
+        ck_assert(x->item.n == y->item.n && memcmp(x->item.p, y->item.p, y->item.n) == 0);
+        ck_assert(x->name.n == y->name.n && memcmp(x->name.p, y->name.p, y->name.n) == 0);
+        ck_assert(x->category.n == y->category.n && memcmp(x->category.p, y->category.p, y->category.n) == 0);
+        ck_assert(x->quantity == y->quantity && x->price == y->price);
+    }
+    rmodel_order_clear(&d);
+    for (size_t n = 0; n < sb.len; n++)
+        ck_assert_int_eq(rmodel_order_decode(sb.data, n, &d), RMODEL_EFORMAT);
+    sbuf_append(&sb, "", 1);
+    ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len, &d), RMODEL_EFORMAT);
+    ((unsigned char *)sb.data)[0] = RMODEL_VAL_V1 + 1;
+    ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len - 1, &d), RMODEL_EFORMAT);
+    rmodel_order_clear(&o);
+
+    struct rmodel_user u = { 1, { "Ann", 3 }, -5, 2, 7, 1, RMODEL_NO_TIME }, du;
+    struct rmodel_item it = { 1, { "Pen", 3 }, { "office", 6 }, 150, 10, 2, 3 }, di;
+    struct rmodel_daily day = { 4, 3, 1, 999 }, dd;
+    sbuf_reset(&sb);
+    rmodel_user_encode(&u, &sb);
+    ck_assert_int_eq(rmodel_user_decode(sb.data, sb.len, &du), 0);
+    ck_assert(du.balance == -5 && du.order_count == 2 && du.last_order_at == RMODEL_NO_TIME && du.name.n == 3);
+    for (size_t n = 0; n < sb.len; n++)
+        ck_assert_int_eq(rmodel_user_decode(sb.data, n, &du), RMODEL_EFORMAT);
+    sbuf_append(&sb, "", 1);
+    ck_assert_int_eq(rmodel_user_decode(sb.data, sb.len, &du), RMODEL_EFORMAT);
+    sbuf_reset(&sb);
+    rmodel_item_encode(&it, &sb);
+    ck_assert_int_eq(rmodel_item_decode(sb.data, sb.len, &di), 0);
+    ck_assert(di.price == 150 && di.sold == 3 && di.category.n == 6);
+    for (size_t n = 0; n < sb.len; n++)
+        ck_assert_int_eq(rmodel_item_decode(sb.data, n, &di), RMODEL_EFORMAT);
+    sbuf_append(&sb, "", 1);
+    ck_assert_int_eq(rmodel_item_decode(sb.data, sb.len, &di), RMODEL_EFORMAT);
+    sbuf_reset(&sb);
+    rmodel_daily_encode(&day, &sb);
+    ck_assert_int_eq(rmodel_daily_decode(sb.data, sb.len, &dd), 0);
+    ck_assert(dd.created == 4 && dd.revenue == 999);
+    for (size_t n = 0; n < sb.len; n++)
+        ck_assert_int_eq(rmodel_daily_decode(sb.data, n, &dd), RMODEL_EFORMAT);
+    sbuf_append(&sb, "", 1);
+    ck_assert_int_eq(rmodel_daily_decode(sb.data, sb.len, &dd), RMODEL_EFORMAT);
+    sbuf_free(&sb);
+}
+END_TEST
+
 /* The position row codec: steps within a segment, a whole entry otherwise; and it refuses
  * what the fold never writes. */
 START_TEST(test_position_row_codec)
@@ -985,6 +1056,7 @@ static Suite *read_suite(void)
     tcase_add_test(tc, test_stream_row_codec);
     tcase_add_test(tc, test_position_index_rows);
     tcase_add_test(tc, test_position_row_codec);
+    tcase_add_test(tc, test_value_codecs);
     suite_add_tcase(s, tc);
     return s;
 }
