@@ -911,6 +911,15 @@ START_TEST(test_position_index_rows)
 }
 END_TEST
 
+/* decode refuses the value in sb torn at every byte, and with one byte more (appended). */
+#define REFUSES_DAMAGE(sb, decode, out)                                                      \
+    do {                                                                                     \
+        for (size_t n_ = 0; n_ < (sb)->len; n_++)                                            \
+            ck_assert_int_eq(decode((sb)->data, n_, out), RMODEL_EFORMAT);                   \
+        sbuf_append(sb, "", 1);                                                              \
+        ck_assert_int_eq(decode((sb)->data, (sb)->len, out), RMODEL_EFORMAT);                \
+    } while (0)
+
 /* The value codecs: an order round-trips, extremes included, and the order, user, item and
  * day decoders refuse a value of another version, torn at any byte, or with bytes after
  * its end (the encoders never write them: such a value is damaged). */
@@ -943,10 +952,7 @@ START_TEST(test_value_codecs)
         ck_assert(x->quantity == y->quantity && x->price == y->price);
     }
     rmodel_order_clear(&d);
-    for (size_t n = 0; n < sb.len; n++)
-        ck_assert_int_eq(rmodel_order_decode(sb.data, n, &d), RMODEL_EFORMAT);
-    sbuf_append(&sb, "", 1);
-    ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len, &d), RMODEL_EFORMAT);
+    REFUSES_DAMAGE(&sb, rmodel_order_decode, &d);
     ((unsigned char *)sb.data)[0] = RMODEL_VAL_V1 + 1;
     ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len - 1, &d), RMODEL_EFORMAT);
     rmodel_order_clear(&o);
@@ -958,26 +964,17 @@ START_TEST(test_value_codecs)
     rmodel_user_encode(&u, &sb);
     ck_assert_int_eq(rmodel_user_decode(sb.data, sb.len, &du), 0);
     ck_assert(du.balance == -5 && du.order_count == 2 && du.last_order_at == RMODEL_NO_TIME && du.name.n == 3);
-    for (size_t n = 0; n < sb.len; n++)
-        ck_assert_int_eq(rmodel_user_decode(sb.data, n, &du), RMODEL_EFORMAT);
-    sbuf_append(&sb, "", 1);
-    ck_assert_int_eq(rmodel_user_decode(sb.data, sb.len, &du), RMODEL_EFORMAT);
+    REFUSES_DAMAGE(&sb, rmodel_user_decode, &du);
     sbuf_reset(&sb);
     rmodel_item_encode(&it, &sb);
     ck_assert_int_eq(rmodel_item_decode(sb.data, sb.len, &di), 0);
     ck_assert(di.price == 150 && di.sold == 3 && di.category.n == 6);
-    for (size_t n = 0; n < sb.len; n++)
-        ck_assert_int_eq(rmodel_item_decode(sb.data, n, &di), RMODEL_EFORMAT);
-    sbuf_append(&sb, "", 1);
-    ck_assert_int_eq(rmodel_item_decode(sb.data, sb.len, &di), RMODEL_EFORMAT);
+    REFUSES_DAMAGE(&sb, rmodel_item_decode, &di);
     sbuf_reset(&sb);
     rmodel_daily_encode(&day, &sb);
     ck_assert_int_eq(rmodel_daily_decode(sb.data, sb.len, &dd), 0);
     ck_assert(dd.created == 4 && dd.revenue == 999);
-    for (size_t n = 0; n < sb.len; n++)
-        ck_assert_int_eq(rmodel_daily_decode(sb.data, n, &dd), RMODEL_EFORMAT);
-    sbuf_append(&sb, "", 1);
-    ck_assert_int_eq(rmodel_daily_decode(sb.data, sb.len, &dd), RMODEL_EFORMAT);
+    REFUSES_DAMAGE(&sb, rmodel_daily_decode, &dd);
     sbuf_free(&sb);
 }
 END_TEST
