@@ -3,8 +3,8 @@
  * Every value starts with a layout version byte (RMODEL_VAL_V1); integers are little-endian,
  * strings are a u16 length and bytes (no NUL). A value of any other version, or one that is
  * shorter or longer than its fields say (orders, users, items, days), decodes as
- * RMODEL_EFORMAT. Keys that must sort by number
- * (positions, versions) are big-endian so LMDB's default byte order is numeric order.
+ * RMODEL_EFORMAT. Keys that must sort by number (positions, versions) are big-endian so
+ * LMDB's default byte order is numeric order.
  *
  *   order  v, u8 status (enum order_status), u64 version, i64 created_at, i64 updated_at, i64 amount,
  *          u64 created_position, str user, u16 nlines, nlines x (str item, str name,
