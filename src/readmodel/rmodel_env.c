@@ -308,9 +308,9 @@ int rmodel_env_usage(struct rmodel_env *env, uint64_t *used, uint64_t *map)
     return 0;
 }
 
-int rmodel_env_copy(struct rmodel_env *env, const char *dst)
+int rmodel_env_copy_fd(struct rmodel_env *env, int fd)
 {
-    return ef_mdb_rc(mdb_env_copy2(env->env, dst, MDB_CP_COMPACT));
+    return ef_mdb_rc(mdb_env_copyfd2(env->env, fd, MDB_CP_COMPACT));
 }
 
 int rmodel_env_write_begin(struct rmodel_env *env, MDB_txn **txn)

@@ -94,8 +94,9 @@ int rmodel_env_grow(struct rmodel_env *env, uint64_t *bytes);
 /* How much of the map the data uses (up to its last page, committed) and the map's size,
  * in bytes. 0 or an LMDB code. */
 int rmodel_env_usage(struct rmodel_env *env, uint64_t *used, uint64_t *map);
-/* Copies the environment, compacted, into directory dst (which must exist and be empty). */
-int rmodel_env_copy(struct rmodel_env *env, const char *dst);
+/* Writes a compacted copy of the environment (one read transaction: the writer goes on)
+ * into fd, a file or a pipe (snapdir_write_data). 0 or a negative code. */
+int rmodel_env_copy_fd(struct rmodel_env *env, int fd);
 /* Turns lazy sync on for a writable env (right after rmodel_env_open, before any txn): its
  * commits no longer wait for the disk. Returns 1 if on, 0 if not possible (read-only, or
  * no boot id to tell a machine crash from a process crash), or a negative code. */

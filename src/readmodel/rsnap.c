@@ -41,9 +41,11 @@ static int copy_position(const char *dir, uint64_t *pos)
     return rc;
 }
 
+static int copy_into(void *env, int fd) { return rmodel_env_copy_fd(env, fd); }
+
 static int build(const char *tmp, struct rmodel_env *env, struct snapshot_info *s)
 {
-    int rc = rmodel_env_copy(env, tmp);
+    int rc = snapdir_write_data(tmp, copy_into, env, s);
     if (rc == 0)
         rc = copy_position(tmp, &s->position);
     if (rc == 0)

@@ -1,6 +1,6 @@
 /* rsnap: consistent, verifiable copies of the read model.
  *
- * DIR/read/snapshots/snap-POSITION/ holds data.mdb (a compacted mdb_env_copy2 of the model,
+ * DIR/read/snapshots/snap-POSITION/ holds data.mdb (a compacted mdb_env_copyfd2 of the model,
  * consistent as of one read transaction) and a manifest:
  *     eventfold-snapshot 1
  *     position P        (the model's applied position inside the copy)

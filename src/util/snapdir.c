@@ -117,8 +117,6 @@ int snapdir_seal(const char *tmp, struct snapshot_info *s)
     if (ef_path_join(data, sizeof data, tmp, "data.mdb"))
         return -ENAMETOOLONG;
     int rc = ef_fsync_path(data, 0);
-    if (rc == 0)
-        rc = snapdir_file_crc(data, &s->crc, &s->bytes);
     s->taken_at = ef_now_ms();
     if (rc == 0)
         rc = write_manifest(tmp, s);

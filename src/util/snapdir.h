@@ -14,7 +14,8 @@
  * Guarantees
  *  - A snapshot is built in tmp-PID/, fsynced (file, manifest, directory) and then renamed
  *    into place, and the directory fsynced: a snap-* directory is always complete.
- *  - snapdir_verify() re-reads data.mdb and checks size and checksum.
+ *  - The size and checksum are those of the bytes written (summed on their way to the
+ *    file, snapdir_write_data); snapdir_verify() re-reads data.mdb and checks both.
  *  - snapdir_prune() deletes the oldest beyond `keep`, after the new one is in place.
  *
  * Caveat: nothing here serializes two builders of one directory; a caller with several
@@ -41,8 +42,21 @@ struct snapshot_info {
  * a crash of a process with the same pid); its path into tmp (SNAPDIR_PATH_MAX bytes). */
 int snapdir_begin(const char *dir, char *tmp);
 
-/* With tmp/data.mdb written and s->position set: fsyncs data.mdb, fills s->bytes, s->crc
- * and s->taken_at, writes and fsyncs the manifest, fsyncs tmp. */
+/* What writes a snapshot's data: all of it into fd (a pipe's write end, which it does not
+ * close), then 0, or a negative code. Its writes fail with EPIPE once the file cannot be
+ * written (SIGPIPE is blocked in its thread): it should then return. */
+typedef int (*snapdir_producer)(void *arg, int fd);
+
+/* Writes tmp/data.mdb (a new file) from what produce(arg, fd) writes, run on a thread of
+ * its own, and sets s->bytes and s->crc from the bytes as they pass: the file is written
+ * once and never read back. The file goes around the page cache (O_DIRECT) where the file
+ * system allows it. Returns 0, the file's or the pipe's -errno, or else produce's code; on
+ * failure tmp/data.mdb may be partial (the caller removes tmp). */
+int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, struct snapshot_info *s);
+
+/* With tmp/data.mdb written by snapdir_write_data (s->bytes and s->crc are its) and
+ * s->position set: fsyncs data.mdb, sets s->taken_at, writes and fsyncs the manifest,
+ * fsyncs tmp. */
 int snapdir_seal(const char *tmp, struct snapshot_info *s);
 
 /* Renames tmp to dir/snap-POSITION (s->name is set) and fsyncs dir. An existing snapshot

@@ -638,14 +638,14 @@ int wm_clear(struct wm *wm, MDB_txn *txn)
 
 /* --- snapshots (write/wsnap.h) ------------------------------------------------------ */
 
-int wm_copy(struct wm *wm, const char *dir)
+int wm_copy(struct wm *wm, int fd)
 {
     /* One read transaction inside LMDB: a consistent state, and writers are not blocked;
      * a resize waits for it (map_lock). */
     int rc = pthread_rwlock_rdlock(&wm->map_lock);
     if (rc)
         return -rc;
-    rc = ef_mdb_rc(mdb_env_copy2(wm->env, dir, MDB_CP_COMPACT));
+    rc = ef_mdb_rc(mdb_env_copyfd2(wm->env, fd, MDB_CP_COMPACT));
     pthread_rwlock_unlock(&wm->map_lock);
     return rc;
 }

@@ -141,10 +141,10 @@ const char *wm_dbi_name(int i);
 int wm_dbi(struct wm *wm, int i, MDB_dbi *out);
 
 /* Snapshots (wsnap.h). wm_copy writes a compacted, consistent copy of the environment
- * (one read transaction; writers go on) as dir/data.mdb. wm_open_copy opens such a copy
- * read-only (no lock file, no writes; MDB_NOTFOUND when a database is missing: not a
- * write model); close it with wm_close(). */
-int wm_copy(struct wm *wm, const char *dir);
+ * (one read transaction; writers go on) into fd, a file or a pipe (snapdir_write_data).
+ * wm_open_copy opens such a copy read-only (no lock file, no writes; MDB_NOTFOUND when a
+ * database is missing: not a write model); close it with wm_close(). */
+int wm_copy(struct wm *wm, int fd);
 int wm_open_copy(const char *file, struct wm **out);
 
 #endif

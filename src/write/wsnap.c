@@ -67,11 +67,13 @@ static int copy_meta(const char *dir, uint64_t *pos, char *boot, size_t cap)
     return rc;
 }
 
+static int copy_into(void *wm, int fd) { return wm_copy(wm, fd); }
+
 /* Copy, check, seal, wait for durability: everything before the rename. */
 static int build(struct wm *wm, struct log *lg, const char *tmp, struct snapshot_info *s)
 {
     char boot[64], now[64];
-    int rc = wm_copy(wm, tmp);
+    int rc = snapdir_write_data(tmp, copy_into, wm, s);
     if (rc == 0)
         rc = copy_meta(tmp, &s->position, boot, sizeof boot);
     if (rc)

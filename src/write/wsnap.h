@@ -8,7 +8,7 @@
  * protocol as the read model's snapshots: built in tmp-PID, CRC32C, fsynced, renamed).
  *
  * Guarantees
- *  - A snapshot is a consistent copy (mdb_env_copy2, compact, one read transaction: command
+ *  - A snapshot is a consistent copy (mdb_env_copyfd2, compact, one read transaction: command
  *    workers keep committing meanwhile) holding its own applied position P.
  *  - Never ahead of the log: the model commits (MDB_NOSYNC) before the log's fdatasync
  *    covers the record, so a copy may hold a P that a power loss could still take away. A

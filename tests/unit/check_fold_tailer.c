@@ -571,6 +571,9 @@ START_TEST(test_model_of_another_layout_replaced)
     snprintf(lock, sizeof lock, "%s/lock.mdb", snap);
     ck_assert_int_eq(unlink(lock), 0);
     struct snapshot_info s = { .position = 2000 };
+    char data[600];
+    snprintf(data, sizeof data, "%s/data.mdb", snap);
+    ck_assert_int_eq(snapdir_file_crc(data, &s.crc, &s.bytes), 0);
     ck_assert_int_eq(snapdir_seal(snap, &s), 0); /* valid, of the old layout */
     snprintf(s.name, sizeof s.name, "snap-%020d", 2000);
     ck_assert_int_eq(rsnap_verify(tmpdir, &s), 0);

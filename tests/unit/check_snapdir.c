@@ -3,7 +3,8 @@
  * (newest first, the newest `max` whatever readdir's order, bad manifests and other entries
  * skipped, a missing directory empty), verify (damage, truncation, loss), publish over an
  * existing snapshot (kept, or swapped), pruning (keep < 1, more than one list's worth),
- * temporary directories, the lock, and path length errors. */
+ * temporary directories, the lock, path length errors, and the data's stream (summed on its
+ * way, written once; a producer or a file that fails). */
 #include <config.h>
 
 #include <check.h>
@@ -14,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testdir.h"
@@ -42,13 +46,28 @@ static void write_file(const char *dir, const char *name, const char *content)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Writes all of n bytes into fd: 0 or -errno. */
+static int write_all(int fd, const void *p, size_t n)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, (const char *)p + done, n - done);
+        if (w < 0)
+            return -errno;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* A snapdir_producer of the string arg. */
+static int produce_string(void *arg, int fd) { return write_all(fd, arg, strlen(arg)); }
+
 /* A snapshot at position with data.mdb holding content, through the real protocol. */
 static int make_snap(uint64_t position, const char *content, int replace, struct snapshot_info *s)
 {
     char tmp[SNAPDIR_PATH_MAX];
     ck_assert_int_eq(snapdir_begin(snaps, tmp), 0);
-    write_file(tmp, "data.mdb", content);
     memset(s, 0, sizeof *s);
+    ck_assert_int_eq(snapdir_write_data(tmp, produce_string, (void *)content, s), 0);
     s->position = position;
     ck_assert_int_eq(snapdir_seal(tmp, s), 0);
     int rc = snapdir_publish(snaps, tmp, s, replace);
@@ -271,6 +290,121 @@ START_TEST(test_tmp_lock_and_paths)
 }
 END_TEST
 
+/* A producer of n bytes of a fixed sequence (stream_byte), in pieces of an odd size, then
+ * of rc; write_rc: the error its writes met. */
+struct stream {
+    size_t n;
+    int rc, write_rc;
+};
+
+static unsigned char stream_byte(size_t i) { return (unsigned char)((i * 2654435761u) >> 13); }
+
+static int produce_stream(void *arg, int fd)
+{
+    struct stream *st = arg;
+    unsigned char buf[7919];
+    for (size_t done = 0; done < st->n;) {
+        size_t k = st->n - done < sizeof buf ? st->n - done : sizeof buf;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = stream_byte(done + i);
+        if ((st->write_rc = write_all(fd, buf, k)) != 0)
+            return st->write_rc;
+        done += k;
+    }
+    return st->rc;
+}
+
+/* Streams n bytes into dir/data.mdb (dir made here), checks what snapdir_write_data
+ * reported against the file and the sequence, and returns its code. */
+static int stream_into(const char *dir, size_t n, int producer_rc, struct stream *st)
+{
+    struct snapshot_info s;
+    memset(&s, 0, sizeof s);
+    *st = (struct stream){ n, producer_rc, 0 };
+    if (mkdir(dir, 0755) < 0)
+        ck_assert_int_eq(errno, EEXIST);
+    int rc = snapdir_write_data(dir, produce_stream, st, &s);
+    if (rc)
+        return rc;
+    uint32_t want = 0, crc;
+    uint64_t bytes;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = stream_byte(i);
+        want = ef_crc32c(want, &b, 1);
+    }
+    char data[SNAPDIR_PATH_MAX];
+    ck_assert_int_eq(ef_path_join(data, sizeof data, dir, "data.mdb"), 0);
+    ck_assert_int_eq(snapdir_file_crc(data, &crc, &bytes), 0);
+    ck_assert_uint_eq(s.bytes, n);
+    ck_assert_uint_eq(bytes, n);
+    ck_assert_uint_eq(s.crc, want);
+    ck_assert_uint_eq(crc, want);
+    return 0;
+}
+
+/* A snapshot's data comes through a pipe, summed on its way to the file: sizes that are
+ * and are not multiples of the blocks (the file is written with O_DIRECT here, ext4 or
+ * the like, but the tail), an empty one, a producer that fails, a file that exists. */
+START_TEST(test_write_data)
+{
+    char dir[SNAPDIR_PATH_MAX];
+    struct stream st;
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, td_dir, "a"), 0);
+    ck_assert_int_eq(stream_into(dir, (5u << 20) + 123, 0, &st), 0);
+    ck_assert_int_eq(stream_into(dir, 1, 0, &st), -EEXIST); /* data.mdb is there */
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, td_dir, "b"), 0);
+    ck_assert_int_eq(stream_into(dir, 2u << 20, 0, &st), 0);
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, td_dir, "c"), 0);
+    ck_assert_int_eq(stream_into(dir, 0, 0, &st), 0);
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, td_dir, "d"), 0);
+    ck_assert_int_eq(stream_into(dir, 100000, -EIO, &st), -EIO);
+    ck_assert_int_eq(st.write_rc, 0);
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, td_dir, "absent/e"), 0);
+    ck_assert_int_eq(snapdir_write_data(dir, produce_string, (void *)"x", &(struct snapshot_info){ 0 }), -ENOENT);
+}
+END_TEST
+
+/* In the child: a file size limit of 1 MiB (SIGXFSZ ignored), and 16 MiB to stream. The
+ * file's error is returned, and the producer's writes failed (EPIPE) instead of blocking
+ * forever on a pipe nobody reads. Exits 0, or the number of the check that failed. */
+static void stream_past_limit(void *arg)
+{
+    (void)arg;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = { 1u << 20, 1u << 20 };
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+        _exit(10);
+    char dir[SNAPDIR_PATH_MAX];
+    if (ef_path_join(dir, sizeof dir, td_dir, "big") || mkdir(dir, 0755) < 0)
+        _exit(11);
+    struct stream st = { 16u << 20, 0, 0 };
+    struct snapshot_info s = { 0 };
+    int rc = snapdir_write_data(dir, produce_stream, &st, &s);
+    _exit(rc != -EFBIG ? 1 : st.write_rc != -EPIPE ? 2 : 0);
+}
+
+START_TEST(test_write_data_file_fails)
+{
+    int st = td_in_child(stream_past_limit, NULL);
+    ck_assert_msg(WIFEXITED(st), "child died of signal %d", WTERMSIG(st));
+    ck_assert_msg(WEXITSTATUS(st) == 0, "check %d failed", WEXITSTATUS(st));
+    /* A file system without O_DIRECT (tmpfs): written the ordinary way; once full, ENOSPC. */
+    char mnt[SNAPDIR_PATH_MAX];
+    ck_assert_int_eq(ef_path_join(mnt, sizeof mnt, td_dir, "tmpfs"), 0);
+    if (td_mount_tmpfs(mnt, 4u << 20) != 0) {
+        fprintf(stderr, "check_snapdir: not allowed to mount a tmpfs, its cases skipped\n");
+        return;
+    }
+    struct stream s;
+    char dir[SNAPDIR_PATH_MAX];
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, mnt, "a"), 0);
+    ck_assert_int_eq(stream_into(dir, (1u << 20) + 4097, 0, &s), 0);
+    ck_assert_int_eq(ef_path_join(dir, sizeof dir, mnt, "b"), 0);
+    ck_assert_int_eq(stream_into(dir, 16u << 20, 0, &s), -ENOSPC);
+    ck_assert_int_eq(s.write_rc, -EPIPE);
+}
+END_TEST
+
 static Suite *snapdir_suite(void)
 {
     Suite *s = suite_create("snapdir");
@@ -284,6 +418,8 @@ static Suite *snapdir_suite(void)
     tcase_add_test(tc, test_prune);
     tcase_add_test(tc, test_prune_beyond_one_list);
     tcase_add_test(tc, test_tmp_lock_and_paths);
+    tcase_add_test(tc, test_write_data);
+    tcase_add_test(tc, test_write_data_file_fails);
     suite_add_tcase(s, tc);
     return s;
 }

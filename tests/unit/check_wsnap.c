@@ -485,6 +485,7 @@ START_TEST(test_snapdir_protocol)
         ck_assert_ptr_nonnull(f);
         fprintf(f, "copy %u", p);
         ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(snapdir_file_crc(data, &s.crc, &s.bytes), 0); /* as if streamed */
         ck_assert_int_eq(snapdir_seal(tmp, &s), 0);
         ck_assert_int_eq(snapdir_publish(snaps, tmp, &s, 0), 0);
     }
@@ -501,6 +502,7 @@ START_TEST(test_snapdir_protocol)
     FILE *f = fopen(data, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(snapdir_file_crc(data, &again.crc, &again.bytes), 0);
     ck_assert_int_eq(snapdir_seal(tmp, &again), 0);
     ck_assert_int_eq(snapdir_publish(snaps, tmp, &again, 0), 1);
     ck_assert_int_eq(access(tmp, F_OK), -1);
