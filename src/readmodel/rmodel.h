@@ -51,11 +51,12 @@ enum {
  * other (errno values, LMDB's codes, other modules'). */
 const char *rmodel_strerror(int err);
 
-/* Layout version stored in meta "format". 3: the position index holds a row per 64
- * positions (2: a row per position); 2: the stream index holds a row per 32 versions of a
- * stream (1: a row per record). A model of another format opens as RMODEL_ELAYOUT, and
- * the tailer replaces it (fold/model_switch.h). */
-#define RMODEL_FORMAT 3
+/* Layout version stored in meta "format". 4: order values and stream index rows keep
+ * their integers as varints (rmodel_layout.h; 3: fixed 8 bytes); 3: the position index
+ * holds a row per 64 positions (2: a row per position); 2: the stream index holds a row
+ * per 32 versions of a stream (1: a row per record). A model of another format opens as
+ * RMODEL_ELAYOUT, and the tailer replaces it (fold/model_switch.h). */
+#define RMODEL_FORMAT 4
 /* The key of the layout version in meta (a single byte). */
 #define RMODEL_META_FORMAT "format"
 

@@ -65,13 +65,17 @@ static inline unsigned char *w_u16(unsigned char *p, size_t v)
     return p + 2;
 }
 
-static inline unsigned char *w_str(unsigned char *p, struct rmodel_str s)
+static inline unsigned char *w_bytes(unsigned char *p, struct rmodel_str s)
 {
-    assert(s.n <= UINT16_MAX);
-    p = w_u16(p, s.n);
     if (s.n)
         memcpy(p, s.p, s.n);
     return p + s.n;
+}
+
+static inline unsigned char *w_str(unsigned char *p, struct rmodel_str s)
+{
+    assert(s.n <= UINT16_MAX);
+    return w_bytes(w_u16(p, s.n), s);
 }
 
 /* Reserves n bytes at the end of out; returns where they start. w_end() closes. */
@@ -125,10 +129,10 @@ static inline uint64_t rd_u64(struct rmodel_reader *r)
 
 static inline int64_t read_i64(struct rmodel_reader *r) { return (int64_t)rd_u64(r); }
 
-static inline struct rmodel_str rd_str(struct rmodel_reader *r)
+/* The next n bytes as a string (empty, and bad set, when fewer are left). */
+static inline struct rmodel_str rd_bytes(struct rmodel_reader *r, size_t n)
 {
     struct rmodel_str s = { "", 0 };
-    size_t n = rd_u16(r);
     const unsigned char *p = rd_take(r, n);
     if (p) {
         s.p = (const char *)p;
@@ -137,11 +141,74 @@ static inline struct rmodel_str rd_str(struct rmodel_reader *r)
     return s;
 }
 
+static inline struct rmodel_str rd_str(struct rmodel_reader *r) { return rd_bytes(r, rd_u16(r)); }
+
 /* The checked per-field readers of rmodel_layout.h, for the index values the queries read. */
 uint8_t rmodel_read_u8(struct rmodel_reader *r) { return rd_u8(r); }
 uint16_t rmodel_read_u16(struct rmodel_reader *r) { return rd_u16(r); }
 uint64_t rmodel_read_u64(struct rmodel_reader *r) { return rd_u64(r); }
 struct rmodel_str rmodel_read_str(struct rmodel_reader *r) { return rd_str(r); }
+
+/* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but
+ * the last; at most VARINT_MAX bytes for a u64. */
+#define VARINT_MAX 10
+
+static inline unsigned char *w_varint(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+static uint64_t rd_varint_long(struct rmodel_reader *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
+        unsigned char b = *r->p++;
+        r->n--;
+        if (shift == 63 && (b & 0x7e))
+            break; /* more than 64 bits */
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+/* Inline for the one-byte varints that most fields of an order are (the fold decodes an
+ * order per order event). */
+static inline uint64_t rd_varint(struct rmodel_reader *r)
+{
+    if (r->n && !(r->p[0] & 0x80)) {
+        r->n--;
+        return *r->p++;
+    }
+    return rd_varint_long(r);
+}
+
+/* Zigzag: signed integers near zero, either side, as small unsigned ones (then varints). */
+static inline uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63)); }
+static inline int64_t unzz(uint64_t v) { return (int64_t)((v >> 1) ^ (0 - (v & 1))); }
+
+static inline unsigned char *w_vstr(unsigned char *p, struct rmodel_str s)
+{
+    assert(s.n <= UINT16_MAX);
+    return w_bytes(w_varint(p, s.n), s);
+}
+
+static inline struct rmodel_str rd_vstr(struct rmodel_reader *r)
+{
+    uint64_t n = rd_varint(r);
+    if (n > UINT16_MAX) {
+        r->bad = 1;
+        return (struct rmodel_str){ "", 0 };
+    }
+    return rd_bytes(r, (size_t)n);
+}
 
 /* Opens a reader on a value and checks its version byte. */
 static struct rmodel_reader reader_open(const void *p, size_t n)
@@ -173,26 +240,26 @@ struct rmodel_line *rmodel_order_lines(struct rmodel_order *o, size_t n)
 void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 {
     assert(vocab_status_name(o->status) != NULL && o->nlines <= RMODEL_MAX_LINES);
-    size_t n = 2 + 5 * 8 + 2 + o->user.n + 2;
+    size_t n = 2 + 6 * VARINT_MAX + 3 + o->user.n;
     for (size_t i = 0; i < o->nlines; i++)
-        n += 3 * 2 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * 8;
+        n += 3 * 3 + o->lines[i].item.n + o->lines[i].name.n + o->lines[i].category.n + 2 * VARINT_MAX;
     unsigned char *p = w_begin(out, n);
-    p = w_u8(p, RMODEL_VAL_V1);
+    p = w_u8(p, RMODEL_VAL_V2);
     p = w_u8(p, (uint8_t)o->status);
-    p = w_u64(p, o->version);
-    p = w_u64(p, (uint64_t)o->created_at);
-    p = w_u64(p, (uint64_t)o->updated_at);
-    p = w_u64(p, (uint64_t)o->amount);
-    p = w_u64(p, o->created_position);
-    p = w_str(p, o->user);
-    p = w_u16(p, o->nlines);
+    p = w_varint(p, o->version);
+    p = w_varint(p, zz(o->created_at));
+    p = w_varint(p, zz((int64_t)((uint64_t)o->updated_at - (uint64_t)o->created_at)));
+    p = w_varint(p, zz(o->amount));
+    p = w_varint(p, o->created_position);
+    p = w_vstr(p, o->user);
+    p = w_varint(p, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         const struct rmodel_line *l = &o->lines[i];
-        p = w_str(p, l->item);
-        p = w_str(p, l->name);
-        p = w_str(p, l->category);
-        p = w_u64(p, (uint64_t)l->quantity);
-        p = w_u64(p, (uint64_t)l->price);
+        p = w_vstr(p, l->item);
+        p = w_vstr(p, l->name);
+        p = w_vstr(p, l->category);
+        p = w_varint(p, zz(l->quantity));
+        p = w_varint(p, zz(l->price));
     }
     w_end(out, p);
 }
@@ -201,25 +268,28 @@ void rmodel_order_encode(const struct rmodel_order *o, struct sbuf *out)
 int rmodel_order_decode(const void *p, size_t n, struct rmodel_order *o)
 {
     memset(o, 0, offsetof(struct rmodel_order, few_lines));
-    struct rmodel_reader r = reader_open(p, n);
+    struct rmodel_reader r = { p, n, 0 };
+    if (rd_u8(&r) != RMODEL_VAL_V2)
+        r.bad = 1;
     o->status = rd_u8(&r);
-    o->version = rd_u64(&r);
-    o->created_at = read_i64(&r);
-    o->updated_at = read_i64(&r);
-    o->amount = read_i64(&r);
-    o->created_position = rd_u64(&r);
-    o->user = rd_str(&r);
-    o->nlines = rd_u16(&r);
-    if (r.bad || o->nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
+    o->version = rd_varint(&r);
+    o->created_at = unzz(rd_varint(&r));
+    o->updated_at = (int64_t)((uint64_t)o->created_at + (uint64_t)unzz(rd_varint(&r)));
+    o->amount = unzz(rd_varint(&r));
+    o->created_position = rd_varint(&r);
+    o->user = rd_vstr(&r);
+    uint64_t nlines = rd_varint(&r);
+    if (r.bad || nlines > RMODEL_MAX_LINES || vocab_status_name(o->status) == NULL)
         goto fail;
+    o->nlines = (size_t)nlines;
     rmodel_order_lines(o, o->nlines);
     for (size_t i = 0; i < o->nlines; i++) {
         struct rmodel_line *l = &o->lines[i];
-        l->item = rd_str(&r);
-        l->name = rd_str(&r);
-        l->category = rd_str(&r);
-        l->quantity = read_i64(&r);
-        l->price = read_i64(&r);
+        l->item = rd_vstr(&r);
+        l->name = rd_vstr(&r);
+        l->category = rd_vstr(&r);
+        l->quantity = unzz(rd_varint(&r));
+        l->price = unzz(rd_varint(&r));
     }
     if (r.bad || r.n)
         goto fail;
@@ -304,34 +374,6 @@ int rmodel_daily_decode(const void *p, size_t n, struct rmodel_daily *d)
     return r.bad || r.n ? RMODEL_EFORMAT : 0;
 }
 
-/* Unsigned LEB128: seven bits a byte, the low ones first, the top bit set on all bytes but
- * the last; at most 10 bytes for a u64. */
-static unsigned char *w_varint(unsigned char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (unsigned char)v;
-    return p;
-}
-
-static uint64_t rd_varint(struct rmodel_reader *r)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && r->n; shift += 7) {
-        unsigned char b = *r->p++;
-        r->n--;
-        if (shift == 63 && (b & 0x7e))
-            break; /* more than 64 bits */
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v;
-    }
-    r->bad = 1;
-    return 0;
-}
-
 void rmodel_ploc_put(struct sbuf *row, const struct rmodel_ploc *prev, struct rmodel_ploc at)
 {
     unsigned char *p = w_begin(row, 1 + 2 * 10);
@@ -378,21 +420,23 @@ int rmodel_ploc_walk(const void *p, size_t n, uint64_t upto, uint64_t *count, si
 void rmodel_stream_entry(struct sbuf *out, uint64_t slot, uint64_t position)
 {
     assert(slot < RMODEL_STREAM_CHUNK && position > 0);
-    rmodel_put_u8(out, (uint8_t)slot);
-    rmodel_put_u64(out, position);
+    unsigned char *p = w_begin(out, 1 + VARINT_MAX);
+    p = w_u8(p, (uint8_t)slot);
+    p = w_varint(p, position);
+    w_end(out, p);
 }
 
 int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_STREAM_CHUNK])
 {
     struct rmodel_reader r = { p, n, 0 };
-    if (row && rd_u8(&r) != RMODEL_VAL_V1)
+    if (row && rd_u8(&r) != RMODEL_VAL_V2)
         return RMODEL_EFORMAT;
-    if (r.bad || r.n % RMODEL_STREAM_ENTRY)
+    if (r.bad)
         return RMODEL_EFORMAT;
     while (r.n) {
         uint8_t slot = rd_u8(&r);
-        uint64_t position = rd_u64(&r);
-        if (slot >= RMODEL_STREAM_CHUNK || position == 0)
+        uint64_t position = rd_varint(&r);
+        if (r.bad || slot >= RMODEL_STREAM_CHUNK || position == 0)
             return RMODEL_EFORMAT;
         pos[slot] = position;
     }
@@ -402,7 +446,7 @@ int rmodel_stream_merge(const void *p, size_t n, int row, uint64_t pos[RMODEL_ST
 void rmodel_stream_encode(const uint64_t pos[RMODEL_STREAM_CHUNK], struct sbuf *out)
 {
     sbuf_reset(out);
-    rmodel_put_u8(out, RMODEL_VAL_V1);
+    rmodel_put_u8(out, RMODEL_VAL_V2);
     for (uint64_t slot = 0; slot < RMODEL_STREAM_CHUNK; slot++)
         if (pos[slot])
             rmodel_stream_entry(out, slot, pos[slot]);

@@ -828,16 +828,19 @@ START_TEST(test_stream_row_codec)
     ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len - 1, 0, pos), RMODEL_EFORMAT); /* torn */
     ((unsigned char *)sb.data)[0] = RMODEL_STREAM_CHUNK;
     ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 0, pos), RMODEL_EFORMAT); /* slot */
-    sbuf_reset(&sb);
-    rmodel_put_u8(&sb, 0);
-    rmodel_put_u64(&sb, 0);
-    ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 0, pos), RMODEL_EFORMAT); /* position 0 */
+    ck_assert_int_eq(rmodel_stream_merge("\0\0", 2, 0, pos), RMODEL_EFORMAT); /* position 0 */
+    ck_assert_int_eq(rmodel_stream_merge("\0", 1, 0, pos), RMODEL_EFORMAT); /* a slot alone */
+    ck_assert_int_eq(rmodel_stream_merge("\0\x81", 2, 0, pos), RMODEL_EFORMAT); /* a torn varint */
+    ck_assert_int_eq(rmodel_stream_merge("\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\3", 11, 0, pos),
+                     RMODEL_EFORMAT); /* more than 64 bits */
     ck_assert_int_eq(rmodel_stream_merge("", 0, 1, pos), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_stream_merge("\1\0\1", 3, 1, pos), RMODEL_EFORMAT); /* format 3's row */
     memset(pos, 0, sizeof pos);
     pos[3] = 7;
     pos[0] = 5;
+    pos[31] = UINT64_MAX;
     rmodel_stream_encode(pos, &sb);
-    ck_assert_uint_eq(sb.len, 1 + 2 * RMODEL_STREAM_ENTRY);
+    ck_assert_uint_eq(sb.len, 1 + 2 + 2 + 1 + 10); /* version, two entries of a byte, one of ten */
     uint64_t back[RMODEL_STREAM_CHUNK] = { 0 };
     ck_assert_int_eq(rmodel_stream_merge(sb.data, sb.len, 1, back), 0);
     ck_assert_mem_eq(back, pos, sizeof pos);
@@ -920,25 +923,31 @@ END_TEST
         ck_assert_int_eq(decode((sb)->data, (sb)->len, out), RMODEL_EFORMAT);                \
     } while (0)
 
-/* The value codecs: an order round-trips, extremes included, and the order, user, item and
- * day decoders refuse a value of another version, torn at any byte, or with bytes after
- * its end (the encoders never write them: such a value is damaged). */
+/* The value codecs. The order's: every field round-trips, extremes included (varints of
+ * up to ten bytes, zigzag signs, a time difference that wraps), small values are short;
+ * and it refuses a value of another version, torn at any byte, with bytes after its end,
+ * with a varint of more than 64 bits, a string length past 65535 or too many lines. The
+ * user, item and day decoders refuse a value torn at any byte or with bytes after its end
+ * (the encoders never write them: such a value is damaged). */
 START_TEST(test_value_codecs)
 {
     struct rmodel_order o = { 0 }, d;
     rmodel_order_lines(&o, 2);
-    o.status = ORDER_SHIPPED;
-    o.version = UINT64_MAX;
-    o.created_at = INT64_MIN;
-    o.updated_at = INT64_MAX;
-    o.amount = -1;
+    o.status = ORDER_PAID;
+    o.version = 2;
+    o.created_at = 1735689600123;
+    o.updated_at = 1735689600999;
+    o.amount = 4200;
     o.created_position = 123456;
     o.user = (struct rmodel_str){ "u1", 2 };
     o.nlines = 2;
-    o.lines[0] = (struct rmodel_line){ { "i1", 2 }, { "Pen", 3 }, { "office", 6 }, INT64_MAX, INT64_MIN };
+    o.lines[0] = (struct rmodel_line){ { "i1", 2 }, { "Pen", 3 }, { "office", 6 }, 3, 1400 };
     o.lines[1] = (struct rmodel_line){ { "i2", 2 }, { "", 0 }, { "", 0 }, 1, 0 };
     struct sbuf sb = SBUF_INIT;
     rmodel_order_encode(&o, &sb);
+    /* v, status, version, created 6, difference 2, amount 2, position 3, user 3, nlines,
+     * line 1: 3 + 4 + 7 + 1 + 2, line 2: 3 + 1 + 1 + 1 + 1 */
+    ck_assert_uint_eq(sb.len, 1 + 1 + 1 + 6 + 2 + 2 + 3 + 3 + 1 + 17 + 7);
     ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len, &d), 0);
     ck_assert(d.status == o.status && d.version == o.version && d.created_at == o.created_at &&
               d.updated_at == o.updated_at && d.amount == o.amount &&
@@ -953,8 +962,41 @@ START_TEST(test_value_codecs)
     }
     rmodel_order_clear(&d);
     REFUSES_DAMAGE(&sb, rmodel_order_decode, &d);
-    ((unsigned char *)sb.data)[0] = RMODEL_VAL_V1 + 1;
+    ((unsigned char *)sb.data)[0] = RMODEL_VAL_V1; /* format 3's order */
     ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len - 1, &d), RMODEL_EFORMAT);
+
+    /* Extremes: the largest integers, both signs, a difference of times that wraps. */
+    static const int64_t ends[][4] = { /* created_at, updated_at, amount, quantity */
+                                       { INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX },
+                                       { INT64_MAX, INT64_MIN, INT64_MAX, INT64_MIN },
+                                       { -1, 0, -1, 1 },
+                                       { 0, -1, 0, -1 } };
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++) {
+        o.version = UINT64_MAX - k;
+        o.created_position = UINT64_MAX - k;
+        o.created_at = ends[k][0];
+        o.updated_at = ends[k][1];
+        o.amount = ends[k][2];
+        o.lines[0].quantity = ends[k][3];
+        o.lines[1].price = ends[k][2];
+        sbuf_reset(&sb);
+        rmodel_order_encode(&o, &sb);
+        ck_assert_int_eq(rmodel_order_decode(sb.data, sb.len, &d), 0);
+        ck_assert(d.version == o.version && d.created_position == o.created_position &&
+                  d.created_at == o.created_at && d.updated_at == o.updated_at && d.amount == o.amount &&
+                  d.lines[0].quantity == o.lines[0].quantity && d.lines[1].price == o.lines[1].price);
+        rmodel_order_clear(&d);
+        REFUSES_DAMAGE(&sb, rmodel_order_decode, &d);
+    }
+    /* A varint of more than 64 bits (the version), a string of 65536 bytes, 1001 lines. */
+    ck_assert_int_eq(rmodel_order_decode("\2\2\xff\xff\xff\xff\xff\xff\xff\xff\xff\3\0\0\0\0\0\0", 18, &d),
+                     RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_order_decode("\2\2\1\0\0\0\0\x80\x80\4", 10, &d), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_order_decode("\2\2\1\0\0\0\0\0\xe9\7", 10, &d), RMODEL_EFORMAT);
+    ck_assert_int_eq(rmodel_order_decode("\2\2\1\0\0\0\0\0\0", 9, &d), 0); /* no lines: valid */
+    ck_assert_uint_eq(d.nlines, 0);
+    rmodel_order_clear(&d);
+    ck_assert_int_eq(rmodel_order_decode("\2\77\1\0\0\0\0\0\0", 9, &d), RMODEL_EFORMAT); /* status */
     rmodel_order_clear(&o);
 
     struct rmodel_user u = { 1, { "Ann", 3 }, -5, 2, 7, 1, RMODEL_NO_TIME }, du;
