@@ -66,7 +66,7 @@
 #   EF_BENCH_RYW_RATE       commands/s of the read-your-writes section (default 500)
 #   EF_BENCH_RYW_GET_CONNS  connections of its GET load (default 16)
 #   EF_BENCH_RYW_ROUNDS     its rounds, each case once per round (default 2)
-#   EF_BENCH_SNAPSHOT_EVENTS  events behind the snapshot section's read model (default 2700000,
+#   EF_BENCH_SNAPSHOT_EVENTS  events behind the snapshot section's read model (default 3800000,
 #                           about 1 GB of model; quick 200000)
 # Set by the Makefile: EF_BUILDDIR, EF_SRCDIR, EF_NGINX, PYTHON3, GNUPLOT.
 set -eu
@@ -86,7 +86,7 @@ if [ "$quick" = 1 ]; then
     : "${EF_BENCH_WSNAP_EVENTS:=50000}" "${EF_BENCH_KAFKA_EVENTS:=100000}" "${EF_BENCH_PARKED:=2000}" "${EF_BENCH_FOLD_ORDERS_EVENTS:=100000}"
     : "${EF_BENCH_SNAPSHOT_EVENTS:=200000}"
 fi
-: "${EF_BENCH_SNAPSHOT_EVENTS:=2700000}"
+: "${EF_BENCH_SNAPSHOT_EVENTS:=3800000}"
 : "${EF_BENCH_PARKED:=5000}"
 : "${EF_BENCH_HTTP_SECONDS:=5}" "${EF_BENCH_RYW_SAMPLES:=1000}" "${EF_BENCH_FOLD_EVENTS:=1000000}"
 : "${EF_BENCH_TAILER_SIZES:=100000 1000000}" "${EF_BENCH_N:=2000}" "${EF_BENCH_ROUNDS:=3}"

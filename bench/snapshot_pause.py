@@ -3,7 +3,7 @@
 
 A snapshot is a copy of the whole read model, taken by a thread beside the fold: folding, and
 so read-your-writes, must not pause for it. This section builds a log of
-EF_BENCH_SNAPSHOT_EVENTS events (default 2 700 000 of the all-OrderCreated mix: a read model of
+EF_BENCH_SNAPSHOT_EVENTS events (default 3 800 000 of the all-OrderCreated mix: a read model of
 about 1 GB) with bench/bench_fold (EF_BENCH_FOLD_BUILD_ONLY), folds it with `eventfoldctl
 rebuild --from-scratch` and takes one snapshot of both models with `eventfoldctl snapshot` (so
 that the command program starts from its snapshot, and the tailer's next snapshot comes
@@ -48,7 +48,7 @@ from harness import Cluster, expect  # noqa: E402
 sys.path.insert(0, HERE)
 from ryw_bench import StallWatch, start_wrk, stop_wrk  # noqa: E402  (wrk in a session, an autogroup, of its own)
 
-EVENTS = int(os.environ.get("EF_BENCH_SNAPSHOT_EVENTS", "2700000"))
+EVENTS = int(os.environ.get("EF_BENCH_SNAPSHOT_EVENTS", "3800000"))
 EVERY = int(os.environ.get("EF_BENCH_SNAPSHOT_EVERY", "4000"))
 RATE = int(os.environ.get("EF_BENCH_SNAPSHOT_RATE", "300"))
 SECONDS = float(os.environ.get("EF_BENCH_SNAPSHOT_SECONDS", "40"))
