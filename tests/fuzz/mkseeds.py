@@ -188,8 +188,55 @@ def event_seeds():
     seed("not-object", "OrderShipped", 1, b'["order_id","o1"]')
 
 
+def varint(v):
+    """Unsigned LEB128, as rmodel_layout.h has it."""
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def zz(v):
+    """Zigzag of a signed 64-bit integer."""
+    return ((v << 1) ^ (v >> 63)) & (2**64 - 1)
+
+
+def value_seeds():
+    # Layout of fuzz_value: decoder byte (0 order, 1 user, 2 item, 3 day, 4 stream row,
+    # 5 stream entries, 6 position row), then the value, encoded here from rmodel_layout.h.
+    def vstr(b):
+        return varint(len(b)) + b
+
+    def s16(b):
+        return struct.pack("<H", len(b)) + b
+
+    def order(status, version, created, updated, amount, position, user, lines):
+        b = bytes([2, status]) + varint(version) + varint(zz(created)) + varint(zz(updated - created))
+        b += varint(zz(amount)) + varint(position) + vstr(user) + varint(len(lines))
+        for item, name, cat, qty, price in lines:
+            b += vstr(item) + vstr(name) + vstr(cat) + varint(zz(qty)) + varint(zz(price))
+        return b
+
+    write("value", "order", b"\0" + order(2, 2, 1765000000123, 1765000000999, 4200, 123456, b"u1",
+                                          [(b"i1", b"Pen", b"office", 3, 1400), (b"i2", b"", b"", 1, 0)]))
+    write("value", "order-extremes", b"\0" + order(5, 2**64 - 1, -2**63, 2**63 - 1, -1, 2**64 - 1, b"",
+                                                   [(b"i", b"n", b"c", 2**63 - 1, -2**63)]))
+    write("value", "order-no-lines", b"\0" + order(1, 1, 0, 0, 0, 1, b"u", []))
+    write("value", "order-format-3", b"\0\1\1" + b"\0" * 40 + s16(b"u1") + b"\0\0")
+    write("value", "user", b"\1" + bytes([1, 1]) + s16(b"Ann") + struct.pack("<qQqQq", -5, 2, 7, 1, -2**63))
+    write("value", "item", b"\2" + bytes([1, 1]) + s16(b"Pen") + s16(b"office") + struct.pack("<qqqq", 150, 10, 2, 3))
+    write("value", "day", b"\3\1" + struct.pack("<QQQq", 4, 3, 1, 999))
+    write("value", "stream-row", b"\4\2" + bytes([0]) + varint(5) + bytes([3]) + varint(7) + bytes([31]) + varint(2**64 - 1))
+    write("value", "stream-entries", b"\5" + bytes([0]) + varint(9) + bytes([0]) + varint(10))
+    row = b"\1" + b"\0" + varint(1) + varint(64) + varint(236) + b"\0" + varint(2) + varint(64) + varint(3)
+    write("value", "positions", b"\6" + row)
+
+
 if __name__ == "__main__":
     record_seeds()
     recovery_seeds()
     command_seeds()
     event_seeds()
+    value_seeds()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh: builds eventfold's libFuzzer harnesses with clang and runs each for a bounded time.
 #
-# Usage: tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]    (NAME: record recovery command event)
+# Usage: tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]    (NAME: record recovery command event value)
 #
 #   -t SECONDS  fuzzing time per harness (default $FUZZ_SECONDS, else 60)
 #   -j JOBS     parallel fuzzing processes per harness (libFuzzer -fork style is not used:
@@ -41,7 +41,7 @@ while getopts t:j: opt; do
     esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || set -- record recovery command event
+[ $# -gt 0 ] || set -- record recovery command event value
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "SKIP: $CC not found (Debian: apt-get install clang)"
@@ -74,6 +74,7 @@ sources() {
     recovery) echo "$SRC"/src/log/*.c "$UTIL" ;;
     command) echo "$SRC"/src/domain/command.c "$SRC"/src/domain/problem.c "$UTIL" ;;
     event) echo "$SRC"/src/readmodel/rmodel_event.c "$SRC"/src/domain/event.c "$UTIL" ;;
+    value) echo "$SRC"/src/readmodel/rmodel_codec.c "$UTIL" ;;
     *) return 1 ;;
     esac
 }
