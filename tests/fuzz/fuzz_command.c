@@ -26,17 +26,8 @@
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-#define PROP(cond)                                                                       \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_command: property failed: %s (%s:%d)\n", #cond,        \
-                    __FILE__, __LINE__);                                                 \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
+#define FUZZ_NAME "fuzz_command"
+#include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

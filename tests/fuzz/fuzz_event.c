@@ -28,17 +28,8 @@
 #include "util/eflog.h"
 #include "util/sbuf.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-#define PROP(cond)                                                                       \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_event: property failed: %s (%s:%d)\n", #cond,          \
-                    __FILE__, __LINE__);                                                 \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
+#define FUZZ_NAME "fuzz_event"
+#include "fuzz.h"
 
 /* Reused across inputs, as the fold reuses its parse state. */
 static struct rmodel_ev fast, slow, fold;

@@ -22,20 +22,10 @@
 #include "log/record.h"
 #include "util/eflog.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
+#define FUZZ_NAME "fuzz_record"
+#include "fuzz.h"
 
 #define HDR LOG_HEADER_SIZE
-
-/* A property failed: say which, then abort so libFuzzer saves the input. */
-#define PROP(cond)                                                                       \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_record: property failed: %s (%s:%d)\n", #cond,         \
-                    __FILE__, __LINE__);                                                 \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

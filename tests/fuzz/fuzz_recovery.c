@@ -35,17 +35,8 @@
 #include "log/record.h"
 #include "util/eflog.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-#define PROP(cond)                                                                       \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_recovery: property failed: %s (%s:%d)\n", #cond,       \
-                    __FILE__, __LINE__);                                                 \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
+#define FUZZ_NAME "fuzz_recovery"
+#include "fuzz.h"
 
 #define SEALED_RECORDS 3
 #define MAX_EXPECTED 4096
