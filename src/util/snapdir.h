@@ -44,12 +44,12 @@ int snapdir_begin(const char *dir, char *tmp);
 
 /* What writes a snapshot's data: all of it into fd (a pipe's write end, which it does not
  * close), then 0, or a negative code. Its writes fail with EPIPE once the file cannot be
- * written (SIGPIPE is blocked in its thread): it should then return. */
+ * written (SIGPIPE is blocked in the caller's thread meanwhile): it should then return. */
 typedef int (*snapdir_producer)(void *arg, int fd);
 
-/* Writes tmp/data.mdb (a new file) from what produce(arg, fd) writes, run on a thread of
- * its own, and sets s->bytes and s->crc from the bytes as they pass: the file is written
- * once and never read back. The file goes around the page cache (O_DIRECT) where the file
+/* Writes tmp/data.mdb (a new file) from what produce(arg, fd) writes, run in the caller's
+ * thread (another drains the pipe), and sets s->bytes and s->crc from the bytes as they
+ * pass: the file is written once and never read back. The file goes around the page cache (O_DIRECT) where the file
  * system allows it. Returns 0, the file's or the pipe's -errno, or else produce's code; on
  * failure tmp/data.mdb may be partial (the caller removes tmp). */
 int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, struct snapshot_info *s);

@@ -4,8 +4,8 @@
  * A snapshot used to be written by LMDB (mdb_env_copy2, into the directory) and then read
  * back whole for its CRC32C: twice the model's size in disk I/O, the second half while the
  * tailer and the command workers wait on the same disk for their own syncs. Here the copy
- * goes through a pipe (mdb_env_copyfd2 writes into any descriptor) and this thread sums
- * each block before writing it, so the file is written once and never read.
+ * goes through a pipe (mdb_env_copyfd2 writes into any descriptor) and each block is summed
+ * on its way to the file, so the file is written once and never read.
  *
  * The file is written with O_DIRECT where the file system allows it, as LMDB writes its
  * own copies: a copy of gigabytes through the page cache would push the models' and the
@@ -14,12 +14,18 @@
  * DATA_ALIGN but the last; a last block that is not (or a device that refuses the
  * alignment) is written without O_DIRECT.
  *
+ * Threads: produce() runs in the caller's thread, as the copy did before (LMDB's buffers
+ * come and go with the caller's heap, not a new thread's); a thread of this file drains the
+ * pipe into the file, from a block of its own mapping (unmapped when done: nothing stays
+ * in any heap of a long-lived process).
+ *
  * Invariants
- *  - The producer thread owns the pipe's write end and closes it when produce() returns:
- *    the reader's end-of-file means the producer is done (or failed).
- *  - When the file cannot be written, the reader closes its end first, so that a producer
- *    blocked in a write fails with EPIPE (SIGPIPE is blocked in its thread) instead of
- *    waiting forever; then it is joined.
+ *  - The caller closes the pipe's write end when produce() returns: the drain's end-of-file
+ *    means the producer is done (or failed).
+ *  - The drain closes the read end when it stops, so that a producer blocked in a write
+ *    when the file failed gets EPIPE instead of waiting forever. SIGPIPE is blocked in the
+ *    caller's thread meanwhile (threads produce() starts, LMDB's copy thread, inherit
+ *    that), and one that came is taken before the thread's mask is restored.
  */
 #include <config.h>
 
@@ -27,8 +33,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/crc32c.h"
@@ -37,27 +44,6 @@
 
 #define DATA_BLOCK (1u << 20) /* bytes summed and written at a time (and the pipe's size) */
 #define DATA_ALIGN 4096u      /* O_DIRECT's alignment: a page, a multiple of any block size */
-
-struct producer {
-    snapdir_producer produce;
-    void *arg;
-    int fd; /* the pipe's write end, closed by the thread */
-    int rc;
-};
-
-static void *producer_main(void *arg)
-{
-    struct producer *p = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    /* Threads the producer starts (LMDB's copy thread) inherit the mask. */
-    int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
-    p->rc = err ? -err : p->produce(p->arg, p->fd);
-    if (close(p->fd) < 0 && p->rc == 0)
-        p->rc = -errno;
-    return NULL;
-}
 
 /* Fills buf with up to cap bytes from fd: fewer only at end-of-file. *got: the count. */
 static int read_full(int fd, unsigned char *buf, size_t cap, size_t *got)
@@ -107,13 +93,13 @@ static int write_block(int fd, const unsigned char *buf, size_t n, int *direct)
     return 0;
 }
 
-/* Copies the pipe into the file, summing: 0 or -errno (the pipe's or the file's). */
+/* Copies the pipe into the file, summing: 0 or -errno (the pipe's or the file's). The
+ * block is mapped (page-aligned, as O_DIRECT wants) and unmapped at the end. */
 static int drain(int in, int out, int direct, struct snapshot_info *s)
 {
-    unsigned char *buf;
-    int err = posix_memalign((void **)&buf, DATA_ALIGN, DATA_BLOCK);
-    if (err)
-        return -err;
+    unsigned char *buf = mmap(NULL, DATA_BLOCK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED)
+        return -errno;
     int rc = 0;
     for (;;) {
         size_t got;
@@ -124,8 +110,22 @@ static int drain(int in, int out, int direct, struct snapshot_info *s)
         if ((rc = write_block(out, buf, got, &direct)) != 0)
             break;
     }
-    free(buf);
+    munmap(buf, DATA_BLOCK);
     return rc;
+}
+
+struct drainer {
+    int in, out, direct;
+    struct snapshot_info *s;
+    int rc;
+};
+
+static void *drainer_main(void *arg)
+{
+    struct drainer *d = arg;
+    d->rc = drain(d->in, d->out, d->direct, d->s);
+    close(d->in); /* a producer still writing gets EPIPE */
+    return NULL;
 }
 
 /* Creates tmp/data.mdb, with O_DIRECT when the file system has it. */
@@ -140,6 +140,16 @@ static int create_data(const char *tmp, int *direct)
     if (fd < 0 && errno == EINVAL) /* no O_DIRECT here (tmpfs) */
         fd = open(path, flags, 0644);
     return fd < 0 ? -errno : fd;
+}
+
+/* Takes a SIGPIPE left pending for this thread (its writes into the closed pipe), so
+ * that restoring the mask does not deliver it. */
+static void take_sigpipe(const sigset_t *pipe_set)
+{
+    sigset_t pending;
+    const struct timespec now = { 0, 0 };
+    while (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) && sigtimedwait(pipe_set, NULL, &now) == SIGPIPE)
+        ;
 }
 
 int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, struct snapshot_info *s)
@@ -158,22 +168,27 @@ int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, str
     /* A larger pipe: fewer switches between the two threads (a hint; the default is 64 KiB
      * and an unprivileged process may be held to less than asked). */
     (void)fcntl(ends[1], F_SETPIPE_SZ, (int)DATA_BLOCK);
-    struct producer p = { produce, arg, ends[1], 0 };
+    struct drainer d = { ends[0], out, direct, s, 0 };
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
     pthread_t th;
-    int err = pthread_create(&th, NULL, producer_main, &p);
+    int err = pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    if (err == 0 && (err = pthread_create(&th, NULL, drainer_main, &d)) != 0)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         close(ends[0]);
         close(ends[1]);
         close(out);
         return -err;
     }
-    int rc = drain(ends[0], out, direct, s);
-    close(ends[0]); /* before the join: a producer still writing gets EPIPE */
+    int produced = produce(arg, ends[1]);
+    if (close(ends[1]) < 0 && produced == 0)
+        produced = -errno;
     err = pthread_join(th, NULL);
-    if (rc == 0 && err)
-        rc = -err;
-    if (rc == 0)
-        rc = p.rc;
+    take_sigpipe(&pipe_set);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = d.rc ? d.rc : err ? -err : produced; /* the file's failure first: the cause */
     if (close(out) < 0 && rc == 0)
         rc = -errno;
     return rc;
