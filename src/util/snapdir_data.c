@@ -142,13 +142,18 @@ static int create_data(const char *tmp, int *direct)
     return fd < 0 ? -errno : fd;
 }
 
+static int sigpipe_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
 /* Takes a SIGPIPE left pending for this thread (its writes into the closed pipe), so
  * that restoring the mask does not deliver it. */
 static void take_sigpipe(const sigset_t *pipe_set)
 {
-    sigset_t pending;
     const struct timespec now = { 0, 0 };
-    while (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) && sigtimedwait(pipe_set, NULL, &now) == SIGPIPE)
+    while (sigpipe_pending() && sigtimedwait(pipe_set, NULL, &now) == SIGPIPE)
         ;
 }
 
@@ -174,6 +179,7 @@ int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, str
     sigaddset(&pipe_set, SIGPIPE);
     pthread_t th;
     int err = pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    int had_sigpipe = sigpipe_pending(); /* the caller's own, blocked before: left alone */
     if (err == 0 && (err = pthread_create(&th, NULL, drainer_main, &d)) != 0)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
@@ -186,7 +192,8 @@ int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, str
     if (close(ends[1]) < 0 && produced == 0)
         produced = -errno;
     err = pthread_join(th, NULL);
-    take_sigpipe(&pipe_set);
+    if (!had_sigpipe)
+        take_sigpipe(&pipe_set);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     int rc = d.rc ? d.rc : err ? -err : produced; /* the file's failure first: the cause */
     if (close(out) < 0 && rc == 0)
