@@ -49,9 +49,9 @@ typedef int (*snapdir_producer)(void *arg, int fd);
 
 /* Writes tmp/data.mdb (a new file) from what produce(arg, fd) writes, run in the caller's
  * thread (another drains the pipe), and sets s->bytes and s->crc from the bytes as they
- * pass: the file is written once and never read back. The file goes around the page cache (O_DIRECT) where the file
- * system allows it. Returns 0, the file's or the pipe's -errno, or else produce's code; on
- * failure tmp/data.mdb may be partial (the caller removes tmp). */
+ * pass: the file is written once and never read back. The file goes around the page cache
+ * (O_DIRECT) where the file system allows it. Returns 0, the file's or the pipe's -errno,
+ * or else produce's code; on failure tmp/data.mdb may be partial (the caller removes tmp). */
 int snapdir_write_data(const char *tmp, snapdir_producer produce, void *arg, struct snapshot_info *s);
 
 /* With tmp/data.mdb written by snapdir_write_data (s->bytes and s->crc are its) and

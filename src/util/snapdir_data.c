@@ -62,35 +62,36 @@ static int read_full(int fd, unsigned char *buf, size_t cap, size_t *got)
     return 0;
 }
 
+/* Drops O_DIRECT from fd (*direct cleared): 0 or -errno. */
+static int drop_direct(int fd, int *direct)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+        return -errno;
+    *direct = 0;
+    return 0;
+}
+
 /* Writes n bytes at the file's offset; *direct says whether fd has O_DIRECT, and is
- * cleared (the flag dropped) when this block cannot be written that way. */
+ * cleared (the flag dropped) when this block cannot be written that way: a length off the
+ * alignment (the last block), or an alignment this device refuses (EINVAL). */
 static int write_block(int fd, const unsigned char *buf, size_t n, int *direct)
 {
-    if (*direct && n % DATA_ALIGN != 0) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
-            return -errno;
-        *direct = 0;
-    }
-    size_t done = 0;
-    while (done < n) {
+    int rc = *direct && n % DATA_ALIGN != 0 ? drop_direct(fd, direct) : 0;
+    for (size_t done = 0; rc == 0 && done < n;) {
         ssize_t w = write(fd, buf + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && errno == EINVAL && *direct) { /* an alignment this device refuses */
-            int fl = fcntl(fd, F_GETFL);
-            if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
-                return -errno;
-            *direct = 0;
-            continue;
-        }
-        if (w < 0)
-            return -errno;
-        if (w == 0)
-            return -ENOSPC; /* a regular file that takes nothing: the disk is full */
-        done += (size_t)w;
+        if (w < 0 && errno == EINVAL && *direct)
+            rc = drop_direct(fd, direct);
+        else if (w < 0)
+            rc = -errno;
+        else if (w == 0)
+            rc = -ENOSPC; /* a regular file that takes nothing: the disk is full */
+        else
+            done += (size_t)w;
     }
-    return 0;
+    return rc;
 }
 
 /* Copies the pipe into the file, summing: 0 or -errno (the pipe's or the file's). The
